@@ -1,0 +1,159 @@
+//! `device-agent bench`: the agent's pipeline against bare `Session::run` on the same model, threads and
+//! arena setting, each for a fixed time. Bare runs first so that peak RSS reads as "session alone", then
+//! "session plus the agent's stages".
+
+use crate::health::system;
+use crate::BenchArgs;
+use anyhow::{Context, bail};
+use ort::session::Session;
+use ort::value::{Shape, TensorRef};
+use runtime::manifest::InputSpec;
+use runtime::preprocess::{ImagePreprocessor, SensorPreprocessor};
+use runtime::{Bundle, EngineOptions, Input, InputTensor, OnnxRuntime, Pipeline, SensorWindow, StageTimings};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+pub fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let model = &args.model;
+    let ort = OnnxRuntime::load(crate::ort_library(model.onnxruntime.as_deref()))?;
+    let bundle = Bundle::load(&model.model).with_context(|| format!("loading bundle {}", model.model.display()))?;
+    let inputs = load_inputs(&bundle, &model.inputs)?;
+    let budget = Duration::from_secs_f64(args.seconds);
+
+    let bare = bare_session_run(&ort, &bundle, model.threads, &inputs[0], budget)?;
+    let bare_peak_rss = system::peak_rss_bytes();
+
+    let options = EngineOptions { providers: model.providers.clone(), require: model.require, intra_threads: model.threads, cpu_arena: false };
+    let mut pipeline = Pipeline::new(&ort, &bundle, &options)?;
+    let mut stages: Vec<StageTimings> = Vec::new();
+    let started = Instant::now();
+    for input in inputs.iter().cycle() {
+        let (_, timings) = pipeline.infer(input)?;
+        stages.push(timings);
+        if started.elapsed() >= budget {
+            break;
+        }
+    }
+    let agent_elapsed = started.elapsed();
+    let agent_peak_rss = system::peak_rss_bytes();
+
+    let identity = pipeline.identity();
+    println!(
+        "model {} {} ({}), provider {}, intra_threads {}, {} input(s), {:.1} s per measurement",
+        identity.name,
+        identity.version,
+        &identity.sha256[..12],
+        pipeline.provider().active,
+        model.threads,
+        inputs.len(),
+        args.seconds
+    );
+    let agent_fps = stages.len() as f64 / agent_elapsed.as_secs_f64();
+    let bare_fps = bare.len() as f64 / bare.iter().map(|d| *d as f64 / 1e6).sum::<f64>().max(1e-9);
+    println!("{:<22}{:>10}{:>10}{:>10}", "", "frames/s", "p50 ms", "p99 ms");
+    let row = |name: &str, fps: Option<f64>, mut samples: Vec<u32>| {
+        samples.sort_unstable();
+        let fps = fps.map(|f| format!("{f:.1}")).unwrap_or_default();
+        println!("{name:<22}{fps:>10}{:>10.3}{:>10.3}", percentile(&samples, 0.50), percentile(&samples, 0.99));
+    };
+    row("bare Session::run", Some(bare_fps), bare.clone());
+    row("agent pipeline", Some(agent_fps), stages.iter().map(StageTimings::total_us).collect());
+    row("  decode", None, stages.iter().map(|t| t.decode_us).collect());
+    row("  preprocess", None, stages.iter().map(|t| t.preprocess_us).collect());
+    row("  inference", None, stages.iter().map(|t| t.inference_us).collect());
+    row("  postprocess", None, stages.iter().map(|t| t.postprocess_us).collect());
+    let mut inference: Vec<u32> = stages.iter().map(|t| t.inference_us).collect();
+    inference.sort_unstable();
+    let mut bare_sorted = bare;
+    bare_sorted.sort_unstable();
+    println!(
+        "ratio agent/bare: frames/s {:.3}, inference p50 {:.3}",
+        agent_fps / bare_fps,
+        percentile(&inference, 0.5) / percentile(&bare_sorted, 0.5).max(1e-9)
+    );
+    let mb = |b: Option<u64>| b.map(|b| format!("{:.1} MB", b as f64 / 1e6)).unwrap_or_else(|| "n/a".to_owned());
+    println!("peak RSS: bare session {}, with the agent's pipeline {}", mb(bare_peak_rss), mb(agent_peak_rss));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads every input once: image files as bytes, recordings as their first window.
+fn load_inputs(bundle: &Bundle, paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<Input>> {
+    let mut inputs = Vec::new();
+    for path in paths {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        inputs.push(match &bundle.manifest().input {
+            InputSpec::Image(_) => Input::Image(bytes),
+            InputSpec::Sensor(spec) => Input::Sensor(first_window(&bytes, spec.channels, spec.window)?),
+        });
+    }
+    if inputs.is_empty() {
+        bail!("no inputs");
+    }
+    Ok(inputs)
+}
+
+fn first_window(csv: &[u8], channels: usize, window: usize) -> anyhow::Result<SensorWindow> {
+    let text = std::str::from_utf8(csv)?;
+    let mut values = Vec::with_capacity(channels * window);
+    let mut sample = Vec::with_capacity(channels);
+    for line in text.lines().skip(1).filter(|l| !l.trim().is_empty()).take(window) {
+        crate::sources::samples::parse_sample(line, channels, &mut sample).map_err(anyhow::Error::msg)?;
+        values.extend_from_slice(&sample);
+    }
+    Ok(SensorWindow { channels, values })
+}
+
+/// Times bare `Session::run` on the first input, preprocessed once, with the engine's session settings.
+fn bare_session_run(ort: &OnnxRuntime, bundle: &Bundle, threads: usize, input: &Input, budget: Duration) -> anyhow::Result<Vec<u32>> {
+    let manifest = bundle.manifest();
+    let (f32_data, u8_data, shape): (Vec<f32>, Vec<u8>, Vec<usize>) = match (&manifest.input, input) {
+        (InputSpec::Image(spec), Input::Image(bytes)) => {
+            let mut pre = ImagePreprocessor::new(spec);
+            pre.decode(bytes)?;
+            pre.prepare()?;
+            match pre.tensor() {
+                InputTensor::F32(data) => (data.to_vec(), Vec::new(), spec.shape().to_vec()),
+                InputTensor::U8(data) => (Vec::new(), data.to_vec(), spec.shape().to_vec()),
+            }
+        }
+        (InputSpec::Sensor(spec), Input::Sensor(window)) => {
+            let mut pre = SensorPreprocessor::new(spec);
+            pre.prepare(window)?;
+            (pre.tensor().to_vec(), Vec::new(), spec.shape().to_vec())
+        }
+        _ => bail!("the input does not match the model's input kind"),
+    };
+    let mut session = Session::builder(ort.environment())?
+        .with_intra_threads(threads)
+        .map_err(ort::Error::<()>::from)?
+        .with_inter_threads(1)
+        .map_err(ort::Error::<()>::from)?
+        .with_execution_providers([ort::ep::CPU::default().with_arena_allocator(false).build()])
+        .map_err(ort::Error::<()>::from)?
+        .commit_from_memory(bundle.model_bytes())?;
+    let name = manifest.input.tensor().to_owned();
+    let mut samples = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < budget {
+        let shape = Shape::new(shape.iter().map(|d| *d as i64));
+        let value = if u8_data.is_empty() {
+            TensorRef::from_array_view((shape, f32_data.as_slice()))?.into_dyn()
+        } else {
+            TensorRef::from_array_view((shape, u8_data.as_slice()))?.into_dyn()
+        };
+        let run_started = Instant::now();
+        let outputs = session.run(ort::inputs![name.as_str() => value])?;
+        samples.push(u32::try_from(run_started.elapsed().as_micros()).unwrap_or(u32::MAX));
+        drop(outputs);
+    }
+    Ok(samples)
+}
+
+/// The `q` quantile of sorted microseconds, in milliseconds.
+fn percentile(sorted_us: &[u32], q: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted_us.len() - 1) as f64 * q).round() as usize;
+    sorted_us[index] as f64 / 1000.0
+}

@@ -1,0 +1,676 @@
+//! The agent's configuration: one TOML file, parsed strictly (unknown keys are errors) and then validated as a
+//! whole, so that one run reports every problem, each with its key path (`sources[1].rate_fps: must be > 0`).
+//!
+//! Every default lives in the `Default` impl of its section; the few that depend on other keys (the MQTT
+//! port, client id and prefix, the TLS server name, inbound topics) are computed by the accessors next to
+//! them. Optional strings and paths treat `""` as unset, so a template with `client_id = ""` means "default".
+
+use crate::wire::{Format, Topics};
+use runtime::ProviderKind;
+use serde::{Deserialize, Deserializer};
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Names the device in topics and payloads: `[A-Za-z0-9_-]+`. Required.
+    pub device_id: String,
+    pub onnxruntime: OnnxRuntimeConfig,
+    pub mqtt: MqttConfig,
+    pub health: HealthConfig,
+    pub sources: Vec<SourceConfig>,
+}
+
+/// `[onnxruntime]`: how sessions are built.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OnnxRuntimeConfig {
+    /// The ONNX Runtime shared library. Not relative to the config file: a relative path is looked up beside
+    /// the executable first, then left to `dlopen`.
+    pub library: PathBuf,
+    /// Threads per session (`>= 1`).
+    pub intra_threads: usize,
+    /// ONNX Runtime's CPU memory arena: faster allocation, but it keeps its peak, which small boards feel.
+    pub cpu_arena: bool,
+    /// When not empty, replaces every bundle's `execution.providers`, best first.
+    pub providers: Vec<ProviderKind>,
+    /// Refuse to fall back to CPU when a preferred accelerator fails.
+    pub require: bool,
+}
+
+impl Default for OnnxRuntimeConfig {
+    fn default() -> Self {
+        OnnxRuntimeConfig {
+            library: PathBuf::from("libonnxruntime.so.1"),
+            intra_threads: 1,
+            cpu_arena: false,
+            providers: Vec::new(),
+            require: false,
+        }
+    }
+}
+
+/// `[mqtt]`: the broker connection.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttConfig {
+    pub host: String,
+    /// Unset: 1883, or 8883 with TLS. See [`MqttConfig::port`].
+    pub port: Option<u16>,
+    /// Unset: the device id. See [`AgentConfig::mqtt_client_id`].
+    #[serde(deserialize_with = "empty_as_none")]
+    pub client_id: Option<String>,
+    /// Unset: `devices/<device_id>`. See [`AgentConfig::topics`].
+    #[serde(deserialize_with = "empty_as_none")]
+    pub prefix: Option<String>,
+    /// `>= 5`.
+    pub keep_alive_secs: u64,
+    /// Encoding of everything the agent publishes.
+    pub format: Format,
+    #[serde(deserialize_with = "empty_as_none")]
+    pub username: Option<String>,
+    #[serde(deserialize_with = "empty_as_none")]
+    pub password: Option<String>,
+    /// A file whose content (trailing newline trimmed) is the password; read when the link starts.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub password_file: Option<PathBuf>,
+    /// Capacity of the MQTT request queue: publishes beyond it are refused, never waited for.
+    pub queue_capacity: usize,
+    /// Largest MQTT packet sent or accepted (inbound frames included).
+    pub max_packet_bytes: usize,
+    pub qos: QosConfig,
+    /// Present: connect with TLS.
+    pub tls: Option<TlsConfig>,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            host: "127.0.0.1".into(),
+            port: None,
+            client_id: None,
+            prefix: None,
+            keep_alive_secs: 30,
+            format: Format::Json,
+            username: None,
+            password: None,
+            password_file: None,
+            queue_capacity: 64,
+            max_packet_bytes: 2 * 1024 * 1024,
+            qos: QosConfig::default(),
+            tls: None,
+        }
+    }
+}
+
+impl MqttConfig {
+    /// The configured port, else the MQTT default for the transport.
+    pub fn port(&self) -> u16 {
+        match (self.port, &self.tls) {
+            (Some(port), _) => port,
+            (None, Some(_)) => 8883,
+            (None, None) => 1883,
+        }
+    }
+}
+
+/// `[mqtt.qos]`: QoS level (0, 1 or 2) per kind of message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QosConfig {
+    pub status: u8,
+    pub predictions: u8,
+    pub health: u8,
+    pub errors: u8,
+}
+
+impl Default for QosConfig {
+    fn default() -> Self {
+        QosConfig { status: 1, predictions: 1, health: 0, errors: 1 }
+    }
+}
+
+/// `[mqtt.tls]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM CA certificate(s) the broker's certificate must chain to. Required.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Mutual TLS: the client certificate chain (PEM), with `client_key_file`; both or neither.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub client_cert_file: Option<PathBuf>,
+    #[serde(deserialize_with = "empty_as_none")]
+    pub client_key_file: Option<PathBuf>,
+    /// The name the broker's certificate must carry; unset: the host.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub server_name: Option<String>,
+}
+
+/// `[health]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Seconds between health reports (`>= 1`).
+    pub interval_secs: u64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig { interval_secs: 10 }
+    }
+}
+
+/// One `[[sources]]` entry, by `kind`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SourceConfig {
+    /// Image files replayed (or a directory watched) at a fixed rate.
+    Images(ImagesSource),
+    /// JPEG/PNG frames published to a topic.
+    MqttFrames(MqttFramesSource),
+    /// Sensor samples from a CSV file.
+    Csv(CsvSource),
+    /// Sensor samples from standard input, one per line.
+    Stdin(StdinSource),
+    /// Whole sensor windows published to a topic.
+    MqttSensor(MqttSensorSource),
+}
+
+/// `kind = "images"`. Camera-like: only the latest frame is kept.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImagesSource {
+    pub name: String,
+    pub model: PathBuf,
+    /// A directory (its images in name order) or one file; exactly one of `path` and `files`.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub path: Option<PathBuf>,
+    pub files: Vec<PathBuf>,
+    /// Frames per second (`> 0`).
+    pub rate_fps: f64,
+    /// `loop` in TOML: start over after the last file.
+    #[serde(rename = "loop")]
+    pub repeat: bool,
+    /// Watch the `path` directory for new files instead of replaying it.
+    pub watch: bool,
+}
+
+impl Default for ImagesSource {
+    fn default() -> Self {
+        ImagesSource {
+            name: String::new(),
+            model: PathBuf::new(),
+            path: None,
+            files: Vec::new(),
+            rate_fps: 2.0,
+            repeat: false,
+            watch: false,
+        }
+    }
+}
+
+/// `kind = "mqtt_frames"`. Camera-like: only the latest frame is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttFramesSource {
+    pub name: String,
+    pub model: PathBuf,
+    /// Unset: `<prefix>/frames/<name>`.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub topic: Option<String>,
+}
+
+/// `kind = "csv"`: one sample per row, windows cut by the model's input length.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CsvSource {
+    pub name: String,
+    pub model: PathBuf,
+    /// Required.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub path: Option<PathBuf>,
+    /// Samples per second; 0: as fast as the pipeline takes windows.
+    pub rate_hz: f64,
+    /// Samples between window starts (`> 0`); unset: the window length (no overlap).
+    pub stride: Option<u32>,
+    /// `loop` in TOML: start over at the end of the file.
+    #[serde(rename = "loop")]
+    pub repeat: bool,
+    /// Windows waiting for inference; a full queue drops the new window.
+    pub queue: usize,
+}
+
+impl Default for CsvSource {
+    fn default() -> Self {
+        CsvSource {
+            name: String::new(),
+            model: PathBuf::new(),
+            path: None,
+            rate_hz: 0.0,
+            stride: None,
+            repeat: false,
+            queue: DEFAULT_SENSOR_QUEUE,
+        }
+    }
+}
+
+/// `kind = "stdin"`: one sample per line, numbers separated by commas or whitespace.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StdinSource {
+    pub name: String,
+    pub model: PathBuf,
+    /// As for [`CsvSource::stride`].
+    pub stride: Option<u32>,
+    pub queue: usize,
+}
+
+impl Default for StdinSource {
+    fn default() -> Self {
+        StdinSource { name: String::new(), model: PathBuf::new(), stride: None, queue: DEFAULT_SENSOR_QUEUE }
+    }
+}
+
+/// `kind = "mqtt_sensor"`: one [`SensorWindowMsg`](crate::wire::SensorWindowMsg) per message.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttSensorSource {
+    pub name: String,
+    pub model: PathBuf,
+    /// Unset: `<prefix>/sensor/<name>`.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub topic: Option<String>,
+    pub encoding: Format,
+    pub queue: usize,
+}
+
+impl Default for MqttSensorSource {
+    fn default() -> Self {
+        MqttSensorSource {
+            name: String::new(),
+            model: PathBuf::new(),
+            topic: None,
+            encoding: Format::Json,
+            queue: DEFAULT_SENSOR_QUEUE,
+        }
+    }
+}
+
+const DEFAULT_SENSOR_QUEUE: usize = 8;
+/// More queued windows than this only adds latency; the bound keeps a typo from reserving memory.
+const MAX_SENSOR_QUEUE: usize = 4096;
+/// The MQTT protocol's limit on a packet's remaining length.
+const MAX_MQTT_PACKET_BYTES: usize = 268_435_455;
+
+impl SourceConfig {
+    /// The source's name, unique among sources.
+    pub fn name(&self) -> &str {
+        match self {
+            SourceConfig::Images(s) => &s.name,
+            SourceConfig::MqttFrames(s) => &s.name,
+            SourceConfig::Csv(s) => &s.name,
+            SourceConfig::Stdin(s) => &s.name,
+            SourceConfig::MqttSensor(s) => &s.name,
+        }
+    }
+
+    /// The model bundle directory.
+    pub fn model(&self) -> &Path {
+        match self {
+            SourceConfig::Images(s) => &s.model,
+            SourceConfig::MqttFrames(s) => &s.model,
+            SourceConfig::Csv(s) => &s.model,
+            SourceConfig::Stdin(s) => &s.model,
+            SourceConfig::MqttSensor(s) => &s.model,
+        }
+    }
+
+    /// The `kind` as written in the file.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceConfig::Images(_) => "images",
+            SourceConfig::MqttFrames(_) => "mqtt_frames",
+            SourceConfig::Csv(_) => "csv",
+            SourceConfig::Stdin(_) => "stdin",
+            SourceConfig::MqttSensor(_) => "mqtt_sensor",
+        }
+    }
+
+    /// The topic an MQTT source subscribes to (its own, or the default under `topics`); `None` for others.
+    pub fn inbound_topic(&self, topics: &Topics) -> Option<String> {
+        match self {
+            SourceConfig::MqttFrames(s) => Some(s.topic.clone().unwrap_or_else(|| topics.frames(&s.name))),
+            SourceConfig::MqttSensor(s) => Some(s.topic.clone().unwrap_or_else(|| topics.sensor(&s.name))),
+            SourceConfig::Images(_) | SourceConfig::Csv(_) | SourceConfig::Stdin(_) => None,
+        }
+    }
+
+    fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
+        match self {
+            SourceConfig::Images(s) => {
+                let mut paths: Vec<&mut PathBuf> = vec![&mut s.model];
+                paths.extend(s.path.as_mut());
+                paths.extend(s.files.iter_mut());
+                paths
+            }
+            SourceConfig::MqttFrames(s) => vec![&mut s.model],
+            SourceConfig::Csv(s) => {
+                let mut paths: Vec<&mut PathBuf> = vec![&mut s.model];
+                paths.extend(s.path.as_mut());
+                paths
+            }
+            SourceConfig::Stdin(s) => vec![&mut s.model],
+            SourceConfig::MqttSensor(s) => vec![&mut s.model],
+        }
+    }
+}
+
+impl AgentConfig {
+    /// Parses and validates a config. Paths stay as written; [`AgentConfig::load`] makes them relative to
+    /// the file.
+    pub fn parse(text: &str) -> Result<AgentConfig, ConfigErrors> {
+        let config: AgentConfig = toml::from_str(text)
+            .map_err(|e| ConfigErrors(vec![ConfigError { key: String::new(), message: e.to_string() }]))?;
+        let problems = config.validate();
+        if problems.is_empty() { Ok(config) } else { Err(ConfigErrors(problems)) }
+    }
+
+    /// Reads, parses and validates `path`, then resolves relative paths against its directory.
+    pub fn load(path: &Path) -> Result<AgentConfig, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError { key: String::new(), message: format!("reading {}: {e}", path.display()) }])
+        })?;
+        let mut config = AgentConfig::parse(&text)?;
+        config.resolve_paths(path.parent().unwrap_or(Path::new("")));
+        Ok(config)
+    }
+
+    /// Makes every relative path (models, source files, TLS files, password file) relative to `base_dir`.
+    /// The ONNX Runtime library is left alone: it has its own lookup.
+    pub fn resolve_paths(&mut self, base_dir: &Path) {
+        let mqtt = &mut self.mqtt;
+        let mut paths: Vec<&mut PathBuf> = mqtt.password_file.iter_mut().collect();
+        if let Some(tls) = &mut mqtt.tls {
+            paths.extend(tls.ca_file.as_mut());
+            paths.extend(tls.client_cert_file.as_mut());
+            paths.extend(tls.client_key_file.as_mut());
+        }
+        for source in &mut self.sources {
+            paths.extend(source.paths_mut());
+        }
+        for path in paths {
+            // `join` keeps absolute paths as they are.
+            *path = base_dir.join(&*path);
+        }
+    }
+
+    /// The MQTT client id: `mqtt.client_id`, else the device id.
+    pub fn mqtt_client_id(&self) -> &str {
+        self.mqtt.client_id.as_deref().unwrap_or(&self.device_id)
+    }
+
+    /// The agent's topics, under `mqtt.prefix` or `devices/<device_id>`.
+    pub fn topics(&self) -> Topics {
+        match &self.mqtt.prefix {
+            Some(prefix) => Topics::new(prefix.clone()),
+            None => Topics::new(format!("devices/{}", self.device_id)),
+        }
+    }
+
+    fn validate(&self) -> Vec<ConfigError> {
+        let mut problems = Problems::default();
+        if self.device_id.is_empty() {
+            problems.push("device_id", "is required");
+        } else if !is_identifier(&self.device_id) {
+            problems.push("device_id", "must match [A-Za-z0-9_-]+");
+        }
+        self.onnxruntime.validate(&mut problems);
+        self.mqtt.validate(&mut problems);
+        if self.health.interval_secs < 1 {
+            problems.push("health.interval_secs", "must be >= 1");
+        }
+        self.validate_sources(&mut problems);
+        problems.0
+    }
+
+    fn validate_sources(&self, problems: &mut Problems) {
+        if self.sources.is_empty() {
+            problems.push("sources", "at least one source is required");
+        }
+        let topics = self.topics();
+        let mut names: HashMap<&str, usize> = HashMap::new();
+        let mut inbound: HashMap<String, usize> = HashMap::new();
+        let mut first_stdin = None;
+        for (index, source) in self.sources.iter().enumerate() {
+            let key = format!("sources[{index}]");
+            source.validate(&key, problems);
+            let name = source.name();
+            if !name.is_empty() {
+                if let Some(first) = names.insert(name, index) {
+                    problems.push(format!("{key}.name"), format!("duplicate of sources[{first}].name ({name:?})"));
+                }
+            }
+            if let Some(topic) = source.inbound_topic(&topics) {
+                if let Some(first) = inbound.insert(topic.clone(), index) {
+                    problems.push(format!("{key}.topic"), format!("{topic:?} is also the topic of sources[{first}]"));
+                }
+            }
+            if matches!(source, SourceConfig::Stdin(_)) {
+                match first_stdin {
+                    Some(first) => problems.push(format!("{key}.kind"), format!("sources[{first}] already reads stdin")),
+                    None => first_stdin = Some(index),
+                }
+            }
+        }
+    }
+}
+
+impl OnnxRuntimeConfig {
+    fn validate(&self, problems: &mut Problems) {
+        if self.library.as_os_str().is_empty() {
+            problems.push("onnxruntime.library", "must not be empty");
+        }
+        if self.intra_threads < 1 {
+            problems.push("onnxruntime.intra_threads", "must be >= 1");
+        }
+        for (index, provider) in self.providers.iter().enumerate() {
+            if self.providers[..index].contains(provider) {
+                problems.push(format!("onnxruntime.providers[{index}]"), format!("{} is listed twice", provider.name()));
+            }
+        }
+    }
+}
+
+impl MqttConfig {
+    fn validate(&self, problems: &mut Problems) {
+        if self.host.is_empty() {
+            problems.push("mqtt.host", "must not be empty");
+        }
+        if self.port == Some(0) {
+            problems.push("mqtt.port", "must be > 0");
+        }
+        if let Some(prefix) = &self.prefix {
+            if let Some(why) = topic_problem(prefix) {
+                problems.push("mqtt.prefix", why);
+            }
+        }
+        if !(5..=u64::from(u16::MAX)).contains(&self.keep_alive_secs) {
+            problems.push("mqtt.keep_alive_secs", "must be between 5 and 65535");
+        }
+        if self.password.is_some() && self.password_file.is_some() {
+            problems.push("mqtt.password_file", "set either password or password_file, not both");
+        }
+        if self.username.is_none() && (self.password.is_some() || self.password_file.is_some()) {
+            problems.push("mqtt.username", "is required when a password is set");
+        }
+        if self.queue_capacity < 1 {
+            problems.push("mqtt.queue_capacity", "must be >= 1");
+        }
+        if !(1024..=MAX_MQTT_PACKET_BYTES).contains(&self.max_packet_bytes) {
+            problems.push("mqtt.max_packet_bytes", format!("must be between 1024 and {MAX_MQTT_PACKET_BYTES}"));
+        }
+        let qos = &self.qos;
+        for (name, level) in
+            [("status", qos.status), ("predictions", qos.predictions), ("health", qos.health), ("errors", qos.errors)]
+        {
+            if level > 2 {
+                problems.push(format!("mqtt.qos.{name}"), "must be 0, 1 or 2");
+            }
+        }
+        if let Some(tls) = &self.tls {
+            if tls.ca_file.is_none() {
+                problems.push("mqtt.tls.ca_file", "is required when [mqtt.tls] is present");
+            }
+            match (&tls.client_cert_file, &tls.client_key_file) {
+                (Some(_), None) => problems.push("mqtt.tls.client_key_file", "is required with client_cert_file"),
+                (None, Some(_)) => problems.push("mqtt.tls.client_cert_file", "is required with client_key_file"),
+                _ => {}
+            }
+        }
+    }
+}
+
+impl SourceConfig {
+    fn validate(&self, key: &str, problems: &mut Problems) {
+        let name = self.name();
+        if name.is_empty() {
+            problems.push(format!("{key}.name"), "is required");
+        } else if !is_identifier(name) {
+            problems.push(format!("{key}.name"), "must match [A-Za-z0-9_-]+ (it is part of topics)");
+        }
+        if self.model().as_os_str().is_empty() {
+            problems.push(format!("{key}.model"), "is required");
+        }
+        match self {
+            SourceConfig::Images(s) => {
+                match (&s.path, s.files.is_empty()) {
+                    (None, true) => problems.push(format!("{key}.path"), "one of path or files is required"),
+                    (Some(_), false) => problems.push(format!("{key}.files"), "set either path or files, not both"),
+                    _ => {}
+                }
+                if !(s.rate_fps.is_finite() && s.rate_fps > 0.0) {
+                    problems.push(format!("{key}.rate_fps"), "must be > 0");
+                }
+                if s.watch && s.path.is_none() {
+                    problems.push(format!("{key}.watch"), "needs path (a directory)");
+                }
+                if s.watch && s.repeat {
+                    problems.push(format!("{key}.loop"), "can't be combined with watch");
+                }
+            }
+            SourceConfig::MqttFrames(s) => validate_topic(key, s.topic.as_deref(), problems),
+            SourceConfig::Csv(s) => {
+                if s.path.is_none() {
+                    problems.push(format!("{key}.path"), "is required");
+                }
+                if !(s.rate_hz.is_finite() && s.rate_hz >= 0.0) {
+                    problems.push(format!("{key}.rate_hz"), "must be >= 0");
+                }
+                validate_stride(key, s.stride, problems);
+                validate_queue(key, s.queue, problems);
+            }
+            SourceConfig::Stdin(s) => {
+                validate_stride(key, s.stride, problems);
+                validate_queue(key, s.queue, problems);
+            }
+            SourceConfig::MqttSensor(s) => {
+                validate_topic(key, s.topic.as_deref(), problems);
+                validate_queue(key, s.queue, problems);
+            }
+        }
+    }
+}
+
+fn validate_topic(key: &str, topic: Option<&str>, problems: &mut Problems) {
+    if let Some(why) = topic.and_then(topic_problem) {
+        problems.push(format!("{key}.topic"), why);
+    }
+}
+
+fn validate_stride(key: &str, stride: Option<u32>, problems: &mut Problems) {
+    if stride == Some(0) {
+        problems.push(format!("{key}.stride"), "must be > 0");
+    }
+}
+
+fn validate_queue(key: &str, queue: usize, problems: &mut Problems) {
+    if !(1..=MAX_SENSOR_QUEUE).contains(&queue) {
+        problems.push(format!("{key}.queue"), format!("must be between 1 and {MAX_SENSOR_QUEUE}"));
+    }
+}
+
+/// What is wrong with a topic (or prefix) the agent publishes or subscribes to, if anything.
+fn topic_problem(topic: &str) -> Option<&'static str> {
+    if topic.is_empty() {
+        Some("must not be empty")
+    } else if topic.contains(['+', '#']) {
+        Some("must not contain MQTT wildcards (+ #)")
+    } else if topic.contains('\0') {
+        Some("must not contain NUL")
+    } else if topic.ends_with('/') {
+        Some("must not end with /")
+    } else {
+        None
+    }
+}
+
+fn is_identifier(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// `""` is "unset", so that templates can list every key.
+fn empty_as_none<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: From<String>,
+{
+    let text = String::deserialize(deserializer)?;
+    Ok(if text.is_empty() { None } else { Some(T::from(text)) })
+}
+
+/// One problem, at one key (empty for problems of the file as a whole, such as TOML syntax).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() { f.write_str(&self.message) } else { write!(f, "{}: {}", self.key, self.message) }
+    }
+}
+
+/// Every problem found (section by section), displayed one per line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, error) in self.0.iter().enumerate() {
+            if index > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+#[derive(Default)]
+struct Problems(Vec<ConfigError>);
+
+impl Problems {
+    fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigError { key: key.into(), message: message.into() });
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,422 @@
+use super::*;
+
+const MINIMAL: &str = r#"
+device_id = "cam-01"
+[[sources]]
+name = "front-door"
+model = "models/image-classifier"
+kind = "images"
+path = "frames"
+"#;
+
+/// Every key of every section, as in the documented template.
+const FULL: &str = r#"
+device_id = "cam-01"
+[onnxruntime]
+library = "ort/libonnxruntime.so.1"
+intra_threads = 2
+cpu_arena = true
+providers = ["cuda", "cpu"]
+require = true
+[mqtt]
+host = "broker.local"
+port = 8884
+client_id = "agent-7"
+prefix = "site/a"
+keep_alive_secs = 10
+format = "postcard"
+username = "agent"
+password_file = "secret"
+queue_capacity = 16
+max_packet_bytes = 65536
+[mqtt.qos]
+status = 2
+predictions = 0
+health = 1
+errors = 0
+[mqtt.tls]
+ca_file = "ca.pem"
+client_cert_file = "client.pem"
+client_key_file = "client.key"
+server_name = "broker"
+[health]
+interval_secs = 3
+[[sources]]
+name = "front-door"
+model = "models/classifier"
+kind = "images"
+files = ["a.jpg", "/abs/b.png"]
+rate_fps = 0.5
+loop = true
+[[sources]]
+name = "cam-mqtt"
+model = "models/detector"
+kind = "mqtt_frames"
+topic = "cameras/door"
+[[sources]]
+name = "vib"
+model = "models/anomaly"
+kind = "csv"
+path = "data/vib.csv"
+rate_hz = 100.0
+stride = 32
+loop = true
+queue = 4
+[[sources]]
+name = "console"
+model = "models/anomaly"
+kind = "stdin"
+stride = 8
+[[sources]]
+name = "imu"
+model = "models/anomaly"
+kind = "mqtt_sensor"
+encoding = "postcard"
+queue = 2
+"#;
+
+fn errors(text: &str) -> Vec<String> {
+    match AgentConfig::parse(text) {
+        Ok(config) => panic!("expected errors, parsed {config:#?}"),
+        Err(ConfigErrors(errors)) => errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+/// A minimal config with `extra` appended to its only source.
+fn with_source_keys(extra: &str) -> String {
+    format!("{MINIMAL}{extra}\n")
+}
+
+#[test]
+fn defaults() {
+    let config = AgentConfig::parse(MINIMAL).expect("valid");
+    assert_eq!(config.onnxruntime, OnnxRuntimeConfig::default());
+    assert_eq!(config.onnxruntime.library, Path::new("libonnxruntime.so.1"));
+    assert_eq!(config.onnxruntime.intra_threads, 1);
+    assert!(!config.onnxruntime.cpu_arena && !config.onnxruntime.require);
+    assert_eq!(config.mqtt, MqttConfig::default());
+    assert_eq!(config.mqtt.host, "127.0.0.1");
+    assert_eq!(config.mqtt.port(), 1883);
+    assert_eq!(config.mqtt_client_id(), "cam-01");
+    assert_eq!(config.topics(), Topics::new("devices/cam-01"));
+    assert_eq!(config.mqtt.keep_alive_secs, 30);
+    assert_eq!(config.mqtt.format, Format::Json);
+    assert_eq!(config.mqtt.queue_capacity, 64);
+    assert_eq!(config.mqtt.qos, QosConfig { status: 1, predictions: 1, health: 0, errors: 1 });
+    assert_eq!(config.health.interval_secs, 10);
+    let SourceConfig::Images(images) = &config.sources[0] else { panic!("images") };
+    assert_eq!(images.rate_fps, 2.0);
+    assert!(!images.repeat && !images.watch && images.files.is_empty());
+}
+
+#[test]
+fn sensor_and_mqtt_source_defaults() {
+    let text = r#"
+device_id = "d"
+[[sources]]
+name = "vib"
+model = "m"
+kind = "csv"
+path = "v.csv"
+[[sources]]
+name = "imu"
+model = "m"
+kind = "mqtt_sensor"
+[[sources]]
+name = "door"
+model = "m"
+kind = "mqtt_frames"
+[[sources]]
+name = "console"
+model = "m"
+kind = "stdin"
+"#;
+    let config = AgentConfig::parse(text).expect("valid");
+    let SourceConfig::Csv(csv) = &config.sources[0] else { panic!("csv") };
+    assert_eq!((csv.rate_hz, csv.stride, csv.repeat, csv.queue), (0.0, None, false, 8));
+    let SourceConfig::MqttSensor(sensor) = &config.sources[1] else { panic!("mqtt_sensor") };
+    assert_eq!((sensor.encoding, sensor.queue), (Format::Json, 8));
+    let topics = config.topics();
+    assert_eq!(config.sources[1].inbound_topic(&topics).as_deref(), Some("devices/d/sensor/imu"));
+    assert_eq!(config.sources[2].inbound_topic(&topics).as_deref(), Some("devices/d/frames/door"));
+    assert_eq!(config.sources[0].inbound_topic(&topics), None);
+    let SourceConfig::Stdin(stdin) = &config.sources[3] else { panic!("stdin") };
+    assert_eq!((stdin.stride, stdin.queue), (None, 8));
+    let kinds: Vec<&str> = config.sources.iter().map(SourceConfig::kind).collect();
+    assert_eq!(kinds, ["csv", "mqtt_sensor", "mqtt_frames", "stdin"]);
+}
+
+#[test]
+fn every_key_is_read() {
+    let config = AgentConfig::parse(FULL).expect("valid");
+    assert_eq!(config.onnxruntime.providers, [ProviderKind::Cuda, ProviderKind::Cpu]);
+    assert_eq!(config.onnxruntime.intra_threads, 2);
+    assert!(config.onnxruntime.cpu_arena && config.onnxruntime.require);
+    assert_eq!(config.mqtt.port(), 8884);
+    assert_eq!(config.mqtt_client_id(), "agent-7");
+    assert_eq!(config.topics(), Topics::new("site/a"));
+    assert_eq!(config.mqtt.format, Format::Postcard);
+    assert_eq!(config.mqtt.qos, QosConfig { status: 2, predictions: 0, health: 1, errors: 0 });
+    assert_eq!(config.mqtt.max_packet_bytes, 65536);
+    let tls = config.mqtt.tls.as_ref().expect("tls");
+    assert_eq!(tls.server_name.as_deref(), Some("broker"));
+    assert_eq!(config.health.interval_secs, 3);
+    assert_eq!(config.sources.len(), 5);
+    assert_eq!(config.sources[1].inbound_topic(&config.topics()).as_deref(), Some("cameras/door"));
+    assert_eq!(config.sources[4].inbound_topic(&config.topics()).as_deref(), Some("site/a/sensor/imu"));
+}
+
+#[test]
+fn tls_changes_the_default_port_and_empty_strings_are_unset() {
+    let text = format!("{MINIMAL}[mqtt]\nclient_id = \"\"\nprefix = \"\"\n[mqtt.tls]\nca_file = \"ca.pem\"\nclient_cert_file = \"\"\nclient_key_file = \"\"\n");
+    // `[mqtt]` after `[[sources]]` is still a top-level table in TOML.
+    let config = AgentConfig::parse(&text).expect("valid");
+    assert_eq!(config.mqtt.port(), 8883);
+    assert_eq!(config.mqtt_client_id(), "cam-01");
+    assert_eq!(config.topics(), Topics::new("devices/cam-01"));
+    let tls = config.mqtt.tls.expect("tls");
+    assert_eq!((tls.client_cert_file, tls.client_key_file), (None, None));
+}
+
+#[test]
+fn unknown_keys_are_rejected() {
+    for text in [
+        format!("{MINIMAL}[mqtt]\nhots = \"x\"\n"),
+        format!("colour = 1\n{MINIMAL}"),
+        format!("{MINIMAL}[mqtt.qos]\nstatuss = 1\n"),
+        format!("{MINIMAL}[mqtt.tls]\nca_file = \"a\"\ncafile = \"b\"\n"),
+        format!("{MINIMAL}[health]\ninterval = 3\n"),
+        format!("{MINIMAL}[onnxruntime]\nthreads = 3\n"),
+        with_source_keys("rate = 3"),
+        // `queue` belongs to sensor sources only: camera sources keep the latest frame.
+        with_source_keys("queue = 3"),
+    ] {
+        let errors = errors(&text);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("unknown field"), "{text}\n{errors:?}");
+    }
+}
+
+#[test]
+fn unknown_kind_format_and_provider_are_rejected() {
+    assert!(errors(&MINIMAL.replace("\"images\"", "\"video\""))[0].contains("video"));
+    assert!(errors(&format!("{MINIMAL}[mqtt]\nformat = \"xml\"\n"))[0].contains("xml"));
+    assert!(errors(&format!("{MINIMAL}[onnxruntime]\nproviders = [\"gpu\"]\n"))[0].contains("gpu"));
+}
+
+#[test]
+fn syntax_errors_are_reported() {
+    let errors = errors("device_id = ");
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].contains("line 1"), "{errors:?}");
+}
+
+#[test]
+fn every_problem_is_reported_with_its_key() {
+    let text = r#"
+device_id = "cam 01"
+[onnxruntime]
+library = ""
+intra_threads = 0
+providers = ["cuda", "cpu", "cuda"]
+[mqtt]
+host = ""
+port = 0
+prefix = "site/+/"
+keep_alive_secs = 2
+password = "p"
+password_file = "f"
+queue_capacity = 0
+max_packet_bytes = 10
+[mqtt.qos]
+status = 3
+predictions = 1
+health = 7
+errors = 0
+[mqtt.tls]
+client_cert_file = "c.pem"
+[health]
+interval_secs = 0
+[[sources]]
+name = ""
+model = ""
+kind = "images"
+rate_fps = 0.0
+watch = true
+[[sources]]
+name = "front door"
+model = "m"
+kind = "images"
+path = "p"
+files = ["f"]
+rate_fps = -1.0
+watch = true
+loop = true
+[[sources]]
+name = "vib"
+model = "m"
+kind = "csv"
+rate_hz = -1.0
+stride = 0
+queue = 0
+[[sources]]
+name = "vib"
+model = "m"
+kind = "stdin"
+queue = 5000
+[[sources]]
+name = "in2"
+model = "m"
+kind = "stdin"
+[[sources]]
+name = "cam"
+model = "m"
+kind = "mqtt_frames"
+topic = "frames/#"
+[[sources]]
+name = "imu"
+model = "m"
+kind = "mqtt_sensor"
+topic = "same"
+[[sources]]
+name = "imu2"
+model = "m"
+kind = "mqtt_sensor"
+topic = "same"
+"#;
+    let expected = [
+        "device_id: must match [A-Za-z0-9_-]+",
+        "onnxruntime.library: must not be empty",
+        "onnxruntime.intra_threads: must be >= 1",
+        "onnxruntime.providers[2]: cuda is listed twice",
+        "mqtt.host: must not be empty",
+        "mqtt.port: must be > 0",
+        "mqtt.prefix: must not contain MQTT wildcards (+ #)",
+        "mqtt.keep_alive_secs: must be between 5 and 65535",
+        "mqtt.password_file: set either password or password_file, not both",
+        "mqtt.username: is required when a password is set",
+        "mqtt.queue_capacity: must be >= 1",
+        "mqtt.max_packet_bytes: must be between 1024 and 268435455",
+        "mqtt.qos.status: must be 0, 1 or 2",
+        "mqtt.qos.health: must be 0, 1 or 2",
+        "mqtt.tls.ca_file: is required when [mqtt.tls] is present",
+        "mqtt.tls.client_key_file: is required with client_cert_file",
+        "health.interval_secs: must be >= 1",
+        "sources[0].name: is required",
+        "sources[0].model: is required",
+        "sources[0].path: one of path or files is required",
+        "sources[0].rate_fps: must be > 0",
+        "sources[0].watch: needs path (a directory)",
+        "sources[1].name: must match [A-Za-z0-9_-]+ (it is part of topics)",
+        "sources[1].files: set either path or files, not both",
+        "sources[1].rate_fps: must be > 0",
+        "sources[1].loop: can't be combined with watch",
+        "sources[2].path: is required",
+        "sources[2].rate_hz: must be >= 0",
+        "sources[2].stride: must be > 0",
+        "sources[2].queue: must be between 1 and 4096",
+        "sources[3].queue: must be between 1 and 4096",
+        "sources[3].name: duplicate of sources[2].name (\"vib\")",
+        "sources[4].kind: sources[3] already reads stdin",
+        "sources[5].topic: must not contain MQTT wildcards (+ #)",
+        "sources[7].topic: \"same\" is also the topic of sources[6]",
+    ];
+    assert_eq!(errors(text), expected);
+}
+
+#[test]
+fn missing_device_id_and_sources() {
+    assert_eq!(errors(""), ["device_id: is required", "sources: at least one source is required"]);
+}
+
+#[test]
+fn tls_cert_and_key_both_or_neither() {
+    let base = format!("{MINIMAL}[mqtt.tls]\nca_file = \"ca.pem\"\n");
+    assert!(AgentConfig::parse(&base).is_ok());
+    assert!(AgentConfig::parse(&format!("{base}client_cert_file = \"c\"\nclient_key_file = \"k\"\n")).is_ok());
+    assert_eq!(
+        errors(&format!("{base}client_key_file = \"k\"\n")),
+        ["mqtt.tls.client_cert_file: is required with client_key_file"]
+    );
+    assert_eq!(
+        errors(&format!("{base}client_cert_file = \"c\"\n")),
+        ["mqtt.tls.client_key_file: is required with client_cert_file"]
+    );
+}
+
+#[test]
+fn duplicate_source_names() {
+    let text = format!("{MINIMAL}{}", MINIMAL.replace("device_id = \"cam-01\"", ""));
+    assert_eq!(errors(&text), ["sources[1].name: duplicate of sources[0].name (\"front-door\")"]);
+}
+
+#[test]
+fn inbound_topics_clash_with_defaults_too() {
+    let text = r#"
+device_id = "d"
+[[sources]]
+name = "a"
+model = "m"
+kind = "mqtt_frames"
+[[sources]]
+name = "b"
+model = "m"
+kind = "mqtt_frames"
+topic = "devices/d/frames/a"
+"#;
+    assert_eq!(errors(text), ["sources[1].topic: \"devices/d/frames/a\" is also the topic of sources[0]"]);
+}
+
+#[test]
+fn trailing_slash_prefix_and_credentials() {
+    assert_eq!(errors(&format!("{MINIMAL}[mqtt]\nprefix = \"a/b/\"\n")), ["mqtt.prefix: must not end with /"]);
+    let ok = format!("{MINIMAL}[mqtt]\nusername = \"u\"\npassword = \"p\"\n");
+    assert!(AgentConfig::parse(&ok).is_ok());
+    let ok = format!("{MINIMAL}[mqtt]\nusername = \"u\"\n");
+    assert!(AgentConfig::parse(&ok).is_ok());
+}
+
+#[test]
+fn non_finite_rates_are_refused() {
+    assert_eq!(errors(&with_source_keys("rate_fps = nan")), ["sources[0].rate_fps: must be > 0"]);
+    assert_eq!(errors(&with_source_keys("rate_fps = inf")), ["sources[0].rate_fps: must be > 0"]);
+    // An integer is a fine rate.
+    assert!(AgentConfig::parse(&with_source_keys("rate_fps = 5")).is_ok());
+}
+
+#[test]
+fn paths_resolve_against_the_config_directory() {
+    let mut config = AgentConfig::parse(FULL).expect("valid");
+    config.resolve_paths(Path::new("/etc/agent"));
+    let SourceConfig::Images(images) = &config.sources[0] else { panic!("images") };
+    assert_eq!(images.model, Path::new("/etc/agent/models/classifier"));
+    assert_eq!(images.files, [PathBuf::from("/etc/agent/a.jpg"), PathBuf::from("/abs/b.png")]);
+    let SourceConfig::Csv(csv) = &config.sources[2] else { panic!("csv") };
+    assert_eq!(csv.path.as_deref(), Some(Path::new("/etc/agent/data/vib.csv")));
+    let tls = config.mqtt.tls.as_ref().expect("tls");
+    assert_eq!(tls.ca_file.as_deref(), Some(Path::new("/etc/agent/ca.pem")));
+    assert_eq!(tls.client_key_file.as_deref(), Some(Path::new("/etc/agent/client.key")));
+    assert_eq!(config.mqtt.password_file.as_deref(), Some(Path::new("/etc/agent/secret")));
+    // The library has its own lookup (beside the executable, then dlopen).
+    assert_eq!(config.onnxruntime.library, Path::new("ort/libonnxruntime.so.1"));
+}
+
+#[test]
+fn load_reads_the_file_and_resolves_paths() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("agent.toml");
+    std::fs::write(&path, MINIMAL).expect("write config");
+    let config = AgentConfig::load(&path).expect("valid");
+    assert_eq!(config.sources[0].model(), dir.path().join("models/image-classifier"));
+
+    let missing = AgentConfig::load(&dir.path().join("nope.toml")).expect_err("missing file");
+    assert!(missing.to_string().starts_with("reading "), "{missing}");
+}
+
+#[test]
+fn errors_display_one_per_line() {
+    let text = errors(&format!("{MINIMAL}[health]\ninterval_secs = 0\n[mqtt]\nkeep_alive_secs = 1\n"));
+    assert_eq!(text, ["mqtt.keep_alive_secs: must be between 5 and 65535", "health.interval_secs: must be >= 1"]);
+    let Err(all) = AgentConfig::parse("device_id = \"\"") else { panic!("invalid") };
+    assert_eq!(all.to_string(), "device_id: is required\nsources: at least one source is required");
+}

@@ -1,0 +1,83 @@
+//! `device-agent infer`: the agent's own source, worker and outbox code, run once over files, with the
+//! payloads printed instead of published.
+
+use crate::outbox::{Outbox, OutboxQos, OutboxSettings, Publish};
+use crate::shutdown::Shutdown;
+use crate::sources::images::{self, FileSet, ImageFiles};
+use crate::sources::recording::{self, Recording, WindowShape};
+use crate::sources::Feed;
+use crate::wire::{Format, Topics};
+use crate::{health::SourceStats, worker, InferArgs, EXIT_BAD_INPUT};
+use anyhow::Context;
+use runtime::manifest::InputSpec;
+use runtime::{Bundle, EngineOptions, OnnxRuntime, Pipeline};
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Prints each payload as one line on standard output.
+struct StdoutLines {
+    errors: AtomicU64,
+}
+
+impl Publish for StdoutLines {
+    fn publish(&self, topic: String, _qos: rumqttc::QoS, payload: Vec<u8>) -> Result<(), String> {
+        if topic.contains("/errors/") {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut out = std::io::stdout().lock();
+        out.write_all(&payload).and_then(|()| out.write_all(b"\n")).map_err(|e| e.to_string())
+    }
+}
+
+pub fn main(args: InferArgs) -> anyhow::Result<ExitCode> {
+    let model = &args.model;
+    let ort = OnnxRuntime::load(crate::ort_library(model.onnxruntime.as_deref()))?;
+    let bundle = Bundle::load(&model.model).with_context(|| format!("loading bundle {}", model.model.display()))?;
+    let options = EngineOptions {
+        providers: model.providers.clone(),
+        require: model.require,
+        intra_threads: model.threads,
+        cpu_arena: false,
+    };
+    let pipeline = Pipeline::new(&ort, &bundle, &options)?;
+    let printer = Arc::new(StdoutLines { errors: AtomicU64::new(0) });
+    let settings = OutboxSettings {
+        device: args.device_id.as_str().into(),
+        topics: Arc::new(Topics::new(format!("devices/{}", args.device_id))),
+        format: Format::Json,
+        qos: OutboxQos { predictions: rumqttc::QoS::AtLeastOnce, errors: rumqttc::QoS::AtLeastOnce },
+        link: printer.clone(),
+    };
+    let stats = Arc::new(SourceStats::new(&args.source));
+    let outbox = Outbox::new(&settings, &args.source, pipeline.provider().active.name(), stats);
+    let (feed, queue) = Feed::fifo(outbox.clone(), 4);
+    let shutdown = Shutdown::default();
+    let input = bundle.manifest().input.clone();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            match &input {
+                InputSpec::Image(_) => {
+                    let files = ImageFiles { files: FileSet::List(model.inputs.clone()), rate_fps: f64::INFINITY, looping: false };
+                    images::run(&files, &feed, &shutdown);
+                }
+                InputSpec::Sensor(spec) => {
+                    let shape = WindowShape { channels: spec.channels, window: spec.window, channel_names: spec.channel_names.clone() };
+                    for path in &model.inputs {
+                        let replay = Recording {
+                            path: path.clone(),
+                            rate_hz: 0.0,
+                            stride: args.stride.unwrap_or(spec.window),
+                            looping: false,
+                        };
+                        recording::run(&replay, &shape, &feed, &shutdown);
+                    }
+                }
+            }
+            feed.close();
+        });
+        worker::run(pipeline, queue, &outbox);
+    });
+    Ok(if printer.errors.load(Ordering::Relaxed) == 0 { ExitCode::SUCCESS } else { ExitCode::from(EXIT_BAD_INPUT) })
+}

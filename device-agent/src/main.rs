@@ -1,0 +1,134 @@
+//! `device-agent`: runs camera and sensor frames through ONNX Runtime and reports predictions and health
+//! over MQTT. `run` is the daemon; `infer` tries a bundle on files; `bench` measures it.
+#![forbid(unsafe_code)]
+
+mod app;
+mod bench;
+mod config;
+mod health;
+mod infer;
+mod mqtt;
+mod outbox;
+mod queue;
+mod shutdown;
+mod sources;
+mod wire;
+mod worker;
+
+use clap::{Args, Parser, Subcommand};
+use runtime::ProviderKind;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Exit status for an invalid configuration (sysexits' EX_USAGE), as linkerd and most daemons use.
+const EXIT_CONFIG: u8 = 64;
+/// Exit status when some inputs of `infer` were rejected (EX_DATAERR).
+const EXIT_BAD_INPUT: u8 = 65;
+
+#[derive(Parser)]
+#[command(name = "device-agent", version, about = "Edge inference agent: ONNX Runtime in, MQTT out.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent with a config file until SIGTERM or SIGINT.
+    Run {
+        /// The agent's TOML config.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Validate the config (and load every bundle) and exit: 0 if valid, 64 if not.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Run a bundle on image files or sensor recordings and print one JSON line per input: exactly the payload
+    /// the agent would publish (a prediction, or an error event).
+    Infer(InferArgs),
+    /// Measure a bundle: frames/s, per-stage latency and peak RSS, next to bare `Session::run`.
+    Bench(BenchArgs),
+}
+
+/// What `infer` and `bench` share: the bundle and how to run it.
+#[derive(Args, Clone)]
+struct ModelArgs {
+    /// The model bundle directory.
+    #[arg(long, short)]
+    model: PathBuf,
+    /// libonnxruntime to load (default: $ORT_DYLIB_PATH, else libonnxruntime.so.1 beside the executable or on
+    /// the loader's path).
+    #[arg(long)]
+    onnxruntime: Option<PathBuf>,
+    /// Execution providers to try, best first (default: the bundle's).
+    #[arg(long, value_delimiter = ',', value_parser = parse_provider)]
+    providers: Option<Vec<ProviderKind>>,
+    /// Refuse to fall back to CPU.
+    #[arg(long)]
+    require: bool,
+    /// ONNX Runtime intra-op threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Image files, or CSV recordings for sensor models.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+struct InferArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Samples between window starts for sensor recordings (default: the window length).
+    #[arg(long)]
+    stride: Option<usize>,
+    /// Device id written into the payloads.
+    #[arg(long, default_value = "local")]
+    device_id: String,
+    /// Source name written into the payloads.
+    #[arg(long, default_value = "infer")]
+    source: String,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Seconds to run each of the two measurements.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+}
+
+fn parse_provider(name: &str) -> Result<ProviderKind, String> {
+    serde_json::from_value(serde_json::Value::String(name.to_owned())).map_err(|_| format!("unknown execution provider {name:?}"))
+}
+
+/// The ONNX Runtime library to load: the explicit path, else `ORT_DYLIB_PATH`, else the packaged name.
+fn ort_library(explicit: Option<&Path>) -> PathBuf {
+    explicit
+        .map(Path::to_owned)
+        .or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("libonnxruntime.so.1"))
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // A panicking thread would leave the agent half-alive; abort so the supervisor restarts it whole.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        std::process::abort();
+    }));
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config, check } => app::main(&config, check),
+        Command::Infer(args) => infer::main(args),
+        Command::Bench(args) => bench::main(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            log::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

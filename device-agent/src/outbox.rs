@@ -1,0 +1,144 @@
+//! A source's outbox: turns results and errors into wire messages, counts them in health, and hands them to
+//! the MQTT link without ever blocking the worker. A message the link cannot take (its queue is full or it
+//! is shut down) is counted as unpublished, never silently lost.
+
+use crate::health::SourceStats;
+use crate::queue::Job;
+use crate::sources::now_ms;
+use crate::wire::{self, ErrorEvent, Format, Prediction, Topics};
+use runtime::{ModelIdentity, Output, StageTimings};
+use std::sync::Arc;
+
+/// Where encoded messages go: the MQTT link in the agent, standard output in `device-agent infer`.
+pub trait Publish: Send + Sync {
+    /// Hands `payload` over without waiting; `Err` with a reason when it cannot be taken now.
+    fn publish(&self, topic: String, qos: rumqttc::QoS, payload: Vec<u8>) -> Result<(), String>;
+}
+
+/// The per-source half of the agent's output path.
+#[derive(Clone)]
+pub struct Outbox {
+    device: Arc<str>,
+    source: Arc<str>,
+    provider: Arc<str>,
+    topics: Arc<Topics>,
+    format: Format,
+    qos: OutboxQos,
+    link: Arc<dyn Publish>,
+    stats: Arc<SourceStats>,
+}
+
+/// QoS of the two topics an outbox writes.
+#[derive(Debug, Clone, Copy)]
+pub struct OutboxQos {
+    pub predictions: rumqttc::QoS,
+    pub errors: rumqttc::QoS,
+}
+
+/// Everything an outbox needs that is the same for every source.
+#[derive(Clone)]
+pub struct OutboxSettings {
+    pub device: Arc<str>,
+    pub topics: Arc<Topics>,
+    pub format: Format,
+    pub qos: OutboxQos,
+    pub link: Arc<dyn Publish>,
+}
+
+impl Outbox {
+    /// The outbox of source `source`, whose sessions run on `provider`.
+    pub fn new(settings: &OutboxSettings, source: &str, provider: &str, stats: Arc<SourceStats>) -> Outbox {
+        Outbox {
+            device: settings.device.clone(),
+            source: source.into(),
+            provider: provider.into(),
+            topics: settings.topics.clone(),
+            format: settings.format,
+            qos: settings.qos,
+            link: settings.link.clone(),
+            stats,
+        }
+    }
+
+    /// The source's counters.
+    pub fn stats(&self) -> &SourceStats {
+        &self.stats
+    }
+
+    /// A job was taken by the worker.
+    pub fn frame_in(&self) {
+        self.stats.frame_in();
+    }
+
+    /// `n` inputs were dropped before inference (replaced in the latest-frame slot, or rejected by a full queue).
+    pub fn dropped(&self, n: u64) {
+        self.stats.dropped(n);
+    }
+
+    /// The worker's queue gauge.
+    pub fn queue_depth(&self, depth: usize, capacity: usize) {
+        self.stats.set_queue(depth, capacity);
+    }
+
+    /// Publishes the prediction for `job`.
+    pub fn prediction(&self, job: &Job, model: &ModelIdentity, output: Output, timings: StageTimings) {
+        self.stats.frame_ok(&timings);
+        let message = self.prediction_message(job, model, output, timings);
+        self.send(self.topics.predictions(&self.source), self.qos.predictions, wire::encode(self.format, &message));
+    }
+
+    /// The prediction message for `job`, exactly as it is published.
+    pub fn prediction_message(&self, job: &Job, model: &ModelIdentity, output: Output, timings: StageTimings) -> Prediction {
+        Prediction {
+            device: self.device.to_string(),
+            source: self.source.to_string(),
+            seq: job.seq,
+            captured_at_ms: job.captured_at_ms,
+            published_at_ms: now_ms(),
+            model: model.clone(),
+            provider: self.provider.to_string(),
+            output,
+            latency_us: timings,
+            total_us: timings.total_us(),
+        }
+    }
+
+    /// Reports a job the pipeline refused.
+    pub fn pipeline_error(&self, job: &Job, error: &runtime::Error) {
+        self.report(job.seq, &job.origin, error.stage(), error.kind(), &error.to_string());
+    }
+
+    /// Reports a problem of the source (stage `source`).
+    pub fn source_error(&self, seq: u64, origin: &str, kind: &str, message: &str) {
+        self.report(seq, origin, "source", kind, message);
+    }
+
+    /// The error event for an input, exactly as it is published.
+    pub fn error_message(&self, seq: u64, origin: &str, stage: &str, kind: &str, message: &str) -> ErrorEvent {
+        ErrorEvent {
+            device: self.device.to_string(),
+            source: self.source.to_string(),
+            seq,
+            at_ms: now_ms(),
+            stage: stage.to_owned(),
+            kind: kind.to_owned(),
+            message: message.to_owned(),
+            input: (!origin.is_empty()).then(|| origin.to_owned()),
+        }
+    }
+
+    fn report(&self, seq: u64, origin: &str, stage: &str, kind: &str, message: &str) {
+        log::warn!(source = &*self.source, seq, stage, kind, input = origin; "Input rejected: {message}.");
+        self.stats.error(kind);
+        let event = self.error_message(seq, origin, stage, kind, message);
+        self.send(self.topics.errors(&self.source), self.qos.errors, wire::encode(self.format, &event));
+    }
+
+    fn send(&self, topic: String, qos: rumqttc::QoS, payload: Result<Vec<u8>, wire::WireError>) {
+        let result = payload.map_err(|e| e.to_string()).and_then(|payload| self.link.publish(topic, qos, payload));
+        if let Err(reason) = result {
+            log::debug!(source = &*self.source; "Message not published: {reason}.");
+            self.stats.unpublished();
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Sensor recordings: a CSV file (a header of channel names, one sample per row) replayed as sliding windows.
+
+use super::Feed;
+use super::samples::parse_sample;
+use super::window::WindowAssembler;
+use crate::shutdown::Shutdown;
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A recording and how to replay it.
+#[derive(Debug, Clone)]
+pub struct Recording {
+    pub path: PathBuf,
+    /// Samples per second; 0 replays as fast as the worker takes windows.
+    pub rate_hz: f64,
+    pub stride: usize,
+    pub looping: bool,
+}
+
+/// What the model expects of a window.
+#[derive(Debug, Clone)]
+pub struct WindowShape {
+    pub channels: usize,
+    pub window: usize,
+    /// The manifest's channel names; when given, the CSV header must match them in order.
+    pub channel_names: Vec<String>,
+}
+
+/// Replays the recording until it ends (or forever when looping) or shutdown is triggered.
+pub fn run(spec: &Recording, shape: &WindowShape, feed: &Feed, shutdown: &Shutdown) {
+    let name = spec.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let pause = if spec.rate_hz > 0.0 { Duration::from_secs_f64(spec.stride as f64 / spec.rate_hz) } else { Duration::ZERO };
+    loop {
+        let file = match std::fs::File::open(&spec.path) {
+            Ok(file) => std::io::BufReader::new(file),
+            Err(e) => return feed.error(&name, "io", &format!("cannot open {}: {e}", spec.path.display())),
+        };
+        let mut lines = file.lines();
+        let header = match lines.next() {
+            Some(Ok(header)) => header,
+            Some(Err(e)) => return feed.error(&name, "io", &e.to_string()),
+            None => return feed.error(&name, "schema", "the file is empty; expected a header of channel names"),
+        };
+        if let Err(message) = check_header(&header, shape) {
+            return feed.error(&name, "schema", &message);
+        }
+        let mut assembler = WindowAssembler::new(shape.channels, shape.window, spec.stride);
+        let mut sample = Vec::with_capacity(shape.channels);
+        for (row, line) in lines.enumerate() {
+            let line = match line {
+                Ok(line) => line,
+                Err(e) => return feed.error(&name, "io", &e.to_string()),
+            };
+            if line.trim().is_empty() {
+                continue;
+            }
+            if let Err(message) = parse_sample(&line, shape.channels, &mut sample) {
+                feed.error(&format!("{name} row {}", row + 1), "parse", &format!("row skipped: {message}"));
+                continue;
+            }
+            if let Some((first, window)) = assembler.push(&sample) {
+                let origin = format!("{name} rows {}-{}", first + 1, first + shape.window as u64);
+                feed.window(origin, window);
+                if shutdown.wait(pause) {
+                    return;
+                }
+            }
+            if shutdown.is_triggered() {
+                return;
+            }
+        }
+        if !spec.looping {
+            return;
+        }
+    }
+}
+
+fn check_header(header: &str, shape: &WindowShape) -> Result<(), String> {
+    let columns: Vec<&str> = header.split(',').map(str::trim).collect();
+    if columns.len() != shape.channels {
+        return Err(format!("the header has {} columns {columns:?}; the model takes {} channels", columns.len(), shape.channels));
+    }
+    if !shape.channel_names.is_empty() && columns != shape.channel_names {
+        return Err(format!("the header {columns:?} does not match the model's channels {:?}", shape.channel_names));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_must_match_the_model_channels_in_order() {
+        let shape = WindowShape { channels: 2, window: 4, channel_names: vec!["ax".into(), "ay".into()] };
+        assert!(check_header("ax, ay", &shape).is_ok());
+        assert!(check_header("ay,ax", &shape).unwrap_err().contains("does not match"));
+        assert!(check_header("ax,ay,az", &shape).unwrap_err().contains("3 columns"));
+    }
+}

@@ -1,0 +1,355 @@
+//! Golden bytes for every postcard message (derived by hand from the primitives in the module docs), JSON
+//! field names, round trips and malformed sensor windows.
+
+use super::*;
+use runtime::ClassScore;
+use serde_json::{Value, json};
+
+fn identity() -> ModelIdentity {
+    ModelIdentity { name: "m".into(), version: "1.0.0".into(), sha256: "ab".into() }
+}
+
+fn online() -> Status {
+    Status {
+        state: State::Online,
+        device: "cam-01".into(),
+        agent_version: "0.1.0".into(),
+        since_ms: Some(1_700_000_000_000),
+    }
+}
+
+fn prediction() -> Prediction {
+    Prediction {
+        device: "cam-01".into(),
+        source: "front".into(),
+        seq: 0,
+        captured_at_ms: 1000,
+        published_at_ms: 1001,
+        model: identity(),
+        provider: "cpu".into(),
+        output: Output::Classification {
+            classes: vec![ClassScore { index: 3, label: "cat".into(), score: 0.5 }],
+        },
+        latency_us: StageTimings { decode_us: 1, preprocess_us: 2, inference_us: 300, postprocess_us: 4 },
+        total_us: 307,
+    }
+}
+
+fn error_event() -> ErrorEvent {
+    ErrorEvent {
+        device: "cam-01".into(),
+        source: "front".into(),
+        seq: 300,
+        at_ms: 1000,
+        stage: "decode".into(),
+        kind: "decode".into(),
+        message: "bad jpeg".into(),
+        input: Some("a.jpg".into()),
+    }
+}
+
+fn health() -> Health {
+    let total = Percentiles { p50_us: 100, p95_us: 200, p99_us: 300 };
+    Health {
+        device: "d".into(),
+        agent_version: "0.1.0".into(),
+        uptime_s: 5,
+        cpu_percent: 12.5,
+        rss_bytes: 1024,
+        peak_rss_bytes: 2048,
+        temperature_c: Some(45.0),
+        mqtt_reconnects: 1,
+        sources: vec![SourceHealth {
+            name: "s".into(),
+            model: ModelIdentity { name: "m".into(), version: "1".into(), sha256: "ab".into() },
+            provider_requested: vec!["cuda".into(), "cpu".into()],
+            provider_active: "cpu".into(),
+            frames_in: 10,
+            frames_ok: 9,
+            frames_per_s: 2.0,
+            dropped: 1,
+            errors: vec![ErrorCount { kind: "io".into(), count: 1 }],
+            queue_depth: 0,
+            queue_capacity: 8,
+            latency: StageLatency { total, ..StageLatency::default() },
+            predictions_unpublished: 0,
+        }],
+        health_unpublished: 0,
+    }
+}
+
+fn postcard<M: Message>(message: &M) -> Vec<u8> {
+    encode(Format::Postcard, message).expect("postcard encodes")
+}
+
+fn json_object<M: Message>(message: &M) -> Value {
+    serde_json::from_slice(&encode(Format::Json, message).expect("JSON encodes")).expect("valid JSON")
+}
+
+#[test]
+fn status_postcard_bytes() {
+    #[rustfmt::skip]
+    let expected = [
+        0x01, 0x00,                                     // envelope version 1, kind Status
+        0x00,                                           // state Online
+        0x06, b'c', b'a', b'm', b'-', b'0', b'1',       // device
+        0x05, b'0', b'.', b'1', b'.', b'0',             // agent_version
+        0x01, 0x80, 0xD0, 0x95, 0xFF, 0xBC, 0x31,       // since_ms Some(1_700_000_000_000)
+    ];
+    assert_eq!(postcard(&online()), expected);
+
+    let will = Status { state: State::Offline, since_ms: None, ..online() };
+    let will_bytes = postcard(&will);
+    assert_eq!(will_bytes[..3], [0x01, 0x00, 0x01]); // Offline
+    assert_eq!(will_bytes.last(), Some(&0x00)); // since_ms None
+}
+
+#[test]
+fn prediction_postcard_bytes() {
+    #[rustfmt::skip]
+    let expected = [
+        0x01, 0x01,                                     // envelope version 1, kind Prediction
+        0x06, b'c', b'a', b'm', b'-', b'0', b'1',       // device
+        0x05, b'f', b'r', b'o', b'n', b't',             // source
+        0x00,                                           // seq 0
+        0xE8, 0x07,                                     // captured_at_ms 1000
+        0xE9, 0x07,                                     // published_at_ms 1001
+        0x01, b'm',                                     // model.name
+        0x05, b'1', b'.', b'0', b'.', b'0',             // model.version
+        0x02, b'a', b'b',                               // model.sha256
+        0x03, b'c', b'p', b'u',                         // provider
+        0x00,                                           // output: Classification
+        0x01,                                           //   one class
+        0x03,                                           //   index 3
+        0x03, b'c', b'a', b't',                         //   label
+        0x00, 0x00, 0x00, 0x3F,                         //   score 0.5
+        0x01, 0x02, 0xAC, 0x02, 0x04,                   // latency_us 1, 2, 300, 4
+        0xB3, 0x02,                                     // total_us 307
+    ];
+    assert_eq!(postcard(&prediction()), expected);
+}
+
+#[test]
+fn anomaly_output_postcard_bytes() {
+    let anomaly = Prediction {
+        output: Output::Anomaly { score: 0.5, threshold: 2.0, anomalous: false },
+        ..prediction()
+    };
+    let bytes = postcard(&anomaly);
+    // Variant 2, two f32, a bool; then the same latency and total as above.
+    #[rustfmt::skip]
+    let tail = [
+        0x02, 0x00, 0x00, 0x00, 0x3F, 0x00, 0x00, 0x00, 0x40, 0x00,
+        0x01, 0x02, 0xAC, 0x02, 0x04, 0xB3, 0x02,
+    ];
+    assert!(bytes.ends_with(&tail), "{bytes:02X?}");
+}
+
+#[test]
+fn error_event_postcard_bytes() {
+    #[rustfmt::skip]
+    let expected = [
+        0x01, 0x02,                                     // envelope version 1, kind Error
+        0x06, b'c', b'a', b'm', b'-', b'0', b'1',       // device
+        0x05, b'f', b'r', b'o', b'n', b't',             // source
+        0xAC, 0x02,                                     // seq 300
+        0xE8, 0x07,                                     // at_ms 1000
+        0x06, b'd', b'e', b'c', b'o', b'd', b'e',       // stage
+        0x06, b'd', b'e', b'c', b'o', b'd', b'e',       // kind
+        0x08, b'b', b'a', b'd', b' ', b'j', b'p', b'e', b'g', // message
+        0x01, 0x05, b'a', b'.', b'j', b'p', b'g',       // input Some("a.jpg")
+    ];
+    assert_eq!(postcard(&error_event()), expected);
+}
+
+#[test]
+fn health_postcard_bytes() {
+    #[rustfmt::skip]
+    let expected = [
+        0x01, 0x03,                                     // envelope version 1, kind Health
+        0x01, b'd',                                     // device
+        0x05, b'0', b'.', b'1', b'.', b'0',             // agent_version
+        0x05,                                           // uptime_s
+        0x00, 0x00, 0x48, 0x41,                         // cpu_percent 12.5
+        0x80, 0x08,                                     // rss_bytes 1024
+        0x80, 0x10,                                     // peak_rss_bytes 2048
+        0x01, 0x00, 0x00, 0x34, 0x42,                   // temperature_c Some(45.0)
+        0x01,                                           // mqtt_reconnects
+        0x01,                                           // one source:
+        0x01, b's',                                     //   name
+        0x01, b'm', 0x01, b'1', 0x02, b'a', b'b',       //   model
+        0x02, 0x04, b'c', b'u', b'd', b'a', 0x03, b'c', b'p', b'u', // provider_requested
+        0x03, b'c', b'p', b'u',                         //   provider_active
+        0x0A,                                           //   frames_in 10
+        0x09,                                           //   frames_ok 9
+        0x00, 0x00, 0x00, 0x40,                         //   frames_per_s 2.0
+        0x01,                                           //   dropped
+        0x01, 0x02, b'i', b'o', 0x01,                   //   errors [io: 1]
+        0x00,                                           //   queue_depth
+        0x08,                                           //   queue_capacity
+        0x00, 0x00, 0x00,                               //   latency.decode
+        0x00, 0x00, 0x00,                               //   latency.preprocess
+        0x00, 0x00, 0x00,                               //   latency.inference
+        0x00, 0x00, 0x00,                               //   latency.postprocess
+        0x64, 0xC8, 0x01, 0xAC, 0x02,                   //   latency.total 100, 200, 300
+        0x00,                                           //   predictions_unpublished
+        0x00,                                           // health_unpublished
+    ];
+    assert_eq!(postcard(&health()), expected);
+}
+
+#[test]
+fn sensor_window_postcard_bytes() {
+    let window = SensorWindowMsg { channels: 2, values: vec![1.0, -1.0] };
+    #[rustfmt::skip]
+    let expected = [
+        0x01, 0x04,                                     // envelope version 1, kind SensorWindow
+        0x02,                                           // channels
+        0x02, 0x00, 0x00, 0x80, 0x3F, 0x00, 0x00, 0x80, 0xBF, // values [1.0, -1.0]
+    ];
+    assert_eq!(postcard(&window), expected);
+}
+
+#[test]
+fn json_status_is_the_documented_object() {
+    assert_eq!(
+        json_object(&online()),
+        json!({"state": "online", "device": "cam-01", "agent_version": "0.1.0", "since_ms": 1_700_000_000_000u64})
+    );
+    let will = Status { state: State::Offline, since_ms: None, ..online() };
+    assert_eq!(json_object(&will)["state"], "offline");
+    assert_eq!(json_object(&will)["since_ms"], Value::Null);
+}
+
+#[test]
+fn json_prediction_field_names() {
+    let value = json_object(&prediction());
+    let keys: Vec<&str> = value.as_object().expect("an object").keys().map(String::as_str).collect();
+    let mut expected = [
+        "device", "source", "seq", "captured_at_ms", "published_at_ms", "model", "provider", "output",
+        "latency_us", "total_us",
+    ];
+    expected.sort_unstable();
+    let mut keys = keys;
+    keys.sort_unstable();
+    assert_eq!(keys, expected);
+    assert_eq!(value["model"], json!({"name": "m", "version": "1.0.0", "sha256": "ab"}));
+    assert_eq!(value["output"], json!({"classification": {"classes": [{"index": 3, "label": "cat", "score": 0.5}]}}));
+    assert_eq!(
+        value["latency_us"],
+        json!({"decode_us": 1, "preprocess_us": 2, "inference_us": 300, "postprocess_us": 4})
+    );
+}
+
+#[test]
+fn json_error_and_health_field_names() {
+    let error = json_object(&error_event());
+    assert_eq!(error["stage"], "decode");
+    assert_eq!(error["input"], "a.jpg");
+    assert_eq!(json_object(&ErrorEvent { input: None, ..error_event() })["input"], Value::Null);
+
+    let health = json_object(&health());
+    assert_eq!(health["temperature_c"], 45.0);
+    let source = &health["sources"][0];
+    assert_eq!(source["errors"], json!([{"kind": "io", "count": 1}]));
+    assert_eq!(source["latency"]["total"], json!({"p50_us": 100, "p95_us": 200, "p99_us": 300}));
+    assert_eq!(source["provider_requested"], json!(["cuda", "cpu"]));
+}
+
+#[test]
+fn round_trips_in_both_formats() {
+    for format in [Format::Json, Format::Postcard] {
+        let bytes = encode(format, &online()).expect("encodes");
+        assert_eq!(decode::<Status>(format, &bytes).expect("decodes"), online());
+        let bytes = encode(format, &prediction()).expect("encodes");
+        assert_eq!(decode::<Prediction>(format, &bytes).expect("decodes"), prediction());
+        let bytes = encode(format, &error_event()).expect("encodes");
+        assert_eq!(decode::<ErrorEvent>(format, &bytes).expect("decodes"), error_event());
+        let bytes = encode(format, &health()).expect("encodes");
+        assert_eq!(decode::<Health>(format, &bytes).expect("decodes"), health());
+    }
+}
+
+#[test]
+fn postcard_envelope_is_checked() {
+    let mut bytes = postcard(&online());
+    assert!(matches!(decode::<Prediction>(Format::Postcard, &bytes), Err(WireError::UnexpectedKind { .. })));
+    bytes[0] = 2;
+    assert!(matches!(decode::<Status>(Format::Postcard, &bytes), Err(WireError::UnsupportedVersion(2))));
+    let mut bytes = postcard(&online());
+    bytes.push(0);
+    assert!(matches!(decode::<Status>(Format::Postcard, &bytes), Err(WireError::TrailingBytes(1))));
+}
+
+#[test]
+fn topics_under_the_prefix() {
+    let topics = Topics::new("devices/cam-01");
+    assert_eq!(topics.status(), "devices/cam-01/status");
+    assert_eq!(topics.health(), "devices/cam-01/health");
+    assert_eq!(topics.predictions("front"), "devices/cam-01/predictions/front");
+    assert_eq!(topics.errors("front"), "devices/cam-01/errors/front");
+    assert_eq!(topics.frames("front"), "devices/cam-01/frames/front");
+    assert_eq!(topics.sensor("imu"), "devices/cam-01/sensor/imu");
+}
+
+#[test]
+fn sensor_window_from_json_and_postcard() {
+    let window = decode_sensor_window(Format::Json, br#"{"channels":3,"values":[1,2,3,4,5,6]}"#).expect("valid");
+    assert_eq!(window, SensorWindowMsg { channels: 3, values: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0] });
+    let bytes = postcard(&window);
+    assert_eq!(decode_sensor_window(Format::Postcard, &bytes).expect("valid"), window);
+    let input = runtime::SensorWindow::from(window);
+    assert_eq!(input.channels, 3);
+}
+
+#[test]
+fn malformed_sensor_windows_are_errors() {
+    let json_cases: [&[u8]; 8] = [
+        b"",
+        b"not json",
+        br#"{"channels":3}"#,
+        br#"{"channels":-1,"values":[1]}"#,
+        br#"{"channels":0,"values":[1]}"#,
+        br#"{"channels":2,"values":[]}"#,
+        br#"{"channels":2,"values":[1,2,3]}"#,
+        br#"{"channels":1,"values":[1],"extra":true}"#,
+    ];
+    for case in json_cases {
+        let result = decode_sensor_window(Format::Json, case);
+        assert!(result.is_err(), "{:?} decoded as {result:?}", String::from_utf8_lossy(case));
+    }
+
+    let valid = postcard(&SensorWindowMsg { channels: 2, values: vec![1.0, 2.0] });
+    // Every truncation, and a length claiming far more values than there are bytes.
+    for end in 0..valid.len() {
+        assert!(decode_sensor_window(Format::Postcard, &valid[..end]).is_err(), "truncated at {end}");
+    }
+    let huge_length = [0x01, 0x04, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F, 0x00];
+    assert!(decode_sensor_window(Format::Postcard, &huge_length).is_err());
+    let ragged = postcard(&SensorWindowMsg { channels: 2, values: vec![1.0, 2.0, 3.0] });
+    let error = decode_sensor_window(Format::Postcard, &ragged).expect_err("ragged");
+    assert_eq!(error.to_string(), "invalid sensor window: 3 values are not a whole number of 2-channel samples");
+}
+
+#[test]
+fn arbitrary_bytes_never_panic() {
+    // A cheap deterministic sweep (xorshift) over short garbage payloads in both encodings.
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    for len in 0..64 {
+        for _ in 0..32 {
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state.to_le_bytes()[0]
+                })
+                .collect();
+            let _ = decode_sensor_window(Format::Postcard, &bytes);
+            let _ = decode_sensor_window(Format::Json, &bytes);
+            let mut enveloped = vec![ENVELOPE_VERSION, 4];
+            enveloped.extend_from_slice(&bytes);
+            let _ = decode_sensor_window(Format::Postcard, &enveloped);
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! A model bundle on disk: a directory with `manifest.toml`, the ONNX file and optional labels.
+//! The model bytes are read once, hashed, and handed to ONNX Runtime from memory, so the bytes that run are
+//! exactly the bytes that were checked.
+
+use crate::error::{Error, Result};
+use crate::manifest::Manifest;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The file name of the manifest inside a bundle directory.
+pub const MANIFEST_FILE: &str = "manifest.toml";
+
+/// Who a prediction came from: published with every prediction and in health.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelIdentity {
+    pub name: String,
+    pub version: String,
+    pub sha256: String,
+}
+
+/// A loaded bundle whose model matches the manifest's sha256. Not yet checked against the graph: that needs
+/// ONNX Runtime and happens when an [`crate::Engine`] is built.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    dir: PathBuf,
+    manifest: Manifest,
+    labels: Vec<String>,
+    model_bytes: Arc<[u8]>,
+}
+
+impl Bundle {
+    /// Reads and checks the bundle in `dir`.
+    pub fn load(dir: impl AsRef<Path>) -> Result<Bundle> {
+        let dir = dir.as_ref().to_owned();
+        let manifest_path = dir.join(MANIFEST_FILE);
+        let text = read_to_string(&manifest_path)?;
+        let manifest =
+            Manifest::parse(&text).map_err(|message| Error::Manifest { path: manifest_path.clone(), message })?;
+        let model_path = dir.join(&manifest.model);
+        let model_bytes: Arc<[u8]> = std::fs::read(&model_path)
+            .map_err(|source| Error::Io { path: model_path.clone(), source })?
+            .into();
+        let actual = hex_sha256(&model_bytes);
+        if actual != manifest.sha256 {
+            return Err(Error::ChecksumMismatch { path: model_path, expected: manifest.sha256.clone(), actual });
+        }
+        let labels = match &manifest.labels_file {
+            Some(file) => read_to_string(&dir.join(file))?
+                .lines()
+                .map(str::trim)
+                .filter(|line| !line.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            None => manifest.labels.clone(),
+        };
+        Ok(Bundle { dir, manifest, labels, model_bytes })
+    }
+
+    /// The bundle directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The path of the ONNX file, for messages.
+    pub fn model_path(&self) -> PathBuf {
+        self.dir.join(&self.manifest.model)
+    }
+
+    /// The parsed manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Class labels in output order (possibly empty).
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    /// The checked model bytes.
+    pub fn model_bytes(&self) -> &[u8] {
+        &self.model_bytes
+    }
+
+    /// Name, version and sha256.
+    pub fn identity(&self) -> ModelIdentity {
+        ModelIdentity {
+            name: self.manifest.name.clone(),
+            version: self.manifest.version.to_string(),
+            sha256: self.manifest.sha256.clone(),
+        }
+    }
+}
+
+/// Lower-case hex sha256 of `bytes`.
+pub fn hex_sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn read_to_string(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_owned(), source })
+}

@@ -1,0 +1,218 @@
+//! The engine: one ONNX Runtime session for one bundle, checked against its manifest when it is built.
+//! `Session::run` takes `&mut self`, so each worker thread owns its own engine.
+
+use crate::bundle::Bundle;
+use crate::error::{Error, Result};
+use crate::manifest::{InputDtype, InputSpec, OutputSpec};
+use crate::onnx_runtime::OnnxRuntime;
+use crate::provider::{self, ActiveProvider, ProviderKind};
+use crate::tensor::{InputTensor, OutputTensor, Outputs};
+use ort::session::Session;
+use ort::value::{Shape, TensorElementType, TensorRef, ValueType};
+use std::path::Path;
+
+/// How a session is built; the agent's config fills it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// Overrides the bundle's provider preferences when set.
+    pub providers: Option<Vec<ProviderKind>>,
+    /// Refuse to run on CPU when the preferred accelerators are all unavailable.
+    pub require: bool,
+    /// Threads ONNX Runtime may use inside one operator.
+    pub intra_threads: usize,
+    /// ONNX Runtime's CPU memory arena: faster allocation, but it never shrinks (small boards want it off).
+    pub cpu_arena: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions { providers: None, require: false, intra_threads: 1, cpu_arena: false }
+    }
+}
+
+/// A session ready to run, with reusable output buffers.
+pub struct Engine {
+    session: Session,
+    input_name: String,
+    input_shape: Vec<i64>,
+    outputs: Outputs,
+    provider: ActiveProvider,
+}
+
+impl Engine {
+    /// Builds the session for `bundle` and checks the manifest against the graph.
+    pub fn new(ort: &OnnxRuntime, bundle: &Bundle, options: &EngineOptions) -> Result<Engine> {
+        let model_path = bundle.model_path();
+        let load_error = |e: ort::Error| Error::ModelLoad { path: model_path.clone(), reason: e.to_string() };
+        let builder = Session::builder(ort.environment())
+            .map_err(load_error)?
+            .with_intra_threads(options.intra_threads.max(1))
+            .map_err(|e| load_error(e.into()))?
+            .with_inter_threads(1)
+            .map_err(|e| load_error(e.into()))?;
+        let requested = options.providers.as_deref().unwrap_or(&bundle.manifest().execution.providers);
+        let (mut builder, provider) = provider::register(builder, requested, options.require, options.cpu_arena)?;
+        let session = builder.commit_from_memory(bundle.model_bytes()).map_err(load_error)?;
+        let manifest = bundle.manifest();
+        check_input(&model_path, &session, &manifest.input)?;
+        let output_names = check_outputs(&model_path, &session, &manifest.output, bundle.labels().len())?;
+        let input_shape = match &manifest.input {
+            InputSpec::Image(spec) => spec.shape().iter().map(|d| *d as i64).collect(),
+            InputSpec::Sensor(spec) => spec.shape().iter().map(|d| *d as i64).collect(),
+        };
+        let outputs = Outputs {
+            tensors: output_names.into_iter().map(|name| OutputTensor { name, ..OutputTensor::default() }).collect(),
+        };
+        Ok(Engine { session, input_name: manifest.input.tensor().to_owned(), input_shape, outputs, provider })
+    }
+
+    /// Runs the model on `input` (laid out as the manifest says) and returns its outputs as `f32`.
+    pub fn run(&mut self, input: InputTensor<'_>) -> Result<&Outputs> {
+        let shape = Shape::new(self.input_shape.iter().copied());
+        let inference_error = |e: ort::Error| Error::Inference { reason: e.to_string() };
+        let value = match input {
+            InputTensor::F32(data) => TensorRef::from_array_view((shape, data)).map_err(inference_error)?.into_dyn(),
+            InputTensor::U8(data) => TensorRef::from_array_view((shape, data)).map_err(inference_error)?.into_dyn(),
+        };
+        let results =
+            self.session.run(ort::inputs![self.input_name.as_str() => value]).map_err(inference_error)?;
+        for tensor in &mut self.outputs.tensors {
+            let value = results.get(&tensor.name).ok_or_else(|| Error::Output {
+                tensor: tensor.name.clone(),
+                reason: "missing from the run's outputs".to_owned(),
+            })?;
+            let (shape, data) = value
+                .try_extract_tensor::<f32>()
+                .map_err(|e| Error::Output { tensor: tensor.name.clone(), reason: e.to_string() })?;
+            tensor.shape.clear();
+            tensor.shape.extend_from_slice(shape);
+            tensor.data.clear();
+            tensor.data.extend_from_slice(data);
+        }
+        Ok(&self.outputs)
+    }
+
+    /// The provider selection for this session.
+    pub fn provider(&self) -> &ActiveProvider {
+        &self.provider
+    }
+}
+
+fn tensor_type(value: &ValueType) -> Option<(TensorElementType, &[i64])> {
+    match value {
+        ValueType::Tensor { ty, shape, .. } => Some((*ty, shape)),
+        _ => None,
+    }
+}
+
+fn mismatch(path: &Path, what: impl Into<String>, manifest: impl Into<String>, graph: impl Into<String>) -> Error {
+    Error::ManifestMismatch { path: path.to_owned(), what: what.into(), manifest: manifest.into(), graph: graph.into() }
+}
+
+fn check_input(path: &Path, session: &Session, spec: &InputSpec) -> Result<()> {
+    let names: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
+    let Some(outlet) = session.inputs().iter().find(|i| i.name() == spec.tensor()) else {
+        return Err(mismatch(path, "input tensor name", format!("{:?}", spec.tensor()), format!("{names:?}")));
+    };
+    if names.len() != 1 {
+        return Err(mismatch(path, "number of inputs", "1", format!("{} ({names:?})", names.len())));
+    }
+    let (ty, graph_shape) = tensor_type(outlet.dtype())
+        .ok_or_else(|| mismatch(path, format!("input {:?} type", spec.tensor()), "a tensor", "not a tensor"))?;
+    let (want_ty, want_shape): (TensorElementType, Vec<usize>) = match spec {
+        InputSpec::Image(image) => (
+            match image.dtype {
+                InputDtype::F32 => TensorElementType::Float32,
+                InputDtype::U8 => TensorElementType::Uint8,
+            },
+            image.shape().to_vec(),
+        ),
+        InputSpec::Sensor(sensor) => (TensorElementType::Float32, sensor.shape().to_vec()),
+    };
+    if ty != want_ty {
+        return Err(mismatch(path, format!("input {:?} element type", spec.tensor()), format!("{want_ty:?}"), format!("{ty:?}")));
+    }
+    check_dims(path, &format!("input {:?} shape", spec.tensor()), &want_shape, graph_shape)
+}
+
+/// Fixed graph dimensions must equal the manifest's; dynamic ones (-1) take whatever the manifest says.
+fn check_dims(path: &Path, what: &str, want: &[usize], graph: &[i64]) -> Result<()> {
+    let agrees = want.len() == graph.len() && want.iter().zip(graph).all(|(w, g)| *g < 0 || *g as usize == *w);
+    if agrees { Ok(()) } else { Err(mismatch(path, what, format!("{want:?}"), format!("{graph:?}"))) }
+}
+
+/// Checks the outputs the decoder reads and returns the names the engine must extract, in graph order.
+fn check_outputs(path: &Path, session: &Session, spec: &OutputSpec, labels: usize) -> Result<Vec<String>> {
+    let graph: Vec<(&str, Option<(TensorElementType, &[i64])>)> =
+        session.outputs().iter().map(|o| (o.name(), tensor_type(o.dtype()))).collect();
+    let names: Vec<&str> = graph.iter().map(|(name, _)| *name).collect();
+    let wanted = spec.tensors();
+    let wanted: Vec<&str> = if wanted.is_empty() { names.clone() } else { wanted };
+    let mut selected = Vec::new();
+    for name in &wanted {
+        let Some((_, info)) = graph.iter().find(|(graph_name, _)| graph_name == name) else {
+            return Err(mismatch(path, "output tensor name", format!("{name:?}"), format!("{names:?}")));
+        };
+        let Some((ty, shape)) = info else {
+            return Err(mismatch(path, format!("output {name:?} type"), "a tensor", "not a tensor"));
+        };
+        if *ty != TensorElementType::Float32 {
+            return Err(mismatch(path, format!("output {name:?} element type"), "Float32", format!("{ty:?}")));
+        }
+        check_output_shape(path, name, spec, shape, labels)?;
+        selected.push((*name).to_owned());
+    }
+    Ok(selected)
+}
+
+fn check_output_shape(path: &Path, name: &str, spec: &OutputSpec, shape: &[i64], labels: usize) -> Result<()> {
+    let what = format!("output {name:?} shape");
+    let fixed = |i: usize| shape.get(i).copied().filter(|d| *d >= 0);
+    match spec {
+        OutputSpec::Classification(_) => {
+            if !(1..=2).contains(&shape.len()) {
+                return Err(mismatch(path, what, "[classes] or [1, classes]", format!("{shape:?}")));
+            }
+            match fixed(shape.len() - 1) {
+                Some(classes) if labels > 0 && classes as usize != labels => {
+                    Err(mismatch(path, format!("output {name:?} classes"), format!("{labels} labels"), format!("{classes}")))
+                }
+                _ => Ok(()),
+            }
+        }
+        OutputSpec::Centerface(face) => {
+            let channels = if name == face.heatmap {
+                1
+            } else if name == face.landmarks {
+                10
+            } else {
+                2
+            };
+            if shape.len() != 4 || fixed(1).is_some_and(|c| c != channels) {
+                return Err(mismatch(path, what, format!("[1, {channels}, h, w]"), format!("{shape:?}")));
+            }
+            Ok(())
+        }
+        OutputSpec::Yolov8(_) => {
+            if shape.len() != 3 {
+                return Err(mismatch(path, what, "[1, 4 + classes, anchors]", format!("{shape:?}")));
+            }
+            match fixed(1) {
+                Some(rows) if labels > 0 && rows as usize != 4 + labels => Err(mismatch(
+                    path,
+                    format!("output {name:?} rows"),
+                    format!("4 + {labels} labels"),
+                    format!("{rows}"),
+                )),
+                _ => Ok(()),
+            }
+        }
+        OutputSpec::Anomaly(_) => {
+            if shape.iter().all(|d| *d >= 0) && shape.iter().product::<i64>() != 1 {
+                return Err(mismatch(path, what, "one value", format!("{shape:?}")));
+            }
+            Ok(())
+        }
+        OutputSpec::Raw(_) => Ok(()),
+    }
+}

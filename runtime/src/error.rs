@@ -1,0 +1,136 @@
+//! The runtime's one error type. Callers match on the variant (fall back to another provider, count a bad
+//! frame, refuse a bundle); [`Error::kind`] gives the stable name used for counters and error events.
+
+use std::path::PathBuf;
+
+/// Result with the runtime's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything the runtime can refuse, with the data a caller needs to act on it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `libonnxruntime` could not be loaded or initialised.
+    #[error(
+        "cannot load ONNX Runtime from {path}: {reason}. Point `onnxruntime.library` (or ORT_DYLIB_PATH) at a \
+         libonnxruntime.so.1.x built for this machine; `scripts/fetch-onnxruntime.sh` takes it from the \
+         `onnxruntime` wheel on PyPI"
+    )]
+    RuntimeLibrary { path: PathBuf, reason: String },
+
+    /// A file of a bundle could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The manifest is not valid TOML or breaks a rule of the bundle format.
+    #[error("manifest {path}: {message}")]
+    Manifest { path: PathBuf, message: String },
+
+    /// The model file is not the one the manifest was written for.
+    #[error("model {path}: sha256 is {actual}, but the manifest says {expected}")]
+    ChecksumMismatch { path: PathBuf, expected: String, actual: String },
+
+    /// The manifest describes inputs or outputs the graph does not have.
+    #[error("model {path}: {what}: the manifest says {manifest}, the graph has {graph}")]
+    ManifestMismatch { path: PathBuf, what: String, manifest: String, graph: String },
+
+    /// ONNX Runtime refused the model (not ONNX, unsupported operator, ...).
+    #[error("model {path}: ONNX Runtime cannot load it: {reason}")]
+    ModelLoad { path: PathBuf, reason: String },
+
+    /// An execution provider could not be registered.
+    #[error("execution provider {provider} is unavailable: {reason}")]
+    Provider { provider: &'static str, reason: String },
+
+    /// `require` was set and none of the preferred accelerators could be registered.
+    #[error("none of the required execution providers [{requested}] is available; refusing to fall back to CPU")]
+    ProviderRequired { requested: String },
+
+    /// The input is empty.
+    #[error("input is empty (0 bytes)")]
+    EmptyInput,
+
+    /// The bytes are not a decodable JPEG or PNG.
+    #[error("cannot decode image: {reason}")]
+    Decode { reason: String },
+
+    /// The image header announces more pixels than the decoder is allowed to allocate.
+    #[error("image is {width}x{height}, larger than the {max_pixels}-pixel limit (decompression bomb?)")]
+    ImageTooLarge { width: u32, height: u32, max_pixels: u64 },
+
+    /// A sensor window does not have the shape the model expects.
+    #[error(
+        "sensor window is {got_samples} samples x {got_channels} channels, the model expects {expected_samples} x \
+         {expected_channels}"
+    )]
+    SensorShape { expected_channels: usize, expected_samples: usize, got_channels: usize, got_samples: usize },
+
+    /// A sensor window holds NaN or infinity.
+    #[error("sensor window has a non-finite value ({value}) at sample {sample}, channel {channel}")]
+    NonFinite { sample: usize, channel: usize, value: f32 },
+
+    /// The input kind does not match the model (an image for a sensor model, or the reverse).
+    #[error("this model takes {expected} input, got {got}")]
+    WrongInputKind { expected: &'static str, got: &'static str },
+
+    /// `Session::run` failed.
+    #[error("inference failed: {reason}")]
+    Inference { reason: String },
+
+    /// An output tensor does not have the shape its decoder needs.
+    #[error("output {tensor}: {reason}")]
+    Output { tensor: String, reason: String },
+}
+
+impl Error {
+    /// A stable snake_case name for the error, used as the key of error counters and in error events.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::RuntimeLibrary { .. } => "runtime_library",
+            Error::Io { .. } => "io",
+            Error::Manifest { .. } => "manifest",
+            Error::ChecksumMismatch { .. } => "checksum_mismatch",
+            Error::ManifestMismatch { .. } => "manifest_mismatch",
+            Error::ModelLoad { .. } => "model_load",
+            Error::Provider { .. } => "provider",
+            Error::ProviderRequired { .. } => "provider_required",
+            Error::EmptyInput => "empty_input",
+            Error::Decode { .. } => "decode",
+            Error::ImageTooLarge { .. } => "image_too_large",
+            Error::SensorShape { .. } => "sensor_shape",
+            Error::NonFinite { .. } => "non_finite",
+            Error::WrongInputKind { .. } => "wrong_input_kind",
+            Error::Inference { .. } => "inference",
+            Error::Output { .. } => "output",
+        }
+    }
+
+    /// The pipeline stage an inference error comes from: `decode`, `preprocess`, `inference`, `postprocess`;
+    /// `load` for errors of bundles, providers and the runtime library.
+    pub fn stage(&self) -> &'static str {
+        match self {
+            Error::EmptyInput | Error::Decode { .. } | Error::ImageTooLarge { .. } => "decode",
+            Error::SensorShape { .. } | Error::NonFinite { .. } | Error::WrongInputKind { .. } => "preprocess",
+            Error::Inference { .. } => "inference",
+            Error::Output { .. } => "postprocess",
+            _ => "load",
+        }
+    }
+
+    /// True when the error is about one input (the frame or window is bad), not about the model or the runtime.
+    pub fn is_input_error(&self) -> bool {
+        matches!(
+            self,
+            Error::EmptyInput
+                | Error::Decode { .. }
+                | Error::ImageTooLarge { .. }
+                | Error::SensorShape { .. }
+                | Error::NonFinite { .. }
+                | Error::WrongInputKind { .. }
+        )
+    }
+}

@@ -1,0 +1,41 @@
+//! The edge runtime: model bundles, execution providers, pre- and post-processing, and the inference pipeline.
+//!
+//! Data flows one way: an [`Input`] goes through a [`Pipeline`] (decode, preprocess, [`Engine`] run,
+//! postprocess) and comes out as an [`Output`] with per-stage [`StageTimings`]. The library starts no threads
+//! and installs no logger; one pipeline (one ONNX Runtime session) per worker thread.
+//!
+//! ```no_run
+//! # fn main() -> runtime::Result<()> {
+//! use runtime::{Bundle, EngineOptions, Input, OnnxRuntime, Pipeline};
+//! let ort = OnnxRuntime::load("ort/x86_64/libonnxruntime.so.1.31.1")?;
+//! let bundle = Bundle::load("models/face-detector")?;
+//! let mut pipeline = Pipeline::new(&ort, &bundle, &EngineOptions::default())?;
+//! let (output, timings) = pipeline.infer(&Input::Image(std::fs::read("models/frames/people.jpg").unwrap()))?;
+//! println!("{output:?} in {} us", timings.total_us());
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+mod bundle;
+mod engine;
+mod error;
+mod input;
+pub mod manifest;
+mod onnx_runtime;
+mod output;
+mod pipeline;
+pub mod postprocess;
+pub mod preprocess;
+mod provider;
+mod tensor;
+
+pub use bundle::{Bundle, ModelIdentity};
+pub use engine::{Engine, EngineOptions};
+pub use error::{Error, Result};
+pub use input::{Input, SensorWindow};
+pub use manifest::Manifest;
+pub use onnx_runtime::OnnxRuntime;
+pub use output::{BoundingBox, ClassScore, Detection, Output, Point, RawTensor};
+pub use pipeline::{Pipeline, StageTimings};
+pub use provider::{ActiveProvider, ProviderKind};
+pub use tensor::{InputTensor, OutputTensor, Outputs};

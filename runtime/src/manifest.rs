@@ -1,0 +1,524 @@
+//! The model manifest (`manifest.toml` in a bundle): what the model is, what it takes, how to read what it gives.
+//! The README's "Model bundle format" section documents every key; keep the two in step.
+
+use crate::provider::ProviderKind;
+use serde::{Deserialize, Serialize};
+
+/// The parsed `manifest.toml` of a model bundle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Model name, as published with every prediction.
+    pub name: String,
+    /// Semantic version; updates must raise it.
+    pub version: semver::Version,
+    /// What the model does; must agree with `output.decoder`.
+    pub task: Task,
+    /// The ONNX file, relative to the bundle directory.
+    #[serde(default = "default_model_file")]
+    pub model: String,
+    /// Lower-case hex sha256 of the ONNX file.
+    pub sha256: String,
+    /// SPDX licence of the weights.
+    #[serde(default)]
+    pub license: Option<String>,
+    /// Where the weights come from and how they were made.
+    #[serde(default)]
+    pub provenance: Option<String>,
+    /// Class labels, in output order. Either inline here or in `labels_file`.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// A text file in the bundle with one label per line.
+    #[serde(default)]
+    pub labels_file: Option<String>,
+    /// The model's input.
+    pub input: InputSpec,
+    /// How to read the model's outputs.
+    pub output: OutputSpec,
+    /// Execution-provider preferences; the agent's config may override them.
+    #[serde(default)]
+    pub execution: ExecutionSpec,
+}
+
+fn default_model_file() -> String {
+    "model.onnx".to_owned()
+}
+
+/// The model's task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    Classification,
+    Detection,
+    Anomaly,
+    Raw,
+}
+
+/// The input tensor and how a frame or window becomes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum InputSpec {
+    Image(ImageInputSpec),
+    Sensor(SensorInputSpec),
+}
+
+impl InputSpec {
+    /// The name of the graph input this spec feeds.
+    pub fn tensor(&self) -> &str {
+        match self {
+            InputSpec::Image(spec) => &spec.tensor,
+            InputSpec::Sensor(spec) => &spec.tensor,
+        }
+    }
+}
+
+/// An image input: `pixel' = (pixel * scale - mean[c]) / std[c]`, written in `layout` at `width` x `height`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageInputSpec {
+    pub tensor: String,
+    #[serde(default)]
+    pub layout: ImageLayout,
+    pub width: u32,
+    pub height: u32,
+    #[serde(default)]
+    pub color: ColorOrder,
+    #[serde(default)]
+    pub dtype: InputDtype,
+    #[serde(default)]
+    pub resize: ResizeMode,
+    /// For `center_crop`: the share of the short side kept (0.875 is ImageNet's resize-256-crop-224).
+    #[serde(default = "default_crop_fraction")]
+    pub crop_fraction: f32,
+    /// Multiplies the 0..=255 pixel value first (1/255 maps to 0..=1).
+    #[serde(default = "default_scale")]
+    pub scale: f32,
+    /// Subtracted after scaling, per channel (one value applies to all).
+    #[serde(default = "default_mean")]
+    pub mean: Vec<f32>,
+    /// Divides after the mean, per channel (one value applies to all).
+    #[serde(default = "default_std")]
+    pub std: Vec<f32>,
+    /// Fill of the letterbox border, as a 0..=255 pixel value before normalisation.
+    #[serde(default = "default_pad_value")]
+    pub pad_value: u8,
+}
+
+fn default_crop_fraction() -> f32 {
+    1.0
+}
+fn default_scale() -> f32 {
+    1.0 / 255.0
+}
+fn default_mean() -> Vec<f32> {
+    vec![0.0]
+}
+fn default_std() -> Vec<f32> {
+    vec![1.0]
+}
+fn default_pad_value() -> u8 {
+    114
+}
+
+impl ImageInputSpec {
+    /// Number of colour channels the tensor holds.
+    pub fn channels(&self) -> usize {
+        match self.color {
+            ColorOrder::Gray => 1,
+            ColorOrder::Rgb | ColorOrder::Bgr => 3,
+        }
+    }
+
+    /// The tensor shape, batch of one.
+    pub fn shape(&self) -> [usize; 4] {
+        let (c, h, w) = (self.channels(), self.height as usize, self.width as usize);
+        match self.layout {
+            ImageLayout::Nchw => [1, c, h, w],
+            ImageLayout::Nhwc => [1, h, w, c],
+        }
+    }
+}
+
+/// Tensor layout of an image input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageLayout {
+    #[default]
+    Nchw,
+    Nhwc,
+}
+
+/// Channel order the model was trained with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColorOrder {
+    #[default]
+    Rgb,
+    Bgr,
+    Gray,
+}
+
+/// Element type of the input tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputDtype {
+    #[default]
+    F32,
+    /// Raw 0..=255 pixels; `scale`, `mean` and `std` are ignored.
+    U8,
+}
+
+/// How a frame of any size becomes `width` x `height`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResizeMode {
+    /// Scale each axis independently to fill the input (aspect ratio not kept).
+    #[default]
+    Stretch,
+    /// Scale to fit inside, keeping the aspect ratio, centre it and pad the border with `pad_value`.
+    Letterbox,
+    /// Scale so the image covers the input divided by `crop_fraction` (for a square input: the short side to
+    /// `width / crop_fraction`), then cut the centre `width` x `height`.
+    CenterCrop,
+}
+
+/// A window of multi-channel sensor samples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SensorInputSpec {
+    pub tensor: String,
+    /// Number of channels (axes) per sample.
+    pub channels: usize,
+    /// Samples per window.
+    pub window: usize,
+    #[serde(default)]
+    pub layout: SensorLayout,
+    /// Channel names, in column order (the CSV header a source must match).
+    #[serde(default)]
+    pub channel_names: Vec<String>,
+    /// Per-channel mean subtracted before inference (empty: none).
+    #[serde(default)]
+    pub mean: Vec<f32>,
+    /// Per-channel standard deviation divided by (empty: none).
+    #[serde(default)]
+    pub std: Vec<f32>,
+}
+
+impl SensorInputSpec {
+    /// The tensor shape, batch of one.
+    pub fn shape(&self) -> [usize; 3] {
+        match self.layout {
+            SensorLayout::ChannelsFirst => [1, self.channels, self.window],
+            SensorLayout::ChannelsLast => [1, self.window, self.channels],
+        }
+    }
+}
+
+/// Tensor layout of a sensor input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SensorLayout {
+    /// `[1, channels, window]`.
+    #[default]
+    ChannelsFirst,
+    /// `[1, window, channels]`.
+    ChannelsLast,
+}
+
+/// How the outputs are decoded into a result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "decoder", rename_all = "snake_case")]
+pub enum OutputSpec {
+    Classification(ClassificationSpec),
+    Centerface(CenterFaceSpec),
+    Yolov8(Yolov8Spec),
+    Anomaly(AnomalySpec),
+    Raw(RawSpec),
+}
+
+impl OutputSpec {
+    /// The task this decoder serves.
+    pub fn task(&self) -> Task {
+        match self {
+            OutputSpec::Classification(_) => Task::Classification,
+            OutputSpec::Centerface(_) | OutputSpec::Yolov8(_) => Task::Detection,
+            OutputSpec::Anomaly(_) => Task::Anomaly,
+            OutputSpec::Raw(_) => Task::Raw,
+        }
+    }
+
+    /// The graph outputs this decoder reads (empty for `raw` with no list: all of them).
+    pub fn tensors(&self) -> Vec<&str> {
+        match self {
+            OutputSpec::Classification(s) => vec![&s.tensor],
+            OutputSpec::Centerface(s) => vec![&s.heatmap, &s.scale, &s.offset, &s.landmarks],
+            OutputSpec::Yolov8(s) => vec![&s.tensor],
+            OutputSpec::Anomaly(s) => vec![&s.tensor],
+            OutputSpec::Raw(s) => s.tensors.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// Class scores: softmax if needed, then the `top_k` best with their labels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassificationSpec {
+    pub tensor: String,
+    #[serde(default)]
+    pub softmax: SoftmaxMode,
+    #[serde(default = "default_top_k")]
+    pub top_k: usize,
+}
+
+fn default_top_k() -> usize {
+    5
+}
+
+/// Whether class scores go through a softmax.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SoftmaxMode {
+    /// Apply it unless the scores already form a distribution (all in 0..=1, summing to 1).
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+/// CenterFace: heat map, box scale, centre offset and five landmarks, at 1/4 of the input resolution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CenterFaceSpec {
+    pub heatmap: String,
+    pub scale: String,
+    pub offset: String,
+    pub landmarks: String,
+    #[serde(default = "default_face_threshold")]
+    pub score_threshold: f32,
+    #[serde(default = "default_face_iou")]
+    pub iou_threshold: f32,
+    #[serde(default = "default_max_detections")]
+    pub max_detections: usize,
+}
+
+fn default_face_threshold() -> f32 {
+    0.5
+}
+fn default_face_iou() -> f32 {
+    0.3
+}
+fn default_max_detections() -> usize {
+    100
+}
+
+/// YOLOv8 head: `[1, 4 + classes, anchors]`, boxes as centre x, centre y, width, height in input pixels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Yolov8Spec {
+    pub tensor: String,
+    #[serde(default = "default_yolo_threshold")]
+    pub score_threshold: f32,
+    #[serde(default = "default_yolo_iou")]
+    pub iou_threshold: f32,
+    #[serde(default = "default_max_detections")]
+    pub max_detections: usize,
+}
+
+fn default_yolo_threshold() -> f32 {
+    0.25
+}
+fn default_yolo_iou() -> f32 {
+    0.45
+}
+
+/// One anomaly score compared with a threshold (score above it: anomalous).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnomalySpec {
+    pub tensor: String,
+    pub threshold: f32,
+}
+
+/// Output tensors published as they are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSpec {
+    /// Outputs to publish (empty: all).
+    #[serde(default)]
+    pub tensors: Vec<String>,
+}
+
+/// Execution-provider preferences of the bundle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionSpec {
+    /// Providers to try, best first; CPU is always the last resort unless `require` is set.
+    #[serde(default = "default_providers")]
+    pub providers: Vec<ProviderKind>,
+}
+
+impl Default for ExecutionSpec {
+    fn default() -> Self {
+        ExecutionSpec { providers: default_providers() }
+    }
+}
+
+fn default_providers() -> Vec<ProviderKind> {
+    vec![ProviderKind::Cpu]
+}
+
+impl Manifest {
+    /// Parses `manifest.toml` text. `origin` names the file in errors.
+    pub fn parse(text: &str) -> Result<Manifest, String> {
+        let manifest: Manifest = toml::from_str(text).map_err(|e| e.to_string())?;
+        let problems = manifest.problems();
+        if problems.is_empty() { Ok(manifest) } else { Err(problems.join("; ")) }
+    }
+
+    /// Every rule of the bundle format this manifest breaks, each naming its key.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.name.trim().is_empty() {
+            problems.push("`name` is empty".to_owned());
+        }
+        if self.sha256.len() != 64 || !self.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            problems.push(format!("`sha256` must be 64 lower-case hex digits, got {:?}", self.sha256));
+        }
+        if self.output.task() != self.task {
+            problems.push(format!(
+                "`task` is {:?} but `output.decoder` decodes {:?}",
+                self.task,
+                self.output.task()
+            ));
+        }
+        if !self.labels.is_empty() && self.labels_file.is_some() {
+            problems.push("give `labels` or `labels_file`, not both".to_owned());
+        }
+        match &self.input {
+            InputSpec::Image(spec) => {
+                if spec.width == 0 || spec.height == 0 {
+                    problems.push("`input.width` and `input.height` must be positive".to_owned());
+                }
+                for (key, values) in [("mean", &spec.mean), ("std", &spec.std)] {
+                    if values.len() != 1 && values.len() != spec.channels() {
+                        problems.push(format!(
+                            "`input.{key}` has {} values; give 1 or one per channel ({})",
+                            values.len(),
+                            spec.channels()
+                        ));
+                    }
+                }
+                if spec.std.iter().any(|s| *s == 0.0 || !s.is_finite()) {
+                    problems.push("`input.std` values must be finite and non-zero".to_owned());
+                }
+                if !(spec.crop_fraction > 0.0 && spec.crop_fraction <= 1.0) {
+                    problems.push("`input.crop_fraction` must be within (0, 1]".to_owned());
+                }
+            }
+            InputSpec::Sensor(spec) => {
+                if spec.channels == 0 || spec.window == 0 {
+                    problems.push("`input.channels` and `input.window` must be positive".to_owned());
+                }
+                if !spec.channel_names.is_empty() && spec.channel_names.len() != spec.channels {
+                    problems.push(format!(
+                        "`input.channel_names` has {} names for {} channels",
+                        spec.channel_names.len(),
+                        spec.channels
+                    ));
+                }
+                for (key, values) in [("mean", &spec.mean), ("std", &spec.std)] {
+                    if !values.is_empty() && values.len() != spec.channels {
+                        problems.push(format!(
+                            "`input.{key}` has {} values for {} channels",
+                            values.len(),
+                            spec.channels
+                        ));
+                    }
+                }
+                if spec.std.iter().any(|s| *s == 0.0 || !s.is_finite()) {
+                    problems.push("`input.std` values must be finite and non-zero".to_owned());
+                }
+                if matches!(self.output, OutputSpec::Centerface(_) | OutputSpec::Yolov8(_)) {
+                    problems.push("detection decoders need an image input".to_owned());
+                }
+            }
+        }
+        match &self.output {
+            OutputSpec::Classification(spec) if spec.top_k == 0 => {
+                problems.push("`output.top_k` must be at least 1".to_owned())
+            }
+            OutputSpec::Centerface(CenterFaceSpec { score_threshold, iou_threshold, .. })
+            | OutputSpec::Yolov8(Yolov8Spec { score_threshold, iou_threshold, .. })
+                if !(0.0..=1.0).contains(score_threshold) || !(0.0..=1.0).contains(iou_threshold) =>
+            {
+                problems.push("`output.score_threshold` and `output.iou_threshold` must be within 0..=1".to_owned())
+            }
+            OutputSpec::Anomaly(spec) if !spec.threshold.is_finite() => {
+                problems.push("`output.threshold` must be finite".to_owned())
+            }
+            _ => {}
+        }
+        if self.execution.providers.is_empty() {
+            problems.push("`execution.providers` is empty".to_owned());
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLASSIFIER: &str = r#"
+name = "demo"
+version = "1.2.3"
+task = "classification"
+sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+labels = ["a", "b"]
+[input]
+kind = "image"
+tensor = "images"
+width = 224
+height = 224
+resize = "center_crop"
+mean = [0.485, 0.456, 0.406]
+std = [0.229, 0.224, 0.225]
+[output]
+decoder = "classification"
+tensor = "logits"
+"#;
+
+    #[test]
+    fn parses_a_classifier_with_defaults() {
+        let m = Manifest::parse(CLASSIFIER).unwrap();
+        assert_eq!(m.version, semver::Version::new(1, 2, 3));
+        assert_eq!(m.model, "model.onnx");
+        let InputSpec::Image(input) = &m.input else { panic!("image input expected") };
+        assert_eq!(input.shape(), [1, 3, 224, 224]);
+        assert_eq!(input.resize, ResizeMode::CenterCrop);
+        assert!((input.scale - 1.0 / 255.0).abs() < 1e-9);
+        let OutputSpec::Classification(out) = &m.output else { panic!("classification expected") };
+        assert_eq!(out.top_k, 5);
+        assert_eq!(out.softmax, SoftmaxMode::Auto);
+        assert_eq!(m.execution.providers, vec![ProviderKind::Cpu]);
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_key() {
+        let text = CLASSIFIER
+            .replace("task = \"classification\"", "task = \"anomaly\"")
+            .replace("std = [0.229, 0.224, 0.225]", "std = [0.2, 0.0]")
+            .replace("0000000000000000000000000000000000000000000000000000000000000000", "xyz");
+        let err = Manifest::parse(&text).unwrap_err();
+        assert!(err.contains("`sha256`"), "{err}");
+        assert!(err.contains("`task`"), "{err}");
+        assert!(err.contains("`input.std` has 2 values"), "{err}");
+        assert!(err.contains("non-zero"), "{err}");
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_versions_that_are_not_semver() {
+        assert!(Manifest::parse(&CLASSIFIER.replace("labels =", "lables =")).unwrap_err().contains("lables"));
+        assert!(Manifest::parse(&CLASSIFIER.replace("1.2.3", "1.2")).is_err());
+    }
+}

@@ -1,0 +1,105 @@
+//! The pipeline: decode, preprocess, run, postprocess, each timed. One pipeline per worker thread.
+
+use crate::bundle::{Bundle, ModelIdentity};
+use crate::engine::{Engine, EngineOptions};
+use crate::error::{Error, Result};
+use crate::input::Input;
+use crate::manifest::InputSpec;
+use crate::onnx_runtime::OnnxRuntime;
+use crate::output::Output;
+use crate::postprocess::Decoder;
+use crate::preprocess::{ImagePreprocessor, SensorPreprocessor};
+use crate::provider::ActiveProvider;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// Microseconds spent in each stage of one inference. `decode` is zero for sensor windows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageTimings {
+    pub decode_us: u32,
+    pub preprocess_us: u32,
+    pub inference_us: u32,
+    pub postprocess_us: u32,
+}
+
+impl StageTimings {
+    /// Sum of the stages.
+    pub fn total_us(&self) -> u32 {
+        self.decode_us + self.preprocess_us + self.inference_us + self.postprocess_us
+    }
+}
+
+enum Preprocessor {
+    Image(ImagePreprocessor),
+    Sensor(SensorPreprocessor),
+}
+
+/// A bundle made runnable: preprocessor, engine and decoder with their buffers.
+pub struct Pipeline {
+    preprocessor: Preprocessor,
+    engine: Engine,
+    decoder: Decoder,
+    identity: ModelIdentity,
+}
+
+impl Pipeline {
+    /// Builds the engine for `bundle` (checking the manifest against the graph) and the stages around it.
+    pub fn new(ort: &OnnxRuntime, bundle: &Bundle, options: &EngineOptions) -> Result<Pipeline> {
+        let engine = Engine::new(ort, bundle, options)?;
+        let manifest = bundle.manifest();
+        let preprocessor = match &manifest.input {
+            InputSpec::Image(spec) => Preprocessor::Image(ImagePreprocessor::new(spec)),
+            InputSpec::Sensor(spec) => Preprocessor::Sensor(SensorPreprocessor::new(spec)),
+        };
+        let decoder = Decoder::new(&manifest.output, bundle.labels().to_vec());
+        Ok(Pipeline { preprocessor, engine, decoder, identity: bundle.identity() })
+    }
+
+    /// Runs one input through every stage. An error names its stage through [`Error::stage`].
+    pub fn infer(&mut self, input: &Input) -> Result<(Output, StageTimings)> {
+        let mut timings = StageTimings::default();
+        let started = Instant::now();
+        let (tensor, geometry) = match (&mut self.preprocessor, input) {
+            (Preprocessor::Image(pre), Input::Image(bytes)) => {
+                pre.decode(bytes)?;
+                let decoded = Instant::now();
+                timings.decode_us = micros(started, decoded);
+                let geometry = pre.prepare()?;
+                timings.preprocess_us = micros(decoded, Instant::now());
+                (pre.tensor(), Some(geometry))
+            }
+            (Preprocessor::Sensor(pre), Input::Sensor(window)) => {
+                pre.prepare(window)?;
+                timings.preprocess_us = micros(started, Instant::now());
+                (crate::tensor::InputTensor::F32(pre.tensor()), None)
+            }
+            (Preprocessor::Image(_), other) => {
+                return Err(Error::WrongInputKind { expected: "image", got: other.kind() });
+            }
+            (Preprocessor::Sensor(_), other) => {
+                return Err(Error::WrongInputKind { expected: "sensor", got: other.kind() });
+            }
+        };
+        let run_started = Instant::now();
+        let outputs = self.engine.run(tensor)?;
+        let ran = Instant::now();
+        timings.inference_us = micros(run_started, ran);
+        let output = self.decoder.decode(outputs, geometry.as_ref())?;
+        timings.postprocess_us = micros(ran, Instant::now());
+        Ok((output, timings))
+    }
+
+    /// The model that runs.
+    pub fn identity(&self) -> &ModelIdentity {
+        &self.identity
+    }
+
+    /// The requested and active execution providers.
+    pub fn provider(&self) -> &ActiveProvider {
+        self.engine.provider()
+    }
+}
+
+fn micros(from: Instant, to: Instant) -> u32 {
+    u32::try_from(to.duration_since(from).as_micros()).unwrap_or(u32::MAX)
+}

@@ -1,0 +1,181 @@
+//! Postprocessing: turns a run's output tensors into an [`Output`] as the manifest's `output.decoder` says.
+//!
+//! A [`Decoder`] is built once per pipeline and keeps its scratch buffers, so decoding a frame allocates only
+//! the result. Detection decoders work in model-input pixels and map the survivors back to the source image
+//! with the preprocessor's [`Geometry`].
+
+mod anomaly;
+mod centerface;
+mod classify;
+mod nms;
+mod raw;
+mod shape;
+mod yolov8;
+
+pub use classify::{apply_softmax, is_distribution, softmax, top_k};
+pub use nms::{Candidate, Suppression, non_max_suppression};
+
+use crate::error::Result;
+use crate::manifest::{AnomalySpec, OutputSpec, RawSpec};
+use crate::output::Output;
+use crate::preprocess::Geometry;
+use crate::tensor::Outputs;
+use centerface::CenterFaceDecoder;
+use classify::ClassificationDecoder;
+use yolov8::Yolov8Decoder;
+
+/// Decodes the outputs of one model, as its manifest's `output` section says.
+#[derive(Debug)]
+pub struct Decoder {
+    kind: DecoderKind,
+    labels: Vec<String>,
+}
+
+#[derive(Debug)]
+enum DecoderKind {
+    Classification(ClassificationDecoder),
+    CenterFace(CenterFaceDecoder),
+    Yolov8(Yolov8Decoder),
+    Anomaly(AnomalySpec),
+    Raw(RawSpec),
+}
+
+impl Decoder {
+    /// A decoder for `spec`; `labels` name the classes in output order (may be empty: indices are used).
+    pub fn new(spec: &OutputSpec, labels: Vec<String>) -> Self {
+        let kind = match spec {
+            OutputSpec::Classification(spec) => DecoderKind::Classification(ClassificationDecoder::new(spec)),
+            OutputSpec::Centerface(spec) => DecoderKind::CenterFace(CenterFaceDecoder::new(spec)),
+            OutputSpec::Yolov8(spec) => DecoderKind::Yolov8(Yolov8Decoder::new(spec)),
+            OutputSpec::Anomaly(spec) => DecoderKind::Anomaly(spec.clone()),
+            OutputSpec::Raw(spec) => DecoderKind::Raw(spec.clone()),
+        };
+        Decoder { kind, labels }
+    }
+
+    /// Decodes one run's `outputs`. Detection decoders need the `geometry` of the preprocessed image to put
+    /// boxes in source pixels, and refuse to decode without it; the others ignore it.
+    pub fn decode(&mut self, outputs: &Outputs, geometry: Option<&Geometry>) -> Result<Output> {
+        match &mut self.kind {
+            DecoderKind::Classification(decoder) => decoder.decode(outputs, &self.labels),
+            DecoderKind::CenterFace(decoder) => {
+                let geometry = geometry.ok_or_else(|| missing_geometry(decoder.tensor()))?;
+                decoder.decode(outputs, &self.labels, geometry)
+            }
+            DecoderKind::Yolov8(decoder) => {
+                let geometry = geometry.ok_or_else(|| missing_geometry(decoder.tensor()))?;
+                decoder.decode(outputs, &self.labels, geometry)
+            }
+            DecoderKind::Anomaly(spec) => anomaly::decode(spec, outputs),
+            DecoderKind::Raw(spec) => raw::decode(spec, outputs),
+        }
+    }
+}
+
+fn missing_geometry(tensor: &str) -> crate::Error {
+    shape::output_error(
+        tensor,
+        "detection decoding needs the image geometry of the preprocessing step (image input)",
+    )
+}
+
+/// The label of class `index`: `labels[index]`, or the index itself when the bundle names no such class.
+fn label_for(labels: &[String], index: usize) -> String {
+    labels.get(index).cloned().unwrap_or_else(|| index.to_string())
+}
+
+/// `index` as the `u32` an [`Output`] carries.
+fn class_index(tensor: &str, index: usize) -> Result<u32> {
+    u32::try_from(index).map_err(|_| shape::output_error(tensor, format!("class index {index} does not fit a u32")))
+}
+
+/// Shared by the decoder tests.
+#[cfg(test)]
+mod test_support {
+    use crate::output::{BoundingBox, Point};
+    use crate::preprocess::Geometry;
+
+    /// A geometry where `model = source * scale + offset` on both axes.
+    pub(super) fn geometry(
+        source_width: u32,
+        source_height: u32,
+        scale: f32,
+        offset_x: f32,
+        offset_y: f32,
+    ) -> Geometry {
+        Geometry { source_width, source_height, scale_x: scale, scale_y: scale, offset_x, offset_y }
+    }
+
+    pub(super) fn assert_box_near(got: &BoundingBox, want: [f32; 4]) {
+        let got_corners = [got.x_min, got.y_min, got.x_max, got.y_max];
+        assert!(
+            got_corners.iter().zip(want).all(|(g, w)| (g - w).abs() < 1e-3),
+            "got {got:?}, want {want:?}"
+        );
+    }
+
+    pub(super) fn assert_point_near(got: &Point, want: [f32; 2]) {
+        assert!(
+            (got.x - want[0]).abs() < 1e-3 && (got.y - want[1]).abs() < 1e-3,
+            "got {got:?}, want {want:?}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{CenterFaceSpec, Yolov8Spec};
+    use crate::tensor::OutputTensor;
+
+    #[test]
+    fn detection_decoders_refuse_to_run_without_geometry() {
+        let centerface = OutputSpec::Centerface(CenterFaceSpec {
+            heatmap: "heat".to_owned(),
+            scale: "scale".to_owned(),
+            offset: "offset".to_owned(),
+            landmarks: "lms".to_owned(),
+            score_threshold: 0.5,
+            iou_threshold: 0.3,
+            max_detections: 10,
+        });
+        let yolo = OutputSpec::Yolov8(Yolov8Spec {
+            tensor: "output0".to_owned(),
+            score_threshold: 0.25,
+            iou_threshold: 0.45,
+            max_detections: 10,
+        });
+        for (spec, tensor) in [(centerface, "heat"), (yolo, "output0")] {
+            let err = Decoder::new(&spec, vec![]).decode(&Outputs::default(), None).unwrap_err();
+            assert!(
+                matches!(&err, crate::Error::Output { tensor: t, reason } if t == tensor && reason.contains("geometry")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn dispatches_on_the_spec() {
+        let outputs =
+            Outputs { tensors: vec![OutputTensor { name: "y".to_owned(), shape: vec![1, 2], data: vec![0.25, 0.75] }] };
+        let classify = OutputSpec::Classification(crate::manifest::ClassificationSpec {
+            tensor: "y".to_owned(),
+            softmax: crate::manifest::SoftmaxMode::Auto,
+            top_k: 1,
+        });
+        let output = Decoder::new(&classify, vec!["a".to_owned(), "b".to_owned()]).decode(&outputs, None).unwrap();
+        assert_eq!(
+            output,
+            Output::Classification {
+                classes: vec![crate::output::ClassScore { index: 1, label: "b".to_owned(), score: 0.75 }]
+            }
+        );
+        let raw = OutputSpec::Raw(RawSpec { tensors: vec![] });
+        let Output::Raw { tensors } = Decoder::new(&raw, vec![]).decode(&outputs, None).unwrap() else {
+            panic!("raw expected")
+        };
+        assert_eq!(tensors.len(), 1);
+        let anomaly = OutputSpec::Anomaly(AnomalySpec { tensor: "y".to_owned(), threshold: 0.5 });
+        assert!(Decoder::new(&anomaly, vec![]).decode(&outputs, None).is_err());
+    }
+}

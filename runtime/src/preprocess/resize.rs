@@ -1,0 +1,210 @@
+//! Fitting an RGB8 frame of any size into the model's width x height (stretch, letterbox or centre crop), and
+//! the [`Geometry`] that maps model coordinates back to the frame.
+//!
+//! Resampling is fast_image_resize's bilinear convolution, which widens the kernel when downscaling as
+//! PIL's `BILINEAR` does (antialias); the Python references resize with PIL.
+
+use fast_image_resize::images::{CroppedImageMut, Image, ImageRef};
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+
+use crate::error::{Error, Result};
+use crate::manifest::ResizeMode;
+use crate::output::{BoundingBox, Point};
+
+/// How model coordinates relate to source-image pixels: `model_x = source_x * scale_x + offset_x`, and the
+/// same for y.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Geometry {
+    /// Width of the source image in pixels.
+    pub source_width: u32,
+    /// Height of the source image in pixels.
+    pub source_height: u32,
+    /// Model pixels per source pixel, horizontally.
+    pub scale_x: f32,
+    /// Model pixels per source pixel, vertically.
+    pub scale_y: f32,
+    /// Model x of source x = 0 (the left padding of a letterbox, negative for a crop).
+    pub offset_x: f32,
+    /// Model y of source y = 0.
+    pub offset_y: f32,
+}
+
+impl Geometry {
+    /// A point in model coordinates as source-image pixels (not clamped: a landmark may lie outside).
+    pub fn to_source(&self, point: Point) -> Point {
+        let x = (f64::from(point.x) - f64::from(self.offset_x)) / f64::from(self.scale_x);
+        let y = (f64::from(point.y) - f64::from(self.offset_y)) / f64::from(self.scale_y);
+        Point { x: x as f32, y: y as f32 }
+    }
+
+    /// A point in source-image pixels as model coordinates.
+    pub fn to_model(&self, point: Point) -> Point {
+        let x = f64::from(point.x) * f64::from(self.scale_x) + f64::from(self.offset_x);
+        let y = f64::from(point.y) * f64::from(self.scale_y) + f64::from(self.offset_y);
+        Point { x: x as f32, y: y as f32 }
+    }
+
+    /// A box in model coordinates as source-image pixels, clamped to the source image.
+    pub fn to_source_box(&self, bbox: BoundingBox) -> BoundingBox {
+        let (width, height) = (self.source_width as f32, self.source_height as f32);
+        let min = self.to_source(Point { x: bbox.x_min, y: bbox.y_min });
+        let max = self.to_source(Point { x: bbox.x_max, y: bbox.y_max });
+        BoundingBox {
+            x_min: min.x.clamp(0.0, width),
+            y_min: min.y.clamp(0.0, height),
+            x_max: max.x.clamp(0.0, width),
+            y_max: max.y.clamp(0.0, height),
+        }
+    }
+}
+
+/// Where the resized source goes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Placement {
+    /// The whole source onto the whole model input.
+    Whole,
+    /// The whole source into this rectangle of the model input; the rest is padding.
+    Inset { left: u32, top: u32, width: u32, height: u32 },
+    /// This rectangle of the source (fractional pixels) onto the whole model input.
+    Crop { left: f64, top: f64, width: f64, height: f64 },
+}
+
+/// What one resize does: where the source goes and the geometry that results.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct ResizePlan {
+    pub geometry: Geometry,
+    pub placement: Placement,
+}
+
+impl ResizePlan {
+    /// The plan for a `source` (width, height) frame into a `model` (width, height) input. Sizes must be
+    /// positive; manifest validation and the decoder see to that.
+    pub fn new(mode: ResizeMode, crop_fraction: f32, source: (u32, u32), model: (u32, u32)) -> ResizePlan {
+        let (w, h) = (f64::from(source.0), f64::from(source.1));
+        let (model_w, model_h) = (f64::from(model.0), f64::from(model.1));
+        let geometry = |scale_x: f64, scale_y: f64, offset_x: f64, offset_y: f64| Geometry {
+            source_width: source.0,
+            source_height: source.1,
+            scale_x: scale_x as f32,
+            scale_y: scale_y as f32,
+            offset_x: offset_x as f32,
+            offset_y: offset_y as f32,
+        };
+        match mode {
+            ResizeMode::Stretch => {
+                ResizePlan { geometry: geometry(model_w / w, model_h / h, 0.0, 0.0), placement: Placement::Whole }
+            }
+            ResizeMode::Letterbox => {
+                let scale = (model_w / w).min(model_h / h);
+                // Python's round() (ties to even), as the reference letterbox computes it; at least one pixel.
+                let fit = |side: f64, model_side: u32| {
+                    ((side * scale).round_ties_even() as u32).clamp(model_side.min(1), model_side)
+                };
+                let (width, height) = (fit(w, model.0), fit(h, model.1));
+                let (left, top) = ((model.0 - width) / 2, (model.1 - height) / 2);
+                ResizePlan {
+                    geometry: geometry(
+                        f64::from(width) / w,
+                        f64::from(height) / h,
+                        f64::from(left),
+                        f64::from(top),
+                    ),
+                    placement: Placement::Inset { left, top, width, height },
+                }
+            }
+            ResizeMode::CenterCrop => {
+                let scale = (model_w / w).max(model_h / h) / f64::from(crop_fraction);
+                // The box is inside the source by construction; min() only absorbs rounding.
+                let (width, height) = ((model_w / scale).min(w), (model_h / scale).min(h));
+                let (left, top) = (((w - width) / 2.0).max(0.0), ((h - height) / 2.0).max(0.0));
+                let (left, top) = (left.min(w - width), top.min(h - height));
+                let (scale_x, scale_y) = (model_w / width, model_h / height);
+                ResizePlan {
+                    geometry: geometry(scale_x, scale_y, -left * scale_x, -top * scale_y),
+                    placement: Placement::Crop { left, top, width, height },
+                }
+            }
+        }
+    }
+}
+
+/// Resizes frames into a model-sized RGB8 canvas kept across calls.
+pub(crate) struct FrameResizer {
+    mode: ResizeMode,
+    crop_fraction: f32,
+    pad_value: u8,
+    width: u32,
+    height: u32,
+    canvas: Vec<u8>,
+    resizer: Resizer,
+    options: ResizeOptions,
+}
+
+impl FrameResizer {
+    /// A resizer into `width` x `height`; `pad_value` fills the letterbox border.
+    pub fn new(mode: ResizeMode, crop_fraction: f32, pad_value: u8, width: u32, height: u32) -> FrameResizer {
+        FrameResizer {
+            mode,
+            crop_fraction,
+            pad_value,
+            width,
+            height,
+            canvas: vec![pad_value; width as usize * height as usize * 3],
+            resizer: Resizer::new(),
+            options: ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)),
+        }
+    }
+
+    /// Resizes `rgb` (`source_width` x `source_height`, RGB8) into the canvas.
+    pub fn resize(&mut self, rgb: &[u8], source_width: u32, source_height: u32) -> Result<Geometry> {
+        let plan =
+            ResizePlan::new(self.mode, self.crop_fraction, (source_width, source_height), (self.width, self.height));
+        if let Placement::Inset { left, top, width, height } = plan.placement {
+            fill_border(&mut self.canvas, self.width, (left, top, width, height), self.pad_value);
+        }
+        let source = ImageRef::new(source_width, source_height, rgb, PixelType::U8x3).map_err(resize_error)?;
+        let mut canvas =
+            Image::from_slice_u8(self.width, self.height, &mut self.canvas, PixelType::U8x3).map_err(resize_error)?;
+        let resized = match plan.placement {
+            Placement::Whole => self.resizer.resize(&source, &mut canvas, &self.options),
+            Placement::Crop { left, top, width, height } => {
+                self.resizer.resize(&source, &mut canvas, &self.options.crop(left, top, width, height))
+            }
+            Placement::Inset { left, top, width, height } => {
+                let mut inset = CroppedImageMut::new(&mut canvas, left, top, width, height).map_err(resize_error)?;
+                self.resizer.resize(&source, &mut inset, &self.options)
+            }
+        };
+        resized.map_err(resize_error)?;
+        Ok(plan.geometry)
+    }
+
+    /// The last resized frame, RGB8, model width x height.
+    pub fn canvas(&self) -> &[u8] {
+        &self.canvas
+    }
+}
+
+/// Fills everything outside the `inset` rectangle (left, top, width, height) of an RGB8 canvas with `value`,
+/// leaving the inset alone so it is not written twice.
+fn fill_border(canvas: &mut [u8], canvas_width: u32, inset: (u32, u32, u32, u32), value: u8) {
+    let (left, top, width, height) = inset;
+    let row_len = canvas_width as usize * 3;
+    if row_len == 0 {
+        return;
+    }
+    let (left_len, inset_len) = (left as usize * 3, width as usize * 3);
+    for (y, row) in canvas.chunks_exact_mut(row_len).enumerate() {
+        if y < top as usize || y >= (top + height) as usize {
+            row.fill(value);
+        } else {
+            row[..left_len].fill(value);
+            row[left_len + inset_len..].fill(value);
+        }
+    }
+}
+
+fn resize_error(error: impl std::fmt::Display) -> Error {
+    // Unreachable with the buffers and boxes built here; reported rather than panicking all the same.
+    Error::Decode { reason: format!("cannot resize the image: {error}") }
+}

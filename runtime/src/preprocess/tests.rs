@@ -1,0 +1,670 @@
+//! Tests of decoding, resizing, normalising and sensor windows, each against a naive reference or a
+//! hand-worked value.
+
+use std::time::{Duration, Instant};
+
+use image::codecs::jpeg::JpegEncoder;
+use image::codecs::png::PngEncoder;
+use image::{ExtendedColorType, ImageEncoder};
+use proptest::prelude::*;
+
+use super::normalize::Normalizer;
+use super::resize::{FrameResizer, Placement, ResizePlan};
+use super::*;
+use crate::input::SensorWindow;
+use crate::manifest::{ColorOrder, ImageLayout, InputDtype, ResizeMode, SensorInputSpec, SensorLayout};
+use crate::output::{BoundingBox, Point};
+
+// ---------------------------------------------------------------------------------------------------------
+// Helpers
+
+fn image_spec(width: u32, height: u32) -> ImageInputSpec {
+    ImageInputSpec {
+        tensor: "images".to_owned(),
+        layout: ImageLayout::Nchw,
+        width,
+        height,
+        color: ColorOrder::Rgb,
+        dtype: InputDtype::F32,
+        resize: ResizeMode::Stretch,
+        crop_fraction: 1.0,
+        scale: 1.0 / 255.0,
+        mean: vec![0.0],
+        std: vec![1.0],
+        pad_value: 114,
+    }
+}
+
+fn encode_png(width: u32, height: u32, color: ExtendedColorType, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    PngEncoder::new(&mut out).write_image(data, width, height, color).unwrap();
+    out
+}
+
+fn encode_jpeg(width: u32, height: u32, color: ExtendedColorType, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    JpegEncoder::new_with_quality(&mut out, 95).encode(data, width, height, color).unwrap();
+    out
+}
+
+/// An RGB8 image with no two neighbouring pixels alike, to catch swapped rows, columns or channels.
+fn pattern(width: u32, height: u32) -> Vec<u8> {
+    let mut rgb = Vec::new();
+    for y in 0..height {
+        for x in 0..width {
+            rgb.extend([(x * 37 + y * 11) as u8, (x * 5 + y * 71 + 3) as u8, (x * y + 200) as u8]);
+        }
+    }
+    rgb
+}
+
+/// An RGB8 image varying slowly, which JPEG keeps well.
+fn smooth(width: u32, height: u32) -> Vec<u8> {
+    let mut rgb = Vec::new();
+    for y in 0..height {
+        for x in 0..width {
+            rgb.extend([(x * 4) as u8, (y * 4) as u8, 128]);
+        }
+    }
+    rgb
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+/// A PNG signature and a well-formed IHDR (8-bit RGB) announcing `width` x `height`, and nothing else.
+fn png_header(width: u32, height: u32) -> Vec<u8> {
+    let mut chunk = b"IHDR".to_vec();
+    chunk.extend(width.to_be_bytes());
+    chunk.extend(height.to_be_bytes());
+    chunk.extend([8, 2, 0, 0, 0]);
+    let mut bytes = vec![0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n'];
+    bytes.extend(13u32.to_be_bytes());
+    bytes.extend(&chunk);
+    bytes.extend(crc32(&chunk).to_be_bytes());
+    bytes
+}
+
+fn assert_decode_error(result: Result<(u32, u32)>, expected: &str) {
+    match result {
+        Err(Error::Decode { reason }) => assert!(reason.contains(expected), "reason {reason:?} lacks {expected:?}"),
+        other => panic!("expected a decode error containing {expected:?}, got {other:?}"),
+    }
+}
+
+fn max_difference(a: &[u8], b: &[u8]) -> u8 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| x.abs_diff(*y)).max().unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Decoding
+
+#[test]
+fn png_round_trips_sizes_and_pixels() {
+    let rgb = pattern(7, 5);
+    let mut decoder = RgbDecoder::default();
+    assert_eq!(decoder.decode(&encode_png(7, 5, ExtendedColorType::Rgb8, &rgb)).unwrap(), (7, 5));
+    assert_eq!(decoder.dimensions(), (7, 5));
+    assert_eq!(decoder.rgb(), &rgb[..]);
+}
+
+#[test]
+fn jpeg_round_trips_sizes_and_pixels_approximately() {
+    let rgb = smooth(48, 32);
+    let mut decoder = RgbDecoder::default();
+    assert_eq!(decoder.decode(&encode_jpeg(48, 32, ExtendedColorType::Rgb8, &rgb)).unwrap(), (48, 32));
+    let mean_error = decoder.rgb().iter().zip(&rgb).map(|(a, b)| f64::from(a.abs_diff(*b))).sum::<f64>()
+        / rgb.len() as f64;
+    assert!(mean_error < 2.0, "mean error {mean_error}");
+    assert!(max_difference(decoder.rgb(), &rgb) < 16);
+}
+
+#[test]
+fn gray_png_and_jpeg_are_replicated_to_three_channels() {
+    let gray: Vec<u8> = (0..6 * 4).map(|i| (i * 10) as u8).collect();
+    let replicated: Vec<u8> = gray.iter().flat_map(|&g| [g, g, g]).collect();
+    let mut decoder = RgbDecoder::default();
+    decoder.decode(&encode_png(6, 4, ExtendedColorType::L8, &gray)).unwrap();
+    assert_eq!(decoder.rgb(), &replicated[..]);
+
+    let flat_gray = vec![90u8; 16 * 16];
+    decoder.decode(&encode_jpeg(16, 16, ExtendedColorType::L8, &flat_gray)).unwrap();
+    assert_eq!(decoder.rgb().len(), 16 * 16 * 3);
+    assert!(decoder.rgb().chunks_exact(3).all(|p| p[0] == p[1] && p[1] == p[2]), "gray JPEG not replicated");
+    assert!(max_difference(decoder.rgb(), &[90; 16 * 16 * 3]) <= 2);
+}
+
+#[test]
+fn alpha_is_dropped() {
+    let rgb = pattern(5, 3);
+    let rgba: Vec<u8> = rgb.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 17]).collect();
+    let mut decoder = RgbDecoder::default();
+    decoder.decode(&encode_png(5, 3, ExtendedColorType::Rgba8, &rgba)).unwrap();
+    assert_eq!(decoder.rgb(), &rgb[..]);
+
+    let gray_alpha = [10, 255, 20, 0, 30, 128];
+    decoder.decode(&encode_png(3, 1, ExtendedColorType::La8, &gray_alpha)).unwrap();
+    assert_eq!(decoder.rgb(), &[10, 10, 10, 20, 20, 20, 30, 30, 30]);
+}
+
+#[test]
+fn sixteen_bit_pngs_are_rounded_to_eight_bits() {
+    // 257 * v is exactly v in 8 bits; 128 above rounds up, 127 above rounds down.
+    let samples: [u16; 6] = [0, 257 * 200, 257 * 10 + 128, 257 * 10 + 127, 65535, 300];
+    let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_ne_bytes()).collect();
+    let mut decoder = RgbDecoder::default();
+    decoder.decode(&encode_png(2, 1, ExtendedColorType::Rgb16, &bytes)).unwrap();
+    assert_eq!(decoder.rgb(), &[0, 200, 11, 10, 255, 1]);
+
+    decoder.decode(&encode_png(3, 2, ExtendedColorType::L16, &bytes)).unwrap();
+    assert_eq!(&decoder.rgb()[..6], &[0, 0, 0, 200, 200, 200]);
+    assert_eq!(&decoder.rgb()[15..], &[1, 1, 1]);
+
+    let rgba16: Vec<u8> = [1000u16, 2000, 3000, 0].iter().flat_map(|s| s.to_ne_bytes()).collect();
+    decoder.decode(&encode_png(1, 1, ExtendedColorType::Rgba16, &rgba16)).unwrap();
+    assert_eq!(decoder.rgb(), &[4, 8, 12]);
+}
+
+#[test]
+fn empty_input_is_its_own_error() {
+    assert!(matches!(RgbDecoder::default().decode(&[]), Err(Error::EmptyInput)));
+}
+
+#[test]
+fn truncated_jpegs_are_refused() {
+    let jpeg = encode_jpeg(48, 32, ExtendedColorType::Rgb8, &smooth(48, 32));
+    let mut decoder = RgbDecoder::default();
+    for cut in [3, 10, jpeg.len() / 2, jpeg.len() - 2] {
+        assert_decode_error(decoder.decode(&jpeg[..cut]), "truncated JPEG");
+        assert_eq!(decoder.dimensions(), (0, 0));
+    }
+    // The whole file still decodes, and so does one with padding after the end-of-image marker.
+    let mut padded = jpeg.clone();
+    padded.extend([0; 10]);
+    assert_eq!(decoder.decode(&padded).unwrap(), (48, 32));
+}
+
+#[test]
+fn truncated_and_corrupt_pngs_are_refused() {
+    let png = encode_png(40, 30, ExtendedColorType::Rgb8, &pattern(40, 30));
+    let mut decoder = RgbDecoder::default();
+    assert_decode_error(decoder.decode(&png[..20]), "truncated PNG");
+    assert_decode_error(decoder.decode(&png[..png.len() / 2]), "truncated PNG");
+
+    let mut corrupt = png.clone();
+    let data_start = png.windows(4).position(|w| w == b"IDAT").unwrap() + 4;
+    for byte in &mut corrupt[data_start..data_start + 32] {
+        *byte ^= 0x5a;
+    }
+    assert_decode_error(decoder.decode(&corrupt), "PNG");
+
+    let mut not_ihdr = png.clone();
+    not_ihdr[12..16].copy_from_slice(b"IDAT");
+    assert_decode_error(decoder.decode(&not_ihdr), "first chunk is not IHDR");
+}
+
+#[test]
+fn bytes_of_another_format_are_refused() {
+    assert_decode_error(RgbDecoder::default().decode(b"GIF89a........"), "not a JPEG or PNG (starts with 47 49 46");
+}
+
+#[test]
+fn png_bomb_header_fails_fast_without_decoding() {
+    let mut decoder = RgbDecoder::default();
+    let start = Instant::now();
+    let result = decoder.decode(&png_header(40_000, 40_000));
+    assert!(start.elapsed() < Duration::from_millis(50), "took {:?}", start.elapsed());
+    match result {
+        Err(Error::ImageTooLarge { width: 40_000, height: 40_000, max_pixels }) => {
+            assert_eq!(max_pixels, DEFAULT_MAX_PIXELS)
+        }
+        other => panic!("expected ImageTooLarge, got {other:?}"),
+    }
+    // The same header at a modest size passes the check and only then fails for lack of image data.
+    assert_decode_error(decoder.decode(&png_header(64, 64)), "truncated PNG");
+}
+
+#[test]
+fn jpeg_bomb_header_fails_fast_without_decoding() {
+    let mut jpeg = vec![0xff, 0xd8];
+    // APP0 (JFIF), to walk past a segment, then a baseline frame header of 65000 x 65000, 3 components.
+    jpeg.extend([0xff, 0xe0, 0, 16, b'J', b'F', b'I', b'F', 0, 1, 1, 0, 0, 1, 0, 1, 0, 0]);
+    jpeg.extend([0xff, 0xc0, 0, 17, 8, 0xfd, 0xe8, 0xfd, 0xe8, 3, 1, 0x11, 0, 2, 0x11, 1, 3, 0x11, 1]);
+    match RgbDecoder::default().decode(&jpeg) {
+        Err(Error::ImageTooLarge { width: 65_000, height: 65_000, .. }) => {}
+        other => panic!("expected ImageTooLarge, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_pixel_limit_is_configurable_and_read_from_real_headers() {
+    let png = encode_png(30, 20, ExtendedColorType::Rgb8, &pattern(30, 20));
+    let jpeg = encode_jpeg(30, 20, ExtendedColorType::Rgb8, &smooth(30, 20));
+    for bytes in [&png, &jpeg] {
+        match RgbDecoder::new(599).decode(bytes) {
+            Err(Error::ImageTooLarge { width: 30, height: 20, max_pixels: 599 }) => {}
+            other => panic!("expected ImageTooLarge, got {other:?}"),
+        }
+        assert_eq!(RgbDecoder::new(600).decode(bytes).unwrap(), (30, 20));
+    }
+}
+
+#[test]
+fn buffers_are_reused_across_frames_of_one_size() {
+    let big = encode_png(64, 48, ExtendedColorType::Rgb8, &pattern(64, 48));
+    let small = encode_png(8, 8, ExtendedColorType::Rgb8, &pattern(8, 8));
+    let gray = encode_png(64, 48, ExtendedColorType::L8, &vec![7; 64 * 48]);
+    let mut decoder = RgbDecoder::default();
+    decoder.decode(&big).unwrap();
+    let buffer = decoder.rgb().as_ptr();
+    for bytes in [&small, &big, &gray, &big] {
+        decoder.decode(bytes).unwrap();
+        assert_eq!(decoder.rgb().as_ptr(), buffer, "the RGB buffer was reallocated");
+    }
+    assert_eq!(decoder.rgb(), &pattern(64, 48)[..]);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Geometry
+
+const MODES: [ResizeMode; 3] = [ResizeMode::Stretch, ResizeMode::Letterbox, ResizeMode::CenterCrop];
+
+fn mode() -> impl Strategy<Value = ResizeMode> {
+    prop_oneof![Just(ResizeMode::Stretch), Just(ResizeMode::Letterbox), Just(ResizeMode::CenterCrop)]
+}
+
+proptest! {
+    #[test]
+    fn geometry_maps_source_corners_and_centre_back_to_themselves(
+        mode in mode(), source in (1u32..=6000, 1u32..=6000), model in (1u32..=1536, 1u32..=1536),
+        crop_fraction in 0.5f32..=1.0,
+    ) {
+        let plan = ResizePlan::new(mode, crop_fraction, source, model);
+        let (w, h) = (source.0 as f32, source.1 as f32);
+        for point in [Point { x: 0.0, y: 0.0 }, Point { x: w, y: h }, Point { x: w, y: 0.0 }, Point { x: w / 2.0, y: h / 2.0 }] {
+            let back = plan.geometry.to_source(plan.geometry.to_model(point));
+            prop_assert!((back.x - point.x).abs() < 1e-3 && (back.y - point.y).abs() < 1e-3, "{point:?} came back as {back:?}");
+        }
+    }
+
+    #[test]
+    fn letterbox_puts_the_whole_source_inside_with_symmetric_padding(
+        source in (1u32..=6000, 1u32..=6000), model in (1u32..=1536, 1u32..=1536),
+    ) {
+        let plan = ResizePlan::new(ResizeMode::Letterbox, 1.0, source, model);
+        let geometry = plan.geometry;
+        let top_left = geometry.to_model(Point { x: 0.0, y: 0.0 });
+        let bottom_right = geometry.to_model(Point { x: source.0 as f32, y: source.1 as f32 });
+        prop_assert!(top_left.x >= 0.0 && top_left.y >= 0.0, "{top_left:?}");
+        prop_assert!(bottom_right.x <= model.0 as f32 + 1e-3 && bottom_right.y <= model.1 as f32 + 1e-3, "{bottom_right:?}");
+        let (left, right) = (top_left.x, model.0 as f32 - bottom_right.x);
+        let (top, bottom) = (top_left.y, model.1 as f32 - bottom_right.y);
+        prop_assert!((left - right).abs() <= 1.0 + 1e-3 && (top - bottom).abs() <= 1.0 + 1e-3, "{left} {right} {top} {bottom}");
+        // One side fills the model input (up to rounding to whole pixels).
+        prop_assert!(left.min(top) == 0.0, "{left} {top}");
+        let Placement::Inset { left: inset_left, top: inset_top, width, height } = plan.placement else {
+            panic!("letterbox places an inset");
+        };
+        prop_assert!(inset_left + width <= model.0 && inset_top + height <= model.1);
+        prop_assert!(width >= 1 && height >= 1);
+    }
+
+    #[test]
+    fn center_crop_box_is_inside_the_source(
+        source in (1u32..=6000, 1u32..=6000), model in (1u32..=1536, 1u32..=1536), crop_fraction in 0.3f32..=1.0,
+    ) {
+        let plan = ResizePlan::new(ResizeMode::CenterCrop, crop_fraction, source, model);
+        let Placement::Crop { left, top, width, height } = plan.placement else { panic!("center crop crops") };
+        let (w, h) = (f64::from(source.0), f64::from(source.1));
+        prop_assert!(left >= 0.0 && top >= 0.0 && left + width <= w && top + height <= h);
+        prop_assert!(width > 0.0 && height > 0.0);
+        // Centred, and the kept share of the limiting side is crop_fraction.
+        prop_assert!((left - (w - left - width)).abs() < 1e-6 * w && (top - (h - top - height)).abs() < 1e-6 * h);
+        let kept = (width / w).max(height / h);
+        prop_assert!((kept - f64::from(crop_fraction)).abs() < 1e-6, "kept {kept}");
+        // The model input corners map inside the source.
+        let corner = plan.geometry.to_source(Point { x: model.0 as f32, y: model.1 as f32 });
+        let origin = plan.geometry.to_source(Point { x: 0.0, y: 0.0 });
+        let tolerance = 1e-3 * (source.0.max(source.1) as f32 / 1000.0).max(1.0);
+        prop_assert!(origin.x >= -tolerance && origin.y >= -tolerance, "{origin:?}");
+        prop_assert!(corner.x <= source.0 as f32 + tolerance && corner.y <= source.1 as f32 + tolerance, "{corner:?}");
+    }
+}
+
+#[test]
+fn worked_examples_of_each_mode() {
+    // 1920x1080 into 640x640: letterbox to 640x360 with 140 rows above and below.
+    let plan = ResizePlan::new(ResizeMode::Letterbox, 1.0, (1920, 1080), (640, 640));
+    assert_eq!(plan.placement, Placement::Inset { left: 0, top: 140, width: 640, height: 360 });
+    assert_eq!((plan.geometry.scale_x, plan.geometry.offset_y), (1.0 / 3.0, 140.0));
+    // Python's round(): 5 * 0.5 = 2.5 rounds to 2, so the inset is 2 wide and the padding (4 - 2) / 2 = 1.
+    let plan = ResizePlan::new(ResizeMode::Letterbox, 1.0, (5, 8), (4, 4));
+    assert_eq!(plan.placement, Placement::Inset { left: 1, top: 0, width: 2, height: 4 });
+    // 256x256 crop 0.875 into 224x224: the centre 224x224 (0.875 of the side) at scale 1.
+    let plan = ResizePlan::new(ResizeMode::CenterCrop, 0.875, (256, 256), (224, 224));
+    assert_eq!(plan.placement, Placement::Crop { left: 16.0, top: 16.0, width: 224.0, height: 224.0 });
+    assert_eq!((plan.geometry.scale_x, plan.geometry.offset_x), (1.0, -16.0));
+    // 400x200 into 100x100 stretch: independent scales.
+    let plan = ResizePlan::new(ResizeMode::Stretch, 1.0, (400, 200), (100, 100));
+    assert_eq!((plan.geometry.scale_x, plan.geometry.scale_y), (0.25, 0.5));
+}
+
+#[test]
+fn source_boxes_are_clamped_to_the_source_image() {
+    let geometry = ResizePlan::new(ResizeMode::Letterbox, 1.0, (1920, 1080), (640, 640)).geometry;
+    let bbox = geometry.to_source_box(BoundingBox { x_min: -10.0, y_min: 100.0, x_max: 320.0, y_max: 600.0 });
+    assert_eq!(bbox, BoundingBox { x_min: 0.0, y_min: 0.0, x_max: 960.0, y_max: 1080.0 });
+    let inside = geometry.to_source_box(BoundingBox { x_min: 64.0, y_min: 150.0, x_max: 128.0, y_max: 200.0 });
+    let expected = BoundingBox { x_min: 192.0, y_min: 30.0, x_max: 384.0, y_max: 180.0 };
+    for (got, want) in [(inside.x_min, expected.x_min), (inside.y_min, expected.y_min), (inside.x_max, expected.x_max), (inside.y_max, expected.y_max)] {
+        assert!((got - want).abs() < 1e-3, "{inside:?} vs {expected:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Resizing
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    #[test]
+    fn a_constant_image_stays_constant_in_every_mode(
+        mode in mode(), source in (1u32..=70, 1u32..=70), model in (1u32..=50, 1u32..=50),
+        colour in any::<[u8; 3]>(), pad_value in any::<u8>(), crop_fraction in 0.5f32..=1.0,
+    ) {
+        let rgb: Vec<u8> = (0..source.0 * source.1).flat_map(|_| colour).collect();
+        let mut resizer = FrameResizer::new(mode, crop_fraction, pad_value, model.0, model.1);
+        // Twice, so that a stale canvas from the first frame would show.
+        for _ in 0..2 {
+            resizer.resize(&rgb, source.0, source.1).unwrap();
+        }
+        let inset = match ResizePlan::new(mode, crop_fraction, source, model).placement {
+            Placement::Inset { left, top, width, height } => (left, top, width, height),
+            _ => (0, 0, model.0, model.1),
+        };
+        for (index, pixel) in resizer.canvas().chunks_exact(3).enumerate() {
+            let (x, y) = (index as u32 % model.0, index as u32 / model.0);
+            let inside = x >= inset.0 && x < inset.0 + inset.2 && y >= inset.1 && y < inset.1 + inset.3;
+            let expected = if inside { colour } else { [pad_value; 3] };
+            prop_assert_eq!(pixel, &expected[..], "pixel ({}, {}) inside {}", x, y, inside);
+        }
+    }
+}
+
+#[test]
+fn halving_a_gradient_averages_two_by_two_blocks() {
+    let (w, h) = (64u32, 48u32);
+    let value = |x: u32, y: u32| [(3 * x) as u8, (5 * y) as u8, (x + 2 * y) as u8];
+    let rgb: Vec<u8> = (0..h).flat_map(|y| (0..w).flat_map(move |x| value(x, y))).collect();
+    let mut resizer = FrameResizer::new(ResizeMode::Stretch, 1.0, 0, w / 2, h / 2);
+    let geometry = resizer.resize(&rgb, w, h).unwrap();
+    assert_eq!((geometry.scale_x, geometry.scale_y), (0.5, 0.5));
+    for y in 0..h / 2 {
+        for x in 0..w / 2 {
+            let out = &resizer.canvas()[((y * w / 2 + x) * 3) as usize..][..3];
+            for channel in 0..3 {
+                let block = [(0, 0), (1, 0), (0, 1), (1, 1)].map(|(dx, dy)| f64::from(value(2 * x + dx, 2 * y + dy)[channel]));
+                let average = block.iter().sum::<f64>() / 4.0;
+                // The kernel is cut at the border, which shifts the edge pixels a little.
+                let edge = x == 0 || y == 0 || x == w / 2 - 1 || y == h / 2 - 1;
+                let tolerance = if edge { 3.0 } else { 1.0 };
+                let got = f64::from(out[channel]);
+                assert!((got - average).abs() <= tolerance, "({x}, {y}) channel {channel}: {got} vs {average}");
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Normalising
+
+/// The formula, pixel by pixel, as the manifest documents it.
+fn naive_tensor(spec: &ImageInputSpec, rgb: &[u8]) -> (Vec<f32>, Vec<u8>) {
+    let (w, h, c) = (spec.width as usize, spec.height as usize, spec.channels());
+    let (mut floats, mut bytes) = (vec![0.0; w * h * c], vec![0; w * h * c]);
+    for y in 0..h {
+        for x in 0..w {
+            let pixel = &rgb[(y * w + x) * 3..][..3];
+            for channel in 0..c {
+                let value = match spec.color {
+                    ColorOrder::Rgb => pixel[channel],
+                    ColorOrder::Bgr => pixel[2 - channel],
+                    ColorOrder::Gray => {
+                        let weighted = 299 * u32::from(pixel[0]) + 587 * u32::from(pixel[1]) + 114 * u32::from(pixel[2]);
+                        (f64::from(weighted) / 1000.0).round() as u8
+                    }
+                };
+                let index = match spec.layout {
+                    ImageLayout::Nchw => channel * h * w + y * w + x,
+                    ImageLayout::Nhwc => (y * w + x) * c + channel,
+                };
+                let mean = if spec.mean.len() == 1 { spec.mean[0] } else { spec.mean[channel] };
+                let std = if spec.std.len() == 1 { spec.std[0] } else { spec.std[channel] };
+                floats[index] = (f32::from(value) * spec.scale - mean) / std;
+                bytes[index] = value;
+            }
+        }
+    }
+    (floats, bytes)
+}
+
+fn normalize_spec() -> impl Strategy<Value = ImageInputSpec> {
+    (
+        (1u32..=7, 1u32..=7),
+        prop_oneof![Just(ColorOrder::Rgb), Just(ColorOrder::Bgr), Just(ColorOrder::Gray)],
+        prop_oneof![Just(ImageLayout::Nchw), Just(ImageLayout::Nhwc)],
+        prop_oneof![Just(InputDtype::F32), Just(InputDtype::U8)],
+        prop_oneof![Just(1.0f32 / 255.0), Just(1.0f32), 0.001f32..2.0],
+        any::<bool>(),
+        proptest::collection::vec(-2.0f32..2.0, 3),
+        proptest::collection::vec(0.05f32..3.0, 3),
+    )
+        .prop_map(|((width, height), color, layout, dtype, scale, per_channel, mean, std)| {
+            let mut spec = image_spec(width, height);
+            (spec.color, spec.layout, spec.dtype, spec.scale) = (color, layout, dtype, scale);
+            let channels = if per_channel { spec.channels() } else { 1 };
+            (spec.mean, spec.std) = (mean[..channels].to_vec(), std[..channels].to_vec());
+            spec
+        })
+}
+
+proptest! {
+    #[test]
+    fn normalising_matches_the_per_pixel_formula(
+        (spec, rgb) in normalize_spec().prop_flat_map(|spec| {
+            let len = (spec.width * spec.height * 3) as usize;
+            (Just(spec), proptest::collection::vec(any::<u8>(), len))
+        })
+    ) {
+        let mut normalizer = Normalizer::new(&spec);
+        normalizer.write(&rgb);
+        let (floats, bytes) = naive_tensor(&spec, &rgb);
+        match (spec.dtype, normalizer.tensor()) {
+            (InputDtype::F32, InputTensor::F32(tensor)) => prop_assert_eq!(tensor, &floats[..]),
+            (InputDtype::U8, InputTensor::U8(tensor)) => prop_assert_eq!(tensor, &bytes[..]),
+            (dtype, _) => prop_assert!(false, "wrong tensor type for {:?}", dtype),
+        }
+    }
+}
+
+#[test]
+fn gray_is_rounded_luma() {
+    let mut spec = image_spec(3, 1);
+    (spec.color, spec.dtype) = (ColorOrder::Gray, InputDtype::U8);
+    let mut normalizer = Normalizer::new(&spec);
+    // 0.299 * 255 = 76.245 -> 76; 0.587 * 100 + 0.114 * 50 = 64.4 -> 64; 0.114 * 250 = 28.5 -> 29 (half up).
+    normalizer.write(&[255, 0, 0, 0, 100, 50, 0, 0, 250]);
+    assert!(matches!(normalizer.tensor(), InputTensor::U8(t) if t == [76, 64, 29]), "{:?}", normalizer.tensor());
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The image preprocessor end to end
+
+#[test]
+fn letterboxed_frame_becomes_padded_normalised_tensor() {
+    let (colour, pad) = ([200u8, 100, 50], 114u8);
+    let rgb: Vec<u8> = (0..40 * 20).flat_map(|_| colour).collect();
+    let mut spec = image_spec(16, 16);
+    (spec.resize, spec.pad_value, spec.mean, spec.std) = (ResizeMode::Letterbox, pad, vec![0.5], vec![0.25]);
+    let mut preprocessor = ImagePreprocessor::new(&spec);
+    assert_eq!(preprocessor.decode(&encode_png(40, 20, ExtendedColorType::Rgb8, &rgb)).unwrap(), (40, 20));
+    let geometry = preprocessor.prepare().unwrap();
+    assert_eq!(geometry, Geometry { source_width: 40, source_height: 20, scale_x: 0.4, scale_y: 0.4, offset_x: 0.0, offset_y: 4.0 });
+    assert_eq!(preprocessor.shape(), [1, 3, 16, 16]);
+    let normalised = |value: u8| (f32::from(value) / 255.0 - 0.5) / 0.25;
+    let InputTensor::F32(tensor) = preprocessor.tensor() else { panic!("f32 tensor expected") };
+    for (index, value) in tensor.iter().enumerate() {
+        let (channel, y) = (index / 256, index % 256 / 16);
+        let expected = if (4..12).contains(&y) { normalised(colour[channel]) } else { normalised(pad) };
+        assert_eq!(*value, expected, "channel {channel} row {y}");
+    }
+}
+
+#[test]
+fn same_size_frame_goes_through_unchanged_but_normalised() {
+    let rgb = pattern(9, 6);
+    let mut spec = image_spec(9, 6);
+    (spec.layout, spec.color, spec.mean, spec.std) =
+        (ImageLayout::Nhwc, ColorOrder::Bgr, vec![0.485, 0.456, 0.406], vec![0.229, 0.224, 0.225]);
+    for mode in MODES {
+        spec.resize = mode;
+        let mut preprocessor = ImagePreprocessor::new(&spec);
+        preprocessor.decode(&encode_png(9, 6, ExtendedColorType::Rgb8, &rgb)).unwrap();
+        let geometry = preprocessor.prepare().unwrap();
+        assert_eq!((geometry.scale_x, geometry.scale_y, geometry.offset_x, geometry.offset_y), (1.0, 1.0, 0.0, 0.0));
+        let InputTensor::F32(tensor) = preprocessor.tensor() else { panic!("f32 tensor expected") };
+        assert_eq!(tensor, &naive_tensor(&spec, &rgb).0[..], "{mode:?}");
+    }
+}
+
+#[test]
+fn prepare_needs_a_decoded_frame() {
+    let mut preprocessor = ImagePreprocessor::new(&image_spec(8, 8));
+    assert!(matches!(preprocessor.prepare(), Err(Error::EmptyInput)));
+    preprocessor.decode(&encode_png(4, 4, ExtendedColorType::Rgb8, &pattern(4, 4))).unwrap();
+    preprocessor.prepare().unwrap();
+    // A bad frame must not leave the previous one to be inferred on again.
+    assert!(preprocessor.decode(b"\x89PNG\r\n\x1a\n garbage").is_err());
+    assert!(matches!(preprocessor.prepare(), Err(Error::EmptyInput)));
+}
+
+#[test]
+fn huge_upscale_and_tiny_frames_do_not_fail() {
+    for mode in MODES {
+        let mut spec = image_spec(64, 48);
+        spec.resize = mode;
+        let mut preprocessor = ImagePreprocessor::new(&spec);
+        for (w, h) in [(1, 1), (1, 500), (500, 1), (3, 2)] {
+            preprocessor.decode(&encode_png(w, h, ExtendedColorType::Rgb8, &pattern(w, h))).unwrap();
+            let geometry = preprocessor.prepare().unwrap();
+            let back = geometry.to_source(geometry.to_model(Point { x: w as f32, y: h as f32 }));
+            assert!((back.x - w as f32).abs() < 1e-3 && (back.y - h as f32).abs() < 1e-3, "{mode:?} {w}x{h}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Sensor windows
+
+fn sensor_spec(channels: usize, window: usize, layout: SensorLayout) -> SensorInputSpec {
+    SensorInputSpec {
+        tensor: "window".to_owned(),
+        channels,
+        window,
+        layout,
+        channel_names: Vec::new(),
+        mean: Vec::new(),
+        std: Vec::new(),
+    }
+}
+
+fn shape_error(preprocessor: &mut SensorPreprocessor, channels: usize, values: usize) -> (usize, usize, usize, usize) {
+    let window = SensorWindow { channels, values: vec![0.5; values] };
+    match preprocessor.prepare(&window) {
+        Err(Error::SensorShape { expected_channels, expected_samples, got_channels, got_samples }) => {
+            (expected_channels, expected_samples, got_channels, got_samples)
+        }
+        other => panic!("expected SensorShape for {channels} channels, {values} values, got {other:?}"),
+    }
+}
+
+#[test]
+fn sensor_windows_of_the_wrong_shape_are_refused() {
+    let mut preprocessor = SensorPreprocessor::new(&sensor_spec(3, 4, SensorLayout::ChannelsFirst));
+    assert_eq!(shape_error(&mut preprocessor, 2, 8), (3, 4, 2, 4), "wrong channels");
+    assert_eq!(shape_error(&mut preprocessor, 3, 9), (3, 4, 3, 3), "too few samples");
+    assert_eq!(shape_error(&mut preprocessor, 3, 15), (3, 4, 3, 5), "too many samples");
+    assert_eq!(shape_error(&mut preprocessor, 3, 13), (3, 4, 3, 5), "ragged, one value over");
+    // Ragged with the partial sample making up the count: still refused, though the counts look equal.
+    assert_eq!(shape_error(&mut preprocessor, 3, 11), (3, 4, 3, 4), "ragged, one value short");
+    assert_eq!(shape_error(&mut preprocessor, 0, 0), (3, 4, 0, 0), "no channels");
+    assert!(preprocessor.prepare(&SensorWindow { channels: 3, values: vec![0.5; 12] }).is_ok());
+}
+
+#[test]
+fn non_finite_values_are_refused_where_they_are() {
+    let mut preprocessor = SensorPreprocessor::new(&sensor_spec(3, 4, SensorLayout::ChannelsLast));
+    let good: Vec<f32> = (0..12).map(|i| i as f32).collect();
+    preprocessor.prepare(&SensorWindow { channels: 3, values: good.clone() }).unwrap();
+    let before = preprocessor.tensor().to_vec();
+    for (index, bad, sample, channel) in
+        [(7, f32::NAN, 2, 1), (11, f32::INFINITY, 3, 2), (0, f32::NEG_INFINITY, 0, 0)]
+    {
+        let mut values = good.clone();
+        if index != 11 {
+            values[11] = f32::NAN; // a later bad value, which must not be the one named
+        }
+        values[index] = bad;
+        match preprocessor.prepare(&SensorWindow { channels: 3, values }) {
+            Err(Error::NonFinite { sample: s, channel: c, value }) => {
+                assert_eq!((s, c), (sample, channel));
+                assert!(value.is_nan() == bad.is_nan() && (bad.is_nan() || value == bad), "{value} vs {bad}");
+            }
+            other => panic!("expected NonFinite, got {other:?}"),
+        }
+        assert_eq!(preprocessor.tensor(), &before[..], "a refused window changed the tensor");
+    }
+}
+
+proptest! {
+    #[test]
+    fn sensor_tensor_matches_the_naive_layout_and_standardisation(
+        (channels, window, values, mean, std, layout) in (1usize..=5, 1usize..=20).prop_flat_map(|(channels, window)| (
+            Just(channels),
+            Just(window),
+            proptest::collection::vec(-1e3f32..1e3, channels * window),
+            proptest::option::of(proptest::collection::vec(-10f32..10.0, channels)),
+            proptest::option::of(proptest::collection::vec(0.1f32..10.0, channels)),
+            prop_oneof![Just(SensorLayout::ChannelsFirst), Just(SensorLayout::ChannelsLast)],
+        ))
+    ) {
+        let mut spec = sensor_spec(channels, window, layout);
+        spec.mean = mean.clone().unwrap_or_default();
+        spec.std = std.clone().unwrap_or_default();
+        let mut preprocessor = SensorPreprocessor::new(&spec);
+        preprocessor.prepare(&SensorWindow { channels, values: values.clone() }).unwrap();
+        let mut expected = vec![0.0f32; channels * window];
+        for t in 0..window {
+            for c in 0..channels {
+                let mut value = values[t * channels + c];
+                if let Some(mean) = &mean { value -= mean[c]; }
+                if let Some(std) = &std { value /= std[c]; }
+                match layout {
+                    SensorLayout::ChannelsFirst => expected[c * window + t] = value,
+                    SensorLayout::ChannelsLast => expected[t * channels + c] = value,
+                }
+            }
+        }
+        prop_assert_eq!(preprocessor.tensor(), &expected[..]);
+        prop_assert_eq!(preprocessor.shape(), spec.shape());
+    }
+}

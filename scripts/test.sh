@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Sets up (idempotently) and runs the whole test suite.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+scripts/setup.sh
+export ORT_DYLIB_PATH="$root/third_party/onnxruntime/x86_64/libonnxruntime.so.1.31.1"
+# The end-to-end tests start the agent binary; build it first so they find it.
+cargo build --locked -p device-agent
+cargo test --locked --workspace

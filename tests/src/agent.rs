@@ -1,0 +1,98 @@
+//! The agent binary as a child process, with its config written to a temporary directory.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `device-agent` binary of this workspace's build (`scripts/test.sh` builds it first).
+pub fn agent_binary() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| crate::repo_root().join("target"));
+    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    let binary = target.join(profile).join("device-agent");
+    assert!(binary.exists(), "{} is missing: run `cargo build -p device-agent` first", binary.display());
+    binary
+}
+
+/// A running agent.
+pub struct Agent {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Agent {
+    /// Writes `config` as `agent.toml` in a fresh directory and starts `device-agent run` on it.
+    pub fn start(config: &str) -> Agent {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Agent::start_in(dir, config)
+    }
+
+    /// Like [`Agent::start`], in a directory the test prepared.
+    pub fn start_in(dir: tempfile::TempDir, config: &str) -> Agent {
+        let config_path = dir.path().join("agent.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        let log = std::fs::File::create(dir.path().join("agent.log")).expect("log file");
+        let child = Command::new(agent_binary())
+            .args(["run", "--config"])
+            .arg(&config_path)
+            .env("ORT_DYLIB_PATH", crate::ort_library())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("the agent starts");
+        Agent { child, dir }
+    }
+
+    /// The agent's working directory (config, log).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// What the agent logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit.
+    pub fn terminate(mut self, timeout: Duration) -> (ExitStatus, String) {
+        // SAFETY: kill(2) on our own child's pid, which has not been reaped yet.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let status = self.wait(timeout);
+        (status, self.log())
+    }
+
+    /// Sends SIGKILL and reaps the process.
+    pub fn kill(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.log()
+    }
+
+    /// Waits for the agent to exit by itself.
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("the agent did not exit within {timeout:?}; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

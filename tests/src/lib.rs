@@ -1,0 +1,32 @@
+//! Helpers for the integration tests: a real Mosquitto on a loopback ephemeral port, an MQTT subscriber, the
+//! agent binary as a child process, and the paths of the shipped models and references.
+
+pub mod agent;
+pub mod broker;
+pub mod references;
+pub mod subscriber;
+
+use std::path::PathBuf;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `models/` of the repository.
+pub fn models_dir() -> PathBuf {
+    repo_root().join("models")
+}
+
+/// The ONNX Runtime library the tests load: `ORT_DYLIB_PATH`, else the one `scripts/fetch-onnxruntime.sh`
+/// puts under `third_party/`.
+pub fn ort_library() -> PathBuf {
+    std::env::var_os("ORT_DYLIB_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("third_party/onnxruntime/x86_64/libonnxruntime.so.1.31.1"))
+}
+
+/// The process-wide ONNX Runtime (one environment per process).
+pub fn onnx_runtime() -> runtime::OnnxRuntime {
+    runtime::OnnxRuntime::load(ort_library()).expect("ONNX Runtime loads; run scripts/setup.sh first")
+}

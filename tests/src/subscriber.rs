@@ -1,0 +1,100 @@
+//! A plain MQTT subscriber (rumqttc) that collects what arrives, for assertions.
+
+use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+/// One message as received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub retain: bool,
+}
+
+impl Received {
+    /// The payload as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.payload)
+            .unwrap_or_else(|e| panic!("{} is not JSON ({e}): {:?}", self.topic, String::from_utf8_lossy(&self.payload)))
+    }
+}
+
+/// A subscription on `127.0.0.1:<port>`.
+pub struct Subscriber {
+    client: Client,
+    messages: Receiver<Received>,
+}
+
+impl Subscriber {
+    /// Subscribes to `filter` and waits until the broker acknowledged it.
+    pub fn connect(port: u16, filter: &str) -> Subscriber {
+        let id = format!("test-sub-{}-{}", std::process::id(), crate::broker::free_port());
+        let mut options = MqttOptions::new(id, "127.0.0.1", port);
+        options.set_keep_alive(Duration::from_secs(5));
+        options.set_max_packet_size(16 << 20, 16 << 20);
+        let (client, mut connection) = Client::new(options, 64);
+        client.subscribe(filter, QoS::AtLeastOnce).expect("subscribe");
+        let (sender, messages) = channel();
+        let (subscribed_tx, subscribed_rx) = channel();
+        std::thread::spawn(move || {
+            for event in connection.iter() {
+                match event {
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        let _ = subscribed_tx.send(());
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let message = Received { topic: p.topic.clone(), payload: p.payload.to_vec(), retain: p.retain };
+                        if sender.send(message).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => std::thread::sleep(Duration::from_millis(100)),
+                }
+            }
+        });
+        subscribed_rx.recv_timeout(Duration::from_secs(10)).expect("the broker acknowledges the subscription");
+        Subscriber { client, messages }
+    }
+
+    /// The next message, if one arrives within `timeout`.
+    pub fn next(&self, timeout: Duration) -> Option<Received> {
+        match self.messages.recv_timeout(timeout) {
+            Ok(message) => Some(message),
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
+        }
+    }
+
+    /// Collects messages until `done` holds for what was collected, or panics after `timeout` with what came.
+    pub fn collect_until(&self, timeout: Duration, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+        let deadline = Instant::now() + timeout;
+        let mut collected = Vec::new();
+        while !done(&collected) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "timed out; got {} message(s): {:?}", collected.len(), summary(&collected));
+            if let Some(message) = self.next(left.min(Duration::from_millis(200))) {
+                collected.push(message);
+            }
+        }
+        collected
+    }
+
+    /// Waits for the first message on `topic` (retained ones included).
+    pub fn first_on(&self, topic: &str, timeout: Duration) -> Received {
+        let found = self.collect_until(timeout, |got| got.iter().any(|m| m.topic == topic));
+        found.into_iter().find(|m| m.topic == topic).expect("found")
+    }
+
+    /// Disconnects.
+    pub fn close(self) {
+        let _ = self.client.disconnect();
+    }
+}
+
+fn summary(messages: &[Received]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| format!("{} {}", m.topic, String::from_utf8_lossy(&m.payload).chars().take(200).collect::<String>()))
+        .collect()
+}
