@@ -449,15 +449,15 @@ impl AgentConfig {
             let key = format!("sources[{index}]");
             source.validate(&key, problems);
             let name = source.name();
-            if !name.is_empty() {
-                if let Some(first) = names.insert(name, index) {
-                    problems.push(format!("{key}.name"), format!("duplicate of sources[{first}].name ({name:?})"));
-                }
+            if !name.is_empty()
+                && let Some(first) = names.insert(name, index)
+            {
+                problems.push(format!("{key}.name"), format!("duplicate of sources[{first}].name ({name:?})"));
             }
-            if let Some(topic) = source.inbound_topic(&topics) {
-                if let Some(first) = inbound.insert(topic.clone(), index) {
-                    problems.push(format!("{key}.topic"), format!("{topic:?} is also the topic of sources[{first}]"));
-                }
+            if let Some(topic) = source.inbound_topic(&topics)
+                && let Some(first) = inbound.insert(topic.clone(), index)
+            {
+                problems.push(format!("{key}.topic"), format!("{topic:?} is also the topic of sources[{first}]"));
             }
             if matches!(source, SourceConfig::Stdin(_)) {
                 match first_stdin {
@@ -493,10 +493,8 @@ impl MqttConfig {
         if self.port == Some(0) {
             problems.push("mqtt.port", "must be > 0");
         }
-        if let Some(prefix) = &self.prefix {
-            if let Some(why) = topic_problem(prefix) {
-                problems.push("mqtt.prefix", why);
-            }
+        if let Some(why) = self.prefix.as_deref().and_then(topic_problem) {
+            problems.push("mqtt.prefix", why);
         }
         if !(5..=u64::from(u16::MAX)).contains(&self.keep_alive_secs) {
             problems.push("mqtt.keep_alive_secs", "must be between 5 and 65535");

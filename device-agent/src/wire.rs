@@ -377,7 +377,7 @@ pub fn decode_sensor_window(encoding: Format, bytes: &[u8]) -> Result<SensorWind
     if window.values.is_empty() {
         return Err(WireError::InvalidWindow("no values".into()));
     }
-    if window.values.len() % window.channels as usize != 0 {
+    if !window.values.len().is_multiple_of(window.channels as usize) {
         return Err(WireError::InvalidWindow(format!(
             "{} values are not a whole number of {}-channel samples",
             window.values.len(),

@@ -3,7 +3,7 @@
 //! The image size is read from the header by hand and checked against the pixel limit before any decoder is
 //! built, so a decompression bomb (a small file announcing a huge image) costs a few byte reads, not an
 //! allocation. Gray is replicated to three channels, alpha is dropped (not composited, as PIL's
-//! `convert("RGB")` does) and 16-bit samples are rounded to 8 bits.
+//! `convert("RGB")` does) and 16-bit samples keep their high byte (as PIL's PNG decoder does).
 
 use std::io::{self, Cursor};
 
@@ -98,8 +98,8 @@ impl RgbDecoder {
         self.check_size(width, height)?;
         match format {
             Format::Png => {
-                let decoder = PngDecoder::with_limits(Cursor::new(bytes), self.limits())
-                    .map_err(|e| image_error(format, e))?;
+                let decoder =
+                    PngDecoder::with_limits(Cursor::new(bytes), self.limits()).map_err(|e| image_error(format, e))?;
                 self.read(format, decoder)?;
             }
             Format::Jpeg => {
@@ -108,11 +108,8 @@ impl RgbDecoder {
                 if !has_end_of_image(&bytes[header_end..]) {
                     return Err(decode_error("truncated JPEG: no end-of-image marker".to_owned()));
                 }
-                let mut decoder = JpegDecoder::new(Cursor::new(bytes))
-                    .map_err(|e| image_error(format, e))?;
-                decoder
-                    .set_limits(self.limits())
-                    .map_err(|e| image_error(format, e))?;
+                let mut decoder = JpegDecoder::new(Cursor::new(bytes)).map_err(|e| image_error(format, e))?;
+                decoder.set_limits(self.limits()).map_err(|e| image_error(format, e))?;
                 self.read(format, decoder)?;
             }
         }
@@ -152,9 +149,12 @@ impl RgbDecoder {
         }
         let color = decoder.color_type();
         let pixels = width as usize * height as usize;
-        let native_len = usize::try_from(decoder.total_bytes())
-            .map_err(|_| Error::ImageTooLarge { width, height, max_pixels: self.max_pixels })?;
-                if color == ColorType::Rgb8 {
+        let native_len = usize::try_from(decoder.total_bytes()).map_err(|_| Error::ImageTooLarge {
+            width,
+            height,
+            max_pixels: self.max_pixels,
+        })?;
+        if color == ColorType::Rgb8 {
             self.rgb.resize(native_len, 0);
             decoder.read_image(&mut self.rgb).map_err(|e| image_error(format, e))?;
         } else {
@@ -197,18 +197,17 @@ fn expand_8bit<const SAMPLES: usize>(native: &[u8], rgb: &mut [u8]) {
     }
 }
 
-/// `SAMPLES` native-endian 16-bit samples per pixel to RGB8, rounding (`v * 255 / 65535` = `v / 257`).
+/// `SAMPLES` native-endian 16-bit samples per pixel to RGB8, keeping the high byte as PIL does for RGB, RGBA
+/// and gray+alpha. (PIL clips 16-bit gray at 255 instead, which whitens nearly every such image; that quirk is
+/// not copied.)
 fn expand_16bit<const SAMPLES: usize>(native: &[u8], rgb: &mut [u8]) {
-    let to_8bit = |sample: &[u8]| {
-        let value = u32::from(u16::from_ne_bytes([sample[0], sample[1]]));
-        ((value + 128) / 257) as u8
-    };
+    let high_byte = |sample: &[u8]| (u16::from_ne_bytes([sample[0], sample[1]]) >> 8) as u8;
     for (out, pixel) in rgb.chunks_exact_mut(3).zip(native.chunks_exact(SAMPLES * 2)) {
         if SAMPLES < 3 {
-            out.fill(to_8bit(&pixel[..2]));
+            out.fill(high_byte(&pixel[..2]));
         } else {
             for (channel, sample) in out.iter_mut().zip(pixel.chunks_exact(2)) {
-                *channel = to_8bit(sample);
+                *channel = high_byte(sample);
             }
         }
     }
@@ -283,12 +282,16 @@ fn decode_error(reason: String) -> Error {
 /// message.
 fn image_error(format: Format, error: ImageError) -> Error {
     let name = format.name();
+    // zune-jpeg's messages end in a newline.
+    let message = |e: &dyn std::fmt::Display| e.to_string().trim_end().to_owned();
     match error {
         ImageError::IoError(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-            decode_error(format!("truncated {name}: {e}"))
+            decode_error(format!("truncated {name}: {}", message(&e)))
         }
-        ImageError::Limits(e) => decode_error(format!("{name} needs more memory than the limit allows: {e}")),
-        ImageError::Unsupported(e) => decode_error(format!("unsupported {name}: {e}")),
-        e => decode_error(format!("corrupt {name}: {e}")),
+        ImageError::Limits(e) => {
+            decode_error(format!("{name} needs more memory than the limit allows: {}", message(&e)))
+        }
+        ImageError::Unsupported(e) => decode_error(format!("unsupported {name}: {}", message(&e))),
+        e => decode_error(format!("corrupt {name}: {}", message(&e))),
     }
 }

@@ -74,10 +74,11 @@ fn per_channel(values: &[f32], channel: usize, default: f32) -> f32 {
     values.get(channel).or(values.first()).copied().unwrap_or(default)
 }
 
-/// ITU-R 601 luma, `round(0.299 R + 0.587 G + 0.114 B)`, in integers so that halves round up exactly.
+/// ITU-R 601 luma, `round(0.299 R + 0.587 G + 0.114 B)`, computed as the Python reference's numpy does
+/// (float64, left to right, halves to even) so that it agrees to the bit, ties included.
 fn luma(pixel: &[u8]) -> u8 {
-    let weighted = 299 * u32::from(pixel[0]) + 587 * u32::from(pixel[1]) + 114 * u32::from(pixel[2]);
-    ((weighted + 500) / 1000) as u8
+    let [r, g, b] = [pixel[0], pixel[1], pixel[2]].map(f64::from);
+    (0.299 * r + 0.587 * g + 0.114 * b).round_ties_even() as u8
 }
 
 fn write<T: Copy>(color: ColorOrder, layout: ImageLayout, tables: &Tables<T>, rgb: &[u8], out: &mut [T]) {

@@ -103,12 +103,7 @@ impl ResizePlan {
                 let (width, height) = (fit(w, model.0), fit(h, model.1));
                 let (left, top) = ((model.0 - width) / 2, (model.1 - height) / 2);
                 ResizePlan {
-                    geometry: geometry(
-                        f64::from(width) / w,
-                        f64::from(height) / h,
-                        f64::from(left),
-                        f64::from(top),
-                    ),
+                    geometry: geometry(f64::from(width) / w, f64::from(height) / h, f64::from(left), f64::from(top)),
                     placement: Placement::Inset { left, top, width, height },
                 }
             }

@@ -122,8 +122,8 @@ fn jpeg_round_trips_sizes_and_pixels_approximately() {
     let rgb = smooth(48, 32);
     let mut decoder = RgbDecoder::default();
     assert_eq!(decoder.decode(&encode_jpeg(48, 32, ExtendedColorType::Rgb8, &rgb)).unwrap(), (48, 32));
-    let mean_error = decoder.rgb().iter().zip(&rgb).map(|(a, b)| f64::from(a.abs_diff(*b))).sum::<f64>()
-        / rgb.len() as f64;
+    let mean_error =
+        decoder.rgb().iter().zip(&rgb).map(|(a, b)| f64::from(a.abs_diff(*b))).sum::<f64>() / rgb.len() as f64;
     assert!(mean_error < 2.0, "mean error {mean_error}");
     assert!(max_difference(decoder.rgb(), &rgb) < 16);
 }
@@ -157,13 +157,13 @@ fn alpha_is_dropped() {
 }
 
 #[test]
-fn sixteen_bit_pngs_are_rounded_to_eight_bits() {
-    // 257 * v is exactly v in 8 bits; 128 above rounds up, 127 above rounds down.
-    let samples: [u16; 6] = [0, 257 * 200, 257 * 10 + 128, 257 * 10 + 127, 65535, 300];
+fn sixteen_bit_pngs_keep_the_high_byte_as_pil_does() {
+    // Values PIL 13 was checked with: RGB16 [0, 51400, 2699, 2698, 65535, 300] -> [0, 200, 10, 10, 255, 1].
+    let samples: [u16; 6] = [0, 257 * 200, 257 * 10 + 129, 257 * 10 + 128, 65535, 300];
     let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_ne_bytes()).collect();
     let mut decoder = RgbDecoder::default();
     decoder.decode(&encode_png(2, 1, ExtendedColorType::Rgb16, &bytes)).unwrap();
-    assert_eq!(decoder.rgb(), &[0, 200, 11, 10, 255, 1]);
+    assert_eq!(decoder.rgb(), &[0, 200, 10, 10, 255, 1]);
 
     decoder.decode(&encode_png(3, 2, ExtendedColorType::L16, &bytes)).unwrap();
     assert_eq!(&decoder.rgb()[..6], &[0, 0, 0, 200, 200, 200]);
@@ -171,7 +171,11 @@ fn sixteen_bit_pngs_are_rounded_to_eight_bits() {
 
     let rgba16: Vec<u8> = [1000u16, 2000, 3000, 0].iter().flat_map(|s| s.to_ne_bytes()).collect();
     decoder.decode(&encode_png(1, 1, ExtendedColorType::Rgba16, &rgba16)).unwrap();
-    assert_eq!(decoder.rgb(), &[4, 8, 12]);
+    assert_eq!(decoder.rgb(), &[3, 7, 11]);
+
+    let gray_alpha16: Vec<u8> = [2699u16, 5, 65535, 9].iter().flat_map(|s| s.to_ne_bytes()).collect();
+    decoder.decode(&encode_png(2, 1, ExtendedColorType::La16, &gray_alpha16)).unwrap();
+    assert_eq!(decoder.rgb(), &[10, 10, 10, 255, 255, 255]);
 }
 
 #[test]
@@ -365,7 +369,12 @@ fn source_boxes_are_clamped_to_the_source_image() {
     assert_eq!(bbox, BoundingBox { x_min: 0.0, y_min: 0.0, x_max: 960.0, y_max: 1080.0 });
     let inside = geometry.to_source_box(BoundingBox { x_min: 64.0, y_min: 150.0, x_max: 128.0, y_max: 200.0 });
     let expected = BoundingBox { x_min: 192.0, y_min: 30.0, x_max: 384.0, y_max: 180.0 };
-    for (got, want) in [(inside.x_min, expected.x_min), (inside.y_min, expected.y_min), (inside.x_max, expected.x_max), (inside.y_max, expected.y_max)] {
+    for (got, want) in [
+        (inside.x_min, expected.x_min),
+        (inside.y_min, expected.y_min),
+        (inside.x_max, expected.x_max),
+        (inside.y_max, expected.y_max),
+    ] {
         assert!((got - want).abs() < 1e-3, "{inside:?} vs {expected:?}");
     }
 }
@@ -412,7 +421,8 @@ fn halving_a_gradient_averages_two_by_two_blocks() {
         for x in 0..w / 2 {
             let out = &resizer.canvas()[((y * w / 2 + x) * 3) as usize..][..3];
             for channel in 0..3 {
-                let block = [(0, 0), (1, 0), (0, 1), (1, 1)].map(|(dx, dy)| f64::from(value(2 * x + dx, 2 * y + dy)[channel]));
+                let block =
+                    [(0, 0), (1, 0), (0, 1), (1, 1)].map(|(dx, dy)| f64::from(value(2 * x + dx, 2 * y + dy)[channel]));
                 let average = block.iter().sum::<f64>() / 4.0;
                 // The kernel is cut at the border, which shifts the edge pixels a little.
                 let edge = x == 0 || y == 0 || x == w / 2 - 1 || y == h / 2 - 1;
@@ -439,7 +449,8 @@ fn naive_tensor(spec: &ImageInputSpec, rgb: &[u8]) -> (Vec<f32>, Vec<u8>) {
                     ColorOrder::Rgb => pixel[channel],
                     ColorOrder::Bgr => pixel[2 - channel],
                     ColorOrder::Gray => {
-                        let weighted = 299 * u32::from(pixel[0]) + 587 * u32::from(pixel[1]) + 114 * u32::from(pixel[2]);
+                        let weighted =
+                            299 * u32::from(pixel[0]) + 587 * u32::from(pixel[1]) + 114 * u32::from(pixel[2]);
                         (f64::from(weighted) / 1000.0).round() as u8
                     }
                 };
@@ -497,13 +508,24 @@ proptest! {
 }
 
 #[test]
-fn gray_is_rounded_luma() {
-    let mut spec = image_spec(3, 1);
+fn gray_is_luma_rounded_as_numpy_rounds() {
+    let mut spec = image_spec(5, 1);
     (spec.color, spec.dtype) = (ColorOrder::Gray, InputDtype::U8);
     let mut normalizer = Normalizer::new(&spec);
-    // 0.299 * 255 = 76.245 -> 76; 0.587 * 100 + 0.114 * 50 = 64.4 -> 64; 0.114 * 250 = 28.5 -> 29 (half up).
-    normalizer.write(&[255, 0, 0, 0, 100, 50, 0, 0, 250]);
-    assert!(matches!(normalizer.tensor(), InputTensor::U8(t) if t == [76, 64, 29]), "{:?}", normalizer.tensor());
+    // Values numpy gives: 76.245 -> 76, 64.4 -> 64, and the exact halves 28.5 -> 28 and 37.5 -> 38 (to even).
+    normalizer.write(&[255, 0, 0, 0, 100, 50, 0, 0, 250, 0, 60, 20, 77, 77, 77]);
+    assert!(
+        matches!(normalizer.tensor(), InputTensor::U8(t) if t == [76, 64, 28, 38, 77]),
+        "{:?}",
+        normalizer.tensor()
+    );
+    // A gray frame (replicated to RGB by the decoder) comes back unchanged, for every level.
+    let mut spec = image_spec(256, 1);
+    (spec.color, spec.dtype) = (ColorOrder::Gray, InputDtype::U8);
+    let mut normalizer = Normalizer::new(&spec);
+    let levels: Vec<u8> = (0..=255).collect();
+    normalizer.write(&levels.iter().flat_map(|&v| [v, v, v]).collect::<Vec<_>>());
+    assert!(matches!(normalizer.tensor(), InputTensor::U8(t) if t == &levels[..]));
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -518,9 +540,12 @@ fn letterboxed_frame_becomes_padded_normalised_tensor() {
     let mut preprocessor = ImagePreprocessor::new(&spec);
     assert_eq!(preprocessor.decode(&encode_png(40, 20, ExtendedColorType::Rgb8, &rgb)).unwrap(), (40, 20));
     let geometry = preprocessor.prepare().unwrap();
-    assert_eq!(geometry, Geometry { source_width: 40, source_height: 20, scale_x: 0.4, scale_y: 0.4, offset_x: 0.0, offset_y: 4.0 });
+    assert_eq!(
+        geometry,
+        Geometry { source_width: 40, source_height: 20, scale_x: 0.4, scale_y: 0.4, offset_x: 0.0, offset_y: 4.0 }
+    );
     assert_eq!(preprocessor.shape(), [1, 3, 16, 16]);
-    let normalised = |value: u8| (f32::from(value) / 255.0 - 0.5) / 0.25;
+    let normalised = |value: u8| (f32::from(value) * (1.0 / 255.0) - 0.5) / 0.25;
     let InputTensor::F32(tensor) = preprocessor.tensor() else { panic!("f32 tensor expected") };
     for (index, value) in tensor.iter().enumerate() {
         let (channel, y) = (index / 256, index % 256 / 16);
@@ -616,8 +641,7 @@ fn non_finite_values_are_refused_where_they_are() {
     let good: Vec<f32> = (0..12).map(|i| i as f32).collect();
     preprocessor.prepare(&SensorWindow { channels: 3, values: good.clone() }).unwrap();
     let before = preprocessor.tensor().to_vec();
-    for (index, bad, sample, channel) in
-        [(7, f32::NAN, 2, 1), (11, f32::INFINITY, 3, 2), (0, f32::NEG_INFINITY, 0, 0)]
+    for (index, bad, sample, channel) in [(7, f32::NAN, 2, 1), (11, f32::INFINITY, 3, 2), (0, f32::NEG_INFINITY, 0, 0)]
     {
         let mut values = good.clone();
         if index != 11 {

@@ -1,0 +1,396 @@
+//! Per-source counters and latency windows, written by sources and workers on their hot paths and read by
+//! the health reporter. Counters are atomics; the latency windows, error counts and identity sit behind
+//! small mutexes that are held for a few instructions.
+
+use crate::wire::{ErrorCount, Percentiles, SourceHealth, StageLatency};
+use runtime::{ModelIdentity, StageTimings};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+/// Latency samples kept per stage: enough for a stable p99, small enough for a board (5 × 4 KiB per source).
+const LATENCY_WINDOW: usize = 1024;
+
+/// The registry of sources, in registration order.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    sources: Mutex<Vec<Arc<SourceStats>>>,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        Metrics::default()
+    }
+
+    /// Adds a source and returns its stats, for its source thread and worker to share.
+    pub fn register(&self, name: &str) -> Arc<SourceStats> {
+        let stats = Arc::new(SourceStats::new(name));
+        lock(&self.sources).push(stats.clone());
+        stats
+    }
+
+    /// Every source's health since the previous snapshot (rates) and over its latency window.
+    pub fn snapshot(&self) -> Vec<SourceHealth> {
+        let now = Instant::now();
+        lock(&self.sources).iter().map(|stats| stats.snapshot_at(now)).collect()
+    }
+}
+
+/// One source's counters. All methods take `&self`.
+#[derive(Debug)]
+pub struct SourceStats {
+    name: String,
+    frames_in: AtomicU64,
+    frames_ok: AtomicU64,
+    dropped: AtomicU64,
+    unpublished: AtomicU64,
+    queue_depth: AtomicU32,
+    queue_capacity: AtomicU32,
+    errors: Mutex<BTreeMap<String, u64>>,
+    latency: Mutex<StageWindows>,
+    identity: Mutex<Identity>,
+    /// `frames_ok` and the time at the previous snapshot, for the rate.
+    last_snapshot: Mutex<(u64, Instant)>,
+}
+
+#[derive(Debug, Default)]
+struct Identity {
+    model: Option<ModelIdentity>,
+    provider_requested: Vec<String>,
+    provider_active: String,
+}
+
+impl SourceStats {
+    /// Stats of one source, outside any registry (`device-agent infer`); the agent uses [`Metrics::register`].
+    pub fn new(name: &str) -> SourceStats {
+        SourceStats::started_at(name, Instant::now())
+    }
+
+    fn started_at(name: &str, now: Instant) -> SourceStats {
+        SourceStats {
+            name: name.to_owned(),
+            frames_in: AtomicU64::new(0),
+            frames_ok: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            unpublished: AtomicU64::new(0),
+            queue_depth: AtomicU32::new(0),
+            queue_capacity: AtomicU32::new(0),
+            errors: Mutex::new(BTreeMap::new()),
+            latency: Mutex::new(StageWindows::default()),
+            identity: Mutex::new(Identity::default()),
+            last_snapshot: Mutex::new((0, now)),
+        }
+    }
+
+    /// The source delivered an input.
+    pub fn frame_in(&self) {
+        self.frames_in.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An input became a prediction, taking `timings`.
+    pub fn frame_ok(&self, timings: &StageTimings) {
+        self.frames_ok.fetch_add(1, Ordering::Relaxed);
+        lock(&self.latency).record(timings);
+    }
+
+    /// `count` inputs were dropped before inference (slot overwritten, queue full).
+    pub fn dropped(&self, count: u64) {
+        self.dropped.fetch_add(count, Ordering::Relaxed);
+    }
+
+    /// An input failed with `kind` (see [`ErrorEvent::kind`](crate::wire::ErrorEvent::kind)).
+    pub fn error(&self, kind: &str) {
+        let mut errors = lock(&self.errors);
+        match errors.get_mut(kind) {
+            Some(count) => *count += 1,
+            None => {
+                errors.insert(kind.to_owned(), 1);
+            }
+        }
+    }
+
+    /// The MQTT link refused a prediction.
+    pub fn unpublished(&self) {
+        self.unpublished.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The source's queue (or latest-frame slot: capacity 1) now holds `depth` of `capacity`.
+    pub fn set_queue(&self, depth: usize, capacity: usize) {
+        self.queue_depth.store(saturating_u32(depth), Ordering::Relaxed);
+        self.queue_capacity.store(saturating_u32(capacity), Ordering::Relaxed);
+    }
+
+    /// The model the source's pipeline runs, once loaded.
+    pub fn set_model(&self, model: ModelIdentity) {
+        lock(&self.identity).model = Some(model);
+    }
+
+    /// The execution providers asked for (best first) and the one that took the session.
+    pub fn set_providers(&self, requested: Vec<String>, active: String) {
+        let mut identity = lock(&self.identity);
+        identity.provider_requested = requested;
+        identity.provider_active = active;
+    }
+
+    fn snapshot_at(&self, now: Instant) -> SourceHealth {
+        let frames_ok = self.frames_ok.load(Ordering::Relaxed);
+        let frames_per_s = {
+            let mut last = lock(&self.last_snapshot);
+            let (last_ok, last_at) = *last;
+            *last = (frames_ok, now);
+            per_second(frames_ok.saturating_sub(last_ok), now.saturating_duration_since(last_at))
+        };
+        let errors = lock(&self.errors)
+            .iter()
+            .map(|(kind, count)| ErrorCount { kind: kind.clone(), count: *count })
+            .collect();
+        let identity = lock(&self.identity);
+        let model = identity.model.clone().unwrap_or_else(|| ModelIdentity {
+            name: String::new(),
+            version: String::new(),
+            sha256: String::new(),
+        });
+        SourceHealth {
+            name: self.name.clone(),
+            model,
+            provider_requested: identity.provider_requested.clone(),
+            provider_active: identity.provider_active.clone(),
+            frames_in: self.frames_in.load(Ordering::Relaxed),
+            frames_ok,
+            frames_per_s,
+            dropped: self.dropped.load(Ordering::Relaxed),
+            errors,
+            queue_depth: self.queue_depth.load(Ordering::Relaxed),
+            queue_capacity: self.queue_capacity.load(Ordering::Relaxed),
+            latency: lock(&self.latency).percentiles(),
+            predictions_unpublished: self.unpublished.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Events per second; 0 over an empty interval.
+fn per_second(count: u64, elapsed: Duration) -> f32 {
+    let seconds = elapsed.as_secs_f64();
+    if seconds > 0.0 { (count as f64 / seconds) as f32 } else { 0.0 }
+}
+
+fn saturating_u32(value: usize) -> u32 {
+    u32::try_from(value).unwrap_or(u32::MAX)
+}
+
+/// Metrics stay readable after a panic elsewhere: a poisoned lock still holds valid counters.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[derive(Debug, Default)]
+struct StageWindows {
+    decode: LatencyWindow,
+    preprocess: LatencyWindow,
+    inference: LatencyWindow,
+    postprocess: LatencyWindow,
+    total: LatencyWindow,
+}
+
+impl StageWindows {
+    fn record(&mut self, timings: &StageTimings) {
+        self.decode.push(timings.decode_us);
+        self.preprocess.push(timings.preprocess_us);
+        self.inference.push(timings.inference_us);
+        self.postprocess.push(timings.postprocess_us);
+        let total = [timings.preprocess_us, timings.inference_us, timings.postprocess_us]
+            .into_iter()
+            .fold(timings.decode_us, u32::saturating_add);
+        self.total.push(total);
+    }
+
+    fn percentiles(&self) -> StageLatency {
+        StageLatency {
+            decode: self.decode.percentiles(),
+            preprocess: self.preprocess.percentiles(),
+            inference: self.inference.percentiles(),
+            postprocess: self.postprocess.percentiles(),
+            total: self.total.percentiles(),
+        }
+    }
+}
+
+/// The last [`LATENCY_WINDOW`] samples, overwritten oldest first: memory is fixed after it fills.
+#[derive(Debug)]
+struct LatencyWindow {
+    samples: Vec<u32>,
+    /// Where the next sample goes once the window is full.
+    oldest: usize,
+}
+
+impl Default for LatencyWindow {
+    fn default() -> Self {
+        LatencyWindow { samples: Vec::with_capacity(LATENCY_WINDOW), oldest: 0 }
+    }
+}
+
+impl LatencyWindow {
+    fn push(&mut self, sample_us: u32) {
+        if self.samples.len() < LATENCY_WINDOW {
+            self.samples.push(sample_us);
+        } else {
+            self.samples[self.oldest] = sample_us;
+            self.oldest = (self.oldest + 1) % LATENCY_WINDOW;
+        }
+    }
+
+    /// Sorts a copy (every health interval, at most 1024 values): cheaper than keeping the window sorted on
+    /// the hot path.
+    fn percentiles(&self) -> Percentiles {
+        let mut sorted = self.samples.clone();
+        sorted.sort_unstable();
+        Percentiles {
+            p50_us: nearest_rank(&sorted, 50),
+            p95_us: nearest_rank(&sorted, 95),
+            p99_us: nearest_rank(&sorted, 99),
+        }
+    }
+}
+
+/// The nearest-rank percentile of sorted samples: the smallest sample with at least `percent`% of the
+/// samples at or below it. 0 when there are none.
+fn nearest_rank(sorted: &[u32], percent: usize) -> u32 {
+    let rank = (percent * sorted.len()).div_ceil(100).max(1);
+    sorted.get(rank - 1).copied().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timings(decode_us: u32, preprocess_us: u32, inference_us: u32, postprocess_us: u32) -> StageTimings {
+        StageTimings { decode_us, preprocess_us, inference_us, postprocess_us }
+    }
+
+    /// The definition, with floating point: rank = ceil(p/100 × n), 1-based.
+    fn reference(samples: &[u32], percent: f64) -> u32 {
+        if samples.is_empty() {
+            return 0;
+        }
+        let mut sorted = samples.to_vec();
+        sorted.sort();
+        let rank = ((percent / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+        sorted[rank - 1]
+    }
+
+    #[test]
+    fn percentiles_match_the_reference() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut random = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for len in (0..=50).chain([99, 100, 101, 999, 1000, 1024]) {
+            let samples: Vec<u32> = (0..len).map(|_| (random() % 10_000) as u32).collect();
+            let mut window = LatencyWindow::default();
+            samples.iter().for_each(|&sample| window.push(sample));
+            let got = window.percentiles();
+            let expected = Percentiles {
+                p50_us: reference(&samples, 50.0),
+                p95_us: reference(&samples, 95.0),
+                p99_us: reference(&samples, 99.0),
+            };
+            assert_eq!(got, expected, "{len} samples");
+        }
+    }
+
+    #[test]
+    fn percentiles_by_hand() {
+        assert_eq!(nearest_rank(&[], 50), 0);
+        assert_eq!(nearest_rank(&[7], 99), 7);
+        let hundred: Vec<u32> = (1..=100).collect();
+        assert_eq!((nearest_rank(&hundred, 50), nearest_rank(&hundred, 95), nearest_rank(&hundred, 99)), (50, 95, 99));
+        let ten: Vec<u32> = (1..=10).collect();
+        assert_eq!((nearest_rank(&ten, 50), nearest_rank(&ten, 95), nearest_rank(&ten, 99)), (5, 10, 10));
+    }
+
+    #[test]
+    fn window_is_bounded_and_keeps_the_latest() {
+        let mut window = LatencyWindow::default();
+        for sample in 0..(3 * LATENCY_WINDOW as u32 + 5) {
+            window.push(sample);
+        }
+        assert_eq!(window.samples.len(), LATENCY_WINDOW);
+        assert_eq!(window.samples.capacity(), LATENCY_WINDOW);
+        let oldest_kept = 2 * LATENCY_WINDOW as u32 + 5;
+        assert_eq!(window.samples.iter().min(), Some(&oldest_kept));
+        assert_eq!(window.percentiles().p99_us, reference(&window.samples, 99.0));
+    }
+
+    #[test]
+    fn rate_over_the_interval_since_the_last_snapshot() {
+        assert_eq!(per_second(0, Duration::ZERO), 0.0);
+        assert_eq!(per_second(5, Duration::ZERO), 0.0);
+        assert_eq!(per_second(25, Duration::from_secs(10)), 2.5);
+        assert_eq!(per_second(3, Duration::from_millis(500)), 6.0);
+
+        let start = Instant::now();
+        let stats = SourceStats::started_at("front", start);
+        for _ in 0..20 {
+            stats.frame_ok(&timings(1, 2, 3, 4));
+        }
+        assert_eq!(stats.snapshot_at(start + Duration::from_secs(10)).frames_per_s, 2.0);
+        for _ in 0..5 {
+            stats.frame_ok(&timings(1, 2, 3, 4));
+        }
+        // Only the 5 since the previous snapshot, over the 5 s since it.
+        assert_eq!(stats.snapshot_at(start + Duration::from_secs(15)).frames_per_s, 1.0);
+        assert_eq!(stats.snapshot_at(start + Duration::from_secs(15)).frames_per_s, 0.0);
+    }
+
+    #[test]
+    fn snapshot_reports_every_counter() {
+        let start = Instant::now();
+        let stats = SourceStats::started_at("front", start);
+        let before = stats.snapshot_at(start);
+        assert_eq!(before.model.name, "");
+        assert_eq!(before.latency, StageLatency::default());
+
+        stats.set_model(ModelIdentity { name: "m".into(), version: "1".into(), sha256: "ab".into() });
+        stats.set_providers(vec!["cuda".into(), "cpu".into()], "cpu".into());
+        for _ in 0..4 {
+            stats.frame_in();
+        }
+        stats.frame_ok(&timings(10, 20, 300, 40));
+        stats.frame_ok(&timings(u32::MAX, 1, 0, 0));
+        stats.dropped(2);
+        stats.error("io");
+        stats.error("decode");
+        stats.error("io");
+        stats.unpublished();
+        stats.set_queue(3, usize::MAX);
+
+        let health = stats.snapshot_at(start + Duration::from_secs(1));
+        assert_eq!(health.name, "front");
+        assert_eq!(health.model.version, "1");
+        assert_eq!(health.provider_requested, ["cuda", "cpu"]);
+        assert_eq!(health.provider_active, "cpu");
+        assert_eq!((health.frames_in, health.frames_ok, health.dropped), (4, 2, 2));
+        let errors: Vec<(&str, u64)> = health.errors.iter().map(|e| (e.kind.as_str(), e.count)).collect();
+        assert_eq!(errors, [("decode", 1), ("io", 2)]);
+        assert_eq!((health.queue_depth, health.queue_capacity), (3, u32::MAX));
+        assert_eq!(health.predictions_unpublished, 1);
+        assert_eq!(health.latency.inference, Percentiles { p50_us: 0, p95_us: 300, p99_us: 300 });
+        // The total saturates instead of overflowing.
+        assert_eq!(health.latency.total, Percentiles { p50_us: 370, p95_us: u32::MAX, p99_us: u32::MAX });
+    }
+
+    #[test]
+    fn registry_snapshots_in_registration_order() {
+        let metrics = Metrics::new();
+        let front = metrics.register("front");
+        metrics.register("back");
+        front.frame_in();
+        let names: Vec<String> = metrics.snapshot().into_iter().map(|source| source.name).collect();
+        assert_eq!(names, ["front", "back"]);
+        assert_eq!(metrics.snapshot()[0].frames_in, 1);
+    }
+}

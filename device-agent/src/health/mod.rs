@@ -1,0 +1,164 @@
+//! Health: per-source [`Metrics`], process and board statistics, and the `health` thread that publishes a
+//! [`Health`] report every `health.interval_secs`.
+
+mod metrics;
+pub mod system;
+
+pub use metrics::{Metrics, SourceStats};
+
+use crate::config::AgentConfig;
+use crate::mqtt::{self, MqttHandle, QoS};
+use crate::wire::{self, AGENT_VERSION, Format, Health, SourceHealth};
+use std::io;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+use system::{SystemSample, SystemSampler};
+
+/// Publishes health reports until told to stop.
+pub struct HealthReporter {
+    device: String,
+    metrics: Arc<Metrics>,
+    mqtt: MqttHandle,
+    topic: String,
+    qos: QoS,
+    format: Format,
+    interval: Duration,
+}
+
+impl HealthReporter {
+    pub fn new(config: &AgentConfig, metrics: Arc<Metrics>, mqtt: MqttHandle) -> HealthReporter {
+        HealthReporter {
+            device: config.device_id.clone(),
+            metrics,
+            topic: config.topics().health(),
+            qos: mqtt::qos(config.mqtt.qos.health),
+            format: config.mqtt.format,
+            interval: Duration::from_secs(config.health.interval_secs),
+            mqtt,
+        }
+    }
+
+    /// Starts the `health` thread. It reports every interval (the first one interval after start) and ends
+    /// as soon as `shutdown` receives a message or its sender is dropped. Uptime counts from this call.
+    pub fn spawn(self, shutdown: Receiver<()>) -> io::Result<JoinHandle<()>> {
+        thread::Builder::new().name("health".into()).spawn(move || self.run(&shutdown))
+    }
+
+    fn run(self, shutdown: &Receiver<()>) {
+        let mut sampler = SystemSampler::new();
+        let mut unpublished = 0u64;
+        let mut failing = false;
+        // Deadlines rather than sleeps, so that reports don't drift by the time each one takes.
+        let mut next = Instant::now() + self.interval;
+        loop {
+            match shutdown.recv_timeout(next.saturating_duration_since(Instant::now())) {
+                Err(RecvTimeoutError::Timeout) => {}
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+            }
+            let now = Instant::now();
+            next += self.interval;
+            if next < now {
+                // After a stall (a suspended board), skip the missed reports instead of bursting them.
+                next = now + self.interval;
+            }
+            let sources = self.metrics.snapshot();
+            let health = report(&self.device, sampler.sample(), sources, self.mqtt.reconnects(), unpublished);
+            match self.publish(&health) {
+                Ok(()) => failing = false,
+                Err(error) => {
+                    // One warning per run of failures; the count goes out with the next report that makes it.
+                    if failing {
+                        log::debug!("Health report not published: {error}.");
+                    } else {
+                        log::warn!("Health report not published: {error}.");
+                    }
+                    failing = true;
+                    unpublished += 1;
+                }
+            }
+        }
+    }
+
+    fn publish(&self, health: &Health) -> Result<(), String> {
+        let payload = wire::encode(self.format, health).map_err(|e| e.to_string())?;
+        self.mqtt.try_publish(self.topic.clone(), self.qos, false, payload).map_err(|e| e.to_string())
+    }
+}
+
+fn report(
+    device: &str,
+    system: SystemSample,
+    sources: Vec<SourceHealth>,
+    mqtt_reconnects: u64,
+    health_unpublished: u64,
+) -> Health {
+    Health {
+        device: device.to_owned(),
+        agent_version: AGENT_VERSION.to_owned(),
+        uptime_s: system.uptime_s,
+        cpu_percent: system.cpu_percent,
+        rss_bytes: system.rss_bytes,
+        peak_rss_bytes: system.peak_rss_bytes,
+        temperature_c: system.temperature_c,
+        mqtt_reconnects,
+        sources,
+        health_unpublished,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mqtt::MqttLink;
+    use crate::mqtt::live_tests::{Broker, Subscriber};
+    use runtime::StageTimings;
+    use std::sync::mpsc;
+
+    #[test]
+    fn reports_are_published_and_the_thread_stops_promptly() {
+        let broker = Broker::start(None);
+        let config = broker.agent_config("health-1", "[health]\ninterval_secs = 1");
+        let (mqtt, mqtt_thread) = MqttLink::start(&config, Vec::new()).expect("link starts");
+        let subscriber = Subscriber::start(&broker, "devices/health-1/health", "devices/health-1/health");
+
+        let metrics = Arc::new(Metrics::new());
+        let front = metrics.register("front");
+        front.frame_in();
+        front.frame_ok(&StageTimings { decode_us: 1, preprocess_us: 2, inference_us: 3, postprocess_us: 4 });
+        let (stop, shutdown) = mpsc::channel();
+        let reporter = HealthReporter::new(&config, metrics, mqtt.clone()).spawn(shutdown).expect("spawn");
+
+        let (topic, payload) = subscriber.next_message();
+        assert_eq!(topic, "devices/health-1/health");
+        let health: Health = serde_json::from_str(&payload).expect("a JSON health report");
+        assert_eq!((health.device.as_str(), health.agent_version.as_str()), ("health-1", AGENT_VERSION));
+        assert!(health.rss_bytes > 0);
+        assert_eq!(health.sources.len(), 1);
+        assert_eq!((health.sources[0].frames_in, health.sources[0].frames_ok), (1, 1));
+        assert_eq!(health.sources[0].latency.total.p50_us, 10);
+        assert_eq!(health.health_unpublished, 0);
+
+        let asked = Instant::now();
+        stop.send(()).expect("reporter is running");
+        reporter.join().expect("health thread ends");
+        assert!(asked.elapsed() < Duration::from_millis(500), "took {:?}", asked.elapsed());
+
+        assert!(mqtt.shutdown(Duration::from_secs(5)).closed);
+        mqtt_thread.join().expect("mqtt thread ends");
+    }
+
+    #[test]
+    fn a_dropped_sender_stops_the_thread() {
+        let broker = Broker::start(None);
+        let config = broker.agent_config("health-2", "");
+        let (mqtt, mqtt_thread) = MqttLink::start(&config, Vec::new()).expect("link starts");
+        let (stop, shutdown) = mpsc::channel::<()>();
+        let reporter = HealthReporter::new(&config, Arc::new(Metrics::new()), mqtt.clone()).spawn(shutdown).expect("spawn");
+        drop(stop);
+        reporter.join().expect("health thread ends");
+        assert!(mqtt.shutdown(Duration::from_secs(5)).closed);
+        mqtt_thread.join().expect("mqtt thread ends");
+    }
+}

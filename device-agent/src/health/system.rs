@@ -1,0 +1,207 @@
+//! Process and board statistics from Linux's `/proc` and `/sys`. The parsers are pure functions over the
+//! files' text; where a file is missing or unreadable (another OS, a locked-down container) the value is
+//! reported as 0 or `None` rather than failing the health report.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// One reading of the process and board.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SystemSample {
+    pub uptime_s: u64,
+    /// Process CPU time over the interval since the previous sample, in percent of one core.
+    pub cpu_percent: f32,
+    pub rss_bytes: u64,
+    pub peak_rss_bytes: u64,
+    pub temperature_c: Option<f32>,
+}
+
+/// Takes [`SystemSample`]s, remembering the CPU time of the previous one.
+#[derive(Debug)]
+pub struct SystemSampler {
+    started: Instant,
+    ticks_per_s: u64,
+    last_cpu: (u64, Instant),
+}
+
+impl SystemSampler {
+    /// Starts the clocks: uptime counts from here, so create it when the agent starts.
+    pub fn new() -> SystemSampler {
+        let now = Instant::now();
+        SystemSampler { started: now, ticks_per_s: clock_ticks_per_s(), last_cpu: (cpu_ticks(), now) }
+    }
+
+    pub fn sample(&mut self) -> SystemSample {
+        let now = Instant::now();
+        let ticks = cpu_ticks();
+        let (last_ticks, last_at) = self.last_cpu;
+        self.last_cpu = (ticks, now);
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        SystemSample {
+            uptime_s: now.saturating_duration_since(self.started).as_secs(),
+            cpu_percent: cpu_percent(ticks.saturating_sub(last_ticks), self.ticks_per_s, now - last_at),
+            rss_bytes: status_kib(&status, "VmRSS").map_or(0, |kib| kib * 1024),
+            peak_rss_bytes: peak_rss_bytes(),
+            temperature_c: board_temperature_c(Path::new("/sys/class/thermal")),
+        }
+    }
+}
+
+fn cpu_ticks() -> u64 {
+    std::fs::read_to_string("/proc/self/stat").ok().as_deref().and_then(stat_cpu_ticks).unwrap_or(0)
+}
+
+/// The peak resident set size of this process so far (`VmHWM`), 0 where `/proc` can't tell.
+pub fn peak_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status_kib(&status, "VmHWM").map_or(0, |kib| kib * 1024)
+}
+
+/// The unit of `/proc/self/stat` times (`sysconf(_SC_CLK_TCK)`), read from the kernel's auxiliary vector
+/// because the crate forbids the `unsafe` a libc call needs.
+fn clock_ticks_per_s() -> u64 {
+    let auxv = std::fs::read("/proc/self/auxv").unwrap_or_default();
+    // Linux's USER_HZ is 100 on every architecture we build for.
+    auxv_value(&auxv, AT_CLKTCK).filter(|&ticks| ticks > 0).unwrap_or(100)
+}
+
+/// The auxiliary vector's key for the clock tick rate (`<elf.h>`).
+const AT_CLKTCK: u64 = 17;
+
+/// The value for `key` in an auxiliary vector: native-endian (key, value) pairs of machine words, ending
+/// with key 0.
+fn auxv_value(auxv: &[u8], key: u64) -> Option<u64> {
+    const WORD: usize = size_of::<usize>();
+    let word = |bytes: &[u8]| -> Option<u64> { Some(usize::from_ne_bytes(bytes.try_into().ok()?) as u64) };
+    auxv.chunks_exact(2 * WORD)
+        .map(|pair| Some((word(&pair[..WORD])?, word(&pair[WORD..])?)))
+        .map_while(|pair| pair.filter(|&(entry, _)| entry != 0))
+        .find_map(|(entry, value)| (entry == key).then_some(value))
+}
+
+/// User plus system CPU time (clock ticks) from the text of `/proc/<pid>/stat`.
+fn stat_cpu_ticks(stat: &str) -> Option<u64> {
+    // The command name (field 2) is in parentheses and may hold spaces and parentheses itself, so fields
+    // are counted from the last ')': field 3 (state) is the first after it, utime (14) the 12th, stime
+    // (15) the 13th.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// CPU time over wall time, in percent of one core.
+fn cpu_percent(ticks: u64, ticks_per_s: u64, elapsed: Duration) -> f32 {
+    let seconds = elapsed.as_secs_f64();
+    if seconds <= 0.0 || ticks_per_s == 0 {
+        return 0.0;
+    }
+    (ticks as f64 / ticks_per_s as f64 / seconds * 100.0) as f32
+}
+
+/// A `kB` value of `/proc/<pid>/status`, such as `VmRSS:     1234 kB`.
+fn status_kib(status: &str, key: &str) -> Option<u64> {
+    status.lines().find_map(|line| {
+        let value = line.strip_prefix(key)?.strip_prefix(':')?;
+        value.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// The hottest `thermal_zone*/temp` under `thermal_dir`, in °C.
+fn board_temperature_c(thermal_dir: &Path) -> Option<f32> {
+    let zones = std::fs::read_dir(thermal_dir).ok()?;
+    let readings: Vec<String> = zones
+        .filter_map(Result::ok)
+        .filter(|zone| zone.file_name().to_string_lossy().starts_with("thermal_zone"))
+        // Some zones fail to read (sensor asleep); they are skipped, not fatal.
+        .filter_map(|zone| std::fs::read_to_string(zone.path().join("temp")).ok())
+        .collect();
+    max_temperature_c(readings.iter().map(String::as_str))
+}
+
+/// The highest of thermal-zone readings in millidegrees Celsius; unparsable readings are ignored.
+fn max_temperature_c<'a>(millidegrees: impl Iterator<Item = &'a str>) -> Option<f32> {
+    millidegrees.filter_map(|reading| reading.trim().parse::<i64>().ok()).max().map(|milli| milli as f32 / 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_cpu_ticks_counts_fields_after_the_name() {
+        let stat = "12345 (device-agent) S 1 12345 12345 0 -1 4194560 2310 0 0 0 \
+                    731 215 0 0 20 0 9 0 123456 456789012 4321 18446744073709551615 1 1 0 0 0 0 0 4096 0 0 0 17 3 0 0";
+        assert_eq!(stat_cpu_ticks(stat), Some(731 + 215));
+        // A name with spaces and parentheses.
+        let tricky = "7 (a) b (c) R 1 7 7 0 -1 0 0 0 0 0 5 6 0 0 20 0 1 0 1 1 1";
+        assert_eq!(stat_cpu_ticks(tricky), Some(11));
+        assert_eq!(stat_cpu_ticks("7 (short) R 1 2"), None);
+        assert_eq!(stat_cpu_ticks("no parenthesis"), None);
+        assert_eq!(stat_cpu_ticks("1 (x) R 1 1 1 0 -1 0 0 0 0 0 utime 6"), None);
+    }
+
+    #[test]
+    fn status_values_in_kib() {
+        let status = "Name:\tdevice-agent\nVmPeak:\t  200000 kB\nVmHWM:\t   51234 kB\nVmRSS:\t   40960 kB\nThreads:\t9\n";
+        assert_eq!(status_kib(status, "VmRSS"), Some(40960));
+        assert_eq!(status_kib(status, "VmHWM"), Some(51234));
+        assert_eq!(status_kib(status, "VmSwap"), None);
+        // A key that is a prefix of another is not confused with it.
+        assert_eq!(status_kib("VmRSSx:\t 1 kB\n", "VmRSS"), None);
+        assert_eq!(status_kib("VmRSS:\tlots kB\n", "VmRSS"), None);
+    }
+
+    #[test]
+    fn cpu_percent_over_the_interval() {
+        assert_eq!(cpu_percent(50, 100, Duration::from_secs(1)), 50.0);
+        assert_eq!(cpu_percent(400, 100, Duration::from_secs(2)), 200.0);
+        assert_eq!(cpu_percent(10, 100, Duration::ZERO), 0.0);
+        assert_eq!(cpu_percent(10, 0, Duration::from_secs(1)), 0.0);
+    }
+
+    #[test]
+    fn hottest_zone_in_degrees() {
+        assert_eq!(max_temperature_c(["45000\n", "51500\n", "garbage", ""].into_iter()), Some(51.5));
+        assert_eq!(max_temperature_c(["-5000\n"].into_iter()), Some(-5.0));
+        assert_eq!(max_temperature_c(std::iter::empty()), None);
+    }
+
+    #[test]
+    fn thermal_zones_from_a_directory() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for (zone, reading) in [("thermal_zone0", "42000\n"), ("thermal_zone1", "47250\n"), ("cooling_device0", "99000\n")]
+        {
+            std::fs::create_dir(dir.path().join(zone)).expect("zone dir");
+            std::fs::write(dir.path().join(zone).join("temp"), reading).expect("temp file");
+        }
+        std::fs::create_dir(dir.path().join("thermal_zone2")).expect("zone without temp");
+        assert_eq!(board_temperature_c(dir.path()), Some(47.25));
+        assert_eq!(board_temperature_c(&dir.path().join("absent")), None);
+    }
+
+    #[test]
+    fn auxv_lookup() {
+        let words: Vec<usize> = vec![6, 4096, 17, 250, 3, 0x400040, 0, 0, 17, 999];
+        let auxv: Vec<u8> = words.iter().flat_map(|word| word.to_ne_bytes()).collect();
+        assert_eq!(auxv_value(&auxv, AT_CLKTCK), Some(250));
+        assert_eq!(auxv_value(&auxv, 6), Some(4096));
+        // Nothing after the terminating pair counts, and a missing key is None.
+        assert_eq!(auxv_value(&auxv[..2 * size_of::<usize>()], AT_CLKTCK), None);
+        assert_eq!(auxv_value(&auxv, 99), None);
+        assert_eq!(auxv_value(&[1, 2, 3], AT_CLKTCK), None);
+    }
+
+    #[test]
+    fn sampling_this_process() {
+        let mut sampler = SystemSampler::new();
+        let sample = sampler.sample();
+        assert!(sample.rss_bytes > 0 && sample.peak_rss_bytes >= sample.rss_bytes, "{sample:?}");
+        assert!(sample.cpu_percent >= 0.0);
+        assert!(peak_rss_bytes() >= sample.rss_bytes);
+        // The kernel's own answer, which is what sysconf(_SC_CLK_TCK) returns.
+        let auxv = std::fs::read("/proc/self/auxv").expect("Linux has /proc/self/auxv");
+        assert_eq!(auxv_value(&auxv, AT_CLKTCK), Some(clock_ticks_per_s()));
+    }
+}
