@@ -28,9 +28,10 @@ pub struct AgentConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OnnxRuntimeConfig {
-    /// The ONNX Runtime shared library. Not relative to the config file: a relative path is looked up beside
-    /// the executable first, then left to `dlopen`.
-    pub library: PathBuf,
+    /// The ONNX Runtime shared library; unset: `$ORT_DYLIB_PATH`, else `libonnxruntime.so.1`. Not relative to
+    /// the config file: a relative path is looked up beside the executable first, then left to `dlopen`.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub library: Option<PathBuf>,
     /// Threads per session (`>= 1`).
     pub intra_threads: usize,
     /// ONNX Runtime's CPU memory arena: faster allocation, but it keeps its peak, which small boards feel.
@@ -44,7 +45,7 @@ pub struct OnnxRuntimeConfig {
 impl Default for OnnxRuntimeConfig {
     fn default() -> Self {
         OnnxRuntimeConfig {
-            library: PathBuf::from("libonnxruntime.so.1"),
+            library: None,
             intra_threads: 1,
             cpu_arena: false,
             providers: Vec::new(),
@@ -461,7 +462,9 @@ impl AgentConfig {
             }
             if matches!(source, SourceConfig::Stdin(_)) {
                 match first_stdin {
-                    Some(first) => problems.push(format!("{key}.kind"), format!("sources[{first}] already reads stdin")),
+                    Some(first) => {
+                        problems.push(format!("{key}.kind"), format!("sources[{first}] already reads stdin"))
+                    }
                     None => first_stdin = Some(index),
                 }
             }
@@ -471,15 +474,13 @@ impl AgentConfig {
 
 impl OnnxRuntimeConfig {
     fn validate(&self, problems: &mut Problems) {
-        if self.library.as_os_str().is_empty() {
-            problems.push("onnxruntime.library", "must not be empty");
-        }
         if self.intra_threads < 1 {
             problems.push("onnxruntime.intra_threads", "must be >= 1");
         }
         for (index, provider) in self.providers.iter().enumerate() {
             if self.providers[..index].contains(provider) {
-                problems.push(format!("onnxruntime.providers[{index}]"), format!("{} is listed twice", provider.name()));
+                problems
+                    .push(format!("onnxruntime.providers[{index}]"), format!("{} is listed twice", provider.name()));
             }
         }
     }

@@ -60,11 +60,6 @@ impl Outbox {
         }
     }
 
-    /// The source's counters.
-    pub fn stats(&self) -> &SourceStats {
-        &self.stats
-    }
-
     /// A job was taken by the worker.
     pub fn frame_in(&self) {
         self.stats.frame_in();

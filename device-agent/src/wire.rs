@@ -292,7 +292,10 @@ pub enum WireError {
     /// The envelope's version byte is not [`ENVELOPE_VERSION`].
     UnsupportedVersion(u8),
     /// The envelope carries another kind of message.
-    UnexpectedKind { expected: MessageKind, found: MessageKind },
+    UnexpectedKind {
+        expected: MessageKind,
+        found: MessageKind,
+    },
     /// Bytes left after the message.
     TrailingBytes(usize),
     /// A sensor window that decoded but can't be a window.

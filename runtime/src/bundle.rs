@@ -15,8 +15,11 @@ pub const MANIFEST_FILE: &str = "manifest.toml";
 /// Who a prediction came from: published with every prediction and in health.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelIdentity {
+    /// The manifest's `name`.
     pub name: String,
+    /// The manifest's semantic version.
     pub version: String,
+    /// Lower-case hex sha256 of the ONNX file.
     pub sha256: String,
 }
 

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything the runtime can refuse, with the data a caller needs to act on it.
+// The variant docs say what each error means; its fields are named for the data they carry.
+#[allow(missing_docs)]
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

@@ -22,7 +22,9 @@ impl Input {
 /// Samples of `channels` interleaved values, time-major: `values[t * channels + c]`, as rows of a CSV.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SensorWindow {
+    /// Values per sample.
     pub channels: usize,
+    /// The samples, time-major.
     pub values: Vec<f32>,
 }
 

@@ -48,9 +48,13 @@ fn default_model_file() -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Task {
+    /// Class scores.
     Classification,
+    /// Boxes of objects.
     Detection,
+    /// An anomaly score.
     Anomaly,
+    /// Tensors as they are.
     Raw,
 }
 
@@ -58,7 +62,9 @@ pub enum Task {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum InputSpec {
+    /// A camera frame.
     Image(ImageInputSpec),
+    /// A window of sensor samples.
     Sensor(SensorInputSpec),
 }
 
@@ -76,15 +82,22 @@ impl InputSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageInputSpec {
+    /// The graph input's name.
     pub tensor: String,
+    /// Tensor layout.
     #[serde(default)]
     pub layout: ImageLayout,
+    /// Input width in pixels.
     pub width: u32,
+    /// Input height in pixels.
     pub height: u32,
+    /// Channel order.
     #[serde(default)]
     pub color: ColorOrder,
+    /// Element type.
     #[serde(default)]
     pub dtype: InputDtype,
+    /// How frames of other sizes are fitted.
     #[serde(default)]
     pub resize: ResizeMode,
     /// For `center_crop`: the share of the short side kept (0.875 is ImageNet's resize-256-crop-224).
@@ -143,8 +156,10 @@ impl ImageInputSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ImageLayout {
+    /// `[1, C, H, W]`.
     #[default]
     Nchw,
+    /// `[1, H, W, C]`.
     Nhwc,
 }
 
@@ -152,9 +167,12 @@ pub enum ImageLayout {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ColorOrder {
+    /// Red, green, blue.
     #[default]
     Rgb,
+    /// Blue, green, red (OpenCV-trained models).
     Bgr,
+    /// One luma channel.
     Gray,
 }
 
@@ -162,6 +180,7 @@ pub enum ColorOrder {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InputDtype {
+    /// 32-bit floats, normalised.
     #[default]
     F32,
     /// Raw 0..=255 pixels; `scale`, `mean` and `std` are ignored.
@@ -186,11 +205,13 @@ pub enum ResizeMode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SensorInputSpec {
+    /// The graph input's name.
     pub tensor: String,
     /// Number of channels (axes) per sample.
     pub channels: usize,
     /// Samples per window.
     pub window: usize,
+    /// Tensor layout.
     #[serde(default)]
     pub layout: SensorLayout,
     /// Channel names, in column order (the CSV header a source must match).
@@ -229,10 +250,15 @@ pub enum SensorLayout {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "decoder", rename_all = "snake_case")]
 pub enum OutputSpec {
+    /// Softmax, then top-k.
     Classification(ClassificationSpec),
+    /// CenterFace face detection.
     Centerface(CenterFaceSpec),
+    /// YOLOv8 object detection.
     Yolov8(Yolov8Spec),
+    /// Anomaly score against a threshold.
     Anomaly(AnomalySpec),
+    /// Output tensors as they are.
     Raw(RawSpec),
 }
 
@@ -263,9 +289,12 @@ impl OutputSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClassificationSpec {
+    /// The output holding the class scores.
     pub tensor: String,
+    /// Whether to apply a softmax.
     #[serde(default)]
     pub softmax: SoftmaxMode,
+    /// How many classes to report.
     #[serde(default = "default_top_k")]
     pub top_k: usize,
 }
@@ -281,7 +310,9 @@ pub enum SoftmaxMode {
     /// Apply it unless the scores already form a distribution (all in 0..=1, summing to 1).
     #[default]
     Auto,
+    /// Apply it always.
     Always,
+    /// Never apply it.
     Never,
 }
 
@@ -289,14 +320,21 @@ pub enum SoftmaxMode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CenterFaceSpec {
+    /// The heat map output `[1, 1, h, w]`.
     pub heatmap: String,
+    /// The box scale output `[1, 2, h, w]`.
     pub scale: String,
+    /// The centre offset output `[1, 2, h, w]`.
     pub offset: String,
+    /// The landmarks output `[1, 10, h, w]`.
     pub landmarks: String,
+    /// Minimum heat for a face.
     #[serde(default = "default_face_threshold")]
     pub score_threshold: f32,
+    /// Overlap above which the weaker of two faces is dropped.
     #[serde(default = "default_face_iou")]
     pub iou_threshold: f32,
+    /// At most this many faces.
     #[serde(default = "default_max_detections")]
     pub max_detections: usize,
 }
@@ -315,11 +353,15 @@ fn default_max_detections() -> usize {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Yolov8Spec {
+    /// The head output.
     pub tensor: String,
+    /// Minimum class score.
     #[serde(default = "default_yolo_threshold")]
     pub score_threshold: f32,
+    /// Overlap above which the weaker box of a class is dropped.
     #[serde(default = "default_yolo_iou")]
     pub iou_threshold: f32,
+    /// At most this many boxes.
     #[serde(default = "default_max_detections")]
     pub max_detections: usize,
 }
@@ -335,7 +377,9 @@ fn default_yolo_iou() -> f32 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AnomalySpec {
+    /// The output holding the score.
     pub tensor: String,
+    /// Scores above it are anomalous.
     pub threshold: f32,
 }
 

@@ -8,29 +8,40 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "snake_case")]
 pub enum Output {
     /// The best classes, best first.
+    #[allow(missing_docs)]
     Classification { classes: Vec<ClassScore> },
     /// Objects found, best first, in source-image pixels.
+    #[allow(missing_docs)]
     Detection { detections: Vec<Detection> },
     /// An anomaly score and the verdict against the manifest's threshold.
+    #[allow(missing_docs)]
     Anomaly { score: f32, threshold: f32, anomalous: bool },
     /// Output tensors as they are.
+    #[allow(missing_docs)]
     Raw { tensors: Vec<RawTensor> },
 }
 
 /// One class and its probability.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClassScore {
+    /// Position in the model's output.
     pub index: u32,
+    /// The label at that position, or the index as text when the bundle has no labels.
     pub label: String,
+    /// Probability, 0..=1.
     pub score: f32,
 }
 
 /// One detected object. Coordinates are pixels of the source image (letterbox and resize undone).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Detection {
+    /// Class position in the model's output.
     pub class_index: u32,
+    /// Class label.
     pub label: String,
+    /// Confidence, 0..=1.
     pub score: f32,
+    /// The box in source-image pixels.
     pub bbox: BoundingBox,
     /// Keypoints the model gives (CenterFace: eyes, nose, mouth corners); empty otherwise.
     pub landmarks: Vec<Point>,
@@ -39,9 +50,13 @@ pub struct Detection {
 /// An axis-aligned box, corners in pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct BoundingBox {
+    /// Left edge.
     pub x_min: f32,
+    /// Top edge.
     pub y_min: f32,
+    /// Right edge.
     pub x_max: f32,
+    /// Bottom edge.
     pub y_max: f32,
 }
 
@@ -64,14 +79,19 @@ impl BoundingBox {
 /// A point in pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Point {
+    /// Horizontal, from the left.
     pub x: f32,
+    /// Vertical, from the top.
     pub y: f32,
 }
 
 /// One output tensor, flattened, with its shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RawTensor {
+    /// The graph output's name.
     pub name: String,
+    /// Its shape.
     pub shape: Vec<i64>,
+    /// Its values, row-major, as f32.
     pub data: Vec<f32>,
 }

@@ -16,9 +16,13 @@ use std::time::Instant;
 /// Microseconds spent in each stage of one inference. `decode` is zero for sensor windows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StageTimings {
+    /// JPEG/PNG decoding.
     pub decode_us: u32,
+    /// Resize, normalisation and layout (or window checks).
     pub preprocess_us: u32,
+    /// `Session::run`, with the input view and the output copy.
     pub inference_us: u32,
+    /// Decoding the outputs into a result.
     pub postprocess_us: u32,
 }
 

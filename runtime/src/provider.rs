@@ -10,6 +10,8 @@ use std::fmt;
 /// An execution provider a bundle or the agent's config may ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+// Each variant is the ONNX Runtime execution provider of the same name.
+#[allow(missing_docs)]
 pub enum ProviderKind {
     Cpu,
     Cuda,

@@ -5,21 +5,27 @@ use crate::error::{Error, Result};
 /// A borrowed input tensor, in the element type the model takes.
 #[derive(Debug, Clone, Copy)]
 pub enum InputTensor<'a> {
+    /// 32-bit floats.
     F32(&'a [f32]),
+    /// Raw bytes.
     U8(&'a [u8]),
 }
 
 /// One output of a run, copied out of ONNX Runtime and converted to `f32`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct OutputTensor {
+    /// The graph output's name.
     pub name: String,
+    /// Its shape in this run.
     pub shape: Vec<i64>,
+    /// Its values, row-major.
     pub data: Vec<f32>,
 }
 
 /// The outputs of one run, in graph order. The engine reuses the buffers from run to run.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Outputs {
+    /// One per output the decoder reads.
     pub tensors: Vec<OutputTensor>,
 }
 

@@ -91,7 +91,7 @@ fn with_source_keys(extra: &str) -> String {
 fn defaults() {
     let config = AgentConfig::parse(MINIMAL).expect("valid");
     assert_eq!(config.onnxruntime, OnnxRuntimeConfig::default());
-    assert_eq!(config.onnxruntime.library, Path::new("libonnxruntime.so.1"));
+    assert_eq!(config.onnxruntime.library, None);
     assert_eq!(config.onnxruntime.intra_threads, 1);
     assert!(!config.onnxruntime.cpu_arena && !config.onnxruntime.require);
     assert_eq!(config.mqtt, MqttConfig::default());
@@ -168,7 +168,9 @@ fn every_key_is_read() {
 
 #[test]
 fn tls_changes_the_default_port_and_empty_strings_are_unset() {
-    let text = format!("{MINIMAL}[mqtt]\nclient_id = \"\"\nprefix = \"\"\n[mqtt.tls]\nca_file = \"ca.pem\"\nclient_cert_file = \"\"\nclient_key_file = \"\"\n");
+    let text = format!(
+        "{MINIMAL}[mqtt]\nclient_id = \"\"\nprefix = \"\"\n[mqtt.tls]\nca_file = \"ca.pem\"\nclient_cert_file = \"\"\nclient_key_file = \"\"\n"
+    );
     // `[mqtt]` after `[[sources]]` is still a top-level table in TOML.
     let config = AgentConfig::parse(&text).expect("valid");
     assert_eq!(config.mqtt.port(), 8883);
@@ -286,7 +288,6 @@ topic = "same"
 "#;
     let expected = [
         "device_id: must match [A-Za-z0-9_-]+",
-        "onnxruntime.library: must not be empty",
         "onnxruntime.intra_threads: must be >= 1",
         "onnxruntime.providers[2]: cuda is listed twice",
         "mqtt.host: must not be empty",
@@ -398,7 +399,7 @@ fn paths_resolve_against_the_config_directory() {
     assert_eq!(tls.client_key_file.as_deref(), Some(Path::new("/etc/agent/client.key")));
     assert_eq!(config.mqtt.password_file.as_deref(), Some(Path::new("/etc/agent/secret")));
     // The library has its own lookup (beside the executable, then dlopen).
-    assert_eq!(config.onnxruntime.library, Path::new("ort/libonnxruntime.so.1"));
+    assert_eq!(config.onnxruntime.library.as_deref(), Some(Path::new("ort/libonnxruntime.so.1")));
 }
 
 #[test]

@@ -141,10 +141,8 @@ impl SourceStats {
             *last = (frames_ok, now);
             per_second(frames_ok.saturating_sub(last_ok), now.saturating_duration_since(last_at))
         };
-        let errors = lock(&self.errors)
-            .iter()
-            .map(|(kind, count)| ErrorCount { kind: kind.clone(), count: *count })
-            .collect();
+        let errors =
+            lock(&self.errors).iter().map(|(kind, count)| ErrorCount { kind: kind.clone(), count: *count }).collect();
         let identity = lock(&self.identity);
         let model = identity.model.clone().unwrap_or_else(|| ModelIdentity {
             name: String::new(),

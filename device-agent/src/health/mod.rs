@@ -41,7 +41,7 @@ impl HealthReporter {
     }
 
     /// Starts the `health` thread. It reports every interval (the first one interval after start) and ends
-    /// as soon as `shutdown` receives a message or its sender is dropped. Uptime counts from this call.
+    /// as soon as `shutdown` receives a message or its sender is dropped.
     pub fn spawn(self, shutdown: Receiver<()>) -> io::Result<JoinHandle<()>> {
         thread::Builder::new().name("health".into()).spawn(move || self.run(&shutdown))
     }
@@ -155,7 +155,8 @@ mod tests {
         let config = broker.agent_config("health-2", "");
         let (mqtt, mqtt_thread) = MqttLink::start(&config, Vec::new()).expect("link starts");
         let (stop, shutdown) = mpsc::channel::<()>();
-        let reporter = HealthReporter::new(&config, Arc::new(Metrics::new()), mqtt.clone()).spawn(shutdown).expect("spawn");
+        let reporter =
+            HealthReporter::new(&config, Arc::new(Metrics::new()), mqtt.clone()).spawn(shutdown).expect("spawn");
         drop(stop);
         reporter.join().expect("health thread ends");
         assert!(mqtt.shutdown(Duration::from_secs(5)).closed);

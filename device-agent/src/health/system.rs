@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 /// One reading of the process and board.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SystemSample {
+    /// Seconds since the process started.
     pub uptime_s: u64,
     /// Process CPU time over the interval since the previous sample, in percent of one core.
     pub cpu_percent: f32,
@@ -19,42 +20,49 @@ pub struct SystemSample {
 /// Takes [`SystemSample`]s, remembering the CPU time of the previous one.
 #[derive(Debug)]
 pub struct SystemSampler {
-    started: Instant,
+    /// For uptime where `/proc` can't give the process's start.
+    created: Instant,
     ticks_per_s: u64,
     last_cpu: (u64, Instant),
 }
 
 impl SystemSampler {
-    /// Starts the clocks: uptime counts from here, so create it when the agent starts.
     pub fn new() -> SystemSampler {
         let now = Instant::now();
-        SystemSampler { started: now, ticks_per_s: clock_ticks_per_s(), last_cpu: (cpu_ticks(), now) }
+        let ticks = read_proc("/proc/self/stat").as_deref().and_then(stat_cpu_ticks).unwrap_or(0);
+        SystemSampler { created: now, ticks_per_s: clock_ticks_per_s(), last_cpu: (ticks, now) }
     }
 
     pub fn sample(&mut self) -> SystemSample {
         let now = Instant::now();
-        let ticks = cpu_ticks();
+        let stat = read_proc("/proc/self/stat").unwrap_or_default();
+        let ticks = stat_cpu_ticks(&stat).unwrap_or(0);
         let (last_ticks, last_at) = self.last_cpu;
         self.last_cpu = (ticks, now);
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let status = read_proc("/proc/self/status").unwrap_or_default();
+        let since_boot = read_proc("/proc/uptime").as_deref().and_then(boot_uptime_s);
+        let uptime_s = since_boot
+            .zip(stat_start_ticks(&stat))
+            .and_then(|(since_boot, start)| process_uptime_s(since_boot, start, self.ticks_per_s))
+            .unwrap_or_else(|| now.saturating_duration_since(self.created).as_secs());
         SystemSample {
-            uptime_s: now.saturating_duration_since(self.started).as_secs(),
+            uptime_s,
             cpu_percent: cpu_percent(ticks.saturating_sub(last_ticks), self.ticks_per_s, now - last_at),
             rss_bytes: status_kib(&status, "VmRSS").map_or(0, |kib| kib * 1024),
-            peak_rss_bytes: peak_rss_bytes(),
+            peak_rss_bytes: status_kib(&status, "VmHWM").map_or(0, |kib| kib * 1024),
             temperature_c: board_temperature_c(Path::new("/sys/class/thermal")),
         }
     }
 }
 
-fn cpu_ticks() -> u64 {
-    std::fs::read_to_string("/proc/self/stat").ok().as_deref().and_then(stat_cpu_ticks).unwrap_or(0)
+fn read_proc(path: &str) -> Option<String> {
+    std::fs::read_to_string(path).ok()
 }
 
-/// The peak resident set size of this process so far (`VmHWM`), 0 where `/proc` can't tell.
-pub fn peak_rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status_kib(&status, "VmHWM").map_or(0, |kib| kib * 1024)
+/// The peak resident set size of this process so far (`VmHWM`), `None` where `/proc` can't tell.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status_kib(&status, "VmHWM").map(|kib| kib * 1024)
 }
 
 /// The unit of `/proc/self/stat` times (`sysconf(_SC_CLK_TCK)`), read from the kernel's auxiliary vector
@@ -79,16 +87,33 @@ fn auxv_value(auxv: &[u8], key: u64) -> Option<u64> {
         .find_map(|(entry, value)| (entry == key).then_some(value))
 }
 
-/// User plus system CPU time (clock ticks) from the text of `/proc/<pid>/stat`.
+/// User plus system CPU time (clock ticks) from the text of `/proc/<pid>/stat`: fields 14 and 15.
 fn stat_cpu_ticks(stat: &str) -> Option<u64> {
+    Some(stat_field(stat, 14)? + stat_field(stat, 15)?)
+}
+
+/// When the process started, in clock ticks after boot: field 22 of `/proc/<pid>/stat`.
+fn stat_start_ticks(stat: &str) -> Option<u64> {
+    stat_field(stat, 22)
+}
+
+/// Numeric field `number` (1-based, as in proc(5)) of `/proc/<pid>/stat`, from field 3 on.
+fn stat_field(stat: &str, number: usize) -> Option<u64> {
     // The command name (field 2) is in parentheses and may hold spaces and parentheses itself, so fields
-    // are counted from the last ')': field 3 (state) is the first after it, utime (14) the 12th, stime
-    // (15) the 13th.
+    // are counted from the last ')', after which field 3 comes first.
     let after_name = &stat[stat.rfind(')')? + 1..];
-    let mut fields = after_name.split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
+    after_name.split_whitespace().nth(number.checked_sub(3)?)?.parse().ok()
+}
+
+/// Seconds since boot: the first number of `/proc/uptime`.
+fn boot_uptime_s(uptime: &str) -> Option<f64> {
+    uptime.split_whitespace().next()?.parse().ok().filter(|seconds: &f64| seconds.is_finite())
+}
+
+/// Seconds the process has run, from the time since boot and its start in ticks after boot.
+fn process_uptime_s(since_boot_s: f64, start_ticks: u64, ticks_per_s: u64) -> Option<u64> {
+    let started_s = start_ticks as f64 / ticks_per_s as f64;
+    (ticks_per_s > 0 && since_boot_s >= started_s).then_some((since_boot_s - started_s) as u64)
 }
 
 /// CPU time over wall time, in percent of one core.
@@ -143,8 +168,24 @@ mod tests {
     }
 
     #[test]
+    fn process_uptime_from_boot_and_start() {
+        let stat = "12345 (device-agent) S 1 12345 12345 0 -1 4194560 2310 0 0 0 \
+                    731 215 0 0 20 0 9 0 123456 456789012 4321";
+        assert_eq!(stat_start_ticks(stat), Some(123_456));
+        assert_eq!(stat_start_ticks("7 (short) R 1 2"), None);
+        assert_eq!(boot_uptime_s("1300.50 5000.25\n"), Some(1300.5));
+        assert_eq!(boot_uptime_s("soon"), None);
+        assert_eq!(boot_uptime_s(""), None);
+        assert_eq!(process_uptime_s(1300.5, 123_456, 100), Some(65));
+        // A start after "now" (clock trouble) or no tick rate is no answer, not a wrap.
+        assert_eq!(process_uptime_s(10.0, 123_456, 100), None);
+        assert_eq!(process_uptime_s(10.0, 0, 0), None);
+    }
+
+    #[test]
     fn status_values_in_kib() {
-        let status = "Name:\tdevice-agent\nVmPeak:\t  200000 kB\nVmHWM:\t   51234 kB\nVmRSS:\t   40960 kB\nThreads:\t9\n";
+        let status =
+            "Name:\tdevice-agent\nVmPeak:\t  200000 kB\nVmHWM:\t   51234 kB\nVmRSS:\t   40960 kB\nThreads:\t9\n";
         assert_eq!(status_kib(status, "VmRSS"), Some(40960));
         assert_eq!(status_kib(status, "VmHWM"), Some(51234));
         assert_eq!(status_kib(status, "VmSwap"), None);
@@ -171,7 +212,8 @@ mod tests {
     #[test]
     fn thermal_zones_from_a_directory() {
         let dir = tempfile::tempdir().expect("temp dir");
-        for (zone, reading) in [("thermal_zone0", "42000\n"), ("thermal_zone1", "47250\n"), ("cooling_device0", "99000\n")]
+        for (zone, reading) in
+            [("thermal_zone0", "42000\n"), ("thermal_zone1", "47250\n"), ("cooling_device0", "99000\n")]
         {
             std::fs::create_dir(dir.path().join(zone)).expect("zone dir");
             std::fs::write(dir.path().join(zone).join("temp"), reading).expect("temp file");
@@ -197,9 +239,11 @@ mod tests {
     fn sampling_this_process() {
         let mut sampler = SystemSampler::new();
         let sample = sampler.sample();
+        let stat = read_proc("/proc/self/stat").expect("Linux has /proc/self/stat");
+        assert!(stat_start_ticks(&stat).is_some() && boot_uptime_s(&read_proc("/proc/uptime").unwrap()).is_some());
         assert!(sample.rss_bytes > 0 && sample.peak_rss_bytes >= sample.rss_bytes, "{sample:?}");
         assert!(sample.cpu_percent >= 0.0);
-        assert!(peak_rss_bytes() >= sample.rss_bytes);
+        assert!(peak_rss_bytes().is_some_and(|peak| peak >= sample.rss_bytes));
         // The kernel's own answer, which is what sysconf(_SC_CLK_TCK) returns.
         let auxv = std::fs::read("/proc/self/auxv").expect("Linux has /proc/self/auxv");
         assert_eq!(auxv_value(&auxv, AT_CLKTCK), Some(clock_ticks_per_s()));

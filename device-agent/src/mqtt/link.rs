@@ -5,8 +5,7 @@ use super::state::{AckLedger, Backoff, Connectivity, unacked_in};
 use super::{Route, StatusTemplate};
 use crate::wire::{self, State};
 use rumqttc::{
-    ConnectionError, Event, Outgoing, Packet, Publish, QoS, Request, Subscribe, SubscribeFilter,
-    SubscribeReasonCode,
+    ConnectionError, Event, Outgoing, Packet, Publish, QoS, Request, Subscribe, SubscribeFilter, SubscribeReasonCode,
 };
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};

@@ -32,7 +32,14 @@ impl Pki {
         let dir = readable_temp_dir();
         let path = |name: &str| dir.path().join(name);
         let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-        openssl(&[&["req", "-x509"], &ec[..], &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=edge-test-ca"]], dir.path());
+        openssl(
+            &[
+                &["req", "-x509"],
+                &ec[..],
+                &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=edge-test-ca"],
+            ],
+            dir.path(),
+        );
         for (name, cn, ext) in [
             ("server", "localhost", "subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n"),
             ("client", "edge-test-client", "extendedKeyUsage=clientAuth\n"),
@@ -42,8 +49,10 @@ impl Pki {
             std::fs::write(path(&ext_file), ext).expect("write extensions");
             openssl(&[&["req"], &ec[..], &["-keyout", &key, "-out", &csr, "-subj", &format!("/CN={cn}")]], dir.path());
             openssl(
-                &[&["x509", "-req", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial"],
-                  &["-out", &cert, "-days", "2", "-extfile", &ext_file]],
+                &[
+                    &["x509", "-req", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial"],
+                    &["-out", &cert, "-days", "2", "-extfile", &ext_file],
+                ],
                 dir.path(),
             );
         }
@@ -90,8 +99,8 @@ fn free_port() -> u16 {
 
 /// A TLS listener beside the plain one (which the test's own clients use).
 pub(crate) struct TlsListener<'a> {
-    pki: &'a Pki,
-    require_certificate: bool,
+    pub pki: &'a Pki,
+    pub require_certificate: bool,
 }
 
 /// A mosquitto process, killed on drop.
@@ -297,10 +306,7 @@ fn online_status_publishes_and_a_draining_shutdown() {
         handle.try_publish(topics.health(), QoS::AtMostOnce, false, b"late".to_vec()),
         Err(PublishError::Closed)
     );
-    assert_eq!(
-        handle.try_publish("bad/#".into(), QoS::AtMostOnce, false, Vec::new()),
-        Err(PublishError::Closed)
-    );
+    assert_eq!(handle.try_publish("bad/#".into(), QoS::AtMostOnce, false, Vec::new()), Err(PublishError::Closed));
 }
 
 #[test]
@@ -310,10 +316,7 @@ fn last_will_marks_the_device_offline() {
     let status_topic = config.topics().status();
     let (handle, thread) = MqttLink::start(&config, Vec::new()).expect("link starts");
     wait_for("the connection", || handle.is_connected());
-    assert_eq!(
-        handle.try_publish("a/#".into(), QoS::AtMostOnce, false, Vec::new()),
-        Err(PublishError::InvalidTopic)
-    );
+    assert_eq!(handle.try_publish("a/#".into(), QoS::AtMostOnce, false, Vec::new()), Err(PublishError::InvalidTopic));
 
     // End the thread without a Disconnect, as a crash would: the broker then publishes the will.
     handle.shared.request_stop(Stop::Now);
@@ -370,12 +373,7 @@ fn routes_receive_payloads_across_a_broker_restart() {
 fn tls_verifies_the_broker_by_server_name() {
     let pki = Pki::generate();
     let broker = Broker::start(Some(TlsListener { pki: &pki, require_certificate: false }));
-    let tls = |extra: &str| {
-        broker.agent_config(
-            "live-4",
-            &format!("[mqtt.tls]\nca_file = {:?}\n{extra}", pki.ca),
-        )
-    };
+    let tls = |extra: &str| broker.agent_config("live-4", &format!("[mqtt.tls]\nca_file = {:?}\n{extra}", pki.ca));
 
     // The certificate names `localhost` only, so dialling 127.0.0.1 needs `server_name`.
     let (handle, thread) = MqttLink::start(&tls("server_name = \"localhost\""), Vec::new()).expect("link starts");

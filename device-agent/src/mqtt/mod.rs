@@ -104,10 +104,8 @@ impl MqttLink {
         let (client, connection) = rumqttc::Client::new(options, config.mqtt.queue_capacity);
         let shared = Arc::new(Shared::default());
         let link = MqttLink::new(connection, shared.clone(), status.clone(), routes);
-        let thread = thread::Builder::new()
-            .name("mqtt".into())
-            .spawn(move || link.run())
-            .context("spawning the mqtt thread")?;
+        let thread =
+            thread::Builder::new().name("mqtt".into()).spawn(move || link.run()).context("spawning the mqtt thread")?;
         Ok((MqttHandle { client, shared, status }, thread))
     }
 }

@@ -33,24 +33,34 @@ pub fn run(spec: &ImageFiles, feed: &Feed, shutdown: &Shutdown) {
     let period = Duration::from_secs_f64(1.0 / spec.rate_fps);
     match &spec.files {
         FileSet::Watch(dir) => watch(dir, period, feed, shutdown),
-        FileSet::Directory(_) | FileSet::List(_) => loop {
-            let files = match &spec.files {
-                FileSet::Directory(dir) => match list(dir) {
-                    Ok(files) => files,
-                    Err(e) => return feed.error(&dir.display().to_string(), "io", &e.to_string()),
-                },
-                FileSet::List(files) | FileSet::Watch(_) => files.clone(),
-            };
-            for file in &files {
-                send(file, feed);
-                if shutdown.wait(period) {
-                    return;
-                }
-            }
-            if !spec.looping || files.is_empty() {
+        FileSet::Directory(dir) => replay(|| list(dir), &dir.display().to_string(), spec, period, feed, shutdown),
+        FileSet::List(files) => replay(|| Ok(files.clone()), "", spec, period, feed, shutdown),
+    }
+}
+
+/// Sends each file once per pass (every pass re-lists a directory), pausing `period` between frames.
+fn replay(
+    files: impl Fn() -> std::io::Result<Vec<PathBuf>>,
+    origin: &str,
+    spec: &ImageFiles,
+    period: Duration,
+    feed: &Feed,
+    shutdown: &Shutdown,
+) {
+    loop {
+        let files = match files() {
+            Ok(files) => files,
+            Err(e) => return feed.error(origin, "io", &e.to_string()),
+        };
+        for file in &files {
+            send(file, feed);
+            if shutdown.wait(period) {
                 return;
             }
-        },
+        }
+        if !spec.looping || files.is_empty() {
+            return;
+        }
     }
 }
 

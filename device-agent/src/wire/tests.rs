@@ -27,9 +27,7 @@ fn prediction() -> Prediction {
         published_at_ms: 1001,
         model: identity(),
         provider: "cpu".into(),
-        output: Output::Classification {
-            classes: vec![ClassScore { index: 3, label: "cat".into(), score: 0.5 }],
-        },
+        output: Output::Classification { classes: vec![ClassScore { index: 3, label: "cat".into(), score: 0.5 }] },
         latency_us: StageTimings { decode_us: 1, preprocess_us: 2, inference_us: 300, postprocess_us: 4 },
         total_us: 307,
     }
@@ -131,10 +129,8 @@ fn prediction_postcard_bytes() {
 
 #[test]
 fn anomaly_output_postcard_bytes() {
-    let anomaly = Prediction {
-        output: Output::Anomaly { score: 0.5, threshold: 2.0, anomalous: false },
-        ..prediction()
-    };
+    let anomaly =
+        Prediction { output: Output::Anomaly { score: 0.5, threshold: 2.0, anomalous: false }, ..prediction() };
     let bytes = postcard(&anomaly);
     // Variant 2, two f32, a bool; then the same latency and total as above.
     #[rustfmt::skip]
@@ -226,8 +222,16 @@ fn json_prediction_field_names() {
     let value = json_object(&prediction());
     let keys: Vec<&str> = value.as_object().expect("an object").keys().map(String::as_str).collect();
     let mut expected = [
-        "device", "source", "seq", "captured_at_ms", "published_at_ms", "model", "provider", "output",
-        "latency_us", "total_us",
+        "device",
+        "source",
+        "seq",
+        "captured_at_ms",
+        "published_at_ms",
+        "model",
+        "provider",
+        "output",
+        "latency_us",
+        "total_us",
     ];
     expected.sort_unstable();
     let mut keys = keys;

@@ -3,7 +3,9 @@
 //! The image size is read from the header by hand and checked against the pixel limit before any decoder is
 //! built, so a decompression bomb (a small file announcing a huge image) costs a few byte reads, not an
 //! allocation. Gray is replicated to three channels, alpha is dropped (not composited, as PIL's
-//! `convert("RGB")` does) and 16-bit samples keep their high byte (as PIL's PNG decoder does).
+//! `convert("RGB")` does) and 16-bit samples keep their high byte (as PIL's PNG decoder does). PNGs decode
+//! exactly as PIL decodes them; JPEGs (zune-jpeg here, libjpeg-turbo in PIL) differ by a few levels on some
+//! pixels, mostly from the colour conversion.
 
 use std::io::{self, Cursor};
 
@@ -84,9 +86,10 @@ impl RgbDecoder {
     /// Decodes `bytes` (JPEG or PNG, told by the magic bytes) and returns the image's width and height.
     /// On error the previous image is forgotten: [`RgbDecoder::dimensions`] is `(0, 0)`.
     pub fn decode(&mut self, bytes: &[u8]) -> Result<(u32, u32)> {
+        // Forget the last image without touching the buffer, which keeps its length so that the next frame of
+        // the same size neither reallocates nor re-zeroes it.
         self.width = 0;
         self.height = 0;
-        self.rgb.clear();
         if bytes.is_empty() {
             return Err(Error::EmptyInput);
         }
@@ -123,7 +126,7 @@ impl RgbDecoder {
 
     /// The last decoded image, RGB8, `width * height * 3` bytes; empty when there is none.
     pub fn rgb(&self) -> &[u8] {
-        &self.rgb
+        self.rgb.get(..self.width as usize * self.height as usize * 3).unwrap_or_default()
     }
 
     fn check_size(&self, width: u32, height: u32) -> Result<()> {

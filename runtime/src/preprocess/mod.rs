@@ -38,6 +38,7 @@ use normalize::Normalizer;
 use resize::FrameResizer;
 
 /// Turns encoded JPEG or PNG frames into the model's input tensor.
+#[derive(Debug)]
 pub struct ImagePreprocessor {
     decoder: RgbDecoder,
     resizer: FrameResizer,

@@ -2,7 +2,9 @@
 //! the [`Geometry`] that maps model coordinates back to the frame.
 //!
 //! Resampling is fast_image_resize's bilinear convolution, which widens the kernel when downscaling as
-//! PIL's `BILINEAR` does (antialias); the Python references resize with PIL.
+//! PIL's `BILINEAR` does (antialias), run rows first and columns second as PIL runs it; the Python references
+//! resize with PIL, and on the shipped PNG frames the result is within one level of theirs, with under 1% of
+//! values one level off.
 
 use fast_image_resize::images::{CroppedImageMut, Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
@@ -124,6 +126,7 @@ impl ResizePlan {
 }
 
 /// Resizes frames into a model-sized RGB8 canvas kept across calls.
+#[derive(Debug)]
 pub(crate) struct FrameResizer {
     mode: ResizeMode,
     crop_fraction: f32,
@@ -131,6 +134,8 @@ pub(crate) struct FrameResizer {
     width: u32,
     height: u32,
     canvas: Vec<u8>,
+    /// The frame resampled along its rows only: the first of two passes (see [`FrameResizer::resize`]).
+    rows_resampled: Vec<u8>,
     resizer: Resizer,
     options: ResizeOptions,
 }
@@ -145,6 +150,7 @@ impl FrameResizer {
             width,
             height,
             canvas: vec![pad_value; width as usize * height as usize * 3],
+            rows_resampled: Vec::new(),
             resizer: Resizer::new(),
             options: ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)),
         }
@@ -154,23 +160,41 @@ impl FrameResizer {
     pub fn resize(&mut self, rgb: &[u8], source_width: u32, source_height: u32) -> Result<Geometry> {
         let plan =
             ResizePlan::new(self.mode, self.crop_fraction, (source_width, source_height), (self.width, self.height));
-        if let Placement::Inset { left, top, width, height } = plan.placement {
-            fill_border(&mut self.canvas, self.width, (left, top, width, height), self.pad_value);
-        }
+        let whole_source = (0.0, 0.0, f64::from(source_width), f64::from(source_height));
+        let (source_box, (left, top, width, height)) = match plan.placement {
+            Placement::Whole => (whole_source, (0, 0, self.width, self.height)),
+            Placement::Crop { left, top, width, height } => {
+                ((left, top, width, height), (0, 0, self.width, self.height))
+            }
+            Placement::Inset { left, top, width, height } => {
+                fill_border(&mut self.canvas, self.width, (left, top, width, height), self.pad_value);
+                (whole_source, (left, top, width, height))
+            }
+        };
+        let (box_left, box_top, box_width, box_height) = source_box;
         let source = ImageRef::new(source_width, source_height, rgb, PixelType::U8x3).map_err(resize_error)?;
         let mut canvas =
             Image::from_slice_u8(self.width, self.height, &mut self.canvas, PixelType::U8x3).map_err(resize_error)?;
-        let resized = match plan.placement {
-            Placement::Whole => self.resizer.resize(&source, &mut canvas, &self.options),
-            Placement::Crop { left, top, width, height } => {
-                self.resizer.resize(&source, &mut canvas, &self.options.crop(left, top, width, height))
-            }
-            Placement::Inset { left, top, width, height } => {
-                let mut inset = CroppedImageMut::new(&mut canvas, left, top, width, height).map_err(resize_error)?;
-                self.resizer.resize(&source, &mut inset, &self.options)
-            }
-        };
-        resized.map_err(resize_error)?;
+        let mut target = CroppedImageMut::new(&mut canvas, left, top, width, height).map_err(resize_error)?;
+        let resample_rows = f64::from(width) != box_width || box_left.fract() != 0.0;
+        let resample_columns = f64::from(height) != box_height || box_top.fract() != 0.0;
+        if resample_rows && resample_columns {
+            // PIL resamples rows first, then columns, rounding to 8 bits in between; fast_image_resize does
+            // columns first for 8-bit pixels, which moves about one value in seven by a level. Two one-way
+            // passes keep PIL's order.
+            self.rows_resampled.resize(width as usize * source_height as usize * 3, 0);
+            let mut rows = Image::from_slice_u8(width, source_height, &mut self.rows_resampled, PixelType::U8x3)
+                .map_err(resize_error)?;
+            let rows_box = self.options.crop(box_left, 0.0, box_width, f64::from(source_height));
+            self.resizer.resize(&source, &mut rows, &rows_box).map_err(resize_error)?;
+            let rows =
+                ImageRef::new(width, source_height, &self.rows_resampled, PixelType::U8x3).map_err(resize_error)?;
+            let columns_box = self.options.crop(0.0, box_top, f64::from(width), box_height);
+            self.resizer.resize(&rows, &mut target, &columns_box).map_err(resize_error)?;
+        } else {
+            let source_box = self.options.crop(box_left, box_top, box_width, box_height);
+            self.resizer.resize(&source, &mut target, &source_box).map_err(resize_error)?;
+        }
         Ok(plan.geometry)
     }
 

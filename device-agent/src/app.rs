@@ -1,0 +1,301 @@
+//! `device-agent run`: the whole topology in one place.
+//!
+//! ```text
+//! source-<name> ──(latest slot | FIFO)──> worker-<name> [pipeline] ──try_publish──> mqtt ──> broker
+//! mqtt (inbound frames/windows) ──────────^                   health ──try_publish──^
+//! ```
+//! Threads are plain and named; every queue is bounded with the policy written in [`crate::queue`].
+//! SIGTERM or SIGINT stops the sources, lets the workers drain their queues, publishes `offline` and waits
+//! (bounded) for the broker to acknowledge what was queued.
+
+use crate::config::{AgentConfig, SourceConfig};
+use crate::health::{HealthReporter, Metrics};
+use crate::mqtt::{self, MqttHandle, MqttLink, Route};
+use crate::outbox::{Outbox, OutboxQos, OutboxSettings, Publish};
+use crate::queue::JobQueue;
+use crate::shutdown::Shutdown;
+use crate::sources::images::{self, FileSet, ImageFiles};
+use crate::sources::recording::{self, Recording, WindowShape};
+use crate::sources::{Feed, stdin};
+use crate::wire;
+use crate::{EXIT_CONFIG, worker};
+use anyhow::{Context, anyhow};
+use runtime::manifest::{InputSpec, SensorInputSpec};
+use runtime::{Bundle, EngineOptions, OnnxRuntime, Pipeline};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// How long a clean shutdown waits for the broker to acknowledge queued messages.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Starts a source's reader thread; `None` for a thread that is not joined at shutdown.
+type Starter = Box<dyn FnOnce() -> anyhow::Result<Option<JoinHandle<()>>>>;
+
+/// A source whose bundle loaded and whose pipeline is built.
+struct ReadySource {
+    config: SourceConfig,
+    bundle: Bundle,
+    pipeline: Pipeline,
+}
+
+/// The MQTT link, which exists only after the routes (which need the feeds, which need the outboxes) are
+/// built; until then nothing can be published.
+#[derive(Default)]
+struct LateLink(OnceLock<MqttHandle>);
+
+impl Publish for LateLink {
+    fn publish(&self, topic: String, qos: rumqttc::QoS, payload: Vec<u8>) -> Result<(), String> {
+        let link = self.0.get().ok_or("the MQTT link is not started")?;
+        link.try_publish(topic, qos, false, payload).map_err(|e| e.to_string())
+    }
+}
+
+pub fn main(config_path: &Path, check: bool) -> anyhow::Result<ExitCode> {
+    let config = match AgentConfig::load(config_path) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("Invalid configuration {}:\n{errors}", config_path.display());
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+    };
+    let ort = OnnxRuntime::load(crate::ort_library(config.onnxruntime.library.as_deref()))?;
+    let (ready, failed) = prepare_sources(&config, &ort);
+    for (name, error) in &failed {
+        log::error!(source = name.as_str(); "Source cannot start: {error:#}.");
+    }
+    if check {
+        for source in &ready {
+            let provider = source.pipeline.provider();
+            println!(
+                "source {}: {} {} on {}",
+                source.config.name(),
+                source.bundle.manifest().name,
+                source.bundle.manifest().version,
+                provider.active
+            );
+        }
+        if failed.is_empty() {
+            println!("configuration {} is valid", config_path.display());
+            return Ok(ExitCode::SUCCESS);
+        }
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    }
+    if ready.is_empty() {
+        return Err(anyhow!("no source could start"));
+    }
+    run(config, ready, failed)
+}
+
+/// Loads every source's bundle and builds its pipeline; a source that cannot start is set aside with its
+/// reason, so one bad bundle does not stop the others.
+fn prepare_sources(config: &AgentConfig, ort: &OnnxRuntime) -> (Vec<ReadySource>, Vec<(String, anyhow::Error)>) {
+    let options = EngineOptions {
+        providers: (!config.onnxruntime.providers.is_empty()).then(|| config.onnxruntime.providers.clone()),
+        require: config.onnxruntime.require,
+        intra_threads: config.onnxruntime.intra_threads,
+        cpu_arena: config.onnxruntime.cpu_arena,
+    };
+    let mut ready = Vec::new();
+    let mut failed = Vec::new();
+    for source in &config.sources {
+        let prepared = Bundle::load(source.model())
+            .with_context(|| format!("loading bundle {}", source.model().display()))
+            .and_then(|bundle| {
+                check_input_kind(source, &bundle)?;
+                let pipeline = Pipeline::new(ort, &bundle, &options)?;
+                Ok((bundle, pipeline))
+            });
+        match prepared {
+            Ok((bundle, pipeline)) => ready.push(ReadySource { config: source.clone(), bundle, pipeline }),
+            Err(error) => failed.push((source.name().to_owned(), error)),
+        }
+    }
+    (ready, failed)
+}
+
+fn check_input_kind(source: &SourceConfig, bundle: &Bundle) -> anyhow::Result<()> {
+    let wants_image = matches!(source, SourceConfig::Images(_) | SourceConfig::MqttFrames(_));
+    let is_image = matches!(bundle.manifest().input, InputSpec::Image(_));
+    if wants_image != is_image {
+        let model = if is_image { "an image" } else { "a sensor" };
+        return Err(anyhow!("a {} source cannot feed {model} model ({})", source.kind(), bundle.manifest().name));
+    }
+    Ok(())
+}
+
+fn sensor_spec(bundle: &Bundle) -> Option<&SensorInputSpec> {
+    match &bundle.manifest().input {
+        InputSpec::Sensor(spec) => Some(spec),
+        InputSpec::Image(_) => None,
+    }
+}
+
+fn run(config: AgentConfig, ready: Vec<ReadySource>, failed: Vec<(String, anyhow::Error)>) -> anyhow::Result<ExitCode> {
+    let topics = Arc::new(config.topics());
+    let late_link = Arc::new(LateLink::default());
+    let settings = OutboxSettings {
+        device: config.device_id.as_str().into(),
+        topics: topics.clone(),
+        format: config.mqtt.format,
+        qos: OutboxQos { predictions: mqtt::qos(config.mqtt.qos.predictions), errors: mqtt::qos(config.mqtt.qos.errors) },
+        link: late_link.clone(),
+    };
+    let metrics = Arc::new(Metrics::new());
+    let shutdown = Arc::new(Shutdown::default());
+    let mut routes = Vec::new();
+    let mut feeds = Vec::new();
+    let mut workers = Vec::new();
+    let mut readers: Vec<Starter> = Vec::new();
+
+    for source in ready {
+        let name = source.config.name().to_owned();
+        let provider = source.pipeline.provider();
+        let stats = metrics.register(&name);
+        stats.set_model(source.bundle.identity());
+        stats.set_providers(provider.requested.iter().map(|p| p.name().to_owned()).collect(), provider.active.name().to_owned());
+        if provider.fell_back_to_cpu() {
+            log::warn!(source = name.as_str(); "No preferred accelerator could be registered; running on CPU: {:?}.", provider.refused);
+        }
+        let outbox = Outbox::new(&settings, &name, provider.active.name(), stats);
+        let (feed, queue): (Arc<Feed>, JobQueue) = match &source.config {
+            SourceConfig::Images(_) | SourceConfig::MqttFrames(_) => Feed::camera(outbox.clone()),
+            SourceConfig::Csv(c) => Feed::fifo(outbox.clone(), c.queue),
+            SourceConfig::Stdin(c) => Feed::fifo(outbox.clone(), c.queue),
+            SourceConfig::MqttSensor(c) => Feed::fifo(outbox.clone(), c.queue),
+        };
+        if let Some(topic) = source.config.inbound_topic(&topics) {
+            routes.push(inbound_route(&source.config, topic, feed.clone()));
+        }
+        if let Some(reader) = reader(&source, feed.clone(), shutdown.clone()) {
+            readers.push(reader);
+        }
+        let pipeline = source.pipeline;
+        workers.push(spawn_named(format!("worker-{name}"), move || worker::run(pipeline, queue, &outbox))?);
+        feeds.push(feed);
+    }
+
+    let (link, mqtt_thread) = MqttLink::start(&config, routes)?;
+    let _ = late_link.0.set(link.clone());
+    for (name, error) in &failed {
+        report_start_failure(&link, &config, &settings, name, error);
+    }
+    let (health_stop, health_stopped) = std::sync::mpsc::channel();
+    let health = HealthReporter::new(&config, metrics, link.clone()).spawn(health_stopped)?;
+    let mut source_threads = Vec::new();
+    for reader in readers {
+        source_threads.extend(reader()?);
+    }
+    log::info!(device = config.device_id.as_str(), sources = feeds.len(); "Agent running.");
+
+    wait_for_signal()?;
+    log::info!("Shutting down: draining sources and workers.");
+    shutdown.trigger();
+    for thread in source_threads {
+        let _ = thread.join();
+    }
+    for feed in &feeds {
+        feed.close();
+    }
+    for worker in workers {
+        let _ = worker.join();
+    }
+    let _ = health_stop.send(());
+    let _ = health.join();
+    let report = link.shutdown(DRAIN_TIMEOUT);
+    if report.unacked > 0 {
+        log::warn!(unacked = report.unacked; "Broker did not acknowledge every message before shutdown.");
+    }
+    if report.closed {
+        let _ = mqtt_thread.join();
+    }
+    log::info!("Agent stopped.");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The thread that reads a file-backed source, started once the MQTT link is up. `None` for MQTT sources.
+fn reader(
+    source: &ReadySource,
+    feed: Arc<Feed>,
+    shutdown: Arc<Shutdown>,
+) -> Option<Starter> {
+    let name = format!("source-{}", source.config.name());
+    let sensor = sensor_spec(&source.bundle).cloned();
+    match &source.config {
+        SourceConfig::Images(c) => {
+            let files = match (&c.path, c.watch) {
+                (Some(dir), true) => FileSet::Watch(dir.clone()),
+                (Some(path), false) if path.is_dir() => FileSet::Directory(path.clone()),
+                (Some(path), false) => FileSet::List(vec![path.clone()]),
+                (None, _) => FileSet::List(c.files.clone()),
+            };
+            let spec = ImageFiles { files, rate_fps: c.rate_fps, looping: c.repeat };
+            Some(Box::new(move || spawn_named(name, move || images::run(&spec, &feed, &shutdown)).map(Some)))
+        }
+        SourceConfig::Csv(c) => {
+            let sensor = sensor?;
+            let replay = Recording {
+                path: c.path.clone().unwrap_or_default(),
+                rate_hz: c.rate_hz,
+                stride: c.stride.map_or(sensor.window, |s| s as usize),
+                looping: c.repeat,
+            };
+            let shape = WindowShape { channels: sensor.channels, window: sensor.window, channel_names: sensor.channel_names };
+            Some(Box::new(move || spawn_named(name, move || recording::run(&replay, &shape, &feed, &shutdown)).map(Some)))
+        }
+        SourceConfig::Stdin(c) => {
+            let sensor = sensor?;
+            let stride = c.stride.map_or(sensor.window, |s| s as usize);
+            // Not joined at shutdown: a read from a terminal cannot be interrupted, and the process exits anyway.
+            Some(Box::new(move || {
+                spawn_named(name, move || stdin::run(sensor.channels, sensor.window, stride, &feed, &shutdown))?;
+                Ok(None)
+            }))
+        }
+        SourceConfig::MqttFrames(_) | SourceConfig::MqttSensor(_) => None,
+    }
+}
+
+/// Inbound MQTT payloads go straight into the source's feed, on the MQTT thread (never blocking it).
+fn inbound_route(source: &SourceConfig, topic: String, feed: Arc<Feed>) -> Route {
+    let origin = topic.clone();
+    let sink: mqtt::Sink = match source {
+        SourceConfig::MqttSensor(c) => {
+            let encoding = c.encoding;
+            Box::new(move |payload: &[u8]| match wire::decode_sensor_window(encoding, payload) {
+                Ok(window) => feed.window_now(origin.clone(), window.into()),
+                Err(e) => feed.error(&origin, "malformed", &e.to_string()),
+            })
+        }
+        _ => Box::new(move |payload: &[u8]| feed.frame(origin.clone(), payload.to_vec())),
+    };
+    Route { topic, qos: rumqttc::QoS::AtLeastOnce, sink }
+}
+
+/// A source whose bundle could not be loaded is reported once on its errors topic (stage `load`).
+fn report_start_failure(link: &MqttHandle, config: &AgentConfig, settings: &OutboxSettings, name: &str, error: &anyhow::Error) {
+    let kind = error.downcast_ref::<runtime::Error>().map_or("load", runtime::Error::kind);
+    let stats = Arc::new(crate::health::SourceStats::new(name));
+    let outbox = Outbox::new(settings, name, "none", stats);
+    let event = outbox.error_message(0, &config_model(config, name), "load", kind, &format!("{error:#}"));
+    if let Ok(payload) = wire::encode(settings.format, &event) {
+        let _ = link.try_publish(settings.topics.errors(name), settings.qos.errors, false, payload);
+    }
+}
+
+fn config_model(config: &AgentConfig, name: &str) -> String {
+    config.sources.iter().find(|s| s.name() == name).map(|s| s.model().display().to_string()).unwrap_or_default()
+}
+
+fn spawn_named(name: String, body: impl FnOnce() + Send + 'static) -> anyhow::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name(name.clone()).spawn(body).with_context(|| format!("starting thread {name}"))
+}
+
+fn wait_for_signal() -> anyhow::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
+        .context("installing signal handlers")?;
+    let _ = signals.forever().next();
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! Bad input is refused with an error that says what and where, and the pipeline keeps serving afterwards.
+
+use integration_tests::{models_dir, onnx_runtime};
+use runtime::{Bundle, EngineOptions, Error, Input, Output, Pipeline, SensorWindow};
+use std::path::Path;
+
+fn pipeline(bundle: &str) -> Pipeline {
+    let bundle = Bundle::load(models_dir().join(bundle)).expect("bundle loads");
+    Pipeline::new(&onnx_runtime(), &bundle, &EngineOptions::default()).expect("pipeline builds")
+}
+
+fn frame(name: &str) -> Vec<u8> {
+    std::fs::read(models_dir().join("frames").join(name)).expect("frame")
+}
+
+/// A PNG signature and IHDR chunk announcing `width` x `height` RGB, with no image data.
+fn png_header(width: u32, height: u32) -> Vec<u8> {
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend_from_slice(&13u32.to_be_bytes());
+    png.extend_from_slice(&ihdr);
+    png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
+    png
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for byte in bytes {
+        crc ^= u32::from(*byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+fn assert_still_serves(pipeline: &mut Pipeline) {
+    let (output, _) = pipeline.infer(&Input::Image(frame("coffee.jpg"))).expect("a good frame after a bad one");
+    let Output::Classification { classes } = output else { panic!("classification expected") };
+    assert_eq!(classes[0].label, "espresso");
+}
+
+#[test]
+fn bad_frames_are_refused_and_the_pipeline_keeps_serving() {
+    let mut pipeline = pipeline("image-classifier");
+    let jpeg = frame("cat.jpg");
+
+    let err = pipeline.infer(&Input::Image(Vec::new())).unwrap_err();
+    assert!(matches!(err, Error::EmptyInput), "{err}");
+    assert_eq!((err.kind(), err.stage()), ("empty_input", "decode"));
+    assert_still_serves(&mut pipeline);
+
+    let err = pipeline.infer(&Input::Image(jpeg[..jpeg.len() / 3].to_vec())).unwrap_err();
+    assert!(matches!(err, Error::Decode { .. }), "{err}");
+    assert!(err.to_string().contains("decode"), "{err}");
+    assert_still_serves(&mut pipeline);
+
+    let started = std::time::Instant::now();
+    let err = pipeline.infer(&Input::Image(png_header(40_000, 40_000))).unwrap_err();
+    assert!(matches!(err, Error::ImageTooLarge { width: 40_000, height: 40_000, .. }), "{err}");
+    assert!(err.to_string().contains("40000x40000"), "{err}");
+    assert!(started.elapsed().as_secs() < 2, "refused from the header, before allocating");
+    assert_still_serves(&mut pipeline);
+
+    let err = pipeline.infer(&Input::Image(b"not an image at all".to_vec())).unwrap_err();
+    assert_eq!(err.kind(), "decode", "{err}");
+
+    let err = pipeline.infer(&Input::Sensor(SensorWindow { channels: 6, values: vec![0.0; 600] })).unwrap_err();
+    assert!(matches!(err, Error::WrongInputKind { expected: "image", got: "sensor" }), "{err}");
+    assert_still_serves(&mut pipeline);
+}
+
+#[test]
+fn bad_sensor_windows_are_refused_with_their_position() {
+    let mut pipeline = pipeline("activity-classifier");
+    let good = SensorWindow { channels: 6, values: vec![0.1; 600] };
+    pipeline.infer(&Input::Sensor(good.clone())).expect("a good window");
+
+    let short = SensorWindow { channels: 6, values: vec![0.1; 594] };
+    let err = pipeline.infer(&Input::Sensor(short)).unwrap_err();
+    assert!(
+        matches!(err, Error::SensorShape { expected_samples: 100, got_samples: 99, expected_channels: 6, got_channels: 6 }),
+        "{err}"
+    );
+    assert_eq!(err.stage(), "preprocess");
+
+    let narrow = SensorWindow { channels: 5, values: vec![0.1; 500] };
+    assert!(matches!(pipeline.infer(&Input::Sensor(narrow)).unwrap_err(), Error::SensorShape { got_channels: 5, .. }));
+
+    let mut with_nan = good.clone();
+    with_nan.values[6 * 42 + 3] = f32::NAN;
+    let err = pipeline.infer(&Input::Sensor(with_nan)).unwrap_err();
+    assert!(matches!(err, Error::NonFinite { sample: 42, channel: 3, .. }), "{err}");
+    assert!(err.to_string().contains("sample 42, channel 3"), "{err}");
+
+    let mut with_inf = good.clone();
+    with_inf.values[0] = f32::INFINITY;
+    assert!(matches!(pipeline.infer(&Input::Sensor(with_inf)).unwrap_err(), Error::NonFinite { sample: 0, channel: 0, .. }));
+
+    pipeline.infer(&Input::Sensor(good)).expect("still serving");
+}
+
+/// Copies a shipped bundle into a temporary directory, applying `edit` to its manifest text.
+fn edited_bundle(name: &str, edit: impl Fn(&str) -> String) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(models_dir().join(name)).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    let manifest = dir.path().join("manifest.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, edit(&text)).unwrap();
+    dir
+}
+
+fn build(dir: &Path) -> Result<Pipeline, Error> {
+    let bundle = Bundle::load(dir)?;
+    Pipeline::new(&onnx_runtime(), &bundle, &EngineOptions::default())
+}
+
+#[test]
+fn manifests_that_mismatch_their_graph_are_refused_naming_both_sides() {
+    let cases: [(&str, fn(&str) -> String, &[&str]); 5] = [
+        ("activity-classifier", |t| t.replace("tensor = \"window\"", "tensor = \"samples\""), &["input tensor name", "\"samples\"", "[\"window\"]"]),
+        ("activity-classifier", |t| t.replace("window = 100", "window = 128"), &["input \"window\" shape", "[1, 6, 128]", "[1, 6, 100]"]),
+        ("image-classifier", |t| t.replace("width = 224", "width = 256"), &["input \"images\" shape", "[1, 3, 224, 256]", "[1, 3, 224, 224]"]),
+        ("face-detector", |t| t.replace("landmarks = \"landmarks\"", "landmarks = \"points\""), &["output tensor name", "\"points\"", "heatmap"]),
+        ("image-classifier", |t| t.replace("dtype = \"f32\"", "dtype = \"u8\""), &["element type", "Uint8", "Float32"]),
+    ];
+    for (bundle, edit, fragments) in cases {
+        let dir = edited_bundle(bundle, edit);
+        let err = build(dir.path()).err().expect("a mismatching manifest is refused");
+        assert!(matches!(err, Error::ManifestMismatch { .. }), "{bundle}: {err}");
+        let message = err.to_string();
+        assert!(message.contains("model.onnx"), "names the model: {message}");
+        for fragment in fragments {
+            assert!(message.contains(fragment), "{bundle}: {message:?} lacks {fragment:?}");
+        }
+    }
+}
+
+#[test]
+fn a_model_that_is_not_the_one_in_the_manifest_is_refused() {
+    let dir = edited_bundle("activity-classifier", str::to_owned);
+    let model = dir.path().join("model.onnx");
+    let mut bytes = std::fs::read(&model).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&model, bytes).unwrap();
+    let err = build(dir.path()).err().expect("refused");
+    assert!(matches!(err, Error::ChecksumMismatch { .. }), "{err}");
+    assert!(err.to_string().contains("sha256"), "{err}");
+}
+
+#[test]
+fn invalid_manifests_are_refused_with_their_keys() {
+    let dir = edited_bundle("activity-classifier", |t| t.replace("version = \"1.0.0\"", "version = \"one\"").replace("channels = 6", "channels = 0"));
+    let err = build(dir.path()).err().expect("refused");
+    assert!(matches!(err, Error::Manifest { .. }), "{err}");
+    assert!(err.to_string().contains("manifest.toml"), "{err}");
+}
+
+#[test]
+fn requiring_an_unavailable_accelerator_refuses_to_fall_back_to_cpu() {
+    let bundle = Bundle::load(models_dir().join("activity-classifier")).unwrap();
+    let providers = vec![runtime::ProviderKind::Cuda, runtime::ProviderKind::Xnnpack];
+    let required = EngineOptions { providers: Some(providers.clone()), require: true, ..EngineOptions::default() };
+    let err = Pipeline::new(&onnx_runtime(), &bundle, &required).err().expect("refused");
+    assert!(matches!(err, Error::ProviderRequired { .. }), "{err}");
+    assert!(err.to_string().contains("cuda, xnnpack"), "{err}");
+
+    let fallback = EngineOptions { providers: Some(providers), require: false, ..EngineOptions::default() };
+    let pipeline = Pipeline::new(&onnx_runtime(), &bundle, &fallback).expect("falls back");
+    let provider = pipeline.provider();
+    assert_eq!(provider.active, runtime::ProviderKind::Cpu);
+    assert!(provider.fell_back_to_cpu());
+    assert_eq!(provider.refused.len(), 2, "both accelerators were tried: {:?}", provider.refused);
+}
