@@ -186,7 +186,7 @@ impl Message for ErrorEvent {
 /// The periodic health report.
 ///
 /// postcard body: `device`, `agent_version`, `uptime_s`, `cpu_percent`, `rss_bytes`, `peak_rss_bytes`,
-/// `temperature_c`, `mqtt_reconnects`, `sources` (each a [`SourceHealth`]), `health_unpublished`.
+/// `temperature_c`, `mqtt_reconnects`, `sources` (each a [`SourceHealth`]), `health_unpublished`, `arch`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Health {
     pub device: String,
@@ -202,6 +202,8 @@ pub struct Health {
     pub sources: Vec<SourceHealth>,
     /// Earlier health reports the MQTT link refused (queue full or closed).
     pub health_unpublished: u64,
+    /// The CPU architecture the agent was built for (`x86_64`, `aarch64`, `arm`).
+    pub arch: String,
 }
 
 impl Message for Health {

@@ -69,8 +69,10 @@ fn classifier_matches_python_onnxruntime() {
         assert_eq!(got.len(), want.len(), "{}: top-k length", case.input);
         assert_eq!(got[0].index, want[0].index, "{}: top-1 {:?} vs {:?}", case.input, got[0], want[0]);
         assert_eq!(got[0].label, want[0].label);
-        // Resizers round differently at the last bit of a pixel (fast_image_resize vs Pillow), worth ~0.005 here.
-        let tolerance = if is_png(case) { 1e-2 } else { 3e-2 };
+        // PNG: resizers round the last bit of a pixel differently (fast_image_resize vs Pillow), worth ~0.005.
+        // JPEG: zune-jpeg and libjpeg-turbo differ by up to 6 levels on ~15% of pixels (colour conversion),
+        // worth up to ~0.035 on a low-confidence frame (people.jpg, top-1 0.34).
+        let tolerance = if is_png(case) { 1e-2 } else { 5e-2 };
         assert!((got[0].score - want[0].score).abs() < tolerance, "{}: top-1 score {} vs {}", case.input, got[0].score, want[0].score);
     }
 }

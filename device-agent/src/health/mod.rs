@@ -105,6 +105,7 @@ fn report(
         mqtt_reconnects,
         sources,
         health_unpublished,
+        arch: std::env::consts::ARCH.to_owned(),
     }
 }
 

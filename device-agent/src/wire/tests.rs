@@ -73,6 +73,7 @@ fn health() -> Health {
             predictions_unpublished: 0,
         }],
         health_unpublished: 0,
+        arch: "aarch64".into(),
     }
 }
 
@@ -190,6 +191,7 @@ fn health_postcard_bytes() {
         0x64, 0xC8, 0x01, 0xAC, 0x02,                   //   latency.total 100, 200, 300
         0x00,                                           //   predictions_unpublished
         0x00,                                           // health_unpublished
+        0x07, b'a', b'a', b'r', b'c', b'h', b'6', b'4', // arch
     ];
     assert_eq!(postcard(&health()), expected);
 }
