@@ -86,6 +86,11 @@ impl Subscriber {
         found.into_iter().find(|m| m.topic == topic).expect("found")
     }
 
+    /// Publishes `payload` on `topic` at QoS 1 (to feed the agent's inbound sources).
+    pub fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client.publish(topic, QoS::AtLeastOnce, false, payload.into()).expect("publish queued");
+    }
+
     /// Disconnects.
     pub fn close(self) {
         let _ = self.client.disconnect();

@@ -162,8 +162,14 @@ impl MqttLink {
         let (host, port) = self.connection.eventloop.mqtt_options.broker_address();
         log::info!("MQTT connected to {host}:{port}.");
 
-        // `pending` is served before the request channel, so these go first even when it is full.
+        // `pending` is served before the request channel, so these go first even when it is full. The
+        // subscription goes before `online`: the broker handles a connection's packets in order, so a peer that
+        // sees `online` knows the inbound topics are live.
         let pending = &mut self.connection.eventloop.pending;
+        if !self.routes.is_empty() {
+            let filters = self.routes.iter().map(|route| SubscribeFilter::new(route.topic.clone(), route.qos));
+            pending.push_back(Request::Subscribe(Subscribe::new_many(filters)));
+        }
         match self.status.encode(State::Online, Some(wire::unix_time_ms())) {
             Ok(payload) => {
                 let mut online = Publish::new(self.status.topic.clone(), self.status.qos, payload);
@@ -174,10 +180,6 @@ impl MqttLink {
                 pending.push_back(Request::Publish(online));
             }
             Err(e) => log::warn!("Encoding the online status failed: {e}."),
-        }
-        if !self.routes.is_empty() {
-            let filters = self.routes.iter().map(|route| SubscribeFilter::new(route.topic.clone(), route.qos));
-            pending.push_back(Request::Subscribe(Subscribe::new_many(filters)));
         }
     }
 
