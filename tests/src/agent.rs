@@ -28,6 +28,17 @@ impl Agent {
 
     /// Like [`Agent::start`], in a directory the test prepared.
     pub fn start_in(dir: tempfile::TempDir, config: &str) -> Agent {
+        Agent::spawn(dir, config, Stdio::null())
+    }
+
+    /// Like [`Agent::start`], with a pipe to the agent's standard input.
+    pub fn start_with_stdin(config: &str) -> (Agent, std::process::ChildStdin) {
+        let mut agent = Agent::spawn(tempfile::tempdir().expect("temp dir"), config, Stdio::piped());
+        let stdin = agent.child.stdin.take().expect("piped stdin");
+        (agent, stdin)
+    }
+
+    fn spawn(dir: tempfile::TempDir, config: &str, stdin: Stdio) -> Agent {
         let config_path = dir.path().join("agent.toml");
         std::fs::write(&config_path, config).expect("write config");
         let log = std::fs::File::create(dir.path().join("agent.log")).expect("log file");
@@ -36,7 +47,7 @@ impl Agent {
             .arg(&config_path)
             .env("ORT_DYLIB_PATH", crate::ort_library())
             .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

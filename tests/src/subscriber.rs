@@ -80,6 +80,16 @@ impl Subscriber {
         collected
     }
 
+    /// Everything that arrives within `duration`.
+    pub fn collect_for(&self, duration: Duration) -> Vec<Received> {
+        let deadline = Instant::now() + duration;
+        let mut collected = Vec::new();
+        while let Some(message) = self.next(deadline.saturating_duration_since(Instant::now())) {
+            collected.push(message);
+        }
+        collected
+    }
+
     /// Waits for the first message on `topic` (retained ones included).
     pub fn first_on(&self, topic: &str, timeout: Duration) -> Received {
         let found = self.collect_until(timeout, |got| got.iter().any(|m| m.topic == topic));
@@ -97,8 +107,9 @@ impl Subscriber {
     }
 }
 
+/// The last few messages, shortened, for failure messages.
 fn summary(messages: &[Received]) -> Vec<String> {
-    messages
+    messages[messages.len().saturating_sub(8)..]
         .iter()
         .map(|m| format!("{} {}", m.topic, String::from_utf8_lossy(&m.payload).chars().take(200).collect::<String>()))
         .collect()

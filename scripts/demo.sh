@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# The demo: builds the agent, starts a private Mosquitto broker on a free loopback port, runs the agent with
+# demo/agent.toml for DEMO_SECONDS (default 25) and prints every message it publishes as one summary line
+# (the first message of each kind also as raw JSON). Along the way it publishes a frame, a truncated JPEG and
+# two sensor windows (one of the wrong length) to the agent's inbound topics, then stops the agent with SIGTERM
+# and shows the retained `offline` status.
+#
+# Needs Debian 12 with rustup Rust and Python 3; scripts/setup.sh installs the rest (run as root or with sudo).
+# Environment: DEMO_SECONDS (run time, default 25), DEMO_KEEP=1 (keep the work directory with the broker and
+# agent logs and the generated config).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+seconds="${DEMO_SECONDS:-25}"
+[[ "$seconds" =~ ^[0-9]+$ ]] && [ "$seconds" -ge 5 ] || { echo "DEMO_SECONDS must be a whole number >= 5" >&2; exit 2; }
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "Setup (idempotent): Mosquitto, OpenSSL, libonnxruntime"
+scripts/setup.sh
+export ORT_DYLIB_PATH="$root/third_party/onnxruntime/x86_64/libonnxruntime.so.1.31.1"
+
+step "Build: cargo build --release -p device-agent"
+cargo build --release --locked -p device-agent
+agent_bin="$root/target/release/device-agent"
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/edge-demo.XXXXXX")"
+chmod 755 "$work" # Mosquitto drops to its own user when started as root.
+broker_pid="" sub_pid="" show_pid="" agent_pid=""
+cleanup() {
+  # Only the processes this script started, by PID; the agent first so that it cannot outlive the broker.
+  for pid in "$agent_pid" "$sub_pid" "$show_pid" "$broker_pid"; do
+    [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+  done
+  for pid in "$agent_pid" "$sub_pid" "$show_pid" "$broker_pid"; do
+    [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
+  done
+  if [ "${DEMO_KEEP:-0}" = 1 ]; then echo "Work directory kept: $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+step "Broker: a private Mosquitto on 127.0.0.1 (never the system service)"
+port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
+printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n' "$port" > "$work/mosquitto.conf"
+mosquitto_bin="$(command -v mosquitto || echo /usr/sbin/mosquitto)"
+"$mosquitto_bin" -c "$work/mosquitto.conf" > "$work/mosquitto.log" 2>&1 &
+broker_pid=$!
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { cat "$work/mosquitto.log" >&2; echo "Mosquitto did not start" >&2; exit 1; }
+echo "mosquitto pid $broker_pid listening on 127.0.0.1:$port"
+
+step "Config: demo/agent.toml with this broker's port and absolute paths"
+# Every path in demo/agent.toml starts with "../" (relative to demo/); the copy lives elsewhere, so make them
+# absolute. The agent reads no environment variables in its config.
+sed -e "s|^port = .*|port = $port|" -e "s|\"\.\./|\"$root/|g" demo/agent.toml > "$work/agent.toml"
+grep -E '^(device_id|port|model|path) = ' "$work/agent.toml" | sed 's/^/  /'
+device="$(sed -n 's/^device_id = "\(.*\)"/\1/p' "$work/agent.toml")"
+prefix="devices/$device"
+echo "\$ device-agent run --config agent.toml --check"
+"$agent_bin" run --config "$work/agent.toml" --check
+
+step "Run: device-agent run --config agent.toml for ${seconds} s; subscribed to $prefix/{status,health,predictions/#,errors/#}"
+cat > "$work/show.py" <<'PY'
+"""Prints each `topic retained payload` line of mosquitto_sub as one summary line."""
+import json, os, sys, time
+
+t0 = float(os.environ["DEMO_T0"])
+raw_seen, counts = set(), {}
+
+
+def seconds(ms):
+    return f"{ms / 1000:.1f}"
+
+
+def classes(output):
+    return ", ".join(f"{c['label']} {c['score']:.2f}" for c in output["classes"][:3])
+
+
+def detections(output):
+    found = output["detections"]
+    boxes = " ".join(
+        f"[{d['score']:.2f} ({d['bbox']['x_min']:.0f},{d['bbox']['y_min']:.0f})-({d['bbox']['x_max']:.0f},{d['bbox']['y_max']:.0f})]"
+        for d in found[:3]
+    )
+    return f"{len(found)} {found[0]['label'] if found else 'face'}(s) {boxes}".rstrip()
+
+
+def prediction(p):
+    (kind, output), = p["output"].items()
+    if kind == "classification":
+        what = classes(output)
+    elif kind == "detection":
+        what = detections(output)
+    elif kind == "anomaly":
+        verdict = "ANOMALY" if output["anomalous"] else "normal"
+        what = f"score {output['score']:.3f} vs threshold {output['threshold']:.3f}: {verdict}"
+    else:
+        what = f"{len(output['tensors'])} raw tensor(s)"
+    return f"#{p['seq']:<3} {what}  ({p['provider']}, {p['total_us'] / 1000:.1f} ms)"
+
+
+def health(h):
+    parts = [f"up {h['uptime_s']} s, cpu {h['cpu_percent']:.0f}%, rss {h['rss_bytes'] / 1e6:.0f} MB"]
+    for s in h["sources"]:
+        errors = sum(e["count"] for e in s["errors"])
+        parts.append(
+            f"{s['name']} {s['frames_ok']}/{s['frames_in']} ok {s['frames_per_s']:.1f}/s "
+            f"p50 {s['latency']['total']['p50_us'] / 1000:.0f} ms" + (f" err {errors}" if errors else "")
+        )
+    return "; ".join(parts)
+
+
+for line in sys.stdin:
+    topic, retained, payload = line.rstrip("\n").split(" ", 2)
+    kind = topic.split("/")[2] if topic.count("/") >= 2 else topic
+    counts[kind] = counts.get(kind, 0) + 1
+    try:
+        message = json.loads(payload)
+        if kind == "status":
+            flag = " (retained)" if retained == "1" else ""
+            since = f", since {seconds(message['since_ms'] - t0 * 1000)} s" if message["since_ms"] else ""
+            text = f"{message['state'].upper()}{flag}  agent {message['agent_version']}{since}"
+        elif kind == "predictions":
+            text = prediction(message)
+        elif kind == "errors":
+            text = f"#{message['seq']:<3} REJECTED {message['input']}: stage={message['stage']} kind={message['kind']}: {message['message']}"
+        elif kind == "health":
+            text = health(message)
+        else:
+            text = payload[:120]
+    except (ValueError, KeyError, TypeError) as e:
+        text = f"(unreadable: {e}) {payload[:120]}"
+    label = topic.split("/", 2)[2] if topic.count("/") >= 2 else topic
+    print(f"{time.time() - t0:6.1f}s  {label:<22} {text}")
+    key = kind if kind != "predictions" else topic
+    if key not in raw_seen:
+        raw_seen.add(key)
+        print(f"{'':8}  {topic} {payload[:200]}{' ...' if len(payload) > 200 else ''}")
+    sys.stdout.flush()
+
+print("\nMessages received: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+PY
+mkfifo "$work/sub.fifo"
+export DEMO_T0
+DEMO_T0="$(python3 -c 'import time; print(time.time())')"
+python3 -u "$work/show.py" < "$work/sub.fifo" &
+show_pid=$!
+mosquitto_sub -h 127.0.0.1 -p "$port" -q 1 -F '%t %r %p' \
+  -t "$prefix/status" -t "$prefix/health" -t "$prefix/predictions/#" -t "$prefix/errors/#" > "$work/sub.fifo" &
+sub_pid=$!
+sleep 0.5
+
+RUST_LOG="${RUST_LOG:-info}" "$agent_bin" run --config "$work/agent.toml" > "$work/agent.log" 2>&1 &
+agent_pid=$!
+mosquitto_sub -h 127.0.0.1 -p "$port" -t "$prefix/status" -C 1 -W 20 > /dev/null \
+  || { cat "$work/agent.log" >&2; echo "The agent did not come online" >&2; exit 1; }
+
+# Inbound inputs, once the agent is online: a frame and a truncated JPEG for the doorbell (mqtt_frames), a
+# window cut from the activity recording and one of the wrong length for the wrist (mqtt_sensor).
+sleep 3
+head -c 20000 models/frames/people.jpg > "$work/truncated.jpg"
+python3 - "$work" <<'PY'
+import csv, json, sys
+rows = list(csv.reader(open("models/recordings/activity.csv")))[1:]
+window = lambda first, n: json.dumps({"channels": 6, "values": [float(v) for row in rows[first:first + n] for v in row]})
+open(f"{sys.argv[1]}/window.json", "w").write(window(200, 100))  # rows 201-300: the running case
+open(f"{sys.argv[1]}/short-window.json", "w").write(window(0, 10))  # 10 samples; the model takes 100
+PY
+pub() { mosquitto_pub -h 127.0.0.1 -p "$port" -q 1 "$@"; sleep 0.7; }
+pub -t "$prefix/frames/doorbell" -f models/frames/people.jpg
+pub -t "$prefix/frames/doorbell" -f "$work/truncated.jpg"
+pub -t "$prefix/sensor/wrist" -f "$work/window.json"
+pub -t "$prefix/sensor/wrist" -f "$work/short-window.json"
+
+remaining="$(python3 -c "import time; print(max(0.0, $DEMO_T0 + $seconds - time.time()))")"
+sleep "$remaining"
+
+step "Stop: SIGTERM to the agent (pid $agent_pid)"
+kill -TERM "$agent_pid"
+agent_status=0
+for _ in $(seq 200); do kill -0 "$agent_pid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$agent_pid" 2>/dev/null; then
+  echo "The agent did not stop within 20 s" >&2
+  agent_status=1
+else
+  wait "$agent_pid" || agent_status=$?
+  echo "agent exited with status $agent_status"
+fi
+agent_pid=""
+sleep 1
+kill "$sub_pid" 2>/dev/null || true
+wait "$sub_pid" 2>/dev/null || true
+sub_pid=""
+wait "$show_pid" 2>/dev/null || true
+show_pid=""
+
+step "Retained status after shutdown (a new subscriber)"
+status_line="$(mosquitto_sub -h 127.0.0.1 -p "$port" -t "$prefix/status" -C 1 -W 5 -F '%t retained=%r %p' || true)"
+echo "$status_line"
+
+step "Agent log (stderr)"
+cat "$work/agent.log"
+
+if [ "$agent_status" -ne 0 ] || [[ "$status_line" != *'retained=1 {"state":"offline"'* ]]; then
+  echo "Demo FAILED: agent status $agent_status, status message: ${status_line:-none}" >&2
+  exit 1
+fi
+echo
+echo "Demo finished."
