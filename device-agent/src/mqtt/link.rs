@@ -197,6 +197,10 @@ impl MqttLink {
         if self.connectivity.change_to(Connectivity::Down) || message != self.last_error {
             match previous {
                 Connectivity::Connected => log::warn!("MQTT connection lost, reconnecting: {message}."),
+                // A refusal by the broker (credentials, ACL, client id) is not a network problem; say so.
+                Connectivity::Starting | Connectivity::Down if matches!(error, ConnectionError::ConnectionRefused(_)) => {
+                    log::error!("MQTT broker refused the connection (check credentials and ACLs), retrying: {message}.")
+                }
                 Connectivity::Starting | Connectivity::Down => {
                     log::warn!("MQTT broker unreachable, retrying: {message}.")
                 }
