@@ -6,8 +6,8 @@
 # and shows the retained `offline` status.
 #
 # Needs Debian 12 with rustup Rust and Python 3; scripts/setup.sh installs the rest (run as root or with sudo).
-# Environment: DEMO_SECONDS (run time, default 25), DEMO_KEEP=1 (keep the work directory with the broker and
-# agent logs and the generated config).
+# Environment: DEMO_SECONDS (run time, default 25), DEMO_KEEP=1 (keep the work directory: the generated
+# config, every payload received in messages.log, the broker's and the agent's logs).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -66,6 +66,7 @@ cat > "$work/show.py" <<'PY'
 import json, os, sys, time
 
 t0 = float(os.environ["DEMO_T0"])
+raw_log = open(os.environ["DEMO_MESSAGES"], "a")
 raw_seen, counts = set(), {}
 
 
@@ -101,7 +102,8 @@ def prediction(p):
 
 
 def health(h):
-    parts = [f"up {h['uptime_s']} s, cpu {h['cpu_percent']:.0f}%, rss {h['rss_bytes'] / 1e6:.0f} MB"]
+    system = f"up {h['uptime_s']} s, cpu {h['cpu_percent']:.0f}%, rss {h['rss_bytes'] / 1e6:.0f} MB, reconnects {h['mqtt_reconnects']}"
+    parts = []
     for s in h["sources"]:
         errors = sum(e["count"] for e in s["errors"])
         parts.append(
@@ -112,6 +114,7 @@ def health(h):
 
 
 for line in sys.stdin:
+    raw_log.write(line)
     topic, retained, payload = line.rstrip("\n").split(" ", 2)
     kind = topic.split("/")[2] if topic.count("/") >= 2 else topic
     counts[kind] = counts.get(kind, 0) + 1
@@ -142,7 +145,7 @@ for line in sys.stdin:
 print("\nMessages received: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
 PY
 mkfifo "$work/sub.fifo"
-export DEMO_T0
+export DEMO_T0 DEMO_MESSAGES="$work/messages.log"
 DEMO_T0="$(python3 -c 'import time; print(time.time())')"
 python3 -u "$work/show.py" < "$work/sub.fifo" &
 show_pid=$!

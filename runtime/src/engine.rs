@@ -98,7 +98,10 @@ impl Engine {
     }
 }
 
-fn tensor_type(value: &ValueType) -> Option<(TensorElementType, &[i64])> {
+/// Element type and shape of a graph input or output.
+type TensorInfo<'a> = (TensorElementType, &'a [i64]);
+
+fn tensor_type(value: &ValueType) -> Option<TensorInfo<'_>> {
     match value {
         ValueType::Tensor { ty, shape, .. } => Some((*ty, shape)),
         _ => None,
@@ -143,7 +146,7 @@ fn check_dims(path: &Path, what: &str, want: &[usize], graph: &[i64]) -> Result<
 
 /// Checks the outputs the decoder reads and returns the names the engine must extract, in graph order.
 fn check_outputs(path: &Path, session: &Session, spec: &OutputSpec, labels: usize) -> Result<Vec<String>> {
-    let graph: Vec<(&str, Option<(TensorElementType, &[i64])>)> =
+    let graph: Vec<(&str, Option<TensorInfo<'_>>)> =
         session.outputs().iter().map(|o| (o.name(), tensor_type(o.dtype()))).collect();
     let names: Vec<&str> = graph.iter().map(|(name, _)| *name).collect();
     let wanted = spec.tensors();

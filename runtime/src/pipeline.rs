@@ -34,7 +34,7 @@ impl StageTimings {
 }
 
 enum Preprocessor {
-    Image(ImagePreprocessor),
+    Image(Box<ImagePreprocessor>),
     Sensor(SensorPreprocessor),
 }
 
@@ -52,7 +52,7 @@ impl Pipeline {
         let engine = Engine::new(ort, bundle, options)?;
         let manifest = bundle.manifest();
         let preprocessor = match &manifest.input {
-            InputSpec::Image(spec) => Preprocessor::Image(ImagePreprocessor::new(spec)),
+            InputSpec::Image(spec) => Preprocessor::Image(Box::new(ImagePreprocessor::new(spec))),
             InputSpec::Sensor(spec) => Preprocessor::Sensor(SensorPreprocessor::new(spec)),
         };
         let decoder = Decoder::new(&manifest.output, bundle.labels().to_vec());

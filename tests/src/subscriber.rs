@@ -1,7 +1,7 @@
 //! A plain MQTT subscriber (rumqttc) that collects what arrives, for assertions.
 
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
 /// One message as received.
@@ -60,10 +60,7 @@ impl Subscriber {
 
     /// The next message, if one arrives within `timeout`.
     pub fn next(&self, timeout: Duration) -> Option<Received> {
-        match self.messages.recv_timeout(timeout) {
-            Ok(message) => Some(message),
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-        }
+        self.messages.recv_timeout(timeout).ok()
     }
 
     /// Collects messages until `done` holds for what was collected, or panics after `timeout` with what came.

@@ -123,7 +123,9 @@ fn build(dir: &Path) -> Result<Pipeline, Error> {
 
 #[test]
 fn manifests_that_mismatch_their_graph_are_refused_naming_both_sides() {
-    let cases: [(&str, fn(&str) -> String, &[&str]); 5] = [
+    // (bundle, manifest edit, fragments the error must contain)
+    type Case = (&'static str, fn(&str) -> String, &'static [&'static str]);
+    let cases: [Case; 5] = [
         ("activity-classifier", |t| t.replace("tensor = \"window\"", "tensor = \"samples\""), &["input tensor name", "\"samples\"", "[\"window\"]"]),
         ("activity-classifier", |t| t.replace("window = 100", "window = 128"), &["input \"window\" shape", "[1, 6, 128]", "[1, 6, 100]"]),
         ("image-classifier", |t| t.replace("width = 224", "width = 256"), &["input \"images\" shape", "[1, 3, 224, 256]", "[1, 3, 224, 224]"]),
