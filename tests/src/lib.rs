@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod broker;
+pub mod fixtures;
 pub mod references;
 pub mod subscriber;
 

@@ -4,6 +4,7 @@
 
 use integration_tests::agent::{Agent, agent_binary};
 use integration_tests::broker::Broker;
+use integration_tests::fixtures::{png_header, truncated_jpeg};
 use integration_tests::subscriber::{Received, Subscriber};
 use integration_tests::{models_dir, references};
 use serde_json::Value;
@@ -162,34 +163,6 @@ fn sigterm_drains_the_queue_and_publishes_offline() {
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
 }
 
-fn truncated_jpeg() -> Vec<u8> {
-    let jpeg = std::fs::read(models_dir().join("frames/cat.jpg")).unwrap();
-    jpeg[..jpeg.len() / 2].to_vec()
-}
-
-fn png_bomb_header() -> Vec<u8> {
-    // A real PNG of 1x1 re-labelled 40000x40000 is enough: the decoder reads the header and must stop there.
-    let mut png = Vec::new();
-    png.extend_from_slice(b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR");
-    png.extend_from_slice(&40_000u32.to_be_bytes());
-    png.extend_from_slice(&40_000u32.to_be_bytes());
-    png.extend_from_slice(&[8, 2, 0, 0, 0]);
-    let crc = crc32(&png[12..]);
-    png.extend_from_slice(&crc.to_be_bytes());
-    png
-}
-
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for byte in bytes {
-        crc ^= u32::from(*byte);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
-        }
-    }
-    !crc
-}
-
 fn error_kinds(health: &Value, source: &str) -> Vec<(String, u64)> {
     health_source(health, source)
         .and_then(|s| s["errors"].as_array().cloned())
@@ -208,7 +181,7 @@ fn bad_inputs_become_error_events_and_the_agent_keeps_serving() {
     std::fs::create_dir(&frames).unwrap();
     std::fs::write(frames.join("a_truncated.jpg"), truncated_jpeg()).unwrap();
     std::fs::write(frames.join("b_empty.jpg"), b"").unwrap();
-    std::fs::write(frames.join("c_bomb.png"), png_bomb_header()).unwrap();
+    std::fs::write(frames.join("c_bomb.png"), png_header(40_000, 40_000)).unwrap();
     std::fs::copy(models_dir().join("frames/coffee.jpg"), frames.join("d_coffee.jpg")).unwrap();
     // A recording whose first window holds a NaN sample (second column).
     let recording = std::fs::read_to_string(models_dir().join("recordings/vibration.csv")).unwrap();
@@ -342,27 +315,25 @@ fn an_invalid_config_is_refused_with_every_problem_and_exit_64() {
     }
 }
 
-#[test]
-fn a_missing_onnxruntime_library_says_which_path_was_tried_and_how_to_get_one() {
+/// `device-agent infer` on the activity model with `library` as the ONNX Runtime: must fail; returns stderr.
+fn infer_with_library(library: &str) -> String {
     let output = std::process::Command::new(agent_binary())
-        .args(["infer", "--onnxruntime", "/nonexistent/libonnxruntime.so.1", "-m"])
+        .args(["infer", "--onnxruntime", library, "-m"])
         .arg(models_dir().join("activity-classifier"))
         .arg(models_dir().join("recordings/activity.csv"))
         .output()
         .unwrap();
     assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn a_missing_onnxruntime_library_says_which_path_was_tried_and_how_to_get_one() {
+    let stderr = infer_with_library("/nonexistent/libonnxruntime.so.1");
     assert!(stderr.contains("/nonexistent/libonnxruntime.so.1"), "{stderr}");
     assert!(stderr.contains("fetch-onnxruntime.sh") && stderr.contains("PyPI"), "says how to get one: {stderr}");
 
     // A bare name the loader cannot find: dlopen's own reason is kept.
-    let output = std::process::Command::new(agent_binary())
-        .args(["infer", "--onnxruntime", "libonnxruntime-missing.so.1", "-m"])
-        .arg(models_dir().join("activity-classifier"))
-        .arg(models_dir().join("recordings/activity.csv"))
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = infer_with_library("libonnxruntime-missing.so.1");
     assert!(stderr.contains("libonnxruntime-missing.so.1") && stderr.contains("cannot open shared object file"), "{stderr}");
 }

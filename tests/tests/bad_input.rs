@@ -1,5 +1,6 @@
 //! Bad input is refused with an error that says what and where, and the pipeline keeps serving afterwards.
 
+use integration_tests::fixtures::{png_header, truncated_jpeg};
 use integration_tests::{models_dir, onnx_runtime};
 use runtime::{Bundle, EngineOptions, Error, Input, Output, Pipeline, SensorWindow};
 use std::path::Path;
@@ -13,30 +14,6 @@ fn frame(name: &str) -> Vec<u8> {
     std::fs::read(models_dir().join("frames").join(name)).expect("frame")
 }
 
-/// A PNG signature and IHDR chunk announcing `width` x `height` RGB, with no image data.
-fn png_header(width: u32, height: u32) -> Vec<u8> {
-    let mut ihdr = b"IHDR".to_vec();
-    ihdr.extend_from_slice(&width.to_be_bytes());
-    ihdr.extend_from_slice(&height.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    png.extend_from_slice(&13u32.to_be_bytes());
-    png.extend_from_slice(&ihdr);
-    png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
-    png
-}
-
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for byte in bytes {
-        crc ^= u32::from(*byte);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
-        }
-    }
-    !crc
-}
-
 fn assert_still_serves(pipeline: &mut Pipeline) {
     let (output, _) = pipeline.infer(&Input::Image(frame("coffee.jpg"))).expect("a good frame after a bad one");
     let Output::Classification { classes } = output else { panic!("classification expected") };
@@ -46,14 +23,13 @@ fn assert_still_serves(pipeline: &mut Pipeline) {
 #[test]
 fn bad_frames_are_refused_and_the_pipeline_keeps_serving() {
     let mut pipeline = pipeline("image-classifier");
-    let jpeg = frame("cat.jpg");
 
     let err = pipeline.infer(&Input::Image(Vec::new())).unwrap_err();
     assert!(matches!(err, Error::EmptyInput), "{err}");
     assert_eq!((err.kind(), err.stage()), ("empty_input", "decode"));
     assert_still_serves(&mut pipeline);
 
-    let err = pipeline.infer(&Input::Image(jpeg[..jpeg.len() / 3].to_vec())).unwrap_err();
+    let err = pipeline.infer(&Input::Image(truncated_jpeg())).unwrap_err();
     assert!(matches!(err, Error::Decode { .. }), "{err}");
     assert!(err.to_string().contains("decode"), "{err}");
     assert_still_serves(&mut pipeline);
