@@ -14,7 +14,8 @@ cd "$root"
 seconds="${DEMO_SECONDS:-25}"
 [[ "$seconds" =~ ^[0-9]+$ ]] && [ "$seconds" -ge 5 ] || { echo "DEMO_SECONDS must be a whole number >= 5" >&2; exit 2; }
 
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+if [ -t 1 ]; then bold=$'\033[1m' plain=$'\033[0m'; else bold="" plain=""; fi
+step() { printf '\n%s== %s%s\n' "$bold" "$*" "$plain"; }
 
 step "Setup (idempotent): Mosquitto, OpenSSL, libonnxruntime"
 scripts/setup.sh
@@ -22,7 +23,7 @@ export ORT_DYLIB_PATH="$root/third_party/onnxruntime/x86_64/libonnxruntime.so.1.
 
 step "Build: cargo build --release -p device-agent"
 cargo build --release --locked -p device-agent
-agent_bin="$root/target/release/device-agent"
+agent_bin="${CARGO_TARGET_DIR:-$root/target}/release/device-agent"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/edge-demo.XXXXXX")"
 chmod 755 "$work" # Mosquitto drops to its own user when started as root.
@@ -53,7 +54,8 @@ echo "mosquitto pid $broker_pid listening on 127.0.0.1:$port"
 step "Config: demo/agent.toml with this broker's port and absolute paths"
 # Every path in demo/agent.toml starts with "../" (relative to demo/); the copy lives elsewhere, so make them
 # absolute. The agent reads no environment variables in its config.
-sed -e "s|^port = .*|port = $port|" -e "s|\"\.\./|\"$root/|g" demo/agent.toml > "$work/agent.toml"
+root_in_sed="$(printf '%s' "$root" | sed 's/[\\|&]/\\&/g')"
+sed -e "s|^port = .*|port = $port|" -e "s|\"\.\./|\"$root_in_sed/|g" demo/agent.toml > "$work/agent.toml"
 grep -E '^(device_id|port|model|path) = ' "$work/agent.toml" | sed 's/^/  /'
 device="$(sed -n 's/^device_id = "\(.*\)"/\1/p' "$work/agent.toml")"
 prefix="devices/$device"
@@ -108,9 +110,11 @@ def health(h):
         errors = sum(e["count"] for e in s["errors"])
         parts.append(
             f"{s['name']} {s['frames_ok']}/{s['frames_in']} ok {s['frames_per_s']:.1f}/s "
-            f"p50 {s['latency']['total']['p50_us'] / 1000:.0f} ms" + (f" err {errors}" if errors else "")
+            f"p50 {s['latency']['total']['p50_us'] / 1000:.0f} ms"
+            + (f" err {errors}" if errors else "")
+            + (f" dropped {s['dropped']}" if s["dropped"] else "")
         )
-    return "; ".join(parts)
+    return system + "\n" + " " * 33 + " | ".join(parts)
 
 
 for line in sys.stdin:

@@ -69,13 +69,16 @@ for arch in "$@"; do
   echo /etc/edge-agent/agent.toml > "$stage/DEBIAN/conffiles"
   (cd "$stage" && find usr lib -type f -exec md5sum {} + | sort -k2) > "$stage/DEBIAN/md5sums"
   size_kb="$(du -sk --exclude=DEBIAN "$stage" | cut -f1)"
+  # The glibc floor is the highest GLIBC_x.y symbol version the agent or ONNX Runtime references.
+  glibc="$(for f in "$binary" "$ort"; do readelf -V --wide "$f"; done | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -V | tail -n1)"
+  [ -n "$glibc" ] || { echo "package.sh: no GLIBC symbol versions found in $binary / $ort" >&2; exit 1; }
   cat > "$stage/DEBIAN/control" <<CONTROL
 Package: edge-agent
 Version: $version
 Architecture: $arch
 Maintainer: Edge Agent maintainers <edge-agent@localhost>
 Installed-Size: $size_kb
-Depends: libc6 (>= 2.28), libstdc++6 (>= 6), libgcc-s1 | libgcc1, adduser
+Depends: libc6 (>= $glibc), libstdc++6 (>= 6), libgcc-s1 | libgcc1, adduser
 Suggests: mosquitto, mosquitto-clients
 Section: misc
 Priority: optional
@@ -106,6 +109,6 @@ CONTROL
   install -m 0644 cross/README.md "$tree/README.md"
   tar --owner=0 --group=0 --numeric-owner -C "$out/$arch" -czf "$out/$name.tar.gz" "$name"
 
-  printf '%s: agent %s B, %s %s B, %s %s B\n' "$arch" "$(stat -c %s "$binary")" \
+  printf '%s: agent %s B (glibc >= %s), %s %s B, %s %s B\n' "$arch" "$(stat -c %s "$binary")" "$glibc" \
     "$(basename "$deb")" "$(stat -c %s "$deb")" "$name.tar.gz" "$(stat -c %s "$out/$name.tar.gz")"
 done

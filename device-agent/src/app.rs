@@ -61,12 +61,22 @@ pub fn main(config_path: &Path, check: bool) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_CONFIG));
         }
     };
-    let ort = OnnxRuntime::load(crate::ort_library(config.onnxruntime.library.as_deref()))?;
-    let (ready, failed) = prepare_sources(&config, &ort);
-    for (name, error) in &failed {
-        log::error!(source = name.as_str(); "Source cannot start: {error:#}.");
-    }
+    let ort = match OnnxRuntime::load(crate::ort_library(config.onnxruntime.library.as_deref())) {
+        Ok(ort) => ort,
+        Err(error) if check => {
+            eprintln!("{error}");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let (ready, mut failed) = prepare_sources(&config, &ort);
     if check {
+        if let Err(error) = MqttLink::check(&config) {
+            failed.push(("mqtt".to_owned(), error));
+        }
+        for (name, error) in &failed {
+            eprintln!("{name}: {error:#}");
+        }
         for source in &ready {
             let provider = source.pipeline.provider();
             println!(
@@ -82,6 +92,9 @@ pub fn main(config_path: &Path, check: bool) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         return Ok(ExitCode::from(EXIT_CONFIG));
+    }
+    for (name, error) in &failed {
+        log::error!(source = name.as_str(); "Source cannot start: {error:#}.");
     }
     if ready.is_empty() {
         return Err(anyhow!("no source could start"));
@@ -121,7 +134,7 @@ fn check_input_kind(source: &SourceConfig, bundle: &Bundle) -> anyhow::Result<()
     let is_image = matches!(bundle.manifest().input, InputSpec::Image(_));
     if wants_image != is_image {
         let model = if is_image { "an image" } else { "a sensor" };
-        return Err(anyhow!("a {} source cannot feed {model} model ({})", source.kind(), bundle.manifest().name));
+        return Err(anyhow!("source kind `{}` cannot feed {model} model ({})", source.kind(), bundle.manifest().name));
     }
     Ok(())
 }
@@ -180,7 +193,7 @@ fn run(config: AgentConfig, ready: Vec<ReadySource>, failed: Vec<(String, anyhow
     let (link, mqtt_thread) = MqttLink::start(&config, routes)?;
     let _ = late_link.0.set(link.clone());
     for (name, error) in &failed {
-        report_start_failure(&link, &config, &settings, name, error);
+        report_start_failure(&link, &config, &settings, &metrics, name, error);
     }
     let (health_stop, health_stopped) = std::sync::mpsc::channel();
     let health = HealthReporter::new(&config, metrics, link.clone()).spawn(health_stopped)?;
@@ -274,10 +287,20 @@ fn inbound_route(source: &SourceConfig, topic: String, feed: Arc<Feed>) -> Route
     Route { topic, qos: rumqttc::QoS::AtLeastOnce, sink }
 }
 
-/// A source whose bundle could not be loaded is reported once on its errors topic (stage `load`).
-fn report_start_failure(link: &MqttHandle, config: &AgentConfig, settings: &OutboxSettings, name: &str, error: &anyhow::Error) {
+/// A source whose bundle could not be loaded is reported once on its errors topic (stage `load`) and stays in
+/// health, with no model and its error counted, so that a subscriber arriving later still sees it is down.
+fn report_start_failure(
+    link: &MqttHandle,
+    config: &AgentConfig,
+    settings: &OutboxSettings,
+    metrics: &Metrics,
+    name: &str,
+    error: &anyhow::Error,
+) {
     let kind = error.downcast_ref::<runtime::Error>().map_or("load", runtime::Error::kind);
-    let stats = Arc::new(crate::health::SourceStats::new(name));
+    let stats = metrics.register(name);
+    stats.error(kind);
+    stats.set_providers(Vec::new(), "none".to_owned());
     let outbox = Outbox::new(settings, name, "none", stats);
     let event = outbox.error_message(0, &config_model(config, name), "load", kind, &format!("{error:#}"));
     if let Ok(payload) = wire::encode(settings.format, &event) {

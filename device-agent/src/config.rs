@@ -29,7 +29,8 @@ pub struct AgentConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct OnnxRuntimeConfig {
     /// The ONNX Runtime shared library; unset: `$ORT_DYLIB_PATH`, else `libonnxruntime.so.1`. Not relative to
-    /// the config file: a relative path is looked up beside the executable first, then left to `dlopen`.
+    /// the config file: a relative path is looked up beside the executable, then in the working directory, then
+    /// left to `dlopen`.
     #[serde(deserialize_with = "empty_as_none")]
     pub library: Option<PathBuf>,
     /// Threads per session (`>= 1`).

@@ -95,6 +95,7 @@ impl Outbox {
             output,
             latency_us: timings,
             total_us: timings.total_us(),
+            input: (!job.origin.is_empty()).then(|| job.origin.clone()),
         }
     }
 

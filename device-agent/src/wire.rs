@@ -8,7 +8,7 @@
 //!   reordered or renamed. The golden-byte tests at the bottom pin the exact bytes.
 //!
 //! postcard primitives, for reading the schemas: integers wider than `u8` are LEB128 varints (`u32`, `u64`;
-//! no signed integers here), `u8` is one raw byte, `f32` is 4 bytes little-endian, `bool` is one byte,
+//! the `i64` dimensions of a raw tensor's shape are zigzag varints), `u8` is one raw byte, `f32` is 4 bytes little-endian, `bool` is one byte,
 //! `String` and `Vec` are a varint length then the items, `Option` is `0x00`, or `0x01` then the value, and an
 //! enum is the varint index of its variant (declaration order) then the variant's fields.
 //!
@@ -135,7 +135,7 @@ impl Message for Status {
 ///
 /// postcard body: `device`, `source`, `seq`, `captured_at_ms`, `published_at_ms`, `model` (`name`,
 /// `version`, `sha256`), `provider`, `output` (variant index, then its fields, see [`runtime::Output`]),
-/// `latency_us` (`decode_us`, `preprocess_us`, `inference_us`, `postprocess_us`), `total_us`.
+/// `latency_us` (`decode_us`, `preprocess_us`, `inference_us`, `postprocess_us`), `total_us`, `input`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Prediction {
     pub device: String,
@@ -153,6 +153,8 @@ pub struct Prediction {
     pub latency_us: StageTimings,
     /// The sum of `latency_us`.
     pub total_us: u32,
+    /// The file name, CSV rows or topic the input came from.
+    pub input: Option<String>,
 }
 
 impl Message for Prediction {
@@ -168,7 +170,7 @@ pub struct ErrorEvent {
     pub source: String,
     pub seq: u64,
     pub at_ms: u64,
-    /// `decode`, `preprocess`, `inference`, `postprocess` or `source`.
+    /// `decode`, `preprocess`, `inference`, `postprocess`, `source`, or `load` (the source's bundle did not load).
     pub stage: String,
     /// A stable machine-readable cause: `decode`, `image_too_large`, `sensor_shape`, `non_finite`, `io`,
     /// `queue_full`, ... Health counts errors by this kind.
@@ -223,7 +225,7 @@ pub struct SourceHealth {
     pub provider_requested: Vec<String>,
     /// The one that took the session.
     pub provider_active: String,
-    /// Inputs the source delivered.
+    /// Inputs the worker took from the source's queue (dropped ones are counted in `dropped` instead).
     pub frames_in: u64,
     /// Inputs that became predictions.
     pub frames_ok: u64,
@@ -237,7 +239,7 @@ pub struct SourceHealth {
     pub queue_depth: u32,
     pub queue_capacity: u32,
     pub latency: StageLatency,
-    /// Predictions the MQTT link refused (its queue was full or it was closed).
+    /// Predictions and error events of this source the MQTT link refused (its queue was full or it was closed).
     pub predictions_unpublished: u64,
 }
 

@@ -29,7 +29,10 @@ pub struct StageTimings {
 impl StageTimings {
     /// Sum of the stages.
     pub fn total_us(&self) -> u32 {
-        self.decode_us + self.preprocess_us + self.inference_us + self.postprocess_us
+        self.decode_us
+            .saturating_add(self.preprocess_us)
+            .saturating_add(self.inference_us)
+            .saturating_add(self.postprocess_us)
     }
 }
 

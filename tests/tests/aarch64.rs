@@ -37,7 +37,11 @@ fn aarch64_agent() -> PathBuf {
     let ort = std::env::var_os("EDGE_ORT_AARCH64")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("third_party/onnxruntime/aarch64/libonnxruntime.so.1.31.1"));
-    assert!(ort.is_file(), "{} is missing: run scripts/fetch-onnxruntime.sh aarch64 (cross/setup.sh does)", ort.display());
+    assert!(
+        ort.is_file(),
+        "{} is missing: run scripts/fetch-onnxruntime.sh aarch64 (cross/setup.sh does)",
+        ort.display()
+    );
     agent
 }
 
@@ -129,7 +133,11 @@ impl Emulated {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "the emulated agent did not stop within {timeout:?}; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "the emulated agent did not stop within {timeout:?}; log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -163,10 +171,8 @@ fn count_on(messages: &[Received], topic: &str) -> usize {
 fn aarch64_agent_under_qemu_matches_x86_64_over_mqtt() {
     let agent = aarch64_agent();
     let models = models_dir();
-    let mut frames: Vec<PathBuf> = std::fs::read_dir(models.join("frames"))
-        .expect("models/frames")
-        .map(|e| e.expect("entry").path())
-        .collect();
+    let mut frames: Vec<PathBuf> =
+        std::fs::read_dir(models.join("frames")).expect("models/frames").map(|e| e.expect("entry").path()).collect();
     frames.sort();
     assert!(frames.len() >= 5, "the shared reference frames are in models/frames");
     // CenterFace at 640x480 takes ~15 s a frame under qemu; one frame with faces keeps CI short.
@@ -229,7 +235,8 @@ path = "{vibration}"
     let frames_topic = "devices/arm-01/predictions/frames";
     for (i, frame) in frames.iter().enumerate() {
         publish_file(broker.port(), "devices/arm-01/frames/frames", frame);
-        let more = subscriber.collect_until(patience, |got| count_on(&collected, frames_topic) + count_on(got, frames_topic) > i);
+        let more = subscriber
+            .collect_until(patience, |got| count_on(&collected, frames_topic) + count_on(got, frames_topic) > i);
         collected.extend(more);
     }
     let expected = [
@@ -244,7 +251,8 @@ path = "{vibration}"
     collected.extend(more);
     let elapsed = started.elapsed();
 
-    let errors: Vec<_> = collected.iter().filter(|m| m.topic.starts_with("devices/arm-01/errors/")).map(|m| m.json()).collect();
+    let errors: Vec<_> =
+        collected.iter().filter(|m| m.topic.starts_with("devices/arm-01/errors/")).map(|m| m.json()).collect();
     assert!(errors.is_empty(), "the emulated agent reported errors: {errors:?}");
     for (source, want) in
         [("frames", &want_frames), ("faces", &want_faces), ("activity", &want_activity), ("vibration", &want_vibration)]
@@ -324,5 +332,8 @@ fn armv7_agent_without_onnxruntime_says_what_is_missing() {
     eprintln!("armv7 agent without ONNX Runtime:\n{stderr}");
     assert_eq!(output.status.code(), Some(1), "a clean failure, not a crash: {stderr}");
     assert!(stderr.contains("cannot load ONNX Runtime from libonnxruntime.so.1"), "{stderr}");
-    assert!(stderr.contains("onnxruntime.library") && stderr.contains("ORT_DYLIB_PATH"), "says how to point at one: {stderr}");
+    assert!(
+        stderr.contains("onnxruntime.library") && stderr.contains("ORT_DYLIB_PATH"),
+        "says how to point at one: {stderr}"
+    );
 }

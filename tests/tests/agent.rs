@@ -81,7 +81,7 @@ fn predictions_health_and_status_arrive_and_the_last_will_says_offline() {
     for prediction in &front {
         assert_has_keys(
             prediction,
-            &["device", "source", "seq", "captured_at_ms", "published_at_ms", "model", "provider", "output", "latency_us", "total_us"],
+            &["device", "source", "seq", "captured_at_ms", "published_at_ms", "model", "provider", "output", "latency_us", "total_us", "input"],
             "prediction",
         );
         assert_eq!(prediction["device"], "cam-01");
@@ -96,6 +96,7 @@ fn predictions_health_and_status_arrive_and_the_last_will_says_offline() {
         let seq = prediction["seq"].as_u64().unwrap() as usize;
         let label = &prediction["output"]["classification"]["classes"][0]["label"];
         assert_eq!(label, expected[seq].1.as_str(), "frame {} ({})", seq, expected[seq].0);
+        assert_eq!(Some(expected[seq].0.as_str()), prediction["input"].as_str().map(|name| format!("frames/{name}")).as_deref());
     }
     let wrist = on(&messages, "devices/cam-01/predictions/wrist");
     assert_eq!(wrist.len(), windows, "sensor windows are never dropped");
@@ -289,12 +290,38 @@ fn a_bundle_that_mismatches_its_graph_is_refused_and_the_other_sources_serve() {
 
     let agent = Agent::start_in(dir, &config_text);
     let messages = sub.collect_until(WAIT, |got| {
-        !on(got, "devices/cam-01/errors/broken").is_empty() && on(got, "devices/cam-01/predictions/good").len() >= 5
+        !on(got, "devices/cam-01/errors/broken").is_empty()
+            && on(got, "devices/cam-01/predictions/good").len() >= 5
+            && !on(got, "devices/cam-01/health").is_empty()
     });
+    let health = on(&messages, "devices/cam-01/health")[0].json();
+    assert_eq!(error_kinds(&health, "broken"), vec![("manifest_mismatch".to_owned(), 1)], "the refused source stays in health");
     let refused = on(&messages, "devices/cam-01/errors/broken")[0].json();
     assert_eq!((refused["stage"].as_str(), refused["kind"].as_str()), (Some("load"), Some("manifest_mismatch")));
     assert!(refused["message"].as_str().unwrap().contains("manifest says [1, 6, 128]"), "{refused}");
     drop(agent);
+}
+
+#[test]
+fn check_reads_the_tls_files_it_will_need() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.toml");
+    let text = format!(
+        "device_id = \"cam-01\"\n[mqtt]\nhost = \"localhost\"\n[mqtt.tls]\nca_file = \"missing-ca.pem\"\n\
+         [[sources]]\nname = \"good\"\nkind = \"csv\"\nmodel = \"{}\"\npath = \"{}\"\n",
+        model("vibration-anomaly"),
+        models_dir().join("recordings/vibration.csv").display()
+    );
+    std::fs::write(&path, text).unwrap();
+    let output = std::process::Command::new(agent_binary())
+        .args(["run", "--check", "--config"])
+        .arg(&path)
+        .env("ORT_DYLIB_PATH", integration_tests::ort_library())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("missing-ca.pem"), "{stderr}");
 }
 
 #[test]

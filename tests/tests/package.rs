@@ -34,7 +34,12 @@ fn package(arch: &str, deb: bool) -> PathBuf {
             }
         })
         .collect();
-    assert_eq!(found.len(), 1, "one {arch} package in {} expected (run scripts/package.sh {arch}): {found:?}", dir.display());
+    assert_eq!(
+        found.len(),
+        1,
+        "one {arch} package in {} expected (run scripts/package.sh {arch}): {found:?}",
+        dir.display()
+    );
     found.into_iter().next().unwrap()
 }
 
@@ -82,10 +87,15 @@ fn dpkg_install(root: &Path, deb: &Path) -> Output {
 
 /// The installed config with its absolute paths moved into `root`.
 fn config_in(root: &Path, dir: &Path) -> PathBuf {
-    let text = std::fs::read_to_string(root.join("etc/edge-agent/agent.toml")).expect("the default config is installed");
-    assert!(text.contains(&format!("/var/lib/edge-agent/models/{STARTER}")), "the default config runs the starter bundle");
+    let text =
+        std::fs::read_to_string(root.join("etc/edge-agent/agent.toml")).expect("the default config is installed");
+    assert!(
+        text.contains(&format!("/var/lib/edge-agent/models/{STARTER}")),
+        "the default config runs the starter bundle"
+    );
     let path = dir.join("agent.toml");
-    std::fs::write(&path, text.replace("/var/lib/edge-agent", &root.join("var/lib/edge-agent").display().to_string())).unwrap();
+    std::fs::write(&path, text.replace("/var/lib/edge-agent", &root.join("var/lib/edge-agent").display().to_string()))
+        .unwrap();
     path
 }
 
@@ -124,7 +134,10 @@ fn installs_and_checks(arch: &str) {
         assert!(size < 6_000_000, "the stripped aarch64 agent is {size} bytes, over 6 MB");
     }
     assert!(r.join("usr/lib/edge-agent/libonnxruntime.so.1").is_file(), "ONNX Runtime beside the agent");
-    assert_eq!(std::fs::read_link(r.join("usr/bin/device-agent")).unwrap(), Path::new("../lib/edge-agent/device-agent"));
+    assert_eq!(
+        std::fs::read_link(r.join("usr/bin/device-agent")).unwrap(),
+        Path::new("../lib/edge-agent/device-agent")
+    );
     let unit = std::fs::read_to_string(r.join("lib/systemd/system/edge-agent.service")).expect("systemd unit");
     for line in [
         "User=edge-agent",
@@ -141,7 +154,10 @@ fn installs_and_checks(arch: &str) {
     assert!(status.contains("Conffiles:\n /etc/edge-agent/agent.toml "), "the config is a conffile: {status}");
     // postinst copied the starter bundle into the state directory.
     for file in ["manifest.toml", "model.onnx", "labels.txt"] {
-        assert!(r.join("var/lib/edge-agent/models").join(STARTER).join(file).is_file(), "postinst installs {STARTER}/{file}");
+        assert!(
+            r.join("var/lib/edge-agent/models").join(STARTER).join(file).is_file(),
+            "postinst installs {STARTER}/{file}"
+        );
     }
     assert!(r.join("var/lib/edge-agent/spool").is_dir());
 
@@ -173,7 +189,8 @@ fn upgrade_keeps_the_config_and_the_installed_models() {
 
     // The operator edits the config and replaces the model's labels; a second bundle is deployed.
     let config = r.join("etc/edge-agent/agent.toml");
-    let edited = std::fs::read_to_string(&config).unwrap().replace("device_id = \"edge-device\"", "device_id = \"pi-kitchen\"");
+    let edited =
+        std::fs::read_to_string(&config).unwrap().replace("device_id = \"edge-device\"", "device_id = \"pi-kitchen\"");
     assert!(edited.contains("pi-kitchen"));
     std::fs::write(&config, &edited).unwrap();
     let labels = r.join("var/lib/edge-agent/models").join(STARTER).join("labels.txt");
@@ -189,7 +206,8 @@ fn upgrade_keeps_the_config_and_the_installed_models() {
     let control = tree.join("DEBIAN/control");
     let text = std::fs::read_to_string(&control).unwrap();
     let version = text.lines().find_map(|l| l.strip_prefix("Version: ")).expect("version").to_owned();
-    std::fs::write(&control, text.replace(&format!("Version: {version}"), &format!("Version: {version}+next1"))).unwrap();
+    std::fs::write(&control, text.replace(&format!("Version: {version}"), &format!("Version: {version}+next1")))
+        .unwrap();
     let new_default = tree.join("etc/edge-agent/agent.toml");
     let mut default = std::fs::read_to_string(&new_default).unwrap();
     default.push_str("\n# a new default in the next version\n");

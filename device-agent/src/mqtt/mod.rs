@@ -92,6 +92,12 @@ pub struct MqttHandle {
 }
 
 impl MqttLink {
+    /// Builds the link's options without connecting: what `run --check` uses to find unreadable TLS or
+    /// password files before the agent is started for real.
+    pub fn check(config: &AgentConfig) -> Result<()> {
+        options::mqtt_options(config, Vec::new()).map(drop)
+    }
+
     /// Builds the options from `config` (failing on unreadable TLS or password files) and starts the `mqtt`
     /// thread, which connects in the background and keeps reconnecting until shutdown.
     pub fn start(config: &AgentConfig, routes: Vec<Route>) -> Result<(MqttHandle, JoinHandle<()>)> {

@@ -30,6 +30,7 @@ fn prediction() -> Prediction {
         output: Output::Classification { classes: vec![ClassScore { index: 3, label: "cat".into(), score: 0.5 }] },
         latency_us: StageTimings { decode_us: 1, preprocess_us: 2, inference_us: 300, postprocess_us: 4 },
         total_us: 307,
+        input: Some("a.jpg".into()),
     }
 }
 
@@ -124,6 +125,7 @@ fn prediction_postcard_bytes() {
         0x00, 0x00, 0x00, 0x3F,                         //   score 0.5
         0x01, 0x02, 0xAC, 0x02, 0x04,                   // latency_us 1, 2, 300, 4
         0xB3, 0x02,                                     // total_us 307
+        0x01, 0x05, b'a', b'.', b'j', b'p', b'g',       // input Some("a.jpg")
     ];
     assert_eq!(postcard(&prediction()), expected);
 }
@@ -133,11 +135,12 @@ fn anomaly_output_postcard_bytes() {
     let anomaly =
         Prediction { output: Output::Anomaly { score: 0.5, threshold: 2.0, anomalous: false }, ..prediction() };
     let bytes = postcard(&anomaly);
-    // Variant 2, two f32, a bool; then the same latency and total as above.
+    // Variant 2, two f32, a bool; then the same latency, total and input as above.
     #[rustfmt::skip]
     let tail = [
         0x02, 0x00, 0x00, 0x00, 0x3F, 0x00, 0x00, 0x00, 0x40, 0x00,
         0x01, 0x02, 0xAC, 0x02, 0x04, 0xB3, 0x02,
+        0x01, 0x05, b'a', b'.', b'j', b'p', b'g',
     ];
     assert!(bytes.ends_with(&tail), "{bytes:02X?}");
 }
@@ -234,6 +237,7 @@ fn json_prediction_field_names() {
         "output",
         "latency_us",
         "total_us",
+        "input",
     ];
     expected.sort_unstable();
     let mut keys = keys;
