@@ -239,7 +239,7 @@ fn reader(
     match &source.config {
         SourceConfig::Images(c) => {
             let files = match (&c.path, c.watch) {
-                (Some(dir), true) => FileSet::Watch(dir.clone()),
+                (Some(dir), true) => FileSet::Watch { dir: dir.clone(), since: std::time::SystemTime::now() },
                 (Some(path), false) if path.is_dir() => FileSet::Directory(path.clone()),
                 (Some(path), false) => FileSet::List(vec![path.clone()]),
                 (None, _) => FileSet::List(c.files.clone()),

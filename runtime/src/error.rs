@@ -6,6 +6,14 @@ use std::path::PathBuf;
 /// Result with the runtime's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// How to get a library, for the machine this was built for.
+#[cfg(not(target_arch = "arm"))]
+const LIBRARY_HINT: &str = "Point `onnxruntime.library` (or ORT_DYLIB_PATH) at a libonnxruntime.so.1.x built for \
+     this machine; `scripts/fetch-onnxruntime.sh` takes it from the `onnxruntime` wheel on PyPI";
+#[cfg(target_arch = "arm")]
+const LIBRARY_HINT: &str = "No registry ships ONNX Runtime for 32-bit ARM: build it from source (cross/README.md, \
+     \"armv7\") and point `onnxruntime.library` (or ORT_DYLIB_PATH) at it";
+
 /// Everything the runtime can refuse, with the data a caller needs to act on it.
 // The variant docs say what each error means; its fields are named for the data they carry.
 #[allow(missing_docs)]
@@ -13,11 +21,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// `libonnxruntime` could not be loaded or initialised.
-    #[error(
-        "cannot load ONNX Runtime from {path}: {reason}. Point `onnxruntime.library` (or ORT_DYLIB_PATH) at a \
-         libonnxruntime.so.1.x built for this machine; `scripts/fetch-onnxruntime.sh` takes it from the \
-         `onnxruntime` wheel on PyPI"
-    )]
+    #[error("cannot load ONNX Runtime from {path}: {reason}. {hint}", hint = LIBRARY_HINT)]
     RuntimeLibrary { path: PathBuf, reason: String },
 
     /// A file of a bundle could not be read.

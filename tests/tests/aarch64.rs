@@ -1,12 +1,12 @@
 //! The cross-built ARM agents, run here under qemu-user (`cross/qemu-run.sh`).
 //!
-//! These tests need artifacts that `cargo test --workspace` does not build, so they are `#[ignore]`d there
-//! (cargo lists them as ignored, with the reason). `scripts/test-arm.sh` builds the artifacts and runs them:
+//! These tests need artifacts that `cargo test --workspace` does not build, so they are compiled only with the
+//! `arm-artifacts` feature. `scripts/test-arm.sh` builds the artifacts and runs them:
 //!
 //! ```sh
 //! EDGE_AARCH64_AGENT=target/aarch64-unknown-linux-gnu/release/device-agent \
 //! EDGE_ARMV7_AGENT=target/armv7-unknown-linux-gnueabihf/release/device-agent \
-//!   cargo test -p integration-tests --test aarch64 -- --ignored
+//!   cargo test -p integration-tests --features arm-artifacts --test aarch64
 //! ```
 //! Run that way, a missing variable or artifact fails the test with what to build; nothing is skipped.
 //!
@@ -167,7 +167,6 @@ fn count_on(messages: &[Received], topic: &str) -> usize {
 /// frames (image classifier over MQTT, face detector from a file) and both sensor recordings match the x86_64
 /// agent's within 1e-4, and its health names aarch64.
 #[test]
-#[ignore = "needs the cross-built ARM agent: scripts/test-arm.sh runs it"]
 fn aarch64_agent_under_qemu_matches_x86_64_over_mqtt() {
     let agent = aarch64_agent();
     let models = models_dir();
@@ -290,7 +289,6 @@ path = "{vibration}"
 
 /// `device-agent infer` of the aarch64 agent agrees with x86_64's on the sensor recordings (every window).
 #[test]
-#[ignore = "needs the cross-built ARM agent: scripts/test-arm.sh runs it"]
 fn aarch64_infer_matches_x86_64_on_the_recordings() {
     let agent = aarch64_agent();
     for (model, recording) in [("activity-classifier", "activity.csv"), ("vibration-anomaly", "vibration.csv")] {
@@ -315,7 +313,6 @@ fn aarch64_infer_matches_x86_64_on_the_recordings() {
 /// No registry ships ONNX Runtime for armv7: without one the armv7 agent must say what is missing and where
 /// to get it, and exit non-zero (not crash).
 #[test]
-#[ignore = "needs the cross-built ARM agent: scripts/test-arm.sh runs it"]
 fn armv7_agent_without_onnxruntime_says_what_is_missing() {
     let agent = artifact("EDGE_ARMV7_AGENT", "cross/build.sh armv7");
     let output = emulated(&agent)

@@ -3,10 +3,11 @@
 //! ONNX Runtime beside it, loads the starter bundle and answers `run --check`; an upgrade keeps the edited
 //! config and the installed models; the tarball runs in place.
 //!
-//! `cargo test --workspace` lists these as ignored (the packages are not built there). `scripts/test-arm.sh`
+//! `cargo test --workspace` does not build this test (it needs the `arm-artifacts` feature: the packages are
+//! not built there). `scripts/test-arm.sh`
 //! builds them and runs:
 //! ```sh
-//! EDGE_PACKAGE_DIR=target/package cargo test -p integration-tests --test package -- --ignored
+//! EDGE_PACKAGE_DIR=target/package cargo test -p integration-tests --features arm-artifacts --test package
 //! ```
 //! Run that way, missing packages fail the tests with what to build; nothing is skipped.
 
@@ -166,13 +167,11 @@ fn installs_and_checks(arch: &str) {
 }
 
 #[test]
-#[ignore = "needs the packages: scripts/test-arm.sh builds and tests them"]
 fn amd64_deb_installs_into_a_fresh_root_and_checks() {
     installs_and_checks("amd64");
 }
 
 #[test]
-#[ignore = "needs the packages: scripts/test-arm.sh builds and tests them"]
 fn arm64_deb_installs_into_a_fresh_root_and_checks_under_qemu() {
     installs_and_checks("arm64");
 }
@@ -180,7 +179,6 @@ fn arm64_deb_installs_into_a_fresh_root_and_checks_under_qemu() {
 /// An upgrade to a newer version keeps the edited config (a conffile) and the installed models (a newer
 /// starter in the package never overwrites the device's).
 #[test]
-#[ignore = "needs the packages: scripts/test-arm.sh builds and tests them"]
 fn upgrade_keeps_the_config_and_the_installed_models() {
     let deb = package("amd64", true);
     let root = fresh_root();
@@ -229,7 +227,6 @@ fn upgrade_keeps_the_config_and_the_installed_models() {
 
 /// The tarball is a directory that runs in place: config paths relative to it, ONNX Runtime beside the agent.
 #[test]
-#[ignore = "needs the packages: scripts/test-arm.sh builds and tests them"]
 fn amd64_tarball_runs_in_place() {
     let tarball = package("amd64", false);
     let dir = tempfile::tempdir().unwrap();

@@ -5,7 +5,7 @@ use super::Feed;
 use crate::shutdown::Shutdown;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// Where the frames come from and how fast.
 #[derive(Debug, Clone)]
@@ -21,8 +21,9 @@ pub struct ImageFiles {
 pub enum FileSet {
     Directory(PathBuf),
     List(Vec<PathBuf>),
-    /// A directory watched for files that appear after start.
-    Watch(PathBuf),
+    /// A directory watched for files modified at or after `since` (the agent's start, taken before it announces
+    /// itself online, so a file written after `online` is always new).
+    Watch { dir: PathBuf, since: SystemTime },
 }
 
 /// How often a watched directory is listed.
@@ -32,7 +33,7 @@ const WATCH_POLL: Duration = Duration::from_millis(200);
 pub fn run(spec: &ImageFiles, feed: &Feed, shutdown: &Shutdown) {
     let period = Duration::from_secs_f64(1.0 / spec.rate_fps);
     match &spec.files {
-        FileSet::Watch(dir) => watch(dir, period, feed, shutdown),
+        FileSet::Watch { dir, since } => watch(dir, *since, period, feed, shutdown),
         FileSet::Directory(dir) => replay(|| list(dir), &dir.display().to_string(), spec, period, feed, shutdown),
         FileSet::List(files) => replay(|| Ok(files.clone()), "", spec, period, feed, shutdown),
     }
@@ -90,11 +91,12 @@ fn list(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Sends files that appear in `dir` after start, once each. A file is sent once its size has stayed the same
+/// Sends files of `dir` modified since `since`, once each. A file is sent once its size has stayed the same
 /// over two listings, so a frame still being written is not read half-way.
-fn watch(dir: &Path, period: Duration, feed: &Feed, shutdown: &Shutdown) {
+fn watch(dir: &Path, since: SystemTime, period: Duration, feed: &Feed, shutdown: &Shutdown) {
+    let older = |file: &PathBuf| std::fs::metadata(file).and_then(|m| m.modified()).is_ok_and(|t| t < since);
     let mut seen: HashMap<PathBuf, Option<u64>> = match list(dir) {
-        Ok(files) => files.into_iter().map(|f| (f, None)).collect(),
+        Ok(files) => files.into_iter().filter(older).map(|f| (f, None)).collect(),
         Err(e) => return feed.error(&dir.display().to_string(), "io", &e.to_string()),
     };
     let mut reported_error = false;
