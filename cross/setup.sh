@@ -2,23 +2,15 @@
 # Installs, idempotently, what cross-compiling the agent for ARM boards and running it here under emulation
 # needs on Debian 12 / Ubuntu 22.04+ with rustup Rust. Run as root (or with sudo available).
 #   - Debian's cross gcc (the linker; `cc` also uses it for ring's C code) and the target glibc/libstdc++ that
-#     qemu-user loads the ARM binaries with: gcc-aarch64-linux-gnu libc6-dev-arm64-cross,
-#     gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
+#     qemu-user loads the ARM binaries with (ONNX Runtime needs libstdc++): gcc-aarch64-linux-gnu
+#     libc6-dev-arm64-cross libstdc++6-arm64-cross, gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
 #   - qemu-user (qemu-aarch64, qemu-arm); binfmt_misc is not needed, cross/qemu-run.sh calls qemu directly
 #   - the Rust targets aarch64-unknown-linux-gnu and armv7-unknown-linux-gnueabihf
 #   - the aarch64 libonnxruntime from the onnxruntime wheel on PyPI (scripts/fetch-onnxruntime.sh aarch64)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-packages=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf libc6-dev-armhf-cross qemu-user)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
-  $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+"$root/scripts/apt-install.sh" gcc-aarch64-linux-gnu libc6-dev-arm64-cross libstdc++6-arm64-cross \
+  gcc-arm-linux-gnueabihf libc6-dev-armhf-cross qemu-user
 installed="$(rustup target list --installed)"
 for target in aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf; do
   grep -qx "$target" <<<"$installed" || rustup target add "$target"
