@@ -2,7 +2,7 @@
 //! arena setting, each for a fixed time. Bare runs first so that peak RSS reads as "session alone", then
 //! "session plus the agent's stages".
 
-use crate::health::system;
+use crate::health::{nearest_rank, system};
 use crate::BenchArgs;
 use anyhow::{Context, bail};
 use ort::session::Session;
@@ -93,7 +93,7 @@ pub fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let row = |name: &str, fps: Option<f64>, mut samples: Vec<u32>| {
         samples.sort_unstable();
         let fps = fps.map(|f| format!("{f:.1}")).unwrap_or_default();
-        println!("{name:<22}{fps:>10}{:>10.3}{:>10.3}", percentile(&samples, 0.50), percentile(&samples, 0.99));
+        println!("{name:<22}{fps:>10}{:>10.3}{:>10.3}", percentile_ms(&samples, 50), percentile_ms(&samples, 99));
     };
     row("bare Session::run", Some(bare_fps), bare.samples.clone());
     row("agent pipeline", Some(agent_fps), stages.iter().map(StageTimings::total_us).collect());
@@ -108,7 +108,7 @@ pub fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
     println!(
         "ratio agent/bare: frames/s {:.3}, inference p50 {:.3}",
         agent_fps / bare_fps,
-        percentile(&inference, 0.5) / percentile(&bare_sorted, 0.5).max(1e-9)
+        percentile_ms(&inference, 50) / percentile_ms(&bare_sorted, 50).max(1e-9)
     );
     let mb = |b: Option<u64>| b.map(|b| format!("{:.1} MB", b as f64 / 1e6)).unwrap_or_else(|| "n/a".to_owned());
     println!("peak RSS: bare session {}, the agent's pipeline {}", mb(bare_peak_rss), mb(agent_peak_rss));
@@ -214,11 +214,7 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-/// The `q` quantile of sorted microseconds, in milliseconds.
-fn percentile(sorted_us: &[u32], q: f64) -> f64 {
-    if sorted_us.is_empty() {
-        return 0.0;
-    }
-    let index = ((sorted_us.len() - 1) as f64 * q).round() as usize;
-    sorted_us[index] as f64 / 1000.0
+/// A nearest-rank percentile of sorted microseconds, in milliseconds: the definition health reports use.
+fn percentile_ms(sorted_us: &[u32], percent: usize) -> f64 {
+    f64::from(nearest_rank(sorted_us, percent)) / 1000.0
 }

@@ -20,6 +20,19 @@ pub fn png_header(width: u32, height: u32) -> Vec<u8> {
     png
 }
 
+/// A copy of the shipped bundle `name` in a temporary directory, with `edit` applied to its manifest text.
+pub fn edited_bundle(name: &str, edit: impl Fn(&str) -> String) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for entry in std::fs::read_dir(crate::models_dir().join(name)).expect("bundle directory") {
+        let entry = entry.expect("bundle entry");
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).expect("copy bundle file");
+    }
+    let manifest = dir.path().join("manifest.toml");
+    let text = std::fs::read_to_string(&manifest).expect("manifest");
+    std::fs::write(&manifest, edit(&text)).expect("write manifest");
+    dir
+}
+
 /// CRC-32 (IEEE) as PNG chunks use it.
 fn crc32(bytes: &[u8]) -> u32 {
     let mut crc = !0u32;

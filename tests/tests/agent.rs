@@ -4,7 +4,7 @@
 
 use integration_tests::agent::{Agent, agent_binary};
 use integration_tests::broker::Broker;
-use integration_tests::fixtures::{png_header, truncated_jpeg};
+use integration_tests::fixtures::{edited_bundle, png_header, truncated_jpeg};
 use integration_tests::subscriber::{Received, Subscriber};
 use integration_tests::{models_dir, references};
 use serde_json::Value;
@@ -259,17 +259,11 @@ fn a_bundle_that_mismatches_its_graph_is_refused_and_the_other_sources_serve() {
     let broker = Broker::start();
     let sub = Subscriber::connect(broker.port(), "devices/cam-01/#");
     let dir = tempfile::tempdir().unwrap();
-    let bad = dir.path().join("bad-bundle");
-    std::fs::create_dir(&bad).unwrap();
-    for entry in std::fs::read_dir(models_dir().join("activity-classifier")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), bad.join(entry.file_name())).unwrap();
-    }
-    let manifest = std::fs::read_to_string(bad.join("manifest.toml")).unwrap().replace("window = 100", "window = 128");
-    std::fs::write(bad.join("manifest.toml"), manifest).unwrap();
+    let bad = edited_bundle("activity-classifier", |m| m.replace("window = 100", "window = 128"));
     let sources = format!(
-        "[[sources]]\nname = \"broken\"\nkind = \"csv\"\nmodel = \"bad-bundle\"\npath = \"{}\"\n\
+        "[[sources]]\nname = \"broken\"\nkind = \"csv\"\nmodel = \"{}\"\npath = \"{}\"\n\
          [[sources]]\nname = \"good\"\nkind = \"csv\"\nmodel = \"{}\"\npath = \"{}\"\n",
+        bad.path().display(),
         models_dir().join("recordings/activity.csv").display(),
         model("vibration-anomaly"),
         models_dir().join("recordings/vibration.csv").display(),

@@ -1,6 +1,6 @@
 //! Bad input is refused with an error that says what and where, and the pipeline keeps serving afterwards.
 
-use integration_tests::fixtures::{png_header, truncated_jpeg};
+use integration_tests::fixtures::{edited_bundle, png_header, truncated_jpeg};
 use integration_tests::{models_dir, onnx_runtime};
 use runtime::{Bundle, EngineOptions, Error, Input, Output, Pipeline, SensorWindow};
 use std::path::Path;
@@ -77,19 +77,6 @@ fn bad_sensor_windows_are_refused_with_their_position() {
     assert!(matches!(pipeline.infer(&Input::Sensor(with_inf)).unwrap_err(), Error::NonFinite { sample: 0, channel: 0, .. }));
 
     pipeline.infer(&Input::Sensor(good)).expect("still serving");
-}
-
-/// Copies a shipped bundle into a temporary directory, applying `edit` to its manifest text.
-fn edited_bundle(name: &str, edit: impl Fn(&str) -> String) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(models_dir().join(name)).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
-    }
-    let manifest = dir.path().join("manifest.toml");
-    let text = std::fs::read_to_string(&manifest).unwrap();
-    std::fs::write(&manifest, edit(&text)).unwrap();
-    dir
 }
 
 fn build(dir: &Path) -> Result<Pipeline, Error> {

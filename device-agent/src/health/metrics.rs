@@ -253,7 +253,7 @@ impl LatencyWindow {
 
 /// The nearest-rank percentile of sorted samples: the smallest sample with at least `percent`% of the
 /// samples at or below it. 0 when there are none.
-fn nearest_rank(sorted: &[u32], percent: usize) -> u32 {
+pub fn nearest_rank(sorted: &[u32], percent: usize) -> u32 {
     let rank = (percent * sorted.len()).div_ceil(100).max(1);
     sorted.get(rank - 1).copied().unwrap_or(0)
 }

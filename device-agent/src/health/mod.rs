@@ -4,7 +4,7 @@
 mod metrics;
 pub mod system;
 
-pub use metrics::{Metrics, SourceStats};
+pub use metrics::{Metrics, SourceStats, nearest_rank};
 
 use crate::config::AgentConfig;
 use crate::mqtt::{self, MqttHandle, QoS};
