@@ -8,7 +8,7 @@
 //! SIGTERM or SIGINT stops the sources, lets the workers drain their queues, publishes `offline` and waits
 //! (bounded) for the broker to acknowledge what was queued.
 
-use crate::config::{AgentConfig, SourceConfig};
+use crate::config::{AgentConfig, SourceConfig, UpdateConfig};
 use crate::health::{HealthReporter, Metrics};
 use crate::mqtt::{self, MqttHandle, MqttLink, Route};
 use crate::outbox::{Outbox, OutboxQos, OutboxSettings, Publish};
@@ -17,13 +17,17 @@ use crate::shutdown::Shutdown;
 use crate::sources::images::{self, FileSet, ImageFiles};
 use crate::sources::recording::{self, Recording, WindowShape};
 use crate::sources::{Feed, stdin};
+use crate::update::protocol::{Membership, UpdateTopics};
+use crate::update::{self, ModelSlots, ServedModel, Updater, UpdaterParts, WorkerLink};
 use crate::wire;
+use crate::worker::{Serving, Swap};
 use crate::{EXIT_CONFIG, worker};
 use anyhow::{Context, anyhow};
 use runtime::manifest::{InputSpec, SensorInputSpec};
 use runtime::{Bundle, EngineOptions, OnnxRuntime, Pipeline};
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::mpsc::{Receiver, sync_channel};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -69,7 +73,8 @@ pub fn main(config_path: &Path, check: bool) -> anyhow::Result<ExitCode> {
         }
         Err(error) => return Err(error.into()),
     };
-    let (ready, mut failed) = prepare_sources(&config, &ort);
+    let mut slots = config.update.as_ref().and_then(|update| update.state_dir.as_deref()).map(ModelSlots::new);
+    let (ready, mut failed) = prepare_sources(&config, &ort, slots.as_mut());
     if check {
         if let Err(error) = MqttLink::check(&config) {
             failed.push(("mqtt".to_owned(), error));
@@ -99,34 +104,68 @@ pub fn main(config_path: &Path, check: bool) -> anyhow::Result<ExitCode> {
     if ready.is_empty() {
         return Err(anyhow!("no source could start"));
     }
-    run(config, ready, failed)
+    run(config, ort, ready, failed, slots)
 }
 
 /// Loads every source's bundle and builds its pipeline; a source that cannot start is set aside with its
-/// reason, so one bad bundle does not stop the others.
-fn prepare_sources(config: &AgentConfig, ort: &OnnxRuntime) -> (Vec<ReadySource>, Vec<(String, anyhow::Error)>) {
-    let options = EngineOptions {
+/// reason, so one bad bundle does not stop the others. With updates on, a source tries its model's active
+/// slot first, then the previous one, then the bundle its config names.
+fn prepare_sources(
+    config: &AgentConfig,
+    ort: &OnnxRuntime,
+    mut slots: Option<&mut ModelSlots>,
+) -> (Vec<ReadySource>, Vec<(String, anyhow::Error)>) {
+    let options = engine_options(config);
+    let mut ready = Vec::new();
+    let mut failed = Vec::new();
+    for source in &config.sources {
+        let candidates = match slots.as_deref_mut().map(|slots| slots.candidates(source.model())) {
+            Some(Ok(candidates)) => candidates,
+            Some(Err(error)) => {
+                log::error!(source = source.name(); "Model slots unreadable, starting the configured bundle: {error}.");
+                vec![source.model().to_owned()]
+            }
+            None => vec![source.model().to_owned()],
+        };
+        let mut errors = Vec::new();
+        let loaded = candidates.iter().find_map(|dir| {
+            load_source(source, dir, ort, &options).map_err(|error| errors.push(error)).ok()
+        });
+        match loaded {
+            Some((bundle, pipeline)) => {
+                if let Some(error) = errors.first() {
+                    log::error!(source = source.name(); "The newest model did not load, an older one serves: {error:#}.");
+                }
+                ready.push(ReadySource { config: source.clone(), bundle, pipeline });
+            }
+            None => {
+                let error = errors.into_iter().next().unwrap_or_else(|| anyhow!("no bundle to load"));
+                failed.push((source.name().to_owned(), error));
+            }
+        }
+    }
+    (ready, failed)
+}
+
+fn load_source(
+    source: &SourceConfig,
+    dir: &Path,
+    ort: &OnnxRuntime,
+    options: &EngineOptions,
+) -> anyhow::Result<(Bundle, Pipeline)> {
+    let bundle = Bundle::load(dir).with_context(|| format!("loading bundle {}", dir.display()))?;
+    check_input_kind(source, &bundle)?;
+    let pipeline = Pipeline::new(ort, &bundle, options)?;
+    Ok((bundle, pipeline))
+}
+
+fn engine_options(config: &AgentConfig) -> EngineOptions {
+    EngineOptions {
         providers: (!config.onnxruntime.providers.is_empty()).then(|| config.onnxruntime.providers.clone()),
         require: config.onnxruntime.require,
         intra_threads: config.onnxruntime.intra_threads,
         cpu_arena: config.onnxruntime.cpu_arena,
-    };
-    let mut ready = Vec::new();
-    let mut failed = Vec::new();
-    for source in &config.sources {
-        let prepared = Bundle::load(source.model())
-            .with_context(|| format!("loading bundle {}", source.model().display()))
-            .and_then(|bundle| {
-                check_input_kind(source, &bundle)?;
-                let pipeline = Pipeline::new(ort, &bundle, &options)?;
-                Ok((bundle, pipeline))
-            });
-        match prepared {
-            Ok((bundle, pipeline)) => ready.push(ReadySource { config: source.clone(), bundle, pipeline }),
-            Err(error) => failed.push((source.name().to_owned(), error)),
-        }
     }
-    (ready, failed)
 }
 
 fn check_input_kind(source: &SourceConfig, bundle: &Bundle) -> anyhow::Result<()> {
@@ -146,7 +185,13 @@ fn sensor_spec(bundle: &Bundle) -> Option<&SensorInputSpec> {
     }
 }
 
-fn run(config: AgentConfig, ready: Vec<ReadySource>, failed: Vec<(String, anyhow::Error)>) -> anyhow::Result<ExitCode> {
+fn run(
+    config: AgentConfig,
+    ort: OnnxRuntime,
+    ready: Vec<ReadySource>,
+    failed: Vec<(String, anyhow::Error)>,
+    slots: Option<ModelSlots>,
+) -> anyhow::Result<ExitCode> {
     let topics = Arc::new(config.topics());
     let late_link = Arc::new(LateLink::default());
     let settings = OutboxSettings {
@@ -163,16 +208,14 @@ fn run(config: AgentConfig, ready: Vec<ReadySource>, failed: Vec<(String, anyhow
     let mut workers = Vec::new();
     let mut readers: Vec<Starter> = Vec::new();
 
+    let mut served = slots.map(|slots| served_models(slots, &ready));
     for source in ready {
         let name = source.config.name().to_owned();
         let provider = source.pipeline.provider();
-        let stats = metrics.register(&name);
-        stats.set_model(source.bundle.identity());
-        stats.set_providers(provider.requested.iter().map(|p| p.name().to_owned()).collect(), provider.active.name().to_owned());
         if provider.fell_back_to_cpu() {
             log::warn!(source = name.as_str(); "No preferred accelerator could be registered; running on CPU: {:?}.", provider.refused);
         }
-        let outbox = Outbox::new(&settings, &name, provider.active.name(), stats);
+        let outbox = Outbox::new(&settings, &name, metrics.register(&name));
         let (feed, queue): (Arc<Feed>, JobQueue) = match &source.config {
             SourceConfig::Images(_) | SourceConfig::MqttFrames(_) => Feed::camera(outbox.clone()),
             SourceConfig::Csv(c) => Feed::fifo(outbox.clone(), c.queue),
@@ -185,13 +228,42 @@ fn run(config: AgentConfig, ready: Vec<ReadySource>, failed: Vec<(String, anyhow
         if let Some(reader) = reader(&source, feed.clone(), shutdown.clone()) {
             readers.push(reader);
         }
-        let pipeline = source.pipeline;
-        workers.push(spawn_named(format!("worker-{name}"), move || worker::run(pipeline, queue, &outbox))?);
+        let serving = Serving::new(source.pipeline);
+        let control = served.as_mut().and_then(|served| link_worker(served, &source.config, &source.bundle, &serving));
+        workers.push(spawn_named(format!("worker-{name}"), move || {
+            worker::run(serving, queue, &outbox, control);
+        })?);
         feeds.push(feed);
     }
 
+    let update_events = config.update.as_ref().map(|update| {
+        let groups: Vec<UpdateTopics> = update.groups.iter().map(|group| UpdateTopics::group(group)).collect();
+        let (update_routes, events) = update::routes(&own_update_topics(&config), &groups);
+        routes.extend(update_routes);
+        events
+    });
     let (link, mqtt_thread) = MqttLink::start(&config, routes)?;
     let _ = late_link.0.set(link.clone());
+    let updater = match (&config.update, served, update_events) {
+        (Some(update), Some(served), Some(events)) => {
+            announce_membership(&link, &config, update);
+            let updater = Updater::new(UpdaterParts {
+                config: update.clone(),
+                device: config.device_id.clone(),
+                topics: config.topics(),
+                own: own_update_topics(&config),
+                format: config.mqtt.format,
+                max_packet_bytes: config.mqtt.max_packet_bytes,
+                ort,
+                options: engine_options(&config),
+                models: served,
+                link: link.clone(),
+            })?;
+            let shutdown = shutdown.clone();
+            Some(spawn_named("update".into(), move || updater.run(events, shutdown))?)
+        }
+        _ => None,
+    };
     for (name, error) in &failed {
         report_start_failure(&link, &config, &settings, &metrics, name, error);
     }
@@ -206,6 +278,9 @@ fn run(config: AgentConfig, ready: Vec<ReadySource>, failed: Vec<(String, anyhow
     wait_for_signal()?;
     log::info!("Shutting down: draining sources and workers.");
     shutdown.trigger();
+    if let Some(updater) = updater {
+        let _ = updater.join();
+    }
     for thread in source_threads {
         let _ = thread.join();
     }
@@ -226,6 +301,52 @@ fn run(config: AgentConfig, ready: Vec<ReadySource>, failed: Vec<(String, anyhow
     }
     log::info!("Agent stopped.");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The models the sources serve, each with its slot store, for the updater.
+fn served_models(slots: ModelSlots, ready: &[ReadySource]) -> Vec<ServedModel> {
+    let mut stores = slots.into_stores();
+    let mut served: Vec<ServedModel> = Vec::new();
+    for source in ready {
+        let identity = source.bundle.identity();
+        if served.iter().any(|model| model.name == identity.name) {
+            continue;
+        }
+        if let Some((store, recovery)) = stores.remove(&identity.name) {
+            served.push(ServedModel { name: identity.name.clone(), store, recovery, running: identity, workers: Vec::new() });
+        }
+    }
+    served
+}
+
+/// Gives the updater a control channel to the worker of `source`; `None` when its model has no slots.
+fn link_worker(served: &mut [ServedModel], source: &SourceConfig, bundle: &Bundle, serving: &Serving) -> Option<Receiver<Swap>> {
+    let model = served.iter_mut().find(|model| model.name == bundle.manifest().name)?;
+    let (control, receiver) = sync_channel(1);
+    model.workers.push(WorkerLink {
+        source: source.name().to_owned(),
+        control,
+        score: serving.score.clone(),
+        provider: serving.pipeline.provider().active.name().to_owned(),
+        takes_images: matches!(bundle.manifest().input, InputSpec::Image(_)),
+    });
+    Some(receiver)
+}
+
+fn own_update_topics(config: &AgentConfig) -> UpdateTopics {
+    UpdateTopics::device(config.topics().prefix())
+}
+
+/// Retained membership messages, so that `model push --group` finds this device.
+fn announce_membership(link: &MqttHandle, config: &AgentConfig, update: &UpdateConfig) {
+    let membership = Membership { device: config.device_id.clone(), prefix: config.topics().prefix().to_owned() };
+    let Ok(payload) = serde_json::to_vec(&membership) else { return };
+    for group in &update.groups {
+        let topic = UpdateTopics::group(group).member(&config.device_id);
+        if let Err(e) = link.try_publish(topic, rumqttc::QoS::AtLeastOnce, true, payload.clone()) {
+            log::warn!(group = group.as_str(); "Group membership not published: {e}.");
+        }
+    }
 }
 
 /// The thread that reads a file-backed source, started once the MQTT link is up. `None` for MQTT sources.
@@ -277,12 +398,12 @@ fn inbound_route(source: &SourceConfig, topic: String, feed: Arc<Feed>) -> Route
     let sink: mqtt::Sink = match source {
         SourceConfig::MqttSensor(c) => {
             let encoding = c.encoding;
-            Box::new(move |payload: &[u8]| match wire::decode_sensor_window(encoding, payload) {
+            Box::new(move |_topic: &str, payload: &[u8]| match wire::decode_sensor_window(encoding, payload) {
                 Ok(window) => feed.window_now(origin.clone(), window.into()),
                 Err(e) => feed.error(&origin, "malformed", &e.to_string()),
             })
         }
-        _ => Box::new(move |payload: &[u8]| feed.frame(origin.clone(), payload.to_vec())),
+        _ => Box::new(move |_topic: &str, payload: &[u8]| feed.frame(origin.clone(), payload.to_vec())),
     };
     Route { topic, qos: rumqttc::QoS::AtLeastOnce, sink }
 }
@@ -301,7 +422,7 @@ fn report_start_failure(
     let stats = metrics.register(name);
     stats.error(kind);
     stats.set_providers(Vec::new(), "none".to_owned());
-    let outbox = Outbox::new(settings, name, "none", stats);
+    let outbox = Outbox::new(settings, name, stats);
     let event = outbox.error_message(0, &config_model(config, name), "load", kind, &format!("{error:#}"));
     if let Ok(payload) = wire::encode(settings.format, &event) {
         let _ = link.try_publish(settings.topics.errors(name), settings.qos.errors, false, payload);

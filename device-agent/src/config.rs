@@ -5,12 +5,16 @@
 //! port, client id and prefix, the TLS server name, inbound topics) are computed by the accessors next to
 //! them. Optional strings and paths treat `""` as unset, so a template with `client_id = ""` means "default".
 
+mod update;
+
 use crate::wire::{Format, Topics};
 use runtime::ProviderKind;
 use serde::{Deserialize, Deserializer};
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+
+pub use update::{ProbationConfig, UpdateConfig};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
@@ -22,6 +26,8 @@ pub struct AgentConfig {
     pub mqtt: MqttConfig,
     pub health: HealthConfig,
     pub sources: Vec<SourceConfig>,
+    /// Present: the agent takes over-the-air model updates.
+    pub update: Option<UpdateConfig>,
 }
 
 /// `[onnxruntime]`: how sessions are built.
@@ -404,6 +410,9 @@ impl AgentConfig {
         for source in &mut self.sources {
             paths.extend(source.paths_mut());
         }
+        if let Some(update) = &mut self.update {
+            paths.extend(update.paths_mut());
+        }
         for path in paths {
             // `join` keeps absolute paths as they are.
             *path = base_dir.join(&*path);
@@ -436,6 +445,9 @@ impl AgentConfig {
             problems.push("health.interval_secs", "must be >= 1");
         }
         self.validate_sources(&mut problems);
+        if let Some(update) = &self.update {
+            update.validate(&mut problems);
+        }
         problems.0
     }
 

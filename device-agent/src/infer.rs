@@ -51,7 +51,7 @@ pub fn main(args: InferArgs) -> anyhow::Result<ExitCode> {
         link: printer.clone(),
     };
     let stats = Arc::new(SourceStats::new(&args.source));
-    let outbox = Outbox::new(&settings, &args.source, pipeline.provider().active.name(), stats);
+    let outbox = Outbox::new(&settings, &args.source, stats);
     let (feed, queue) = Feed::fifo(outbox.clone(), 4);
     let shutdown = Shutdown::default();
     let input = bundle.manifest().input.clone();
@@ -77,7 +77,7 @@ pub fn main(args: InferArgs) -> anyhow::Result<ExitCode> {
             }
             feed.close();
         });
-        worker::run(pipeline, queue, &outbox);
+        worker::run(worker::Serving::new(pipeline), queue, &outbox, None);
     });
     Ok(if printer.errors.load(Ordering::Relaxed) == 0 { ExitCode::SUCCESS } else { ExitCode::from(EXIT_BAD_INPUT) })
 }

@@ -6,7 +6,7 @@ use crate::health::SourceStats;
 use crate::queue::Job;
 use crate::sources::now_ms;
 use crate::wire::{self, ErrorEvent, Format, Prediction, Topics};
-use runtime::{ModelIdentity, Output, StageTimings};
+use runtime::{Output, Pipeline, StageTimings};
 use std::sync::Arc;
 
 /// Where encoded messages go: the MQTT link in the agent, standard output in `device-agent infer`.
@@ -20,7 +20,6 @@ pub trait Publish: Send + Sync {
 pub struct Outbox {
     device: Arc<str>,
     source: Arc<str>,
-    provider: Arc<str>,
     topics: Arc<Topics>,
     format: Format,
     qos: OutboxQos,
@@ -46,12 +45,11 @@ pub struct OutboxSettings {
 }
 
 impl Outbox {
-    /// The outbox of source `source`, whose sessions run on `provider`.
-    pub fn new(settings: &OutboxSettings, source: &str, provider: &str, stats: Arc<SourceStats>) -> Outbox {
+    /// The outbox of source `source`.
+    pub fn new(settings: &OutboxSettings, source: &str, stats: Arc<SourceStats>) -> Outbox {
         Outbox {
             device: settings.device.clone(),
             source: source.into(),
-            provider: provider.into(),
             topics: settings.topics.clone(),
             format: settings.format,
             qos: settings.qos,
@@ -75,23 +73,30 @@ impl Outbox {
         self.stats.set_queue(depth, capacity);
     }
 
-    /// Publishes the prediction for `job`.
-    pub fn prediction(&self, job: &Job, model: &ModelIdentity, output: Output, timings: StageTimings) {
+    /// `pipeline` serves this source from now on: health shows its model and providers.
+    pub fn serving(&self, pipeline: &Pipeline) {
+        let provider = pipeline.provider();
+        self.stats.set_model(pipeline.identity().clone());
+        self.stats.set_providers(provider.requested.iter().map(|p| p.name().to_owned()).collect(), provider.active.name().to_owned());
+    }
+
+    /// Publishes the prediction `pipeline` made for `job`.
+    pub fn prediction(&self, job: &Job, pipeline: &Pipeline, output: Output, timings: StageTimings) {
         self.stats.frame_ok(&timings);
-        let message = self.prediction_message(job, model, output, timings);
+        let message = self.prediction_message(job, pipeline, output, timings);
         self.send(self.topics.predictions(&self.source), self.qos.predictions, wire::encode(self.format, &message));
     }
 
     /// The prediction message for `job`, exactly as it is published.
-    pub fn prediction_message(&self, job: &Job, model: &ModelIdentity, output: Output, timings: StageTimings) -> Prediction {
+    pub fn prediction_message(&self, job: &Job, pipeline: &Pipeline, output: Output, timings: StageTimings) -> Prediction {
         Prediction {
             device: self.device.to_string(),
             source: self.source.to_string(),
             seq: job.seq,
             captured_at_ms: job.captured_at_ms,
             published_at_ms: now_ms(),
-            model: model.clone(),
-            provider: self.provider.to_string(),
+            model: pipeline.identity().clone(),
+            provider: pipeline.provider().active.name().to_owned(),
             output,
             latency_us: timings,
             total_us: timings.total_us(),

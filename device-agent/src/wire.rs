@@ -57,6 +57,11 @@ impl Topics {
         Topics { prefix: prefix.into() }
     }
 
+    /// The prefix every topic starts with.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// Retained [`Status`]: `online` while connected, `offline` as last will and on clean shutdown.
     pub fn status(&self) -> String {
         format!("{}/status", self.prefix)

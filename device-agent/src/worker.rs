@@ -1,28 +1,69 @@
 //! The inference worker: one named thread per source, owning that source's pipeline (one ONNX Runtime
 //! session). It takes jobs from the source's queue until the queue is closed and drained.
+//!
+//! Between two jobs it takes [`Swap`]s from its control channel: the updater hands it a new pipeline and gets
+//! the old one back. Sequence numbers are assigned at capture, so the swap drops nothing: the next job simply
+//! runs on the new model.
 
 use crate::outbox::Outbox;
 use crate::queue::{Idle, JobQueue};
+use crate::update::probation::ModelScore;
 use runtime::Pipeline;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::Duration;
 
-/// How long a worker waits for a job before refreshing its queue-depth gauge.
+/// How long a worker waits for a job before refreshing its queue-depth gauge (and looking for a swap).
 const IDLE_WAIT: Duration = Duration::from_millis(250);
 
-/// Runs jobs through `pipeline` and publishes each result or error until the queue finishes.
-pub fn run(mut pipeline: Pipeline, queue: JobQueue, outbox: &Outbox) {
+/// A pipeline and the record of how it serves.
+pub struct Serving {
+    pub pipeline: Pipeline,
+    pub score: Arc<ModelScore>,
+}
+
+impl Serving {
+    pub fn new(pipeline: Pipeline) -> Serving {
+        Serving { pipeline, score: ModelScore::new() }
+    }
+}
+
+/// Replace the worker's pipeline; the one it served is sent back on `replaced`.
+pub struct Swap {
+    pub serving: Serving,
+    pub replaced: SyncSender<Serving>,
+}
+
+/// Runs jobs through the serving pipeline and publishes each result or error until the queue finishes.
+/// Returns what it served last.
+pub fn run(mut serving: Serving, queue: JobQueue, outbox: &Outbox, control: Option<Receiver<Swap>>) -> Serving {
+    outbox.serving(&serving.pipeline);
     loop {
+        if let Some(control) = &control {
+            while let Ok(swap) = control.try_recv() {
+                outbox.serving(&swap.serving.pipeline);
+                let old = std::mem::replace(&mut serving, swap.serving);
+                // The updater may have given up waiting; the old pipeline is then simply dropped.
+                let _ = swap.replaced.send(old);
+            }
+        }
         let (depth, capacity) = queue.depth();
         outbox.queue_depth(depth, capacity);
         let job = match queue.next(IDLE_WAIT) {
             Ok(job) => job,
             Err(Idle::Timeout) => continue,
-            Err(Idle::Finished) => return,
+            Err(Idle::Finished) => return serving,
         };
         outbox.frame_in();
-        match pipeline.infer(&job.input) {
-            Ok((output, timings)) => outbox.prediction(&job, pipeline.identity(), output, timings),
-            Err(error) => outbox.pipeline_error(&job, &error),
+        match serving.pipeline.infer(&job.input) {
+            Ok((output, timings)) => {
+                serving.score.prediction(&output, &timings);
+                outbox.prediction(&job, &serving.pipeline, output, timings);
+            }
+            Err(error) => {
+                serving.score.failure();
+                outbox.pipeline_error(&job, &error);
+            }
         }
     }
 }

@@ -1,9 +1,11 @@
-//! A model bundle on disk: a directory with `manifest.toml`, the ONNX file and optional labels.
-//! The model bytes are read once, hashed, and handed to ONNX Runtime from memory, so the bytes that run are
-//! exactly the bytes that were checked.
+//! A model bundle on disk: a directory with `manifest.toml`, the ONNX file, optional labels and optional
+//! golden self-test vectors. The model bytes are read once, hashed, and handed to ONNX Runtime from memory, so
+//! the bytes that run are exactly the bytes that were checked; every other file listed in `[checksums]` is
+//! hashed too.
 
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
+use crate::selftest::SelfTest;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -11,6 +13,8 @@ use std::sync::Arc;
 
 /// The file name of the manifest inside a bundle directory.
 pub const MANIFEST_FILE: &str = "manifest.toml";
+/// The file name of the manifest's signature inside a package (and a bundle unpacked from one).
+pub const SIGNATURE_FILE: &str = "manifest.sig";
 
 /// Who a prediction came from: published with every prediction and in health.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,14 +27,15 @@ pub struct ModelIdentity {
     pub sha256: String,
 }
 
-/// A loaded bundle whose model matches the manifest's sha256. Not yet checked against the graph: that needs
-/// ONNX Runtime and happens when an [`crate::Engine`] is built.
+/// A loaded bundle whose model matches the manifest's sha256 and whose other files match `[checksums]`. Not
+/// yet checked against the graph: that needs ONNX Runtime and happens when an [`crate::Engine`] is built.
 #[derive(Debug, Clone)]
 pub struct Bundle {
     dir: PathBuf,
     manifest: Manifest,
     labels: Vec<String>,
     model_bytes: Arc<[u8]>,
+    self_test: Option<SelfTest>,
 }
 
 impl Bundle {
@@ -47,7 +52,16 @@ impl Bundle {
             .into();
         let actual = hex_sha256(&model_bytes);
         if actual != manifest.sha256 {
-            return Err(Error::ChecksumMismatch { path: model_path, expected: manifest.sha256.clone(), actual });
+            let expected = manifest.sha256.clone();
+            return Err(Error::ChecksumMismatch { what: "model", path: model_path, expected, actual });
+        }
+        for (file, expected) in &manifest.checksums {
+            let path = dir.join(file);
+            let bytes = std::fs::read(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+            let actual = hex_sha256(&bytes);
+            if actual != *expected {
+                return Err(Error::ChecksumMismatch { what: "file", path, expected: expected.clone(), actual });
+            }
         }
         let labels = match &manifest.labels_file {
             Some(file) => read_to_string(&dir.join(file))?
@@ -58,7 +72,8 @@ impl Bundle {
                 .collect(),
             None => manifest.labels.clone(),
         };
-        Ok(Bundle { dir, manifest, labels, model_bytes })
+        let self_test = manifest.self_test.as_ref().map(|file| SelfTest::read(&dir.join(file))).transpose()?;
+        Ok(Bundle { dir, manifest, labels, model_bytes, self_test })
     }
 
     /// The bundle directory.
@@ -86,6 +101,11 @@ impl Bundle {
         &self.model_bytes
     }
 
+    /// The golden self-test vectors, when the manifest names a `self_test` file.
+    pub fn self_test(&self) -> Option<&SelfTest> {
+        self.self_test.as_ref()
+    }
+
     /// Name, version and sha256.
     pub fn identity(&self) -> ModelIdentity {
         ModelIdentity {
@@ -98,7 +118,7 @@ impl Bundle {
 
 /// Lower-case hex sha256 of `bytes`.
 pub fn hex_sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    crate::signature::encode_hex(&Sha256::digest(bytes))
 }
 
 fn read_to_string(path: &Path) -> Result<String> {

@@ -3,6 +3,7 @@
 
 use crate::provider::ProviderKind;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// The parsed `manifest.toml` of a model bundle.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,6 +32,9 @@ pub struct Manifest {
     /// A text file in the bundle with one label per line.
     #[serde(default)]
     pub labels_file: Option<String>,
+    /// The golden self-test vectors in the bundle (conventionally `selftest.json`), run before an update serves.
+    #[serde(default)]
+    pub self_test: Option<String>,
     /// The model's input.
     pub input: InputSpec,
     /// How to read the model's outputs.
@@ -38,10 +42,31 @@ pub struct Manifest {
     /// Execution-provider preferences; the agent's config may override them.
     #[serde(default)]
     pub execution: ExecutionSpec,
+    /// Lower-case hex sha256 of every other file of the bundle but the model and the manifest, by path.
+    /// `model pack` fills it in; [`crate::Bundle::load`] checks every entry.
+    #[serde(default)]
+    pub checksums: BTreeMap<String, String>,
 }
 
 fn default_model_file() -> String {
     "model.onnx".to_owned()
+}
+
+/// Whether `path` may name a file of a package (and of `[checksums]`): relative, `/`-separated, at most two
+/// components, each of `[A-Za-z0-9._-]+` and neither `.` nor `..`. Such a path cannot leave the bundle.
+pub fn is_package_path(path: &str) -> bool {
+    let components: Vec<&str> = path.split('/').collect();
+    components.len() <= 2
+        && components.iter().all(|component| {
+            !component.is_empty()
+                && *component != "."
+                && *component != ".."
+                && component.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+        })
+}
+
+fn is_sha256_hex(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The model's task.
@@ -419,13 +444,23 @@ impl Manifest {
         if problems.is_empty() { Ok(manifest) } else { Err(problems.join("; ")) }
     }
 
+    /// The manifest as `manifest.toml` text (without comments), checked to parse back to the same manifest.
+    pub fn to_toml(&self) -> Result<String, String> {
+        let text = toml::to_string(self).map_err(|e| e.to_string())?;
+        match Manifest::parse(&text) {
+            Ok(parsed) if parsed == *self => Ok(text),
+            Ok(_) => Err(format!("the written manifest does not read back the same:\n{text}")),
+            Err(message) => Err(format!("the written manifest does not read back: {message}\n{text}")),
+        }
+    }
+
     /// Every rule of the bundle format this manifest breaks, each naming its key.
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if self.name.trim().is_empty() {
             problems.push("`name` is empty".to_owned());
         }
-        if self.sha256.len() != 64 || !self.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if !is_sha256_hex(&self.sha256) {
             problems.push(format!("`sha256` must be 64 lower-case hex digits, got {:?}", self.sha256));
         }
         if self.output.task() != self.task {
@@ -505,6 +540,21 @@ impl Manifest {
         if self.execution.providers.is_empty() {
             problems.push("`execution.providers` is empty".to_owned());
         }
+        if let Some(path) = &self.self_test
+            && !is_package_path(path)
+        {
+            problems.push(format!("`self_test` {path:?} is not a plain relative path within the bundle"));
+        }
+        for (path, sha256) in &self.checksums {
+            if !is_package_path(path) {
+                problems.push(format!("`checksums` path {path:?} is not a plain relative path within the bundle"));
+            } else if *path == self.model || path == crate::bundle::MANIFEST_FILE || path == crate::bundle::SIGNATURE_FILE {
+                problems.push(format!("`checksums` lists {path:?}; the model, the manifest and its signature are checked otherwise"));
+            }
+            if !is_sha256_hex(sha256) {
+                problems.push(format!("`checksums.{path:?}` must be 64 lower-case hex digits, got {sha256:?}"));
+            }
+        }
         problems
     }
 }
@@ -558,6 +608,47 @@ tensor = "logits"
         assert!(err.contains("`task`"), "{err}");
         assert!(err.contains("`input.std` has 2 values"), "{err}");
         assert!(err.contains("non-zero"), "{err}");
+    }
+
+    #[test]
+    fn checksums_and_the_self_test_need_safe_paths_and_sha256s() {
+        let sha = "ab".repeat(32);
+        let text = format!("self_test = \"selftest.json\"\n{CLASSIFIER}[checksums]\n\"selftest.json\" = \"{sha}\"\n\"selftest/cat.jpg\" = \"{sha}\"\n");
+        let m = Manifest::parse(&text).unwrap();
+        assert_eq!(m.self_test.as_deref(), Some("selftest.json"));
+        assert_eq!(m.checksums.len(), 2);
+        let bad = text
+            .replace("\"selftest/cat.jpg\"", "\"../cat.jpg\"")
+            .replace(&format!("\"selftest.json\" = \"{sha}\""), "\"model.onnx\" = \"AB\"")
+            .replace("self_test = \"selftest.json\"", "self_test = \"/etc/passwd\"");
+        let err = Manifest::parse(&bad).unwrap_err();
+        assert!(err.contains("`self_test` \"/etc/passwd\""), "{err}");
+        assert!(err.contains("\"../cat.jpg\" is not a plain relative path"), "{err}");
+        assert!(err.contains("`checksums` lists \"model.onnx\""), "{err}");
+        assert!(err.contains("`checksums.\"model.onnx\"` must be 64 lower-case hex digits"), "{err}");
+    }
+
+    #[test]
+    fn package_paths_are_plain_and_shallow() {
+        for good in ["model.onnx", "selftest/cat.jpg", "a-b_c.1", ".hidden"] {
+            assert!(is_package_path(good), "{good}");
+        }
+        for bad in ["", ".", "..", "../x", "a/../b", "/abs", "a//b", "a/b/c", "a\\b", "sp ace", "é", "a/"] {
+            assert!(!is_package_path(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn shipped_manifests_round_trip_through_toml() {
+        let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+        for bundle in ["activity-classifier", "image-classifier", "face-detector", "vibration-anomaly"] {
+            let text = std::fs::read_to_string(models.join(bundle).join("manifest.toml")).unwrap();
+            let mut manifest = Manifest::parse(&text).unwrap();
+            manifest.self_test = Some("selftest.json".to_owned());
+            manifest.checksums.insert("labels.txt".to_owned(), "0".repeat(64));
+            let written = manifest.to_toml().unwrap();
+            assert_eq!(Manifest::parse(&written), Ok(manifest), "{bundle}:\n{written}");
+        }
     }
 
     #[test]

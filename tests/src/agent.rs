@@ -28,21 +28,35 @@ impl Agent {
 
     /// Like [`Agent::start`], in a directory the test prepared.
     pub fn start_in(dir: tempfile::TempDir, config: &str) -> Agent {
-        Agent::spawn(dir, config, Stdio::null())
+        Agent::spawn(dir, config, Stdio::null(), &[])
+    }
+
+    /// Like [`Agent::start`], run as `wrapper[0] wrapper[1..] <agent> run --config <file>`: e.g. `unshare` and a
+    /// shell that mounts something first and then `exec`s the agent (so that [`Agent::pid`] stays the agent's).
+    pub fn start_wrapped(config: &str, wrapper: &[&str]) -> Agent {
+        Agent::spawn(tempfile::tempdir().expect("temp dir"), config, Stdio::null(), wrapper)
     }
 
     /// Like [`Agent::start`], with a pipe to the agent's standard input.
     pub fn start_with_stdin(config: &str) -> (Agent, std::process::ChildStdin) {
-        let mut agent = Agent::spawn(tempfile::tempdir().expect("temp dir"), config, Stdio::piped());
+        let mut agent = Agent::spawn(tempfile::tempdir().expect("temp dir"), config, Stdio::piped(), &[]);
         let stdin = agent.child.stdin.take().expect("piped stdin");
         (agent, stdin)
     }
 
-    fn spawn(dir: tempfile::TempDir, config: &str, stdin: Stdio) -> Agent {
+    fn spawn(dir: tempfile::TempDir, config: &str, stdin: Stdio, wrapper: &[&str]) -> Agent {
         let config_path = dir.path().join("agent.toml");
         std::fs::write(&config_path, config).expect("write config");
         let log = std::fs::File::create(dir.path().join("agent.log")).expect("log file");
-        let child = Command::new(agent_binary())
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(agent_binary());
+                command
+            }
+            None => Command::new(agent_binary()),
+        };
+        let child = command
             .args(["run", "--config"])
             .arg(&config_path)
             .env("ORT_DYLIB_PATH", crate::ort_library())

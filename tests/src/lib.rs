@@ -6,6 +6,7 @@ pub mod broker;
 pub mod fixtures;
 pub mod references;
 pub mod subscriber;
+pub mod update;
 
 use std::path::PathBuf;
 

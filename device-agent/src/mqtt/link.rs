@@ -185,7 +185,7 @@ impl MqttLink {
 
     fn deliver(&mut self, publish: &Publish) {
         for route in self.routes.iter_mut().filter(|route| rumqttc::matches(&publish.topic, &route.topic)) {
-            (route.sink)(&publish.payload);
+            (route.sink)(&publish.topic, &publish.payload);
         }
     }
 

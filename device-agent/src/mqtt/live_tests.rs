@@ -341,7 +341,7 @@ fn routes_receive_payloads_across_a_broker_restart() {
     let route = Route {
         topic: topic.clone(),
         qos: QoS::AtLeastOnce,
-        sink: Box::new(move |payload: &[u8]| {
+        sink: Box::new(move |_topic: &str, payload: &[u8]| {
             let _ = sender.send(payload.to_vec());
         }),
     };
@@ -422,7 +422,7 @@ fn invalid_route_filters_are_refused() {
         "device_id = \"d\"\n[[sources]]\nname = \"s\"\nmodel = \"m\"\nkind = \"images\"\npath = \"p\"\n",
     )
     .expect("valid");
-    let route = Route { topic: "a/#/b".into(), qos: QoS::AtMostOnce, sink: Box::new(|_: &[u8]| {}) };
+    let route = Route { topic: "a/#/b".into(), qos: QoS::AtMostOnce, sink: Box::new(|_: &str, _: &[u8]| {}) };
     let Err(error) = MqttLink::start(&config, vec![route]) else { panic!("an invalid filter was accepted") };
     assert_eq!(error.to_string(), "invalid MQTT topic filter \"a/#/b\"");
 }

@@ -14,7 +14,7 @@
 mod link;
 mod options;
 mod state;
-mod tls;
+pub(crate) mod tls;
 
 #[cfg(test)]
 pub(crate) mod live_tests;
@@ -40,9 +40,9 @@ pub fn qos(level: u8) -> QoS {
     }
 }
 
-/// Receives an inbound route's payloads. Runs on the `mqtt` thread, so it must not block: hand the bytes to
-/// a slot or a bounded queue.
-pub type Sink = Box<dyn FnMut(&[u8]) + Send>;
+/// Receives an inbound route's messages (topic, payload). Runs on the `mqtt` thread, so it must not block:
+/// hand the bytes to a slot or a bounded queue.
+pub type Sink = Box<dyn FnMut(&str, &[u8]) + Send>;
 
 /// An inbound subscription: every payload published to `topic` goes to `sink`.
 pub struct Route {

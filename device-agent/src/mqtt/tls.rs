@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// Builds the client configuration; every error names the config key and the file.
-pub(super) fn client_config(tls: &TlsConfig, host: &str) -> Result<Arc<ClientConfig>> {
+pub(crate) fn client_config(tls: &TlsConfig, host: &str) -> Result<Arc<ClientConfig>> {
     // The config check guarantees a CA file; this is the same rule, stated for direct callers.
     let ca_file = tls.ca_file.as_deref().ok_or_else(|| anyhow!("mqtt.tls.ca_file is required"))?;
     let mut roots = RootCertStore::empty();

@@ -4,8 +4,9 @@ use super::Feed;
 use super::samples::parse_sample;
 use super::window::WindowAssembler;
 use crate::shutdown::Shutdown;
+use runtime::SensorWindow;
 use std::io::BufRead;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// A recording and how to replay it.
@@ -74,6 +75,25 @@ pub fn run(spec: &Recording, shape: &WindowShape, feed: &Feed, shutdown: &Shutdo
             return;
         }
     }
+}
+
+/// Reads up to `max` windows of the recording at `path`, `stride` samples apart, for golden vectors: unlike
+/// [`run`], a row that does not parse is an error, not skipped.
+pub fn read_windows(path: &Path, shape: &WindowShape, stride: usize, max: usize) -> Result<Vec<SensorWindow>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut lines = text.lines();
+    check_header(lines.next().unwrap_or_default(), shape)?;
+    let mut assembler = WindowAssembler::new(shape.channels, shape.window, stride);
+    let mut sample = Vec::with_capacity(shape.channels);
+    let mut windows = Vec::new();
+    for (row, line) in lines.enumerate().filter(|(_, line)| !line.trim().is_empty()) {
+        if windows.len() == max {
+            break;
+        }
+        parse_sample(line, shape.channels, &mut sample).map_err(|message| format!("row {}: {message}", row + 1))?;
+        windows.extend(assembler.push(&sample).map(|(_, window)| window));
+    }
+    Ok(windows)
 }
 
 fn check_header(header: &str, shape: &WindowShape) -> Result<(), String> {

@@ -15,11 +15,11 @@ mod yolov8;
 pub use classify::{apply_softmax, is_distribution, softmax, top_k};
 pub use nms::{Candidate, Suppression, non_max_suppression};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::manifest::{AnomalySpec, OutputSpec, RawSpec};
 use crate::output::Output;
 use crate::preprocess::Geometry;
-use crate::tensor::Outputs;
+use crate::tensor::{OutputTensor, Outputs};
 use centerface::CenterFaceDecoder;
 use classify::ClassificationDecoder;
 use yolov8::Yolov8Decoder;
@@ -29,6 +29,8 @@ use yolov8::Yolov8Decoder;
 pub struct Decoder {
     kind: DecoderKind,
     labels: Vec<String>,
+    /// The outputs the decoder reads (empty: all of them), checked for NaN and infinity before decoding.
+    reads: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -50,12 +52,20 @@ impl Decoder {
             OutputSpec::Anomaly(spec) => DecoderKind::Anomaly(spec.clone()),
             OutputSpec::Raw(spec) => DecoderKind::Raw(spec.clone()),
         };
-        Decoder { kind, labels }
+        let reads = spec.tensors().into_iter().map(str::to_owned).collect();
+        Decoder { kind, labels, reads }
     }
 
     /// Decodes one run's `outputs`. Detection decoders need the `geometry` of the preprocessed image to put
     /// boxes in source pixels, and refuse to decode without it; the others ignore it.
+    /// Any NaN or infinity in an output the decoder reads is an [`Error::NonFiniteOutput`]: a broken model must
+    /// not turn into a published prediction (a NaN would be softmaxed, compared away or serialised as `null`).
     pub fn decode(&mut self, outputs: &Outputs, geometry: Option<&Geometry>) -> Result<Output> {
+        for tensor in &outputs.tensors {
+            if self.reads.is_empty() || self.reads.contains(&tensor.name) {
+                check_finite(tensor)?;
+            }
+        }
         match &mut self.kind {
             DecoderKind::Classification(decoder) => decoder.decode(outputs, &self.labels),
             DecoderKind::CenterFace(decoder) => {
@@ -68,6 +78,17 @@ impl Decoder {
             }
             DecoderKind::Anomaly(spec) => anomaly::decode(spec, outputs),
             DecoderKind::Raw(spec) => raw::decode(spec, outputs),
+        }
+    }
+}
+
+/// The first NaN or infinity in `tensor`, as an error: one linear pass per output and run (microseconds even for
+/// CenterFace's maps), after which the decoders may assume finite values.
+fn check_finite(tensor: &OutputTensor) -> Result<()> {
+    match tensor.data.iter().position(|value| !value.is_finite()) {
+        None => Ok(()),
+        Some(index) => {
+            Err(Error::NonFiniteOutput { tensor: tensor.name.clone(), index, value: tensor.data[index] })
         }
     }
 }
@@ -126,7 +147,6 @@ mod test_support {
 mod tests {
     use super::*;
     use crate::manifest::{CenterFaceSpec, Yolov8Spec};
-    use crate::tensor::OutputTensor;
 
     #[test]
     fn detection_decoders_refuse_to_run_without_geometry() {
@@ -152,6 +172,109 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    fn tensor(name: &str, shape: &[i64], data: Vec<f32>) -> OutputTensor {
+        OutputTensor { name: name.to_owned(), shape: shape.to_vec(), data }
+    }
+
+    fn assert_non_finite(result: Result<Output>, want_tensor: &str, want_index: usize, want_nan: bool) {
+        let err = result.unwrap_err();
+        assert_eq!((err.kind(), err.stage()), ("non_finite_output", "postprocess"), "{err}");
+        assert!(!err.is_input_error());
+        let Error::NonFiniteOutput { tensor, index, value } = &err else {
+            panic!("NonFiniteOutput expected: {err}")
+        };
+        assert_eq!((tensor.as_str(), *index), (want_tensor, want_index), "{err}");
+        assert_eq!(value.is_nan(), want_nan, "{err}");
+        assert!(!value.is_finite());
+        assert!(err.to_string().contains(want_tensor), "{err}");
+    }
+
+    #[test]
+    fn every_decoder_refuses_nan_and_infinity_in_what_it_reads() {
+        let geometry = test_support::geometry(8, 8, 1.0, 0.0, 0.0);
+        let labels = || vec!["a".to_owned(), "b".to_owned(), "c".to_owned()];
+
+        // Classification: a NaN or an infinity would otherwise be softmaxed (into NaN or a certain 1.0).
+        let classify = OutputSpec::Classification(crate::manifest::ClassificationSpec {
+            tensor: "logits".to_owned(),
+            softmax: crate::manifest::SoftmaxMode::Auto,
+            top_k: 3,
+        });
+        let mut decoder = Decoder::new(&classify, labels());
+        let cases = [
+            (vec![0.1, f32::NAN, 0.3], 1, true),
+            (vec![f32::INFINITY, 0.0, 0.0], 0, false),
+            (vec![0.0, 0.0, f32::NEG_INFINITY], 2, false),
+        ];
+        for (data, index, nan) in cases {
+            let outputs = Outputs { tensors: vec![tensor("logits", &[1, 3], data)] };
+            assert_non_finite(decoder.decode(&outputs, None), "logits", index, nan);
+        }
+        // The same decoder still decodes finite logits afterwards.
+        let finite = Outputs { tensors: vec![tensor("logits", &[1, 3], vec![0.0, 2.0, 1.0])] };
+        assert!(decoder.decode(&finite, None).is_ok());
+
+        // CenterFace: a NaN in a landmark map is refused even where no cell is hot.
+        let centerface = OutputSpec::Centerface(CenterFaceSpec {
+            heatmap: "heat".to_owned(),
+            scale: "scale".to_owned(),
+            offset: "offset".to_owned(),
+            landmarks: "lms".to_owned(),
+            score_threshold: 0.5,
+            iou_threshold: 0.3,
+            max_detections: 10,
+        });
+        let mut landmarks = vec![0.0; 10 * 4];
+        landmarks[37] = f32::NAN;
+        let outputs = Outputs {
+            tensors: vec![
+                tensor("heat", &[1, 1, 2, 2], vec![0.0; 4]),
+                tensor("scale", &[1, 2, 2, 2], vec![0.0; 8]),
+                tensor("offset", &[1, 2, 2, 2], vec![0.0; 8]),
+                tensor("lms", &[1, 10, 2, 2], landmarks),
+            ],
+        };
+        assert_non_finite(Decoder::new(&centerface, vec![]).decode(&outputs, Some(&geometry)), "lms", 37, true);
+
+        // YOLOv8: an infinite box coordinate.
+        let yolo = OutputSpec::Yolov8(Yolov8Spec {
+            tensor: "output0".to_owned(),
+            score_threshold: 0.25,
+            iou_threshold: 0.45,
+            max_detections: 10,
+        });
+        let outputs = Outputs { tensors: vec![tensor("output0", &[1, 5, 1], vec![1.0, 1.0, f32::INFINITY, 2.0, 0.9])] };
+        assert_non_finite(Decoder::new(&yolo, vec![]).decode(&outputs, Some(&geometry)), "output0", 2, false);
+
+        // Anomaly: an infinite score would otherwise be published as anomalous.
+        let anomaly = OutputSpec::Anomaly(AnomalySpec { tensor: "score".to_owned(), threshold: 0.5 });
+        let outputs = Outputs { tensors: vec![tensor("score", &[1], vec![f32::INFINITY])] };
+        assert_non_finite(Decoder::new(&anomaly, vec![]).decode(&outputs, None), "score", 0, false);
+
+        // Raw: serde_json would write NaN as null.
+        let outputs =
+            Outputs { tensors: vec![tensor("a", &[2], vec![1.0, 2.0]), tensor("b", &[3], vec![0.0, 0.0, f32::NAN])] };
+        let raw_all = OutputSpec::Raw(RawSpec { tensors: vec![] });
+        assert_non_finite(Decoder::new(&raw_all, vec![]).decode(&outputs, None), "b", 2, true);
+        let raw_listed = OutputSpec::Raw(RawSpec { tensors: vec!["b".to_owned()] });
+        assert_non_finite(Decoder::new(&raw_listed, vec![]).decode(&outputs, None), "b", 2, true);
+    }
+
+    #[test]
+    fn outputs_the_decoder_does_not_read_are_not_checked() {
+        let outputs = Outputs {
+            tensors: vec![tensor("logits", &[2], vec![1.0, 0.0]), tensor("debug", &[1], vec![f32::NAN])],
+        };
+        let raw = OutputSpec::Raw(RawSpec { tensors: vec!["logits".to_owned()] });
+        assert!(Decoder::new(&raw, vec![]).decode(&outputs, None).is_ok());
+        let classify = OutputSpec::Classification(crate::manifest::ClassificationSpec {
+            tensor: "logits".to_owned(),
+            softmax: crate::manifest::SoftmaxMode::Always,
+            top_k: 1,
+        });
+        assert!(Decoder::new(&classify, vec![]).decode(&outputs, None).is_ok());
     }
 
     #[test]

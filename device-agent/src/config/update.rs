@@ -1,0 +1,138 @@
+//! `[update]`: over-the-air model updates. Absent: the agent takes no updates.
+
+use super::{Problems, empty_as_none, is_identifier};
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `[update]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpdateConfig {
+    /// Ed25519 public keys (64 hex digits each, as `device-agent keygen` prints them) whose signatures are
+    /// trusted. At least one.
+    pub trusted_keys: Vec<String>,
+    /// Where the model slots, the download in progress and the update state live. Required; relative to the
+    /// config file.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub state_dir: Option<PathBuf>,
+    /// Groups this device belongs to, for `model push --group`.
+    pub groups: Vec<String>,
+    /// The largest package accepted.
+    pub max_package_bytes: u64,
+    /// Free space left on the state directory's file system after staging and unpacking a package.
+    pub reserve_bytes: u64,
+    /// Chunks asked for at once.
+    pub request_window: u32,
+    /// Seconds without a chunk before the missing ones are asked for again.
+    pub request_timeout_secs: f64,
+    pub probation: ProbationConfig,
+}
+
+impl Default for UpdateConfig {
+    fn default() -> Self {
+        UpdateConfig {
+            trusted_keys: Vec::new(),
+            state_dir: None,
+            groups: Vec::new(),
+            max_package_bytes: 512 * 1024 * 1024,
+            reserve_bytes: 16 * 1024 * 1024,
+            request_window: 16,
+            request_timeout_secs: 5.0,
+            probation: ProbationConfig::default(),
+        }
+    }
+}
+
+/// `[update.probation]`: how a new model is judged against the one it replaced before it is committed.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProbationConfig {
+    /// Seconds the new model serves on probation; it is committed at the end unless it broke a limit.
+    pub window_secs: f64,
+    /// Inputs the new model must have taken (per source) before it is judged.
+    pub min_frames: u64,
+    /// Roll back when the share of failed inputs rises by more than this (0.05: five points).
+    pub max_error_rate_increase: f64,
+    /// Roll back when the p95 inference latency grows by more than this factor.
+    pub max_p95_ratio: f64,
+    /// Roll back when the mean top confidence (classifiers and detectors) falls by more than this.
+    pub max_confidence_drop: f64,
+    /// Refuse a model that would run on another execution provider than the one it replaces.
+    pub require_same_provider: bool,
+}
+
+impl Default for ProbationConfig {
+    fn default() -> Self {
+        ProbationConfig {
+            window_secs: 60.0,
+            min_frames: 20,
+            max_error_rate_increase: 0.05,
+            max_p95_ratio: 2.0,
+            max_confidence_drop: 0.2,
+            require_same_provider: true,
+        }
+    }
+}
+
+impl ProbationConfig {
+    pub fn window(&self) -> Duration {
+        Duration::from_secs_f64(self.window_secs)
+    }
+}
+
+impl UpdateConfig {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.request_timeout_secs)
+    }
+
+    pub(super) fn paths_mut(&mut self) -> impl Iterator<Item = &mut PathBuf> {
+        self.state_dir.as_mut().into_iter()
+    }
+
+    pub(super) fn validate(&self, problems: &mut Problems) {
+        if self.trusted_keys.is_empty() {
+            problems.push("update.trusted_keys", "at least one public key is required");
+        }
+        for (index, key) in self.trusted_keys.iter().enumerate() {
+            if runtime::signature::PublicKey::from_hex(key).is_err() {
+                problems.push(format!("update.trusted_keys[{index}]"), "must be 64 hex digits (an Ed25519 public key)");
+            }
+        }
+        if self.state_dir.is_none() {
+            problems.push("update.state_dir", "is required");
+        }
+        for (index, group) in self.groups.iter().enumerate() {
+            if !is_identifier(group) {
+                problems.push(format!("update.groups[{index}]"), "must match [A-Za-z0-9_-]+ (it is part of topics)");
+            }
+        }
+        if self.max_package_bytes == 0 {
+            problems.push("update.max_package_bytes", "must be > 0");
+        }
+        if self.request_window == 0 {
+            problems.push("update.request_window", "must be > 0");
+        }
+        if !(self.request_timeout_secs.is_finite() && self.request_timeout_secs > 0.0) {
+            problems.push("update.request_timeout_secs", "must be > 0");
+        }
+        let probation = &self.probation;
+        if !(probation.window_secs.is_finite() && probation.window_secs > 0.0) {
+            problems.push("update.probation.window_secs", "must be > 0");
+        }
+        if probation.min_frames == 0 {
+            problems.push("update.probation.min_frames", "must be >= 1");
+        }
+        for (key, value) in [
+            ("max_error_rate_increase", probation.max_error_rate_increase),
+            ("max_confidence_drop", probation.max_confidence_drop),
+        ] {
+            if !(value.is_finite() && value >= 0.0) {
+                problems.push(format!("update.probation.{key}"), "must be >= 0");
+            }
+        }
+        if !(probation.max_p95_ratio.is_finite() && probation.max_p95_ratio >= 1.0) {
+            problems.push("update.probation.max_p95_ratio", "must be >= 1");
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! Ed25519 signatures over a package's manifest. The manifest holds the sha256 of every other file, so one
+//! signature over its exact bytes covers the whole bundle.
+//!
+//! Formats, one line each: a private key file is `ed25519-private <seed, 64 hex>`, a public key file is the
+//! key's 64 hex, and `manifest.sig` is `ed25519 <public key, 64 hex> <signature, 128 hex>`.
+
+use crate::error::{Error, Result};
+use ring::rand::{SecureRandom, SystemRandom};
+use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+use std::fmt;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+const PRIVATE_KEY_TAG: &str = "ed25519-private";
+const SIGNATURE_TAG: &str = "ed25519";
+/// Hex digits of a key shown in messages: enough to tell keys apart, short enough to read.
+const KEY_PREFIX_LEN: usize = 16;
+
+/// An Ed25519 private key (its 32-byte seed). `Debug` shows only the public key.
+#[derive(Clone)]
+pub struct SigningKey {
+    seed: [u8; 32],
+}
+
+/// An Ed25519 public key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PublicKey([u8; 32]);
+
+/// The content of `manifest.sig`: who signed, and the signature over the manifest's bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureLine {
+    key: PublicKey,
+    signature: [u8; 64],
+}
+
+impl SigningKey {
+    /// A new key from the system's secure random source.
+    pub fn generate() -> Result<SigningKey> {
+        let mut seed = [0u8; 32];
+        SystemRandom::new().fill(&mut seed).map_err(|_| Error::Io {
+            path: "(the system's random source)".into(),
+            source: std::io::Error::other("cannot get random bytes for a key"),
+        })?;
+        Ok(SigningKey { seed })
+    }
+
+    /// Reads a private key file (`ed25519-private <seed hex>`).
+    pub fn read(path: &Path) -> Result<SigningKey> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_owned(), source })?;
+        let malformed = |message: String| Error::MalformedSignature {
+            what: "private key file",
+            message: format!("{}: {message}", path.display()),
+        };
+        let seed_hex = text
+            .trim_end_matches('\n')
+            .strip_prefix(PRIVATE_KEY_TAG)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .ok_or_else(|| malformed(format!("expected one line `{PRIVATE_KEY_TAG} <64 hex digits>`")))?;
+        let seed = decode_hex::<32>(seed_hex).map_err(malformed)?;
+        Ok(SigningKey { seed })
+    }
+
+    /// Writes the private key file with mode 0600. Refuses to replace an existing file.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let io = |source| Error::Io { path: path.to_owned(), source };
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io)?;
+        file.write_all(format!("{PRIVATE_KEY_TAG} {}\n", encode_hex(&self.seed)).as_bytes()).map_err(io)?;
+        file.sync_all().map_err(io)
+    }
+
+    /// The public half.
+    pub fn public_key(&self) -> PublicKey {
+        let public = self.key_pair().public_key().as_ref().try_into().expect("Ed25519 public keys are 32 bytes");
+        PublicKey(public)
+    }
+
+    /// Signs `manifest_bytes` (the exact bytes of the `manifest.toml` entry).
+    pub fn sign(&self, manifest_bytes: &[u8]) -> SignatureLine {
+        let signature =
+            self.key_pair().sign(manifest_bytes).as_ref().try_into().expect("Ed25519 signatures are 64 bytes");
+        SignatureLine { key: self.public_key(), signature }
+    }
+
+    fn key_pair(&self) -> Ed25519KeyPair {
+        Ed25519KeyPair::from_seed_unchecked(&self.seed).expect("any 32-byte seed is an Ed25519 key")
+    }
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKey").field("public_key", &self.public_key()).finish_non_exhaustive()
+    }
+}
+
+impl PublicKey {
+    /// Parses 64 hex digits (either case).
+    pub fn from_hex(hex: &str) -> Result<PublicKey> {
+        decode_hex::<32>(hex.trim())
+            .map(PublicKey)
+            .map_err(|message| Error::MalformedSignature { what: "public key", message })
+    }
+
+    /// The key as 64 lower-case hex digits.
+    pub fn to_hex(&self) -> String {
+        encode_hex(&self.0)
+    }
+
+    /// Reads a public key file (one line of 64 hex digits).
+    pub fn read(path: &Path) -> Result<PublicKey> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_owned(), source })?;
+        PublicKey::from_hex(&text).map_err(|error| match error {
+            Error::MalformedSignature { message, .. } => Error::MalformedSignature {
+                what: "public key file",
+                message: format!("{}: {message}", path.display()),
+            },
+            other => other,
+        })
+    }
+
+    /// Writes a public key file. Refuses to replace an existing file.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let io = |source| Error::Io { path: path.to_owned(), source };
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(io)?;
+        file.write_all(format!("{}\n", self.to_hex()).as_bytes()).map_err(io)?;
+        file.sync_all().map_err(io)
+    }
+
+    /// The first hex digits, to name the key in messages.
+    pub fn short_hex(&self) -> String {
+        self.to_hex()[..KEY_PREFIX_LEN].to_owned()
+    }
+}
+
+impl fmt::Display for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl SignatureLine {
+    /// Parses the content of `manifest.sig` (one trailing newline allowed).
+    pub fn parse(line: &str) -> Result<SignatureLine> {
+        let malformed = |message: String| Error::MalformedSignature { what: "signature line", message };
+        let line = line.strip_suffix('\n').unwrap_or(line);
+        let fields: Vec<&str> = line.split(' ').collect();
+        let [tag, key, signature] = fields[..] else {
+            return Err(malformed(format!(
+                "expected `{SIGNATURE_TAG} <public key, 64 hex> <signature, 128 hex>`, got {} fields",
+                fields.len()
+            )));
+        };
+        if tag != SIGNATURE_TAG {
+            return Err(malformed(format!("unknown algorithm {tag:?}; expected {SIGNATURE_TAG:?}")));
+        }
+        let key = decode_hex::<32>(key).map_err(|message| malformed(format!("public key: {message}")))?;
+        let signature = decode_hex::<64>(signature).map_err(|message| malformed(format!("signature: {message}")))?;
+        Ok(SignatureLine { key: PublicKey(key), signature })
+    }
+
+    /// The key that made the signature.
+    pub fn key(&self) -> &PublicKey {
+        &self.key
+    }
+}
+
+impl fmt::Display for SignatureLine {
+    /// The line without its newline; `manifest.sig` holds it followed by `\n`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{SIGNATURE_TAG} {} {}", self.key, encode_hex(&self.signature))
+    }
+}
+
+/// Checks `signature_line` (the content of `manifest.sig`, `None` when the package has none) against
+/// `manifest_bytes` and returns the key that signed. The key must be in `trusted`.
+pub fn verify(manifest_bytes: &[u8], signature_line: Option<&str>, trusted: &[PublicKey]) -> Result<PublicKey> {
+    let line = SignatureLine::parse(signature_line.ok_or(Error::Unsigned)?)?;
+    if !trusted.contains(&line.key) {
+        return Err(Error::UntrustedKey { key: line.key.short_hex() });
+    }
+    UnparsedPublicKey::new(&ED25519, &line.key.0)
+        .verify(manifest_bytes, &line.signature)
+        .map_err(|_| Error::BadSignature { key: line.key.short_hex() })?;
+    Ok(line.key)
+}
+
+/// Lower-case hex of `bytes`.
+pub(crate) fn encode_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Exactly `N` bytes from `2 * N` hex digits (either case).
+fn decode_hex<const N: usize>(hex: &str) -> Result<[u8; N], String> {
+    if hex.len() != 2 * N || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("expected {} hex digits, got {:?}", 2 * N, truncate(hex)));
+    }
+    let mut bytes = [0u8; N];
+    for (byte, pair) in bytes.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
+        let pair = std::str::from_utf8(pair).expect("hex digits are ASCII");
+        *byte = u8::from_str_radix(pair, 16).expect("checked hex digits");
+    }
+    Ok(bytes)
+}
+
+/// At most 20 characters of untrusted text, for messages.
+fn truncate(text: &str) -> String {
+    let mut short: String = text.chars().take(20).collect();
+    if short.len() < text.len() {
+        short.push('…');
+    }
+    short
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MANIFEST: &[u8] = b"name = \"demo\"\n";
+
+    #[test]
+    fn a_signature_verifies_against_its_trusted_key() {
+        let key = SigningKey::generate().unwrap();
+        let line = key.sign(MANIFEST).to_string();
+        assert_eq!(line.len(), "ed25519 ".len() + 64 + 1 + 128);
+        let signer = verify(MANIFEST, Some(&format!("{line}\n")), &[key.public_key()]).unwrap();
+        assert_eq!(signer, key.public_key());
+    }
+
+    #[test]
+    fn refusals_have_distinct_kinds() {
+        let key = SigningKey::generate().unwrap();
+        let other = SigningKey::generate().unwrap();
+        let line = key.sign(MANIFEST).to_string();
+        let trusted = [key.public_key()];
+        assert_eq!(verify(MANIFEST, None, &trusted).unwrap_err().kind(), "unsigned");
+        assert_eq!(verify(MANIFEST, Some("ed25519 abc"), &trusted).unwrap_err().kind(), "malformed_signature");
+        assert_eq!(verify(MANIFEST, Some(&line.replace("ed25519", "rsa")), &trusted).unwrap_err().kind(), "malformed_signature");
+        let untrusted = verify(MANIFEST, Some(&line), &[other.public_key()]).unwrap_err();
+        assert_eq!(untrusted.kind(), "untrusted_key");
+        assert!(untrusted.to_string().contains(&key.public_key().to_hex()[..16]), "{untrusted}");
+        let edited = verify(b"name = \"demo2\"\n", Some(&line), &trusted).unwrap_err();
+        assert_eq!(edited.kind(), "bad_signature");
+    }
+
+    #[test]
+    fn key_files_round_trip_and_the_private_one_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::generate().unwrap();
+        let (private, public) = (dir.path().join("k.key"), dir.path().join("k.pub"));
+        key.write(&private).unwrap();
+        key.public_key().write(&public).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&private).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(SigningKey::read(&private).unwrap().public_key(), key.public_key());
+        assert_eq!(PublicKey::read(&public).unwrap(), key.public_key());
+        assert!(std::fs::read_to_string(&private).unwrap().starts_with("ed25519-private "));
+        assert_eq!(key.write(&private).unwrap_err().kind(), "io", "an existing key is not replaced");
+        let hex = key.public_key().to_hex();
+        assert_eq!(PublicKey::from_hex(&hex.to_uppercase()).unwrap(), key.public_key());
+        assert_eq!(PublicKey::from_hex(&hex[1..]).unwrap_err().kind(), "malformed_signature");
+    }
+}

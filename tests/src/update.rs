@@ -1,0 +1,460 @@
+//! Over-the-air updates through the real CLI: keys, packages, `model push` / `model rollback` as child
+//! processes, agent configs with an `[update]` section, and what the agents publish about it.
+
+use crate::agent::agent_binary;
+use crate::subscriber::{Received, Subscriber};
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+/// Every state an update status may be in.
+pub const STATES: [&str; 9] =
+    ["idle", "downloading", "verifying", "self_testing", "probation", "committed", "rejected", "rolled_back", "failed"];
+
+/// Runs the agent binary with `args` and returns its stdout; panics with its stderr when it fails.
+fn cli(args: &[OsString]) -> String {
+    let output = Command::new(agent_binary())
+        .args(args)
+        .env("ORT_DYLIB_PATH", crate::ort_library())
+        .output()
+        .expect("the agent binary runs");
+    assert!(
+        output.status.success(),
+        "device-agent {args:?} failed ({}):\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn os(parts: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
+    parts.iter().map(|part| part.as_ref().to_owned()).collect()
+}
+
+/// A key pair made by `device-agent keygen`.
+pub struct Keys {
+    /// `<base>.key` and `<base>.pub`.
+    base: PathBuf,
+    /// The public key, 64 hex digits, as the agent config's `trusted_keys` wants it.
+    pub public: String,
+}
+
+impl Keys {
+    pub fn private(&self) -> PathBuf {
+        self.base.with_extension("key")
+    }
+}
+
+/// A directory for keys and packages, with one key pair the agents trust.
+pub struct Workbench {
+    dir: tempfile::TempDir,
+    pub trusted: Keys,
+    packed: std::cell::Cell<u32>,
+}
+
+impl Default for Workbench {
+    fn default() -> Self {
+        Workbench::new()
+    }
+}
+
+impl Workbench {
+    pub fn new() -> Workbench {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let trusted = keygen(dir.path(), "trusted");
+        Workbench { dir, trusted, packed: std::cell::Cell::new(0) }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Another key pair (not trusted by anyone unless put in a config).
+    pub fn keygen(&self, name: &str) -> Keys {
+        keygen(self.dir.path(), name)
+    }
+
+    /// `model pack` of `bundle` into a new file; `self_test` lists its golden inputs (none: pack without).
+    pub fn pack(&self, bundle: &Path, self_test: &[PathBuf]) -> PathBuf {
+        let number = self.packed.get() + 1;
+        self.packed.set(number);
+        let package = self.dir.path().join(format!("package-{number}.bundle"));
+        let mut args = os(&[&"model", &"pack", &bundle, &"-o", &package, &"--onnxruntime", &crate::ort_library()]);
+        if !self_test.is_empty() {
+            args.push("--self-test".into());
+            args.extend(self_test.iter().map(OsString::from));
+        }
+        cli(&args);
+        package
+    }
+
+    /// `model sign` of `package` with `keys`.
+    pub fn sign(&self, package: &Path, keys: &Keys) {
+        cli(&os(&[&"model", &"sign", &package, &"--key", &keys.private()]));
+    }
+
+    /// A package of `bundle`, with golden vectors of `self_test`, signed with the trusted key.
+    pub fn signed(&self, bundle: &Path, self_test: &[PathBuf]) -> PathBuf {
+        let package = self.pack(bundle, self_test);
+        self.sign(&package, &self.trusted);
+        package
+    }
+}
+
+fn keygen(dir: &Path, name: &str) -> Keys {
+    let base = dir.join(name);
+    cli(&os(&[&"keygen", &"--out", &base]));
+    let public = std::fs::read_to_string(base.with_extension("pub")).expect("public key file").trim().to_owned();
+    assert!(public.len() == 64 && public.bytes().all(|b| b.is_ascii_hexdigit()), "public key {public:?}");
+    Keys { base, public }
+}
+
+/// `model push` (or `model rollback`) running as a child process with `--json`; its stdout lines are collected
+/// as they come.
+pub struct Push {
+    child: Child,
+    lines: Receiver<String>,
+    seen: Vec<Value>,
+    stderr: tempfile::NamedTempFile,
+    /// Wall-clock time (Unix ms) just before the process started, to compare with the agents' `at_ms`.
+    pub started_ms: u64,
+}
+
+impl Push {
+    /// `model push <package> --broker 127.0.0.1:<port> --json <args>` (`args`: the target and options).
+    pub fn start(package: &Path, port: u16, args: &[&str]) -> Push {
+        let mut all = os(&[&"model", &"push", &package, &"--broker", &format!("127.0.0.1:{port}"), &"--json"]);
+        all.extend(args.iter().map(OsString::from));
+        Push::spawn(all)
+    }
+
+    /// `model rollback --broker 127.0.0.1:<port> --device <device> --json`.
+    pub fn rollback(port: u16, device: &str) -> Push {
+        Push::spawn(os(&[&"model", &"rollback", &"--broker", &format!("127.0.0.1:{port}"), &"--device", &device, &"--json"]))
+    }
+
+    fn spawn(args: Vec<OsString>) -> Push {
+        let stderr = tempfile::NamedTempFile::new().expect("temp file");
+        let started_ms = now_ms();
+        let mut child = Command::new(agent_binary())
+            .args(&args)
+            .env("ORT_DYLIB_PATH", crate::ort_library())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr.reopen().expect("stderr file"))
+            .spawn()
+            .expect("the agent binary starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (sender, lines) = channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if sender.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Push { child, lines, seen: Vec::new(), stderr, started_ms }
+    }
+
+    /// The JSON lines printed so far (progress lines, and the summary once it came).
+    pub fn lines(&mut self) -> &[Value] {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(parse_line(&line));
+        }
+        &self.seen
+    }
+
+    /// Whether the process still runs.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    /// What it logged so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.stderr.path()).unwrap_or_default()
+    }
+
+    /// Waits for the exit (killing it after `timeout`) and returns what it printed.
+    pub fn finish(mut self, timeout: Duration) -> PushOutcome {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                let lines = self.lines().to_vec();
+                panic!("the push did not end within {timeout:?}; lines: {lines:?}\nstderr:\n{}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        // The reader thread ends at EOF; take everything it read.
+        let reader_deadline = Instant::now() + Duration::from_secs(5);
+        while let Ok(line) = self.lines.recv_timeout(reader_deadline.saturating_duration_since(Instant::now())) {
+            self.seen.push(parse_line(&line));
+        }
+        let summary = self.seen.iter().find_map(|line| line.get("summary")).cloned().unwrap_or(Value::Null);
+        PushOutcome { success: status.success(), code: status.code(), lines: self.seen.clone(), summary, stderr: self.stderr() }
+    }
+}
+
+impl Drop for Push {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn parse_line(line: &str) -> Value {
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("a --json line that is not JSON ({e}): {line:?}"))
+}
+
+/// How a push ended.
+#[derive(Debug)]
+pub struct PushOutcome {
+    /// Exit status 0.
+    pub success: bool,
+    pub code: Option<i32>,
+    /// Every line printed, the summary included.
+    pub lines: Vec<Value>,
+    /// The `summary` object (`Null` when none was printed).
+    pub summary: Value,
+    pub stderr: String,
+}
+
+impl PushOutcome {
+    /// `summary.devices.<device>.state`.
+    pub fn state(&self, device: &str) -> Option<&str> {
+        self.summary["devices"][device]["state"].as_str()
+    }
+
+    pub fn chunks_published(&self) -> u64 {
+        self.summary["chunks_published"].as_u64().unwrap_or_else(|| panic!("no chunks_published in {self:#?}"))
+    }
+
+    pub fn chunk_count(&self) -> u64 {
+        self.summary["chunk_count"].as_u64().unwrap_or_else(|| panic!("no chunk_count in {self:#?}"))
+    }
+}
+
+/// An agent config with an `[update]` section; keys can be overridden one by one.
+pub struct ConfigBuilder {
+    device: String,
+    port: u16,
+    sources: Vec<String>,
+    update: BTreeMap<String, String>,
+    probation: BTreeMap<String, String>,
+}
+
+impl ConfigBuilder {
+    /// `device` on the broker at `port`, trusting `trusted_key`, keeping its update state in `state_dir`.
+    /// Probation is short (2 s, 5 inputs) and its latency limit loose (x10), so that a loaded CI machine does
+    /// not roll back a sound update; requests time out after 2 s.
+    pub fn new(device: &str, port: u16, trusted_key: &str, state_dir: &Path) -> ConfigBuilder {
+        let mut builder = ConfigBuilder {
+            device: device.to_owned(),
+            port,
+            sources: Vec::new(),
+            update: BTreeMap::new(),
+            probation: BTreeMap::new(),
+        };
+        builder = builder
+            .update("trusted_keys", format!("[{}]", quoted(trusted_key)))
+            .update("state_dir", quoted(&state_dir.display().to_string()))
+            .update("request_timeout_secs", 2)
+            .probation("window_secs", 2)
+            .probation("min_frames", 5)
+            .probation("max_p95_ratio", 10);
+        builder
+    }
+
+    /// Adds a `[[sources]]` table (see [`csv_loop`], [`images_loop`]).
+    pub fn source(mut self, table: String) -> ConfigBuilder {
+        self.sources.push(table);
+        self
+    }
+
+    /// Sets `[update] key = value` (value as TOML).
+    pub fn update(mut self, key: &str, value: impl ToString) -> ConfigBuilder {
+        self.update.insert(key.to_owned(), value.to_string());
+        self
+    }
+
+    /// Sets `[update.probation] key = value` (value as TOML).
+    pub fn probation(mut self, key: &str, value: impl ToString) -> ConfigBuilder {
+        self.probation.insert(key.to_owned(), value.to_string());
+        self
+    }
+
+    pub fn build(&self) -> String {
+        let mut text = format!(
+            "device_id = {}\n[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nkeep_alive_secs = 5\n[health]\ninterval_secs = 1\n",
+            quoted(&self.device),
+            self.port
+        );
+        for source in &self.sources {
+            text.push_str(source);
+        }
+        text.push_str("[update]\n");
+        for (key, value) in &self.update {
+            text.push_str(&format!("{key} = {value}\n"));
+        }
+        text.push_str("[update.probation]\n");
+        for (key, value) in &self.probation {
+            text.push_str(&format!("{key} = {value}\n"));
+        }
+        text
+    }
+}
+
+/// A TOML basic string.
+pub fn quoted(text: &str) -> String {
+    Value::from(text).to_string()
+}
+
+/// A `csv` source replaying `models/recordings/activity.csv` in a loop through `bundle`: 10 windows a second.
+pub fn csv_loop(name: &str, bundle: &Path) -> String {
+    format!(
+        "[[sources]]\nname = {}\nkind = \"csv\"\nmodel = {}\npath = {}\nloop = true\nrate_hz = 1000\n",
+        quoted(name),
+        quoted(&bundle.display().to_string()),
+        quoted(&crate::models_dir().join("recordings/activity.csv").display().to_string())
+    )
+}
+
+/// An `images` source looping over `frames` (names in `models/frames/`) through `bundle` at `fps`.
+pub fn images_loop(name: &str, bundle: &Path, frames: &[&str], fps: f64) -> String {
+    let files: Vec<String> =
+        frames.iter().map(|frame| quoted(&crate::models_dir().join("frames").join(frame).display().to_string())).collect();
+    format!(
+        "[[sources]]\nname = {}\nkind = \"images\"\nmodel = {}\nfiles = [{}]\nloop = true\nrate_fps = {fps}\n",
+        quoted(name),
+        quoted(&bundle.display().to_string()),
+        files.join(", ")
+    )
+}
+
+/// A device's retained update status, as published on `devices/<id>/update/status`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Status {
+    pub device: String,
+    pub state: String,
+    pub update_id: Option<String>,
+    pub model: String,
+    pub version: String,
+    pub running_version: String,
+    pub bytes: u64,
+    pub size: u64,
+    pub percent: f32,
+    pub resumed_bytes: u64,
+    pub reason: Option<String>,
+    pub at_ms: u64,
+}
+
+impl Status {
+    pub fn parse(message: &Received) -> Status {
+        serde_json::from_slice(&message.payload).unwrap_or_else(|e| {
+            panic!("{} does not parse as a status ({e}): {}", message.topic, String::from_utf8_lossy(&message.payload))
+        })
+    }
+
+    /// The reason, or "" when there is none.
+    pub fn reason(&self) -> &str {
+        self.reason.as_deref().unwrap_or_default()
+    }
+}
+
+/// One prediction: its sequence number, the model version that made it and when it was published.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    pub seq: u64,
+    pub version: String,
+    pub published_at_ms: u64,
+}
+
+impl Prediction {
+    pub fn parse(message: &Received) -> Prediction {
+        let json = message.json();
+        Prediction {
+            seq: json["seq"].as_u64().unwrap_or_else(|| panic!("no seq: {json}")),
+            version: json["model"]["version"].as_str().unwrap_or_else(|| panic!("no model.version: {json}")).to_owned(),
+            published_at_ms: json["published_at_ms"].as_u64().unwrap_or_else(|| panic!("no published_at_ms: {json}")),
+        }
+    }
+}
+
+pub fn status_topic(device: &str) -> String {
+    format!("devices/{device}/update/status")
+}
+
+pub fn predictions_topic(device: &str, source: &str) -> String {
+    format!("devices/{device}/predictions/{source}")
+}
+
+/// A subscription that keeps everything it received, to wait on and to look back at.
+pub struct Watch {
+    subscriber: Subscriber,
+    pub seen: Vec<Received>,
+}
+
+impl Watch {
+    pub fn new(port: u16, filter: &str) -> Watch {
+        Watch { subscriber: Subscriber::connect(port, filter), seen: Vec::new() }
+    }
+
+    /// Takes what arrived, until `done` holds for everything seen so far; panics after `timeout`, showing the
+    /// last few messages and `context()` (an agent's log, say).
+    pub fn until(&mut self, timeout: Duration, context: impl Fn() -> String, done: impl Fn(&Watch) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !done(self) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                let tail: Vec<String> = self.seen[self.seen.len().saturating_sub(12)..]
+                    .iter()
+                    .map(|m| format!("{} {}", m.topic, String::from_utf8_lossy(&m.payload).chars().take(300).collect::<String>()))
+                    .collect();
+                panic!("timed out after {timeout:?}; last messages:\n{}\n{}", tail.join("\n"), context());
+            }
+            if let Some(message) = self.subscriber.next(left.min(Duration::from_millis(100))) {
+                self.seen.push(message);
+            }
+        }
+    }
+
+    /// Takes what arrives for `duration`.
+    pub fn drain(&mut self, duration: Duration) {
+        self.seen.extend(self.subscriber.collect_for(duration));
+    }
+
+    /// The update statuses of `device`, in order of arrival.
+    pub fn statuses(&self, device: &str) -> Vec<Status> {
+        let topic = status_topic(device);
+        self.seen.iter().filter(|m| m.topic == topic).map(Status::parse).collect()
+    }
+
+    /// The predictions of `device`'s `source`, in order of arrival.
+    pub fn predictions(&self, device: &str, source: &str) -> Vec<Prediction> {
+        let topic = predictions_topic(device, source);
+        self.seen.iter().filter(|m| m.topic == topic).map(Prediction::parse).collect()
+    }
+
+    /// Whether `device` reported `state` for update `id`, or for any update when `id` is `None`.
+    pub fn reported(&self, device: &str, state: &str, id: Option<&str>) -> bool {
+        self.statuses(device).iter().any(|s| s.state == state && (id.is_none() || s.update_id.as_deref() == id))
+    }
+}
+
+/// Milliseconds since the Unix epoch, as the agents stamp their messages.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}

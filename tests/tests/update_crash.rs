@@ -1,0 +1,197 @@
+//! SIGKILL at random moments of an over-the-air update (download, verify, self-test, activation, probation,
+//! commit): after a restart the agent always serves a model that works, says a consistent thing about the
+//! update, and its slot state reads back.
+//!
+//! Each trial is a fresh device (own id and state directory) so that it goes through the whole update again.
+//! The kill comes either after a random delay from the start of the push (uniform over the length of an update,
+//! measured on a first uninterrupted run), or right after a randomly chosen status, so that the short phases
+//! (verifying, self-testing) are hit too. The seed is printed; `UPDATE_CRASH_SEED=<n>` replays one.
+
+use integration_tests::agent::Agent;
+use integration_tests::broker::Broker;
+use integration_tests::fixtures::edited_bundle;
+use integration_tests::models_dir;
+use integration_tests::update::{ConfigBuilder, Push, STATES, Status, Watch, Workbench, csv_loop, now_ms};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const TRIALS: usize = 50;
+const WAIT: Duration = Duration::from_secs(60);
+/// Statuses a kill can be aimed at.
+const KILL_ON: [&str; 5] = ["downloading", "verifying", "self_testing", "probation", "committed"];
+
+/// xorshift64*: enough randomness for kill times, and reproducible from the printed seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `0..n`.
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// What one trial kills at.
+#[derive(Debug, Clone, Copy)]
+enum Kill {
+    /// This long after the push started.
+    After(Duration),
+    /// This long after the device reported this state (or at once if the update is already past it).
+    On(&'static str, Duration),
+}
+
+struct Trial<'a> {
+    broker: &'a Broker,
+    package: &'a Path,
+    device: String,
+    state: tempfile::TempDir,
+    config: String,
+    watch: Watch,
+}
+
+impl<'a> Trial<'a> {
+    fn new(broker: &'a Broker, bench: &'a Workbench, package: &'a Path, number: usize) -> Trial<'a> {
+        let device = format!("crash-{number:02}");
+        let state = tempfile::tempdir().unwrap();
+        let config = ConfigBuilder::new(&device, broker.port(), &bench.trusted.public, state.path())
+            .source(csv_loop("wrist", &models_dir().join("activity-classifier")))
+            .probation("window_secs", 1)
+            .probation("min_frames", 3)
+            .build();
+        let watch = Watch::new(broker.port(), &format!("devices/{device}/#"));
+        Trial { broker, package, device, state, config, watch }
+    }
+
+    /// Starts the agent and, once it listens (it said it is idle), the push.
+    fn start(&mut self) -> (Agent, Push) {
+        let agent = Agent::start(&self.config);
+        let device = self.device.clone();
+        self.watch.until(WAIT, || agent.log(), |w| !w.statuses(&device).is_empty());
+        let push = Push::start(
+            self.package,
+            self.broker.port(),
+            &["--device", &self.device, "--chunk-size", "1024", "--timeout", "600"],
+        );
+        (agent, push)
+    }
+
+    fn last_state(&self) -> String {
+        self.watch.statuses(&self.device).last().map_or_else(|| "none".to_owned(), |s| s.state.clone())
+    }
+}
+
+#[test]
+fn killing_the_agent_anywhere_in_an_update_leaves_it_serving_and_consistent() {
+    let seed = std::env::var("UPDATE_CRASH_SEED")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1);
+    eprintln!("seed {seed} (UPDATE_CRASH_SEED={seed} replays it)");
+    let mut rng = Rng(seed);
+    let test_started = Instant::now();
+    let broker = Broker::start();
+    let bench = Workbench::new();
+    let v110 = edited_bundle("activity-classifier", |m| m.replace("version = \"1.0.0\"", "version = \"1.1.0\""));
+    let package = bench.signed(v110.path(), &[models_dir().join("testing/calm-window.csv")]);
+
+    // An uninterrupted update first: it must work, and it says how long an update takes.
+    let mut trial = Trial::new(&broker, &bench, &package, 0);
+    let (agent, push) = trial.start();
+    let pushed_ms = push.started_ms;
+    let outcome = push.finish(WAIT);
+    assert!(outcome.success, "{outcome:#?}\n{}", agent.log());
+    trial.watch.until(WAIT, || agent.log(), |w| w.reported("crash-00", "committed", None));
+    let statuses = trial.watch.statuses(&trial.device);
+    let timeline: Vec<String> =
+        statuses.iter().map(|s| format!("{} +{} ms", s.state, s.at_ms.saturating_sub(pushed_ms))).collect();
+    eprintln!("uninterrupted update, from the start of the push: {}", timeline.join(", "));
+    let update_ms = statuses.last().unwrap().at_ms.saturating_sub(pushed_ms);
+    drop(agent);
+
+    let mut killed_in: BTreeMap<String, usize> = BTreeMap::new();
+    let mut after_restart: BTreeMap<String, usize> = BTreeMap::new();
+    for number in 1..=TRIALS {
+        let kill = if number % 2 == 0 {
+            Kill::After(Duration::from_millis(rng.below(update_ms * 5 / 4 + 1)))
+        } else {
+            Kill::On(KILL_ON[rng.below(KILL_ON.len() as u64) as usize], Duration::from_millis(rng.below(40)))
+        };
+        let mut trial = Trial::new(&broker, &bench, &package, number);
+        let (agent, push) = trial.start();
+        let device = trial.device.clone();
+        match kill {
+            Kill::After(delay) => std::thread::sleep(delay),
+            Kill::On(state, delay) => {
+                // An update already past `state` (it did not stop there, or it ended) is killed at once.
+                let at_or_past = |w: &Watch| {
+                    let seen: Vec<String> = w.statuses(&device).into_iter().map(|s| s.state).collect();
+                    let wanted = KILL_ON.iter().position(|s| *s == state).unwrap();
+                    seen.iter().any(|s| KILL_ON.iter().position(|k| k == s).is_some_and(|p| p >= wanted) || is_final(s))
+                };
+                trial.watch.until(WAIT, || agent.log(), at_or_past);
+                std::thread::sleep(delay);
+            }
+        }
+        let log = agent.kill();
+        trial.watch.drain(Duration::ZERO);
+        *killed_in.entry(trial.last_state()).or_default() += 1;
+
+        let restarted_ms = now_ms();
+        let agent = Agent::start(&trial.config);
+        let context = || format!("trial {number}, {kill:?}, seed {seed}\nbefore the kill:\n{log}\nafter:\n{}", agent.log());
+        trial.watch.until(WAIT, context, |w| {
+            w.statuses(&device).iter().any(|s| s.at_ms >= restarted_ms)
+                && w.predictions(&device, "wrist").iter().filter(|p| p.published_at_ms >= restarted_ms).count() >= 3
+        });
+        let status: Status = trial.watch.statuses(&device).into_iter().find(|s| s.at_ms >= restarted_ms).unwrap();
+        *after_restart.entry(status.state.clone()).or_default() += 1;
+        check_consistent(&trial, &status, restarted_ms, &context());
+
+        drop(push);
+        drop(agent);
+    }
+    eprintln!("last status seen before the kill: {killed_in:?}");
+    eprintln!("first status after the restart:   {after_restart:?}");
+    eprintln!("{TRIALS} trials in {:.0} s", test_started.elapsed().as_secs_f64());
+}
+
+fn is_final(state: &str) -> bool {
+    matches!(state, "committed" | "rejected" | "rolled_back" | "failed")
+}
+
+/// What a restarted agent says and does must agree: a known state, predictions from 1.0.0 or 1.1.0, the version
+/// an outcome names is the one serving, and the slot state parses.
+fn check_consistent(trial: &Trial, status: &Status, restarted_ms: u64, context: &str) {
+    assert!(STATES.contains(&status.state.as_str()), "unknown state {status:?}\n{context}");
+    // A restarted agent rolls back whatever was on probation: it can start in any state but that one.
+    assert_ne!(status.state, "probation", "{status:?}\n{context}");
+    assert_eq!(status.device, trial.device);
+    let served: Vec<String> = trial
+        .watch
+        .predictions(&trial.device, "wrist")
+        .into_iter()
+        .filter(|p| p.published_at_ms >= restarted_ms)
+        .map(|p| p.version)
+        .collect();
+    assert!(served.iter().all(|v| v == "1.0.0" || v == "1.1.0"), "{served:?}\n{context}");
+    if status.state == "committed" {
+        assert_eq!(status.version, status.running_version, "{status:?}\n{context}");
+    }
+    // After an outcome nothing more happens to this update: what serves is what the status says runs.
+    if is_final(&status.state) {
+        assert!(served.iter().all(|v| *v == status.running_version), "{status:?} but served {served:?}\n{context}");
+    }
+    let slots = trial.state.path().join("models/activity-classifier/state.json");
+    if let Ok(text) = std::fs::read_to_string(&slots) {
+        let state: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} does not parse ({e}): {text:?}\n{context}", slots.display()));
+        assert!(["factory", "a", "b"].contains(&state["active"].as_str().unwrap_or_default()), "{text}\n{context}");
+    }
+}
