@@ -161,13 +161,15 @@ fn bad_packages_are_rejected_and_the_running_model_keeps_serving() {
     });
     let mismatched = bench.signed(mismatched_dir.path(), &[]);
 
+    // What is pushed, and what the reason must say (one of).
     let cases: [(&str, &Path, &[&str]); 6] = [
         ("a flipped byte in the model", &flipped, &["sha256"]),
         ("a signature by an untrusted key", &untrusted, &["not trusted"]),
         ("no signature", &unsigned, &["unsigned"]),
-        ("an older version", &older, &["0.9.0", "not greater"]),
-        ("the first half of a package", &truncated, &["truncated"]),
-        ("a manifest that mismatches its graph", &mismatched, &["[1, 6, 128]", "[1, 6, 100]"]),
+        ("an older version", &older, &["version 0.9.0 is not greater than the running 1.0.0"]),
+        // Cut inside an entry it is "truncated"; cut between entries, the rest is "missing".
+        ("the first half of a package", &truncated, &["truncated", "missing"]),
+        ("a manifest that mismatches its graph", &mismatched, &["the manifest says [1, 6, 128]"]),
     ];
     for (what, package, words) in cases {
         let outcome = Push::start(package, broker.port(), &["--device", "wrist-01", "--timeout", "120"]).finish(PUSH_WAIT);
@@ -175,9 +177,7 @@ fn bad_packages_are_rejected_and_the_running_model_keeps_serving() {
         assert_eq!(outcome.state("wrist-01"), Some("rejected"), "{what}: {outcome:#?}\n{}", agent.log());
         let status = retained_status(broker.port(), "wrist-01");
         assert_eq!(status.state, "rejected", "{what}: {status:?}");
-        for word in words {
-            assert!(status.reason().contains(word), "{what}: the reason should mention {word:?}: {status:?}");
-        }
+        assert!(words.iter().any(|word| status.reason().contains(word)), "{what}: the reason should say {words:?}: {status:?}");
         assert_eq!(status.running_version, "1.0.0", "{what}");
         let after = predictions_after(&mut watch, &agent, "wrist-01", "wrist", status.at_ms, 3);
         assert!(after.iter().all(|p| p.version == "1.0.0"), "{what}: {after:?}");

@@ -60,7 +60,12 @@ pub struct PushArgs {
     #[arg(long, requires = "devices")]
     pub prefix: Option<String>,
     /// Bytes per chunk.
-    #[arg(long, value_name = "BYTES", default_value_t = 65536, value_parser = clap::value_parser!(u32).range(1..=MAX_CHUNK_SIZE))]
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value_t = 65536,
+        value_parser = clap::value_parser!(u32).range(1..=MAX_CHUNK_SIZE)
+    )]
     pub chunk_size: u32,
     /// Allow a version lower than the one running (an explicit rollback).
     #[arg(long)]
@@ -131,11 +136,8 @@ pub fn main(args: &PushArgs) -> Result<ExitCode> {
     if let Some(group) = &args.group {
         check_name("--group", group)?;
     }
-    let targets = args
-        .devices
-        .iter()
-        .map(|device| device_target(device, args.prefix.as_deref()))
-        .collect::<Result<Vec<_>>>()?;
+    let targets =
+        args.devices.iter().map(|device| device_target(device, args.prefix.as_deref())).collect::<Result<Vec<_>>>()?;
     if args.prefix.is_some() && targets.len() > 1 {
         bail!("--prefix names one device's prefix; it goes with a single --device");
     }
@@ -150,7 +152,8 @@ pub fn main(args: &PushArgs) -> Result<ExitCode> {
     let (outcomes, summary_topics) = match &args.group {
         None => {
             let destinations = targets.iter().map(own_prefix).collect();
-            let outcomes = transfer::run(&mut broker, &mut package, destinations, settings(Phase::Devices), &mut counts)?;
+            let outcomes =
+                transfer::run(&mut broker, &mut package, destinations, settings(Phase::Devices), &mut counts)?;
             (outcomes, UpdateTopics::device(&targets[0].prefix))
         }
         Some(group) => {
@@ -162,7 +165,8 @@ pub fn main(args: &PushArgs) -> Result<ExitCode> {
                 let names: Vec<&str> = canaries.iter().map(|target| target.device.as_str()).collect();
                 log::info!("Canaries: {} of {} members of {group}.", names.join(", "), members.len());
                 let destinations = canaries.iter().map(own_prefix).collect();
-                outcomes = transfer::run(&mut broker, &mut package, destinations, settings(Phase::Canary), &mut counts)?;
+                outcomes =
+                    transfer::run(&mut broker, &mut package, destinations, settings(Phase::Canary), &mut counts)?;
                 canaries_committed = outcomes.iter().all(DeviceOutcome::committed);
                 if canaries_committed {
                     outcomes.clear();

@@ -40,7 +40,7 @@ enum Slot {
 /// Whether the active bundle is proven.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Phase {
+enum Phase {
     Committed,
     /// The active bundle came with update `update_id` and is being judged against the previous one.
     Probation,
@@ -230,10 +230,6 @@ impl SlotStore {
         self.state.previous.map(|slot| self.slot_dir(slot))
     }
 
-    pub fn phase(&self) -> Phase {
-        self.state.phase
-    }
-
     /// The last update activated, whether on probation, committed or rolled back.
     pub fn update_id(&self) -> Option<&str> {
         self.state.update_id.as_deref()
@@ -365,21 +361,22 @@ mod tests {
         assert_eq!(store.roll_back().unwrap(), None);
 
         stage_update(&mut store, "one").unwrap();
-        assert_eq!(store.phase(), Phase::Probation);
+        assert_eq!(store.state.phase, Phase::Probation);
         assert_eq!(store.active_dir(), fixture.model_dir().join("slot-a"));
         assert_eq!(store.boot_order(), vec![fixture.model_dir().join("slot-a"), fixture.factory.clone()]);
         store.commit().unwrap();
 
         let (mut store, recovery) = fixture.open();
         assert_eq!(recovery, Recovery::None);
-        assert_eq!((store.phase(), store.update_id(), store.version()), (Phase::Committed, Some("one"), Some("v-one")));
+        assert_eq!(store.state.phase, Phase::Committed);
+        assert_eq!((store.update_id(), store.version()), (Some("one"), Some("v-one")));
         stage_update(&mut store, "two").unwrap();
         assert_eq!(bundle_id(&store.active_dir()), "two");
         assert_eq!(store.active_dir(), fixture.model_dir().join("slot-b"));
         assert_eq!(store.previous_dir(), Some(fixture.model_dir().join("slot-a")));
 
         assert_eq!(store.roll_back().unwrap(), Some(fixture.model_dir().join("slot-a")));
-        assert_eq!((store.phase(), store.previous_dir()), (Phase::Committed, None));
+        assert_eq!((store.state.phase, store.previous_dir()), (Phase::Committed, None));
         let (store, recovery) = fixture.open();
         assert_eq!(recovery, Recovery::None);
         assert_eq!(bundle_id(&store.active_dir()), "one");
@@ -397,7 +394,7 @@ mod tests {
 
         let (store, recovery) = fixture.open();
         assert_eq!(recovery, Recovery::RolledBack { update_id: "two".into(), version: "v-two".into() });
-        assert_eq!((store.phase(), bundle_id(&store.active_dir())), (Phase::Committed, "one".to_owned()));
+        assert_eq!((store.state.phase, bundle_id(&store.active_dir())), (Phase::Committed, "one".to_owned()));
         assert_eq!(store.previous_dir(), None);
         let (_, recovery) = fixture.open();
         assert_eq!(recovery, Recovery::None, "the rollback is durable");

@@ -100,7 +100,7 @@ impl Staging {
             Ok(Some(staging)) => return Ok(staging),
             Ok(None) => {}
             Err(reason) => {
-                log::warn!(update = announcement.id.as_str(); "Staged download is unusable ({reason}); starting again.");
+                log::warn!(update = announcement.id.as_str(); "Staged download unusable ({reason}); starting again.");
             }
         }
         Staging::start(state_dir, &dir, announcement)
@@ -188,10 +188,6 @@ impl Staging {
         }
         staging.resumed_bytes = staging.bytes_received;
         staging
-    }
-
-    pub fn announcement(&self) -> &Announcement {
-        &self.announcement
     }
 
     /// Bytes that were already staged when this download was opened.
@@ -406,7 +402,7 @@ mod tests {
         assert_eq!(staging.bytes_received(), staging.resumed_bytes());
         assert_eq!(staging.missing(100), vec![[3, 5], [6, 15]]);
         assert_eq!(staging.missing(3), vec![[3, 5], [6, 7]]);
-        assert_eq!(staging.announcement(), &group_push);
+        assert_eq!(&staging.announcement, &group_push);
         assert_eq!(Staging::staged(state_dir.path()), Some(group_push));
 
         assert!(matches!(staging.finish_check(), Err(StagingError::Incomplete { missing: 11 })));
@@ -508,7 +504,8 @@ mod tests {
             staging.write_chunk(index, &bytes).unwrap();
         }
         let refused = staging.finish_check();
-        let mismatch = matches!(&refused, Err(StagingError::Sha256Mismatch { expected, .. }) if expected == PACKAGE_SHA256);
+        let mismatch =
+            matches!(&refused, Err(StagingError::Sha256Mismatch { expected, .. }) if expected == PACKAGE_SHA256);
         assert!(mismatch, "{refused:?}");
     }
 

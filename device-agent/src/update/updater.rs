@@ -37,6 +37,8 @@ const SWAP_TIMEOUT: Duration = Duration::from_secs(60);
 /// MQTT overhead kept free in a packet besides the chunk (topic, header).
 const CHUNK_HEADROOM: usize = 1024;
 const LAST_STATUS_FILE: &str = "last-status.json";
+/// Bounds the progress bitmap (and the requests) of one download: 2^20 chunks is 128 KiB of bitmap.
+const MAX_CHUNKS: u32 = 1 << 20;
 
 /// A worker serving one source of a model, as the updater sees it.
 pub struct WorkerLink {
@@ -242,13 +244,13 @@ impl Updater {
             Ok(announcement) => announcement,
             Err(e) => return self.report_error("announce", "malformed", &format!("invalid announcement: {e}")),
         };
-        if let Phase::Downloading(download) = &mut self.phase {
-            if download.announcement.id == announcement.id {
-                // Repeated while we download: the pusher may have lost our requests; ask again.
-                download.in_flight.clear();
-                self.request_more();
-                return;
-            }
+        if let Phase::Downloading(download) = &mut self.phase
+            && download.announcement.id == announcement.id
+        {
+            // Repeated while we download: the pusher may have lost our requests; ask again.
+            download.in_flight.clear();
+            self.request_more();
+            return;
         }
         if let Phase::Probation(trial) = &self.phase {
             if trial.update_id != announcement.id {
@@ -282,8 +284,10 @@ impl Updater {
         }
     }
 
+    /// Whether update `id` is what serves `model` now (the store remembers the last update even after a rollback).
     fn runs_update(&self, model: usize, id: &str) -> bool {
-        self.models[model].store.update_id() == Some(id)
+        let served = &self.models[model];
+        served.store.update_id() == Some(id) && served.store.version() == Some(served.running.version.as_str())
     }
 
     fn check_announcement(&self, model: usize, base: &UpdateTopics, announcement: &Announcement) -> Result<(), Refusal> {
@@ -297,6 +301,12 @@ impl Updater {
             return Err(Refusal::rejected(format!(
                 "chunk size {} is not between 1 and {} (mqtt.max_packet_bytes less 1 KiB)",
                 announcement.chunk_size, self.max_chunk
+            )));
+        }
+        if announcement.chunk_count() > MAX_CHUNKS {
+            return Err(Refusal::rejected(format!(
+                "{} chunks are more than {MAX_CHUNKS}: push with a larger chunk size",
+                announcement.chunk_count()
             )));
         }
         if announcement.size == 0 || announcement.size > self.config.max_package_bytes {
@@ -383,10 +393,10 @@ impl Updater {
         }
         download.in_flight.extend(&fresh);
         let request = ChunkRequest { id: download.announcement.id.clone(), device: self.device.clone(), ranges: ranges(&fresh) };
-        if let Ok(payload) = serde_json::to_vec(&request) {
-            if let Err(e) = self.link.try_publish(self.own.request(), QoS::AtLeastOnce, false, payload) {
-                log::debug!("Chunk request not queued: {e}.");
-            }
+        if let Ok(payload) = serde_json::to_vec(&request)
+            && let Err(e) = self.link.try_publish(self.own.request(), QoS::AtLeastOnce, false, payload)
+        {
+            log::debug!("Chunk request not queued: {e}.");
         }
     }
 

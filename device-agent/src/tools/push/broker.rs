@@ -6,7 +6,9 @@ use crate::config::TlsConfig;
 use crate::mqtt::tls;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
-use rumqttc::{Client, ClientError, Connection, Event, MqttOptions, Outgoing, Packet, QoS, Request, TlsConfiguration, Transport};
+use rumqttc::{
+    Client, ClientError, Connection, Event, MqttOptions, Outgoing, Packet, QoS, Request, TlsConfiguration, Transport,
+};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread;
@@ -73,8 +75,8 @@ impl BrokerArgs {
                 server_name: None,
             };
             // The agent's builder names its config keys; say which flags they came from.
-            let client_config = tls::client_config(&tls_config, &host)
-                .context("TLS from --tls-ca, --tls-cert and --tls-key")?;
+            let client_config =
+                tls::client_config(&tls_config, &host).context("TLS from --tls-ca, --tls-cert and --tls-key")?;
             options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(client_config)));
         }
         Ok(options)
@@ -83,7 +85,8 @@ impl BrokerArgs {
 
 /// `host[:port]`, `[ipv6][:port]`, or a bare IPv6 address, with `default_port` where none is given.
 fn host_and_port(broker: &str, default_port: u16) -> Result<(String, u16)> {
-    let parse_port = |port: &str| port.parse::<u16>().map_err(|_| anyhow!("--broker {broker:?}: invalid port {port:?}"));
+    let parse_port =
+        |port: &str| port.parse::<u16>().map_err(|_| anyhow!("--broker {broker:?}: invalid port {port:?}"));
     let (host, port) = if let Some(rest) = broker.strip_prefix('[') {
         let (host, after) = rest.split_once(']').ok_or_else(|| anyhow!("--broker {broker:?}: missing ']'"))?;
         match after {
@@ -147,7 +150,9 @@ impl Broker {
             Ok(Polled::Connected) => {}
             Ok(Polled::Lost(error)) => bail!("connecting to the MQTT broker {address}: {error}"),
             Ok(Polled::Message { .. }) => bail!("the MQTT broker {address} sent a message before accepting us"),
-            Err(_) => bail!("connecting to the MQTT broker {address}: no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+            Err(_) => {
+                bail!("connecting to the MQTT broker {address}: no answer within {} s", CONNECT_TIMEOUT.as_secs())
+            }
         }
         log::debug!("Connected to {address} as {client_id}.");
         Ok(Broker { client, polled, subscriptions: Vec::new(), address })
@@ -193,7 +198,9 @@ impl Broker {
             Polled::Connected => {
                 log::info!("Reconnected to {}.", self.address);
                 for filter in &self.subscriptions {
-                    self.client.subscribe(filter, QoS::AtLeastOnce).with_context(|| format!("subscribing to {filter}"))?;
+                    self.client
+                        .subscribe(filter, QoS::AtLeastOnce)
+                        .with_context(|| format!("subscribing to {filter}"))?;
                 }
                 Inbound::Connected
             }
@@ -228,11 +235,9 @@ fn poll(mut connection: Connection, sender: &Sender<Polled>) {
                 last_error = None;
                 Polled::Connected
             }
-            Ok(Event::Incoming(Packet::Publish(publish))) => Polled::Message {
-                topic: publish.topic,
-                payload: Vec::from(publish.payload),
-                retained: publish.retain,
-            },
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                Polled::Message { topic: publish.topic, payload: Vec::from(publish.payload), retained: publish.retain }
+            }
             Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
             Ok(_) => continue,
             Err(error) => {

@@ -18,7 +18,8 @@ pub struct Package {
 impl Package {
     /// Reads the package's manifest and digest; `chunk_size` and `rollback` go into its announcements.
     pub fn open(path: &Path, chunk_size: u32, rollback: bool) -> Result<Package> {
-        let info = runtime::package::inspect(path).with_context(|| format!("reading the package {}", path.display()))?;
+        let info =
+            runtime::package::inspect(path).with_context(|| format!("reading the package {}", path.display()))?;
         let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
         Ok(Package { path: path.to_owned(), info, file, chunk_size, rollback })
     }

@@ -219,7 +219,10 @@ mod tests {
     #[test]
     fn human_progress_lines() {
         let mut downloading = status(UpdateState::Downloading, 1024 * 1024 + 1, None);
-        assert_eq!(progress_line(false, Phase::Devices, "cam-01", &downloading), "cam-01: downloading 33% (1.0 MiB of 3.0 MiB)");
+        assert_eq!(
+            progress_line(false, Phase::Devices, "cam-01", &downloading),
+            "cam-01: downloading 33% (1.0 MiB of 3.0 MiB)"
+        );
         downloading.resumed_bytes = 512 * 1024;
         assert_eq!(
             progress_line(false, Phase::Canary, "cam-01", &downloading),
@@ -234,7 +237,10 @@ mod tests {
             "cam-01: rejected: signature by an untrusted key"
         );
         let self_testing = status(UpdateState::SelfTesting, 3 * 1024 * 1024, None);
-        assert_eq!(progress_line(false, Phase::Group, "cam-01", &self_testing), "cam-01: self_testing 100% (3.0 MiB of 3.0 MiB)");
+        assert_eq!(
+            progress_line(false, Phase::Group, "cam-01", &self_testing),
+            "cam-01: self_testing 100% (3.0 MiB of 3.0 MiB)"
+        );
     }
 
     #[test]
@@ -249,8 +255,12 @@ mod tests {
                    "reason": "disk full"})
         );
         let rolled_back = status(UpdateState::RolledBack, 0, None);
-        let line: Value = serde_json::from_str(&progress_line(true, Phase::Group, "cam-02", &rolled_back)).expect("JSON");
-        assert_eq!((&line["state"], &line["reason"], &line["device"]), (&json!("rolled_back"), &Value::Null, &json!("cam-02")));
+        let line: Value =
+            serde_json::from_str(&progress_line(true, Phase::Group, "cam-02", &rolled_back)).expect("JSON");
+        assert_eq!(
+            (&line["state"], &line["reason"], &line["device"]),
+            (&json!("rolled_back"), &Value::Null, &json!("cam-02"))
+        );
     }
 
     #[test]

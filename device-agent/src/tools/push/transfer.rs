@@ -152,13 +152,21 @@ impl<'a> Transfer<'a> {
             for target in destination.targets {
                 let topics = UpdateTopics::device(&target.prefix);
                 let index = devices.len();
-                for (topic, inbox) in [(topics.status(), Inbox::Status(index)), (topics.request(), Inbox::Request(index))] {
+                for (topic, inbox) in
+                    [(topics.status(), Inbox::Status(index)), (topics.request(), Inbox::Request(index))]
+                {
                     if inboxes.insert(topic, inbox).is_some() {
                         bail!("two devices share the prefix {}", target.prefix);
                     }
                 }
-                let device =
-                    Device { target, base: bases.len(), status: None, acknowledged: false, finished: false, shown: None };
+                let device = Device {
+                    target,
+                    base: bases.len(),
+                    status: None,
+                    acknowledged: false,
+                    finished: false,
+                    shown: None,
+                };
                 devices.push(device);
             }
             let chunks = ChunkQueue::new(announcement.chunk_count());
@@ -216,8 +224,12 @@ impl<'a> Transfer<'a> {
                 next_announcement = now + ANNOUNCE_INTERVAL;
             }
 
+            let mut wake = next_announcement.min(deadline);
+            if self.devices.iter().any(Device::has_stale_outcome) {
+                wake = wake.min(started + STALE_OUTCOME_GRACE);
+            }
             let chunks_waiting = self.bases.iter().any(|base| !base.chunks.is_empty());
-            let wait = if chunks_waiting { Duration::ZERO } else { next_announcement.min(deadline) - now };
+            let wait = if chunks_waiting { Duration::ZERO } else { wake.saturating_duration_since(now) };
             let mut inbound = broker.recv(wait)?;
             while let Some(message) = inbound {
                 self.handle(broker, message, deadline)?;
@@ -355,7 +367,11 @@ mod tests {
     fn statuses_about_other_updates_do_not_count() {
         let announcement = announcement();
         let mut device = device();
-        assert!(!device.observe(status(UpdateState::Committed, Some("fedcba9876543210"), "1.2.0"), true, &announcement));
+        assert!(!device.observe(
+            status(UpdateState::Committed, Some("fedcba9876543210"), "1.2.0"),
+            true,
+            &announcement
+        ));
         assert!(!device.observe(status(UpdateState::Rejected, None, "1.3.0"), true, &announcement));
         assert!(device.status.is_none() && !device.finished);
         // A commit of the same model and version counts even without our id, retained or not.
