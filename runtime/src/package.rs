@@ -332,7 +332,7 @@ fn bundle_files(bundle_dir: &Path, model: &str, skip: &Path) -> Result<Vec<Strin
             let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let name = format!("{prefix}{file_name}");
             let metadata = std::fs::metadata(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
-            if prefix.is_empty() && (name == MANIFEST_FILE || name == SIGNATURE_FILE || name == model) {
+            if name == model || name == MANIFEST_FILE || name == SIGNATURE_FILE {
                 continue;
             }
             if skip.is_some() && std::fs::canonicalize(&path).ok() == skip {

@@ -118,4 +118,16 @@ mod tests {
         assert!(check_header("ay,ax", &shape).unwrap_err().contains("does not match"));
         assert!(check_header("ax,ay,az", &shape).unwrap_err().contains("3 columns"));
     }
+
+    #[test]
+    fn read_windows_takes_the_first_windows_and_refuses_bad_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.csv");
+        std::fs::write(&path, "ax,ay\n0,0\n1,-1\n\n2,-2\n3,-3\n4,-4\nx,5\n").unwrap();
+        let shape = WindowShape { channels: 2, window: 2, channel_names: vec![] };
+        let first = read_windows(&path, &shape, 2, 1).unwrap();
+        assert_eq!(first.iter().map(|w| w.values.clone()).collect::<Vec<_>>(), [vec![0.0, 0.0, 1.0, -1.0]]);
+        assert_eq!(read_windows(&path, &shape, 2, 2).unwrap()[1].values, [2.0, -2.0, 3.0, -3.0]);
+        assert_eq!(read_windows(&path, &shape, 2, usize::MAX).unwrap_err(), "row 7: column 1: \"x\" is not a number");
+    }
 }

@@ -538,7 +538,7 @@ impl Updater {
         status.at_ms = wire::unix_time_ms();
         self.send_status(status);
         for pipeline in &mut pipelines {
-            self_test.run(&bundle, pipeline).map_err(|e| Refusal::rejected(format!("self-test failed: {e}")))?;
+            self_test.run(&bundle, pipeline).map_err(|e| Refusal::rejected(e.to_string()))?;
         }
         Ok(pipelines)
     }
