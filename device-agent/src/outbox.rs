@@ -129,7 +129,7 @@ impl Outbox {
     }
 
     fn report(&self, seq: u64, origin: &str, stage: &str, kind: &str, message: &str) {
-        log::warn!(source = &*self.source, seq, stage, kind, input = origin; "Input rejected: {message}.");
+        log::warn!(source = &*self.source, seq, stage, kind, input = origin; "No prediction for this input: {message}.");
         self.stats.error(kind);
         let event = self.error_message(seq, origin, stage, kind, message);
         self.send(self.topics.errors(&self.source), self.qos.errors, wire::encode(self.format, &event));

@@ -145,7 +145,7 @@ impl Push {
         let mut child = Command::new(agent_binary())
             .args(&args)
             .env("ORT_DYLIB_PATH", crate::ort_library())
-            .env("RUST_LOG", std::env::var("PUSH_LOG").unwrap_or("info".into()))
+            .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr.reopen().expect("stderr file"))
