@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-const TRIALS: usize = 50;
+const TRIALS: usize = 80;
 const WAIT: Duration = Duration::from_secs(60);
 /// Statuses a kill can be aimed at.
 const KILL_ON: [&str; 5] = ["downloading", "verifying", "self_testing", "probation", "committed"];
@@ -107,7 +107,8 @@ fn killing_the_agent_anywhere_in_an_update_leaves_it_serving_and_consistent() {
     let pushed_ms = push.started_ms;
     let outcome = push.finish(WAIT);
     assert!(outcome.success, "{outcome:#?}\n{}", agent.log());
-    trial.watch.until(WAIT, || agent.log(), |w| w.reported("crash-00", "committed", None));
+    let device = trial.device.clone();
+    trial.watch.until(WAIT, || agent.log(), |w| w.reported(&device, "committed", None));
     let statuses = trial.watch.statuses(&trial.device);
     let timeline: Vec<String> =
         statuses.iter().map(|s| format!("{} +{} ms", s.state, s.at_ms.saturating_sub(pushed_ms))).collect();
@@ -117,6 +118,7 @@ fn killing_the_agent_anywhere_in_an_update_leaves_it_serving_and_consistent() {
 
     let mut killed_in: BTreeMap<String, usize> = BTreeMap::new();
     let mut after_restart: BTreeMap<String, usize> = BTreeMap::new();
+    let mut problems = Vec::new();
     for number in 1..=TRIALS {
         let kill = if number % 2 == 0 {
             Kill::After(Duration::from_millis(rng.below(update_ms * 5 / 4 + 1)))
@@ -141,7 +143,8 @@ fn killing_the_agent_anywhere_in_an_update_leaves_it_serving_and_consistent() {
         }
         let log = agent.kill();
         trial.watch.drain(Duration::ZERO);
-        *killed_in.entry(trial.last_state()).or_default() += 1;
+        let trial_killed_in = trial.last_state();
+        *killed_in.entry(trial_killed_in.clone()).or_default() += 1;
 
         let restarted_ms = now_ms();
         let agent = Agent::start(&trial.config);
@@ -152,7 +155,10 @@ fn killing_the_agent_anywhere_in_an_update_leaves_it_serving_and_consistent() {
         });
         let status: Status = trial.watch.statuses(&device).into_iter().find(|s| s.at_ms >= restarted_ms).unwrap();
         *after_restart.entry(status.state.clone()).or_default() += 1;
-        check_consistent(&trial, &status, restarted_ms, &context());
+        if let Err(problem) = check_consistent(&trial, &status, restarted_ms) {
+            eprintln!("INCONSISTENT: {problem}\n{}", context());
+            problems.push(format!("trial {number} ({kill:?}, killed after {trial_killed_in}): {problem}"));
+        }
 
         drop(push);
         drop(agent);
@@ -160,6 +166,7 @@ fn killing_the_agent_anywhere_in_an_update_leaves_it_serving_and_consistent() {
     eprintln!("last status seen before the kill: {killed_in:?}");
     eprintln!("first status after the restart:   {after_restart:?}");
     eprintln!("{TRIALS} trials in {:.0} s", test_started.elapsed().as_secs_f64());
+    assert!(problems.is_empty(), "seed {seed}: {} inconsistent restarts:\n{}", problems.len(), problems.join("\n"));
 }
 
 fn is_final(state: &str) -> bool {
@@ -168,11 +175,14 @@ fn is_final(state: &str) -> bool {
 
 /// What a restarted agent says and does must agree: a known state, predictions from 1.0.0 or 1.1.0, the version
 /// an outcome names is the one serving, and the slot state parses.
-fn check_consistent(trial: &Trial, status: &Status, restarted_ms: u64, context: &str) {
-    assert!(STATES.contains(&status.state.as_str()), "unknown state {status:?}\n{context}");
+fn check_consistent(trial: &Trial, status: &Status, restarted_ms: u64) -> Result<(), String> {
+    if !STATES.contains(&status.state.as_str()) || status.device != trial.device {
+        return Err(format!("not a status of {} in a known state: {status:?}", trial.device));
+    }
     // A restarted agent rolls back whatever was on probation: it can start in any state but that one.
-    assert_ne!(status.state, "probation", "{status:?}\n{context}");
-    assert_eq!(status.device, trial.device);
+    if status.state == "probation" {
+        return Err(format!("starts on probation: {status:?}"));
+    }
     let served: Vec<String> = trial
         .watch
         .predictions(&trial.device, "wrist")
@@ -180,18 +190,23 @@ fn check_consistent(trial: &Trial, status: &Status, restarted_ms: u64, context: 
         .filter(|p| p.published_at_ms >= restarted_ms)
         .map(|p| p.version)
         .collect();
-    assert!(served.iter().all(|v| v == "1.0.0" || v == "1.1.0"), "{served:?}\n{context}");
-    if status.state == "committed" {
-        assert_eq!(status.version, status.running_version, "{status:?}\n{context}");
+    if !served.iter().all(|v| v == "1.0.0" || v == "1.1.0") {
+        return Err(format!("serves {served:?}"));
+    }
+    if status.state == "committed" && status.version != status.running_version {
+        return Err(format!("committed {} but runs {}", status.version, status.running_version));
     }
     // After an outcome nothing more happens to this update: what serves is what the status says runs.
-    if is_final(&status.state) {
-        assert!(served.iter().all(|v| *v == status.running_version), "{status:?} but served {served:?}\n{context}");
+    if is_final(&status.state) && !served.iter().all(|v| *v == status.running_version) {
+        return Err(format!("{status:?} but serves {served:?}"));
     }
     let slots = trial.state.path().join("models/activity-classifier/state.json");
     if let Ok(text) = std::fs::read_to_string(&slots) {
         let state: serde_json::Value =
-            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} does not parse ({e}): {text:?}\n{context}", slots.display()));
-        assert!(["factory", "a", "b"].contains(&state["active"].as_str().unwrap_or_default()), "{text}\n{context}");
+            serde_json::from_str(&text).map_err(|e| format!("{} does not parse ({e}): {text:?}", slots.display()))?;
+        if !["factory", "a", "b"].contains(&state["active"].as_str().unwrap_or_default()) {
+            return Err(format!("{} names no slot as active: {text}", slots.display()));
+        }
     }
+    Ok(())
 }

@@ -54,10 +54,11 @@ pub struct PushArgs {
     pub group: Option<String>,
     /// Update N members, or P% of them (at least one), first, each on its own prefix; go on to the whole group
     /// only if every one of them commits.
-    #[arg(long, value_name = "N|P%", requires = "group", value_parser = parse_canary)]
+    // `conflicts_with` too: clap drops the requirement of an argument that conflicts with a present one.
+    #[arg(long, value_name = "N|P%", requires = "group", conflicts_with = "devices", value_parser = parse_canary)]
     pub canary: Option<Canary>,
     /// The device's topic prefix (default devices/<id>); with a single --device.
-    #[arg(long, requires = "devices")]
+    #[arg(long, requires = "devices", conflicts_with = "group")]
     pub prefix: Option<String>,
     /// Bytes per chunk.
     #[arg(
@@ -343,6 +344,41 @@ mod tests {
         assert_eq!(Canary::Percent(25).count(9), 3);
         assert_eq!(Canary::Percent(1).count(3), 1);
         assert_eq!(Canary::Percent(100).count(4), 4);
+    }
+
+    #[test]
+    fn push_arguments() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            push: PushArgs,
+        }
+        let parse = |args: &str| {
+            let args = ["push", "p.bundle", "--broker", "b"].into_iter().chain(args.split_whitespace());
+            <Cli as clap::Parser>::try_parse_from(args).map(|cli| cli.push)
+        };
+        let push = parse("--device a --device b").expect("valid");
+        assert_eq!(
+            (push.devices, push.chunk_size, push.timeout, push.json),
+            (vec!["a".into(), "b".into()], 65536, 600, false)
+        );
+        let push = parse("--group lab --canary 25% --timeout 5 --json").expect("valid");
+        assert_eq!((push.group.as_deref(), push.canary, push.timeout), (Some("lab"), Some(Canary::Percent(25)), 5));
+        assert_eq!(parse("--device a --prefix site/a").expect("valid").prefix.as_deref(), Some("site/a"));
+        for bad in [
+            "",
+            "--device a --group lab",
+            "--device a --canary 1",
+            "--group lab --prefix x",
+            "--group lab --canary 0",
+            "--device a --chunk-size 0",
+            "--device a --timeout 0",
+            "--device a --password-file f",
+            "--device a --tls-cert c --tls-key k",
+            "--device a --tls-ca ca --tls-cert c",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -244,11 +244,11 @@ fn poll(mut connection: Connection, sender: &Sender<Polled>) {
                 let message = error.to_string();
                 let repeated = last_error.as_ref() == Some(&message);
                 last_error = Some(message.clone());
-                thread::sleep(RECONNECT_DELAY);
-                if repeated {
-                    continue;
+                if !repeated && sender.send(Polled::Lost(message)).is_err() {
+                    break;
                 }
-                Polled::Lost(message)
+                thread::sleep(RECONNECT_DELAY);
+                continue;
             }
         };
         if sender.send(polled).is_err() {
