@@ -71,11 +71,10 @@ pub fn progress_line(json: bool, phase: Phase, device: &str, status: &UpdateStat
         UpdateState::Rejected | UpdateState::Failed => {
             format!("{prefix}{device}: {state}: {}", status.reason.as_deref().unwrap_or("no reason given"))
         }
-        UpdateState::Idle
-        | UpdateState::Downloading
-        | UpdateState::Verifying
-        | UpdateState::SelfTesting
-        | UpdateState::Probation => {
+        UpdateState::Idle | UpdateState::Probation => {
+            format!("{prefix}{device}: {state}, running {}", status.running_version)
+        }
+        UpdateState::Downloading | UpdateState::Verifying | UpdateState::SelfTesting => {
             let mut line = format!(
                 "{prefix}{device}: {state} {}% ({} of {})",
                 whole_percent(status),
