@@ -2,8 +2,9 @@
 # The demo: builds the agent, starts a private Mosquitto broker on a free loopback port, runs the agent with
 # demo/agent.toml for DEMO_SECONDS (default 25) and prints every message it publishes as one summary line
 # (the first message of each kind also as raw JSON). Along the way it publishes a frame, a truncated JPEG and
-# two sensor windows (one of the wrong length) to the agent's inbound topics, then stops the agent with SIGTERM
-# and shows the retained `offline` status.
+# two sensor windows (one of the wrong length) to the agent's inbound topics, pushes a signed over-the-air
+# update of the activity classifier (1.0.0 -> 1.1.0), then stops the agent with SIGTERM and shows the retained
+# `offline` status.
 #
 # Needs Debian 12 with rustup Rust and Python 3; scripts/setup.sh installs the rest (run as root or with sudo).
 # Environment: DEMO_SECONDS (run time, default 25), DEMO_KEEP=1 (keep the work directory: the generated
@@ -27,13 +28,13 @@ agent_bin="${CARGO_TARGET_DIR:-$root/target}/release/device-agent"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/edge-demo.XXXXXX")"
 chmod 755 "$work" # Mosquitto drops to its own user when started as root.
-broker_pid="" sub_pid="" show_pid="" agent_pid=""
+broker_pid="" sub_pid="" show_pid="" agent_pid="" push_pid=""
 cleanup() {
   # Only the processes this script started, by PID; the agent first so that it cannot outlive the broker.
-  for pid in "$agent_pid" "$sub_pid" "$show_pid" "$broker_pid"; do
+  for pid in "$push_pid" "$agent_pid" "$sub_pid" "$show_pid" "$broker_pid"; do
     [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
   done
-  for pid in "$agent_pid" "$sub_pid" "$show_pid" "$broker_pid"; do
+  for pid in "$push_pid" "$agent_pid" "$sub_pid" "$show_pid" "$broker_pid"; do
     [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
   done
   if [ "${DEMO_KEEP:-0}" = 1 ]; then echo "Work directory kept: $work"; else rm -rf "$work"; fi
@@ -59,10 +60,23 @@ sed -e "s|^port = .*|port = $port|" -e "s|\"\.\./|\"$root_in_sed/|g" demo/agent.
 grep -E '^(device_id|port|model|path) = ' "$work/agent.toml" | sed 's/^/  /'
 device="$(sed -n 's/^device_id = "\(.*\)"/\1/p' "$work/agent.toml")"
 prefix="devices/$device"
+# Over-the-air updates: a key made for this run, trusted by the agent; the state lives in the work directory.
+"$agent_bin" keygen --out "$work/demo-key" > /dev/null
+cat >> "$work/agent.toml" <<TOML
+
+[update]
+trusted_keys = ["$(cat "$work/demo-key.pub")"]
+state_dir = "$work/state"
+
+[update.probation]
+window_secs = 5.0
+min_frames = 2
+TOML
+echo "  [update] trusts the key in demo-key.pub; state in $work/state"
 echo "\$ device-agent run --config agent.toml --check"
 "$agent_bin" run --config "$work/agent.toml" --check
 
-step "Run: device-agent run --config agent.toml for ${seconds} s; subscribed to $prefix/{status,health,predictions/#,errors/#}"
+step "Run: device-agent run --config agent.toml for ${seconds} s; subscribed to $prefix/{status,health,predictions/#,errors/#,update/status}"
 cat > "$work/show.py" <<'PY'
 """Prints each `topic retained payload` line of mosquitto_sub as one summary line."""
 import json, os, sys, time
@@ -134,6 +148,10 @@ for line in sys.stdin:
             text = f"#{message['seq']:<3} REJECTED {message['input']}: stage={message['stage']} kind={message['kind']}: {message['message']}"
         elif kind == "health":
             text = health(message)
+        elif kind == "update":
+            progress = f" {message['percent']:.0f}%" if message["state"] == "downloading" else ""
+            reason = f": {message['reason']}" if message["reason"] else ""
+            text = f"{message['state'].upper()}{progress} {message['model']} {message['version']} (running {message['running_version']}){reason}"
         else:
             text = payload[:120]
     except (ValueError, KeyError, TypeError) as e:
@@ -154,7 +172,8 @@ DEMO_T0="$(python3 -c 'import time; print(time.time())')"
 python3 -u "$work/show.py" < "$work/sub.fifo" &
 show_pid=$!
 mosquitto_sub -h 127.0.0.1 -p "$port" -q 1 -F '%t %r %p' \
-  -t "$prefix/status" -t "$prefix/health" -t "$prefix/predictions/#" -t "$prefix/errors/#" > "$work/sub.fifo" &
+  -t "$prefix/status" -t "$prefix/health" -t "$prefix/predictions/#" -t "$prefix/errors/#" \
+  -t "$prefix/update/status" > "$work/sub.fifo" &
 sub_pid=$!
 sleep 0.5
 
@@ -180,8 +199,22 @@ pub -t "$prefix/frames/doorbell" -f "$work/truncated.jpg"
 pub -t "$prefix/sensor/wrist" -f "$work/window.json"
 pub -t "$prefix/sensor/wrist" -f "$work/short-window.json"
 
+# An over-the-air update while the agent serves: the activity classifier as version 1.1.0, packed with a
+# golden self-test vector, signed with the trusted key, delivered in chunks over MQTT, self-tested, swapped in
+# between two windows and committed after its probation. The push's own progress goes to push.log.
+cp -r models/activity-classifier "$work/activity-1.1.0"
+sed -i 's/^version = "1.0.0"/version = "1.1.0"/' "$work/activity-1.1.0/manifest.toml"
+"$agent_bin" model pack "$work/activity-1.1.0" -o "$work/activity-1.1.0.bundle" --self-test models/recordings/activity.csv > "$work/push.log" 2>&1
+"$agent_bin" model sign "$work/activity-1.1.0.bundle" --key "$work/demo-key.key" >> "$work/push.log" 2>&1
+"$agent_bin" model push "$work/activity-1.1.0.bundle" --broker "127.0.0.1:$port" --device "$device" --chunk-size 4096 --timeout 60 >> "$work/push.log" 2>&1 &
+push_pid=$!
+
 remaining="$(python3 -c "import time; print(max(0.0, $DEMO_T0 + $seconds - time.time()))")"
 sleep "$remaining"
+
+push_status=0
+wait "$push_pid" || push_status=$?
+push_pid=""
 
 step "Stop: SIGTERM to the agent (pid $agent_pid)"
 kill -TERM "$agent_pid"
@@ -206,11 +239,14 @@ step "Retained status after shutdown (a new subscriber)"
 status_line="$(mosquitto_sub -h 127.0.0.1 -p "$port" -t "$prefix/status" -C 1 -W 5 -F '%t retained=%r %p' || true)"
 echo "$status_line"
 
+step "Over-the-air update: device-agent model pack, sign and push (exit status $push_status)"
+cat "$work/push.log"
+
 step "Agent log (stderr)"
 cat "$work/agent.log"
 
-if [ "$agent_status" -ne 0 ] || [[ "$status_line" != *'retained=1 {"state":"offline"'* ]]; then
-  echo "Demo FAILED: agent status $agent_status, status message: ${status_line:-none}" >&2
+if [ "$agent_status" -ne 0 ] || [ "$push_status" -ne 0 ] || [[ "$status_line" != *'retained=1 {"state":"offline"'* ]]; then
+  echo "Demo FAILED: agent status $agent_status, push status $push_status, status message: ${status_line:-none}" >&2
   exit 1
 fi
 echo

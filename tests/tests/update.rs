@@ -243,7 +243,6 @@ fn a_transfer_resumes_after_a_broker_outage() {
     let before = watch.statuses("cam-01").last().unwrap().bytes;
     broker.stop();
     let broker = Broker::start_on(port, &["allow_anonymous true"]);
-    let mut watch = Watch::new(port, "devices/cam-01/#");
 
     let outcome = push.finish(PUSH_WAIT);
     assert!(outcome.success, "{outcome:#?}\n{}\n{}", agent.log(), broker.log());
