@@ -102,7 +102,7 @@ CONTROL
   cp -R "models/$starter" "$tree/models/$starter"
   install -m 0644 models/recordings/activity.csv "$tree/activity.csv"
   # Paths in a config are relative to the config file, so the directory can live anywhere.
-  sed "s|/var/lib/edge-agent/models/|models/|; s|/var/lib/edge-agent/incoming|incoming|" cross/package/agent.toml > "$tree/agent.toml"
+  sed "s|/var/lib/edge-agent/models/|models/|; s|/var/lib/edge-agent/incoming|incoming|; s|/var/lib/edge-agent/update|update|" cross/package/agent.toml > "$tree/agent.toml"
   sed "s|/usr/lib/edge-agent/|/opt/edge-agent/|g; s|/etc/edge-agent/|/opt/edge-agent/|g; s|^ReadWritePaths=.*|ReadWritePaths=/var/lib/edge-agent /opt/edge-agent/models|" \
     cross/package/edge-agent.service > "$tree/edge-agent.service"
   install -m 0644 cross/package/copyright "$tree/COPYRIGHT"

@@ -18,7 +18,7 @@ use crate::sources::images::{self, FileSet, ImageFiles};
 use crate::sources::recording::{self, Recording, WindowShape};
 use crate::sources::{Feed, stdin};
 use crate::update::protocol::{Membership, UpdateTopics};
-use crate::update::{self, ModelSlots, ServedModel, Updater, UpdaterParts, WorkerLink};
+use crate::update::{self, ModelSlots, ServedModel, UpdateQos, Updater, UpdaterParts, WorkerLink};
 use crate::wire;
 use crate::worker::{Serving, Swap};
 use crate::{EXIT_CONFIG, worker};
@@ -73,7 +73,12 @@ pub fn main(config_path: &Path, check: bool) -> anyhow::Result<ExitCode> {
         }
         Err(error) => return Err(error.into()),
     };
-    let mut slots = config.update.as_ref().and_then(|update| update.state_dir.as_deref()).map(ModelSlots::new);
+    // `--check` loads the configured bundles only: opening the slots may roll back or clean up, which is the
+    // running agent's business.
+    let mut slots = match config.update.as_ref().and_then(|update| update.state_dir.as_deref()) {
+        Some(state_dir) if !check => Some(ModelSlots::open(state_dir).context("opening update.state_dir")?),
+        _ => None,
+    };
     let (ready, mut failed) = prepare_sources(&config, &ort, slots.as_mut());
     if check {
         if let Err(error) = MqttLink::check(&config) {
@@ -253,6 +258,7 @@ fn run(
                 topics: config.topics(),
                 own: own_update_topics(&config),
                 format: config.mqtt.format,
+                qos: UpdateQos { status: mqtt::qos(config.mqtt.qos.status), errors: mqtt::qos(config.mqtt.qos.errors) },
                 max_packet_bytes: config.mqtt.max_packet_bytes,
                 ort,
                 options: engine_options(&config),

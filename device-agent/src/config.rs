@@ -553,6 +553,8 @@ impl SourceConfig {
             problems.push(format!("{key}.name"), "is required");
         } else if !is_identifier(name) {
             problems.push(format!("{key}.name"), "must match [A-Za-z0-9_-]+ (it is part of topics)");
+        } else if name == "update" {
+            problems.push(format!("{key}.name"), "\"update\" is reserved: <prefix>/errors/update carries the updater's errors");
         }
         if self.model().as_os_str().is_empty() {
             problems.push(format!("{key}.model"), "is required");

@@ -7,6 +7,8 @@ use runtime::Manifest;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+const LOCK_FILE: &str = "lock";
+
 /// The slot stores of the models the sources serve, opened (and recovered) once per model name.
 pub struct ModelSlots {
     state_dir: PathBuf,
@@ -14,8 +16,17 @@ pub struct ModelSlots {
 }
 
 impl ModelSlots {
-    pub fn new(state_dir: &Path) -> ModelSlots {
-        ModelSlots { state_dir: state_dir.to_owned(), stores: HashMap::new() }
+    /// Takes the state directory for this process: two agents on one directory would overwrite each other's
+    /// slots, so a second one is refused. The lock lasts until the process exits.
+    pub fn open(state_dir: &Path) -> std::io::Result<ModelSlots> {
+        std::fs::create_dir_all(state_dir)?;
+        let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(state_dir.join(LOCK_FILE))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(|_| {
+            std::io::Error::other(format!("{} is in use by another agent", state_dir.display()))
+        })?;
+        // Held, not closed: closing the file would release the lock.
+        std::mem::forget(lock);
+        Ok(ModelSlots { state_dir: state_dir.to_owned(), stores: HashMap::new() })
     }
 
     /// The bundle directories to try, best first, for a source whose config names `factory`. A factory

@@ -1,6 +1,6 @@
 //! Over-the-air model updates on the device: the `update` thread, which takes announcements, chunks and
 //! commands from MQTT, stages the package, verifies it, hands the new pipelines to the workers and judges
-//! them on probation. `docs/updates.md` describes the procedure for users.
+//! them on probation. The README's "Over-the-air model updates" describes the procedure for users.
 //!
 //! ```text
 //! mqtt ──(bounded, never blocks)──> update ──Swap──> worker-<name> (one per source of the model)
@@ -18,7 +18,7 @@ mod staging;
 mod updater;
 
 pub use boot::ModelSlots;
-pub use updater::{ServedModel, Updater, UpdaterParts, WorkerLink};
+pub use updater::{ServedModel, UpdateQos, Updater, UpdaterParts, WorkerLink};
 
 use crate::mqtt::{QoS, Route};
 use protocol::{UpdateTopics, parse_chunk_topic};

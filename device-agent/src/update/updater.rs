@@ -121,6 +121,7 @@ pub struct Updater {
     own: UpdateTopics,
     errors_topic: String,
     format: Format,
+    qos: UpdateQos,
     trusted: Vec<PublicKey>,
     max_chunk: usize,
     ort: OnnxRuntime,
@@ -132,6 +133,13 @@ pub struct Updater {
     link: MqttHandle,
 }
 
+/// `mqtt.qos` of the two kinds of message the updater publishes besides chunk requests (always QoS 1).
+#[derive(Debug, Clone, Copy)]
+pub struct UpdateQos {
+    pub status: QoS,
+    pub errors: QoS,
+}
+
 /// Everything the updater is built from.
 pub struct UpdaterParts {
     pub config: UpdateConfig,
@@ -139,6 +147,7 @@ pub struct UpdaterParts {
     pub topics: Topics,
     pub own: UpdateTopics,
     pub format: Format,
+    pub qos: UpdateQos,
     pub max_packet_bytes: usize,
     pub ort: OnnxRuntime,
     pub options: EngineOptions,
@@ -163,6 +172,7 @@ impl Updater {
             device: parts.device,
             own: parts.own,
             format: parts.format,
+            qos: parts.qos,
             trusted,
             max_chunk: parts.max_packet_bytes.saturating_sub(CHUNK_HEADROOM),
             ort: parts.ort,
@@ -197,10 +207,12 @@ impl Updater {
 
     /// Publishes the state the device starts in: a rollback done at start, else the last status, else idle.
     fn report_start(&mut self) {
+        let mut rolled_back = false;
         for index in 0..self.models.len() {
             let model = &self.models[index];
             match &model.recovery {
                 Recovery::RolledBack { update_id, version } => {
+                    log::warn!(model = model.name.as_str(), version = version.as_str(); "The agent stopped during probation; rolled back.");
                     let status = self.status_for(
                         index,
                         UpdateState::RolledBack,
@@ -210,14 +222,27 @@ impl Updater {
                     );
                     // Not final for the package: the model was not judged, so a new push may try it again.
                     self.publish(status, false);
-                    return;
+                    rolled_back = true;
                 }
                 Recovery::None => {}
                 Recovery::Reset(reason) => log::warn!(model = model.name.as_str(); "Update state was reset: {reason}."),
             }
         }
-        let status = match &self.last {
-            Some(last) => UpdateStatus { at_ms: wire::unix_time_ms(), ..last.status.clone() },
+        if rolled_back {
+            return;
+        }
+        let status = match self.last.clone() {
+            // The commit reached the slots but not this file: the slots are the truth.
+            Some(last) if last.status.state == UpdateState::Probation => {
+                let committed = self.models.iter().position(|m| m.name == last.status.model).filter(|&model| {
+                    last.status.update_id.as_deref().is_some_and(|id| self.runs_update(model, id))
+                });
+                let state = if committed.is_some() { UpdateState::Committed } else { UpdateState::RolledBack };
+                let status = UpdateStatus { state, at_ms: wire::unix_time_ms(), ..last.status };
+                self.publish(status, false);
+                return;
+            }
+            Some(last) => UpdateStatus { at_ms: wire::unix_time_ms(), ..last.status },
             None => match self.models.first() {
                 Some(model) => {
                     let version = model.running.version.clone();
@@ -486,10 +511,12 @@ impl Updater {
         match result {
             Ok(pipelines) => self.activate(model, &announcement, pipelines),
             Err(refusal) => {
+                // A refusal on the package's merits is final for it; a failure of this device (disk, I/O) is not.
+                let final_for_package = refusal.state == UpdateState::Rejected;
                 status.state = refusal.state;
                 status.reason = Some(refusal.reason);
                 status.at_ms = wire::unix_time_ms();
-                self.publish(status, true);
+                self.publish(status, final_for_package);
             }
         }
     }
@@ -502,6 +529,12 @@ impl Updater {
         status: &mut UpdateStatus,
     ) -> Result<Vec<Pipeline>, Refusal> {
         staging.finish_check().map_err(|e| Refusal::rejected(e.to_string()))?;
+        // Signature and version first: an unsigned or older package must not cost the candidate slot (which may
+        // hold the rollback target).
+        let package = runtime::package::inspect(staging.package_path()).map_err(|e| Refusal::rejected(e.to_string()))?;
+        runtime::signature::verify(&package.manifest_bytes, package.signature.as_deref(), &self.trusted)
+            .map_err(|e| Refusal::rejected(e.to_string()))?;
+        check_version(&self.models[model].running.version, &package.manifest.version.to_string(), announcement.rollback)?;
         let store = &mut self.models[model].store;
         let temp = store.begin_candidate().map_err(|e| Refusal::failed(format!("preparing the candidate slot: {e}")))?;
         runtime::package::unpack(staging.package_path(), &temp, &self.trusted).map_err(|e| Refusal::rejected(e.to_string()))?;
@@ -662,7 +695,8 @@ impl Updater {
         };
         let Some(model) = model else {
             let names: Vec<&str> = self.models.iter().map(|m| m.name.as_str()).collect();
-            return self.report_error("command", "unknown_model", &format!("rollback of {name:?}: this device serves {names:?}"));
+            let asked = name.as_deref().unwrap_or("(no model named, and this device serves several)");
+            return self.report_error("command", "unknown_model", &format!("rollback of {asked}: this device serves {names:?}"));
         };
         if let Phase::Probation(trial) = &self.phase
             && trial.model == model
@@ -761,7 +795,7 @@ impl Updater {
     fn send_status(&self, status: &UpdateStatus) {
         match serde_json::to_vec(status) {
             Ok(payload) => {
-                if let Err(e) = self.link.try_publish(self.own.status(), QoS::AtLeastOnce, true, payload) {
+                if let Err(e) = self.link.try_publish(self.own.status(), self.qos.status, true, payload) {
                     log::warn!("Update status not published: {e}.");
                 }
             }
@@ -784,7 +818,7 @@ impl Updater {
             input: None,
         };
         if let Ok(payload) = wire::encode(self.format, &event) {
-            let _ = self.link.try_publish(self.errors_topic.clone(), QoS::AtLeastOnce, false, payload);
+            let _ = self.link.try_publish(self.errors_topic.clone(), self.qos.errors, false, payload);
         }
     }
 }
