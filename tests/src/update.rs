@@ -324,13 +324,15 @@ pub fn quoted(text: &str) -> String {
     Value::from(text).to_string()
 }
 
-/// A `csv` source replaying `models/recordings/activity.csv` in a loop through `bundle`: 10 windows a second.
-pub fn csv_loop(name: &str, bundle: &Path) -> String {
+/// A `csv` source replaying `models/recordings/activity.csv` in a loop through `bundle`, `windows_per_s` windows
+/// of 100 samples a second.
+pub fn csv_loop(name: &str, bundle: &Path, windows_per_s: u32) -> String {
     format!(
-        "[[sources]]\nname = {}\nkind = \"csv\"\nmodel = {}\npath = {}\nloop = true\nrate_hz = 1000\n",
+        "[[sources]]\nname = {}\nkind = \"csv\"\nmodel = {}\npath = {}\nloop = true\nrate_hz = {}\n",
         quoted(name),
         quoted(&bundle.display().to_string()),
-        quoted(&crate::models_dir().join("recordings/activity.csv").display().to_string())
+        quoted(&crate::models_dir().join("recordings/activity.csv").display().to_string()),
+        windows_per_s * 100
     )
 }
 

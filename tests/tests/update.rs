@@ -137,7 +137,7 @@ fn bad_packages_are_rejected_and_the_running_model_keeps_serving() {
     let bench = Workbench::new();
     let state = tempfile::tempdir().unwrap();
     let config = ConfigBuilder::new("wrist-01", broker.port(), &bench.trusted.public, state.path())
-        .source(csv_loop("wrist", &model("activity-classifier")))
+        .source(csv_loop("wrist", &model("activity-classifier"), 10))
         .build();
     let mut watch = Watch::new(broker.port(), "devices/wrist-01/#");
     let agent = Agent::start(&config);
@@ -295,7 +295,7 @@ fn a_package_whose_golden_vectors_fail_is_rejected_before_it_serves() {
     let bench = Workbench::new();
     let state = tempfile::tempdir().unwrap();
     let config = ConfigBuilder::new("wrist-01", broker.port(), &bench.trusted.public, state.path())
-        .source(csv_loop("wrist", &model("activity-classifier")))
+        .source(csv_loop("wrist", &model("activity-classifier"), 10))
         .build();
     let mut watch = Watch::new(broker.port(), "devices/wrist-01/#");
     let agent = Agent::start(&config);
@@ -334,8 +334,9 @@ fn a_candidate_that_is_slow_or_fails_is_rolled_back_on_probation() {
     let bench = Workbench::new();
     let state = tempfile::tempdir().unwrap();
     let window_ms = 10_000;
+    // The latency limit at its default (x2); 50 windows a second give the baseline p95 many samples.
     let config = ConfigBuilder::new("wrist-01", broker.port(), &bench.trusted.public, state.path())
-        .source(csv_loop("wrist", &model("activity-classifier")))
+        .source(csv_loop("wrist", &model("activity-classifier"), 50))
         .probation("window_secs", window_ms / 1000)
         .probation("max_p95_ratio", 2)
         .build();
@@ -370,7 +371,7 @@ fn model_rollback_returns_to_the_previous_version() {
     let bench = Workbench::new();
     let state = tempfile::tempdir().unwrap();
     let config = ConfigBuilder::new("wrist-01", broker.port(), &bench.trusted.public, state.path())
-        .source(csv_loop("wrist", &model("activity-classifier")))
+        .source(csv_loop("wrist", &model("activity-classifier"), 10))
         .build();
     let mut watch = Watch::new(broker.port(), "devices/wrist-01/#");
     let agent = Agent::start(&config);
@@ -404,13 +405,14 @@ fn a_group_is_updated_after_its_canary_and_a_failing_canary_stops_the_rollout() 
         .zip(&states)
         .map(|(device, state)| {
             let config = ConfigBuilder::new(device, broker.port(), &bench.trusted.public, state.path())
-                .source(csv_loop("wrist", &model("activity-classifier")))
+                // The slow canary must stand out from the noise and the sound update must not. On a loaded
+                // 2-core machine this ~20 us model's p95 alone swings by x2.2 (the sound update was rolled back
+                // at the default x2); the slow variant's is x5 or more. Many samples, and a limit between.
+                .source(csv_loop("wrist", &model("activity-classifier"), 50))
                 .update("groups", "[\"lab\"]")
-                // The latency limit at its default, to catch the slow canary; judged on 20 inputs or more, so
-                // that one slow inference of the sound update is not its p95.
-                .probation("max_p95_ratio", 2)
-                .probation("min_frames", 20)
-                .probation("window_secs", 4)
+                .probation("max_p95_ratio", 4)
+                .probation("min_frames", 50)
+                .probation("window_secs", 3)
                 .build();
             Agent::start(&config)
         })
@@ -449,6 +451,7 @@ fn a_group_is_updated_after_its_canary_and_a_failing_canary_stops_the_rollout() 
     let id = outcome.summary["update_id"].as_str().unwrap().to_owned();
     let canary = canary_of(&outcome.lines);
     assert_eq!(outcome.state(&canary), Some("rolled_back"), "{outcome:#?}");
+    eprintln!("canary {canary} rolled back: {}", outcome.summary["devices"][&canary]["reason"]);
     watch.drain(Duration::from_secs(2));
     for device in devices.iter().filter(|d| **d != canary) {
         let heard: Vec<Status> =

@@ -3,6 +3,8 @@
 //! update, and its slot state reads back.
 //!
 //! Each trial is a fresh device (own id and state directory) so that it goes through the whole update again.
+//! Every third trial pushes the unstable variant (also 1.1.0), which probation rolls back, so that kills land
+//! in a rollback too.
 //! The kill comes either after a random delay from the start of the push (uniform over the length of an update,
 //! measured on a first uninterrupted run), or right after a randomly chosen status, so that the short phases
 //! (verifying, self-testing) are hit too. The seed is printed; `UPDATE_CRASH_SEED=<n>` replays one.
@@ -19,7 +21,7 @@ use std::time::{Duration, Instant};
 const TRIALS: usize = 80;
 const WAIT: Duration = Duration::from_secs(60);
 /// Statuses a kill can be aimed at.
-const KILL_ON: [&str; 5] = ["downloading", "verifying", "self_testing", "probation", "committed"];
+const KILL_ON: [&str; 6] = ["downloading", "verifying", "self_testing", "probation", "committed", "rolled_back"];
 
 /// xorshift64*: enough randomness for kill times, and reproducible from the printed seed.
 struct Rng(u64);
@@ -61,7 +63,7 @@ impl<'a> Trial<'a> {
         let device = format!("crash-{number:02}");
         let state = tempfile::tempdir().unwrap();
         let config = ConfigBuilder::new(&device, broker.port(), &bench.trusted.public, state.path())
-            .source(csv_loop("wrist", &models_dir().join("activity-classifier")))
+            .source(csv_loop("wrist", &models_dir().join("activity-classifier"), 10))
             .probation("window_secs", 1)
             .probation("min_frames", 3)
             .build();
@@ -99,7 +101,9 @@ fn killing_the_agent_anywhere_in_an_update_leaves_it_serving_and_consistent() {
     let broker = Broker::start();
     let bench = Workbench::new();
     let v110 = edited_bundle("activity-classifier", |m| m.replace("version = \"1.0.0\"", "version = \"1.1.0\""));
-    let package = bench.signed(v110.path(), &[models_dir().join("testing/calm-window.csv")]);
+    let calm = [models_dir().join("testing/calm-window.csv")];
+    let package = bench.signed(v110.path(), &calm);
+    let unstable = bench.signed(&models_dir().join("testing/activity-classifier-unstable"), &calm);
 
     // An uninterrupted update first: it must work, and it says how long an update takes.
     let mut trial = Trial::new(&broker, &bench, &package, 0);
@@ -123,19 +127,21 @@ fn killing_the_agent_anywhere_in_an_update_leaves_it_serving_and_consistent() {
         let kill = if number % 2 == 0 {
             Kill::After(Duration::from_millis(rng.below(update_ms * 5 / 4 + 1)))
         } else {
-            Kill::On(KILL_ON[rng.below(KILL_ON.len() as u64) as usize], Duration::from_millis(rng.below(40)))
+            Kill::On(KILL_ON[rng.below(KILL_ON.len() as u64) as usize], Duration::from_millis(rng.below(10)))
         };
-        let mut trial = Trial::new(&broker, &bench, &package, number);
+        let pushed = if number % 3 == 0 { &unstable } else { &package };
+        let mut trial = Trial::new(&broker, &bench, pushed, number);
         let (agent, push) = trial.start();
         let device = trial.device.clone();
         match kill {
             Kill::After(delay) => std::thread::sleep(delay),
             Kill::On(state, delay) => {
                 // An update already past `state` (it did not stop there, or it ended) is killed at once.
+                let wanted = KILL_ON.iter().position(|s| *s == state).unwrap();
                 let at_or_past = |w: &Watch| {
-                    let seen: Vec<String> = w.statuses(&device).into_iter().map(|s| s.state).collect();
-                    let wanted = KILL_ON.iter().position(|s| *s == state).unwrap();
-                    seen.iter().any(|s| KILL_ON.iter().position(|k| k == s).is_some_and(|p| p >= wanted) || is_final(s))
+                    w.statuses(&device).iter().any(|s| {
+                        is_final(&s.state) || KILL_ON.iter().position(|k| *k == s.state).is_some_and(|p| p >= wanted)
+                    })
                 };
                 trial.watch.until(WAIT, || agent.log(), at_or_past);
                 std::thread::sleep(delay);
