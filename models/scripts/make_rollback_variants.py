@@ -1,6 +1,6 @@
 """Builds two deliberately bad variants of models/activity-classifier for OTA rollback tests (test-only bundles).
 
-- models/testing/activity-classifier-slow/: the same logits, plus an input-dependent branch of 64 MatMuls with one
+- models/testing/activity-classifier-slow/: the same logits, plus an input-dependent branch of 64 MatMuls on 64 rows with one
   shared 256x256 constant (a scaled Hadamard matrix) whose result is multiplied by 0 and added to the logits.
   ONNX Runtime cannot constant-fold it (it depends on the input) and does not simplify `x * 0` (NaN semantics),
   so every run pays for it.
@@ -42,7 +42,7 @@ VERSION = "1.1.0"
 
 # Slow branch: DEPTH MatMuls of [ROWS, WIDTH] by one shared [WIDTH, WIDTH] weight.
 WIDTH = 256
-ROWS = 16
+ROWS = 64
 DEPTH = 64
 # Unstable branch: mean |x[t+1] - x[t]| over the standardised window. On models/recordings/activity.csv the
 # standing windows are at 0.02-0.09, walking at 0.12-0.26, running and badminton at 0.64-0.82.

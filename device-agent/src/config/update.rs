@@ -54,8 +54,10 @@ pub struct ProbationConfig {
     pub min_frames: u64,
     /// Roll back when the share of failed inputs rises by more than this (0.05: five points).
     pub max_error_rate_increase: f64,
-    /// Roll back when the p95 inference latency grows by more than this factor.
+    /// Roll back when the p95 inference latency grows by more than this factor...
     pub max_p95_ratio: f64,
+    /// ...and by more than this many milliseconds: below it, a p95 change is scheduling noise, not the model.
+    pub min_p95_increase_ms: f64,
     /// Roll back when the mean top confidence (classifiers and detectors) falls by more than this.
     pub max_confidence_drop: f64,
     /// Refuse a model that would run on another execution provider than the one it replaces.
@@ -69,6 +71,7 @@ impl Default for ProbationConfig {
             min_frames: 20,
             max_error_rate_increase: 0.05,
             max_p95_ratio: 2.0,
+            min_p95_increase_ms: 1.0,
             max_confidence_drop: 0.2,
             require_same_provider: true,
         }
@@ -126,6 +129,7 @@ impl UpdateConfig {
         for (key, value) in [
             ("max_error_rate_increase", probation.max_error_rate_increase),
             ("max_confidence_drop", probation.max_confidence_drop),
+            ("min_p95_increase_ms", probation.min_p95_increase_ms),
         ] {
             if !(value.is_finite() && value >= 0.0) {
                 problems.push(format!("update.probation.{key}"), "must be >= 0");

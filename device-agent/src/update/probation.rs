@@ -131,10 +131,11 @@ pub fn judge(limits: &ProbationConfig, baseline: &ScoreSnapshot, candidate: &Sco
     if baseline.frames >= limits.min_frames
         && let (Some(old_p95), Some(new_p95)) = (baseline.p95_inference_us, candidate.p95_inference_us)
         && f64::from(new_p95) > f64::from(old_p95.max(1)) * limits.max_p95_ratio
+        && f64::from(new_p95.saturating_sub(old_p95)) > limits.min_p95_increase_ms * 1000.0
     {
         return Verdict::Unhealthy(format!(
-            "p95 inference latency {new_p95} us against {old_p95} us before (limit x{})",
-            limits.max_p95_ratio
+            "p95 inference latency {new_p95} us against {old_p95} us before (limit x{} and +{} ms)",
+            limits.max_p95_ratio, limits.min_p95_increase_ms
         ));
     }
     if let (Some(old), Some(new)) = (baseline.mean_confidence, candidate.mean_confidence)
@@ -154,7 +155,7 @@ mod tests {
     use runtime::ClassScore;
 
     fn limits() -> ProbationConfig {
-        ProbationConfig { min_frames: 10, ..ProbationConfig::default() }
+        ProbationConfig { min_frames: 10, min_p95_increase_ms: 0.1, ..ProbationConfig::default() }
     }
 
     fn classified(score: f32) -> Output {
@@ -196,6 +197,13 @@ mod tests {
                 other => panic!("expected {what} to fail, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn small_latency_changes_are_noise() {
+        let limits = ProbationConfig { min_frames: 10, min_p95_increase_ms: 1.0, ..ProbationConfig::default() };
+        assert_eq!(judge(&limits, &scored(100, 0, 200, 0.9), &scored(20, 0, 900, 0.9)), Verdict::Healthy);
+        assert!(matches!(judge(&limits, &scored(100, 0, 200, 0.9), &scored(20, 0, 1300, 0.9)), Verdict::Unhealthy(_)));
     }
 
     #[test]

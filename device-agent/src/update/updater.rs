@@ -29,7 +29,8 @@ use std::time::{Duration, Instant};
 const TICK: Duration = Duration::from_millis(100);
 /// Progress is published at most this often while downloading.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
-/// Staged chunks are made durable at least this often (and every [`PERSIST_CHUNKS`] chunks).
+/// Staged chunks are made durable at least this often, and every [`PERSIST_CHUNKS`] chunks or request window,
+/// whichever is smaller: a crash then loses at most two windows (one unsaved, one in flight).
 const PERSIST_INTERVAL: Duration = Duration::from_millis(500);
 const PERSIST_CHUNKS: u32 = 32;
 /// How long a worker may take to finish its current inference and take a swap.
@@ -232,13 +233,17 @@ impl Updater {
             return;
         }
         let status = match self.last.clone() {
-            // The commit reached the slots but not this file: the slots are the truth.
+            // The outcome reached the slots but not this file: the slots are the truth.
             Some(last) if last.status.state == UpdateState::Probation => {
-                let committed = self.models.iter().position(|m| m.name == last.status.model).filter(|&model| {
-                    last.status.update_id.as_deref().is_some_and(|id| self.runs_update(model, id))
-                });
-                let state = if committed.is_some() { UpdateState::Committed } else { UpdateState::RolledBack };
-                let status = UpdateStatus { state, at_ms: wire::unix_time_ms(), ..last.status };
+                let Some(model) = self.models.iter().position(|m| m.name == last.status.model) else { return };
+                let id = last.status.update_id.clone();
+                let committed = id.as_deref().is_some_and(|id| self.runs_update(model, id));
+                let (state, reason) = if committed {
+                    (UpdateState::Committed, None)
+                } else {
+                    (UpdateState::RolledBack, Some("the agent stopped before the outcome was recorded; the previous model serves".into()))
+                };
+                let status = self.status_for(model, state, id, last.status.version.clone(), reason);
                 self.publish(status, false);
                 return;
             }
@@ -443,7 +448,8 @@ impl Updater {
             Phase::Downloading(download) => {
                 let now = Instant::now();
                 if download.unpersisted > 0
-                    && (download.unpersisted >= PERSIST_CHUNKS || now - download.last_persist_at >= PERSIST_INTERVAL)
+                    && (download.unpersisted >= PERSIST_CHUNKS.min(self.config.request_window)
+                        || now - download.last_persist_at >= PERSIST_INTERVAL)
                 {
                     if let Err(e) = download.staging.persist() {
                         log::warn!("Persisting download progress failed: {e}.");
@@ -776,8 +782,8 @@ impl Updater {
     }
 
     /// Publishes a status and, when it is an outcome, keeps it on disk.
+    /// The file is written first, so that what subscribers see is never ahead of what a restart repeats.
     fn publish(&mut self, status: UpdateStatus, final_for_package: bool) {
-        self.send_status(&status);
         if status.state.is_final() || status.state == UpdateState::Probation {
             let last = LastStatus { status, final_for_package };
             match serde_json::to_vec(&last) {
@@ -788,7 +794,10 @@ impl Updater {
                 }
                 Err(e) => log::warn!("Encoding the update status failed: {e}."),
             }
-            self.last = Some(last);
+            self.last = Some(last.clone());
+            self.send_status(&last.status);
+        } else {
+            self.send_status(&status);
         }
     }
 

@@ -5,8 +5,9 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-/// A chunk published this recently on a base is not published again for another request: the device that
-/// asked is subscribed and gets that copy, or asks again later.
+/// On a base shared by several devices, a chunk published this recently is not published again for another
+/// request: the device that asked is subscribed and gets that copy, or asks again later. A base with one device
+/// has no such window: a repeated request there means the copy was lost (the device restarted).
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(1);
 
 /// The chunks still to publish on one base.
@@ -16,20 +17,28 @@ pub struct ChunkQueue {
     queue: VecDeque<u32>,
     queued: HashSet<u32>,
     published_at: HashMap<u32, Instant>,
+    duplicate_window: Duration,
 }
 
 impl ChunkQueue {
-    pub fn new(chunk_count: u32) -> ChunkQueue {
-        ChunkQueue { chunk_count, queue: VecDeque::new(), queued: HashSet::new(), published_at: HashMap::new() }
+    /// A queue that does not publish a chunk again within `duplicate_window` of publishing it.
+    pub fn new(chunk_count: u32, duplicate_window: Duration) -> ChunkQueue {
+        ChunkQueue {
+            chunk_count,
+            queue: VecDeque::new(),
+            queued: HashSet::new(),
+            published_at: HashMap::new(),
+            duplicate_window,
+        }
     }
 
     /// Queues the chunks of the half-open `ranges` that exist and are neither queued nor published within
-    /// [`DUPLICATE_WINDOW`] before `now`. Returns how many it queued.
+    /// the duplicate window before `now`. Returns how many it queued.
     pub fn request(&mut self, ranges: &[[u32; 2]], now: Instant) -> usize {
         let mut added = 0;
         for &[start, end] in ranges {
             for index in start..end.min(self.chunk_count) {
-                let recent = self.published_at.get(&index).is_some_and(|at| now.duration_since(*at) < DUPLICATE_WINDOW);
+                let recent = self.published_at.get(&index).is_some_and(|at| now.duration_since(*at) < self.duplicate_window);
                 if !recent && self.queued.insert(index) {
                     self.queue.push_back(index);
                     added += 1;
@@ -90,7 +99,7 @@ mod tests {
     #[test]
     fn requests_are_queued_once_and_clipped_to_the_package() {
         let now = Instant::now();
-        let mut queue = ChunkQueue::new(10);
+        let mut queue = ChunkQueue::new(10, DUPLICATE_WINDOW);
         assert_eq!(queue.request(&[[0, 3], [8, 40]], now), 5);
         // A second device asking for overlapping chunks before they went out adds only the new ones.
         assert_eq!(queue.request(&[[2, 5]], now), 2);
@@ -103,7 +112,7 @@ mod tests {
     #[test]
     fn recently_published_chunks_are_skipped() {
         let start = Instant::now();
-        let mut queue = ChunkQueue::new(4);
+        let mut queue = ChunkQueue::new(4, DUPLICATE_WINDOW);
         queue.request(&[[0, 2]], start);
         assert_eq!(drain(&mut queue, start), vec![0, 1]);
 

@@ -2,7 +2,7 @@
 //! follow each device's status until every one has an outcome or the time is up.
 
 use super::broker::{Broker, Inbound};
-use super::chunks::{ChunkCounts, ChunkQueue};
+use super::chunks::{ChunkCounts, ChunkQueue, DUPLICATE_WINDOW};
 use super::package::Package;
 use super::report::{DeviceOutcome, Phase, progress_line, whole_percent};
 use crate::update::protocol::{Announcement, ChunkRequest, UpdateState, UpdateStatus, UpdateTopics};
@@ -149,6 +149,7 @@ impl<'a> Transfer<'a> {
         for destination in destinations {
             let announcement = package.announcement(&destination.topics);
             let payload = serde_json::to_vec(&announcement).context("encoding the announcement")?;
+            let duplicate_window = if destination.targets.len() > 1 { DUPLICATE_WINDOW } else { Duration::ZERO };
             for target in destination.targets {
                 let topics = UpdateTopics::device(&target.prefix);
                 let index = devices.len();
@@ -169,7 +170,7 @@ impl<'a> Transfer<'a> {
                 };
                 devices.push(device);
             }
-            let chunks = ChunkQueue::new(announcement.chunk_count());
+            let chunks = ChunkQueue::new(announcement.chunk_count(), duplicate_window);
             bases.push(Base { topics: destination.topics, announcement, payload, chunks });
         }
         Ok(Transfer { package, settings, bases, devices, inboxes })
