@@ -1,6 +1,7 @@
 //! A plain MQTT subscriber (rumqttc) that collects what arrives, for assertions.
 
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
@@ -29,7 +30,9 @@ pub struct Subscriber {
 impl Subscriber {
     /// Subscribes to `filter` and waits until the broker acknowledged it.
     pub fn connect(port: u16, filter: &str) -> Subscriber {
-        let id = format!("test-sub-{}-{}", std::process::id(), crate::broker::free_port());
+        // Unique within the process: a broker disconnects the older of two clients with one id.
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let id = format!("test-sub-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
         let mut options = MqttOptions::new(id, "127.0.0.1", port);
         options.set_keep_alive(Duration::from_secs(5));
         options.set_max_packet_size(16 << 20, 16 << 20);
@@ -99,8 +102,12 @@ impl Subscriber {
     }
 
     /// Disconnects.
-    pub fn close(self) {
-        let _ = self.client.disconnect();
+    pub fn close(self) {}
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = self.client.try_disconnect();
     }
 }
 
