@@ -654,7 +654,7 @@ impl Updater {
             return;
         }
         let Phase::Probation(trial) = std::mem::replace(&mut self.phase, Phase::Idle) else { return };
-        let judged: u64 = trial.candidate_scores.iter().map(|score| score.snapshot().frames).min().unwrap_or(0);
+        let judged: u64 = trial.candidate_scores.iter().map(|score| score.snapshot().frames).sum();
         let reason = (judged < limits.min_frames)
             .then(|| format!("committed after the probation window with only {judged} inputs to judge"));
         let mut status = self.status_for(trial.model, UpdateState::Committed, Some(trial.update_id.clone()), trial.version.clone(), reason);
