@@ -1,7 +1,8 @@
 //! A plain MQTT subscriber (rumqttc) that collects what arrives, for assertions.
 
-use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
-use std::sync::atomic::{AtomicU64, Ordering};
+use rumqttc::{Client, Event, MqttOptions, Outgoing, Packet, QoS};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
@@ -21,10 +22,12 @@ impl Received {
     }
 }
 
-/// A subscription on `127.0.0.1:<port>`.
+/// A subscription on `127.0.0.1:<port>`. It subscribes again after a reconnect (so it outlives a broker restart
+/// on the same port) and disconnects when dropped.
 pub struct Subscriber {
     client: Client,
     messages: Receiver<Received>,
+    stopped: Arc<AtomicBool>,
 }
 
 impl Subscriber {
@@ -37,12 +40,17 @@ impl Subscriber {
         options.set_keep_alive(Duration::from_secs(5));
         options.set_max_packet_size(16 << 20, 16 << 20);
         let (client, mut connection) = Client::new(options, 64);
-        client.subscribe(filter, QoS::AtLeastOnce).expect("subscribe");
         let (sender, messages) = channel();
         let (subscribed_tx, subscribed_rx) = channel();
+        let stopped = Arc::new(AtomicBool::new(false));
+        let (resubscribe, filter, stop) = (client.clone(), filter.to_owned(), stopped.clone());
         std::thread::spawn(move || {
             for event in connection.iter() {
                 match event {
+                    // Sessions are clean: every (re)connection subscribes anew.
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        let _ = resubscribe.try_subscribe(filter.clone(), QoS::AtLeastOnce);
+                    }
                     Ok(Event::Incoming(Packet::SubAck(_))) => {
                         let _ = subscribed_tx.send(());
                     }
@@ -52,13 +60,15 @@ impl Subscriber {
                             return;
                         }
                     }
+                    Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
                     Ok(_) => {}
+                    Err(_) if stop.load(Ordering::Relaxed) => return,
                     Err(_) => std::thread::sleep(Duration::from_millis(100)),
                 }
             }
         });
         subscribed_rx.recv_timeout(Duration::from_secs(10)).expect("the broker acknowledges the subscription");
-        Subscriber { client, messages }
+        Subscriber { client, messages, stopped }
     }
 
     /// The next message, if one arrives within `timeout`.
@@ -107,12 +117,13 @@ impl Subscriber {
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
+        self.stopped.store(true, Ordering::Relaxed);
         let _ = self.client.try_disconnect();
     }
 }
 
 /// The last few messages, shortened, for failure messages.
-fn summary(messages: &[Received]) -> Vec<String> {
+pub(crate) fn summary(messages: &[Received]) -> Vec<String> {
     messages[messages.len().saturating_sub(8)..]
         .iter()
         .map(|m| format!("{} {}", m.topic, String::from_utf8_lossy(&m.payload).chars().take(200).collect::<String>()))

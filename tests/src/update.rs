@@ -2,8 +2,7 @@
 //! processes, agent configs with an `[update]` section, and what the agents publish about it.
 
 use crate::agent::agent_binary;
-use crate::subscriber::Received;
-use rumqttc::{Client, Event, MqttOptions, Outgoing, Packet, QoS};
+use crate::subscriber::{Received, Subscriber, summary};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -11,8 +10,6 @@ use std::ffi::OsString;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
@@ -406,54 +403,15 @@ pub fn predictions_topic(device: &str, source: &str) -> String {
     format!("devices/{device}/predictions/{source}")
 }
 
-/// A subscription that keeps everything it received, to wait on and to look back at. Unlike
-/// [`crate::subscriber::Subscriber`] its client id is unique within the process (a test that makes dozens of
-/// them must not have two share an id, or the broker throws one off), it subscribes again after a reconnect
-/// (so it outlives a broker restart on the same port), and it disconnects when dropped.
+/// A subscription that keeps everything it received, to wait on and to look back at.
 pub struct Watch {
-    client: Client,
-    messages: Receiver<Received>,
-    stopped: Arc<AtomicBool>,
+    subscriber: Subscriber,
     pub seen: Vec<Received>,
 }
 
 impl Watch {
     pub fn new(port: u16, filter: &str) -> Watch {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let id = format!("test-watch-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-        let mut options = MqttOptions::new(id, "127.0.0.1", port);
-        options.set_keep_alive(Duration::from_secs(5));
-        options.set_max_packet_size(16 << 20, 16 << 20);
-        let (client, mut connection) = Client::new(options, 64);
-        let (sender, messages) = channel();
-        let (subscribed_tx, subscribed_rx) = channel();
-        let stopped = Arc::new(AtomicBool::new(false));
-        let (resubscribe, filter, stop) = (client.clone(), filter.to_owned(), stopped.clone());
-        std::thread::spawn(move || {
-            for event in connection.iter() {
-                match event {
-                    // Sessions are clean: every (re)connection subscribes anew.
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        let _ = resubscribe.try_subscribe(filter.clone(), QoS::AtLeastOnce);
-                    }
-                    Ok(Event::Incoming(Packet::SubAck(_))) => {
-                        let _ = subscribed_tx.send(());
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let message = Received { topic: p.topic.clone(), payload: p.payload.to_vec(), retain: p.retain };
-                        if sender.send(message).is_err() {
-                            return;
-                        }
-                    }
-                    Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
-                    Ok(_) => {}
-                    Err(_) if stop.load(Ordering::Relaxed) => return,
-                    Err(_) => std::thread::sleep(Duration::from_millis(100)),
-                }
-            }
-        });
-        subscribed_rx.recv_timeout(Duration::from_secs(10)).expect("the broker acknowledges the subscription");
-        Watch { client, messages, stopped, seen: Vec::new() }
+        Watch { subscriber: Subscriber::connect(port, filter), seen: Vec::new() }
     }
 
     /// Takes what arrived, until `done` holds for everything seen so far; panics after `timeout`, showing the
@@ -463,13 +421,9 @@ impl Watch {
         while !done(self) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                let tail: Vec<String> = self.seen[self.seen.len().saturating_sub(12)..]
-                    .iter()
-                    .map(|m| format!("{} {}", m.topic, String::from_utf8_lossy(&m.payload).chars().take(300).collect::<String>()))
-                    .collect();
-                panic!("timed out after {timeout:?}; last messages:\n{}\n{}", tail.join("\n"), context());
+                panic!("timed out after {timeout:?}; last messages:\n{}\n{}", summary(&self.seen).join("\n"), context());
             }
-            if let Ok(message) = self.messages.recv_timeout(left.min(Duration::from_millis(100))) {
+            if let Some(message) = self.subscriber.next(left.min(Duration::from_millis(100))) {
                 self.seen.push(message);
             }
         }
@@ -478,7 +432,7 @@ impl Watch {
     /// Takes what arrives for `duration`.
     pub fn drain(&mut self, duration: Duration) {
         let deadline = Instant::now() + duration;
-        while let Ok(message) = self.messages.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        while let Some(message) = self.subscriber.next(deadline.saturating_duration_since(Instant::now())) {
             self.seen.push(message);
         }
     }
@@ -498,13 +452,6 @@ impl Watch {
     /// Whether `device` reported `state` for update `id`, or for any update when `id` is `None`.
     pub fn reported(&self, device: &str, state: &str, id: Option<&str>) -> bool {
         self.statuses(device).iter().any(|s| s.state == state && (id.is_none() || s.update_id.as_deref() == id))
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        self.stopped.store(true, Ordering::Relaxed);
-        let _ = self.client.try_disconnect();
     }
 }
 
