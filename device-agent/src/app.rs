@@ -17,9 +17,9 @@ use crate::shutdown::Shutdown;
 use crate::sources::images::{self, FileSet, ImageFiles};
 use crate::sources::recording::{self, Recording, WindowShape};
 use crate::sources::{Feed, stdin};
-use crate::update::protocol::{Membership, UpdateTopics};
+use protocol::update::{Membership, UpdateTopics};
 use crate::update::{self, ModelSlots, ServedModel, UpdateQos, Updater, UpdaterParts, WorkerLink};
-use crate::wire;
+use protocol::wire;
 use crate::worker::{Serving, Swap};
 use crate::{EXIT_CONFIG, worker};
 use anyhow::{Context, anyhow};
@@ -405,7 +405,7 @@ fn inbound_route(source: &SourceConfig, topic: String, feed: Arc<Feed>) -> Route
         SourceConfig::MqttSensor(c) => {
             let encoding = c.encoding;
             Box::new(move |_topic: &str, payload: &[u8]| match wire::decode_sensor_window(encoding, payload) {
-                Ok(window) => feed.window_now(origin.clone(), window.into()),
+                Ok(window) => feed.window_now(origin.clone(), sensor_window(window)),
                 Err(e) => feed.error(&origin, "malformed", &e.to_string()),
             })
         }
@@ -448,4 +448,10 @@ fn wait_for_signal() -> anyhow::Result<()> {
         .context("installing signal handlers")?;
     let _ = signals.forever().next();
     Ok(())
+}
+
+/// An inbound window as the runtime takes it.
+fn sensor_window(window: wire::SensorWindowMsg) -> runtime::SensorWindow {
+    // u32 always fits the usize of the 32- and 64-bit targets the agent builds for.
+    runtime::SensorWindow { channels: window.channels as usize, values: window.values }
 }

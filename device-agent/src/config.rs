@@ -7,7 +7,7 @@
 
 mod update;
 
-use crate::wire::{Format, Topics};
+use protocol::wire::{Format, Topics};
 use runtime::ProviderKind;
 use serde::{Deserialize, Deserializer};
 use std::collections::HashMap;
@@ -283,7 +283,7 @@ impl Default for StdinSource {
     }
 }
 
-/// `kind = "mqtt_sensor"`: one [`SensorWindowMsg`](crate::wire::SensorWindowMsg) per message.
+/// `kind = "mqtt_sensor"`: one [`SensorWindowMsg`](protocol::wire::SensorWindowMsg) per message.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MqttSensorSource {

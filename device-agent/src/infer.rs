@@ -6,7 +6,7 @@ use crate::shutdown::Shutdown;
 use crate::sources::images::{self, FileSet, ImageFiles};
 use crate::sources::recording::{self, Recording, WindowShape};
 use crate::sources::Feed;
-use crate::wire::{Format, Topics};
+use protocol::wire::{Format, Topics};
 use crate::{health::SourceStats, worker, InferArgs, EXIT_BAD_INPUT};
 use anyhow::Context;
 use runtime::manifest::InputSpec;

@@ -4,6 +4,7 @@
 
 mod app;
 mod bench;
+mod clock;
 mod config;
 mod health;
 mod infer;
@@ -14,13 +15,15 @@ mod shutdown;
 mod sources;
 mod tools;
 mod update;
-mod wire;
 mod worker;
 
 use clap::{Args, Parser, Subcommand};
 use runtime::ProviderKind;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+/// The agent's version, as published in status and health.
+pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Exit status for an invalid configuration (sysexits' EX_USAGE), as linkerd and most daemons use.
 const EXIT_CONFIG: u8 = 64;

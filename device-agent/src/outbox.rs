@@ -5,7 +5,7 @@
 use crate::health::SourceStats;
 use crate::queue::Job;
 use crate::sources::now_ms;
-use crate::wire::{self, ErrorEvent, Format, Prediction, Topics};
+use protocol::wire::{self, ErrorEvent, Format, Prediction, Topics};
 use runtime::{Output, Pipeline, StageTimings};
 use std::sync::Arc;
 

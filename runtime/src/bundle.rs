@@ -6,7 +6,7 @@
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
 use crate::selftest::SelfTest;
-use serde::{Deserialize, Serialize};
+use protocol::ModelIdentity;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,17 +15,6 @@ use std::sync::Arc;
 pub const MANIFEST_FILE: &str = "manifest.toml";
 /// The file name of the manifest's signature inside a package (and a bundle unpacked from one).
 pub const SIGNATURE_FILE: &str = "manifest.sig";
-
-/// Who a prediction came from: published with every prediction and in health.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ModelIdentity {
-    /// The manifest's `name`.
-    pub name: String,
-    /// The manifest's semantic version.
-    pub version: String,
-    /// Lower-case hex sha256 of the ONNX file.
-    pub sha256: String,
-}
 
 /// A loaded bundle whose model matches the manifest's sha256 and whose other files match `[checksums]`. Not
 /// yet checked against the graph: that needs ONNX Runtime and happens when an [`crate::Engine`] is built.

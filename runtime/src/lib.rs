@@ -22,7 +22,6 @@ mod error;
 mod input;
 pub mod manifest;
 mod onnx_runtime;
-mod output;
 pub mod package;
 mod pipeline;
 pub mod postprocess;
@@ -32,15 +31,16 @@ pub mod selftest;
 pub mod signature;
 mod tensor;
 
-pub use bundle::{Bundle, MANIFEST_FILE, ModelIdentity, SIGNATURE_FILE};
+pub use bundle::{Bundle, MANIFEST_FILE, SIGNATURE_FILE};
 pub use engine::{Engine, EngineOptions};
 pub use error::{Error, Result};
 pub use input::{Input, SensorWindow};
 pub use manifest::Manifest;
 pub use onnx_runtime::OnnxRuntime;
-pub use output::{BoundingBox, ClassScore, Detection, Output, Point, RawTensor};
+// What a pipeline returns is the wire protocol's prediction payload.
+pub use protocol::{BoundingBox, ClassScore, Detection, ModelIdentity, Output, Point, RawTensor, StageTimings};
 pub use package::PackageInfo;
-pub use pipeline::{Pipeline, StageTimings};
+pub use pipeline::Pipeline;
 pub use provider::{ActiveProvider, ProviderKind};
 pub use selftest::{SelfTest, SelfTestCase, SelfTestInput};
 pub use signature::{PublicKey, SignatureLine, SigningKey};

@@ -1,40 +1,17 @@
 //! The pipeline: decode, preprocess, run, postprocess, each timed. One pipeline per worker thread.
 
-use crate::bundle::{Bundle, ModelIdentity};
+use crate::bundle::Bundle;
 use crate::engine::{Engine, EngineOptions};
 use crate::error::{Error, Result};
 use crate::input::Input;
 use crate::manifest::InputSpec;
 use crate::onnx_runtime::OnnxRuntime;
-use crate::output::Output;
+use protocol::Output;
 use crate::postprocess::Decoder;
 use crate::preprocess::{ImagePreprocessor, SensorPreprocessor};
 use crate::provider::ActiveProvider;
-use serde::{Deserialize, Serialize};
+use protocol::{ModelIdentity, StageTimings};
 use std::time::Instant;
-
-/// Microseconds spent in each stage of one inference. `decode` is zero for sensor windows.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StageTimings {
-    /// JPEG/PNG decoding.
-    pub decode_us: u32,
-    /// Resize, normalisation and layout (or window checks).
-    pub preprocess_us: u32,
-    /// `Session::run`, with the input view and the output copy.
-    pub inference_us: u32,
-    /// Decoding the outputs into a result.
-    pub postprocess_us: u32,
-}
-
-impl StageTimings {
-    /// Sum of the stages.
-    pub fn total_us(&self) -> u32 {
-        self.decode_us
-            .saturating_add(self.preprocess_us)
-            .saturating_add(self.inference_us)
-            .saturating_add(self.postprocess_us)
-    }
-}
 
 enum Preprocessor {
     Image(Box<ImagePreprocessor>),

@@ -3,7 +3,7 @@
 
 use crate::agent::agent_binary;
 use crate::subscriber::{Received, Subscriber, summary};
-use serde::Deserialize;
+use protocol::update::UpdateStatus;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -14,9 +14,6 @@ use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
 /// Every state an update status may be in.
-pub const STATES: [&str; 9] =
-    ["idle", "downloading", "verifying", "self_testing", "probation", "committed", "rejected", "rolled_back", "failed"];
-
 /// Runs the agent binary with `args` and returns its stdout; panics with its stderr when it fails.
 fn cli(args: &[OsString]) -> String {
     let output = Command::new(agent_binary())
@@ -345,35 +342,11 @@ pub fn images_loop(name: &str, bundle: &Path, frames: &[&str], fps: f64) -> Stri
     )
 }
 
-/// A device's retained update status, as published on `devices/<id>/update/status`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Status {
-    pub device: String,
-    pub state: String,
-    pub update_id: Option<String>,
-    pub model: String,
-    pub version: String,
-    pub running_version: String,
-    pub bytes: u64,
-    pub size: u64,
-    pub percent: f32,
-    pub resumed_bytes: u64,
-    pub reason: Option<String>,
-    pub at_ms: u64,
-}
-
-impl Status {
-    pub fn parse(message: &Received) -> Status {
-        serde_json::from_slice(&message.payload).unwrap_or_else(|e| {
-            panic!("{} does not parse as a status ({e}): {}", message.topic, String::from_utf8_lossy(&message.payload))
-        })
-    }
-
-    /// The reason, or "" when there is none.
-    pub fn reason(&self) -> &str {
-        self.reason.as_deref().unwrap_or_default()
-    }
+/// Parses a device's retained update status, as published on `devices/<id>/update/status`.
+pub fn parse_status(message: &Received) -> UpdateStatus {
+    serde_json::from_slice(&message.payload).unwrap_or_else(|e| {
+        panic!("{} does not parse as a status ({e}): {}", message.topic, String::from_utf8_lossy(&message.payload))
+    })
 }
 
 /// One prediction: its sequence number, the model version that made it and when it was published.
@@ -438,9 +411,9 @@ impl Watch {
     }
 
     /// The update statuses of `device`, in order of arrival.
-    pub fn statuses(&self, device: &str) -> Vec<Status> {
+    pub fn statuses(&self, device: &str) -> Vec<UpdateStatus> {
         let topic = status_topic(device);
-        self.seen.iter().filter(|m| m.topic == topic).map(Status::parse).collect()
+        self.seen.iter().filter(|m| m.topic == topic).map(parse_status).collect()
     }
 
     /// The predictions of `device`'s `source`, in order of arrival.
@@ -451,7 +424,7 @@ impl Watch {
 
     /// Whether `device` reported `state` for update `id`, or for any update when `id` is `None`.
     pub fn reported(&self, device: &str, state: &str, id: Option<&str>) -> bool {
-        self.statuses(device).iter().any(|s| s.state == state && (id.is_none() || s.update_id.as_deref() == id))
+        self.statuses(device).iter().any(|s| s.state.as_str() == state && (id.is_none() || s.update_id.as_deref() == id))
     }
 }
 

@@ -6,8 +6,9 @@ use integration_tests::broker::Broker;
 use integration_tests::fixtures::edited_bundle;
 use integration_tests::models_dir;
 use integration_tests::update::{
-    ConfigBuilder, Prediction, Push, Status, Watch, Workbench, csv_loop, images_loop, now_ms, status_topic,
+    ConfigBuilder, Prediction, Push, Watch, Workbench, csv_loop, images_loop, now_ms, parse_status, status_topic,
 };
+use protocol::update::UpdateStatus;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -52,11 +53,11 @@ fn predictions_after(watch: &mut Watch, agent: &Agent, device: &str, source: &st
 }
 
 /// The status `device`'s broker retained, as a late subscriber gets it.
-fn retained_status(port: u16, device: &str) -> Status {
+fn retained_status(port: u16, device: &str) -> UpdateStatus {
     let mut watch = Watch::new(port, &status_topic(device));
     watch.until(WAIT, String::new, |watch| !watch.seen.is_empty());
     assert!(watch.seen[0].retain, "the update status is retained");
-    Status::parse(&watch.seen[0])
+    parse_status(&watch.seen[0])
 }
 
 #[test]
@@ -79,7 +80,7 @@ fn an_update_is_committed_and_predictions_switch_version_without_a_gap() {
     assert!(outcome.success, "{outcome:#?}\n{}", agent.log());
     assert_eq!(outcome.state("cam-01"), Some("committed"), "{outcome:#?}");
     watch.until(WAIT, log_of(&agent), |w| w.reported("cam-01", "committed", None));
-    let committed = watch.statuses("cam-01").into_iter().find(|s| s.state == "committed").unwrap();
+    let committed = watch.statuses("cam-01").into_iter().find(|s| s.state.as_str() == "committed").unwrap();
     predictions_after(&mut watch, &agent, "cam-01", "front", committed.at_ms, 3);
 
     let retained = retained_status(broker.port(), "cam-01");
@@ -176,7 +177,7 @@ fn bad_packages_are_rejected_and_the_running_model_keeps_serving() {
         assert!(!outcome.success, "{what}: the push must fail: {outcome:#?}");
         assert_eq!(outcome.state("wrist-01"), Some("rejected"), "{what}: {outcome:#?}\n{}", agent.log());
         let status = retained_status(broker.port(), "wrist-01");
-        assert_eq!(status.state, "rejected", "{what}: {status:?}");
+        assert_eq!(status.state.as_str(), "rejected", "{what}: {status:?}");
         assert!(words.iter().any(|word| status.reason().contains(word)), "{what}: the reason should say {words:?}: {status:?}");
         assert_eq!(status.running_version, "1.0.0", "{what}");
         let after = predictions_after(&mut watch, &agent, "wrist-01", "wrist", status.at_ms, 3);
@@ -206,7 +207,7 @@ fn a_package_larger_than_the_free_space_is_rejected() {
     let outcome = Push::start(&package, broker.port(), &["--device", "cam-01", "--timeout", "120"]).finish(PUSH_WAIT);
     assert!(!outcome.success, "{outcome:#?}");
     let status = retained_status(broker.port(), "cam-01");
-    assert_eq!(status.state, "rejected", "{status:?}\n{}", agent.log());
+    assert_eq!(status.state.as_str(), "rejected", "{status:?}\n{}", agent.log());
     assert!(status.reason().contains("not enough free space"), "{status:?}");
     eprintln!("rejected: {}", status.reason());
     let after = predictions_after(&mut watch, &agent, "cam-01", "front", status.at_ms, 2);
@@ -223,7 +224,7 @@ fn classifier_config(bench: &Workbench, port: u16, state: &Path) -> String {
 
 /// Whether `device` reported downloading with at least `percent` done (and not all of it).
 fn downloading(watch: &Watch, device: &str, percent: f32) -> bool {
-    watch.statuses(device).iter().any(|s| s.state == "downloading" && s.percent >= percent && s.percent < 100.0)
+    watch.statuses(device).iter().any(|s| s.state.as_str() == "downloading" && s.percent >= percent && s.percent < 100.0)
 }
 
 #[test]
@@ -275,9 +276,9 @@ fn a_transfer_resumes_after_the_agent_is_killed() {
     let restarted_ms = now_ms();
     let agent = Agent::start(&config);
     watch.until(WAIT, log_of(&agent), |w| {
-        w.statuses("cam-01").iter().any(|s| s.at_ms >= restarted_ms && s.state == "downloading")
+        w.statuses("cam-01").iter().any(|s| s.at_ms >= restarted_ms && s.state.as_str() == "downloading")
     });
-    let resumed = watch.statuses("cam-01").into_iter().find(|s| s.at_ms >= restarted_ms && s.state == "downloading").unwrap();
+    let resumed = watch.statuses("cam-01").into_iter().find(|s| s.at_ms >= restarted_ms && s.state.as_str() == "downloading").unwrap();
     assert!(resumed.resumed_bytes > 0, "the download resumes: {resumed:?}\nbefore the kill:\n{log}\nafter:\n{}", agent.log());
 
     let outcome = push.finish(PUSH_WAIT);
@@ -321,7 +322,7 @@ fn a_package_whose_golden_vectors_fail_is_rejected_before_it_serves() {
     let outcome = Push::start(&package, broker.port(), &["--device", "wrist-01", "--timeout", "120"]).finish(PUSH_WAIT);
     assert!(!outcome.success, "{outcome:#?}");
     let status = retained_status(broker.port(), "wrist-01");
-    assert_eq!(status.state, "rejected", "{status:?}\n{}", agent.log());
+    assert_eq!(status.state.as_str(), "rejected", "{status:?}\n{}", agent.log());
     assert!(status.reason().contains("self-test"), "{status:?}");
     predictions_after(&mut watch, &agent, "wrist-01", "wrist", status.at_ms, 3);
     let versions: Vec<String> = watch.predictions("wrist-01", "wrist").into_iter().map(|p| p.version).collect();
@@ -351,10 +352,10 @@ fn a_candidate_that_is_slow_or_fails_is_rolled_back_on_probation() {
         assert_eq!(outcome.state("wrist-01"), Some("rolled_back"), "{variant}: {outcome:#?}\n{}", agent.log());
         let id = outcome.summary["update_id"].as_str().unwrap().to_owned();
         watch.until(WAIT, log_of(&agent), |w| w.reported("wrist-01", "rolled_back", Some(&id)));
-        let statuses: Vec<Status> =
+        let statuses: Vec<UpdateStatus> =
             watch.statuses("wrist-01").into_iter().filter(|s| s.update_id.as_deref() == Some(id.as_str())).collect();
-        let probation = statuses.iter().find(|s| s.state == "probation").unwrap_or_else(|| panic!("{statuses:?}"));
-        let rolled_back = statuses.iter().find(|s| s.state == "rolled_back").unwrap();
+        let probation = statuses.iter().find(|s| s.state.as_str() == "probation").unwrap_or_else(|| panic!("{statuses:?}"));
+        let rolled_back = statuses.iter().find(|s| s.state.as_str() == "rolled_back").unwrap();
         assert!(rolled_back.reason().contains(word), "{variant}: the reason should mention {word}: {rolled_back:?}");
         let judged_after = rolled_back.at_ms - probation.at_ms;
         assert!(judged_after < window_ms, "{variant}: rolled back {judged_after} ms into a {window_ms} ms probation");
@@ -428,14 +429,14 @@ fn a_group_is_updated_after_its_canary_and_a_failing_canary_stops_the_rollout() 
     let id = outcome.summary["update_id"].as_str().unwrap().to_owned();
     let canary = canary_of(&outcome.lines);
     watch.until(WAIT, logs, |w| devices.iter().all(|d| w.reported(d, "committed", Some(&id))));
-    let ours = |device: &str| -> Vec<Status> {
+    let ours = |device: &str| -> Vec<UpdateStatus> {
         watch.statuses(device).into_iter().filter(|s| s.update_id.as_deref() == Some(id.as_str())).collect()
     };
-    let canary_committed = ours(&canary).iter().find(|s| s.state == "committed").unwrap().at_ms;
+    let canary_committed = ours(&canary).iter().find(|s| s.state.as_str() == "committed").unwrap().at_ms;
     for device in devices.iter().filter(|d| **d != canary) {
         let statuses = ours(device);
         assert_eq!(outcome.state(device), Some("committed"), "{outcome:#?}");
-        let started = statuses.iter().find(|s| s.state == "downloading").unwrap_or_else(|| panic!("{statuses:?}"));
+        let started = statuses.iter().find(|s| s.state.as_str() == "downloading").unwrap_or_else(|| panic!("{statuses:?}"));
         assert!(
             canary_committed <= started.at_ms,
             "{device} started downloading at {} before the canary {canary} committed at {canary_committed}",
@@ -454,7 +455,7 @@ fn a_group_is_updated_after_its_canary_and_a_failing_canary_stops_the_rollout() 
     eprintln!("canary {canary} rolled back: {}", outcome.summary["devices"][&canary]["reason"]);
     watch.drain(Duration::from_secs(2));
     for device in devices.iter().filter(|d| **d != canary) {
-        let heard: Vec<Status> =
+        let heard: Vec<UpdateStatus> =
             watch.statuses(device).into_iter().filter(|s| s.update_id.as_deref() == Some(id.as_str())).collect();
         assert!(heard.is_empty(), "{device} heard of the stopped update: {heard:?}");
         assert!(outcome.state(device).is_none(), "{outcome:#?}");

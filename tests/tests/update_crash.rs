@@ -13,7 +13,8 @@ use integration_tests::agent::Agent;
 use integration_tests::broker::Broker;
 use integration_tests::fixtures::edited_bundle;
 use integration_tests::models_dir;
-use integration_tests::update::{ConfigBuilder, Push, STATES, Status, Watch, Workbench, csv_loop, now_ms};
+use integration_tests::update::{ConfigBuilder, Push, Watch, Workbench, csv_loop, now_ms};
+use protocol::update::{UpdateState, UpdateStatus};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -85,7 +86,7 @@ impl<'a> Trial<'a> {
     }
 
     fn last_state(&self) -> String {
-        self.watch.statuses(&self.device).last().map_or_else(|| "none".to_owned(), |s| s.state.clone())
+        self.watch.statuses(&self.device).last().map_or_else(|| "none".to_owned(), |s| s.state.as_str().to_owned())
     }
 }
 
@@ -115,7 +116,7 @@ fn killing_the_agent_anywhere_in_an_update_leaves_it_serving_and_consistent() {
     trial.watch.until(WAIT, || agent.log(), |w| w.reported(&device, "committed", None));
     let statuses = trial.watch.statuses(&trial.device);
     let timeline: Vec<String> =
-        statuses.iter().map(|s| format!("{} +{} ms", s.state, s.at_ms.saturating_sub(pushed_ms))).collect();
+        statuses.iter().map(|s| format!("{} +{} ms", s.state.as_str(), s.at_ms.saturating_sub(pushed_ms))).collect();
     eprintln!("uninterrupted update, from the start of the push: {}", timeline.join(", "));
     let update_ms = statuses.last().unwrap().at_ms.saturating_sub(pushed_ms);
     drop(agent);
@@ -140,7 +141,7 @@ fn killing_the_agent_anywhere_in_an_update_leaves_it_serving_and_consistent() {
                 let wanted = KILL_ON.iter().position(|s| *s == state).unwrap();
                 let at_or_past = |w: &Watch| {
                     w.statuses(&device).iter().any(|s| {
-                        is_final(&s.state) || KILL_ON.iter().position(|k| *k == s.state).is_some_and(|p| p >= wanted)
+                        s.state.is_final() || KILL_ON.iter().position(|k| *k == s.state.as_str()).is_some_and(|p| p >= wanted)
                     })
                 };
                 trial.watch.until(WAIT, || agent.log(), at_or_past);
@@ -159,8 +160,8 @@ fn killing_the_agent_anywhere_in_an_update_leaves_it_serving_and_consistent() {
             w.statuses(&device).iter().any(|s| s.at_ms >= restarted_ms)
                 && w.predictions(&device, "wrist").iter().filter(|p| p.published_at_ms >= restarted_ms).count() >= 3
         });
-        let status: Status = trial.watch.statuses(&device).into_iter().find(|s| s.at_ms >= restarted_ms).unwrap();
-        *after_restart.entry(status.state.clone()).or_default() += 1;
+        let status: UpdateStatus = trial.watch.statuses(&device).into_iter().find(|s| s.at_ms >= restarted_ms).unwrap();
+        *after_restart.entry(status.state.as_str().to_owned()).or_default() += 1;
         if let Err(problem) = check_consistent(&trial, &status, restarted_ms) {
             eprintln!("INCONSISTENT: {problem}\n{}", context());
             problems.push(format!("trial {number} ({kill:?}, killed after {trial_killed_in}): {problem}"));
@@ -175,18 +176,14 @@ fn killing_the_agent_anywhere_in_an_update_leaves_it_serving_and_consistent() {
     assert!(problems.is_empty(), "seed {seed}: {} inconsistent restarts:\n{}", problems.len(), problems.join("\n"));
 }
 
-fn is_final(state: &str) -> bool {
-    matches!(state, "committed" | "rejected" | "rolled_back" | "failed")
-}
-
 /// What a restarted agent says and does must agree: a known state, predictions from 1.0.0 or 1.1.0, the version
 /// an outcome names is the one serving, and the slot state parses.
-fn check_consistent(trial: &Trial, status: &Status, restarted_ms: u64) -> Result<(), String> {
-    if !STATES.contains(&status.state.as_str()) || status.device != trial.device {
-        return Err(format!("not a status of {} in a known state: {status:?}", trial.device));
+fn check_consistent(trial: &Trial, status: &UpdateStatus, restarted_ms: u64) -> Result<(), String> {
+    if status.device != trial.device {
+        return Err(format!("not a status of {}: {status:?}", trial.device));
     }
     // A restarted agent rolls back whatever was on probation: it can start in any state but that one.
-    if status.state == "probation" {
+    if status.state == UpdateState::Probation {
         return Err(format!("starts on probation: {status:?}"));
     }
     let served: Vec<String> = trial
@@ -199,11 +196,11 @@ fn check_consistent(trial: &Trial, status: &Status, restarted_ms: u64) -> Result
     if !served.iter().all(|v| v == "1.0.0" || v == "1.1.0") {
         return Err(format!("serves {served:?}"));
     }
-    if status.state == "committed" && status.version != status.running_version {
+    if status.state == UpdateState::Committed && status.version != status.running_version {
         return Err(format!("committed {} but runs {}", status.version, status.running_version));
     }
     // After an outcome nothing more happens to this update: what serves is what the status says runs.
-    if is_final(&status.state) && !served.iter().all(|v| *v == status.running_version) {
+    if status.state.is_final() && !served.iter().all(|v| *v == status.running_version) {
         return Err(format!("{status:?} but serves {served:?}"));
     }
     let slots = trial.state.path().join("models/activity-classifier/state.json");

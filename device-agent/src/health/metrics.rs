@@ -2,7 +2,7 @@
 //! the health reporter. Counters are atomics; the latency windows, error counts and identity sit behind
 //! small mutexes that are held for a few instructions.
 
-use crate::wire::{ErrorCount, Percentiles, SourceHealth, StageLatency};
+use protocol::wire::{ErrorCount, Percentiles, SourceHealth, StageLatency};
 use runtime::{ModelIdentity, StageTimings};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -99,7 +99,7 @@ impl SourceStats {
         self.dropped.fetch_add(count, Ordering::Relaxed);
     }
 
-    /// An input failed with `kind` (see [`ErrorEvent::kind`](crate::wire::ErrorEvent::kind)).
+    /// An input failed with `kind` (see [`ErrorEvent::kind`](protocol::wire::ErrorEvent::kind)).
     pub fn error(&self, kind: &str) {
         let mut errors = lock(&self.errors);
         match errors.get_mut(kind) {

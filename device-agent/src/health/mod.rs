@@ -8,7 +8,8 @@ pub use metrics::{Metrics, SourceStats, nearest_rank};
 
 use crate::config::AgentConfig;
 use crate::mqtt::{self, MqttHandle, QoS};
-use crate::wire::{self, AGENT_VERSION, Format, Health, SourceHealth};
+use crate::AGENT_VERSION;
+use protocol::wire::{self, Format, Health, SourceHealth};
 use std::io;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};

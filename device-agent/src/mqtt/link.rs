@@ -3,7 +3,8 @@
 
 use super::state::{AckLedger, Backoff, Connectivity, unacked_in};
 use super::{Route, StatusTemplate};
-use crate::wire::{self, State};
+use crate::clock::unix_time_ms;
+use protocol::wire::State;
 use rumqttc::{
     ConnectionError, Event, Outgoing, Packet, Publish, QoS, Request, Subscribe, SubscribeFilter, SubscribeReasonCode,
 };
@@ -170,7 +171,7 @@ impl MqttLink {
             let filters = self.routes.iter().map(|route| SubscribeFilter::new(route.topic.clone(), route.qos));
             pending.push_back(Request::Subscribe(Subscribe::new_many(filters)));
         }
-        match self.status.encode(State::Online, Some(wire::unix_time_ms())) {
+        match self.status.encode(State::Online, Some(unix_time_ms())) {
             Ok(payload) => {
                 let mut online = Publish::new(self.status.topic.clone(), self.status.qos, payload);
                 online.retain = true;

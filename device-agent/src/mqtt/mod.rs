@@ -20,7 +20,9 @@ pub(crate) mod tls;
 pub(crate) mod live_tests;
 
 use crate::config::AgentConfig;
-use crate::wire::{self, AGENT_VERSION, State, Status};
+use crate::AGENT_VERSION;
+use crate::clock::unix_time_ms;
+use protocol::wire::{self, State, Status};
 use anyhow::{Context, Result, bail};
 use link::{Shared, Stop};
 use std::fmt;
@@ -182,7 +184,7 @@ impl MqttHandle {
 
     fn publish_offline(&self, deadline: Instant) {
         let status = &self.status;
-        let payload = match status.encode(State::Offline, Some(wire::unix_time_ms())) {
+        let payload = match status.encode(State::Offline, Some(unix_time_ms())) {
             Ok(payload) => payload,
             Err(e) => {
                 log::warn!("Encoding the offline status failed: {e}.");

@@ -17,7 +17,7 @@ mod transfer;
 
 pub use broker::BrokerArgs;
 
-use crate::update::protocol::{Membership, UpdateCommand, UpdateState, UpdateStatus, UpdateTopics};
+use protocol::update::{Membership, UpdateCommand, UpdateState, UpdateStatus, UpdateTopics};
 use anyhow::{Result, bail};
 use broker::{Broker, Inbound};
 use chunks::ChunkCounts;

@@ -12,7 +12,6 @@
 mod boot;
 mod fsutil;
 pub mod probation;
-pub mod protocol;
 mod slots;
 mod staging;
 mod updater;
@@ -21,7 +20,7 @@ pub use boot::ModelSlots;
 pub use updater::{ServedModel, UpdateQos, Updater, UpdaterParts, WorkerLink};
 
 use crate::mqtt::{QoS, Route};
-use protocol::{UpdateTopics, parse_chunk_topic};
+use protocol::update::{UpdateTopics, parse_chunk_topic};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
 /// Chunks (and announcements) waiting for the update thread. With the request window at its default of 16,

@@ -11,7 +11,7 @@
 //! caught by the sha256 check at the end. One download at a time: starting one removes any other.
 
 use super::fsutil::{fsync_dir, remove_dir_all_if_exists, write_atomic};
-use super::protocol::{Announcement, UPDATE_ID_LEN, update_id};
+use protocol::update::{Announcement, UPDATE_ID_LEN, update_id};
 use sha2::{Digest, Sha256};
 use std::fmt;
 use std::fs::{self, File};

@@ -7,14 +7,15 @@
 
 use super::fsutil::{available_space, write_atomic};
 use super::probation::{ModelScore, ScoreSnapshot, Verdict, judge};
-use super::protocol::{Announcement, ChunkRequest, UpdateCommand, UpdateState, UpdateStatus, UpdateTopics, update_id};
+use protocol::update::{Announcement, ChunkRequest, UpdateCommand, UpdateState, UpdateStatus, UpdateTopics, update_id};
 use super::slots::{Recovery, SlotStore};
 use super::staging::Staging;
 use super::UpdateEvent;
 use crate::config::UpdateConfig;
 use crate::mqtt::{MqttHandle, QoS};
 use crate::shutdown::Shutdown;
-use crate::wire::{self, ErrorEvent, Format, Topics};
+use crate::clock::unix_time_ms;
+use protocol::wire::{self, ErrorEvent, Format, Topics};
 use crate::worker::{Serving, Swap};
 use runtime::signature::PublicKey;
 use runtime::{Bundle, EngineOptions, ModelIdentity, OnnxRuntime, Pipeline};
@@ -247,7 +248,7 @@ impl Updater {
                 self.publish(status, false);
                 return;
             }
-            Some(last) => UpdateStatus { at_ms: wire::unix_time_ms(), ..last.status },
+            Some(last) => UpdateStatus { at_ms: unix_time_ms(), ..last.status },
             None => match self.models.first() {
                 Some(model) => {
                     let version = model.running.version.clone();
@@ -300,7 +301,7 @@ impl Updater {
             && last.final_for_package
             && last.status.update_id.as_deref() == Some(&announcement.id)
         {
-            let status = UpdateStatus { at_ms: wire::unix_time_ms(), ..last.status.clone() };
+            let status = UpdateStatus { at_ms: unix_time_ms(), ..last.status.clone() };
             return self.send_status(&status);
         }
         if let Err(refusal) = self.check_announcement(model, base, &announcement) {
@@ -494,7 +495,7 @@ impl Updater {
             percent: 0.0,
             resumed_bytes: download.staging.resumed_bytes(),
             reason: None,
-            at_ms: wire::unix_time_ms(),
+            at_ms: unix_time_ms(),
         };
         status.percent = percent(status.bytes, status.size);
         self.send_status(&status);
@@ -521,7 +522,7 @@ impl Updater {
                 let final_for_package = refusal.state == UpdateState::Rejected;
                 status.state = refusal.state;
                 status.reason = Some(refusal.reason);
-                status.at_ms = wire::unix_time_ms();
+                status.at_ms = unix_time_ms();
                 self.publish(status, final_for_package);
             }
         }
@@ -574,7 +575,7 @@ impl Updater {
             Refusal::rejected("the package has no golden self-test vectors (pack it with `model pack --self-test`)")
         })?;
         status.state = UpdateState::SelfTesting;
-        status.at_ms = wire::unix_time_ms();
+        status.at_ms = unix_time_ms();
         self.send_status(status);
         for pipeline in &mut pipelines {
             self_test.run(&bundle, pipeline).map_err(|e| Refusal::rejected(e.to_string()))?;
@@ -750,7 +751,7 @@ impl Updater {
             percent: 0.0,
             resumed_bytes: 0,
             reason: Some(refusal.reason),
-            at_ms: wire::unix_time_ms(),
+            at_ms: unix_time_ms(),
         };
         // Refusals of the announcement alone (too big, no space) may pass another time: not final.
         self.publish(status, false);
@@ -777,7 +778,7 @@ impl Updater {
             percent: 0.0,
             resumed_bytes: 0,
             reason,
-            at_ms: wire::unix_time_ms(),
+            at_ms: unix_time_ms(),
         }
     }
 
@@ -820,7 +821,7 @@ impl Updater {
             device: self.device.clone(),
             source: "update".into(),
             seq: self.error_seq,
-            at_ms: wire::unix_time_ms(),
+            at_ms: unix_time_ms(),
             stage: stage.into(),
             kind: kind.into(),
             message: message.into(),

@@ -3,7 +3,7 @@
 use super::shape::{self, output_error};
 use crate::error::Result;
 use crate::manifest::AnomalySpec;
-use crate::output::Output;
+use protocol::Output;
 use crate::tensor::Outputs;
 
 /// Reads the single value of `spec.tensor` (any shape holding exactly one) and judges it against the threshold.

@@ -5,7 +5,7 @@ use super::nms::{Candidate, Suppression, non_max_suppression};
 use super::shape::{self, output_error};
 use crate::error::Result;
 use crate::manifest::CenterFaceSpec;
-use crate::output::{BoundingBox, Detection, Output, Point};
+use protocol::{BoundingBox, Detection, Output, Point};
 use crate::preprocess::Geometry;
 use crate::tensor::{OutputTensor, Outputs};
 

@@ -5,7 +5,7 @@ use super::shape::{self, output_error};
 use super::{class_index, label_for};
 use crate::error::Result;
 use crate::manifest::{ClassificationSpec, SoftmaxMode};
-use crate::output::{ClassScore, Output};
+use protocol::{ClassScore, Output};
 use crate::tensor::{OutputTensor, Outputs};
 
 /// How far from 1 the sum of scores may be for [`SoftmaxMode::Auto`] to take them as a distribution already.

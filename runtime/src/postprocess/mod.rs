@@ -17,7 +17,7 @@ pub use nms::{Candidate, Suppression, non_max_suppression};
 
 use crate::error::{Error, Result};
 use crate::manifest::{AnomalySpec, OutputSpec, RawSpec};
-use crate::output::Output;
+use protocol::Output;
 use crate::preprocess::Geometry;
 use crate::tensor::{OutputTensor, Outputs};
 use centerface::CenterFaceDecoder;
@@ -113,7 +113,7 @@ fn class_index(tensor: &str, index: usize) -> Result<u32> {
 /// Shared by the decoder tests.
 #[cfg(test)]
 mod test_support {
-    use crate::output::{BoundingBox, Point};
+    use protocol::{BoundingBox, Point};
     use crate::preprocess::Geometry;
 
     /// A geometry where `model = source * scale + offset` on both axes.
@@ -290,7 +290,7 @@ mod tests {
         assert_eq!(
             output,
             Output::Classification {
-                classes: vec![crate::output::ClassScore { index: 1, label: "b".to_owned(), score: 0.75 }]
+                classes: vec![protocol::ClassScore { index: 1, label: "b".to_owned(), score: 0.75 }]
             }
         );
         let raw = OutputSpec::Raw(RawSpec { tensors: vec![] });

@@ -1,7 +1,7 @@
 //! Greedy non-maximum suppression: walk the candidates best first and keep each one that does not overlap a box
 //! already kept by more than the IoU threshold.
 
-use crate::output::BoundingBox;
+use protocol::BoundingBox;
 use std::cmp::Ordering;
 
 /// A box before suppression, in whatever coordinates the decoder works in.

@@ -3,7 +3,7 @@
 use super::shape;
 use crate::error::Result;
 use crate::manifest::RawSpec;
-use crate::output::{Output, RawTensor};
+use protocol::{Output, RawTensor};
 use crate::tensor::{OutputTensor, Outputs};
 
 /// The tensors `spec` lists, in its order, or every output in graph order when the list is empty.

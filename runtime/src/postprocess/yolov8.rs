@@ -6,7 +6,7 @@ use super::shape::{self, output_error};
 use super::{class_index, label_for};
 use crate::error::Result;
 use crate::manifest::Yolov8Spec;
-use crate::output::{BoundingBox, Detection, Output};
+use protocol::{BoundingBox, Detection, Output};
 use crate::preprocess::Geometry;
 use crate::tensor::Outputs;
 

@@ -11,7 +11,7 @@ use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer
 
 use crate::error::{Error, Result};
 use crate::manifest::ResizeMode;
-use crate::output::{BoundingBox, Point};
+use protocol::{BoundingBox, Point};
 
 /// How model coordinates relate to source-image pixels: `model_x = source_x * scale_x + offset_x`, and the
 /// same for y.

@@ -13,7 +13,7 @@ use super::resize::{FrameResizer, Placement, ResizePlan};
 use super::*;
 use crate::input::SensorWindow;
 use crate::manifest::{ColorOrder, ImageLayout, InputDtype, ResizeMode, SensorInputSpec, SensorLayout};
-use crate::output::{BoundingBox, Point};
+use protocol::{BoundingBox, Point};
 
 // ---------------------------------------------------------------------------------------------------------
 // Helpers

@@ -1,6 +1,6 @@
 //! The package being pushed: what its announcement says, and its chunks, read from the file as devices ask.
 
-use crate::update::protocol::{Announcement, UpdateTopics, update_id};
+use protocol::update::{Announcement, UpdateTopics, update_id};
 use anyhow::{Context, Result, bail};
 use runtime::package::PackageInfo;
 use std::fs::File;

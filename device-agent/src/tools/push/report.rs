@@ -1,7 +1,7 @@
 //! What `model push` and `model rollback` print: a line per change of a device's state or whole percent, and a
 //! summary at the end. Human text by default; with `--json`, one JSON object per line.
 
-use crate::update::protocol::{Announcement, UpdateState, UpdateStatus};
+use protocol::update::{Announcement, UpdateState, UpdateStatus};
 use serde_json::{Map, Value, json};
 use std::fmt::Write as _;
 use std::time::Duration;

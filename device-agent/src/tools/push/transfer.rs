@@ -5,7 +5,7 @@ use super::broker::{Broker, Inbound};
 use super::chunks::{ChunkCounts, ChunkQueue, DUPLICATE_WINDOW};
 use super::package::Package;
 use super::report::{DeviceOutcome, Phase, progress_line, whole_percent};
-use crate::update::protocol::{Announcement, ChunkRequest, UpdateState, UpdateStatus, UpdateTopics};
+use protocol::update::{Announcement, ChunkRequest, UpdateState, UpdateStatus, UpdateTopics};
 use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -15,24 +15,13 @@
 //! To stay readable by both encoders the types use no `skip_serializing_if`, `flatten`, untagged or
 //! internally tagged enums.
 
-use runtime::{ModelIdentity, Output, StageTimings};
+use crate::{ModelIdentity, Output, StageTimings};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The version byte that opens every postcard envelope.
 pub const ENVELOPE_VERSION: u8 = 1;
-
-/// The agent's version, as published in status and health.
-pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// Milliseconds since the Unix epoch (0 if the clock is before 1970), the time base of every `*_ms` field.
-pub fn unix_time_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
-}
 
 /// How a payload is encoded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,7 +128,7 @@ impl Message for Status {
 /// One inference of one source.
 ///
 /// postcard body: `device`, `source`, `seq`, `captured_at_ms`, `published_at_ms`, `model` (`name`,
-/// `version`, `sha256`), `provider`, `output` (variant index, then its fields, see [`runtime::Output`]),
+/// `version`, `sha256`), `provider`, `output` (variant index, then its fields, see [`crate::Output`]),
 /// `latency_us` (`decode_us`, `preprocess_us`, `inference_us`, `postprocess_us`), `total_us`, `input`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Prediction {
@@ -284,13 +273,6 @@ pub struct SensorWindowMsg {
 
 impl Message for SensorWindowMsg {
     const KIND: MessageKind = MessageKind::SensorWindow;
-}
-
-impl From<SensorWindowMsg> for runtime::SensorWindow {
-    fn from(window: SensorWindowMsg) -> runtime::SensorWindow {
-        // u32 always fits the usize of the 32- and 64-bit targets the agent builds for.
-        runtime::SensorWindow { channels: window.channels as usize, values: window.values }
-    }
 }
 
 /// Why a payload could not be encoded or decoded.

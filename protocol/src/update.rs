@@ -148,6 +148,34 @@ pub enum UpdateState {
 }
 
 impl UpdateState {
+    /// Every state, in the order an update goes through them (outcomes last).
+    pub const ALL: [UpdateState; 9] = [
+        UpdateState::Idle,
+        UpdateState::Downloading,
+        UpdateState::Verifying,
+        UpdateState::SelfTesting,
+        UpdateState::Probation,
+        UpdateState::Committed,
+        UpdateState::Rejected,
+        UpdateState::RolledBack,
+        UpdateState::Failed,
+    ];
+
+    /// The state's name on the wire (`rolled_back`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateState::Idle => "idle",
+            UpdateState::Downloading => "downloading",
+            UpdateState::Verifying => "verifying",
+            UpdateState::SelfTesting => "self_testing",
+            UpdateState::Probation => "probation",
+            UpdateState::Committed => "committed",
+            UpdateState::Rejected => "rejected",
+            UpdateState::RolledBack => "rolled_back",
+            UpdateState::Failed => "failed",
+        }
+    }
+
     /// Whether the update has reached an outcome.
     pub fn is_final(self) -> bool {
         matches!(self, UpdateState::Committed | UpdateState::Rejected | UpdateState::RolledBack | UpdateState::Failed)
@@ -179,6 +207,13 @@ pub struct UpdateStatus {
     pub at_ms: u64,
 }
 
+impl UpdateStatus {
+    /// The reason, or "" when there is none.
+    pub fn reason(&self) -> &str {
+        self.reason.as_deref().unwrap_or_default()
+    }
+}
+
 /// What an operator can ask a device to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
@@ -206,8 +241,15 @@ mod tests {
         let topic = format!("{}/{}", topics.chunks("0123456789abcdef"), 42);
         assert_eq!(topic, "groups/lab/update/chunk/0123456789abcdef/42");
         assert_eq!(parse_chunk_topic(&topic), Some(("0123456789abcdef", 42)));
-        assert!(rumqttc::matches(&topic, &topics.chunk_filter()));
+        assert_eq!(topics.chunk_filter(), "groups/lab/update/chunk/#");
         assert_eq!(parse_chunk_topic("devices/a/update/chunk/x/notanumber"), None);
+    }
+
+    #[test]
+    fn state_names_are_the_wire_names() {
+        for state in UpdateState::ALL {
+            assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
+        }
     }
 
     #[test]
