@@ -1,6 +1,5 @@
 //! `device-agent`: runs camera and sensor frames through ONNX Runtime and reports predictions and health
 //! over MQTT. `run` is the daemon; `infer` tries a bundle on files; `bench` measures it.
-#![forbid(unsafe_code)]
 
 mod app;
 mod bench;

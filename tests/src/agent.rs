@@ -86,8 +86,7 @@ impl Agent {
 
     /// Sends SIGTERM and waits (bounded) for the exit.
     pub fn terminate(mut self, timeout: Duration) -> (ExitStatus, String) {
-        // SAFETY: kill(2) on our own child's pid, which has not been reaped yet.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        crate::sigterm(&self.child);
         let status = self.wait(timeout);
         (status, self.log())
     }

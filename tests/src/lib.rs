@@ -32,3 +32,8 @@ pub fn ort_library() -> PathBuf {
 pub fn onnx_runtime() -> runtime::OnnxRuntime {
     runtime::OnnxRuntime::load(ort_library()).expect("ONNX Runtime loads; run scripts/setup.sh first")
 }
+
+/// Asks `child` to stop with SIGTERM, as systemd does; an already-ended child is not an error here.
+pub fn sigterm(child: &std::process::Child) {
+    let _ = rustix::process::kill_process(rustix::process::Pid::from_child(child), rustix::process::Signal::TERM);
+}

@@ -126,8 +126,8 @@ impl Emulated {
 
     /// SIGTERM, then the exit status (bounded wait).
     fn terminate(mut self, timeout: Duration) -> std::process::ExitStatus {
-        // SAFETY: kill(2) on our own child (qemu, which cross/qemu-run.sh execs), not reaped yet.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        // qemu, which cross/qemu-run.sh execs, so the signal reaches the agent.
+        integration_tests::sigterm(&self.child);
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {

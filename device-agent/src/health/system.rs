@@ -65,26 +65,9 @@ pub fn peak_rss_bytes() -> Option<u64> {
     status_kib(&status, "VmHWM").map(|kib| kib * 1024)
 }
 
-/// The unit of `/proc/self/stat` times (`sysconf(_SC_CLK_TCK)`), read from the kernel's auxiliary vector
-/// because the crate forbids the `unsafe` a libc call needs.
+/// The unit of `/proc/self/stat` times (`sysconf(_SC_CLK_TCK)`).
 fn clock_ticks_per_s() -> u64 {
-    let auxv = std::fs::read("/proc/self/auxv").unwrap_or_default();
-    // Linux's USER_HZ is 100 on every architecture we build for.
-    auxv_value(&auxv, AT_CLKTCK).filter(|&ticks| ticks > 0).unwrap_or(100)
-}
-
-/// The auxiliary vector's key for the clock tick rate (`<elf.h>`).
-const AT_CLKTCK: u64 = 17;
-
-/// The value for `key` in an auxiliary vector: native-endian (key, value) pairs of machine words, ending
-/// with key 0.
-fn auxv_value(auxv: &[u8], key: u64) -> Option<u64> {
-    const WORD: usize = size_of::<usize>();
-    let word = |bytes: &[u8]| -> Option<u64> { Some(usize::from_ne_bytes(bytes.try_into().ok()?) as u64) };
-    auxv.chunks_exact(2 * WORD)
-        .map(|pair| Some((word(&pair[..WORD])?, word(&pair[WORD..])?)))
-        .map_while(|pair| pair.filter(|&(entry, _)| entry != 0))
-        .find_map(|(entry, value)| (entry == key).then_some(value))
+    rustix::param::clock_ticks_per_second()
 }
 
 /// User plus system CPU time (clock ticks) from the text of `/proc/<pid>/stat`: fields 14 and 15.
@@ -224,18 +207,6 @@ mod tests {
     }
 
     #[test]
-    fn auxv_lookup() {
-        let words: Vec<usize> = vec![6, 4096, 17, 250, 3, 0x400040, 0, 0, 17, 999];
-        let auxv: Vec<u8> = words.iter().flat_map(|word| word.to_ne_bytes()).collect();
-        assert_eq!(auxv_value(&auxv, AT_CLKTCK), Some(250));
-        assert_eq!(auxv_value(&auxv, 6), Some(4096));
-        // Nothing after the terminating pair counts, and a missing key is None.
-        assert_eq!(auxv_value(&auxv[..2 * size_of::<usize>()], AT_CLKTCK), None);
-        assert_eq!(auxv_value(&auxv, 99), None);
-        assert_eq!(auxv_value(&[1, 2, 3], AT_CLKTCK), None);
-    }
-
-    #[test]
     fn sampling_this_process() {
         let mut sampler = SystemSampler::new();
         let sample = sampler.sample();
@@ -244,8 +215,7 @@ mod tests {
         assert!(sample.rss_bytes > 0 && sample.peak_rss_bytes >= sample.rss_bytes, "{sample:?}");
         assert!(sample.cpu_percent >= 0.0);
         assert!(peak_rss_bytes().is_some_and(|peak| peak >= sample.rss_bytes));
-        // The kernel's own answer, which is what sysconf(_SC_CLK_TCK) returns.
-        let auxv = std::fs::read("/proc/self/auxv").expect("Linux has /proc/self/auxv");
-        assert_eq!(auxv_value(&auxv, AT_CLKTCK), Some(clock_ticks_per_s()));
+        // Linux's USER_HZ is 100 on every architecture the agent builds for.
+        assert_eq!(clock_ticks_per_s(), 100);
     }
 }
