@@ -2,6 +2,7 @@
 //! and payloads ([`wire`]), the decoded result of an inference ([`Output`]) and the over-the-air update
 //! protocol's messages and states ([`update`]). Pure data and encoding: no IO, no clock, no threads.
 
+pub mod error;
 mod model;
 mod output;
 pub mod update;
