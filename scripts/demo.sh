@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The demo: builds the agent and edgectl, starts a private Mosquitto broker on a free loopback port, runs the agent with
-# demo/agent.toml for DEMO_SECONDS (default 25) and prints every message it publishes as one summary line
-# (the first message of each kind also as raw JSON). Along the way it publishes a frame, a truncated JPEG and
-# two sensor windows (one of the wrong length) to the agent's inbound topics, pushes a signed over-the-air
-# update of the activity classifier (1.0.0 -> 1.1.0), then stops the agent with SIGTERM and shows the retained
-# `offline` status.
+# The demo: builds the agent and edgectl, starts a private Mosquitto broker on a free loopback port, runs the
+# agent with demo/agent.toml for DEMO_SECONDS (default 25) and prints every message it publishes as one summary
+# line (the first message of each kind also as raw JSON). Along the way it publishes a frame, a truncated JPEG
+# and two sensor windows (one of the wrong length) to the agent's inbound topics, pushes a signed over-the-air
+# update of the activity classifier (1.0.0 -> 1.1.0) with edgectl, then stops the agent with SIGTERM and shows
+# the retained `offline` status.
 #
 # Needs Debian 12 with rustup Rust and Python 3; scripts/setup.sh installs the rest (run as root or with sudo).
 # Environment: DEMO_SECONDS (run time, default 25), DEMO_KEEP=1 (keep the work directory: the generated
