@@ -62,7 +62,7 @@ for arch in "$@"; do
   cp -R "models/$starter" "$stage/usr/share/edge-agent/models/$starter"
   install -m 0644 models/recordings/activity.csv "$stage/usr/share/edge-agent/samples/activity.csv"
   install -m 0644 cross/package/copyright "$stage/usr/share/doc/edge-agent/copyright"
-  install -m 0644 cross/README.md "$stage/usr/share/doc/edge-agent/README.md"
+  install -m 0644 docs/arm-and-packages.md "$stage/usr/share/doc/edge-agent/README.md"
   find "$stage/usr/share" -type d -exec chmod 0755 {} +
   find "$stage/usr/share" -type f -exec chmod 0644 {} +
   for script in postinst prerm postrm; do install -m 0755 "cross/package/$script" "$stage/DEBIAN/$script"; done
@@ -106,7 +106,7 @@ CONTROL
   sed "s|/usr/lib/edge-agent/|/opt/edge-agent/|g; s|/etc/edge-agent/|/opt/edge-agent/|g; s|^ReadWritePaths=.*|ReadWritePaths=/var/lib/edge-agent /opt/edge-agent/models|" \
     cross/package/edge-agent.service > "$tree/edge-agent.service"
   install -m 0644 cross/package/copyright "$tree/COPYRIGHT"
-  install -m 0644 cross/README.md "$tree/README.md"
+  install -m 0644 docs/arm-and-packages.md "$tree/README.md"
   tar --owner=0 --group=0 --numeric-owner -C "$out/$arch" -czf "$out/$name.tar.gz" "$name"
 
   printf '%s: agent %s B (glibc >= %s), %s %s B, %s %s B\n' "$arch" "$(stat -c %s "$binary")" "$glibc" \

@@ -421,3 +421,23 @@ fn errors_display_one_per_line() {
     let Err(all) = AgentConfig::parse("device_id = \"\"") else { panic!("invalid") };
     assert_eq!(all.to_string(), "device_id: is required\nsources: at least one source is required");
 }
+
+/// `docs/agent.example.toml` is the documented template: it must load, and the values it shows as defaults must be
+/// the defaults.
+#[test]
+fn the_documented_example_loads_with_the_defaults_it_shows() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/agent.example.toml");
+    let config = AgentConfig::load(&path).unwrap_or_else(|e| panic!("{}:\n{e}", path.display()));
+    assert_eq!(config.device_id, "cam-01");
+    assert_eq!(config.onnxruntime, OnnxRuntimeConfig::default());
+    assert_eq!(config.mqtt, MqttConfig { port: Some(1883), ..MqttConfig::default() });
+    assert_eq!(config.health, HealthConfig::default());
+    let expected_update = UpdateConfig {
+        trusted_keys: vec!["8fee9cd46a57751ef3b0bad45a1643678736734cc8385af5ca62cf6a5e82dcb6".into()],
+        state_dir: Some(path.parent().expect("docs/").join("state")),
+        ..UpdateConfig::default()
+    };
+    assert_eq!(config.update, Some(expected_update));
+    let kinds: Vec<&str> = config.sources.iter().map(SourceConfig::kind).collect();
+    assert_eq!(kinds, ["images", "mqtt_frames", "csv", "stdin", "mqtt_sensor"]);
+}
