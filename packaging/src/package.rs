@@ -9,12 +9,12 @@
 //! and every entry is a regular file. Because the manifest and its signature come first, [`unpack`] verifies
 //! the signature before it writes anything, and the sha256s cover everything after it.
 
-use crate::bundle::{Bundle, MANIFEST_FILE, SIGNATURE_FILE, hex_sha256};
 use crate::error::{Error, Result};
-use crate::manifest::{Manifest, is_package_path};
-use crate::selftest::SelfTestInput;
+use crate::hashing::{HashingReader, HashingWriter, hex_sha256};
+use crate::selftest::{SelfTest, SelfTestInput};
 use crate::signature::{self, PublicKey, SigningKey};
-use sha2::{Digest, Sha256};
+use runtime::manifest::{Manifest, is_package_path};
+use runtime::{Bundle, MANIFEST_FILE, SIGNATURE_FILE};
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -58,7 +58,8 @@ pub fn pack(bundle_dir: &Path, out_path: &Path, key: Option<&SigningKey>) -> Res
         files.push((name, bytes));
     }
     manifest.checksums = files.iter().map(|(name, bytes)| (name.clone(), hex_sha256(bytes))).collect();
-    let self_test_images = bundle.self_test().into_iter().flat_map(|test| &test.cases).filter_map(|case| match &case.input {
+    let self_test = SelfTest::of_bundle(&bundle)?;
+    let self_test_images = self_test.iter().flat_map(|test| &test.cases).filter_map(|case| match &case.input {
         SelfTestInput::Image(path) => Some(path),
         SelfTestInput::Sensor { .. } => None,
     });
@@ -101,7 +102,13 @@ pub fn inspect(path: &Path) -> Result<PackageInfo> {
     let mut reader = archive.into_inner();
     std::io::copy(&mut reader, &mut std::io::sink()).map_err(io)?;
     let (size, sha256) = reader.finish();
-    Ok(PackageInfo { manifest: head.manifest, manifest_bytes: head.manifest_bytes, signature: head.signature, size, sha256 })
+    Ok(PackageInfo {
+        manifest: head.manifest,
+        manifest_bytes: head.manifest_bytes,
+        signature: head.signature,
+        size,
+        sha256,
+    })
 }
 
 /// Signs the package at `path` with `key`, adding or replacing `manifest.sig`. The file is replaced atomically
@@ -178,7 +185,10 @@ pub fn unpack(package_path: &Path, dest_dir: &Path, trusted: &[PublicKey]) -> Re
         let name = entry_name(&entry, package_path)?;
         if !model_seen {
             if name != manifest.model {
-                return Err(fail(format!("entry {name:?}: expected the model {:?} right after the manifest", manifest.model)));
+                return Err(fail(format!(
+                    "entry {name:?}: expected the model {:?} right after the manifest",
+                    manifest.model
+                )));
             }
             model_seen = true;
         } else {
@@ -191,7 +201,9 @@ pub fn unpack(package_path: &Path, dest_dir: &Path, trusted: &[PublicKey]) -> Re
                 return Err(fail(format!("entry {name:?} {why}")));
             }
             if previous.as_ref().is_some_and(|previous| *previous > name) {
-                return Err(fail(format!("entry {name:?}: out of order (the files after the model are sorted by path)")));
+                return Err(fail(format!(
+                    "entry {name:?}: out of order (the files after the model are sorted by path)"
+                )));
             }
             previous = Some(name.clone());
         }
@@ -220,7 +232,7 @@ pub fn unpack(package_path: &Path, dest_dir: &Path, trusted: &[PublicKey]) -> Re
         File::open(directory).and_then(|dir| dir.sync_all()).map_err(io(directory))?;
     }
     let bundle = Bundle::load(dest_dir)?;
-    for case in bundle.self_test().into_iter().flat_map(|test| &test.cases) {
+    for case in SelfTest::of_bundle(&bundle)?.iter().flat_map(|test| &test.cases) {
         if let SelfTestInput::Image(image) = &case.input
             && !manifest.checksums.contains_key(image)
         {
@@ -239,10 +251,7 @@ struct Head {
 
 /// Reads the manifest and the optional signature, and returns the entry after them (the model, in a
 /// well-formed package).
-fn read_head<'a, R: Read>(
-    entries: &mut tar::Entries<'a, R>,
-    path: &Path,
-) -> Result<(Head, Option<tar::Entry<'a, R>>)> {
+fn read_head<'a, R: Read>(entries: &mut tar::Entries<'a, R>, path: &Path) -> Result<(Head, Option<tar::Entry<'a, R>>)> {
     let fail = |message: String| package_error(path, message);
     let mut next = || entries.next().transpose().map_err(|e| fail(format!("cannot read an entry: {e}")));
     let mut manifest_entry = next()?.ok_or_else(|| fail("the archive is empty".to_owned()))?;
@@ -250,7 +259,8 @@ fn read_head<'a, R: Read>(
     if name != MANIFEST_FILE {
         return Err(fail(format!("entry {name:?}: the first entry must be {MANIFEST_FILE}")));
     }
-    let manifest_bytes = read_small(&mut manifest_entry, MAX_MANIFEST_BYTES).map_err(|m| fail(format!("entry {name:?}: {m}")))?;
+    let manifest_bytes =
+        read_small(&mut manifest_entry, MAX_MANIFEST_BYTES).map_err(|m| fail(format!("entry {name:?}: {m}")))?;
     let manifest = std::str::from_utf8(&manifest_bytes)
         .map_err(|e| e.to_string())
         .and_then(Manifest::parse)
@@ -260,7 +270,8 @@ fn read_head<'a, R: Read>(
     let mut signature = None;
     if let Some(mut entry) = following.take_if(|entry| entry.path_bytes().as_ref() == SIGNATURE_FILE.as_bytes()) {
         entry_name(&entry, path)?;
-        let bytes = read_small(&mut entry, MAX_SIGNATURE_BYTES).map_err(|m| fail(format!("entry {SIGNATURE_FILE:?}: {m}")))?;
+        let bytes =
+            read_small(&mut entry, MAX_SIGNATURE_BYTES).map_err(|m| fail(format!("entry {SIGNATURE_FILE:?}: {m}")))?;
         let line = String::from_utf8(bytes).map_err(|_| fail(format!("entry {SIGNATURE_FILE:?}: not UTF-8 text")))?;
         signature = Some(line.strip_suffix('\n').unwrap_or(&line).to_owned());
         drop(entry);
@@ -397,69 +408,10 @@ impl Drop for TempFile {
     }
 }
 
-/// Hashes and counts what passes through.
-struct HashingWriter<W> {
-    inner: W,
-    hasher: Sha256,
-    bytes: u64,
-}
-
-impl<W: Write> HashingWriter<W> {
-    fn new(inner: W) -> Self {
-        HashingWriter { inner, hasher: Sha256::new(), bytes: 0 }
-    }
-
-    /// The writer, the bytes written and their lower-case hex sha256.
-    fn finish(self) -> (W, u64, String) {
-        (self.inner, self.bytes, signature::encode_hex(&self.hasher.finalize()))
-    }
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let written = self.inner.write(buf)?;
-        self.hasher.update(&buf[..written]);
-        self.bytes += written as u64;
-        Ok(written)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// Hashes and counts what is read through it.
-struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-    bytes: u64,
-}
-
-impl<R: Read> HashingReader<R> {
-    fn new(inner: R) -> Self {
-        HashingReader { inner, hasher: Sha256::new(), bytes: 0 }
-    }
-
-    /// The bytes read and their lower-case hex sha256.
-    fn finish(self) -> (u64, String) {
-        (self.bytes, signature::encode_hex(&self.hasher.finalize()))
-    }
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let read = self.inner.read(buf)?;
-        self.hasher.update(&buf[..read]);
-        self.bytes += read as u64;
-        Ok(read)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::selftest::SelfTest;
-    use crate::{EngineOptions, Pipeline};
+    use runtime::{EngineOptions, Pipeline};
 
     fn models() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../models")
@@ -625,7 +577,9 @@ mod tests {
         assert!(model_last.contains("expected the model"), "{model_last}");
         let manifest_second = refused(&|e| e.swap(0, 2), &regular);
         assert!(manifest_second.contains("the first entry must be manifest.toml"), "{manifest_second}");
-        let link = refused(&|_| {}, &|name| if name == "labels.txt" { tar::EntryType::Symlink } else { tar::EntryType::Regular });
+        let link = refused(&|_| {}, &|name| {
+            if name == "labels.txt" { tar::EntryType::Symlink } else { tar::EntryType::Regular }
+        });
         assert!(link.contains("entry \"labels.txt\"") && link.contains("regular files only"), "{link}");
         let deep = refused(&|e| e.push(("a/b/c".into(), b"x".to_vec())), &regular);
         assert!(deep.contains("entry \"a/b/c\""), "{deep}");
@@ -654,12 +608,15 @@ mod tests {
         let package = out.path().join("image-classifier-1.0.0.bundle");
         let info = pack(staging.path(), &package, Some(&key)).unwrap();
         let names: Vec<String> = entries(&package).into_iter().map(|(name, _)| name).collect();
-        assert_eq!(names, ["manifest.toml", "manifest.sig", "model.onnx", "labels.txt", "selftest.json", "selftest/cat.jpg"]);
+        assert_eq!(
+            names,
+            ["manifest.toml", "manifest.sig", "model.onnx", "labels.txt", "selftest.json", "selftest/cat.jpg"]
+        );
         assert_eq!(info.manifest.checksums.len(), 3);
 
         let unpacked = unpack(&package, &out.path().join("unpacked"), &[key.public_key()]).unwrap();
-        let loaded = unpacked.self_test().expect("the self-test is loaded");
-        assert_eq!(loaded, &self_test);
+        let loaded = SelfTest::of_bundle(&unpacked).unwrap().expect("the self-test is loaded");
+        assert_eq!(loaded, self_test);
         let mut pipeline = Pipeline::new(&ort, &unpacked, &EngineOptions::default()).unwrap();
         loaded.run(&unpacked, &mut pipeline).unwrap();
 
