@@ -321,7 +321,10 @@ pub(crate) mod tests {
 
     #[test]
     fn structure_must_be_the_same() {
-        let classes = |labels: &[&str]| json!({"classification": {"classes": labels.iter().map(|l| json!({"label": l, "score": 0.5})).collect::<Vec<_>>()}});
+        let classes = |labels: &[&str]| {
+            let classes: Vec<Value> = labels.iter().map(|l| json!({"label": l, "score": 0.5})).collect();
+            json!({"classification": {"classes": classes}})
+        };
         let err = check(classes(&["a"]), classes(&["a", "b"])).unwrap_err();
         assert!(err.starts_with("cases[0].classification.classes: 1 items vs 2"), "{err}");
         let err = check(classes(&["a", "c"]), classes(&["a", "b"])).unwrap_err();
