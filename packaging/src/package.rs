@@ -16,9 +16,11 @@ use crate::signature::{self, PublicKey, SigningKey};
 use runtime::manifest::{Manifest, is_package_path};
 use runtime::{Bundle, MANIFEST_FILE, SIGNATURE_FILE};
 use std::collections::BTreeSet;
-use std::fs::File;
+use std::fs::{File, Permissions};
 use std::io::{BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use tempfile::NamedTempFile;
 
 /// The largest `manifest.toml` entry read; real ones are a few KiB.
 const MAX_MANIFEST_BYTES: u64 = 1 << 20;
@@ -71,9 +73,9 @@ pub fn pack(bundle_dir: &Path, out_path: &Path, key: Option<&SigningKey>) -> Res
     let manifest_text = manifest.to_toml().map_err(fail)?;
     let signature = key.map(|key| key.sign(manifest_text.as_bytes()).to_string());
 
-    let (temp, file) = TempFile::create(out_path)?;
-    let io = |source| Error::Io { path: temp.path.clone(), source };
-    let mut builder = tar::Builder::new(HashingWriter::new(BufWriter::new(file)));
+    let temp = temp_file_beside(out_path)?;
+    let io = |source| Error::Io { path: temp.path().to_owned(), source };
+    let mut builder = tar::Builder::new(HashingWriter::new(BufWriter::new(temp.as_file())));
     append(&mut builder, MANIFEST_FILE, manifest_text.len() as u64, manifest_text.as_bytes()).map_err(io)?;
     if let Some(line) = &signature {
         let line = format!("{line}\n");
@@ -86,7 +88,7 @@ pub fn pack(bundle_dir: &Path, out_path: &Path, key: Option<&SigningKey>) -> Res
     }
     let (writer, size, sha256) = builder.into_inner().map_err(io)?.finish();
     writer.into_inner().map_err(|e| io(e.into_error()))?.sync_all().map_err(io)?;
-    temp.commit()?;
+    persist(temp, out_path)?;
     Ok(PackageInfo { manifest, manifest_bytes: manifest_text.into_bytes(), signature, size, sha256 })
 }
 
@@ -120,9 +122,9 @@ pub fn sign_package(path: &Path, key: &SigningKey) -> Result<()> {
     let (head, first) = read_head(&mut entries, path)?;
     let line = format!("{}\n", key.sign(&head.manifest_bytes));
 
-    let (temp, file) = TempFile::create(path)?;
-    let write_error = |source| Error::Io { path: temp.path.clone(), source };
-    let mut builder = tar::Builder::new(BufWriter::new(file));
+    let temp = temp_file_beside(path)?;
+    let write_error = |source| Error::Io { path: temp.path().to_owned(), source };
+    let mut builder = tar::Builder::new(BufWriter::new(temp.as_file()));
     let manifest = head.manifest_bytes.as_slice();
     append(&mut builder, MANIFEST_FILE, manifest.len() as u64, manifest).map_err(write_error)?;
     append(&mut builder, SIGNATURE_FILE, line.len() as u64, line.as_bytes()).map_err(write_error)?;
@@ -134,7 +136,7 @@ pub fn sign_package(path: &Path, key: &SigningKey) -> Result<()> {
     }
     let writer = builder.into_inner().map_err(write_error)?;
     writer.into_inner().map_err(|e| write_error(e.into_error()))?.sync_all().map_err(write_error)?;
-    temp.commit()
+    persist(temp, path)
 }
 
 /// Unpacks the package at `package_path` into `dest_dir` (created if missing; files already there are never
@@ -372,39 +374,29 @@ fn package_error(path: &Path, message: String) -> Error {
     Error::Package { path: path.to_owned(), message }
 }
 
-/// A file written beside its target and renamed over it when complete; removed if dropped before.
-struct TempFile {
-    path: PathBuf,
-    target: PathBuf,
+/// A new file in `target`'s directory, to be [`persist`]ed over it when complete; removed if dropped before.
+fn temp_file_beside(target: &Path) -> Result<NamedTempFile> {
+    let dir = parent_dir(target);
+    tempfile::Builder::new()
+        .prefix(".")
+        .suffix(".tmp")
+        // As `File::create`: the umask decides, so a package is as readable as any file its owner writes.
+        .permissions(Permissions::from_mode(0o666))
+        .tempfile_in(&dir)
+        .map_err(|source| Error::Io { path: dir, source })
 }
 
-impl TempFile {
-    fn create(target: &Path) -> Result<(TempFile, File)> {
-        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let path = target.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|source| Error::Io { path: path.clone(), source })?;
-        Ok((TempFile { path, target: target.to_owned() }, file))
-    }
-
-    /// Renames the file over the target and fsyncs the directory, so the rename survives a power cut.
-    fn commit(self) -> Result<()> {
-        std::fs::rename(&self.path, &self.target).map_err(|source| Error::Io { path: self.target.clone(), source })?;
-        let dir = match self.target.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
-            _ => PathBuf::from("."),
-        };
-        File::open(&dir).and_then(|dir| dir.sync_all()).map_err(|source| Error::Io { path: dir, source })
-    }
+/// Renames `temp` over `target` and fsyncs the directory, so the rename survives a power cut.
+fn persist(temp: NamedTempFile, target: &Path) -> Result<()> {
+    temp.persist(target).map_err(|e| Error::Io { path: target.to_owned(), source: e.error })?;
+    let dir = parent_dir(target);
+    File::open(&dir).and_then(|dir| dir.sync_all()).map_err(|source| Error::Io { path: dir, source })
 }
 
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        // After a commit the temporary name is gone and this fails harmlessly.
-        let _ = std::fs::remove_file(&self.path);
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+        _ => PathBuf::from("."),
     }
 }
 
