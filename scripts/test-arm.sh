@@ -28,7 +28,7 @@ export EDGE_CROSS_NO_SETUP=1
 export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$root/third_party/onnxruntime/x86_64/libonnxruntime.so.1.31.1}"
 step "cross setup" cross/setup.sh
 step "aarch64 release agent" cross/build.sh aarch64
-step "runtime tests for aarch64 under qemu" cargo test --locked -p edge-runtime --target aarch64-unknown-linux-gnu
+step "runtime and packaging tests for aarch64 under qemu" cargo test --locked -p edge-runtime -p edge-packaging --target aarch64-unknown-linux-gnu
 step "armv7 release agent" cross/build.sh armv7
 step "packages (amd64, arm64)" scripts/package.sh amd64 arm64
 # The x86_64 reference agent the tests compare with (target/debug; scripts/test.sh builds it too).

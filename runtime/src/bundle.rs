@@ -5,9 +5,8 @@
 
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
-use crate::selftest::SelfTest;
 use protocol::ModelIdentity;
-use sha2::{Digest, Sha256};
+use ring::digest::{SHA256, digest};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -24,7 +23,6 @@ pub struct Bundle {
     manifest: Manifest,
     labels: Vec<String>,
     model_bytes: Arc<[u8]>,
-    self_test: Option<SelfTest>,
 }
 
 impl Bundle {
@@ -36,9 +34,8 @@ impl Bundle {
         let manifest =
             Manifest::parse(&text).map_err(|message| Error::Manifest { path: manifest_path.clone(), message })?;
         let model_path = dir.join(&manifest.model);
-        let model_bytes: Arc<[u8]> = std::fs::read(&model_path)
-            .map_err(|source| Error::Io { path: model_path.clone(), source })?
-            .into();
+        let model_bytes: Arc<[u8]> =
+            std::fs::read(&model_path).map_err(|source| Error::Io { path: model_path.clone(), source })?.into();
         let actual = hex_sha256(&model_bytes);
         if actual != manifest.sha256 {
             let expected = manifest.sha256.clone();
@@ -61,8 +58,7 @@ impl Bundle {
                 .collect(),
             None => manifest.labels.clone(),
         };
-        let self_test = manifest.self_test.as_ref().map(|file| SelfTest::read(&dir.join(file))).transpose()?;
-        Ok(Bundle { dir, manifest, labels, model_bytes, self_test })
+        Ok(Bundle { dir, manifest, labels, model_bytes })
     }
 
     /// The bundle directory.
@@ -90,11 +86,6 @@ impl Bundle {
         &self.model_bytes
     }
 
-    /// The golden self-test vectors, when the manifest names a `self_test` file.
-    pub fn self_test(&self) -> Option<&SelfTest> {
-        self.self_test.as_ref()
-    }
-
     /// Name, version and sha256.
     pub fn identity(&self) -> ModelIdentity {
         ModelIdentity {
@@ -106,8 +97,8 @@ impl Bundle {
 }
 
 /// Lower-case hex sha256 of `bytes`.
-pub fn hex_sha256(bytes: &[u8]) -> String {
-    crate::signature::encode_hex(&Sha256::digest(bytes))
+fn hex_sha256(bytes: &[u8]) -> String {
+    hex::encode(digest(&SHA256, bytes))
 }
 
 fn read_to_string(path: &Path) -> Result<String> {

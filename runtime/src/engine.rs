@@ -74,8 +74,7 @@ impl Engine {
             InputTensor::F32(data) => TensorRef::from_array_view((shape, data)).map_err(inference_error)?.into_dyn(),
             InputTensor::U8(data) => TensorRef::from_array_view((shape, data)).map_err(inference_error)?.into_dyn(),
         };
-        let results =
-            self.session.run(ort::inputs![self.input_name.as_str() => value]).map_err(inference_error)?;
+        let results = self.session.run(ort::inputs![self.input_name.as_str() => value]).map_err(inference_error)?;
         for tensor in &mut self.outputs.tensors {
             let value = results.get(&tensor.name).ok_or_else(|| Error::Output {
                 tensor: tensor.name.clone(),
@@ -133,7 +132,12 @@ fn check_input(path: &Path, session: &Session, spec: &InputSpec) -> Result<()> {
         InputSpec::Sensor(sensor) => (TensorElementType::Float32, sensor.shape().to_vec()),
     };
     if ty != want_ty {
-        return Err(mismatch(path, format!("input {:?} element type", spec.tensor()), format!("{want_ty:?}"), format!("{ty:?}")));
+        return Err(mismatch(
+            path,
+            format!("input {:?} element type", spec.tensor()),
+            format!("{want_ty:?}"),
+            format!("{ty:?}"),
+        ));
     }
     check_dims(path, &format!("input {:?} shape", spec.tensor()), &want_shape, graph_shape)
 }
@@ -177,9 +181,12 @@ fn check_output_shape(path: &Path, name: &str, spec: &OutputSpec, shape: &[i64],
                 return Err(mismatch(path, what, "[classes] or [1, classes]", format!("{shape:?}")));
             }
             match fixed(shape.len() - 1) {
-                Some(classes) if labels > 0 && classes as usize != labels => {
-                    Err(mismatch(path, format!("output {name:?} classes"), format!("{labels} labels"), format!("{classes}")))
-                }
+                Some(classes) if labels > 0 && classes as usize != labels => Err(mismatch(
+                    path,
+                    format!("output {name:?} classes"),
+                    format!("{labels} labels"),
+                    format!("{classes}"),
+                )),
                 _ => Ok(()),
             }
         }

@@ -95,35 +95,6 @@ pub enum Error {
     /// An output the decoder reads holds NaN or infinity (the model is broken for this input).
     #[error("output {tensor} has a non-finite value ({value}) at index {index}")]
     NonFiniteOutput { tensor: String, index: usize, value: f32 },
-
-    /// The bundle's golden-vector file cannot be read as one.
-    #[error("self-test vectors {path}: {message}")]
-    SelfTestFile { path: PathBuf, message: String },
-
-    /// A golden vector failed: the pipeline refused its input or its output differs from the expected one.
-    /// `message` starts with the JSON path of the first difference (`cases[0].classification...`).
-    #[error("self-test failed: {message}")]
-    SelfTest { case: usize, message: String },
-
-    /// A package is not a well-formed single-file bundle; `message` names the entry.
-    #[error("package {path}: {message}")]
-    Package { path: PathBuf, message: String },
-
-    /// The package has no `manifest.sig`, and signatures are required.
-    #[error("the package is unsigned; a signature by a trusted key is required")]
-    Unsigned,
-
-    /// `manifest.sig`, a key file or a key is not in the expected format.
-    #[error("malformed {what}: {message}")]
-    MalformedSignature { what: &'static str, message: String },
-
-    /// The signature is by a key that is not among the trusted ones; `key` is the start of its hex.
-    #[error("the package is signed by key {key}…, which is not trusted")]
-    UntrustedKey { key: String },
-
-    /// The signature does not match the manifest (it was edited after signing, or the signature is forged).
-    #[error("the signature by key {key}… does not match the manifest")]
-    BadSignature { key: String },
 }
 
 impl Error {
@@ -147,13 +118,6 @@ impl Error {
             Error::Inference { .. } => "inference",
             Error::Output { .. } => "output",
             Error::NonFiniteOutput { .. } => "non_finite_output",
-            Error::SelfTestFile { .. } => "self_test_file",
-            Error::SelfTest { .. } => "self_test",
-            Error::Package { .. } => "package",
-            Error::Unsigned => "unsigned",
-            Error::MalformedSignature { .. } => "malformed_signature",
-            Error::UntrustedKey { .. } => "untrusted_key",
-            Error::BadSignature { .. } => "bad_signature",
         }
     }
 

@@ -1,4 +1,6 @@
 //! The edge runtime: model bundles, execution providers, pre- and post-processing, and the inference pipeline.
+//! Inference only: packages, signatures and golden self-tests, which only updates and the operator's tools
+//! need, are the `packaging` crate's, built on this one.
 //!
 //! Data flows one way: an [`Input`] goes through a [`Pipeline`] (decode, preprocess, [`Engine`] run,
 //! postprocess) and comes out as an [`Output`] with per-stage [`StageTimings`]. The library starts no threads
@@ -22,13 +24,10 @@ mod error;
 mod input;
 pub mod manifest;
 mod onnx_runtime;
-pub mod package;
 mod pipeline;
 pub mod postprocess;
 pub mod preprocess;
 mod provider;
-pub mod selftest;
-pub mod signature;
 mod tensor;
 
 pub use bundle::{Bundle, MANIFEST_FILE, SIGNATURE_FILE};
@@ -39,9 +38,6 @@ pub use manifest::Manifest;
 pub use onnx_runtime::OnnxRuntime;
 // What a pipeline returns is the wire protocol's prediction payload.
 pub use protocol::{BoundingBox, ClassScore, Detection, ModelIdentity, Output, Point, RawTensor, StageTimings};
-pub use package::PackageInfo;
 pub use pipeline::Pipeline;
 pub use provider::{ActiveProvider, ProviderKind};
-pub use selftest::{SelfTest, SelfTestCase, SelfTestInput};
-pub use signature::{PublicKey, SignatureLine, SigningKey};
 pub use tensor::{InputTensor, OutputTensor, Outputs};

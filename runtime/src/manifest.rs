@@ -464,11 +464,7 @@ impl Manifest {
             problems.push(format!("`sha256` must be 64 lower-case hex digits, got {:?}", self.sha256));
         }
         if self.output.task() != self.task {
-            problems.push(format!(
-                "`task` is {:?} but `output.decoder` decodes {:?}",
-                self.task,
-                self.output.task()
-            ));
+            problems.push(format!("`task` is {:?} but `output.decoder` decodes {:?}", self.task, self.output.task()));
         }
         if !self.labels.is_empty() && self.labels_file.is_some() {
             problems.push("give `labels` or `labels_file`, not both".to_owned());
@@ -548,8 +544,13 @@ impl Manifest {
         for (path, sha256) in &self.checksums {
             if !is_package_path(path) {
                 problems.push(format!("`checksums` path {path:?} is not a plain relative path within the bundle"));
-            } else if *path == self.model || path == crate::bundle::MANIFEST_FILE || path == crate::bundle::SIGNATURE_FILE {
-                problems.push(format!("`checksums` lists {path:?}; the model, the manifest and its signature are checked otherwise"));
+            } else if *path == self.model
+                || path == crate::bundle::MANIFEST_FILE
+                || path == crate::bundle::SIGNATURE_FILE
+            {
+                problems.push(format!(
+                    "`checksums` lists {path:?}; the model, the manifest and its signature are checked otherwise"
+                ));
             }
             if !is_sha256_hex(sha256) {
                 problems.push(format!("`checksums.{path:?}` must be 64 lower-case hex digits, got {sha256:?}"));
@@ -613,7 +614,10 @@ tensor = "logits"
     #[test]
     fn checksums_and_the_self_test_need_safe_paths_and_sha256s() {
         let sha = "ab".repeat(32);
-        let text = format!("self_test = \"selftest.json\"\n{CLASSIFIER}[checksums]\n\"selftest.json\" = \"{sha}\"\n\"selftest/cat.jpg\" = \"{sha}\"\n");
+        let text = format!(
+            "self_test = \"selftest.json\"\n{CLASSIFIER}[checksums]\n\"selftest.json\" = \"{sha}\"\n\
+             \"selftest/cat.jpg\" = \"{sha}\"\n"
+        );
         let m = Manifest::parse(&text).unwrap();
         assert_eq!(m.self_test.as_deref(), Some("selftest.json"));
         assert_eq!(m.checksums.len(), 2);

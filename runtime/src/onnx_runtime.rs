@@ -17,8 +17,8 @@ static LOADING: Mutex<()> = Mutex::new(());
 
 impl OnnxRuntime {
     /// Loads the library at `path`. A relative path is looked up beside the executable first, then in the
-    /// working directory, then handed to the dynamic loader as it is (so `LD_LIBRARY_PATH` applies). A second call returns the runtime already loaded,
-    /// and fails if it names another library.
+    /// working directory, then handed to the dynamic loader as it is (so `LD_LIBRARY_PATH` applies). A second
+    /// call returns the runtime already loaded, and fails if it names another library.
     pub fn load(path: impl AsRef<Path>) -> Result<OnnxRuntime> {
         let requested = resolve(path.as_ref());
         let _guard = LOADING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());

@@ -32,10 +32,10 @@ pub struct Outputs {
 impl Outputs {
     /// The output called `name`.
     pub fn get(&self, name: &str) -> Result<&OutputTensor> {
-        self.tensors.iter().find(|t| t.name == name).ok_or_else(|| Error::Output {
-            tensor: name.to_owned(),
-            reason: "the run did not produce it".to_owned(),
-        })
+        self.tensors
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| Error::Output { tensor: name.to_owned(), reason: "the run did not produce it".to_owned() })
     }
 }
 

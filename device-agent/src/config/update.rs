@@ -98,7 +98,7 @@ impl UpdateConfig {
             problems.push("update.trusted_keys", "at least one public key is required");
         }
         for (index, key) in self.trusted_keys.iter().enumerate() {
-            if runtime::signature::PublicKey::from_hex(key).is_err() {
+            if packaging::PublicKey::from_hex(key).is_err() {
                 problems.push(format!("update.trusted_keys[{index}]"), "must be 64 hex digits (an Ed25519 public key)");
             }
         }

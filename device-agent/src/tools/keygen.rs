@@ -1,7 +1,7 @@
 //! `device-agent keygen`: an Ed25519 key pair for signing model packages.
 
 use anyhow::Context;
-use runtime::SigningKey;
+use packaging::SigningKey;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 

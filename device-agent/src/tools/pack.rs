@@ -3,9 +3,9 @@
 
 use crate::sources::recording::{self, WindowShape};
 use anyhow::{Context, bail};
+use packaging::{SelfTest, SelfTestInput};
 use runtime::manifest::{InputSpec, is_package_path};
-use runtime::selftest::SelfTestInput;
-use runtime::{Bundle, EngineOptions, OnnxRuntime, Pipeline, ProviderKind, SelfTest};
+use runtime::{Bundle, EngineOptions, OnnxRuntime, Pipeline, ProviderKind};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -40,11 +40,12 @@ pub fn main(args: &PackArgs) -> anyhow::Result<ExitCode> {
     let manifest = bundle.manifest();
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from(format!("{}-{}.bundle", manifest.name, manifest.version)));
     let (info, cases) = if args.self_test.is_empty() {
-        if bundle.self_test().is_none() {
+        let self_test = SelfTest::of_bundle(&bundle)?;
+        if self_test.is_none() {
             log::warn!("{} has no golden self-test vectors, and devices refuse such updates: pass --self-test", args.bundle.display());
         }
-        let info = runtime::package::pack(&args.bundle, &out, None)?;
-        (info, bundle.self_test().map_or(0, |test| test.cases.len()))
+        let info = packaging::package::pack(&args.bundle, &out, None)?;
+        (info, self_test.map_or(0, |test| test.cases.len()))
     } else {
         let staging = StagingDir::create()?;
         pack_with_self_test(args, &bundle, &staging.path, &out)?
@@ -68,7 +69,7 @@ fn pack_with_self_test(
     bundle: &Bundle,
     staging: &Path,
     out: &Path,
-) -> anyhow::Result<(runtime::PackageInfo, usize)> {
+) -> anyhow::Result<(packaging::PackageInfo, usize)> {
     let mut manifest = bundle.manifest().clone();
     copy_bundle(bundle.dir(), staging, manifest.self_test.as_deref(), out)?;
     let inputs = self_test_inputs(args, &manifest.input, staging)?;
@@ -88,9 +89,9 @@ fn pack_with_self_test(
 
     // What the device will run: the vectors as read back from the file, on this machine first.
     let staged = Bundle::load(staging).context("loading the staged bundle with its vectors")?;
-    let reread = staged.self_test().context("the staged bundle lost its vectors")?;
+    let reread = SelfTest::of_bundle(&staged)?.context("the staged bundle lost its vectors")?;
     reread.run(&staged, &mut pipeline).context("the recorded vectors do not pass here (is the model deterministic?)")?;
-    let info = runtime::package::pack(staging, out, None)?;
+    let info = packaging::package::pack(staging, out, None)?;
     Ok((info, reread.cases.len()))
 }
 

@@ -1,7 +1,7 @@
 //! `device-agent model sign`: signs a package's manifest in place.
 
 use anyhow::Context;
-use runtime::SigningKey;
+use packaging::SigningKey;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -16,7 +16,7 @@ pub struct SignArgs {
 
 pub fn main(args: &SignArgs) -> anyhow::Result<ExitCode> {
     let key = SigningKey::read(&args.key).with_context(|| format!("reading the private key {}", args.key.display()))?;
-    runtime::package::sign_package(&args.package, &key)
+    packaging::package::sign_package(&args.package, &key)
         .with_context(|| format!("signing {}", args.package.display()))?;
     log::info!("signed {}", args.package.display());
     println!("{}", key.public_key());

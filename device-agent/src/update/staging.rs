@@ -11,8 +11,8 @@
 //! caught by the sha256 check at the end. One download at a time: starting one removes any other.
 
 use super::fsutil::{fsync_dir, remove_dir_all_if_exists, write_atomic};
+use packaging::HashingReader;
 use protocol::update::{Announcement, UPDATE_ID_LEN, update_id};
-use sha2::{Digest, Sha256};
 use std::fmt;
 use std::fs::{self, File};
 use std::io;
@@ -337,9 +337,9 @@ fn spare_bits_clear(bitmap: &[u8], chunks: u32) -> bool {
 
 /// Lower-case hex sha256 of the file at `path`, read in pieces (a package may not fit in memory twice).
 fn file_sha256(path: &Path) -> io::Result<String> {
-    let mut hasher = Sha256::new();
-    io::copy(&mut File::open(path)?, &mut hasher)?;
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    let mut reader = HashingReader::new(File::open(path)?);
+    io::copy(&mut reader, &mut io::sink())?;
+    Ok(reader.finish().1)
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use crate::shutdown::Shutdown;
 use crate::clock::unix_time_ms;
 use protocol::wire::{self, ErrorEvent, Format, Topics};
 use crate::worker::{Serving, Swap};
-use runtime::signature::PublicKey;
+use packaging::{PublicKey, SelfTest};
 use runtime::{Bundle, EngineOptions, ModelIdentity, OnnxRuntime, Pipeline};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -538,13 +538,13 @@ impl Updater {
         staging.finish_check().map_err(|e| Refusal::rejected(e.to_string()))?;
         // Signature and version first: an unsigned or older package must not cost the candidate slot (which may
         // hold the rollback target).
-        let package = runtime::package::inspect(staging.package_path()).map_err(|e| Refusal::rejected(e.to_string()))?;
-        runtime::signature::verify(&package.manifest_bytes, package.signature.as_deref(), &self.trusted)
+        let package = packaging::package::inspect(staging.package_path()).map_err(|e| Refusal::rejected(e.to_string()))?;
+        packaging::signature::verify(&package.manifest_bytes, package.signature.as_deref(), &self.trusted)
             .map_err(|e| Refusal::rejected(e.to_string()))?;
         check_version(&self.models[model].running.version, &package.manifest.version.to_string(), announcement.rollback)?;
         let store = &mut self.models[model].store;
         let temp = store.begin_candidate().map_err(|e| Refusal::failed(format!("preparing the candidate slot: {e}")))?;
-        runtime::package::unpack(staging.package_path(), &temp, &self.trusted).map_err(|e| Refusal::rejected(e.to_string()))?;
+        packaging::package::unpack(staging.package_path(), &temp, &self.trusted).map_err(|e| Refusal::rejected(e.to_string()))?;
         let slot = store.install_candidate().map_err(|e| Refusal::failed(format!("installing the candidate slot: {e}")))?;
         let bundle = Bundle::load(&slot).map_err(|e| Refusal::rejected(e.to_string()))?;
         let manifest = bundle.manifest();
@@ -571,7 +571,7 @@ impl Updater {
             }
             pipelines.push(pipeline);
         }
-        let self_test = bundle.self_test().ok_or_else(|| {
+        let self_test = SelfTest::of_bundle(&bundle).map_err(|e| Refusal::rejected(e.to_string()))?.ok_or_else(|| {
             Refusal::rejected("the package has no golden self-test vectors (pack it with `model pack --self-test`)")
         })?;
         status.state = UpdateState::SelfTesting;

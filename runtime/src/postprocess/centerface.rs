@@ -312,9 +312,6 @@ mod tests {
         let mut bad = outputs(&[]);
         bad.tensors[0].shape = vec![1, 2, 80, 40];
         let err = decoder.decode(&bad, &[], &identity).unwrap_err().to_string();
-        assert!(
-            err.contains("output heat: expected shape [1, 1, h, w], got [1, 2, 80, 40]"),
-            "{err}"
-        );
+        assert!(err.contains("output heat: expected shape [1, 1, h, w], got [1, 2, 80, 40]"), "{err}");
     }
 }

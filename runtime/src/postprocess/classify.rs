@@ -81,10 +81,7 @@ impl ClassificationDecoder {
         self.probabilities.extend_from_slice(&tensor.data);
         apply_softmax(self.spec.softmax, &mut self.probabilities);
         if self.probabilities.iter().any(|p| p.is_nan()) {
-            return Err(output_error(
-                &tensor.name,
-                "class scores are NaN (NaN or infinite values in the output)",
-            ));
+            return Err(output_error(&tensor.name, "class scores are NaN (NaN or infinite values in the output)"));
         }
         top_k(&self.probabilities, self.spec.top_k, &mut self.order);
         let classes = self
@@ -133,10 +130,7 @@ mod tests {
         let mut values = [1.0, 3.0, 2.0, -1.0];
         softmax(&mut values);
         assert!(close(values.iter().sum(), 1.0), "{values:?}");
-        assert!(
-            values[1] > values[2] && values[2] > values[0] && values[0] > values[3],
-            "{values:?}"
-        );
+        assert!(values[1] > values[2] && values[2] > values[0] && values[0] > values[3], "{values:?}");
         let e = [1.0f32.exp(), 3.0f32.exp(), 2.0f32.exp(), (-1.0f32).exp()];
         let total: f32 = e.iter().sum();
         for (got, want) in values.iter().zip(e) {

@@ -87,17 +87,12 @@ impl Decoder {
 fn check_finite(tensor: &OutputTensor) -> Result<()> {
     match tensor.data.iter().position(|value| !value.is_finite()) {
         None => Ok(()),
-        Some(index) => {
-            Err(Error::NonFiniteOutput { tensor: tensor.name.clone(), index, value: tensor.data[index] })
-        }
+        Some(index) => Err(Error::NonFiniteOutput { tensor: tensor.name.clone(), index, value: tensor.data[index] }),
     }
 }
 
 fn missing_geometry(tensor: &str) -> crate::Error {
-    shape::output_error(
-        tensor,
-        "detection decoding needs the image geometry of the preprocessing step (image input)",
-    )
+    shape::output_error(tensor, "detection decoding needs the image geometry of the preprocessing step (image input)")
 }
 
 /// The label of class `index`: `labels[index]`, or the index itself when the bundle names no such class.
@@ -129,17 +124,11 @@ mod test_support {
 
     pub(super) fn assert_box_near(got: &BoundingBox, want: [f32; 4]) {
         let got_corners = [got.x_min, got.y_min, got.x_max, got.y_max];
-        assert!(
-            got_corners.iter().zip(want).all(|(g, w)| (g - w).abs() < 1e-3),
-            "got {got:?}, want {want:?}"
-        );
+        assert!(got_corners.iter().zip(want).all(|(g, w)| (g - w).abs() < 1e-3), "got {got:?}, want {want:?}");
     }
 
     pub(super) fn assert_point_near(got: &Point, want: [f32; 2]) {
-        assert!(
-            (got.x - want[0]).abs() < 1e-3 && (got.y - want[1]).abs() < 1e-3,
-            "got {got:?}, want {want:?}"
-        );
+        assert!((got.x - want[0]).abs() < 1e-3 && (got.y - want[1]).abs() < 1e-3, "got {got:?}, want {want:?}");
     }
 }
 
@@ -167,10 +156,9 @@ mod tests {
         });
         for (spec, tensor) in [(centerface, "heat"), (yolo, "output0")] {
             let err = Decoder::new(&spec, vec![]).decode(&Outputs::default(), None).unwrap_err();
-            assert!(
-                matches!(&err, crate::Error::Output { tensor: t, reason } if t == tensor && reason.contains("geometry")),
-                "{err}"
-            );
+            let names_geometry = matches!(&err, crate::Error::Output { tensor: t, reason }
+                if t == tensor && reason.contains("geometry"));
+            assert!(names_geometry, "{err}");
         }
     }
 
@@ -182,9 +170,7 @@ mod tests {
         let err = result.unwrap_err();
         assert_eq!((err.kind(), err.stage()), ("non_finite_output", "postprocess"), "{err}");
         assert!(!err.is_input_error());
-        let Error::NonFiniteOutput { tensor, index, value } = &err else {
-            panic!("NonFiniteOutput expected: {err}")
-        };
+        let Error::NonFiniteOutput { tensor, index, value } = &err else { panic!("NonFiniteOutput expected: {err}") };
         assert_eq!((tensor.as_str(), *index), (want_tensor, want_index), "{err}");
         assert_eq!(value.is_nan(), want_nan, "{err}");
         assert!(!value.is_finite());
@@ -264,9 +250,8 @@ mod tests {
 
     #[test]
     fn outputs_the_decoder_does_not_read_are_not_checked() {
-        let outputs = Outputs {
-            tensors: vec![tensor("logits", &[2], vec![1.0, 0.0]), tensor("debug", &[1], vec![f32::NAN])],
-        };
+        let outputs =
+            Outputs { tensors: vec![tensor("logits", &[2], vec![1.0, 0.0]), tensor("debug", &[1], vec![f32::NAN])] };
         let raw = OutputSpec::Raw(RawSpec { tensors: vec!["logits".to_owned()] });
         assert!(Decoder::new(&raw, vec![]).decode(&outputs, None).is_ok());
         let classify = OutputSpec::Classification(crate::manifest::ClassificationSpec {

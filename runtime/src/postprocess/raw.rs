@@ -43,15 +43,9 @@ mod tests {
     #[test]
     fn publishes_all_in_graph_order_or_the_list_in_its_order() {
         let all = decode(&RawSpec { tensors: vec![] }, &outputs()).unwrap();
-        assert_eq!(
-            names(&all),
-            vec![("a", &[2i64][..], &[1.0f32, 2.0][..]), ("b", &[1, 2, 1], &[3.0, 4.0])]
-        );
+        assert_eq!(names(&all), vec![("a", &[2i64][..], &[1.0f32, 2.0][..]), ("b", &[1, 2, 1], &[3.0, 4.0])]);
         let listed = decode(&RawSpec { tensors: vec!["b".to_owned(), "a".to_owned()] }, &outputs()).unwrap();
-        assert_eq!(
-            names(&listed),
-            vec![("b", &[1i64, 2, 1][..], &[3.0f32, 4.0][..]), ("a", &[2], &[1.0, 2.0])]
-        );
+        assert_eq!(names(&listed), vec![("b", &[1i64, 2, 1][..], &[3.0f32, 4.0][..]), ("a", &[2], &[1.0, 2.0])]);
     }
 
     #[test]

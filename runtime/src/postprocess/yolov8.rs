@@ -49,10 +49,7 @@ impl Yolov8Decoder {
             _ => return Err(shape::shape_error(tensor, EXPECTED)),
         };
         if u32::try_from(classes).is_err() {
-            return Err(output_error(
-                &tensor.name,
-                format!("{classes} classes do not fit a u32 class index"),
-            ));
+            return Err(output_error(&tensor.name, format!("{classes} classes do not fit a u32 class index")));
         }
         if anchors == 0 {
             return Ok(Output::Detection { detections: Vec::new() });
@@ -177,10 +174,7 @@ mod tests {
         let labels = vec!["person".to_owned(), "bicycle".to_owned()];
         let identity = geometry(640, 640, 1.0, 0.0, 0.0);
         let found = detections(decoder(0.25, 100).decode(&outputs(&ANCHORS), &labels, &identity).unwrap());
-        assert_eq!(
-            summary(&found),
-            vec![(0, "person", 0.9), (1, "bicycle", 0.85), (2, "2", 0.7), (0, "person", 0.3)]
-        );
+        assert_eq!(summary(&found), vec![(0, "person", 0.9), (1, "bicycle", 0.85), (2, "2", 0.7), (0, "person", 0.3)]);
         assert_box_near(&found[0].bbox, [40.0, 40.0, 60.0, 60.0]);
         assert_box_near(&found[1].bbox, [41.0, 40.0, 61.0, 60.0]);
         assert_box_near(&found[2].bbox, [130.0, 90.0, 170.0, 110.0]);

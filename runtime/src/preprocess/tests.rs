@@ -294,9 +294,11 @@ proptest! {
     ) {
         let plan = ResizePlan::new(mode, crop_fraction, source, model);
         let (w, h) = (source.0 as f32, source.1 as f32);
-        for point in [Point { x: 0.0, y: 0.0 }, Point { x: w, y: h }, Point { x: w, y: 0.0 }, Point { x: w / 2.0, y: h / 2.0 }] {
+        let corners_and_centre = [(0.0, 0.0), (w, h), (w, 0.0), (w / 2.0, h / 2.0)].map(|(x, y)| Point { x, y });
+        for point in corners_and_centre {
             let back = plan.geometry.to_source(plan.geometry.to_model(point));
-            prop_assert!((back.x - point.x).abs() < 1e-3 && (back.y - point.y).abs() < 1e-3, "{point:?} came back as {back:?}");
+            let close = (back.x - point.x).abs() < 1e-3 && (back.y - point.y).abs() < 1e-3;
+            prop_assert!(close, "{point:?} came back as {back:?}");
         }
     }
 
@@ -309,10 +311,12 @@ proptest! {
         let top_left = geometry.to_model(Point { x: 0.0, y: 0.0 });
         let bottom_right = geometry.to_model(Point { x: source.0 as f32, y: source.1 as f32 });
         prop_assert!(top_left.x >= 0.0 && top_left.y >= 0.0, "{top_left:?}");
-        prop_assert!(bottom_right.x <= model.0 as f32 + 1e-3 && bottom_right.y <= model.1 as f32 + 1e-3, "{bottom_right:?}");
+        let inside = bottom_right.x <= model.0 as f32 + 1e-3 && bottom_right.y <= model.1 as f32 + 1e-3;
+        prop_assert!(inside, "{bottom_right:?}");
         let (left, right) = (top_left.x, model.0 as f32 - bottom_right.x);
         let (top, bottom) = (top_left.y, model.1 as f32 - bottom_right.y);
-        prop_assert!((left - right).abs() <= 1.0 + 1e-3 && (top - bottom).abs() <= 1.0 + 1e-3, "{left} {right} {top} {bottom}");
+        let symmetric = (left - right).abs() <= 1.0 + 1e-3 && (top - bottom).abs() <= 1.0 + 1e-3;
+        prop_assert!(symmetric, "{left} {right} {top} {bottom}");
         // One side fills the model input (up to rounding to whole pixels).
         prop_assert!(left.min(top) == 0.0, "{left} {top}");
         let Placement::Inset { left: inset_left, top: inset_top, width, height } = plan.placement else {

@@ -2,7 +2,7 @@
 
 use protocol::update::{Announcement, UpdateTopics, update_id};
 use anyhow::{Context, Result, bail};
-use runtime::package::PackageInfo;
+use packaging::PackageInfo;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -19,7 +19,7 @@ impl Package {
     /// Reads the package's manifest and digest; `chunk_size` and `rollback` go into its announcements.
     pub fn open(path: &Path, chunk_size: u32, rollback: bool) -> Result<Package> {
         let info =
-            runtime::package::inspect(path).with_context(|| format!("reading the package {}", path.display()))?;
+            packaging::package::inspect(path).with_context(|| format!("reading the package {}", path.display()))?;
         let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
         Ok(Package { path: path.to_owned(), info, file, chunk_size, rollback })
     }
@@ -73,7 +73,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("activity-classifier.bundle");
         let bundle = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/activity-classifier");
-        let packed = runtime::package::pack(&bundle, &path, None).expect("pack");
+        let packed = packaging::package::pack(&bundle, &path, None).expect("pack");
         let chunk_size = 999;
         let mut package = Package::open(&path, chunk_size, true).expect("open");
         assert!(!package.is_signed());

@@ -9,16 +9,18 @@
 //! and every entry is a regular file. Because the manifest and its signature come first, [`unpack`] verifies
 //! the signature before it writes anything, and the sha256s cover everything after it.
 
-use crate::bundle::{Bundle, MANIFEST_FILE, SIGNATURE_FILE, hex_sha256};
 use crate::error::{Error, Result};
-use crate::manifest::{Manifest, is_package_path};
-use crate::selftest::SelfTestInput;
+use crate::hashing::{HashingReader, HashingWriter, hex_sha256};
+use crate::selftest::{SelfTest, SelfTestInput};
 use crate::signature::{self, PublicKey, SigningKey};
-use sha2::{Digest, Sha256};
+use runtime::manifest::{Manifest, is_package_path};
+use runtime::{Bundle, MANIFEST_FILE, SIGNATURE_FILE};
 use std::collections::BTreeSet;
-use std::fs::File;
+use std::fs::{File, Permissions};
 use std::io::{BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use tempfile::NamedTempFile;
 
 /// The largest `manifest.toml` entry read; real ones are a few KiB.
 const MAX_MANIFEST_BYTES: u64 = 1 << 20;
@@ -58,7 +60,8 @@ pub fn pack(bundle_dir: &Path, out_path: &Path, key: Option<&SigningKey>) -> Res
         files.push((name, bytes));
     }
     manifest.checksums = files.iter().map(|(name, bytes)| (name.clone(), hex_sha256(bytes))).collect();
-    let self_test_images = bundle.self_test().into_iter().flat_map(|test| &test.cases).filter_map(|case| match &case.input {
+    let self_test = SelfTest::of_bundle(&bundle)?;
+    let self_test_images = self_test.iter().flat_map(|test| &test.cases).filter_map(|case| match &case.input {
         SelfTestInput::Image(path) => Some(path),
         SelfTestInput::Sensor { .. } => None,
     });
@@ -70,9 +73,9 @@ pub fn pack(bundle_dir: &Path, out_path: &Path, key: Option<&SigningKey>) -> Res
     let manifest_text = manifest.to_toml().map_err(fail)?;
     let signature = key.map(|key| key.sign(manifest_text.as_bytes()).to_string());
 
-    let (temp, file) = TempFile::create(out_path)?;
-    let io = |source| Error::Io { path: temp.path.clone(), source };
-    let mut builder = tar::Builder::new(HashingWriter::new(BufWriter::new(file)));
+    let temp = temp_file_beside(out_path)?;
+    let io = |source| Error::Io { path: temp.path().to_owned(), source };
+    let mut builder = tar::Builder::new(HashingWriter::new(BufWriter::new(temp.as_file())));
     append(&mut builder, MANIFEST_FILE, manifest_text.len() as u64, manifest_text.as_bytes()).map_err(io)?;
     if let Some(line) = &signature {
         let line = format!("{line}\n");
@@ -85,7 +88,7 @@ pub fn pack(bundle_dir: &Path, out_path: &Path, key: Option<&SigningKey>) -> Res
     }
     let (writer, size, sha256) = builder.into_inner().map_err(io)?.finish();
     writer.into_inner().map_err(|e| io(e.into_error()))?.sync_all().map_err(io)?;
-    temp.commit()?;
+    persist(temp, out_path)?;
     Ok(PackageInfo { manifest, manifest_bytes: manifest_text.into_bytes(), signature, size, sha256 })
 }
 
@@ -101,7 +104,13 @@ pub fn inspect(path: &Path) -> Result<PackageInfo> {
     let mut reader = archive.into_inner();
     std::io::copy(&mut reader, &mut std::io::sink()).map_err(io)?;
     let (size, sha256) = reader.finish();
-    Ok(PackageInfo { manifest: head.manifest, manifest_bytes: head.manifest_bytes, signature: head.signature, size, sha256 })
+    Ok(PackageInfo {
+        manifest: head.manifest,
+        manifest_bytes: head.manifest_bytes,
+        signature: head.signature,
+        size,
+        sha256,
+    })
 }
 
 /// Signs the package at `path` with `key`, adding or replacing `manifest.sig`. The file is replaced atomically
@@ -113,9 +122,9 @@ pub fn sign_package(path: &Path, key: &SigningKey) -> Result<()> {
     let (head, first) = read_head(&mut entries, path)?;
     let line = format!("{}\n", key.sign(&head.manifest_bytes));
 
-    let (temp, file) = TempFile::create(path)?;
-    let write_error = |source| Error::Io { path: temp.path.clone(), source };
-    let mut builder = tar::Builder::new(BufWriter::new(file));
+    let temp = temp_file_beside(path)?;
+    let write_error = |source| Error::Io { path: temp.path().to_owned(), source };
+    let mut builder = tar::Builder::new(BufWriter::new(temp.as_file()));
     let manifest = head.manifest_bytes.as_slice();
     append(&mut builder, MANIFEST_FILE, manifest.len() as u64, manifest).map_err(write_error)?;
     append(&mut builder, SIGNATURE_FILE, line.len() as u64, line.as_bytes()).map_err(write_error)?;
@@ -127,7 +136,7 @@ pub fn sign_package(path: &Path, key: &SigningKey) -> Result<()> {
     }
     let writer = builder.into_inner().map_err(write_error)?;
     writer.into_inner().map_err(|e| write_error(e.into_error()))?.sync_all().map_err(write_error)?;
-    temp.commit()
+    persist(temp, path)
 }
 
 /// Unpacks the package at `package_path` into `dest_dir` (created if missing; files already there are never
@@ -178,7 +187,10 @@ pub fn unpack(package_path: &Path, dest_dir: &Path, trusted: &[PublicKey]) -> Re
         let name = entry_name(&entry, package_path)?;
         if !model_seen {
             if name != manifest.model {
-                return Err(fail(format!("entry {name:?}: expected the model {:?} right after the manifest", manifest.model)));
+                return Err(fail(format!(
+                    "entry {name:?}: expected the model {:?} right after the manifest",
+                    manifest.model
+                )));
             }
             model_seen = true;
         } else {
@@ -191,7 +203,9 @@ pub fn unpack(package_path: &Path, dest_dir: &Path, trusted: &[PublicKey]) -> Re
                 return Err(fail(format!("entry {name:?} {why}")));
             }
             if previous.as_ref().is_some_and(|previous| *previous > name) {
-                return Err(fail(format!("entry {name:?}: out of order (the files after the model are sorted by path)")));
+                return Err(fail(format!(
+                    "entry {name:?}: out of order (the files after the model are sorted by path)"
+                )));
             }
             previous = Some(name.clone());
         }
@@ -220,7 +234,7 @@ pub fn unpack(package_path: &Path, dest_dir: &Path, trusted: &[PublicKey]) -> Re
         File::open(directory).and_then(|dir| dir.sync_all()).map_err(io(directory))?;
     }
     let bundle = Bundle::load(dest_dir)?;
-    for case in bundle.self_test().into_iter().flat_map(|test| &test.cases) {
+    for case in SelfTest::of_bundle(&bundle)?.iter().flat_map(|test| &test.cases) {
         if let SelfTestInput::Image(image) = &case.input
             && !manifest.checksums.contains_key(image)
         {
@@ -239,10 +253,7 @@ struct Head {
 
 /// Reads the manifest and the optional signature, and returns the entry after them (the model, in a
 /// well-formed package).
-fn read_head<'a, R: Read>(
-    entries: &mut tar::Entries<'a, R>,
-    path: &Path,
-) -> Result<(Head, Option<tar::Entry<'a, R>>)> {
+fn read_head<'a, R: Read>(entries: &mut tar::Entries<'a, R>, path: &Path) -> Result<(Head, Option<tar::Entry<'a, R>>)> {
     let fail = |message: String| package_error(path, message);
     let mut next = || entries.next().transpose().map_err(|e| fail(format!("cannot read an entry: {e}")));
     let mut manifest_entry = next()?.ok_or_else(|| fail("the archive is empty".to_owned()))?;
@@ -250,7 +261,8 @@ fn read_head<'a, R: Read>(
     if name != MANIFEST_FILE {
         return Err(fail(format!("entry {name:?}: the first entry must be {MANIFEST_FILE}")));
     }
-    let manifest_bytes = read_small(&mut manifest_entry, MAX_MANIFEST_BYTES).map_err(|m| fail(format!("entry {name:?}: {m}")))?;
+    let manifest_bytes =
+        read_small(&mut manifest_entry, MAX_MANIFEST_BYTES).map_err(|m| fail(format!("entry {name:?}: {m}")))?;
     let manifest = std::str::from_utf8(&manifest_bytes)
         .map_err(|e| e.to_string())
         .and_then(Manifest::parse)
@@ -260,7 +272,8 @@ fn read_head<'a, R: Read>(
     let mut signature = None;
     if let Some(mut entry) = following.take_if(|entry| entry.path_bytes().as_ref() == SIGNATURE_FILE.as_bytes()) {
         entry_name(&entry, path)?;
-        let bytes = read_small(&mut entry, MAX_SIGNATURE_BYTES).map_err(|m| fail(format!("entry {SIGNATURE_FILE:?}: {m}")))?;
+        let bytes =
+            read_small(&mut entry, MAX_SIGNATURE_BYTES).map_err(|m| fail(format!("entry {SIGNATURE_FILE:?}: {m}")))?;
         let line = String::from_utf8(bytes).map_err(|_| fail(format!("entry {SIGNATURE_FILE:?}: not UTF-8 text")))?;
         signature = Some(line.strip_suffix('\n').unwrap_or(&line).to_owned());
         drop(entry);
@@ -361,105 +374,36 @@ fn package_error(path: &Path, message: String) -> Error {
     Error::Package { path: path.to_owned(), message }
 }
 
-/// A file written beside its target and renamed over it when complete; removed if dropped before.
-struct TempFile {
-    path: PathBuf,
-    target: PathBuf,
+/// A new file in `target`'s directory, to be [`persist`]ed over it when complete; removed if dropped before.
+fn temp_file_beside(target: &Path) -> Result<NamedTempFile> {
+    let dir = parent_dir(target);
+    tempfile::Builder::new()
+        .prefix(".")
+        .suffix(".tmp")
+        // As `File::create`: the umask decides, so a package is as readable as any file its owner writes.
+        .permissions(Permissions::from_mode(0o666))
+        .tempfile_in(&dir)
+        .map_err(|source| Error::Io { path: dir, source })
 }
 
-impl TempFile {
-    fn create(target: &Path) -> Result<(TempFile, File)> {
-        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let path = target.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|source| Error::Io { path: path.clone(), source })?;
-        Ok((TempFile { path, target: target.to_owned() }, file))
-    }
-
-    /// Renames the file over the target and fsyncs the directory, so the rename survives a power cut.
-    fn commit(self) -> Result<()> {
-        std::fs::rename(&self.path, &self.target).map_err(|source| Error::Io { path: self.target.clone(), source })?;
-        let dir = match self.target.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
-            _ => PathBuf::from("."),
-        };
-        File::open(&dir).and_then(|dir| dir.sync_all()).map_err(|source| Error::Io { path: dir, source })
-    }
+/// Renames `temp` over `target` and fsyncs the directory, so the rename survives a power cut.
+fn persist(temp: NamedTempFile, target: &Path) -> Result<()> {
+    temp.persist(target).map_err(|e| Error::Io { path: target.to_owned(), source: e.error })?;
+    let dir = parent_dir(target);
+    File::open(&dir).and_then(|dir| dir.sync_all()).map_err(|source| Error::Io { path: dir, source })
 }
 
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        // After a commit the temporary name is gone and this fails harmlessly.
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// Hashes and counts what passes through.
-struct HashingWriter<W> {
-    inner: W,
-    hasher: Sha256,
-    bytes: u64,
-}
-
-impl<W: Write> HashingWriter<W> {
-    fn new(inner: W) -> Self {
-        HashingWriter { inner, hasher: Sha256::new(), bytes: 0 }
-    }
-
-    /// The writer, the bytes written and their lower-case hex sha256.
-    fn finish(self) -> (W, u64, String) {
-        (self.inner, self.bytes, signature::encode_hex(&self.hasher.finalize()))
-    }
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let written = self.inner.write(buf)?;
-        self.hasher.update(&buf[..written]);
-        self.bytes += written as u64;
-        Ok(written)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// Hashes and counts what is read through it.
-struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-    bytes: u64,
-}
-
-impl<R: Read> HashingReader<R> {
-    fn new(inner: R) -> Self {
-        HashingReader { inner, hasher: Sha256::new(), bytes: 0 }
-    }
-
-    /// The bytes read and their lower-case hex sha256.
-    fn finish(self) -> (u64, String) {
-        (self.bytes, signature::encode_hex(&self.hasher.finalize()))
-    }
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let read = self.inner.read(buf)?;
-        self.hasher.update(&buf[..read]);
-        self.bytes += read as u64;
-        Ok(read)
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+        _ => PathBuf::from("."),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::selftest::SelfTest;
-    use crate::{EngineOptions, Pipeline};
+    use runtime::{EngineOptions, Pipeline};
 
     fn models() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../models")
@@ -625,7 +569,9 @@ mod tests {
         assert!(model_last.contains("expected the model"), "{model_last}");
         let manifest_second = refused(&|e| e.swap(0, 2), &regular);
         assert!(manifest_second.contains("the first entry must be manifest.toml"), "{manifest_second}");
-        let link = refused(&|_| {}, &|name| if name == "labels.txt" { tar::EntryType::Symlink } else { tar::EntryType::Regular });
+        let link = refused(&|_| {}, &|name| {
+            if name == "labels.txt" { tar::EntryType::Symlink } else { tar::EntryType::Regular }
+        });
         assert!(link.contains("entry \"labels.txt\"") && link.contains("regular files only"), "{link}");
         let deep = refused(&|e| e.push(("a/b/c".into(), b"x".to_vec())), &regular);
         assert!(deep.contains("entry \"a/b/c\""), "{deep}");
@@ -654,12 +600,15 @@ mod tests {
         let package = out.path().join("image-classifier-1.0.0.bundle");
         let info = pack(staging.path(), &package, Some(&key)).unwrap();
         let names: Vec<String> = entries(&package).into_iter().map(|(name, _)| name).collect();
-        assert_eq!(names, ["manifest.toml", "manifest.sig", "model.onnx", "labels.txt", "selftest.json", "selftest/cat.jpg"]);
+        assert_eq!(
+            names,
+            ["manifest.toml", "manifest.sig", "model.onnx", "labels.txt", "selftest.json", "selftest/cat.jpg"]
+        );
         assert_eq!(info.manifest.checksums.len(), 3);
 
         let unpacked = unpack(&package, &out.path().join("unpacked"), &[key.public_key()]).unwrap();
-        let loaded = unpacked.self_test().expect("the self-test is loaded");
-        assert_eq!(loaded, &self_test);
+        let loaded = SelfTest::of_bundle(&unpacked).unwrap().expect("the self-test is loaded");
+        assert_eq!(loaded, self_test);
         let mut pipeline = Pipeline::new(&ort, &unpacked, &EngineOptions::default()).unwrap();
         loaded.run(&unpacked, &mut pipeline).unwrap();
 

@@ -8,19 +8,24 @@ use crate::error::{Error, Result};
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use std::fmt;
-use std::io::Write;
+use std::fs::File;
+use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use zeroize::Zeroizing;
 
 const PRIVATE_KEY_TAG: &str = "ed25519-private";
 const SIGNATURE_TAG: &str = "ed25519";
 /// Hex digits of a key shown in messages: enough to tell keys apart, short enough to read.
 const KEY_PREFIX_LEN: usize = 16;
+/// Room for a private key file (81 bytes): read into a buffer this large, it is never reallocated, so no copy
+/// of the key is left behind unwiped. A longer file is cut here and refused as malformed.
+const KEY_FILE_ROOM: usize = 128;
 
-/// An Ed25519 private key (its 32-byte seed). `Debug` shows only the public key.
+/// An Ed25519 private key (its 32-byte seed), wiped from memory when dropped. `Debug` shows only the public key.
 #[derive(Clone)]
 pub struct SigningKey {
-    seed: [u8; 32],
+    seed: Zeroizing<[u8; 32]>,
 }
 
 /// An Ed25519 public key.
@@ -37,8 +42,8 @@ pub struct SignatureLine {
 impl SigningKey {
     /// A new key from the system's secure random source.
     pub fn generate() -> Result<SigningKey> {
-        let mut seed = [0u8; 32];
-        SystemRandom::new().fill(&mut seed).map_err(|_| Error::Io {
+        let mut seed = Zeroizing::new([0u8; 32]);
+        SystemRandom::new().fill(seed.as_mut()).map_err(|_| Error::Io {
             path: "(the system's random source)".into(),
             source: std::io::Error::other("cannot get random bytes for a key"),
         })?;
@@ -47,7 +52,10 @@ impl SigningKey {
 
     /// Reads a private key file (`ed25519-private <seed hex>`).
     pub fn read(path: &Path) -> Result<SigningKey> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_owned(), source })?;
+        let mut text = Zeroizing::new(String::with_capacity(KEY_FILE_ROOM));
+        File::open(path)
+            .and_then(|file| file.take(KEY_FILE_ROOM as u64).read_to_string(&mut text))
+            .map_err(|source| Error::Io { path: path.to_owned(), source })?;
         let malformed = |message: String| Error::MalformedSignature {
             what: "private key file",
             message: format!("{}: {message}", path.display()),
@@ -57,7 +65,10 @@ impl SigningKey {
             .strip_prefix(PRIVATE_KEY_TAG)
             .and_then(|rest| rest.strip_prefix(' '))
             .ok_or_else(|| malformed(format!("expected one line `{PRIVATE_KEY_TAG} <64 hex digits>`")))?;
-        let seed = decode_hex::<32>(seed_hex).map_err(malformed)?;
+        let mut seed = Zeroizing::new([0u8; 32]);
+        // Not through `decode_hex`, whose messages quote the digits: a message must not carry the key.
+        hex::decode_to_slice(seed_hex, seed.as_mut())
+            .map_err(|e| malformed(format!("expected one line `{PRIVATE_KEY_TAG} <64 hex digits>`: {e}")))?;
         Ok(SigningKey { seed })
     }
 
@@ -65,7 +76,10 @@ impl SigningKey {
     pub fn write(&self, path: &Path) -> Result<()> {
         let io = |source| Error::Io { path: path.to_owned(), source };
         let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io)?;
-        file.write_all(format!("{PRIVATE_KEY_TAG} {}\n", encode_hex(&self.seed)).as_bytes()).map_err(io)?;
+        let mut seed_hex = Zeroizing::new([0; 64]);
+        hex::encode_to_slice(self.seed.as_ref(), seed_hex.as_mut()).expect("32 bytes are 64 hex digits");
+        let line = Zeroizing::new([PRIVATE_KEY_TAG.as_bytes(), b" ", seed_hex.as_ref(), b"\n"].concat());
+        file.write_all(&line).map_err(io)?;
         file.sync_all().map_err(io)
     }
 
@@ -83,7 +97,7 @@ impl SigningKey {
     }
 
     fn key_pair(&self) -> Ed25519KeyPair {
-        Ed25519KeyPair::from_seed_unchecked(&self.seed).expect("any 32-byte seed is an Ed25519 key")
+        Ed25519KeyPair::from_seed_unchecked(self.seed.as_ref()).expect("any 32-byte seed is an Ed25519 key")
     }
 }
 
@@ -96,24 +110,24 @@ impl fmt::Debug for SigningKey {
 impl PublicKey {
     /// Parses 64 hex digits (either case).
     pub fn from_hex(hex: &str) -> Result<PublicKey> {
-        decode_hex::<32>(hex.trim())
-            .map(PublicKey)
-            .map_err(|message| Error::MalformedSignature { what: "public key", message })
+        let mut key = [0; 32];
+        decode_hex(hex.trim(), &mut key)
+            .map_err(|message| Error::MalformedSignature { what: "public key", message })?;
+        Ok(PublicKey(key))
     }
 
     /// The key as 64 lower-case hex digits.
     pub fn to_hex(&self) -> String {
-        encode_hex(&self.0)
+        hex::encode(self.0)
     }
 
     /// Reads a public key file (one line of 64 hex digits).
     pub fn read(path: &Path) -> Result<PublicKey> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_owned(), source })?;
         PublicKey::from_hex(&text).map_err(|error| match error {
-            Error::MalformedSignature { message, .. } => Error::MalformedSignature {
-                what: "public key file",
-                message: format!("{}: {message}", path.display()),
-            },
+            Error::MalformedSignature { message, .. } => {
+                Error::MalformedSignature { what: "public key file", message: format!("{}: {message}", path.display()) }
+            }
             other => other,
         })
     }
@@ -153,9 +167,10 @@ impl SignatureLine {
         if tag != SIGNATURE_TAG {
             return Err(malformed(format!("unknown algorithm {tag:?}; expected {SIGNATURE_TAG:?}")));
         }
-        let key = decode_hex::<32>(key).map_err(|message| malformed(format!("public key: {message}")))?;
-        let signature = decode_hex::<64>(signature).map_err(|message| malformed(format!("signature: {message}")))?;
-        Ok(SignatureLine { key: PublicKey(key), signature })
+        let (mut key_bytes, mut signature_bytes) = ([0; 32], [0; 64]);
+        decode_hex(key, &mut key_bytes).map_err(|message| malformed(format!("public key: {message}")))?;
+        decode_hex(signature, &mut signature_bytes).map_err(|message| malformed(format!("signature: {message}")))?;
+        Ok(SignatureLine { key: PublicKey(key_bytes), signature: signature_bytes })
     }
 
     /// The key that made the signature.
@@ -167,7 +182,7 @@ impl SignatureLine {
 impl fmt::Display for SignatureLine {
     /// The line without its newline; `manifest.sig` holds it followed by `\n`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{SIGNATURE_TAG} {} {}", self.key, encode_hex(&self.signature))
+        write!(f, "{SIGNATURE_TAG} {} {}", self.key, hex::encode(self.signature))
     }
 }
 
@@ -184,22 +199,10 @@ pub fn verify(manifest_bytes: &[u8], signature_line: Option<&str>, trusted: &[Pu
     Ok(line.key)
 }
 
-/// Lower-case hex of `bytes`.
-pub(crate) fn encode_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Exactly `N` bytes from `2 * N` hex digits (either case).
-fn decode_hex<const N: usize>(hex: &str) -> Result<[u8; N], String> {
-    if hex.len() != 2 * N || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(format!("expected {} hex digits, got {:?}", 2 * N, truncate(hex)));
-    }
-    let mut bytes = [0u8; N];
-    for (byte, pair) in bytes.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
-        let pair = std::str::from_utf8(pair).expect("hex digits are ASCII");
-        *byte = u8::from_str_radix(pair, 16).expect("checked hex digits");
-    }
-    Ok(bytes)
+/// Fills `bytes` from `2 * bytes.len()` hex digits (either case); the message quotes the start of `digits`.
+fn decode_hex(digits: &str, bytes: &mut [u8]) -> std::result::Result<(), String> {
+    hex::decode_to_slice(digits, bytes)
+        .map_err(|e| format!("expected {} hex digits, got {:?}: {e}", 2 * bytes.len(), truncate(digits)))
 }
 
 /// At most 20 characters of untrusted text, for messages.
@@ -234,7 +237,10 @@ mod tests {
         let trusted = [key.public_key()];
         assert_eq!(verify(MANIFEST, None, &trusted).unwrap_err().kind(), "unsigned");
         assert_eq!(verify(MANIFEST, Some("ed25519 abc"), &trusted).unwrap_err().kind(), "malformed_signature");
-        assert_eq!(verify(MANIFEST, Some(&line.replace("ed25519", "rsa")), &trusted).unwrap_err().kind(), "malformed_signature");
+        assert_eq!(
+            verify(MANIFEST, Some(&line.replace("ed25519", "rsa")), &trusted).unwrap_err().kind(),
+            "malformed_signature"
+        );
         let untrusted = verify(MANIFEST, Some(&line), &[other.public_key()]).unwrap_err();
         assert_eq!(untrusted.kind(), "untrusted_key");
         assert!(untrusted.to_string().contains(&key.public_key().to_hex()[..16]), "{untrusted}");

@@ -8,11 +8,9 @@
 //!            {"input": {"sensor": {"channels": 6, "values": [...]}}, "expected": {...}}]}
 //! ```
 
-use crate::bundle::Bundle;
 use crate::error::{Error, Result};
-use crate::input::{Input, SensorWindow};
-use crate::manifest::is_package_path;
-use crate::pipeline::Pipeline;
+use runtime::manifest::is_package_path;
+use runtime::{Bundle, Input, Output, Pipeline, SensorWindow};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::Path;
@@ -41,7 +39,7 @@ pub struct SelfTest {
 pub struct SelfTestCase {
     /// What goes into the pipeline.
     pub input: SelfTestInput,
-    /// The [`crate::Output`] as JSON, compared structurally with the actual one.
+    /// The [`runtime::Output`] as JSON, compared structurally with the actual one.
     pub expected: Value,
 }
 
@@ -99,7 +97,9 @@ impl SelfTest {
             if let SelfTestInput::Image(path) = &case.input
                 && !is_package_path(path)
             {
-                return Err(format!("cases[{index}].input.image {path:?} is not a plain relative path within the bundle"));
+                return Err(format!(
+                    "cases[{index}].input.image {path:?} is not a plain relative path within the bundle"
+                ));
             }
         }
         Ok(self_test)
@@ -109,6 +109,11 @@ impl SelfTest {
     pub fn read(path: &Path) -> Result<SelfTest> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_owned(), source })?;
         SelfTest::parse(&text).map_err(|message| Error::SelfTestFile { path: path.to_owned(), message })
+    }
+
+    /// The golden vectors of `bundle`, when its manifest names a `self_test` file.
+    pub fn of_bundle(bundle: &Bundle) -> Result<Option<SelfTest>> {
+        bundle.manifest().self_test.as_ref().map(|file| SelfTest::read(&bundle.dir().join(file))).transpose()
     }
 
     /// The `selftest.json` text.
@@ -143,7 +148,11 @@ impl SelfTest {
         if *pipeline.identity() != bundle.identity() {
             return Err(Error::SelfTest {
                 case: 0,
-                message: format!("the pipeline runs {:?}, not the bundle's {:?}", pipeline.identity(), bundle.identity()),
+                message: format!(
+                    "the pipeline runs {:?}, not the bundle's {:?}",
+                    pipeline.identity(),
+                    bundle.identity()
+                ),
             });
         }
         for (index, case) in self.cases.iter().enumerate() {
@@ -157,15 +166,24 @@ impl SelfTest {
     }
 }
 
-fn infer(bundle: &Bundle, input: &SelfTestInput, index: usize, pipeline: &mut Pipeline) -> Result<crate::Output> {
-    let fail = |message: String| Error::SelfTest { case: index, message: format!("cases[{index}] ({}): {message}", input.describe()) };
+fn infer(bundle: &Bundle, input: &SelfTestInput, index: usize, pipeline: &mut Pipeline) -> Result<Output> {
+    let fail = |message: String| Error::SelfTest {
+        case: index,
+        message: format!("cases[{index}] ({}): {message}", input.describe()),
+    };
     let input = input.load(bundle.dir()).map_err(fail)?;
     pipeline.infer(&input).map(|(output, _timings)| output).map_err(|e| fail(e.to_string()))
 }
 
 /// Compares `actual` with `expected` structurally; the error names the JSON path (`path` on entry) of the first
 /// difference as `<path>: <actual> vs <expected>`.
-fn compare(actual: &Value, expected: &Value, path: &mut String, atol: f64, rtol: f64) -> std::result::Result<(), String> {
+fn compare(
+    actual: &Value,
+    expected: &Value,
+    path: &mut String,
+    atol: f64,
+    rtol: f64,
+) -> std::result::Result<(), String> {
     let differs = |path: &str| format!("{path}: {} vs {} (actual vs expected)", brief(actual), brief(expected));
     match (actual, expected) {
         (Value::Number(a), Value::Number(e)) => {
@@ -205,7 +223,11 @@ fn compare(actual: &Value, expected: &Value, path: &mut String, atol: f64, rtol:
             Ok(())
         }
         (Value::String(_), Value::String(_)) | (Value::Bool(_), Value::Bool(_)) | (Value::Null, Value::Null) => {
-            if actual == expected { Ok(()) } else { Err(differs(path)) }
+            if actual == expected {
+                Ok(())
+            } else {
+                Err(differs(path))
+            }
         }
         _ => Err(differs(path)),
     }
@@ -223,7 +245,7 @@ fn brief(value: &Value) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::{EngineOptions, OnnxRuntime};
+    use runtime::{EngineOptions, OnnxRuntime};
     use serde_json::json;
 
     /// The ONNX Runtime of the tests: `ORT_DYLIB_PATH`, else the one `scripts/fetch-onnxruntime.sh` fetches.
@@ -236,7 +258,9 @@ pub(crate) mod tests {
 
     /// The first `window` rows of the activity recording, time-major.
     fn activity_window(start: usize) -> SelfTestInput {
-        let csv = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/recordings/activity.csv")).unwrap();
+        let csv =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/recordings/activity.csv"))
+                .unwrap();
         let values = csv
             .lines()
             .skip(1 + start)
@@ -250,7 +274,8 @@ pub(crate) mod tests {
     fn recorded_vectors_pass_and_a_changed_expectation_fails_with_its_path() {
         let bundle = Bundle::load(Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/activity-classifier")).unwrap();
         let mut pipeline = Pipeline::new(&onnx_runtime(), &bundle, &EngineOptions::default()).unwrap();
-        let self_test = SelfTest::record(&bundle, vec![activity_window(0), activity_window(300)], &mut pipeline).unwrap();
+        let self_test =
+            SelfTest::record(&bundle, vec![activity_window(0), activity_window(300)], &mut pipeline).unwrap();
         assert_eq!(self_test.cases.len(), 2);
         assert!(self_test.cases[0].expected["classification"]["classes"].as_array().is_some_and(|c| c.len() == 4));
         let reread = SelfTest::parse(&self_test.to_json()).unwrap();
@@ -267,7 +292,10 @@ pub(crate) mod tests {
         let mut wrong_shape = reread.clone();
         wrong_shape.cases[0].input = SelfTestInput::Sensor { channels: 6, values: vec![0.0; 60] };
         let error = wrong_shape.run(&bundle, &mut pipeline).unwrap_err();
-        assert!(error.to_string().contains("cases[0] (sensor window of 10 x 6): sensor window is 10 samples"), "{error}");
+        assert!(
+            error.to_string().contains("cases[0] (sensor window of 10 x 6): sensor window is 10 samples"),
+            "{error}"
+        );
 
         let empty = SelfTest { cases: Vec::new(), ..reread };
         assert!(empty.run(&bundle, &mut pipeline).unwrap_err().to_string().contains("no golden vectors"));
@@ -280,17 +308,22 @@ pub(crate) mod tests {
     #[test]
     fn numbers_match_within_the_tolerances() {
         let expected = json!({"classification": {"classes": [{"index": 2, "label": "walking", "score": 0.64}]}});
-        check(json!({"classification": {"classes": [{"index": 2, "label": "walking", "score": 0.647}]}}), expected.clone())
-            .unwrap();
-        let err = check(json!({"classification": {"classes": [{"index": 2, "label": "walking", "score": 0.51}]}}), expected)
-            .unwrap_err();
+        check(
+            json!({"classification": {"classes": [{"index": 2, "label": "walking", "score": 0.647}]}}),
+            expected.clone(),
+        )
+        .unwrap();
+        let err =
+            check(json!({"classification": {"classes": [{"index": 2, "label": "walking", "score": 0.51}]}}), expected)
+                .unwrap_err();
         assert!(err.starts_with("cases[0].classification.classes[0].score: 0.51 vs 0.64"), "{err}");
     }
 
     #[test]
     fn structure_must_be_the_same() {
         let classes = |labels: &[&str]| {
-            json!({"classification": {"classes": labels.iter().map(|l| json!({"label": l, "score": 0.5})).collect::<Vec<_>>()}})
+            let classes: Vec<Value> = labels.iter().map(|l| json!({"label": l, "score": 0.5})).collect();
+            json!({"classification": {"classes": classes}})
         };
         let err = check(classes(&["a"]), classes(&["a", "b"])).unwrap_err();
         assert!(err.starts_with("cases[0].classification.classes: 1 items vs 2"), "{err}");
@@ -309,7 +342,10 @@ pub(crate) mod tests {
             atol: DEFAULT_ATOL,
             rtol: DEFAULT_RTOL,
             cases: vec![
-                SelfTestCase { input: SelfTestInput::Image("selftest/cat.jpg".into()), expected: json!({"raw": {"tensors": []}}) },
+                SelfTestCase {
+                    input: SelfTestInput::Image("selftest/cat.jpg".into()),
+                    expected: json!({"raw": {"tensors": []}}),
+                },
                 SelfTestCase {
                     input: SelfTestInput::Sensor { channels: 2, values: vec![0.1, -2.5, 3.0, 1e-7] },
                     expected: json!({"anomaly": {"score": 0.25, "threshold": 1.0, "anomalous": false}}),
