@@ -12,7 +12,6 @@ mod outbox;
 mod queue;
 mod shutdown;
 mod sources;
-mod tools;
 mod update;
 mod worker;
 
@@ -52,23 +51,6 @@ enum Command {
     Infer(InferArgs),
     /// Measure a bundle: frames/s, per-stage latency and peak RSS, next to bare `Session::run`.
     Bench(BenchArgs),
-    /// Make an Ed25519 key pair for signing model packages.
-    Keygen(tools::keygen::KeygenArgs),
-    /// Pack, sign and push model packages (over-the-air updates).
-    #[command(subcommand)]
-    Model(ModelCommand),
-}
-
-#[derive(Subcommand)]
-enum ModelCommand {
-    /// Make a single-file package of a bundle directory, with golden self-test vectors.
-    Pack(tools::pack::PackArgs),
-    /// Sign a package's manifest with a private key.
-    Sign(tools::sign::SignArgs),
-    /// Deliver a package over MQTT to a device or a group and wait for the outcome.
-    Push(tools::push::PushArgs),
-    /// Ask a device to return to its previous model and wait for the outcome.
-    Rollback(tools::push::RollbackArgs),
 }
 
 /// What `infer` and `bench` share: the bundle and how to run it.
@@ -120,7 +102,8 @@ struct BenchArgs {
 }
 
 fn parse_provider(name: &str) -> Result<ProviderKind, String> {
-    serde_json::from_value(serde_json::Value::String(name.to_owned())).map_err(|_| format!("unknown execution provider {name:?}"))
+    serde_json::from_value(serde_json::Value::String(name.to_owned()))
+        .map_err(|_| format!("unknown execution provider {name:?}"))
 }
 
 /// The ONNX Runtime library to load: the explicit path, else `ORT_DYLIB_PATH`, else the packaged name.
@@ -144,11 +127,6 @@ fn main() -> ExitCode {
         Command::Run { config, check } => app::main(&config, check),
         Command::Infer(args) => infer::main(args),
         Command::Bench(args) => bench::main(args),
-        Command::Keygen(args) => tools::keygen::main(&args),
-        Command::Model(ModelCommand::Pack(args)) => tools::pack::main(&args),
-        Command::Model(ModelCommand::Sign(args)) => tools::sign::main(&args),
-        Command::Model(ModelCommand::Push(args)) => tools::push::main(&args),
-        Command::Model(ModelCommand::Rollback(args)) => tools::push::rollback(&args),
     };
     match result {
         Ok(code) => code,
