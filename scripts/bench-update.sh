@@ -4,17 +4,17 @@
 # frames at 10 fps. Prints the time from the push's start to each update state, to the first prediction of the
 # new model and to the commit, and any gap in the prediction sequence numbers (frames lost in the swap).
 # Environment: PROBATION (seconds, default 5), CHUNK (bytes per chunk, default the pusher's 64 KiB).
-# Run scripts/setup.sh and `cargo build --release -p device-agent` first.
+# Run scripts/setup.sh and `cargo build --release -p device-agent -p edge-operator` first.
 set -euo pipefail
-R="$(cd "$(dirname "$0")/.." && pwd)"; A="${CARGO_TARGET_DIR:-$R/target}/release/device-agent"
+R="$(cd "$(dirname "$0")/.." && pwd)"; A="${CARGO_TARGET_DIR:-$R/target}/release/device-agent"; E="${CARGO_TARGET_DIR:-$R/target}/release/edgectl"
 export ORT_DYLIB_PATH=$R/third_party/onnxruntime/x86_64/libonnxruntime.so.1.31.1
 W=$(mktemp -d); cd "$W"
 chmod 755 "$W" # Mosquitto drops to its own user when started as root.
-$A keygen --out k >/dev/null
+$E keygen --out k >/dev/null
 cp -r $R/models/image-classifier v2; sed -i 's/^version = "1.0.0"/version = "2.0.0"/' v2/manifest.toml
 head -c 1400000 /dev/urandom > v2/padding.bin
-$A model pack v2 -o v2.bundle --self-test $R/models/frames/cat.jpg 2>&1 | tail -1
-$A model sign v2.bundle --key k.key >/dev/null 2>&1
+$E model pack v2 -o v2.bundle --self-test $R/models/frames/cat.jpg 2>&1 | tail -1
+$E model sign v2.bundle --key k.key >/dev/null 2>&1
 ls -l v2.bundle
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 printf 'listener %s 127.0.0.1\nallow_anonymous true\n' $port > m.conf
@@ -44,7 +44,7 @@ mosquitto_sub -p $port -t 'devices/bench/predictions/cam' -F '%p' > preds.jsonl 
 mosquitto_sub -p $port -t 'devices/bench/update/status' -F '%p' > status.jsonl & ssp=$!
 sleep 1
 t0=$(date +%s.%N)
-$A model push v2.bundle --broker 127.0.0.1:$port --device bench --json ${CHUNK:+--chunk-size $CHUNK} > push.jsonl 2>push.err; rc=$?
+$E model push v2.bundle --broker 127.0.0.1:$port --device bench --json ${CHUNK:+--chunk-size $CHUNK} > push.jsonl 2>push.err; rc=$?
 t1=$(date +%s.%N)
 sleep 1; kill $sp $ssp $ap; wait $ap || true; kill $bp
 python3 - "$t0" "$t1" <<'PY'

@@ -3,10 +3,11 @@
 
 pub use ::mqtt::{MqttHandle, PendingLink, PublishError, QoS, Route, Sink, qos};
 
+use crate::AGENT_VERSION;
 use crate::config::{AgentConfig, MqttConfig, TlsConfig};
-use crate::wire::{self, AGENT_VERSION, State, Status};
 use ::mqtt::{ClientAuth, Credentials, EncodeError, LinkOptions, Liveness, Named, Password, Presence, StatusPayload};
 use anyhow::{Result, anyhow};
+use protocol::wire::{self, State, Status};
 use std::sync::Arc;
 
 /// The link for `config`, not yet connected: the outboxes take the handle, the routes come later.

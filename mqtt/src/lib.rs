@@ -29,7 +29,7 @@ mod live_tests;
 pub mod testing;
 
 pub use handle::{ConnectError, MqttHandle, PublishError, ShutdownReport};
-pub use link::{PendingLink, StartError};
+pub use link::{PendingLink, ReconnectHook, StartError};
 pub use options::{ClientAuth, Credentials, LinkOptions, Named, OptionsError, Password, TlsOptions};
 pub use rumqttc::{QoS, matches};
 

@@ -24,16 +24,27 @@ pub enum StartError {
     Spawn(#[source] std::io::Error),
 }
 
+/// Called on the `mqtt` thread after every reconnection (it must not block).
+pub type ReconnectHook = Box<dyn FnMut() + Send>;
+
 /// A link whose handle exists but whose thread has not started: nothing is sent before [`PendingLink::start`].
 pub struct PendingLink {
     connection: rumqttc::Connection,
     shared: Arc<Shared>,
     presence: Option<Presence>,
+    on_reconnect: Option<ReconnectHook>,
 }
 
 impl PendingLink {
     pub(crate) fn new(connection: rumqttc::Connection, shared: Arc<Shared>, presence: Option<Presence>) -> PendingLink {
-        PendingLink { connection, shared, presence }
+        PendingLink { connection, shared, presence, on_reconnect: None }
+    }
+
+    /// Has `hook` called after every reconnection, for a client that must redo what the broker forgot (a clean
+    /// session drops what was in flight).
+    pub fn on_reconnect(mut self, hook: ReconnectHook) -> PendingLink {
+        self.on_reconnect = Some(hook);
+        self
     }
 
     /// Starts the `mqtt` thread with its inbound `routes`; it connects in the background and keeps reconnecting
@@ -47,6 +58,7 @@ impl PendingLink {
             connection: self.connection,
             shared: self.shared,
             presence: self.presence,
+            on_reconnect: self.on_reconnect,
             connectivity: Connectivity::Starting,
             last_error: String::new(),
             backoff: Backoff::new(BACKOFF_INITIAL, BACKOFF_MAX),
@@ -60,6 +72,7 @@ struct Link {
     connection: rumqttc::Connection,
     shared: Arc<Shared>,
     presence: Option<Presence>,
+    on_reconnect: Option<ReconnectHook>,
     connectivity: Connectivity,
     last_error: String,
     backoff: Backoff,
@@ -115,6 +128,9 @@ impl Link {
         self.shared.set_connected(true);
         if self.connectivity != Connectivity::Starting {
             self.shared.count_reconnect();
+            if let Some(hook) = &mut self.on_reconnect {
+                hook();
+            }
         }
         self.connectivity = Connectivity::Connected;
         self.last_error.clear();

@@ -79,8 +79,11 @@ pub enum OptionsError {
     NoPrivateKey { name: String, path: PathBuf },
     #[error("{name} {}: not a usable CA certificate", path.display())]
     UnusableCa { name: String, path: PathBuf, source: rustls::Error },
-    #[error("{} {} and {} {}: not a usable certificate and key pair", cert.name, cert.value.display(), key.name, key.value.display())]
-    UnusableKeyPair { cert: Named<PathBuf>, key: Named<PathBuf>, source: rustls::Error },
+    #[error(
+        "{} {} and {} {}: not a usable certificate and key pair",
+        .files.cert.name, .files.cert.value.display(), .files.key.name, .files.key.value.display()
+    )]
+    UnusableKeyPair { files: Box<ClientAuth>, source: rustls::Error },
     #[error("{} {:?}: not a DNS name or IP address", .0.name, .0.value)]
     ServerName(Named<String>),
     #[error("the TLS provider supports no default protocol version")]

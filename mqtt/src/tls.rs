@@ -40,11 +40,9 @@ pub(crate) fn client_config(tls: &TlsOptions, host: &str) -> Result<Arc<ClientCo
         Some(client) => {
             let chain = read_certs(&client.cert)?;
             let key = read_key(&client.key)?;
-            builder.with_client_auth_cert(chain, key).map_err(|source| OptionsError::UnusableKeyPair {
-                cert: client.cert.clone(),
-                key: client.key.clone(),
-                source,
-            })?
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|source| OptionsError::UnusableKeyPair { files: Box::new(client.clone()), source })?
         }
         None => builder.with_no_client_auth(),
     };

@@ -27,6 +27,7 @@ mod pipeline;
 pub mod postprocess;
 pub mod preprocess;
 mod provider;
+pub mod recording;
 pub mod selftest;
 pub mod signature;
 mod tensor;

@@ -1,7 +1,7 @@
 //! The package being pushed: what its announcement says, and its chunks, read from the file as devices ask.
 
-use protocol::update::{Announcement, UpdateTopics, update_id};
 use anyhow::{Context, Result, bail};
+use protocol::update::{Announcement, UpdateTopics, update_id};
 use runtime::package::PackageInfo;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
