@@ -197,3 +197,61 @@ fn invalid_route_filters_are_refused() {
     let Err(error) = pending.start(vec![route("a/#/b")]) else { panic!("an invalid filter was accepted") };
     assert_eq!(error.to_string(), "invalid MQTT topic filter \"a/#/b\"");
 }
+
+/// Hands each message's payload and retained flag over a channel.
+struct Collect(mpsc::Sender<(String, bool)>);
+
+impl Sink for Collect {
+    fn deliver(&mut self, message: Message<'_>) {
+        let _ = self.0.send((String::from_utf8_lossy(message.payload).into_owned(), message.retained));
+    }
+}
+
+#[test]
+fn subscriptions_made_later_get_retained_messages_and_survive_a_restart() {
+    let mut broker = Broker::start(None);
+    let topic = "devices/live-7/updates/status";
+    broker.publish_retained(topic, "before");
+    let (reconnected, reconnects) = mpsc::channel();
+    let (handle, pending) = connect(LinkOptions { presence: None, ..options(&broker, "live-7", None) }).expect("valid");
+    let hook = Box::new(move || {
+        let _ = reconnected.send(());
+    });
+    let thread = pending.on_reconnect(hook).start(Vec::new()).expect("link starts");
+    handle.wait_connected(Duration::from_secs(10)).expect("connected");
+
+    let (sender, received) = mpsc::channel();
+    let route = Route { topic: topic.to_owned(), qos: QoS::AtLeastOnce, sink: Box::new(Collect(sender)) };
+    handle.subscribe(route).expect("subscribed");
+    let wait = Duration::from_secs(10);
+    assert_eq!(received.recv_timeout(wait), Ok(("before".to_owned(), true)), "the retained message, flagged");
+    broker.publish(topic, "live");
+    assert_eq!(received.recv_timeout(wait), Ok(("live".to_owned(), false)));
+
+    broker.restart();
+    reconnects.recv_timeout(Duration::from_secs(15)).expect("the reconnection hook ran");
+    // The link subscribes again at ConnAck; publish until the subscription is in place.
+    wait_for("a message after the restart", || {
+        broker.publish(topic, "again");
+        received.recv_timeout(Duration::from_millis(200)).is_ok_and(|message| message == ("again".to_owned(), false))
+    });
+
+    handle.unsubscribe(topic).expect("unsubscribed");
+    let marker = "devices/live-7/marker";
+    let (marker_sender, markers) = mpsc::channel();
+    let route = Route { topic: marker.to_owned(), qos: QoS::AtLeastOnce, sink: Box::new(Collect(marker_sender)) };
+    handle.subscribe(route).expect("subscribed");
+    // The broker handles our packets in order: once the later subscription delivers, the unsubscription holds.
+    wait_for("the marker subscription", || {
+        broker.publish(marker, "m");
+        markers.recv_timeout(Duration::from_millis(200)).is_ok()
+    });
+    broker.publish(topic, "after");
+    broker.publish(marker, "m");
+    markers.recv_timeout(wait).expect("a marker");
+    while let Ok((payload, _)) = received.try_recv() {
+        assert_eq!(payload, "again", "nothing after the unsubscription");
+    }
+    assert_eq!(handle.shutdown(Duration::from_secs(5)), ShutdownReport { unacked: 0, closed: true });
+    thread.join().expect("mqtt thread ends");
+}

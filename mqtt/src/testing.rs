@@ -151,8 +151,18 @@ impl Broker {
     }
 
     pub fn publish(&self, topic: &str, payload: &str) {
+        self.mosquitto_pub(&["-t", topic, "-m", payload]);
+    }
+
+    /// Publishes `payload` on `topic` as the retained message.
+    pub fn publish_retained(&self, topic: &str, payload: &str) {
+        self.mosquitto_pub(&["-t", topic, "-m", payload, "-r"]);
+    }
+
+    fn mosquitto_pub(&self, args: &[&str]) {
         let status = Command::new("mosquitto_pub")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-t", topic, "-m", payload, "-q", "1"])
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q", "1"])
+            .args(args)
             .status()
             .unwrap_or_else(|e| panic!("running mosquitto_pub (install mosquitto-clients): {e}"));
         assert!(status.success(), "mosquitto_pub failed");
