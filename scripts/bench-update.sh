@@ -6,8 +6,7 @@
 # Environment: PROBATION (seconds, default 5), CHUNK (bytes per chunk, default the pusher's 64 KiB).
 # Run scripts/setup.sh and `cargo build --release -p device-agent -p edge-operator` first.
 set -euo pipefail
-R="$(cd "$(dirname "$0")/.." && pwd)"; A="${CARGO_TARGET_DIR:-$R/target}/release/device-agent"
-E="${CARGO_TARGET_DIR:-$R/target}/release/edgectl"
+R="$(cd "$(dirname "$0")/.." && pwd)"; A="${CARGO_TARGET_DIR:-$R/target}/release/device-agent"; E="${CARGO_TARGET_DIR:-$R/target}/release/edgectl"
 export ORT_DYLIB_PATH=$R/third_party/onnxruntime/x86_64/libonnxruntime.so.1.31.1
 W=$(mktemp -d); cd "$W"
 chmod 755 "$W" # Mosquitto drops to its own user when started as root.

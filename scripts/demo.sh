@@ -25,7 +25,7 @@ export ORT_DYLIB_PATH="$root/third_party/onnxruntime/x86_64/libonnxruntime.so.1.
 step "Build: cargo build --release -p device-agent -p edge-operator"
 cargo build --release --locked -p device-agent -p edge-operator
 agent_bin="${CARGO_TARGET_DIR:-$root/target}/release/device-agent"
-edgectl_bin="${CARGO_TARGET_DIR:-$root/target}/release/edgectl"
+edgectl="${CARGO_TARGET_DIR:-$root/target}/release/edgectl"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/edge-demo.XXXXXX")"
 chmod 755 "$work" # Mosquitto drops to its own user when started as root.
@@ -62,7 +62,7 @@ grep -E '^(device_id|port|model|path) = ' "$work/agent.toml" | sed 's/^/  /'
 device="$(sed -n 's/^device_id = "\(.*\)"/\1/p' "$work/agent.toml")"
 prefix="devices/$device"
 # Over-the-air updates: a key made for this run, trusted by the agent; the state lives in the work directory.
-"$edgectl_bin" keygen --out "$work/demo-key" > /dev/null
+"$edgectl" keygen --out "$work/demo-key" > /dev/null
 cat >> "$work/agent.toml" <<TOML
 
 [update]
@@ -205,9 +205,9 @@ pub -t "$prefix/sensor/wrist" -f "$work/short-window.json"
 # between two windows and committed after its probation. The push's own progress goes to push.log.
 cp -r models/activity-classifier "$work/activity-1.1.0"
 sed -i 's/^version = "1.0.0"/version = "1.1.0"/' "$work/activity-1.1.0/manifest.toml"
-"$edgectl_bin" model pack "$work/activity-1.1.0" -o "$work/activity-1.1.0.bundle" --self-test models/recordings/activity.csv > "$work/push.log" 2>&1
-"$edgectl_bin" model sign "$work/activity-1.1.0.bundle" --key "$work/demo-key.key" >> "$work/push.log" 2>&1
-"$edgectl_bin" model push "$work/activity-1.1.0.bundle" --broker "127.0.0.1:$port" --device "$device" --chunk-size 4096 --timeout 60 >> "$work/push.log" 2>&1 &
+"$edgectl" model pack "$work/activity-1.1.0" -o "$work/activity-1.1.0.bundle" --self-test models/recordings/activity.csv > "$work/push.log" 2>&1
+"$edgectl" model sign "$work/activity-1.1.0.bundle" --key "$work/demo-key.key" >> "$work/push.log" 2>&1
+"$edgectl" model push "$work/activity-1.1.0.bundle" --broker "127.0.0.1:$port" --device "$device" --chunk-size 4096 --timeout 60 >> "$work/push.log" 2>&1 &
 push_pid=$!
 
 remaining="$(python3 -c "import time; print(max(0.0, $DEMO_T0 + $seconds - time.time()))")"

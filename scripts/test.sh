@@ -5,8 +5,8 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 scripts/setup.sh
 export ORT_DYLIB_PATH="$root/third_party/onnxruntime/x86_64/libonnxruntime.so.1.31.1"
-# The end-to-end tests start the agent binary; build it first so they find it.
-cargo build --locked -p device-agent
+# The end-to-end tests start the agent and edgectl binaries; build them first so they find them.
+cargo build --locked -p device-agent -p edge-operator
 cargo test --locked --workspace
 # ARM: the aarch64 agent under qemu, the runtime's tests for aarch64, armv7, the packages (EDGE_SKIP_ARM=1 skips).
 [ -n "${EDGE_SKIP_ARM:-}" ] || scripts/test-arm.sh

@@ -10,25 +10,26 @@
 
 use crate::config::{AgentConfig, SourceConfig, UpdateConfig};
 use crate::health::{HealthReporter, Metrics};
-use crate::mqtt::{self, MqttHandle, MqttLink, Route};
-use crate::outbox::{Outbox, OutboxQos, OutboxSettings, Publish};
+use crate::mqtt::{self, MqttHandle, QoS, Route};
+use crate::outbox::{Outbox, OutboxQos, OutboxSettings};
 use crate::queue::JobQueue;
 use crate::shutdown::Shutdown;
 use crate::sources::images::{self, FileSet, ImageFiles};
-use crate::sources::recording::{self, Recording, WindowShape};
+use crate::sources::recording::{self, Recording};
 use crate::sources::{Feed, stdin};
-use protocol::update::{Membership, UpdateTopics};
 use crate::update::{self, ModelSlots, ServedModel, UpdateQos, Updater, UpdaterParts, WorkerLink};
-use protocol::wire;
 use crate::worker::{Serving, Swap};
 use crate::{EXIT_CONFIG, worker};
 use anyhow::{Context, anyhow};
+use protocol::update::{Membership, UpdateTopics};
+use protocol::wire;
 use runtime::manifest::{InputSpec, SensorInputSpec};
+use runtime::recording::WindowShape;
 use runtime::{Bundle, EngineOptions, OnnxRuntime, Pipeline};
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, sync_channel};
-use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -43,18 +44,6 @@ struct ReadySource {
     config: SourceConfig,
     bundle: Bundle,
     pipeline: Pipeline,
-}
-
-/// The MQTT link, which exists only after the routes (which need the feeds, which need the outboxes) are
-/// built; until then nothing can be published.
-#[derive(Default)]
-struct LateLink(OnceLock<MqttHandle>);
-
-impl Publish for LateLink {
-    fn publish(&self, topic: String, qos: rumqttc::QoS, payload: Vec<u8>) -> Result<(), String> {
-        let link = self.0.get().ok_or("the MQTT link is not started")?;
-        link.try_publish(topic, qos, false, payload).map_err(|e| e.to_string())
-    }
 }
 
 pub fn main(config_path: &Path, check: bool) -> anyhow::Result<ExitCode> {
@@ -81,7 +70,7 @@ pub fn main(config_path: &Path, check: bool) -> anyhow::Result<ExitCode> {
     };
     let (ready, mut failed) = prepare_sources(&config, &ort, slots.as_mut());
     if check {
-        if let Err(error) = MqttLink::check(&config) {
+        if let Err(error) = mqtt::check(&config) {
             failed.push(("mqtt".to_owned(), error));
         }
         for (name, error) in &failed {
@@ -133,9 +122,9 @@ fn prepare_sources(
             None => vec![source.model().to_owned()],
         };
         let mut errors = Vec::new();
-        let loaded = candidates.iter().find_map(|dir| {
-            load_source(source, dir, ort, &options).map_err(|error| errors.push(error)).ok()
-        });
+        let loaded = candidates
+            .iter()
+            .find_map(|dir| load_source(source, dir, ort, &options).map_err(|error| errors.push(error)).ok());
         match loaded {
             Some((bundle, pipeline)) => {
                 if let Some(error) = errors.first() {
@@ -198,13 +187,18 @@ fn run(
     slots: Option<ModelSlots>,
 ) -> anyhow::Result<ExitCode> {
     let topics = Arc::new(config.topics());
-    let late_link = Arc::new(LateLink::default());
+    // The outboxes publish through the link's handle; its thread starts once the routes (which need the feeds,
+    // which need the outboxes) exist.
+    let (link, pending_link) = mqtt::connect(&config)?;
     let settings = OutboxSettings {
         device: config.device_id.as_str().into(),
         topics: topics.clone(),
         format: config.mqtt.format,
-        qos: OutboxQos { predictions: mqtt::qos(config.mqtt.qos.predictions), errors: mqtt::qos(config.mqtt.qos.errors) },
-        link: late_link.clone(),
+        qos: OutboxQos {
+            predictions: mqtt::qos(config.mqtt.qos.predictions),
+            errors: mqtt::qos(config.mqtt.qos.errors),
+        },
+        link: Arc::new(link.clone()),
     };
     let metrics = Arc::new(Metrics::new());
     let shutdown = Arc::new(Shutdown::default());
@@ -247,8 +241,7 @@ fn run(
         routes.extend(update_routes);
         events
     });
-    let (link, mqtt_thread) = MqttLink::start(&config, routes)?;
-    let _ = late_link.0.set(link.clone());
+    let mqtt_thread = pending_link.start(routes)?;
     let updater = match (&config.update, served, update_events) {
         (Some(update), Some(served), Some(events)) => {
             announce_membership(&link, &config, update);
@@ -319,14 +312,25 @@ fn served_models(slots: ModelSlots, ready: &[ReadySource]) -> Vec<ServedModel> {
             continue;
         }
         if let Some((store, recovery)) = stores.remove(&identity.name) {
-            served.push(ServedModel { name: identity.name.clone(), store, recovery, running: identity, workers: Vec::new() });
+            served.push(ServedModel {
+                name: identity.name.clone(),
+                store,
+                recovery,
+                running: identity,
+                workers: Vec::new(),
+            });
         }
     }
     served
 }
 
 /// Gives the updater a control channel to the worker of `source`; `None` when its model has no slots.
-fn link_worker(served: &mut [ServedModel], source: &SourceConfig, bundle: &Bundle, serving: &Serving) -> Option<Receiver<Swap>> {
+fn link_worker(
+    served: &mut [ServedModel],
+    source: &SourceConfig,
+    bundle: &Bundle,
+    serving: &Serving,
+) -> Option<Receiver<Swap>> {
     let model = served.iter_mut().find(|model| model.name == bundle.manifest().name)?;
     let (control, receiver) = sync_channel(1);
     model.workers.push(WorkerLink {
@@ -349,18 +353,14 @@ fn announce_membership(link: &MqttHandle, config: &AgentConfig, update: &UpdateC
     let Ok(payload) = serde_json::to_vec(&membership) else { return };
     for group in &update.groups {
         let topic = UpdateTopics::group(group).member(&config.device_id);
-        if let Err(e) = link.try_publish(topic, rumqttc::QoS::AtLeastOnce, true, payload.clone()) {
+        if let Err(e) = link.try_publish(topic, QoS::AtLeastOnce, true, payload.clone()) {
             log::warn!(group = group.as_str(); "Group membership not published: {e}.");
         }
     }
 }
 
 /// The thread that reads a file-backed source, started once the MQTT link is up. `None` for MQTT sources.
-fn reader(
-    source: &ReadySource,
-    feed: Arc<Feed>,
-    shutdown: Arc<Shutdown>,
-) -> Option<Starter> {
+fn reader(source: &ReadySource, feed: Arc<Feed>, shutdown: Arc<Shutdown>) -> Option<Starter> {
     let name = format!("source-{}", source.config.name());
     let sensor = sensor_spec(&source.bundle).cloned();
     match &source.config {
@@ -382,8 +382,11 @@ fn reader(
                 stride: c.stride.map_or(sensor.window, |s| s as usize),
                 looping: c.repeat,
             };
-            let shape = WindowShape { channels: sensor.channels, window: sensor.window, channel_names: sensor.channel_names };
-            Some(Box::new(move || spawn_named(name, move || recording::run(&replay, &shape, &feed, &shutdown)).map(Some)))
+            let shape =
+                WindowShape { channels: sensor.channels, window: sensor.window, channel_names: sensor.channel_names };
+            Some(Box::new(move || {
+                spawn_named(name, move || recording::run(&replay, &shape, &feed, &shutdown)).map(Some)
+            }))
         }
         SourceConfig::Stdin(c) => {
             let sensor = sensor?;
@@ -401,7 +404,7 @@ fn reader(
 /// Inbound MQTT payloads go straight into the source's feed, on the MQTT thread (never blocking it).
 fn inbound_route(source: &SourceConfig, topic: String, feed: Arc<Feed>) -> Route {
     let origin = topic.clone();
-    let sink: mqtt::Sink = match source {
+    let sink: Box<dyn mqtt::Sink> = match source {
         SourceConfig::MqttSensor(c) => {
             let encoding = c.encoding;
             Box::new(move |_topic: &str, payload: &[u8]| match wire::decode_sensor_window(encoding, payload) {
@@ -411,7 +414,7 @@ fn inbound_route(source: &SourceConfig, topic: String, feed: Arc<Feed>) -> Route
         }
         _ => Box::new(move |_topic: &str, payload: &[u8]| feed.frame(origin.clone(), payload.to_vec())),
     };
-    Route { topic, qos: rumqttc::QoS::AtLeastOnce, sink }
+    Route { topic, qos: QoS::AtLeastOnce, sink }
 }
 
 /// A source whose bundle could not be loaded is reported once on its errors topic (stage `load`) and stays in

@@ -136,7 +136,7 @@ fn first_window(csv: &[u8], channels: usize, window: usize) -> anyhow::Result<Se
     let mut values = Vec::with_capacity(channels * window);
     let mut sample = Vec::with_capacity(channels);
     for line in text.lines().skip(1).filter(|l| !l.trim().is_empty()).take(window) {
-        crate::sources::samples::parse_sample(line, channels, &mut sample).map_err(anyhow::Error::msg)?;
+        runtime::recording::parse_sample(line, channels, &mut sample).map_err(anyhow::Error::msg)?;
         values.extend_from_slice(&sample);
     }
     Ok(SensorWindow { channels, values })

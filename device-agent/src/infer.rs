@@ -1,10 +1,12 @@
 //! `device-agent infer`: the agent's own source, worker and outbox code, run once over files, with the
 //! payloads printed instead of published.
 
+use crate::mqtt::{PublishError, QoS};
 use crate::outbox::{Outbox, OutboxQos, OutboxSettings, Publish};
 use crate::shutdown::Shutdown;
 use crate::sources::images::{self, FileSet, ImageFiles};
-use crate::sources::recording::{self, Recording, WindowShape};
+use crate::sources::recording::{self, Recording};
+use runtime::recording::WindowShape;
 use crate::sources::Feed;
 use protocol::wire::{Format, Topics};
 use crate::{health::SourceStats, worker, InferArgs, EXIT_BAD_INPUT};
@@ -22,12 +24,13 @@ struct StdoutLines {
 }
 
 impl Publish for StdoutLines {
-    fn publish(&self, topic: String, _qos: rumqttc::QoS, payload: Vec<u8>) -> Result<(), String> {
+    fn publish(&self, topic: String, _qos: QoS, payload: Vec<u8>) -> Result<(), PublishError> {
         if topic.contains("/errors/") {
             self.errors.fetch_add(1, Ordering::Relaxed);
         }
         let mut out = std::io::stdout().lock();
-        out.write_all(&payload).and_then(|()| out.write_all(b"\n")).map_err(|e| e.to_string())
+        // A write fails when standard output is gone (a closed pipe): nothing more can go there.
+        out.write_all(&payload).and_then(|()| out.write_all(b"\n")).map_err(|_| PublishError::Closed)
     }
 }
 
@@ -47,7 +50,7 @@ pub fn main(args: InferArgs) -> anyhow::Result<ExitCode> {
         device: args.device_id.as_str().into(),
         topics: Arc::new(Topics::new(format!("devices/{}", args.device_id))),
         format: Format::Json,
-        qos: OutboxQos { predictions: rumqttc::QoS::AtLeastOnce, errors: rumqttc::QoS::AtLeastOnce },
+        qos: OutboxQos { predictions: QoS::AtLeastOnce, errors: QoS::AtLeastOnce },
         link: printer.clone(),
     };
     let stats = Arc::new(SourceStats::new(&args.source));

@@ -12,11 +12,11 @@ mod outbox;
 mod queue;
 mod shutdown;
 mod sources;
-mod tools;
 mod update;
 mod worker;
 
-use clap::{Args, Parser, Subcommand};
+use anyhow::Context;
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use runtime::ProviderKind;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -52,23 +52,14 @@ enum Command {
     Infer(InferArgs),
     /// Measure a bundle: frames/s, per-stage latency and peak RSS, next to bare `Session::run`.
     Bench(BenchArgs),
-    /// Make an Ed25519 key pair for signing model packages.
-    Keygen(tools::keygen::KeygenArgs),
-    /// Pack, sign and push model packages (over-the-air updates).
-    #[command(subcommand)]
-    Model(ModelCommand),
-}
-
-#[derive(Subcommand)]
-enum ModelCommand {
-    /// Make a single-file package of a bundle directory, with golden self-test vectors.
-    Pack(tools::pack::PackArgs),
-    /// Sign a package's manifest with a private key.
-    Sign(tools::sign::SignArgs),
-    /// Deliver a package over MQTT to a device or a group and wait for the outcome.
-    Push(tools::push::PushArgs),
-    /// Ask a device to return to its previous model and wait for the outcome.
-    Rollback(tools::push::RollbackArgs),
+    /// Print the completion script for a shell.
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff), or write the pages of every command into a directory.
+    Man {
+        /// Write `device-agent.1`, `device-agent-run.1`... here instead.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 /// What `infer` and `bench` share: the bundle and how to run it.
@@ -120,7 +111,8 @@ struct BenchArgs {
 }
 
 fn parse_provider(name: &str) -> Result<ProviderKind, String> {
-    serde_json::from_value(serde_json::Value::String(name.to_owned())).map_err(|_| format!("unknown execution provider {name:?}"))
+    serde_json::from_value(serde_json::Value::String(name.to_owned()))
+        .map_err(|_| format!("unknown execution provider {name:?}"))
 }
 
 /// The ONNX Runtime library to load: the explicit path, else `ORT_DYLIB_PATH`, else the packaged name.
@@ -129,6 +121,18 @@ fn ort_library(explicit: Option<&Path>) -> PathBuf {
         .map(Path::to_owned)
         .or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("libonnxruntime.so.1"))
+}
+
+fn completions(shell: clap_complete::Shell, out: &mut impl std::io::Write) {
+    clap_complete::generate(shell, &mut Cli::command(), "device-agent", out);
+}
+
+/// The man page of `device-agent` on standard output, or the pages of every command in `out_dir`.
+fn man(out_dir: Option<&Path>) -> std::io::Result<()> {
+    match out_dir {
+        Some(dir) => clap_mangen::generate_to(Cli::command(), dir),
+        None => clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()),
+    }
 }
 
 fn main() -> ExitCode {
@@ -144,11 +148,13 @@ fn main() -> ExitCode {
         Command::Run { config, check } => app::main(&config, check),
         Command::Infer(args) => infer::main(args),
         Command::Bench(args) => bench::main(args),
-        Command::Keygen(args) => tools::keygen::main(&args),
-        Command::Model(ModelCommand::Pack(args)) => tools::pack::main(&args),
-        Command::Model(ModelCommand::Sign(args)) => tools::sign::main(&args),
-        Command::Model(ModelCommand::Push(args)) => tools::push::main(&args),
-        Command::Model(ModelCommand::Rollback(args)) => tools::push::rollback(&args),
+        Command::Completions { shell } => {
+            completions(shell, &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { out_dir } => {
+            man(out_dir.as_deref()).map(|()| ExitCode::SUCCESS).context("writing the man pages")
+        }
     };
     match result {
         Ok(code) => code,
@@ -156,5 +162,38 @@ fn main() -> ExitCode {
             log::error!("{error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn completions_name_every_subcommand() {
+        let mut script = Vec::new();
+        completions(clap_complete::Shell::Bash, &mut script);
+        let script = String::from_utf8(script).expect("UTF-8");
+        for name in ["run", "infer", "bench", "completions", "man"] {
+            assert!(script.contains(&format!("cmd=\"device__agent__subcmd__{name}\"")), "{name} missing");
+        }
+    }
+
+    #[test]
+    fn man_pages_name_every_subcommand() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        man(Some(dir.path())).expect("written");
+        let page =
+            |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let main = page("device-agent.1");
+        for name in ["run", "infer", "bench", "completions", "man"] {
+            assert!(main.contains(&format!("device\\-agent\\-{name}(1)")), "{name} missing from device-agent.1");
+            assert!(page(&format!("device-agent-{name}.1")).contains(".TH device-agent-"), "device-agent-{name}.1");
+        }
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
     }
 }

@@ -3,6 +3,7 @@
 //! is shut down) is counted as unpublished, never silently lost.
 
 use crate::health::SourceStats;
+use crate::mqtt::{MqttHandle, PublishError, QoS};
 use crate::queue::Job;
 use crate::sources::now_ms;
 use protocol::wire::{self, ErrorEvent, Format, Prediction, Topics};
@@ -11,8 +12,14 @@ use std::sync::Arc;
 
 /// Where encoded messages go: the MQTT link in the agent, standard output in `device-agent infer`.
 pub trait Publish: Send + Sync {
-    /// Hands `payload` over without waiting; `Err` with a reason when it cannot be taken now.
-    fn publish(&self, topic: String, qos: rumqttc::QoS, payload: Vec<u8>) -> Result<(), String>;
+    /// Hands `payload` over without waiting; `Err` when it cannot be taken now.
+    fn publish(&self, topic: String, qos: QoS, payload: Vec<u8>) -> Result<(), PublishError>;
+}
+
+impl Publish for MqttHandle {
+    fn publish(&self, topic: String, qos: QoS, payload: Vec<u8>) -> Result<(), PublishError> {
+        self.try_publish(topic, qos, false, payload)
+    }
 }
 
 /// The per-source half of the agent's output path.
@@ -30,8 +37,8 @@ pub struct Outbox {
 /// QoS of the two topics an outbox writes.
 #[derive(Debug, Clone, Copy)]
 pub struct OutboxQos {
-    pub predictions: rumqttc::QoS,
-    pub errors: rumqttc::QoS,
+    pub predictions: QoS,
+    pub errors: QoS,
 }
 
 /// Everything an outbox needs that is the same for every source.
@@ -77,7 +84,10 @@ impl Outbox {
     pub fn serving(&self, pipeline: &Pipeline) {
         let provider = pipeline.provider();
         self.stats.set_model(pipeline.identity().clone());
-        self.stats.set_providers(provider.requested.iter().map(|p| p.name().to_owned()).collect(), provider.active.name().to_owned());
+        self.stats.set_providers(
+            provider.requested.iter().map(|p| p.name().to_owned()).collect(),
+            provider.active.name().to_owned(),
+        );
     }
 
     /// Publishes the prediction `pipeline` made for `job`.
@@ -88,7 +98,13 @@ impl Outbox {
     }
 
     /// The prediction message for `job`, exactly as it is published.
-    pub fn prediction_message(&self, job: &Job, pipeline: &Pipeline, output: Output, timings: StageTimings) -> Prediction {
+    pub fn prediction_message(
+        &self,
+        job: &Job,
+        pipeline: &Pipeline,
+        output: Output,
+        timings: StageTimings,
+    ) -> Prediction {
         Prediction {
             device: self.device.to_string(),
             source: self.source.to_string(),
@@ -135,8 +151,11 @@ impl Outbox {
         self.send(self.topics.errors(&self.source), self.qos.errors, wire::encode(self.format, &event));
     }
 
-    fn send(&self, topic: String, qos: rumqttc::QoS, payload: Result<Vec<u8>, wire::WireError>) {
-        let result = payload.map_err(|e| e.to_string()).and_then(|payload| self.link.publish(topic, qos, payload));
+    fn send(&self, topic: String, qos: QoS, payload: Result<Vec<u8>, wire::WireError>) {
+        let result = match payload {
+            Ok(payload) => self.link.publish(topic, qos, payload).map_err(|error| error.to_string()),
+            Err(error) => Err(format!("encoding: {error}")),
+        };
         if let Err(reason) = result {
             log::debug!(source = &*self.source; "Message not published: {reason}.");
             self.stats.unpublished();

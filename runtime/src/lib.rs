@@ -28,6 +28,7 @@ mod pipeline;
 pub mod postprocess;
 pub mod preprocess;
 mod provider;
+pub mod recording;
 mod tensor;
 
 pub use bundle::{Bundle, MANIFEST_FILE, SIGNATURE_FILE};

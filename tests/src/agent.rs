@@ -6,10 +6,21 @@ use std::time::{Duration, Instant};
 
 /// The `device-agent` binary of this workspace's build (`scripts/test.sh` builds it first).
 pub fn agent_binary() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| crate::repo_root().join("target"));
+    workspace_binary("device-agent", "device-agent")
+}
+
+/// The operator's `edgectl` binary of this workspace's build (`scripts/test.sh` builds it first).
+pub fn operator_binary() -> PathBuf {
+    workspace_binary("edgectl", "edge-operator")
+}
+
+/// The binary `name` of package `package`, from `$CARGO_TARGET_DIR` (or `target`) in this build's profile.
+fn workspace_binary(name: &str, package: &str) -> PathBuf {
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| crate::repo_root().join("target"));
     let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
-    let binary = target.join(profile).join("device-agent");
-    assert!(binary.exists(), "{} is missing: run `cargo build -p device-agent` first", binary.display());
+    let binary = target.join(profile).join(name);
+    assert!(binary.exists(), "{} is missing: run `cargo build -p {package}` first", binary.display());
     binary
 }
 

@@ -1,7 +1,7 @@
 //! Over-the-air updates through the real CLI: keys, packages, `model push` / `model rollback` as child
 //! processes, agent configs with an `[update]` section, and what the agents publish about it.
 
-use crate::agent::agent_binary;
+use crate::agent::operator_binary;
 use crate::subscriber::{Received, Subscriber, summary};
 use protocol::update::UpdateStatus;
 use serde_json::Value;
@@ -14,16 +14,16 @@ use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
 /// Every state an update status may be in.
-/// Runs the agent binary with `args` and returns its stdout; panics with its stderr when it fails.
+/// Runs `edgectl` with `args` and returns its stdout; panics with its stderr when it fails.
 fn cli(args: &[OsString]) -> String {
-    let output = Command::new(agent_binary())
+    let output = Command::new(operator_binary())
         .args(args)
         .env("ORT_DYLIB_PATH", crate::ort_library())
         .output()
-        .expect("the agent binary runs");
+        .expect("edgectl runs");
     assert!(
         output.status.success(),
-        "device-agent {args:?} failed ({}):\n{}",
+        "edgectl {args:?} failed ({}):\n{}",
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
@@ -34,7 +34,7 @@ fn os(parts: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
     parts.iter().map(|part| part.as_ref().to_owned()).collect()
 }
 
-/// A key pair made by `device-agent keygen`.
+/// A key pair made by `edgectl keygen`.
 pub struct Keys {
     /// `<base>.key` and `<base>.pub`.
     base: PathBuf,
@@ -133,13 +133,21 @@ impl Push {
 
     /// `model rollback --broker 127.0.0.1:<port> --device <device> --json`.
     pub fn rollback(port: u16, device: &str) -> Push {
-        Push::spawn(os(&[&"model", &"rollback", &"--broker", &format!("127.0.0.1:{port}"), &"--device", &device, &"--json"]))
+        Push::spawn(os(&[
+            &"model",
+            &"rollback",
+            &"--broker",
+            &format!("127.0.0.1:{port}"),
+            &"--device",
+            &device,
+            &"--json",
+        ]))
     }
 
     fn spawn(args: Vec<OsString>) -> Push {
         let stderr = tempfile::NamedTempFile::new().expect("temp file");
         let started_ms = now_ms();
-        let mut child = Command::new(agent_binary())
+        let mut child = Command::new(operator_binary())
             .args(&args)
             .env("ORT_DYLIB_PATH", crate::ort_library())
             .env("RUST_LOG", "info")
@@ -147,7 +155,7 @@ impl Push {
             .stdout(Stdio::piped())
             .stderr(stderr.reopen().expect("stderr file"))
             .spawn()
-            .expect("the agent binary starts");
+            .expect("edgectl starts");
         let stdout = child.stdout.take().expect("piped stdout");
         let (sender, lines) = channel();
         std::thread::spawn(move || {
@@ -200,7 +208,13 @@ impl Push {
             self.seen.push(parse_line(&line));
         }
         let summary = self.seen.iter().find_map(|line| line.get("summary")).cloned().unwrap_or(Value::Null);
-        PushOutcome { success: status.success(), code: status.code(), lines: self.seen.clone(), summary, stderr: self.stderr() }
+        PushOutcome {
+            success: status.success(),
+            code: status.code(),
+            lines: self.seen.clone(),
+            summary,
+            stderr: self.stderr(),
+        }
     }
 }
 
@@ -332,8 +346,10 @@ pub fn csv_loop(name: &str, bundle: &Path, windows_per_s: u32) -> String {
 
 /// An `images` source looping over `frames` (names in `models/frames/`) through `bundle` at `fps`.
 pub fn images_loop(name: &str, bundle: &Path, frames: &[&str], fps: f64) -> String {
-    let files: Vec<String> =
-        frames.iter().map(|frame| quoted(&crate::models_dir().join("frames").join(frame).display().to_string())).collect();
+    let files: Vec<String> = frames
+        .iter()
+        .map(|frame| quoted(&crate::models_dir().join("frames").join(frame).display().to_string()))
+        .collect();
     format!(
         "[[sources]]\nname = {}\nkind = \"images\"\nmodel = {}\nfiles = [{}]\nloop = true\nrate_fps = {fps}\n",
         quoted(name),
@@ -394,7 +410,11 @@ impl Watch {
         while !done(self) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                panic!("timed out after {timeout:?}; last messages:\n{}\n{}", summary(&self.seen).join("\n"), context());
+                panic!(
+                    "timed out after {timeout:?}; last messages:\n{}\n{}",
+                    summary(&self.seen).join("\n"),
+                    context()
+                );
             }
             if let Some(message) = self.subscriber.next(left.min(Duration::from_millis(100))) {
                 self.seen.push(message);
@@ -424,7 +444,9 @@ impl Watch {
 
     /// Whether `device` reported `state` for update `id`, or for any update when `id` is `None`.
     pub fn reported(&self, device: &str, state: &str, id: Option<&str>) -> bool {
-        self.statuses(device).iter().any(|s| s.state.as_str() == state && (id.is_none() || s.update_id.as_deref() == id))
+        self.statuses(device)
+            .iter()
+            .any(|s| s.state.as_str() == state && (id.is_none() || s.update_id.as_deref() == id))
     }
 }
 

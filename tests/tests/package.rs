@@ -17,8 +17,13 @@ use std::process::{Command, Output};
 
 const STARTER: &str = "activity-classifier";
 
-/// The package of `arch` (`edge-agent_<version>_<arch>.deb` or `edge-agent-<version>-<arch>.tar.gz`).
+/// The agent's package of `arch` (`edge-agent_<version>_<arch>.deb` or `edge-agent-<version>-<arch>.tar.gz`).
 fn package(arch: &str, deb: bool) -> PathBuf {
+    named_package("edge-agent", arch, deb)
+}
+
+/// The package `name` of `arch` (`<name>_<version>_<arch>.deb` or `<name>-<version>-<arch>.tar.gz`).
+fn named_package(package: &str, arch: &str, deb: bool) -> PathBuf {
     let dir = std::env::var_os("EDGE_PACKAGE_DIR").map(PathBuf::from).unwrap_or_else(|| {
         panic!("EDGE_PACKAGE_DIR is not set: it names the directory scripts/package.sh fills (target/package). Run scripts/test-arm.sh")
     });
@@ -29,9 +34,9 @@ fn package(arch: &str, deb: bool) -> PathBuf {
         .filter(|p| {
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
             if deb {
-                name.starts_with("edge-agent_") && name.ends_with(&format!("_{arch}.deb"))
+                name.starts_with(&format!("{package}_")) && name.ends_with(&format!("_{arch}.deb"))
             } else {
-                name.starts_with("edge-agent-") && name.ends_with(&format!("-{arch}.tar.gz"))
+                name.starts_with(&format!("{package}-")) && name.ends_with(&format!("-{arch}.tar.gz"))
             }
         })
         .collect();
@@ -161,6 +166,10 @@ fn installs_and_checks(arch: &str) {
         );
     }
     assert!(r.join("var/lib/edge-agent/spool").is_dir());
+    assert!(r.join("usr/share/man/man1/device-agent.1.gz").is_file(), "the man page");
+    assert!(r.join("usr/share/man/man1/device-agent-run.1.gz").is_file(), "the man page of `run`");
+    assert!(r.join("usr/share/bash-completion/completions/device-agent").is_file(), "bash completions");
+    assert!(!r.join("usr/bin/edgectl").exists(), "the operator's tool is a package of its own");
 
     let work = tempfile::tempdir().unwrap();
     check(r, arch, &config_in(r, work.path()));
@@ -174,6 +183,23 @@ fn amd64_deb_installs_into_a_fresh_root_and_checks() {
 #[test]
 fn arm64_deb_installs_into_a_fresh_root_and_checks_under_qemu() {
     installs_and_checks("arm64");
+}
+
+/// The operator's package installs `edgectl` alone, with its man pages and completions; the agent's commands
+/// are not in it.
+#[test]
+fn amd64_operator_deb_installs_edgectl_alone() {
+    let root = fresh_root();
+    dpkg_install(root.path(), &named_package("edge-operator", "amd64", true));
+    let r = root.path();
+    let output = run(Command::new(r.join("usr/bin/edgectl")).arg("--help"));
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(help.contains("keygen") && help.contains("model"), "{help}");
+    assert!(!r.join("usr/lib/edge-agent").exists(), "no agent in the operator's package");
+    for page in ["edgectl.1.gz", "edgectl-model-push.1.gz"] {
+        assert!(r.join("usr/share/man/man1").join(page).is_file(), "{page}");
+    }
+    assert!(r.join("usr/share/zsh/vendor-completions/_edgectl").is_file(), "zsh completions");
 }
 
 /// An upgrade to a newer version keeps the edited config (a conffile) and the installed models (a newer

@@ -113,16 +113,17 @@ fn report(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mqtt::MqttLink;
-    use crate::mqtt::live_tests::{Broker, Subscriber};
+    use crate::mqtt::tests::agent_config;
+    use ::mqtt::testing::{Broker, Subscriber};
     use runtime::StageTimings;
     use std::sync::mpsc;
 
     #[test]
     fn reports_are_published_and_the_thread_stops_promptly() {
         let broker = Broker::start(None);
-        let config = broker.agent_config("health-1", "[health]\ninterval_secs = 1");
-        let (mqtt, mqtt_thread) = MqttLink::start(&config, Vec::new()).expect("link starts");
+        let config = agent_config(&broker, "health-1", "[health]\ninterval_secs = 1");
+        let (mqtt, pending) = crate::mqtt::connect(&config).expect("valid");
+        let mqtt_thread = pending.start(Vec::new()).expect("link starts");
         let subscriber = Subscriber::start(&broker, "devices/health-1/health", "devices/health-1/health");
 
         let metrics = Arc::new(Metrics::new());
@@ -154,8 +155,9 @@ mod tests {
     #[test]
     fn a_dropped_sender_stops_the_thread() {
         let broker = Broker::start(None);
-        let config = broker.agent_config("health-2", "");
-        let (mqtt, mqtt_thread) = MqttLink::start(&config, Vec::new()).expect("link starts");
+        let config = agent_config(&broker, "health-2", "");
+        let (mqtt, pending) = crate::mqtt::connect(&config).expect("valid");
+        let mqtt_thread = pending.start(Vec::new()).expect("link starts");
         let (stop, shutdown) = mpsc::channel::<()>();
         let reporter =
             HealthReporter::new(&config, Arc::new(Metrics::new()), mqtt.clone()).spawn(shutdown).expect("spawn");

@@ -3,9 +3,7 @@
 
 pub mod images;
 pub mod recording;
-pub mod samples;
 pub mod stdin;
-pub mod window;
 
 use crate::outbox::Outbox;
 use crate::queue::{Job, JobQueue, LatestSlot};

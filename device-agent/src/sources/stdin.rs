@@ -1,9 +1,8 @@
 //! Line-delimited sensor samples on standard input, windowed like a recording.
 
 use super::Feed;
-use super::samples::parse_sample;
-use super::window::WindowAssembler;
 use crate::shutdown::Shutdown;
+use runtime::recording::{WindowAssembler, parse_sample};
 use std::io::BufRead;
 
 /// Reads samples until end of input or shutdown. A line that is not a sample is reported and skipped.

@@ -1,8 +1,8 @@
 //! The package being pushed: what its announcement says, and its chunks, read from the file as devices ask.
 
-use protocol::update::{Announcement, UpdateTopics, update_id};
 use anyhow::{Context, Result, bail};
 use packaging::PackageInfo;
+use protocol::update::{Announcement, UpdateTopics, update_id};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};

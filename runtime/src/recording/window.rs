@@ -1,6 +1,6 @@
 //! Sliding windows over a stream of samples: `window` samples, a new window every `stride` samples.
 
-use runtime::SensorWindow;
+use crate::SensorWindow;
 use std::collections::VecDeque;
 
 /// Turns samples into windows. With `stride < window` windows overlap; with `stride > window` samples

@@ -17,12 +17,12 @@ mod transfer;
 
 pub use broker::BrokerArgs;
 
-use protocol::update::{Membership, UpdateCommand, UpdateState, UpdateStatus, UpdateTopics};
 use anyhow::{Result, bail};
 use broker::{Broker, Inbound};
 use chunks::ChunkCounts;
 use clap::Args;
 use package::Package;
+use protocol::update::{Membership, UpdateCommand, UpdateState, UpdateStatus, UpdateTopics};
 use report::{DeviceOutcome, Phase, Summary, progress_line};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -212,11 +212,11 @@ pub fn rollback(args: &RollbackArgs) -> Result<ExitCode> {
     let command = serde_json::to_vec(&UpdateCommand::Rollback { model: args.model.clone() })?;
     let sent_ms = unix_time_ms();
     let deadline = Instant::now() + timeout;
-    broker.publish(&topics.command(), command, deadline)?;
+    broker.publish(&topics.command(), &command, deadline)?;
     log::info!("Asked {} to roll back on {}.", target.device, topics.command());
     let answer = loop {
         let Some(wait) = deadline.checked_duration_since(Instant::now()) else { break None };
-        let Some(Inbound::Message { topic, payload, retained }) = broker.recv(wait)? else { continue };
+        let Some(Inbound::Message { topic, payload, retained }) = broker.recv(wait) else { continue };
         if topic != status_topic || payload.is_empty() {
             continue;
         }
@@ -265,9 +265,9 @@ fn discover_members(broker: &mut Broker, group: &str) -> Result<Vec<Target>> {
             Some(at) => (started + MEMBERS_WAIT).min(at + MEMBERS_SILENCE),
         };
         let Some(wait) = until.checked_duration_since(Instant::now()) else { break };
-        let Some(Inbound::Message { topic, payload, .. }) = broker.recv(wait)? else { continue };
+        let Some(Inbound::Message { topic, payload, .. }) = broker.recv(wait) else { continue };
         // An empty payload is a membership being cleared.
-        if !rumqttc::matches(&topic, &filter) || payload.is_empty() {
+        if !mqtt::matches(&topic, &filter) || payload.is_empty() {
             continue;
         }
         match serde_json::from_slice::<Membership>(&payload) {

@@ -1,10 +1,10 @@
-//! `device-agent model pack`: a bundle directory as one signed-able file, with golden self-test vectors
+//! `edgectl model pack`: a bundle directory as one signed-able file, with golden self-test vectors
 //! recorded here so that a device can tell that the model computes on it what it computed on this machine.
 
-use crate::sources::recording::{self, WindowShape};
 use anyhow::{Context, bail};
 use packaging::{SelfTest, SelfTestInput};
 use runtime::manifest::{InputSpec, is_package_path};
+use runtime::recording::{self, WindowShape};
 use runtime::{Bundle, EngineOptions, OnnxRuntime, Pipeline, ProviderKind};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -38,17 +38,23 @@ pub struct PackArgs {
 pub fn main(args: &PackArgs) -> anyhow::Result<ExitCode> {
     let bundle = Bundle::load(&args.bundle).with_context(|| format!("loading bundle {}", args.bundle.display()))?;
     let manifest = bundle.manifest();
-    let out = args.out.clone().unwrap_or_else(|| PathBuf::from(format!("{}-{}.bundle", manifest.name, manifest.version)));
+    let out =
+        args.out.clone().unwrap_or_else(|| PathBuf::from(format!("{}-{}.bundle", manifest.name, manifest.version)));
     let (info, cases) = if args.self_test.is_empty() {
         let self_test = SelfTest::of_bundle(&bundle)?;
         if self_test.is_none() {
-            log::warn!("{} has no golden self-test vectors, and devices refuse such updates: pass --self-test", args.bundle.display());
+            log::warn!(
+                "{} has no golden self-test vectors, and devices refuse such updates: pass --self-test",
+                args.bundle.display()
+            );
         }
         let info = packaging::package::pack(&args.bundle, &out, None)?;
         (info, self_test.map_or(0, |test| test.cases.len()))
     } else {
-        let staging = StagingDir::create()?;
-        pack_with_self_test(args, &bundle, &staging.path, &out)?
+        // Removed when dropped; a leftover would only cost space in the temporary directory.
+        let staging =
+            tempfile::Builder::new().prefix("edgectl-pack-").tempdir().context("creating a staging directory")?;
+        pack_with_self_test(args, &bundle, staging.path(), &out)?
     };
     println!(
         "{} {} -> {}: {} bytes, sha256 {}, {cases} self-test case{}, {}",
@@ -80,7 +86,8 @@ fn pack_with_self_test(
 
     let staged = Bundle::load(staging).context("loading the staged bundle")?;
     let ort = OnnxRuntime::load(crate::ort_library(args.onnxruntime.as_deref()))?;
-    let options = EngineOptions { providers: Some(vec![ProviderKind::Cpu]), require: false, intra_threads: 1, cpu_arena: false };
+    let options =
+        EngineOptions { providers: Some(vec![ProviderKind::Cpu]), require: false, intra_threads: 1, cpu_arena: false };
     let mut pipeline = Pipeline::new(&ort, &staged, &options)?;
     let self_test = SelfTest::record(&staged, inputs, &mut pipeline).context("recording the golden vectors")?;
     std::fs::write(staging.join(SELF_TEST_FILE), self_test.to_json()).context("writing selftest.json")?;
@@ -90,7 +97,9 @@ fn pack_with_self_test(
     // What the device will run: the vectors as read back from the file, on this machine first.
     let staged = Bundle::load(staging).context("loading the staged bundle with its vectors")?;
     let reread = SelfTest::of_bundle(&staged)?.context("the staged bundle lost its vectors")?;
-    reread.run(&staged, &mut pipeline).context("the recorded vectors do not pass here (is the model deterministic?)")?;
+    reread
+        .run(&staged, &mut pipeline)
+        .context("the recorded vectors do not pass here (is the model deterministic?)")?;
     let info = packaging::package::pack(staging, out, None)?;
     Ok((info, reread.cases.len()))
 }
@@ -117,7 +126,8 @@ fn self_test_inputs(args: &PackArgs, input: &InputSpec, staging: &Path) -> anyho
             }
         }
         InputSpec::Sensor(spec) => {
-            let shape = WindowShape { channels: spec.channels, window: spec.window, channel_names: spec.channel_names.clone() };
+            let shape =
+                WindowShape { channels: spec.channels, window: spec.window, channel_names: spec.channel_names.clone() };
             let (stride, max) = match args.stride {
                 Some(0) => bail!("--stride must be at least 1"),
                 Some(stride) => (stride, usize::MAX),
@@ -129,7 +139,9 @@ fn self_test_inputs(args: &PackArgs, input: &InputSpec, staging: &Path) -> anyho
                 if windows.is_empty() {
                     bail!("{}: fewer than {} samples, not one window", path.display(), spec.window);
                 }
-                inputs.extend(windows.into_iter().map(|w| SelfTestInput::Sensor { channels: w.channels, values: w.values }));
+                inputs.extend(
+                    windows.into_iter().map(|w| SelfTestInput::Sensor { channels: w.channels, values: w.values }),
+                );
             }
         }
     }
@@ -170,25 +182,4 @@ fn write_manifest(dir: &Path, manifest: &runtime::Manifest) -> anyhow::Result<()
     let text = manifest.to_toml().map_err(|message| anyhow::anyhow!("writing the manifest: {message}"))?;
     let path = dir.join(runtime::MANIFEST_FILE);
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
-}
-
-/// A private directory under the system's temporary directory, removed when dropped.
-struct StagingDir {
-    path: PathBuf,
-}
-
-impl StagingDir {
-    fn create() -> anyhow::Result<StagingDir> {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
-        let path = std::env::temp_dir().join(format!("device-agent-pack-{}-{nanos}", std::process::id()));
-        std::fs::create_dir(&path).with_context(|| format!("creating {}", path.display()))?;
-        Ok(StagingDir { path })
-    }
-}
-
-impl Drop for StagingDir {
-    fn drop(&mut self) {
-        // A leftover in the temporary directory is not worth failing a finished pack for.
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
 }

@@ -9,25 +9,25 @@ use std::time::Duration;
 /// Capped exponential backoff between reconnect attempts: `initial`, doubling up to `max`, back to `initial`
 /// after a successful connection.
 #[derive(Debug)]
-pub(super) struct Backoff {
+pub(crate) struct Backoff {
     initial: Duration,
     max: Duration,
     next: Duration,
 }
 
 impl Backoff {
-    pub(super) fn new(initial: Duration, max: Duration) -> Backoff {
+    pub(crate) fn new(initial: Duration, max: Duration) -> Backoff {
         Backoff { initial, max, next: initial }
     }
 
     /// The delay before the next attempt.
-    pub(super) fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         let delay = self.next;
         self.next = (self.next * 2).min(self.max);
         delay
     }
 
-    pub(super) fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.next = self.initial;
     }
 }
@@ -38,28 +38,28 @@ impl Backoff {
 /// is `accept`ed when queued (by a handle, or by the link for its `online` status), and `settle`d when its
 /// PubAck/PubComp arrives or when a new clean session discards it.
 #[derive(Debug, Default)]
-pub(super) struct AckLedger {
+pub(crate) struct AckLedger {
     accepted: AtomicU64,
     settled: AtomicU64,
 }
 
 impl AckLedger {
     /// Counts a publish before it is queued, so that its ack can never be counted first.
-    pub(super) fn accept(&self) {
+    pub(crate) fn accept(&self) {
         self.accepted.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Takes back an [`accept`](Self::accept) whose publish could not be queued.
-    pub(super) fn withdraw(&self) {
+    pub(crate) fn withdraw(&self) {
         self.accepted.fetch_sub(1, Ordering::SeqCst);
     }
 
-    pub(super) fn settle(&self, count: u64) {
+    pub(crate) fn settle(&self, count: u64) {
         self.settled.fetch_add(count, Ordering::SeqCst);
     }
 
     /// Publishes still owed an acknowledgement.
-    pub(super) fn outstanding(&self) -> u64 {
+    pub(crate) fn outstanding(&self) -> u64 {
         // `settled` is read first: reading `accepted` first could see a publish's ack without its accept.
         let settled = self.settled.load(Ordering::SeqCst);
         self.accepted.load(Ordering::SeqCst).saturating_sub(settled)
@@ -69,7 +69,7 @@ impl AckLedger {
 /// The acknowledged-delivery work in rumqttc's `pending` queue: what a clean session throws away when it
 /// starts. That queue holds the previous connection's unacked publishes, the requests that were waiting in
 /// the channel when it broke, and PubRels of QoS 2 publishes that are settled only at PubComp.
-pub(super) fn unacked_in(pending: &VecDeque<Request>) -> u64 {
+pub(crate) fn unacked_in(pending: &VecDeque<Request>) -> u64 {
     let unacked = pending.iter().filter(|request| match request {
         Request::Publish(publish) => publish.qos != QoS::AtMostOnce,
         Request::PubRel(_) => true,
@@ -80,7 +80,7 @@ pub(super) fn unacked_in(pending: &VecDeque<Request>) -> u64 {
 
 /// The connection as the logs describe it: one line per change, not one per retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Connectivity {
+pub(crate) enum Connectivity {
     /// Never connected yet.
     Starting,
     Connected,
@@ -90,7 +90,7 @@ pub(super) enum Connectivity {
 
 impl Connectivity {
     /// Moves to `next`, saying whether that is a change worth logging.
-    pub(super) fn change_to(&mut self, next: Connectivity) -> bool {
+    pub(crate) fn change_to(&mut self, next: Connectivity) -> bool {
         let changed = *self != next;
         *self = next;
         changed

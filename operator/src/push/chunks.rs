@@ -38,7 +38,8 @@ impl ChunkQueue {
         let mut added = 0;
         for &[start, end] in ranges {
             for index in start..end.min(self.chunk_count) {
-                let recent = self.published_at.get(&index).is_some_and(|at| now.duration_since(*at) < self.duplicate_window);
+                let recent =
+                    self.published_at.get(&index).is_some_and(|at| now.duration_since(*at) < self.duplicate_window);
                 if !recent && self.queued.insert(index) {
                     self.queue.push_back(index);
                     added += 1;

@@ -5,8 +5,8 @@ use super::broker::{Broker, Inbound};
 use super::chunks::{ChunkCounts, ChunkQueue, DUPLICATE_WINDOW};
 use super::package::Package;
 use super::report::{DeviceOutcome, Phase, progress_line, whole_percent};
-use protocol::update::{Announcement, ChunkRequest, UpdateState, UpdateStatus, UpdateTopics};
 use anyhow::{Context, Result, bail};
+use protocol::update::{Announcement, ChunkRequest, UpdateState, UpdateStatus, UpdateTopics};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -231,10 +231,10 @@ impl<'a> Transfer<'a> {
             }
             let chunks_waiting = self.bases.iter().any(|base| !base.chunks.is_empty());
             let wait = if chunks_waiting { Duration::ZERO } else { wake.saturating_duration_since(now) };
-            let mut inbound = broker.recv(wait)?;
+            let mut inbound = broker.recv(wait);
             while let Some(message) = inbound {
                 self.handle(broker, message, deadline)?;
-                inbound = broker.recv(Duration::ZERO)?;
+                inbound = broker.recv(Duration::ZERO);
             }
             self.publish_chunks(broker, deadline, counts)?;
         }
@@ -244,7 +244,7 @@ impl<'a> Transfer<'a> {
     fn announce(&self, broker: &Broker, deadline: Instant, wanted: impl Fn(&Device) -> bool) -> Result<()> {
         for (index, base) in self.bases.iter().enumerate() {
             if self.devices.iter().any(|device| device.base == index && wanted(device)) {
-                broker.publish(&base.topics.announce(), base.payload.clone(), deadline)?;
+                broker.publish(&base.topics.announce(), &base.payload, deadline)?;
             }
         }
         Ok(())
@@ -307,7 +307,7 @@ impl<'a> Transfer<'a> {
                 let Some(index) = base.chunks.next() else { break };
                 let chunk = self.package.read_chunk(index)?;
                 let topic = format!("{}/{index}", base.announcement.chunks_topic);
-                if let Err(error) = broker.publish(&topic, chunk, deadline) {
+                if let Err(error) = broker.publish(&topic, &chunk, deadline) {
                     // The broker took nothing until the deadline: the caller reports the timeout.
                     if Instant::now() >= deadline {
                         return Ok(());

@@ -1,4 +1,4 @@
-//! `device-agent model sign`: signs a package's manifest in place.
+//! `edgectl model sign`: signs a package's manifest in place.
 
 use anyhow::Context;
 use packaging::SigningKey;
@@ -9,7 +9,7 @@ use std::process::ExitCode;
 pub struct SignArgs {
     /// The package (`<name>-<version>.bundle`); replaced by the signed one, any earlier signature dropped.
     package: PathBuf,
-    /// The private key file (from `device-agent keygen`).
+    /// The private key file (from `edgectl keygen`).
     #[arg(long)]
     key: PathBuf,
 }

@@ -1,4 +1,4 @@
-//! `device-agent keygen`: an Ed25519 key pair for signing model packages.
+//! `edgectl keygen`: an Ed25519 key pair for signing model packages.
 
 use anyhow::Context;
 use packaging::SigningKey;

@@ -1,0 +1,212 @@
+//! [`MqttHandle`]: publishes and subscribes through the link, and shuts it down.
+
+use crate::shared::{Shared, Stop, lock};
+use crate::{Liveness, Presence, Route, unix_time_ms};
+use rumqttc::QoS;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Keeps a quarter of a shutdown's time (at most this) for the thread to end.
+const CLOSE_RESERVE: Duration = Duration::from_millis(200);
+
+/// Why a publish or subscription was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    /// The request queue is full: the broker is slow or away.
+    #[error("MQTT request queue is full")]
+    QueueFull,
+    /// The link is shutting down or its thread has ended.
+    #[error("MQTT link is closed")]
+    Closed,
+    /// Not a valid MQTT topic name (empty, or with wildcards), or not a valid filter.
+    #[error("invalid MQTT topic")]
+    InvalidTopic,
+}
+
+/// Why [`MqttHandle::wait_connected`] gave up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    /// The first attempt failed (the link keeps retrying).
+    #[error("{0}")]
+    Failed(String),
+    #[error("no answer within {} s", .0.as_secs())]
+    Timeout(Duration),
+    #[error("MQTT link is closed")]
+    Closed,
+}
+
+/// What [`MqttHandle::shutdown`] achieved before its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// QoS >= 1 publishes (the `offline` status included) still unacknowledged at the end.
+    pub unacked: u64,
+    /// Whether the `mqtt` thread has ended, so joining it won't wait.
+    pub closed: bool,
+}
+
+/// Publishes through the link; cheap to clone, never blocks unless a method says it waits.
+#[derive(Clone)]
+pub struct MqttHandle {
+    client: rumqttc::Client,
+    shared: Arc<Shared>,
+    presence: Option<Presence>,
+}
+
+impl MqttHandle {
+    pub(crate) fn new(client: rumqttc::Client, shared: Arc<Shared>, presence: Option<Presence>) -> MqttHandle {
+        MqttHandle { client, shared, presence }
+    }
+
+    /// Queues a publish. `Ok` means queued, not delivered: QoS >= 1 publishes are tracked until acked
+    /// (see [`MqttHandle::shutdown`]).
+    pub fn try_publish(&self, topic: String, qos: QoS, retain: bool, payload: Vec<u8>) -> Result<(), PublishError> {
+        if self.shared.is_closing() {
+            return Err(PublishError::Closed);
+        }
+        if !rumqttc::valid_topic(&topic) {
+            return Err(PublishError::InvalidTopic);
+        }
+        let tracked = qos != QoS::AtMostOnce;
+        if tracked {
+            self.shared.ledger.accept();
+        }
+        match self.client.try_publish(topic, qos, retain, payload) {
+            Ok(()) => Ok(()),
+            Err(_) => {
+                if tracked {
+                    self.shared.ledger.withdraw();
+                }
+                Err(self.refusal())
+            }
+        }
+    }
+
+    /// Queues a publish, waiting while the queue is full (the broker is slow or away), but not past `deadline`.
+    pub fn publish_until(
+        &self,
+        topic: &str,
+        qos: QoS,
+        retain: bool,
+        payload: &[u8],
+        deadline: Instant,
+    ) -> Result<(), PublishError> {
+        self.publish_while(topic, qos, retain, payload, deadline, || true)
+    }
+
+    /// Queues a publish, waiting for room in the queue while `worth_waiting` holds, until `deadline`.
+    fn publish_while(
+        &self,
+        topic: &str,
+        qos: QoS,
+        retain: bool,
+        payload: &[u8],
+        deadline: Instant,
+        worth_waiting: impl Fn() -> bool,
+    ) -> Result<(), PublishError> {
+        let mut result = Err(PublishError::QueueFull);
+        self.shared.wait_until(deadline, || {
+            result = self.try_publish(topic.to_owned(), qos, retain, payload.to_vec());
+            result != Err(PublishError::QueueFull) || !worth_waiting()
+        });
+        result
+    }
+
+    /// Subscribes `route` now and after every reconnect (sessions are clean).
+    pub fn subscribe(&self, route: Route) -> Result<(), PublishError> {
+        if !rumqttc::valid_filter(&route.topic) {
+            return Err(PublishError::InvalidTopic);
+        }
+        let (topic, qos) = (route.topic.clone(), route.qos);
+        lock(&self.shared.routes).push(route);
+        // While the broker is away this waits in the queue, and the ConnAck subscribes all routes anyway.
+        self.client.try_subscribe(topic, qos).map_err(|_| self.refusal())
+    }
+
+    /// Stops delivering `topic`'s messages and unsubscribes from it.
+    pub fn unsubscribe(&self, topic: &str) -> Result<(), PublishError> {
+        lock(&self.shared.routes).retain(|route| route.topic != topic);
+        self.client.try_unsubscribe(topic).map_err(|_| self.refusal())
+    }
+
+    /// Waits until the broker accepts the connection. The first failed attempt is the error: a wrong address or
+    /// password will not fix itself. The link keeps trying in the background either way.
+    pub fn wait_connected(&self, timeout: Duration) -> Result<(), ConnectError> {
+        let mut failure = None;
+        let connected = self.shared.wait_until(Instant::now() + timeout, || {
+            failure = self.shared.last_error();
+            self.shared.is_connected() || failure.is_some() || self.shared.is_closed()
+        });
+        match (self.shared.is_connected(), failure) {
+            (true, _) => Ok(()),
+            (false, Some(error)) => Err(ConnectError::Failed(error)),
+            (false, None) if connected => Err(ConnectError::Closed),
+            (false, None) => Err(ConnectError::Timeout(timeout)),
+        }
+    }
+
+    /// Reconnections since start (the first connection is not one).
+    pub fn reconnects(&self) -> u64 {
+        self.shared.reconnects()
+    }
+
+    /// Whether the broker has accepted the current connection.
+    pub fn is_connected(&self) -> bool {
+        self.shared.is_connected()
+    }
+
+    /// Publishes the retained `offline` status (with a [`Presence`]), waits until every QoS >= 1 publish is
+    /// acknowledged, then disconnects cleanly (so the broker drops the last will) and waits for the `mqtt` thread
+    /// to end, all within `timeout`. Stop the publishers first: what they queue after this call is refused.
+    ///
+    /// Waiting for acks stops early when the broker is away: a clean session would discard what is in flight
+    /// anyway. A quarter of `timeout` (at most 200 ms) is kept for the thread to end. A thread stuck in a
+    /// connection attempt or on a silent connection can outlive the deadline (up to the keep-alive), so join it
+    /// only when the report says it has `closed`.
+    pub fn shutdown(&self, timeout: Duration) -> ShutdownReport {
+        let deadline = Instant::now() + timeout;
+        let drain_deadline = deadline - (timeout / 4).min(CLOSE_RESERVE);
+        let draining = || self.shared.is_connected() && !self.shared.is_closed();
+        if let Some(presence) = &self.presence {
+            self.publish_offline(presence, drain_deadline);
+        }
+        self.shared.wait_until(drain_deadline, || self.shared.ledger.outstanding() == 0 || !draining());
+        self.shared.start_closing();
+        let stop = match self.client.try_disconnect() {
+            Ok(()) => Stop::AfterDisconnect,
+            Err(_) => Stop::Now,
+        };
+        self.shared.request_stop(stop);
+        self.shared.wait_until(deadline, || self.shared.is_closed());
+        if !self.shared.is_closed() {
+            self.shared.request_stop(Stop::Now);
+        }
+        ShutdownReport { unacked: self.shared.ledger.outstanding(), closed: self.shared.is_closed() }
+    }
+
+    fn publish_offline(&self, presence: &Presence, deadline: Instant) {
+        let payload = match presence.encode(Liveness::Offline, Some(unix_time_ms())) {
+            Ok(payload) => payload,
+            Err(e) => {
+                log::warn!("Encoding the offline status failed: {e}.");
+                return;
+            }
+        };
+        // The queue may be full of messages: wait for room while they still move.
+        let result =
+            self.publish_while(&presence.topic, presence.qos, true, &payload, deadline, || self.shared.is_connected());
+        if let Err(e) = result {
+            log::warn!("The offline status was not published: {e}.");
+        }
+    }
+
+    /// Why rumqttc refused a request: it reports a full queue and a dropped connection alike; the link knows which.
+    fn refusal(&self) -> PublishError {
+        if self.shared.is_closing() { PublishError::Closed } else { PublishError::QueueFull }
+    }
+
+    /// Ends the thread without a Disconnect, as a crash would (the broker then publishes the last will).
+    #[cfg(test)]
+    pub(crate) fn crash(&self) {
+        self.shared.request_stop(Stop::Now);
+    }
+}

@@ -1,0 +1,129 @@
+//! The MQTT link of the device agent and the operator CLI: one named thread (`mqtt`) polling rumqttc's
+//! synchronous `Connection` (which runs its own current-thread runtime), and cloneable [`MqttHandle`]s that
+//! queue publishes without ever blocking.
+//!
+//! [`connect`] builds the options and returns the handle with a [`PendingLink`]; the thread starts when the
+//! pending link gets its inbound [`Route`]s ([`PendingLink::start`]). Publishers can so hold the handle before
+//! the routes (which may need them) exist; what they queue in between goes out once connected.
+//!
+//! - **Backpressure** is rumqttc's bounded request queue ([`LinkOptions::queue_capacity`]): a full queue is
+//!   [`PublishError::QueueFull`], which callers count and move on, or wait out ([`MqttHandle::publish_until`]).
+//! - **Sessions** are clean. On every ConnAck the link queues, ahead of everything else, the subscriptions of its
+//!   routes and then the retained `online` [`Presence`] status. The last will is the retained `offline` status.
+//! - **Reconnects** back off from 0.5 s, doubling up to 10 s, with one log line per change of state.
+//! - **Waits are events**: the thread signals every packet it handles, so waits for acks, room in the queue or a
+//!   connection wake when something happened, never on a poll timer.
+//! - **Shutdown** ([`MqttHandle::shutdown`]) publishes `offline`, waits (bounded) until every QoS >= 1 publish is
+//!   acknowledged, then disconnects cleanly, so SIGTERM doesn't lose queued messages.
+
+mod handle;
+mod link;
+mod options;
+mod shared;
+mod state;
+mod tls;
+
+#[cfg(test)]
+mod live_tests;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+pub use handle::{ConnectError, MqttHandle, PublishError, ShutdownReport};
+pub use link::{PendingLink, ReconnectHook, StartError};
+pub use options::{ClientAuth, Credentials, LinkOptions, Named, OptionsError, Password, TlsOptions};
+pub use rumqttc::{QoS, matches};
+
+use shared::Shared;
+use std::error::Error;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Builds the rumqttc options (failing on unreadable TLS or password files) and the handle, without
+/// connecting: the connection starts with [`PendingLink::start`].
+pub fn connect(options: LinkOptions) -> Result<(MqttHandle, PendingLink), OptionsError> {
+    let presence = options.presence.clone();
+    let will = match &presence {
+        Some(presence) => Some(presence.encode(Liveness::Offline, None).map_err(OptionsError::Will)?),
+        None => None,
+    };
+    let rumqttc_options = options.build(will)?;
+    let queue_capacity = rumqttc_options.request_channel_capacity();
+    let (client, connection) = rumqttc::Client::new(rumqttc_options, queue_capacity);
+    let shared = Arc::new(Shared::default());
+    let handle = MqttHandle::new(client, shared.clone(), presence.clone());
+    Ok((handle, PendingLink::new(connection, shared, presence)))
+}
+
+/// The QoS for a configured level (0, 1 or 2; anything above reads as 2).
+pub fn qos(level: u8) -> QoS {
+    match level {
+        0 => QoS::AtMostOnce,
+        1 => QoS::AtLeastOnce,
+        _ => QoS::ExactlyOnce,
+    }
+}
+
+/// A message the broker delivered on one of the routes.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    pub topic: &'a str,
+    pub payload: &'a [u8],
+    /// Sent because of a new subscription, so it predates it; a live message has the flag cleared (MQTT
+    /// 3.1.1, 3.3.1-9).
+    pub retained: bool,
+}
+
+/// Receives a route's messages. Runs on the `mqtt` thread, so it must not block: hand the bytes to a slot or a
+/// bounded queue. A closure of (topic, payload) is a sink.
+pub trait Sink: Send {
+    fn deliver(&mut self, message: Message<'_>);
+}
+
+impl<F: FnMut(&str, &[u8]) + Send> Sink for F {
+    fn deliver(&mut self, message: Message<'_>) {
+        self(message.topic, message.payload)
+    }
+}
+
+/// An inbound subscription: every message published to `topic` (a filter) goes to `sink`.
+pub struct Route {
+    pub topic: String,
+    pub qos: QoS,
+    pub sink: Box<dyn Sink>,
+}
+
+/// What a retained status says of its publisher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    Online,
+    Offline,
+}
+
+/// Why a status payload could not be encoded.
+pub type EncodeError = Box<dyn Error + Send + Sync>;
+
+/// Encodes the publisher's status; the link does not know its format.
+pub trait StatusPayload: Send + Sync {
+    /// The payload saying `liveness` since `since_ms` (Unix milliseconds; `None` for the last will, which the
+    /// broker publishes at a time nobody knows in advance).
+    fn encode(&self, liveness: Liveness, since_ms: Option<u64>) -> Result<Vec<u8>, EncodeError>;
+}
+
+/// The retained status a link keeps on its broker: `online` at every connect, `offline` as the last will and
+/// at shutdown.
+#[derive(Clone)]
+pub struct Presence {
+    pub topic: String,
+    pub qos: QoS,
+    pub payload: Arc<dyn StatusPayload>,
+}
+
+impl Presence {
+    fn encode(&self, liveness: Liveness, since_ms: Option<u64>) -> Result<Vec<u8>, EncodeError> {
+        self.payload.encode(liveness, since_ms)
+    }
+}
+
+fn unix_time_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+}

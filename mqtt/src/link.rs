@@ -1,0 +1,201 @@
+//! The `mqtt` thread: polls the connection, answers every ConnAck with the subscriptions and the online status,
+//! hands inbound messages to their routes, settles acks, and backs off between reconnects.
+
+use crate::shared::{Shared, Stop, lock};
+use crate::state::{Backoff, Connectivity, unacked_in};
+use crate::{Liveness, Message, Presence, Route, unix_time_ms};
+use rumqttc::{
+    ConnectionError, Event, Outgoing, Packet, Publish, QoS, Request, Subscribe, SubscribeFilter, SubscribeReasonCode,
+};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+const BACKOFF_INITIAL: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// Why the link thread did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// An invalid filter would make the broker drop every connection; it is refused here instead.
+    #[error("invalid MQTT topic filter {0:?}")]
+    InvalidFilter(String),
+    #[error("spawning the mqtt thread")]
+    Spawn(#[source] std::io::Error),
+}
+
+/// Called on the `mqtt` thread after every reconnection (it must not block).
+pub type ReconnectHook = Box<dyn FnMut() + Send>;
+
+/// A link whose handle exists but whose thread has not started: nothing is sent before [`PendingLink::start`].
+pub struct PendingLink {
+    connection: rumqttc::Connection,
+    shared: Arc<Shared>,
+    presence: Option<Presence>,
+    on_reconnect: Option<ReconnectHook>,
+}
+
+impl PendingLink {
+    pub(crate) fn new(connection: rumqttc::Connection, shared: Arc<Shared>, presence: Option<Presence>) -> PendingLink {
+        PendingLink { connection, shared, presence, on_reconnect: None }
+    }
+
+    /// Has `hook` called after every reconnection, for a client that must redo what the broker forgot (a clean
+    /// session drops what was in flight).
+    pub fn on_reconnect(mut self, hook: ReconnectHook) -> PendingLink {
+        self.on_reconnect = Some(hook);
+        self
+    }
+
+    /// Starts the `mqtt` thread with its inbound `routes`; it connects in the background and keeps reconnecting
+    /// until shutdown.
+    pub fn start(self, routes: Vec<Route>) -> Result<JoinHandle<()>, StartError> {
+        if let Some(route) = routes.iter().find(|route| !rumqttc::valid_filter(&route.topic)) {
+            return Err(StartError::InvalidFilter(route.topic.clone()));
+        }
+        lock(&self.shared.routes).extend(routes);
+        let link = Link {
+            connection: self.connection,
+            shared: self.shared,
+            presence: self.presence,
+            on_reconnect: self.on_reconnect,
+            connectivity: Connectivity::Starting,
+            last_error: String::new(),
+            backoff: Backoff::new(BACKOFF_INITIAL, BACKOFF_MAX),
+        };
+        thread::Builder::new().name("mqtt".into()).spawn(move || link.run()).map_err(StartError::Spawn)
+    }
+}
+
+/// The thread's side of the link.
+struct Link {
+    connection: rumqttc::Connection,
+    shared: Arc<Shared>,
+    presence: Option<Presence>,
+    on_reconnect: Option<ReconnectHook>,
+    connectivity: Connectivity,
+    last_error: String,
+    backoff: Backoff,
+}
+
+impl Link {
+    fn run(mut self) {
+        loop {
+            // A ConnAck without a session discards rumqttc's `pending` queue: count what it held now.
+            let eventloop = &self.connection.eventloop;
+            let discarded = if eventloop.network.is_none() { unacked_in(&eventloop.pending) } else { 0 };
+            let Ok(event) = self.connection.recv() else {
+                // Every handle is gone, so nothing can be published any more.
+                break;
+            };
+            let end = match event {
+                Ok(Event::Incoming(Packet::ConnAck(connack))) => {
+                    if !connack.session_present {
+                        self.shared.ledger.settle(discarded);
+                    }
+                    self.on_connected();
+                    false
+                }
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    self.deliver(&publish);
+                    false
+                }
+                Ok(Event::Incoming(Packet::PubAck(_) | Packet::PubComp(_))) => {
+                    self.shared.ledger.settle(1);
+                    false
+                }
+                Ok(Event::Incoming(Packet::SubAck(suback))) => {
+                    if suback.return_codes.contains(&SubscribeReasonCode::Failure) {
+                        log::warn!("The broker refused an inbound subscription: {:?}.", suback.return_codes);
+                    }
+                    false
+                }
+                Ok(Event::Outgoing(Outgoing::Disconnect)) => true,
+                Ok(_) => false,
+                Err(error) => self.on_connection_error(&error),
+            };
+            if end || self.shared.stop() == Some(Stop::Now) {
+                break;
+            }
+            self.shared.progress();
+        }
+        self.shared.close();
+        log::info!("MQTT link closed.");
+    }
+
+    fn on_connected(&mut self) {
+        self.backoff.reset();
+        self.shared.set_connected(true);
+        if self.connectivity != Connectivity::Starting {
+            self.shared.count_reconnect();
+            if let Some(hook) = &mut self.on_reconnect {
+                hook();
+            }
+        }
+        self.connectivity = Connectivity::Connected;
+        self.last_error.clear();
+        let (host, port) = self.connection.eventloop.mqtt_options.broker_address();
+        log::info!("MQTT connected to {host}:{port}.");
+
+        // `pending` is served before the request channel, so these go first even when it is full. The
+        // subscription goes before `online`: the broker handles a connection's packets in order, so a peer that
+        // sees `online` knows the inbound topics are live.
+        let pending = &mut self.connection.eventloop.pending;
+        let routes = lock(&self.shared.routes);
+        if !routes.is_empty() {
+            let filters = routes.iter().map(|route| SubscribeFilter::new(route.topic.clone(), route.qos));
+            pending.push_back(Request::Subscribe(Subscribe::new_many(filters)));
+        }
+        drop(routes);
+        let Some(presence) = &self.presence else { return };
+        match presence.encode(Liveness::Online, Some(unix_time_ms())) {
+            Ok(payload) => {
+                let mut online = Publish::new(presence.topic.clone(), presence.qos, payload);
+                online.retain = true;
+                if online.qos != QoS::AtMostOnce {
+                    self.shared.ledger.accept();
+                }
+                pending.push_back(Request::Publish(online));
+            }
+            Err(e) => log::warn!("Encoding the online status failed: {e}."),
+        }
+    }
+
+    fn deliver(&mut self, publish: &Publish) {
+        let message = Message { topic: &publish.topic, payload: &publish.payload, retained: publish.retain };
+        let mut routes = lock(&self.shared.routes);
+        for route in routes.iter_mut().filter(|route| rumqttc::matches(&publish.topic, &route.topic)) {
+            route.sink.deliver(message);
+        }
+    }
+
+    /// Logs (once per change), then sleeps the backoff. True when the thread should end instead.
+    fn on_connection_error(&mut self, error: &ConnectionError) -> bool {
+        let previous = self.connectivity;
+        let message = error.to_string();
+        self.shared.connection_failed(message.clone());
+        // Waits for a first connection learn of the failure now, not after the backoff.
+        self.shared.progress();
+        if self.connectivity.change_to(Connectivity::Down) || message != self.last_error {
+            match previous {
+                Connectivity::Connected => log::warn!("MQTT connection lost, reconnecting: {message}."),
+                // A refusal by the broker (credentials, ACL, client id) is not a network problem; say so.
+                Connectivity::Starting | Connectivity::Down
+                    if matches!(error, ConnectionError::ConnectionRefused(_)) =>
+                {
+                    log::error!("MQTT broker refused the connection (check credentials and ACLs), retrying: {message}.")
+                }
+                Connectivity::Starting | Connectivity::Down => {
+                    log::warn!("MQTT broker unreachable, retrying: {message}.")
+                }
+            }
+        } else {
+            log::debug!("MQTT reconnect failed: {message}.");
+        }
+        self.last_error = message;
+        if self.shared.stop().is_some() {
+            return true;
+        }
+        self.shared.sleep_unless_stopped(self.backoff.next_delay())
+    }
+}

@@ -1,0 +1,257 @@
+//! The link against a real broker (see [`crate::testing`]).
+
+use crate::testing::{Broker, Pki, Subscriber, TlsListener, wait_for};
+use crate::*;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The status as JSON: `{"state": "online", "since_ms": ...}`.
+struct JsonStatus;
+
+impl StatusPayload for JsonStatus {
+    fn encode(&self, liveness: Liveness, since_ms: Option<u64>) -> Result<Vec<u8>, EncodeError> {
+        let state = if liveness == Liveness::Online { "online" } else { "offline" };
+        Ok(serde_json::to_vec(&serde_json::json!({"state": state, "since_ms": since_ms}))?)
+    }
+}
+
+fn status_topic(device: &str) -> String {
+    format!("devices/{device}/status")
+}
+
+/// Options for the plain listener, or the TLS one with `tls`.
+fn options(broker: &Broker, device: &str, tls: Option<TlsOptions>) -> LinkOptions {
+    let presence = Presence { topic: status_topic(device), qos: QoS::AtLeastOnce, payload: Arc::new(JsonStatus) };
+    LinkOptions {
+        client_id: device.to_owned(),
+        host: "127.0.0.1".into(),
+        port: if tls.is_some() { broker.tls_port() } else { broker.port() },
+        keep_alive: Duration::from_secs(5),
+        max_packet_bytes: 256 * 1024,
+        queue_capacity: 64,
+        credentials: None,
+        tls,
+        presence: Some(presence),
+    }
+}
+
+fn start(options: LinkOptions, routes: Vec<Route>) -> (MqttHandle, JoinHandle<()>) {
+    let (handle, pending) = connect(options).expect("valid options");
+    (handle, pending.start(routes).expect("link starts"))
+}
+
+fn tls(pki: &Pki, server_name: Option<&str>, client: bool) -> TlsOptions {
+    TlsOptions {
+        ca: Named::new("ca", pki.ca.clone()),
+        client: client.then(|| ClientAuth {
+            cert: Named::new("cert", pki.client_cert.clone()),
+            key: Named::new("key", pki.client_key.clone()),
+        }),
+        server_name: server_name.map(|name| Named::new("server name", name.to_owned())),
+    }
+}
+
+fn status_json(payload: Option<Vec<u8>>) -> serde_json::Value {
+    let payload = payload.expect("a retained status");
+    serde_json::from_slice(&payload).unwrap_or_else(|e| panic!("status {:?}: {e}", String::from_utf8_lossy(&payload)))
+}
+
+#[test]
+fn online_status_publishes_and_a_draining_shutdown() {
+    let broker = Broker::start(None);
+    let (handle, thread) = start(options(&broker, "live-1", None), Vec::new());
+    handle.wait_connected(Duration::from_secs(10)).expect("connected");
+
+    let online = status_json(broker.retained(&status_topic("live-1")));
+    assert_eq!(online["state"], "online");
+    assert!(online["since_ms"].as_u64().is_some(), "{online}");
+
+    // Many QoS 1 publishes, then shutdown at once: every one must reach the subscriber before it returns.
+    let subscriber = Subscriber::start(&broker, "devices/live-1/predictions/#", "devices/live-1/predictions/marker");
+    let count = 200;
+    let topic = "devices/live-1/predictions/front";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for seq in 0..count {
+        let payload = format!("{{\"seq\":{seq}}}").into_bytes();
+        handle.publish_until(topic, QoS::AtLeastOnce, false, &payload, deadline).expect("queued");
+    }
+    let report = handle.shutdown(Duration::from_secs(5));
+    assert_eq!(report, ShutdownReport { unacked: 0, closed: true });
+    thread.join().expect("mqtt thread ends");
+    for seq in 0..count {
+        assert_eq!(subscriber.next_message(), (topic.to_owned(), format!("{{\"seq\":{seq}}}")));
+    }
+
+    let offline = status_json(broker.retained(&status_topic("live-1")));
+    assert_eq!(offline["state"], "offline");
+    assert!(offline["since_ms"].as_u64().is_some(), "a clean shutdown, not the will: {offline}");
+    assert_eq!(
+        handle.try_publish("devices/live-1/health".into(), QoS::AtMostOnce, false, b"late".to_vec()),
+        Err(PublishError::Closed)
+    );
+    assert_eq!(handle.try_publish("bad/#".into(), QoS::AtMostOnce, false, Vec::new()), Err(PublishError::Closed));
+}
+
+#[test]
+fn last_will_marks_the_device_offline() {
+    let broker = Broker::start(None);
+    let (handle, thread) = start(options(&broker, "live-2", None), Vec::new());
+    handle.wait_connected(Duration::from_secs(10)).expect("connected");
+    assert_eq!(handle.try_publish("a/#".into(), QoS::AtMostOnce, false, Vec::new()), Err(PublishError::InvalidTopic));
+
+    // End the thread without a Disconnect, as a crash would: the broker then publishes the will.
+    handle.crash();
+    handle.try_publish("nudge".into(), QoS::AtMostOnce, false, Vec::new()).expect("queued");
+    thread.join().expect("mqtt thread ends");
+    let mut will = serde_json::Value::Null;
+    wait_for("the last will", || {
+        will = status_json(broker.retained(&status_topic("live-2")));
+        will["state"] == "offline"
+    });
+    assert_eq!(will["since_ms"], serde_json::Value::Null, "the will, not a clean shutdown: {will}");
+}
+
+#[test]
+fn routes_receive_payloads_across_a_broker_restart() {
+    let mut broker = Broker::start(None);
+    let topic = "devices/live-3/frames/door".to_owned();
+    let (sender, received) = mpsc::channel();
+    let route = Route {
+        topic: topic.clone(),
+        qos: QoS::AtLeastOnce,
+        sink: Box::new(move |_topic: &str, payload: &[u8]| {
+            let _ = sender.send(payload.to_vec());
+        }),
+    };
+    let (handle, thread) = start(options(&broker, "live-3", None), vec![route]);
+    handle.wait_connected(Duration::from_secs(10)).expect("connected");
+
+    // The subscription is queued at ConnAck; publish until it is in place.
+    let deliver = |broker: &Broker, payload: &str| {
+        wait_for("an inbound payload", || {
+            broker.publish(&topic, payload);
+            received.recv_timeout(Duration::from_millis(200)).is_ok_and(|bytes| bytes == payload.as_bytes())
+        });
+    };
+    deliver(&broker, "frame-1");
+    assert_eq!(handle.reconnects(), 0);
+
+    broker.restart();
+    wait_for("the reconnection", || handle.reconnects() == 1 && handle.is_connected());
+    // persistence is off, so this retained status comes from the new connection.
+    let online = status_json(broker.retained(&status_topic("live-3")));
+    assert_eq!(online["state"], "online");
+    deliver(&broker, "frame-2");
+
+    assert_eq!(handle.shutdown(Duration::from_secs(5)), ShutdownReport { unacked: 0, closed: true });
+    thread.join().expect("mqtt thread ends");
+}
+
+#[test]
+fn tls_verifies_the_broker_by_server_name() {
+    let pki = Pki::generate();
+    let broker = Broker::start(Some(TlsListener { pki: &pki, require_certificate: false }));
+    // The certificate names `localhost` only, so dialling 127.0.0.1 needs a server name.
+    let (handle, thread) = start(options(&broker, "live-4", Some(tls(&pki, Some("localhost"), false))), Vec::new());
+    handle.wait_connected(Duration::from_secs(10)).expect("connected");
+    let online = status_json(broker.retained("devices/live-4/status"));
+    assert_eq!(online["state"], "online");
+    assert_eq!(handle.shutdown(Duration::from_secs(5)), ShutdownReport { unacked: 0, closed: true });
+    thread.join().expect("mqtt thread ends");
+
+    let (handle, thread) = start(options(&broker, "live-4", Some(tls(&pki, None, false))), Vec::new());
+    let refused = handle.wait_connected(Duration::from_secs(10));
+    assert!(matches!(refused, Err(ConnectError::Failed(_))), "127.0.0.1 is not a name in the certificate: {refused:?}");
+    assert!(!handle.is_connected());
+    assert!(handle.shutdown(Duration::from_secs(2)).closed);
+    thread.join().expect("mqtt thread ends");
+}
+
+#[test]
+fn mutual_tls() {
+    let pki = Pki::generate();
+    let broker = Broker::start(Some(TlsListener { pki: &pki, require_certificate: true }));
+    let (handle, thread) = start(options(&broker, "live-5", Some(tls(&pki, Some("localhost"), false))), Vec::new());
+    let refused = handle.wait_connected(Duration::from_secs(10));
+    assert!(matches!(refused, Err(ConnectError::Failed(_))), "the broker requires a client certificate: {refused:?}");
+    assert!(!handle.is_connected());
+    assert!(handle.shutdown(Duration::from_secs(2)).closed);
+    thread.join().expect("mqtt thread ends");
+
+    let (handle, thread) = start(options(&broker, "live-5", Some(tls(&pki, Some("localhost"), true))), Vec::new());
+    handle.wait_connected(Duration::from_secs(10)).expect("connected");
+    let online = status_json(broker.retained("devices/live-5/status"));
+    assert_eq!(online["state"], "online");
+    assert_eq!(handle.shutdown(Duration::from_secs(5)), ShutdownReport { unacked: 0, closed: true });
+    thread.join().expect("mqtt thread ends");
+}
+
+#[test]
+fn invalid_route_filters_are_refused() {
+    let broker = Broker::start(None);
+    let (handle, pending) = connect(options(&broker, "live-6", None)).expect("valid options");
+    let route =
+        |topic: &str| Route { topic: topic.into(), qos: QoS::AtMostOnce, sink: Box::new(|_: &str, _: &[u8]| {}) };
+    assert_eq!(handle.subscribe(route("a/#/b")), Err(PublishError::InvalidTopic));
+    let Err(error) = pending.start(vec![route("a/#/b")]) else { panic!("an invalid filter was accepted") };
+    assert_eq!(error.to_string(), "invalid MQTT topic filter \"a/#/b\"");
+}
+
+/// Hands each message's payload and retained flag over a channel.
+struct Collect(mpsc::Sender<(String, bool)>);
+
+impl Sink for Collect {
+    fn deliver(&mut self, message: Message<'_>) {
+        let _ = self.0.send((String::from_utf8_lossy(message.payload).into_owned(), message.retained));
+    }
+}
+
+#[test]
+fn subscriptions_made_later_get_retained_messages_and_survive_a_restart() {
+    let mut broker = Broker::start(None);
+    let topic = "devices/live-7/updates/status";
+    broker.publish_retained(topic, "before");
+    let (reconnected, reconnects) = mpsc::channel();
+    let (handle, pending) = connect(LinkOptions { presence: None, ..options(&broker, "live-7", None) }).expect("valid");
+    let hook = Box::new(move || {
+        let _ = reconnected.send(());
+    });
+    let thread = pending.on_reconnect(hook).start(Vec::new()).expect("link starts");
+    handle.wait_connected(Duration::from_secs(10)).expect("connected");
+
+    let (sender, received) = mpsc::channel();
+    let route = Route { topic: topic.to_owned(), qos: QoS::AtLeastOnce, sink: Box::new(Collect(sender)) };
+    handle.subscribe(route).expect("subscribed");
+    let wait = Duration::from_secs(10);
+    assert_eq!(received.recv_timeout(wait), Ok(("before".to_owned(), true)), "the retained message, flagged");
+    broker.publish(topic, "live");
+    assert_eq!(received.recv_timeout(wait), Ok(("live".to_owned(), false)));
+
+    broker.restart();
+    reconnects.recv_timeout(Duration::from_secs(15)).expect("the reconnection hook ran");
+    // The link subscribes again at ConnAck; publish until the subscription is in place.
+    wait_for("a message after the restart", || {
+        broker.publish(topic, "again");
+        received.recv_timeout(Duration::from_millis(200)).is_ok_and(|message| message == ("again".to_owned(), false))
+    });
+
+    handle.unsubscribe(topic).expect("unsubscribed");
+    let marker = "devices/live-7/marker";
+    let (marker_sender, markers) = mpsc::channel();
+    let route = Route { topic: marker.to_owned(), qos: QoS::AtLeastOnce, sink: Box::new(Collect(marker_sender)) };
+    handle.subscribe(route).expect("subscribed");
+    // The broker handles our packets in order: once the later subscription delivers, the unsubscription holds.
+    wait_for("the marker subscription", || {
+        broker.publish(marker, "m");
+        markers.recv_timeout(Duration::from_millis(200)).is_ok()
+    });
+    broker.publish(topic, "after");
+    broker.publish(marker, "m");
+    markers.recv_timeout(wait).expect("a marker");
+    while let Ok((payload, _)) = received.try_recv() {
+        assert_eq!(payload, "again", "nothing after the unsubscription");
+    }
+    assert_eq!(handle.shutdown(Duration::from_secs(5)), ShutdownReport { unacked: 0, closed: true });
+    thread.join().expect("mqtt thread ends");
+}

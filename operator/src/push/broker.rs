@@ -1,0 +1,203 @@
+//! The pusher's connection: the shared MQTT link (one backoff, one password reader, waits on the link's
+//! events), with every subscription's messages handed over a channel. Sessions are clean; the link subscribes
+//! again on every reconnect and says so, so that the push can repeat its announcements.
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Args;
+use mqtt::{ClientAuth, Credentials, LinkOptions, Message, MqttHandle, Named, Password, QoS, Route, Sink, TlsOptions};
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long to wait for the first connection before giving up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Requests queued before `publish` has to wait; QoS 1 flow control happens behind it (inflight).
+const REQUEST_QUEUE: usize = 64;
+/// How long to let the acknowledgements and the disconnect go out on close.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+const KEEP_ALIVE: Duration = Duration::from_secs(30);
+
+/// Where the broker is and how to log in: what `model push` and `model rollback` share.
+#[derive(Args, Debug, Clone)]
+pub struct BrokerArgs {
+    /// The MQTT broker: `host`, `host:port` or `[ipv6]:port` (port default 1883, 8883 with TLS).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub broker: String,
+    /// MQTT user name.
+    #[arg(long)]
+    pub username: Option<String>,
+    /// File holding the MQTT password (its line ending is not part of it).
+    #[arg(long, value_name = "FILE", requires = "username")]
+    pub password_file: Option<PathBuf>,
+    /// PEM CA certificate(s) the broker's certificate must chain to; connects over TLS.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM client certificate chain for mutual TLS (with --tls-key).
+    #[arg(long, value_name = "FILE", requires_all = ["tls_ca", "tls_key"])]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires_all = ["tls_ca", "tls_cert"])]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl BrokerArgs {
+    /// Link options for a clean session as `client_id`, for packets up to `max_packet` bytes.
+    fn options(&self, client_id: &str, max_packet: usize) -> Result<LinkOptions> {
+        let default_port = if self.tls_ca.is_some() { 8883 } else { 1883 };
+        let (host, port) = host_and_port(&self.broker, default_port)?;
+        let password = match &self.password_file {
+            Some(path) => Password::File(Named::new("--password-file", path.clone())),
+            None => Password::Inline(String::new()),
+        };
+        let client = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(ClientAuth {
+                cert: Named::new("--tls-cert", cert.clone()),
+                key: Named::new("--tls-key", key.clone()),
+            }),
+            // clap requires them together.
+            _ => None,
+        };
+        let tls = self.tls_ca.as_ref().map(|ca| TlsOptions {
+            ca: Named::new("--tls-ca", ca.clone()),
+            client,
+            server_name: None,
+        });
+        Ok(LinkOptions {
+            client_id: client_id.to_owned(),
+            host,
+            port,
+            keep_alive: KEEP_ALIVE,
+            max_packet_bytes: max_packet,
+            queue_capacity: REQUEST_QUEUE,
+            credentials: self.username.as_ref().map(|username| Credentials { username: username.clone(), password }),
+            tls,
+            presence: None,
+        })
+    }
+}
+
+/// `host[:port]`, `[ipv6][:port]`, or a bare IPv6 address, with `default_port` where none is given.
+fn host_and_port(broker: &str, default_port: u16) -> Result<(String, u16)> {
+    let parse_port =
+        |port: &str| port.parse::<u16>().map_err(|_| anyhow!("--broker {broker:?}: invalid port {port:?}"));
+    let (host, port) = if let Some(rest) = broker.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or_else(|| anyhow!("--broker {broker:?}: missing ']'"))?;
+        match after {
+            "" => (host, default_port),
+            _ => match after.strip_prefix(':') {
+                Some(port) => (host, parse_port(port)?),
+                None => bail!("--broker {broker:?}: expected ':' after ']'"),
+            },
+        }
+    } else {
+        match broker.rsplit_once(':') {
+            // More than one ':' and no brackets: an IPv6 address without a port.
+            Some((host, port)) if !host.contains(':') => (host, parse_port(port)?),
+            _ => (broker, default_port),
+        }
+    };
+    if host.is_empty() {
+        bail!("--broker {broker:?}: no host");
+    }
+    Ok((host.to_owned(), port))
+}
+
+/// What the broker did.
+#[derive(Debug)]
+pub enum Inbound {
+    /// The broker accepted a reconnection; the subscriptions are being made again.
+    Connected,
+    /// A message on one of the subscriptions. `retained`: sent because we subscribed, so it predates us.
+    Message { topic: String, payload: Vec<u8>, retained: bool },
+}
+
+/// Hands a subscription's messages to the channel [`Broker::recv`] reads.
+struct Forward(Sender<Inbound>);
+
+impl Sink for Forward {
+    fn deliver(&mut self, message: Message<'_>) {
+        let Message { topic, payload, retained } = message;
+        // The receiver goes only with the broker, which unsubscribes everything first.
+        let _ = self.0.send(Inbound::Message { topic: topic.to_owned(), payload: payload.to_vec(), retained });
+    }
+}
+
+/// A connection to the broker.
+pub struct Broker {
+    link: MqttHandle,
+    thread: JoinHandle<()>,
+    sender: Sender<Inbound>,
+    inbound: Receiver<Inbound>,
+    address: String,
+}
+
+impl Broker {
+    /// Connects as `client_id` and waits for the broker to accept; the first failure is the error.
+    pub fn connect(args: &BrokerArgs, client_id: &str, max_packet: usize) -> Result<Broker> {
+        let options = args.options(client_id, max_packet)?;
+        let address = format!("{}:{}", options.host, options.port);
+        let (sender, inbound) = mpsc::channel();
+        let (link, pending) = mqtt::connect(options)?;
+        let reconnected = sender.clone();
+        let thread = pending
+            .on_reconnect(Box::new(move || {
+                let _ = reconnected.send(Inbound::Connected);
+            }))
+            .start(Vec::new())?;
+        link.wait_connected(CONNECT_TIMEOUT).with_context(|| format!("connecting to the MQTT broker {address}"))?;
+        log::debug!("Connected to {address} as {client_id}.");
+        Ok(Broker { link, thread, sender, inbound, address })
+    }
+
+    /// Subscribes to `filter` (QoS 1), now and after every reconnect.
+    pub fn subscribe(&mut self, filter: &str) -> Result<()> {
+        let route =
+            Route { topic: filter.to_owned(), qos: QoS::AtLeastOnce, sink: Box::new(Forward(self.sender.clone())) };
+        self.link.subscribe(route).with_context(|| format!("subscribing to {filter}"))
+    }
+
+    pub fn unsubscribe(&mut self, filter: &str) -> Result<()> {
+        self.link.unsubscribe(filter).with_context(|| format!("unsubscribing from {filter}"))
+    }
+
+    /// Publishes `payload` to `topic` with QoS 1, not retained. Waits while the queue is full (the broker is slow
+    /// or away), but not past `deadline`.
+    pub fn publish(&self, topic: &str, payload: &[u8], deadline: Instant) -> Result<()> {
+        self.link
+            .publish_until(topic, QoS::AtLeastOnce, false, payload, deadline)
+            .with_context(|| format!("publishing to {topic} on {}", self.address))
+    }
+
+    /// The next thing the broker did, waiting up to `wait`; `None` when nothing happened in time.
+    pub fn recv(&mut self, wait: Duration) -> Option<Inbound> {
+        // The broker holds a sender, so the channel never disconnects.
+        self.inbound.recv_timeout(wait).ok()
+    }
+
+    /// Waits (briefly) for the broker to acknowledge what was published, then disconnects.
+    pub fn close(self) {
+        if self.link.shutdown(CLOSE_TIMEOUT).closed {
+            let _ = self.thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_addresses() {
+        let parse = |text: &str| host_and_port(text, 1883).map_err(|e| e.to_string());
+        assert_eq!(parse("broker"), Ok(("broker".to_owned(), 1883)));
+        assert_eq!(parse("broker:8883"), Ok(("broker".to_owned(), 8883)));
+        assert_eq!(parse("10.0.0.1:1884"), Ok(("10.0.0.1".to_owned(), 1884)));
+        assert_eq!(parse("[::1]:1885"), Ok(("::1".to_owned(), 1885)));
+        assert_eq!(parse("[::1]"), Ok(("::1".to_owned(), 1883)));
+        assert_eq!(parse("fe80::1"), Ok(("fe80::1".to_owned(), 1883)));
+        assert!(parse("broker:http").is_err_and(|e| e.contains("invalid port")));
+        assert!(parse(":1883").is_err_and(|e| e.contains("no host")));
+        assert!(parse("[::1]x").is_err());
+    }
+}
