@@ -332,7 +332,6 @@ fn link_worker(served: &mut [ServedModel], source: &SourceConfig, bundle: &Bundl
     model.workers.push(WorkerLink {
         source: source.name().to_owned(),
         control,
-        score: serving.score.clone(),
         provider: serving.pipeline.provider().active.name().to_owned(),
         takes_images: matches!(bundle.manifest().input, InputSpec::Image(_)),
     });
