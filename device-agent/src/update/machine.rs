@@ -135,7 +135,9 @@ impl Machine {
                 let persist = (download.unpersisted > 0).then(|| download.last_persist_at + PERSIST_INTERVAL);
                 Some(persist.map_or(progress.min(request), |persist| progress.min(request).min(persist)))
             }
-            Phase::Probation(trial) => Some(trial.next_judgement),
+            Phase::Probation(trial) => {
+                Some(trial.next_judgement.min(trial.started + self.settings.config.probation.window()))
+            }
             Phase::Idle | Phase::Opening(_) | Phase::Installing(_) => None,
         }
     }

@@ -215,7 +215,7 @@ pub(super) fn persist(download: &mut Download, now: Instant, out: &mut Vec<Actio
 }
 
 /// Half-open ranges covering sorted `indices`.
-fn ranges(indices: &[u32]) -> Vec<[u32; 2]> {
+pub(super) fn ranges(indices: &[u32]) -> Vec<[u32; 2]> {
     let mut ranges: Vec<[u32; 2]> = Vec::new();
     for &index in indices {
         match ranges.last_mut() {

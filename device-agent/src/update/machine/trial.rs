@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 pub(super) const JUDGE_INTERVAL: Duration = Duration::from_millis(100);
 
 impl Machine {
-    /// Asks for the candidate's scores when the next judgement is due.
+    /// Asks for the candidate's scores when the next judgement is due, or the window has passed.
     pub(super) fn tick_trial(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let window = self.settings.config.probation.window();
         if let Phase::Probation(trial) = &mut self.phase
-            && now >= trial.next_judgement
+            && (now >= trial.next_judgement || now >= trial.started + window)
         {
             trial.next_judgement = now + JUDGE_INTERVAL;
             out.push(Action::SampleScores);
