@@ -451,7 +451,8 @@ fn announcements_that_cannot_be_taken_are_refused_and_not_remembered() {
             offer(),
             Answers { disk: Disk { free_space: Ok(2_099), staged: None }, ..Answers::default() },
             UpdateState::Rejected,
-            "not enough free space: the package needs 2100 bytes (twice its 1000 bytes plus update.reserve_bytes), 2099 are free",
+            "not enough free space: the package needs 2100 bytes (twice its 1000 bytes plus update.reserve_bytes), \
+             2099 are free",
         ),
         (
             "free space unknown",
