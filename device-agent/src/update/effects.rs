@@ -4,6 +4,7 @@
 
 use super::probation::ScoreSnapshot;
 use super::progress::Progress;
+use protocol::error::{ErrorKind, ErrorStage};
 use protocol::update::{Announcement, ChunkRequest, UpdateState, UpdateStatus, UpdateTopics};
 use serde::{Deserialize, Serialize};
 
@@ -73,8 +74,8 @@ pub enum Action {
     RequestChunks(ChunkRequest),
     /// An error event on `<prefix>/errors/update`.
     ReportError {
-        stage: &'static str,
-        kind: &'static str,
+        stage: ErrorStage,
+        kind: ErrorKind,
         message: String,
     },
     /// Opens (resumes, or starts afresh) the staging of this package; answered by [`Event::StagingOpened`].

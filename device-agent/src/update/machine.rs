@@ -14,6 +14,7 @@ use super::progress::Progress;
 use super::slots::Recovery;
 use crate::config::UpdateConfig;
 use download::{PERSIST_INTERVAL, PROGRESS_INTERVAL, persist};
+use protocol::error::{ErrorKind, ErrorStage};
 use protocol::update::{Announcement, UpdateCommand, UpdateState, UpdateStatus, UpdateTopics, update_id};
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -236,7 +237,14 @@ impl Machine {
     fn on_announce(&mut self, base: &UpdateTopics, payload: &[u8], disk: Disk, out: &mut Vec<Action>) {
         let announcement: Announcement = match serde_json::from_slice(payload) {
             Ok(announcement) => announcement,
-            Err(e) => return report_error(out, "announce", "malformed", format!("invalid announcement: {e}")),
+            Err(e) => {
+                return report_error(
+                    out,
+                    ErrorStage::Announce,
+                    ErrorKind::Malformed,
+                    format!("invalid announcement: {e}"),
+                );
+            }
         };
         match &mut self.phase {
             Phase::Downloading(download) if download.announcement.id == announcement.id => {
@@ -324,7 +332,9 @@ impl Machine {
     fn on_command(&mut self, payload: &[u8], out: &mut Vec<Action>) {
         let command: UpdateCommand = match serde_json::from_slice(payload) {
             Ok(command) => command,
-            Err(e) => return report_error(out, "command", "malformed", format!("invalid command: {e}")),
+            Err(e) => {
+                return report_error(out, ErrorStage::Command, ErrorKind::Malformed, format!("invalid command: {e}"));
+            }
         };
         let UpdateCommand::Rollback { model: name } = command;
         let model = match &name {
@@ -336,7 +346,7 @@ impl Machine {
             let names: Vec<&str> = self.models.iter().map(|m| m.name.as_str()).collect();
             let asked = name.as_deref().unwrap_or("(no model named, and this device serves several)");
             let message = format!("rollback of {asked}: this device serves {names:?}");
-            return report_error(out, "command", "unknown_model", message);
+            return report_error(out, ErrorStage::Command, ErrorKind::UnknownModel, message);
         };
         match &self.phase {
             Phase::Probation(trial) if trial.model == model => self.roll_back_trial("rollback requested".into(), out),
@@ -410,8 +420,8 @@ impl Machine {
 }
 
 /// A malformed announcement or command, or a rollback of a model this device does not run.
-fn report_error(out: &mut Vec<Action>, stage: &'static str, kind: &'static str, message: String) {
-    log::warn!(stage, kind; "Update message rejected: {message}.");
+fn report_error(out: &mut Vec<Action>, stage: ErrorStage, kind: ErrorKind, message: String) {
+    log::warn!(stage = stage.as_str(), kind = kind.as_str(); "Update message rejected: {message}.");
     out.push(Action::ReportError { stage, kind, message });
 }
 

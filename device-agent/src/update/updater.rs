@@ -15,6 +15,7 @@ use crate::config::UpdateConfig;
 use crate::mqtt::{MqttHandle, PublishError, QoS};
 use crate::shutdown::Shutdown;
 use crate::worker::{Serving, Swap};
+use protocol::error::{ErrorKind, ErrorStage};
 use protocol::update::{UpdateStatus, UpdateTopics};
 use protocol::wire::{self, ErrorEvent, Format, Topics};
 use runtime::signature::PublicKey;
@@ -399,15 +400,15 @@ impl<P: Publisher> Updater<P> {
     }
 
     /// An error event on `<prefix>/errors/update`, in `mqtt.format`.
-    fn report_error(&mut self, stage: &str, kind: &str, message: String) {
+    fn report_error(&mut self, stage: ErrorStage, kind: ErrorKind, message: String) {
         self.error_seq += 1;
         let event = ErrorEvent {
             device: self.device.clone(),
             source: "update".into(),
             seq: self.error_seq,
             at_ms: unix_time_ms(),
-            stage: stage.into(),
-            kind: kind.into(),
+            stage: stage.as_str().into(),
+            kind: kind.as_str().into(),
             message,
             input: None,
         };

@@ -357,7 +357,9 @@ fn a_malformed_announcement_is_an_error_event() {
     with_unknown_field["colour"] = "blue".into();
     for payload in [b"{\"id\":".to_vec(), serde_json::to_vec(&with_unknown_field).unwrap()] {
         let actions = device.announce_json(payload);
-        let [Action::ReportError { stage: "announce", kind: "malformed", message }] = actions.as_slice() else {
+        let [Action::ReportError { stage: ErrorStage::Announce, kind: ErrorKind::Malformed, message }] =
+            actions.as_slice()
+        else {
             panic!("{actions:#?}");
         };
         assert!(message.starts_with("invalid announcement: "), "{message}");
@@ -988,7 +990,7 @@ fn a_rollback_without_a_previous_model_is_refused() {
 fn malformed_or_unknown_commands_are_error_events() {
     let mut device = Device::new();
     let error = |actions: Vec<Action>| match actions.as_slice() {
-        [Action::ReportError { stage: "command", kind, message }] => (*kind, message.clone()),
+        [Action::ReportError { stage: ErrorStage::Command, kind, message }] => (kind.as_str(), message.clone()),
         _ => panic!("{actions:#?}"),
     };
     let (kind, message) = error(device.command(r#"{"command":"reboot"}"#));
