@@ -442,3 +442,81 @@ fn split_model(model: ServedModel) -> (ModelView, ServedSlots) {
 fn rejected(error: impl ToString) -> Refusal {
     Refusal::rejected(error.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Every message the updater publishes: topic, retained, payload.
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<(String, bool, serde_json::Value)>>>);
+
+    impl Publisher for Recorder {
+        fn publish(&self, topic: String, _: QoS, retain: bool, payload: Vec<u8>) -> Result<(), PublishError> {
+            self.0.lock().unwrap().push((topic, retain, serde_json::from_slice(&payload).unwrap()));
+            Ok(())
+        }
+    }
+
+    /// The shell runs the machine's actions on its link and disk, and ends when the agent stops, after the
+    /// messages already queued.
+    #[test]
+    fn the_shell_publishes_what_the_machine_decides_and_stops_with_the_agent() {
+        let dir = tempfile::tempdir().unwrap();
+        let state_dir = dir.path().join("state");
+        let (store, recovery) = SlotStore::open(&state_dir, "demo", &dir.path().join("factory")).unwrap();
+        let (control, _swaps) = sync_channel(1);
+        let recorder = Recorder::default();
+        let own = UpdateTopics::device("devices/d1");
+        let updater = Updater::new(UpdaterParts {
+            config: UpdateConfig { state_dir: Some(state_dir.clone()), ..UpdateConfig::default() },
+            device: "d1".into(),
+            topics: Topics::new("devices/d1"),
+            own: own.clone(),
+            format: Format::Json,
+            qos: UpdateQos { status: QoS::AtLeastOnce, errors: QoS::AtMostOnce },
+            max_packet_bytes: 65_536,
+            ort: OnnxRuntime::load(crate::ort_library(None)).unwrap(),
+            options: EngineOptions::default(),
+            models: vec![ServedModel {
+                name: "demo".into(),
+                store,
+                recovery,
+                running: ModelIdentity { name: "demo".into(), version: "1.0.0".into(), sha256: String::new() },
+                workers: vec![WorkerLink {
+                    source: "wrist".into(),
+                    control,
+                    provider: "cpu".into(),
+                    takes_images: false,
+                }],
+            }],
+            link: recorder.clone(),
+        })
+        .unwrap();
+        let (wake, events) = sync_channel(8);
+        wake.send(UpdateEvent::Announce { base: own, payload: b"{".to_vec() }).unwrap();
+        wake.send(UpdateEvent::Command(br#"{"command":"rollback"}"#.to_vec())).unwrap();
+        let shutdown = Arc::new(Shutdown::default());
+        shutdown.trigger();
+        updater.run(Inbox { events, wake }, shutdown);
+
+        let published = recorder.0.lock().unwrap().clone();
+        let topics: Vec<(&str, bool)> = published.iter().map(|(topic, retain, _)| (topic.as_str(), *retain)).collect();
+        assert_eq!(
+            topics,
+            [
+                ("devices/d1/update/status", true),
+                ("devices/d1/errors/update", false),
+                ("devices/d1/update/status", true)
+            ]
+        );
+        let (idle, error, refused) = (&published[0].2, &published[1].2, &published[2].2);
+        assert_eq!((idle["state"].as_str(), idle["running_version"].as_str()), (Some("idle"), Some("1.0.0")));
+        assert!(idle["at_ms"].as_u64().unwrap() > 0, "stamped with the wall clock");
+        assert_eq!((error["seq"].as_u64(), error["stage"].as_str()), (Some(1), Some("announce")));
+        assert_eq!((error["kind"].as_str(), error["source"].as_str()), (Some("malformed"), Some("update")));
+        assert_eq!(refused["reason"].as_str(), Some("rollback refused: there is no previous model"));
+        assert!(!state_dir.join(LAST_STATUS_FILE).exists(), "a refused rollback is not an outcome to keep");
+    }
+}
