@@ -336,7 +336,6 @@ fn link_worker(
     model.workers.push(WorkerLink {
         source: source.name().to_owned(),
         control,
-        score: serving.score.clone(),
         provider: serving.pipeline.provider().active.name().to_owned(),
         takes_images: matches!(bundle.manifest().input, InputSpec::Image(_)),
     });

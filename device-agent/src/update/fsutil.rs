@@ -6,18 +6,19 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 /// Replaces `path` with `bytes` so that, after a crash at any point, `path` holds either its old content or
-/// all of `bytes`. A `<path>.tmp` beside it may be left behind.
+/// all of `bytes`. A temporary `<name>XXXXXX.tmp` beside it may be left behind (the slots remove `*.tmp` at open).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = tmp_path(path);
-    let mut file = File::create(&tmp)?;
+    let dir = parent(path);
+    let mut prefix = path.file_name().unwrap_or_default().to_owned();
+    prefix.push(".");
+    let mut file = tempfile::Builder::new().prefix(&prefix).suffix(".tmp").tempfile_in(dir)?;
     file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    fs::rename(&tmp, path)?;
-    fsync_dir(parent(path))
+    file.as_file().sync_all()?;
+    file.persist(path).map_err(|e| e.error)?;
+    fsync_dir(dir)
 }
 
-/// `<path>.tmp`, the name [`write_atomic`] writes before renaming.
+/// `<path>.tmp`, where a slot is unpacked before it is renamed.
 pub(crate) fn tmp_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(".tmp");
@@ -76,7 +77,8 @@ mod tests {
         write_atomic(&path, b"one").unwrap();
         write_atomic(&path, b"two").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two");
-        assert!(!tmp_path(&path).exists());
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|entry| entry.unwrap().file_name()).collect();
+        assert_eq!(names, ["state.json"]);
     }
 
     #[test]

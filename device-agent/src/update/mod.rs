@@ -2,6 +2,9 @@
 //! commands from MQTT, stages the package, verifies it, hands the new pipelines to the workers and judges
 //! them on probation. The README's "Over-the-air model updates" describes the procedure for users.
 //!
+//! The decisions are a pure state machine (`machine`: events and the time in, `effects` out); the thread
+//! (`updater`) is the shell that carries the effects out.
+//!
 //! ```text
 //! mqtt ──(bounded, never blocks)──> update ──Swap──> worker-<name> (one per source of the model)
 //!                                     │  <──old pipeline──┘
@@ -10,8 +13,11 @@
 //! ```
 
 mod boot;
+mod effects;
 mod fsutil;
+mod machine;
 pub mod probation;
+mod progress;
 mod slots;
 mod staging;
 mod updater;
@@ -31,14 +37,29 @@ const EVENT_QUEUE: usize = 64;
 #[derive(Debug)]
 pub enum UpdateEvent {
     /// An announcement that arrived on `base`'s announce topic.
-    Announce { base: UpdateTopics, payload: Vec<u8> },
-    Chunk { id: String, index: u32, payload: Vec<u8> },
+    Announce {
+        base: UpdateTopics,
+        payload: Vec<u8>,
+    },
+    Chunk {
+        id: String,
+        index: u32,
+        payload: Vec<u8>,
+    },
     Command(Vec<u8>),
+    /// The agent stops.
+    Stop,
+}
+
+/// The update thread's end of its channel, and a sender that wakes it when the agent stops.
+pub struct Inbox {
+    events: Receiver<UpdateEvent>,
+    wake: SyncSender<UpdateEvent>,
 }
 
 /// The update thread's inbound routes: the device's own update topics and each group's. The channel is bounded
 /// and never blocks the MQTT thread.
-pub fn routes(device: &UpdateTopics, groups: &[UpdateTopics]) -> (Vec<Route>, Receiver<UpdateEvent>) {
+pub fn routes(device: &UpdateTopics, groups: &[UpdateTopics]) -> (Vec<Route>, Inbox) {
     let (sender, receiver) = sync_channel(EVENT_QUEUE);
     let mut routes = Vec::new();
     for base in std::iter::once(device).chain(groups) {
@@ -52,7 +73,7 @@ pub fn routes(device: &UpdateTopics, groups: &[UpdateTopics]) -> (Vec<Route>, Re
         }));
     }
     routes.push(route(device.command(), &sender, |_, payload| Some(UpdateEvent::Command(payload.to_vec()))));
-    (routes, receiver)
+    (routes, Inbox { events: receiver, wake: sender })
 }
 
 fn route(

@@ -80,8 +80,7 @@ impl ModelScore {
             frames: tally.frames,
             errors: tally.errors,
             p95_inference_us: (!latencies.is_empty()).then(|| nearest_rank(&latencies, 95)),
-            mean_confidence: (tally.confidence_count > 0)
-                .then(|| tally.confidence_sum / tally.confidence_count as f64),
+            mean_confidence: (tally.confidence_count > 0).then(|| tally.confidence_sum / tally.confidence_count as f64),
         }
     }
 

@@ -70,7 +70,10 @@ impl Default for SlotState {
 pub enum Recovery {
     None,
     /// The agent stopped while update `update_id` was on probation; the bundle before it is active again.
-    RolledBack { update_id: String, version: String },
+    RolledBack {
+        update_id: String,
+        version: String,
+    },
     /// `state.json` could not be parsed (the reason); the factory bundle is active.
     Reset(String),
 }
