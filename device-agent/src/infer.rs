@@ -1,6 +1,7 @@
 //! `device-agent infer`: the agent's own source, worker and outbox code, run once over files, with the
 //! payloads printed instead of published.
 
+use crate::clock::SystemClock;
 use crate::outbox::{Outbox, OutboxQos, OutboxSettings, Publish};
 use crate::shutdown::Shutdown;
 use crate::sources::images::{self, FileSet, ImageFiles};
@@ -52,7 +53,7 @@ pub fn main(args: InferArgs) -> anyhow::Result<ExitCode> {
     };
     let stats = Arc::new(SourceStats::new(&args.source));
     let outbox = Outbox::new(&settings, &args.source, stats);
-    let (feed, queue) = Feed::fifo(outbox.clone(), 4);
+    let (feed, queue) = Feed::fifo(outbox.clone(), 4, Arc::new(SystemClock));
     let shutdown = Shutdown::default();
     let input = bundle.manifest().input.clone();
     std::thread::scope(|scope| {
@@ -60,7 +61,7 @@ pub fn main(args: InferArgs) -> anyhow::Result<ExitCode> {
             match &input {
                 InputSpec::Image(_) => {
                     let files = ImageFiles { files: FileSet::List(model.inputs.clone()), rate_fps: f64::INFINITY, looping: false };
-                    images::run(&files, &feed, &shutdown);
+                    images::run(files, &feed, &shutdown);
                 }
                 InputSpec::Sensor(spec) => {
                     let shape = WindowShape { channels: spec.channels, window: spec.window, channel_names: spec.channel_names.clone() };
@@ -77,7 +78,7 @@ pub fn main(args: InferArgs) -> anyhow::Result<ExitCode> {
             }
             feed.close();
         });
-        worker::run(worker::Serving::new(pipeline), queue, &outbox, None);
+        worker::run(worker::Serving::new(pipeline), queue, &outbox);
     });
     Ok(if printer.errors.load(Ordering::Relaxed) == 0 { ExitCode::SUCCESS } else { ExitCode::from(EXIT_BAD_INPUT) })
 }

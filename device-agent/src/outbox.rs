@@ -4,7 +4,7 @@
 
 use crate::health::SourceStats;
 use crate::queue::Job;
-use crate::sources::now_ms;
+use crate::clock::unix_time_ms as now_ms;
 use protocol::wire::{self, ErrorEvent, Format, Prediction, Topics};
 use runtime::{Output, Pipeline, StageTimings};
 use std::sync::Arc;

@@ -3,11 +3,11 @@
 use super::Feed;
 use super::samples::parse_sample;
 use super::window::WindowAssembler;
+use crate::clock::Pacer;
 use crate::shutdown::Shutdown;
 use runtime::SensorWindow;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// A recording and how to replay it.
 #[derive(Debug, Clone)]
@@ -31,7 +31,7 @@ pub struct WindowShape {
 /// Replays the recording until it ends (or forever when looping) or shutdown is triggered.
 pub fn run(spec: &Recording, shape: &WindowShape, feed: &Feed, shutdown: &Shutdown) {
     let name = spec.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let pause = if spec.rate_hz > 0.0 { Duration::from_secs_f64(spec.stride as f64 / spec.rate_hz) } else { Duration::ZERO };
+    let mut pacer = Pacer::per_second(spec.rate_hz / spec.stride as f64);
     loop {
         let file = match std::fs::File::open(&spec.path) {
             Ok(file) => std::io::BufReader::new(file),
@@ -61,11 +61,11 @@ pub fn run(spec: &Recording, shape: &WindowShape, feed: &Feed, shutdown: &Shutdo
                 continue;
             }
             if let Some((first, window)) = assembler.push(&sample) {
-                let origin = format!("{name} rows {}-{}", first + 1, first + shape.window as u64);
-                feed.window(origin, window);
-                if shutdown.wait(pause) {
+                if pacer.wait(feed.clock(), shutdown) {
                     return;
                 }
+                let origin = format!("{name} rows {}-{}", first + 1, first + shape.window as u64);
+                feed.window(origin, window);
             }
             if shutdown.is_triggered() {
                 return;
@@ -99,7 +99,11 @@ pub fn read_windows(path: &Path, shape: &WindowShape, stride: usize, max: usize)
 fn check_header(header: &str, shape: &WindowShape) -> Result<(), String> {
     let columns: Vec<&str> = header.split(',').map(str::trim).collect();
     if columns.len() != shape.channels {
-        return Err(format!("the header has {} columns {columns:?}; the model takes {} channels", columns.len(), shape.channels));
+        return Err(format!(
+            "the header has {} columns {columns:?}; the model takes {} channels",
+            columns.len(),
+            shape.channels
+        ));
     }
     if !shape.channel_names.is_empty() && columns != shape.channel_names {
         return Err(format!("the header {columns:?} does not match the model's channels {:?}", shape.channel_names));

@@ -16,14 +16,14 @@ use crate::mqtt::{MqttHandle, QoS};
 use crate::shutdown::Shutdown;
 use crate::clock::unix_time_ms;
 use protocol::wire::{self, ErrorEvent, Format, Topics};
-use crate::worker::{Serving, Swap};
+use crate::worker::{Serving, Swap, SwapSender};
 use runtime::signature::PublicKey;
 use runtime::{Bundle, EngineOptions, ModelIdentity, OnnxRuntime, Pipeline};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
 use std::time::{Duration, Instant};
 
 /// How often the thread wakes without events: probation checks, re-requests, progress.
@@ -45,7 +45,7 @@ const MAX_CHUNKS: u32 = 1 << 20;
 /// A worker serving one source of a model, as the updater sees it.
 pub struct WorkerLink {
     pub source: String,
-    pub control: SyncSender<Swap>,
+    pub control: SwapSender,
     /// The score of the pipeline the worker serves now.
     pub score: Arc<ModelScore>,
     /// The execution provider that pipeline runs on.
