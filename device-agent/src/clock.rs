@@ -3,7 +3,6 @@
 //! drive a [`ManualClock`], so paced loops and rates are tested without real waits.
 
 use crate::shutdown::Shutdown;
-use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A source of time.
@@ -50,14 +49,14 @@ fn since_epoch_ms(time: SystemTime) -> u64 {
 pub struct ManualClock {
     start: Instant,
     start_unix_ms: u64,
-    elapsed: Mutex<Duration>,
+    elapsed: std::sync::Mutex<Duration>,
 }
 
 #[cfg(test)]
 impl ManualClock {
     /// A clock that reads `start_unix_ms` on the wall.
     pub fn new(start_unix_ms: u64) -> ManualClock {
-        ManualClock { start: Instant::now(), start_unix_ms, elapsed: Mutex::new(Duration::ZERO) }
+        ManualClock { start: Instant::now(), start_unix_ms, elapsed: std::sync::Mutex::new(Duration::ZERO) }
     }
 
     /// Moves both clocks forward by `by`.

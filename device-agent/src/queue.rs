@@ -260,8 +260,11 @@ mod tests {
         }
     }
 
+    /// Every (depth, capacity) the gauge was given, in order.
+    type Readings = Arc<Mutex<Vec<(usize, usize)>>>;
+
     /// A queue whose gauge readings are recorded.
-    fn recorded(policy: Policy) -> (JobSender<u32>, JobQueue<u32>, Arc<Mutex<Vec<(usize, usize)>>>) {
+    fn recorded(policy: Policy) -> (JobSender<u32>, JobQueue<u32>, Readings) {
         let readings = Arc::new(Mutex::new(Vec::new()));
         let gauge = {
             let readings = readings.clone();
