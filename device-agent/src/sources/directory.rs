@@ -12,6 +12,7 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use crate::clock::Clock;
 use crate::shutdown::Shutdown;
 
 /// How often a directory is listed when it cannot be watched by events.
@@ -76,6 +77,7 @@ impl WatchedDir {
     /// cannot be read is reported to `error` (once per run of failures).
     pub fn run(
         self,
+        clock: &dyn Clock,
         shutdown: &Shutdown,
         mut new_file: impl FnMut(&Path) -> ControlFlow<()>,
         mut error: impl FnMut(&io::Error),
@@ -92,7 +94,7 @@ impl WatchedDir {
                 }
             }
         }
-        poll(&self.dir, &mut started.done, shutdown, &mut new_file, &mut error);
+        poll(&self.dir, &mut started.done, clock, shutdown, &mut new_file, &mut error);
     }
 }
 
@@ -100,13 +102,14 @@ impl WatchedDir {
 fn poll(
     dir: &Path,
     done: &mut HashSet<PathBuf>,
+    clock: &dyn Clock,
     shutdown: &Shutdown,
     new_file: &mut impl FnMut(&Path) -> ControlFlow<()>,
     error: &mut impl FnMut(&io::Error),
 ) {
     let mut sizes: HashMap<PathBuf, u64> = HashMap::new();
     let mut reported_error = false;
-    while !shutdown.wait(WATCH_POLL) {
+    while !clock.wait_until(clock.now() + WATCH_POLL, shutdown) {
         let files = match list(dir) {
             Ok(files) => files,
             Err(e) => {
@@ -244,6 +247,7 @@ mod events {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::{ManualClock, SystemClock};
     use std::sync::Arc;
     use std::sync::mpsc;
 
@@ -255,7 +259,7 @@ mod tests {
                 let _ = found.send(file.file_name().unwrap().to_string_lossy().into_owned());
                 ControlFlow::Continue(())
             };
-            watched.run(&shutdown, new_file, |e| panic!("{e}"));
+            watched.run(&SystemClock, &shutdown, new_file, |e| panic!("{e}"));
         });
         (names, thread)
     }
@@ -270,6 +274,25 @@ mod tests {
         let names: Vec<String> =
             list(dir.path()).unwrap().iter().map(|f| f.file_name().unwrap().to_string_lossy().into_owned()).collect();
         assert_eq!(names, ["a.jpg", "b.jpg"]);
+    }
+
+    #[test]
+    fn polling_sends_a_file_once_its_size_is_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["old.jpg", "new.jpg", ".hidden"] {
+            std::fs::write(dir.path().join(name), name).unwrap();
+        }
+        let done = HashSet::from([dir.path().join("old.jpg")]);
+        let watched = WatchedDir { dir: dir.path().to_owned(), started: Ok(Started { done, events: None }) };
+        let clock = ManualClock::new(0);
+        let mut sent = Vec::new();
+        let new_file = |file: &Path| {
+            sent.push(file.file_name().unwrap().to_string_lossy().into_owned());
+            ControlFlow::Break(())
+        };
+        watched.run(&clock, &Shutdown::default(), new_file, |e| panic!("{e}"));
+        assert_eq!(sent, ["new.jpg"]);
+        assert_eq!(clock.unix_time_ms(), 2 * WATCH_POLL.as_millis() as u64, "seen on two listings");
     }
 
     #[cfg(target_os = "linux")]

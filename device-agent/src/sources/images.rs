@@ -82,7 +82,7 @@ fn watch(watched: WatchedDir, mut pacer: Pacer, feed: &Feed, shutdown: &Shutdown
         send(file, feed);
         ControlFlow::Continue(())
     };
-    watched.run(shutdown, new_file, |e| feed.error(&origin, "io", &e.to_string()));
+    watched.run(feed.clock(), shutdown, new_file, |e| feed.error(&origin, "io", &e.to_string()));
 }
 
 #[cfg(test)]
