@@ -40,11 +40,14 @@ fn one_frame(c: &mut Criterion, model: &str, frame_name: &str) {
 
     let mut pipeline = Pipeline::new(&ort, &bundle, &options).expect("pipeline builds");
     let input = Input::Image(frame.bytes.clone());
-    group.bench_function("pipeline-infer", |b| b.iter(|| black_box(pipeline.infer(black_box(&input)).expect("infers"))));
+    group
+        .bench_function("pipeline-infer", |b| b.iter(|| black_box(pipeline.infer(black_box(&input)).expect("infers"))));
     drop(pipeline);
 
     let mut engine = Engine::new(&ort, &bundle, &options).expect("engine builds");
-    group.bench_function("engine-run", |b| b.iter(|| black_box(engine.run(black_box(tensor.view())).expect("runs").tensors.len())));
+    group.bench_function("engine-run", |b| {
+        b.iter(|| black_box(engine.run(black_box(tensor.view())).expect("runs").tensors.len()))
+    });
     drop(engine);
 
     let mut session = bare_session(&ort, &bundle, options.intra_threads);
@@ -53,7 +56,9 @@ fn one_frame(c: &mut Criterion, model: &str, frame_name: &str) {
         b.iter(|| {
             let shape = Shape::new(shape.iter().map(|d| *d as i64));
             let value = match &tensor {
-                OwnedTensor::F32(data) => TensorRef::from_array_view((shape, data.as_slice())).expect("view").into_dyn(),
+                OwnedTensor::F32(data) => {
+                    TensorRef::from_array_view((shape, data.as_slice())).expect("view").into_dyn()
+                }
                 OwnedTensor::U8(data) => TensorRef::from_array_view((shape, data.as_slice())).expect("view").into_dyn(),
             };
             let outputs = session.run(ort::inputs![name.as_str() => value]).expect("runs");

@@ -8,17 +8,18 @@
 //! SIGTERM or SIGINT stops the sources, lets the workers drain their queues, publishes `offline` and waits
 //! (bounded) for the broker to acknowledge what was queued.
 
+use crate::clock::{Clock, SystemClock};
 use crate::config::{AgentConfig, SourceConfig, UpdateConfig};
 use crate::health::{HealthReporter, Metrics};
 use crate::mqtt::{self, MqttHandle, QoS, Route};
 use crate::outbox::{Outbox, OutboxQos, OutboxSettings};
-use crate::queue::JobQueue;
 use crate::shutdown::Shutdown;
+use crate::sources::directory::WatchedDir;
 use crate::sources::images::{self, FileSet, ImageFiles};
 use crate::sources::recording::{self, Recording};
 use crate::sources::{Feed, stdin};
 use crate::update::{self, ModelSlots, ServedModel, UpdateQos, Updater, UpdaterParts, WorkerLink};
-use crate::worker::{Serving, Swap};
+use crate::worker::{JobQueue, Serving, SwapSender};
 use crate::{EXIT_CONFIG, worker};
 use anyhow::{Context, anyhow};
 use protocol::update::{Membership, UpdateTopics};
@@ -29,7 +30,6 @@ use runtime::{Bundle, EngineOptions, OnnxRuntime, Pipeline};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, sync_channel};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -202,6 +202,7 @@ fn run(
     };
     let metrics = Arc::new(Metrics::new());
     let shutdown = Arc::new(Shutdown::default());
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let mut routes = Vec::new();
     let mut feeds = Vec::new();
     let mut workers = Vec::new();
@@ -216,10 +217,10 @@ fn run(
         }
         let outbox = Outbox::new(&settings, &name, metrics.register(&name));
         let (feed, queue): (Arc<Feed>, JobQueue) = match &source.config {
-            SourceConfig::Images(_) | SourceConfig::MqttFrames(_) => Feed::camera(outbox.clone()),
-            SourceConfig::Csv(c) => Feed::fifo(outbox.clone(), c.queue),
-            SourceConfig::Stdin(c) => Feed::fifo(outbox.clone(), c.queue),
-            SourceConfig::MqttSensor(c) => Feed::fifo(outbox.clone(), c.queue),
+            SourceConfig::Images(_) | SourceConfig::MqttFrames(_) => Feed::camera(outbox.clone(), clock.clone()),
+            SourceConfig::Csv(c) => Feed::fifo(outbox.clone(), c.queue, clock.clone()),
+            SourceConfig::Stdin(c) => Feed::fifo(outbox.clone(), c.queue, clock.clone()),
+            SourceConfig::MqttSensor(c) => Feed::fifo(outbox.clone(), c.queue, clock.clone()),
         };
         if let Some(topic) = source.config.inbound_topic(&topics) {
             routes.push(inbound_route(&source.config, topic, feed.clone()));
@@ -228,9 +229,11 @@ fn run(
             readers.push(reader);
         }
         let serving = Serving::new(source.pipeline);
-        let control = served.as_mut().and_then(|served| link_worker(served, &source.config, &source.bundle, &serving));
+        if let Some(served) = served.as_mut() {
+            link_worker(served, &source.config, &source.bundle, &serving, queue.control());
+        }
         workers.push(spawn_named(format!("worker-{name}"), move || {
-            worker::run(serving, queue, &outbox, control);
+            worker::run(serving, queue, &outbox);
         })?);
         feeds.push(feed);
     }
@@ -324,22 +327,21 @@ fn served_models(slots: ModelSlots, ready: &[ReadySource]) -> Vec<ServedModel> {
     served
 }
 
-/// Gives the updater a control channel to the worker of `source`; `None` when its model has no slots.
+/// Gives the updater the control channel to the worker of `source`, when its model has slots.
 fn link_worker(
     served: &mut [ServedModel],
     source: &SourceConfig,
     bundle: &Bundle,
     serving: &Serving,
-) -> Option<Receiver<Swap>> {
-    let model = served.iter_mut().find(|model| model.name == bundle.manifest().name)?;
-    let (control, receiver) = sync_channel(1);
+    control: SwapSender,
+) {
+    let Some(model) = served.iter_mut().find(|model| model.name == bundle.manifest().name) else { return };
     model.workers.push(WorkerLink {
         source: source.name().to_owned(),
         control,
         provider: serving.pipeline.provider().active.name().to_owned(),
         takes_images: matches!(bundle.manifest().input, InputSpec::Image(_)),
     });
-    Some(receiver)
 }
 
 fn own_update_topics(config: &AgentConfig) -> UpdateTopics {
@@ -365,13 +367,13 @@ fn reader(source: &ReadySource, feed: Arc<Feed>, shutdown: Arc<Shutdown>) -> Opt
     match &source.config {
         SourceConfig::Images(c) => {
             let files = match (&c.path, c.watch) {
-                (Some(dir), true) => FileSet::Watch { dir: dir.clone(), since: std::time::SystemTime::now() },
+                (Some(dir), true) => FileSet::Watch(WatchedDir::start(dir.clone())),
                 (Some(path), false) if path.is_dir() => FileSet::Directory(path.clone()),
                 (Some(path), false) => FileSet::List(vec![path.clone()]),
                 (None, _) => FileSet::List(c.files.clone()),
             };
             let spec = ImageFiles { files, rate_fps: c.rate_fps, looping: c.repeat };
-            Some(Box::new(move || spawn_named(name, move || images::run(&spec, &feed, &shutdown)).map(Some)))
+            Some(Box::new(move || spawn_named(name, move || images::run(spec, &feed, &shutdown)).map(Some)))
         }
         SourceConfig::Csv(c) => {
             let sensor = sensor?;

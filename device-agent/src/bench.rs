@@ -2,14 +2,16 @@
 //! arena setting, each for a fixed time. Bare runs first so that peak RSS reads as "session alone", then
 //! "session plus the agent's stages".
 
-use crate::health::{nearest_rank, system};
 use crate::BenchArgs;
+use crate::health::{nearest_rank, system};
 use anyhow::{Context, bail};
 use ort::session::Session;
 use ort::value::{Shape, TensorRef};
 use runtime::manifest::InputSpec;
 use runtime::preprocess::{ImagePreprocessor, SensorPreprocessor};
-use runtime::{Bundle, EngineOptions, Input, InputTensor, OnnxRuntime, Pipeline, ProviderKind, SensorWindow, StageTimings};
+use runtime::{
+    Bundle, EngineOptions, Input, InputTensor, OnnxRuntime, Pipeline, ProviderKind, SensorWindow, StageTimings,
+};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -51,7 +53,12 @@ pub fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
 
     // The bare session is dropped; restart the high-water mark so the second figure is this measurement's own.
     reset_peak_rss();
-    let options = EngineOptions { providers: model.providers.clone(), require: model.require, intra_threads: threads, cpu_arena: false };
+    let options = EngineOptions {
+        providers: model.providers.clone(),
+        require: model.require,
+        intra_threads: threads,
+        cpu_arena: false,
+    };
     let mut pipeline = Pipeline::new(&ort, &bundle, &options)?;
     if pipeline.provider().active != ProviderKind::Cpu {
         eprintln!("note: the pipeline runs on {}, the bare baseline on CPU", pipeline.provider().active);
@@ -145,7 +152,13 @@ fn first_window(csv: &[u8], channels: usize, window: usize) -> anyhow::Result<Se
 /// Times bare `Session::run` with the engine's session settings, cycling over every input like the pipeline
 /// does (each preprocessed once, beforehand). A sample covers the run and freeing its outputs, as the engine's
 /// inference stage does; the engine's stage also copies the outputs out, which bare runs do not.
-fn bare_session_run(ort: &OnnxRuntime, bundle: &Bundle, threads: usize, inputs: &[Input], budget: Duration) -> anyhow::Result<Measured<u32>> {
+fn bare_session_run(
+    ort: &OnnxRuntime,
+    bundle: &Bundle,
+    threads: usize,
+    inputs: &[Input],
+    budget: Duration,
+) -> anyhow::Result<Measured<u32>> {
     let manifest = bundle.manifest();
     let tensors = inputs.iter().map(|input| preprocess_once(bundle, input)).collect::<anyhow::Result<Vec<_>>>()?;
     let mut session = Session::builder(ort.environment())?

@@ -51,13 +51,7 @@ pub struct OnnxRuntimeConfig {
 
 impl Default for OnnxRuntimeConfig {
     fn default() -> Self {
-        OnnxRuntimeConfig {
-            library: None,
-            intra_threads: 1,
-            cpu_arena: false,
-            providers: Vec::new(),
-            require: false,
-        }
+        OnnxRuntimeConfig { library: None, intra_threads: 1, cpu_arena: false, providers: Vec::new(), require: false }
     }
 }
 
@@ -554,7 +548,10 @@ impl SourceConfig {
         } else if !is_identifier(name) {
             problems.push(format!("{key}.name"), "must match [A-Za-z0-9_-]+ (it is part of topics)");
         } else if name == "update" {
-            problems.push(format!("{key}.name"), "\"update\" is reserved: <prefix>/errors/update carries the updater's errors");
+            problems.push(
+                format!("{key}.name"),
+                "\"update\" is reserved: <prefix>/errors/update carries the updater's errors",
+            );
         }
         if self.model().as_os_str().is_empty() {
             problems.push(format!("{key}.model"), "is required");

@@ -1,22 +1,23 @@
 //! `device-agent infer`: the agent's own source, worker and outbox code, run once over files, with the
 //! payloads printed instead of published.
 
+use crate::clock::SystemClock;
 use crate::mqtt::{PublishError, QoS};
 use crate::outbox::{Outbox, OutboxQos, OutboxSettings, Publish};
 use crate::shutdown::Shutdown;
+use crate::sources::Feed;
 use crate::sources::images::{self, FileSet, ImageFiles};
 use crate::sources::recording::{self, Recording};
-use runtime::recording::WindowShape;
-use crate::sources::Feed;
-use protocol::wire::{Format, Topics};
-use crate::{health::SourceStats, worker, InferArgs, EXIT_BAD_INPUT};
+use crate::{EXIT_BAD_INPUT, InferArgs, health::SourceStats, worker};
 use anyhow::Context;
+use protocol::wire::{Format, Topics};
 use runtime::manifest::InputSpec;
+use runtime::recording::WindowShape;
 use runtime::{Bundle, EngineOptions, OnnxRuntime, Pipeline};
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Prints each payload as one line on standard output.
 struct StdoutLines {
@@ -55,18 +56,26 @@ pub fn main(args: InferArgs) -> anyhow::Result<ExitCode> {
     };
     let stats = Arc::new(SourceStats::new(&args.source));
     let outbox = Outbox::new(&settings, &args.source, stats);
-    let (feed, queue) = Feed::fifo(outbox.clone(), 4);
+    let (feed, queue) = Feed::fifo(outbox.clone(), 4, Arc::new(SystemClock));
     let shutdown = Shutdown::default();
     let input = bundle.manifest().input.clone();
     std::thread::scope(|scope| {
         scope.spawn(|| {
             match &input {
                 InputSpec::Image(_) => {
-                    let files = ImageFiles { files: FileSet::List(model.inputs.clone()), rate_fps: f64::INFINITY, looping: false };
-                    images::run(&files, &feed, &shutdown);
+                    let files = ImageFiles {
+                        files: FileSet::List(model.inputs.clone()),
+                        rate_fps: f64::INFINITY,
+                        looping: false,
+                    };
+                    images::run(files, &feed, &shutdown);
                 }
                 InputSpec::Sensor(spec) => {
-                    let shape = WindowShape { channels: spec.channels, window: spec.window, channel_names: spec.channel_names.clone() };
+                    let shape = WindowShape {
+                        channels: spec.channels,
+                        window: spec.window,
+                        channel_names: spec.channel_names.clone(),
+                    };
                     for path in &model.inputs {
                         let replay = Recording {
                             path: path.clone(),
@@ -80,7 +89,7 @@ pub fn main(args: InferArgs) -> anyhow::Result<ExitCode> {
             }
             feed.close();
         });
-        worker::run(worker::Serving::new(pipeline), queue, &outbox, None);
+        worker::run(worker::Serving::new(pipeline), queue, &outbox);
     });
     Ok(if printer.errors.load(Ordering::Relaxed) == 0 { ExitCode::SUCCESS } else { ExitCode::from(EXIT_BAD_INPUT) })
 }

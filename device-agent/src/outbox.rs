@@ -2,10 +2,10 @@
 //! the MQTT link without ever blocking the worker. A message the link cannot take (its queue is full or it
 //! is shut down) is counted as unpublished, never silently lost.
 
+use crate::clock::unix_time_ms as now_ms;
 use crate::health::SourceStats;
 use crate::mqtt::{MqttHandle, PublishError, QoS};
 use crate::queue::Job;
-use crate::sources::now_ms;
 use protocol::wire::{self, ErrorEvent, Format, Prediction, Topics};
 use runtime::{Output, Pipeline, StageTimings};
 use std::sync::Arc;

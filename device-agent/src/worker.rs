@@ -1,20 +1,16 @@
 //! The inference worker: one named thread per source, owning that source's pipeline (one ONNX Runtime
 //! session). It takes jobs from the source's queue until the queue is closed and drained.
 //!
-//! Between two jobs it takes [`Swap`]s from its control channel: the updater hands it a new pipeline and gets
+//! Between two jobs it takes the [`Swap`]s its queue carries: the updater hands it a new pipeline and gets
 //! the old one back. Sequence numbers are assigned at capture, so the swap drops nothing: the next job simply
 //! runs on the new model.
 
 use crate::outbox::Outbox;
-use crate::queue::{Idle, JobQueue};
+use crate::queue::{self, Next};
 use crate::update::probation::ModelScore;
 use runtime::Pipeline;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender};
-use std::time::Duration;
-
-/// How long a worker waits for a job before refreshing its queue-depth gauge (and looking for a swap).
-const IDLE_WAIT: Duration = Duration::from_millis(250);
+use std::sync::mpsc::SyncSender;
 
 /// A pipeline and the record of how it serves.
 pub struct Serving {
@@ -34,25 +30,27 @@ pub struct Swap {
     pub replaced: SyncSender<Serving>,
 }
 
+/// A worker's queue: jobs, and swaps taken between two jobs.
+pub type JobQueue = queue::JobQueue<Swap>;
+
+/// Where the updater sends a worker its swaps.
+pub type SwapSender = queue::ControlSender<Swap>;
+
 /// Runs jobs through the serving pipeline and publishes each result or error until the queue finishes.
-/// Returns what it served last.
-pub fn run(mut serving: Serving, queue: JobQueue, outbox: &Outbox, control: Option<Receiver<Swap>>) -> Serving {
+/// Between jobs it sleeps until a job or a swap arrives. Returns what it served last.
+pub fn run(mut serving: Serving, queue: JobQueue, outbox: &Outbox) -> Serving {
     outbox.serving(&serving.pipeline);
     loop {
-        if let Some(control) = &control {
-            while let Ok(swap) = control.try_recv() {
+        let job = match queue.next() {
+            Next::Job(job) => job,
+            Next::Control(swap) => {
                 outbox.serving(&swap.serving.pipeline);
                 let old = std::mem::replace(&mut serving, swap.serving);
                 // The updater may have given up waiting; the old pipeline is then simply dropped.
                 let _ = swap.replaced.send(old);
+                continue;
             }
-        }
-        let (depth, capacity) = queue.depth();
-        outbox.queue_depth(depth, capacity);
-        let job = match queue.next(IDLE_WAIT) {
-            Ok(job) => job,
-            Err(Idle::Timeout) => continue,
-            Err(Idle::Finished) => return serving,
+            Next::Finished => return serving,
         };
         outbox.frame_in();
         match serving.pipeline.infer(&job.input) {

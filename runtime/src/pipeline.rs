@@ -6,10 +6,10 @@ use crate::error::{Error, Result};
 use crate::input::Input;
 use crate::manifest::InputSpec;
 use crate::onnx_runtime::OnnxRuntime;
-use protocol::Output;
 use crate::postprocess::Decoder;
 use crate::preprocess::{ImagePreprocessor, SensorPreprocessor};
 use crate::provider::ActiveProvider;
+use protocol::Output;
 use protocol::{ModelIdentity, StageTimings};
 use std::time::Instant;
 

@@ -17,8 +17,9 @@ pub struct Received {
 impl Received {
     /// The payload as JSON.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.payload)
-            .unwrap_or_else(|e| panic!("{} is not JSON ({e}): {:?}", self.topic, String::from_utf8_lossy(&self.payload)))
+        serde_json::from_slice(&self.payload).unwrap_or_else(|e| {
+            panic!("{} is not JSON ({e}): {:?}", self.topic, String::from_utf8_lossy(&self.payload))
+        })
     }
 }
 
@@ -55,7 +56,8 @@ impl Subscriber {
                         let _ = subscribed_tx.send(());
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let message = Received { topic: p.topic.clone(), payload: p.payload.to_vec(), retain: p.retain };
+                        let message =
+                            Received { topic: p.topic.clone(), payload: p.payload.to_vec(), retain: p.retain };
                         if sender.send(message).is_err() {
                             return;
                         }

@@ -81,7 +81,19 @@ fn predictions_health_and_status_arrive_and_the_last_will_says_offline() {
     for prediction in &front {
         assert_has_keys(
             prediction,
-            &["device", "source", "seq", "captured_at_ms", "published_at_ms", "model", "provider", "output", "latency_us", "total_us", "input"],
+            &[
+                "device",
+                "source",
+                "seq",
+                "captured_at_ms",
+                "published_at_ms",
+                "model",
+                "provider",
+                "output",
+                "latency_us",
+                "total_us",
+                "input",
+            ],
             "prediction",
         );
         assert_eq!(prediction["device"], "cam-01");
@@ -90,13 +102,20 @@ fn predictions_health_and_status_arrive_and_the_last_will_says_offline() {
         assert_eq!(prediction["model"]["name"], "image-classifier");
         assert_eq!(prediction["model"]["version"], "1.0.0");
         assert_eq!(prediction["model"]["sha256"].as_str().map(str::len), Some(64));
-        assert_has_keys(&prediction["latency_us"], &["decode_us", "preprocess_us", "inference_us", "postprocess_us"], "latency");
+        assert_has_keys(
+            &prediction["latency_us"],
+            &["decode_us", "preprocess_us", "inference_us", "postprocess_us"],
+            "latency",
+        );
         assert!(prediction["latency_us"]["inference_us"].as_u64() > Some(0));
         assert!(prediction["published_at_ms"].as_u64() >= prediction["captured_at_ms"].as_u64());
         let seq = prediction["seq"].as_u64().unwrap() as usize;
         let label = &prediction["output"]["classification"]["classes"][0]["label"];
         assert_eq!(label, expected[seq].1.as_str(), "frame {} ({})", seq, expected[seq].0);
-        assert_eq!(Some(expected[seq].0.as_str()), prediction["input"].as_str().map(|name| format!("frames/{name}")).as_deref());
+        assert_eq!(
+            Some(expected[seq].0.as_str()),
+            prediction["input"].as_str().map(|name| format!("frames/{name}")).as_deref()
+        );
     }
     let wrist = on(&messages, "devices/cam-01/predictions/wrist");
     assert_eq!(wrist.len(), windows, "sensor windows are never dropped");
@@ -104,7 +123,18 @@ fn predictions_health_and_status_arrive_and_the_last_will_says_offline() {
     let health = on(&messages, "devices/cam-01/health").last().unwrap().json();
     assert_has_keys(
         &health,
-        &["device", "agent_version", "uptime_s", "cpu_percent", "rss_bytes", "peak_rss_bytes", "temperature_c", "mqtt_reconnects", "sources", "arch"],
+        &[
+            "device",
+            "agent_version",
+            "uptime_s",
+            "cpu_percent",
+            "rss_bytes",
+            "peak_rss_bytes",
+            "temperature_c",
+            "mqtt_reconnects",
+            "sources",
+            "arch",
+        ],
         "health",
     );
     assert!(health["rss_bytes"].as_u64() > Some(1_000_000), "{health}");
@@ -112,7 +142,20 @@ fn predictions_health_and_status_arrive_and_the_last_will_says_offline() {
     let front = health_source(&health, "front").unwrap();
     assert_has_keys(
         &front,
-        &["model", "provider_requested", "provider_active", "frames_in", "frames_ok", "frames_per_s", "dropped", "errors", "queue_depth", "queue_capacity", "latency", "predictions_unpublished"],
+        &[
+            "model",
+            "provider_requested",
+            "provider_active",
+            "frames_in",
+            "frames_ok",
+            "frames_per_s",
+            "dropped",
+            "errors",
+            "queue_depth",
+            "queue_capacity",
+            "latency",
+            "predictions_unpublished",
+        ],
         "source health",
     );
     assert_eq!(front["provider_active"], "cpu");
@@ -129,7 +172,8 @@ fn predictions_health_and_status_arrive_and_the_last_will_says_offline() {
     assert!(retained.retain && retained.json()["state"] == "online");
 
     agent.kill();
-    let offline = sub.collect_until(WAIT, |got| got.iter().any(|m| m.topic.ends_with("/status") && m.json()["state"] == "offline"));
+    let offline = sub
+        .collect_until(WAIT, |got| got.iter().any(|m| m.topic.ends_with("/status") && m.json()["state"] == "offline"));
     assert!(offline.iter().any(|m| m.json()["since_ms"].is_null()), "the last will carries no time");
     let after = Subscriber::connect(broker.port(), "devices/cam-01/status");
     let retained = after.first_on("devices/cam-01/status", WAIT);
@@ -150,7 +194,8 @@ fn sigterm_drains_the_queue_and_publishes_offline() {
     let (status, log) = agent.terminate(WAIT);
     assert!(status.success(), "clean exit: {status:?}\n{log}");
     assert!(log.contains("Agent stopped"), "{log}");
-    let messages = sub.collect_until(WAIT, |got| got.iter().any(|m| m.topic.ends_with("/status") && m.json()["state"] == "offline"));
+    let messages = sub
+        .collect_until(WAIT, |got| got.iter().any(|m| m.topic.ends_with("/status") && m.json()["state"] == "offline"));
     let offline = messages.iter().find(|m| m.topic.ends_with("/status")).unwrap().json();
     assert!(offline["since_ms"].as_u64().is_some(), "a clean shutdown says when: {offline}");
     // Sequence numbers of what was published have no gaps: the queue was drained, not dropped.
@@ -210,7 +255,9 @@ fn bad_inputs_become_error_events_and_the_agent_keeps_serving() {
     let messages = sub.collect_until(WAIT, |got| {
         on(got, "devices/cam-01/health").last().is_some_and(|h| {
             let h = h.json();
-            error_kinds(&h, "front").len() == 3 && error_kinds(&h, "wrist").len() == 1 && error_kinds(&h, "shaker").len() == 2
+            error_kinds(&h, "front").len() == 3
+                && error_kinds(&h, "wrist").len() == 1
+                && error_kinds(&h, "shaker").len() == 2
         }) && on(got, "devices/cam-01/predictions/shaker").len() == 1
             && on(got, "devices/cam-01/predictions/front").len() == 1
             && on(got, "devices/cam-01/predictions/wrist").len() == 2
@@ -289,7 +336,11 @@ fn a_bundle_that_mismatches_its_graph_is_refused_and_the_other_sources_serve() {
             && !on(got, "devices/cam-01/health").is_empty()
     });
     let health = on(&messages, "devices/cam-01/health")[0].json();
-    assert_eq!(error_kinds(&health, "broken"), vec![("manifest_mismatch".to_owned(), 1)], "the refused source stays in health");
+    assert_eq!(
+        error_kinds(&health, "broken"),
+        vec![("manifest_mismatch".to_owned(), 1)],
+        "the refused source stays in health"
+    );
     let refused = on(&messages, "devices/cam-01/errors/broken")[0].json();
     assert_eq!((refused["stage"].as_str(), refused["kind"].as_str()), (Some("load"), Some("manifest_mismatch")));
     assert!(refused["message"].as_str().unwrap().contains("manifest says [1, 6, 128]"), "{refused}");
@@ -328,7 +379,8 @@ fn an_invalid_config_is_refused_with_every_problem_and_exit_64() {
          path = \"p\"\nrate_fps = 0\n[[sources]]\nname = \"a\"\nkind = \"csv\"\nmodel = \"m\"\npath = \"p\"\n",
     )
     .unwrap();
-    let output = std::process::Command::new(agent_binary()).args(["run", "--check", "--config"]).arg(&path).output().unwrap();
+    let output =
+        std::process::Command::new(agent_binary()).args(["run", "--check", "--config"]).arg(&path).output().unwrap();
     assert_eq!(output.status.code(), Some(64));
     let stderr = String::from_utf8_lossy(&output.stderr);
     for key in ["device_id", "mqtt.keep_alive_secs", "sources[0].rate_fps", "sources[1].name"] {
@@ -356,5 +408,8 @@ fn a_missing_onnxruntime_library_says_which_path_was_tried_and_how_to_get_one() 
 
     // A bare name the loader cannot find: dlopen's own reason is kept.
     let stderr = infer_with_library("libonnxruntime-missing.so.1");
-    assert!(stderr.contains("libonnxruntime-missing.so.1") && stderr.contains("cannot open shared object file"), "{stderr}");
+    assert!(
+        stderr.contains("libonnxruntime-missing.so.1") && stderr.contains("cannot open shared object file"),
+        "{stderr}"
+    );
 }

@@ -58,7 +58,10 @@ fn bad_sensor_windows_are_refused_with_their_position() {
     let short = SensorWindow { channels: 6, values: vec![0.1; 594] };
     let err = pipeline.infer(&Input::Sensor(short)).unwrap_err();
     assert!(
-        matches!(err, Error::SensorShape { expected_samples: 100, got_samples: 99, expected_channels: 6, got_channels: 6 }),
+        matches!(
+            err,
+            Error::SensorShape { expected_samples: 100, got_samples: 99, expected_channels: 6, got_channels: 6 }
+        ),
         "{err}"
     );
     assert_eq!(err.stage(), "preprocess");
@@ -74,7 +77,10 @@ fn bad_sensor_windows_are_refused_with_their_position() {
 
     let mut with_inf = good.clone();
     with_inf.values[0] = f32::INFINITY;
-    assert!(matches!(pipeline.infer(&Input::Sensor(with_inf)).unwrap_err(), Error::NonFinite { sample: 0, channel: 0, .. }));
+    assert!(matches!(
+        pipeline.infer(&Input::Sensor(with_inf)).unwrap_err(),
+        Error::NonFinite { sample: 0, channel: 0, .. }
+    ));
 
     pipeline.infer(&Input::Sensor(good)).expect("still serving");
 }
@@ -89,10 +95,26 @@ fn manifests_that_mismatch_their_graph_are_refused_naming_both_sides() {
     // (bundle, manifest edit, fragments the error must contain)
     type Case = (&'static str, fn(&str) -> String, &'static [&'static str]);
     let cases: [Case; 5] = [
-        ("activity-classifier", |t| t.replace("tensor = \"window\"", "tensor = \"samples\""), &["input tensor name", "\"samples\"", "[\"window\"]"]),
-        ("activity-classifier", |t| t.replace("window = 100", "window = 128"), &["input \"window\" shape", "[1, 6, 128]", "[1, 6, 100]"]),
-        ("image-classifier", |t| t.replace("width = 224", "width = 256"), &["input \"images\" shape", "[1, 3, 224, 256]", "[1, 3, 224, 224]"]),
-        ("face-detector", |t| t.replace("landmarks = \"landmarks\"", "landmarks = \"points\""), &["output tensor name", "\"points\"", "heatmap"]),
+        (
+            "activity-classifier",
+            |t| t.replace("tensor = \"window\"", "tensor = \"samples\""),
+            &["input tensor name", "\"samples\"", "[\"window\"]"],
+        ),
+        (
+            "activity-classifier",
+            |t| t.replace("window = 100", "window = 128"),
+            &["input \"window\" shape", "[1, 6, 128]", "[1, 6, 100]"],
+        ),
+        (
+            "image-classifier",
+            |t| t.replace("width = 224", "width = 256"),
+            &["input \"images\" shape", "[1, 3, 224, 256]", "[1, 3, 224, 224]"],
+        ),
+        (
+            "face-detector",
+            |t| t.replace("landmarks = \"landmarks\"", "landmarks = \"points\""),
+            &["output tensor name", "\"points\"", "heatmap"],
+        ),
         ("image-classifier", |t| t.replace("dtype = \"f32\"", "dtype = \"u8\""), &["element type", "Uint8", "Float32"]),
     ];
     for (bundle, edit, fragments) in cases {
@@ -122,7 +144,9 @@ fn a_model_that_is_not_the_one_in_the_manifest_is_refused() {
 
 #[test]
 fn invalid_manifests_are_refused_with_their_keys() {
-    let dir = edited_bundle("activity-classifier", |t| t.replace("version = \"1.0.0\"", "version = \"one\"").replace("channels = 6", "channels = 0"));
+    let dir = edited_bundle("activity-classifier", |t| {
+        t.replace("version = \"1.0.0\"", "version = \"one\"").replace("channels = 6", "channels = 0")
+    });
     let err = build(dir.path()).err().expect("refused");
     assert!(matches!(err, Error::Manifest { .. }), "{err}");
     assert!(err.to_string().contains("manifest.toml"), "{err}");

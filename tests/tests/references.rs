@@ -63,7 +63,9 @@ fn classifier_matches_python_onnxruntime() {
     for case in &refs.cases {
         check_image_input_stats(&bundle, case);
         let (output, _) = pipeline.infer(&input_of(&bundle, case)).expect("inference");
-        let (Output::Classification { classes: got }, Output::Classification { classes: want }) = (&output, &case.output) else {
+        let (Output::Classification { classes: got }, Output::Classification { classes: want }) =
+            (&output, &case.output)
+        else {
             panic!("{}: classification expected, got {output:?}", case.input)
         };
         assert_eq!(got.len(), want.len(), "{}: top-k length", case.input);
@@ -73,7 +75,13 @@ fn classifier_matches_python_onnxruntime() {
         // JPEG: zune-jpeg and libjpeg-turbo differ by up to 6 levels on ~15% of pixels (colour conversion),
         // worth up to ~0.035 on a low-confidence frame (people.jpg, top-1 0.34).
         let tolerance = if is_png(case) { 1e-2 } else { 5e-2 };
-        assert!((got[0].score - want[0].score).abs() < tolerance, "{}: top-1 score {} vs {}", case.input, got[0].score, want[0].score);
+        assert!(
+            (got[0].score - want[0].score).abs() < tolerance,
+            "{}: top-1 score {} vs {}",
+            case.input,
+            got[0].score,
+            want[0].score
+        );
     }
 }
 
@@ -85,7 +93,8 @@ fn face_detector_matches_python_onnxruntime() {
     for case in &refs.cases {
         check_image_input_stats(&bundle, case);
         let (output, _) = pipeline.infer(&input_of(&bundle, case)).expect("inference");
-        let (Output::Detection { detections: got }, Output::Detection { detections: want }) = (&output, &case.output) else {
+        let (Output::Detection { detections: got }, Output::Detection { detections: want }) = (&output, &case.output)
+        else {
             panic!("{}: detection expected, got {output:?}", case.input)
         };
         assert_eq!(got.len(), want.len(), "{}: number of faces: {got:?} vs {want:?}", case.input);
@@ -105,7 +114,11 @@ fn face_detector_matches_python_onnxruntime() {
             assert!((g.score - w.score).abs() < 0.03, "{}: score {} vs {}", case.input, g.score, w.score);
             assert_eq!(g.landmarks.len(), w.landmarks.len());
             for (a, b) in g.landmarks.iter().zip(&w.landmarks) {
-                assert!((a.x - b.x).abs() <= 2.0 && (a.y - b.y).abs() <= 2.0, "{}: landmark {a:?} vs {b:?}", case.input);
+                assert!(
+                    (a.x - b.x).abs() <= 2.0 && (a.y - b.y).abs() <= 2.0,
+                    "{}: landmark {a:?} vs {b:?}",
+                    case.input
+                );
             }
         }
     }
@@ -118,7 +131,9 @@ fn activity_classifier_matches_python_onnxruntime() {
     let refs = references::load("activity-classifier");
     for case in &refs.cases {
         let (output, _) = pipeline.infer(&input_of(&bundle, case)).expect("inference");
-        let (Output::Classification { classes: got }, Output::Classification { classes: want }) = (&output, &case.output) else {
+        let (Output::Classification { classes: got }, Output::Classification { classes: want }) =
+            (&output, &case.output)
+        else {
             panic!("classification expected, got {output:?}")
         };
         for (g, w) in got.iter().zip(want) {
@@ -135,8 +150,10 @@ fn vibration_anomaly_matches_python_onnxruntime() {
     let mut anomalous = 0;
     for case in &refs.cases {
         let (output, _) = pipeline.infer(&input_of(&bundle, case)).expect("inference");
-        let (Output::Anomaly { score, anomalous: flagged, .. }, Output::Anomaly { score: want, anomalous: want_flag, .. }) =
-            (&output, &case.output)
+        let (
+            Output::Anomaly { score, anomalous: flagged, .. },
+            Output::Anomaly { score: want, anomalous: want_flag, .. },
+        ) = (&output, &case.output)
         else {
             panic!("anomaly expected, got {output:?}")
         };

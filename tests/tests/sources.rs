@@ -11,7 +11,9 @@ use std::time::Duration;
 const WAIT: Duration = Duration::from_secs(60);
 
 fn base(port: u16, extra_mqtt: &str, sources: &str) -> String {
-    format!("device_id = \"cam-01\"\n[mqtt]\nhost = \"127.0.0.1\"\nport = {port}\n{extra_mqtt}\n[health]\ninterval_secs = 1\n{sources}")
+    format!(
+        "device_id = \"cam-01\"\n[mqtt]\nhost = \"127.0.0.1\"\nport = {port}\n{extra_mqtt}\n[health]\ninterval_secs = 1\n{sources}"
+    )
 }
 
 fn model(name: &str) -> String {
@@ -26,7 +28,8 @@ fn count(got: &[Received], topic: &str) -> usize {
 fn frames_published_to_mqtt_are_classified() {
     let broker = Broker::start();
     let sub = Subscriber::connect(broker.port(), "devices/cam-01/#");
-    let sources = format!("[[sources]]\nname = \"door\"\nkind = \"mqtt_frames\"\nmodel = \"{}\"\n", model("face-detector"));
+    let sources =
+        format!("[[sources]]\nname = \"door\"\nkind = \"mqtt_frames\"\nmodel = \"{}\"\n", model("face-detector"));
     let agent = Agent::start(&base(broker.port(), "", &sources));
     sub.first_on("devices/cam-01/status", WAIT);
     sub.publish("devices/cam-01/frames/door", std::fs::read(models_dir().join("frames/people.jpg")).unwrap());
@@ -54,7 +57,10 @@ fn a_watched_directory_sends_new_files_once() {
     std::fs::copy(models_dir().join("frames/coffee.jpg"), inbox.path().join("new.jpg.part")).unwrap();
     std::fs::rename(inbox.path().join("new.jpg.part"), inbox.path().join("new.jpg")).unwrap();
     let prediction = sub.first_on("devices/cam-01/predictions/drop", WAIT).json();
-    assert_eq!(prediction["output"]["classification"]["classes"][0]["label"], "espresso", "the new file, not the old one");
+    assert_eq!(
+        prediction["output"]["classification"]["classes"][0]["label"], "espresso",
+        "the new file, not the old one"
+    );
     let more = sub.collect_for(Duration::from_millis(1500));
     assert_eq!(count(&more, "devices/cam-01/predictions/drop"), 0, "each file is sent once");
     drop(agent);
@@ -64,7 +70,8 @@ fn a_watched_directory_sends_new_files_once() {
 fn samples_on_stdin_become_windows_and_bad_lines_are_reported() {
     let broker = Broker::start();
     let sub = Subscriber::connect(broker.port(), "devices/cam-01/#");
-    let sources = format!("[[sources]]\nname = \"pipe\"\nkind = \"stdin\"\nmodel = \"{}\"\n", model("vibration-anomaly"));
+    let sources =
+        format!("[[sources]]\nname = \"pipe\"\nkind = \"stdin\"\nmodel = \"{}\"\n", model("vibration-anomaly"));
     let (agent, mut stdin) = Agent::start_with_stdin(&base(broker.port(), "", &sources));
     sub.first_on("devices/cam-01/status", WAIT);
     let recording = std::fs::read_to_string(models_dir().join("recordings/vibration.csv")).unwrap();
@@ -111,7 +118,12 @@ fn a_broker_that_wants_a_password_gets_one() {
     let dir = shared_dir();
     let passwords = dir.path().join("passwords");
     write_readable(&passwords, b"");
-    let status = std::process::Command::new("mosquitto_passwd").args(["-b"]).arg(&passwords).args(["agent", "s3cret"]).status().unwrap();
+    let status = std::process::Command::new("mosquitto_passwd")
+        .args(["-b"])
+        .arg(&passwords)
+        .args(["agent", "s3cret"])
+        .status()
+        .unwrap();
     assert!(status.success());
     let _ = std::fs::set_permissions(&passwords, std::os::unix::fs::PermissionsExt::from_mode(0o644));
     let acl = dir.path().join("acl");

@@ -26,7 +26,9 @@ fn model(name: &str) -> PathBuf {
 /// A copy of bundle `name` with `version` instead of 1.0.0 (or the 1.1.0 of the test variants).
 fn at_version(name: &str, version: &str) -> tempfile::TempDir {
     let version = format!("version = \"{version}\"");
-    edited_bundle(name, move |manifest| manifest.replace("version = \"1.0.0\"", &version).replace("version = \"1.1.0\"", &version))
+    edited_bundle(name, move |manifest| {
+        manifest.replace("version = \"1.0.0\"", &version).replace("version = \"1.1.0\"", &version)
+    })
 }
 
 /// The golden input of the sensor packages: a window every variant classifies normally.
@@ -44,7 +46,14 @@ fn log_of(agent: &Agent) -> impl Fn() -> String + '_ {
 }
 
 /// Waits for `count` predictions of `device`'s `source` published after `after_ms` and returns them.
-fn predictions_after(watch: &mut Watch, agent: &Agent, device: &str, source: &str, after_ms: u64, count: usize) -> Vec<Prediction> {
+fn predictions_after(
+    watch: &mut Watch,
+    agent: &Agent,
+    device: &str,
+    source: &str,
+    after_ms: u64,
+    count: usize,
+) -> Vec<Prediction> {
     let fresh = |watch: &Watch| -> Vec<Prediction> {
         watch.predictions(device, source).into_iter().filter(|p| p.published_at_ms > after_ms).collect()
     };
@@ -113,7 +122,8 @@ fn tar_entry(package: &[u8], name: &str) -> (usize, usize) {
     while offset + 512 <= package.len() {
         let header = &package[offset..offset + 512];
         let entry_name = String::from_utf8_lossy(&header[..100]).trim_end_matches('\0').to_owned();
-        let size_field = String::from_utf8_lossy(&header[124..136]).trim_matches(|c: char| c == '\0' || c == ' ').to_owned();
+        let size_field =
+            String::from_utf8_lossy(&header[124..136]).trim_matches(|c: char| c == '\0' || c == ' ').to_owned();
         let size = usize::from_str_radix(&size_field, 8).unwrap_or_else(|e| panic!("tar size {size_field:?}: {e}"));
         if entry_name == name {
             return (offset + 512, size);
@@ -173,12 +183,16 @@ fn bad_packages_are_rejected_and_the_running_model_keeps_serving() {
         ("a manifest that mismatches its graph", &mismatched, &["the manifest says [1, 6, 128]"]),
     ];
     for (what, package, words) in cases {
-        let outcome = Push::start(package, broker.port(), &["--device", "wrist-01", "--timeout", "120"]).finish(PUSH_WAIT);
+        let outcome =
+            Push::start(package, broker.port(), &["--device", "wrist-01", "--timeout", "120"]).finish(PUSH_WAIT);
         assert!(!outcome.success, "{what}: the push must fail: {outcome:#?}");
         assert_eq!(outcome.state("wrist-01"), Some("rejected"), "{what}: {outcome:#?}\n{}", agent.log());
         let status = retained_status(broker.port(), "wrist-01");
         assert_eq!(status.state.as_str(), "rejected", "{what}: {status:?}");
-        assert!(words.iter().any(|word| status.reason().contains(word)), "{what}: the reason should say {words:?}: {status:?}");
+        assert!(
+            words.iter().any(|word| status.reason().contains(word)),
+            "{what}: the reason should say {words:?}: {status:?}"
+        );
         assert_eq!(status.running_version, "1.0.0", "{what}");
         let after = predictions_after(&mut watch, &agent, "wrist-01", "wrist", status.at_ms, 3);
         assert!(after.iter().all(|p| p.version == "1.0.0"), "{what}: {after:?}");
@@ -224,7 +238,10 @@ fn classifier_config(bench: &Workbench, port: u16, state: &Path) -> String {
 
 /// Whether `device` reported downloading with at least `percent` done (and not all of it).
 fn downloading(watch: &Watch, device: &str, percent: f32) -> bool {
-    watch.statuses(device).iter().any(|s| s.state.as_str() == "downloading" && s.percent >= percent && s.percent < 100.0)
+    watch
+        .statuses(device)
+        .iter()
+        .any(|s| s.state.as_str() == "downloading" && s.percent >= percent && s.percent < 100.0)
 }
 
 #[test]
@@ -250,7 +267,10 @@ fn a_transfer_resumes_after_a_broker_outage() {
     assert_eq!(outcome.state("cam-01"), Some("committed"));
     let (published, count) = (outcome.chunks_published(), outcome.chunk_count());
     eprintln!("broker outage at {before} bytes: {published} chunks published for {count}");
-    assert!(published <= count + 2 * REQUEST_WINDOW, "only what was in flight is sent again: {published} for {count} chunks");
+    assert!(
+        published <= count + 2 * REQUEST_WINDOW,
+        "only what was in flight is sent again: {published} for {count} chunks"
+    );
     let status = retained_status(port, "cam-01");
     assert_eq!((status.state.as_str(), status.running_version.as_str()), ("committed", "1.1.0"), "{status:?}");
     let after = predictions_after(&mut watch, &agent, "cam-01", "front", status.at_ms, 1);
@@ -278,14 +298,25 @@ fn a_transfer_resumes_after_the_agent_is_killed() {
     watch.until(WAIT, log_of(&agent), |w| {
         w.statuses("cam-01").iter().any(|s| s.at_ms >= restarted_ms && s.state.as_str() == "downloading")
     });
-    let resumed = watch.statuses("cam-01").into_iter().find(|s| s.at_ms >= restarted_ms && s.state.as_str() == "downloading").unwrap();
-    assert!(resumed.resumed_bytes > 0, "the download resumes: {resumed:?}\nbefore the kill:\n{log}\nafter:\n{}", agent.log());
+    let resumed = watch
+        .statuses("cam-01")
+        .into_iter()
+        .find(|s| s.at_ms >= restarted_ms && s.state.as_str() == "downloading")
+        .unwrap();
+    assert!(
+        resumed.resumed_bytes > 0,
+        "the download resumes: {resumed:?}\nbefore the kill:\n{log}\nafter:\n{}",
+        agent.log()
+    );
 
     let outcome = push.finish(PUSH_WAIT);
     assert!(outcome.success, "{outcome:#?}\n{}", agent.log());
     let (published, count) = (outcome.chunks_published(), outcome.chunk_count());
     eprintln!("killed at {} resumed bytes: {published} chunks published for {count}", resumed.resumed_bytes);
-    assert!(published <= count + 2 * REQUEST_WINDOW, "only what was lost is sent again: {published} for {count} chunks");
+    assert!(
+        published <= count + 2 * REQUEST_WINDOW,
+        "only what was lost is sent again: {published} for {count} chunks"
+    );
     let status = retained_status(port, "cam-01");
     assert_eq!((status.state.as_str(), status.running_version.as_str()), ("committed", "1.1.0"), "{status:?}");
 }
@@ -309,10 +340,11 @@ fn a_package_whose_golden_vectors_fail_is_rejected_before_it_serves() {
     let recording = std::fs::read_to_string(model("testing/calm-window.csv")).unwrap();
     let values: Vec<f64> =
         recording.lines().skip(1).flat_map(|row| row.split(',').map(|v| v.trim().parse::<f64>().unwrap())).collect();
-    let classes: Vec<serde_json::Value> = [(3, "badminton", 0.97), (2, "walking", 0.01), (1, "running", 0.01), (0, "standing", 0.01)]
-        .iter()
-        .map(|(index, label, score)| serde_json::json!({"index": index, "label": label, "score": score}))
-        .collect();
+    let classes: Vec<serde_json::Value> =
+        [(3, "badminton", 0.97), (2, "walking", 0.01), (1, "running", 0.01), (0, "standing", 0.01)]
+            .iter()
+            .map(|(index, label, score)| serde_json::json!({"index": index, "label": label, "score": score}))
+            .collect();
     let vectors = serde_json::json!({"atol": 0.001, "rtol": 0.01, "cases": [
         {"input": {"sensor": {"channels": 6, "values": values}}, "expected": {"classification": {"classes": classes}}}
     ]});
@@ -345,16 +377,20 @@ fn a_candidate_that_is_slow_or_fails_is_rolled_back_on_probation() {
     let agent = Agent::start(&config);
     watch.until(WAIT, log_of(&agent), |w| w.predictions("wrist-01", "wrist").len() >= 10);
 
-    for (variant, word) in [("testing/activity-classifier-slow", "p95"), ("testing/activity-classifier-unstable", "error rate")] {
+    for (variant, word) in
+        [("testing/activity-classifier-slow", "p95"), ("testing/activity-classifier-unstable", "error rate")]
+    {
         let package = bench.signed(&model(variant), &calm_window());
-        let outcome = Push::start(&package, broker.port(), &["--device", "wrist-01", "--timeout", "120"]).finish(PUSH_WAIT);
+        let outcome =
+            Push::start(&package, broker.port(), &["--device", "wrist-01", "--timeout", "120"]).finish(PUSH_WAIT);
         assert!(!outcome.success, "{variant}: {outcome:#?}");
         assert_eq!(outcome.state("wrist-01"), Some("rolled_back"), "{variant}: {outcome:#?}\n{}", agent.log());
         let id = outcome.summary["update_id"].as_str().unwrap().to_owned();
         watch.until(WAIT, log_of(&agent), |w| w.reported("wrist-01", "rolled_back", Some(&id)));
         let statuses: Vec<UpdateStatus> =
             watch.statuses("wrist-01").into_iter().filter(|s| s.update_id.as_deref() == Some(id.as_str())).collect();
-        let probation = statuses.iter().find(|s| s.state.as_str() == "probation").unwrap_or_else(|| panic!("{statuses:?}"));
+        let probation =
+            statuses.iter().find(|s| s.state.as_str() == "probation").unwrap_or_else(|| panic!("{statuses:?}"));
         let rolled_back = statuses.iter().find(|s| s.state.as_str() == "rolled_back").unwrap();
         assert!(rolled_back.reason().contains(word), "{variant}: the reason should mention {word}: {rolled_back:?}");
         let judged_after = rolled_back.at_ms - probation.at_ms;
@@ -436,7 +472,8 @@ fn a_group_is_updated_after_its_canary_and_a_failing_canary_stops_the_rollout() 
     for device in devices.iter().filter(|d| **d != canary) {
         let statuses = ours(device);
         assert_eq!(outcome.state(device), Some("committed"), "{outcome:#?}");
-        let started = statuses.iter().find(|s| s.state.as_str() == "downloading").unwrap_or_else(|| panic!("{statuses:?}"));
+        let started =
+            statuses.iter().find(|s| s.state.as_str() == "downloading").unwrap_or_else(|| panic!("{statuses:?}"));
         assert!(
             canary_committed <= started.at_ms,
             "{device} started downloading at {} before the canary {canary} committed at {canary_committed}",
@@ -447,7 +484,8 @@ fn a_group_is_updated_after_its_canary_and_a_failing_canary_stops_the_rollout() 
     // A canary that rolls back stops the rollout: the others never hear of the update.
     let slow = at_version("testing/activity-classifier-slow", "1.2.0");
     let package = bench.signed(slow.path(), &calm_window());
-    let outcome = Push::start(&package, broker.port(), &["--group", "lab", "--canary", "1", "--timeout", "120"]).finish(PUSH_WAIT);
+    let outcome = Push::start(&package, broker.port(), &["--group", "lab", "--canary", "1", "--timeout", "120"])
+        .finish(PUSH_WAIT);
     assert_eq!(outcome.code, Some(1), "{outcome:#?}\n{}", logs());
     let id = outcome.summary["update_id"].as_str().unwrap().to_owned();
     let canary = canary_of(&outcome.lines);

@@ -92,10 +92,9 @@ impl<'a> Trial<'a> {
 
 #[test]
 fn killing_the_agent_anywhere_in_an_update_leaves_it_serving_and_consistent() {
-    let seed = std::env::var("UPDATE_CRASH_SEED")
-        .ok()
-        .and_then(|text| text.parse().ok())
-        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1);
+    let seed = std::env::var("UPDATE_CRASH_SEED").ok().and_then(|text| text.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
+    });
     eprintln!("seed {seed} (UPDATE_CRASH_SEED={seed} replays it)");
     let mut rng = Rng(seed);
     let test_started = Instant::now();
@@ -141,7 +140,8 @@ fn killing_the_agent_anywhere_in_an_update_leaves_it_serving_and_consistent() {
                 let wanted = KILL_ON.iter().position(|s| *s == state).unwrap();
                 let at_or_past = |w: &Watch| {
                     w.statuses(&device).iter().any(|s| {
-                        s.state.is_final() || KILL_ON.iter().position(|k| *k == s.state.as_str()).is_some_and(|p| p >= wanted)
+                        s.state.is_final()
+                            || KILL_ON.iter().position(|k| *k == s.state.as_str()).is_some_and(|p| p >= wanted)
                     })
                 };
                 trial.watch.until(WAIT, || agent.log(), at_or_past);
@@ -155,7 +155,8 @@ fn killing_the_agent_anywhere_in_an_update_leaves_it_serving_and_consistent() {
 
         let restarted_ms = now_ms();
         let agent = Agent::start(&trial.config);
-        let context = || format!("trial {number}, {kill:?}, seed {seed}\nbefore the kill:\n{log}\nafter:\n{}", agent.log());
+        let context =
+            || format!("trial {number}, {kill:?}, seed {seed}\nbefore the kill:\n{log}\nafter:\n{}", agent.log());
         trial.watch.until(WAIT, context, |w| {
             w.statuses(&device).iter().any(|s| s.at_ms >= restarted_ms)
                 && w.predictions(&device, "wrist").iter().filter(|p| p.published_at_ms >= restarted_ms).count() >= 3

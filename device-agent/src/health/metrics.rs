@@ -2,6 +2,7 @@
 //! the health reporter. Counters are atomics; the latency windows, error counts and identity sit behind
 //! small mutexes that are held for a few instructions.
 
+use crate::clock::{Clock, SystemClock};
 use protocol::wire::{ErrorCount, Percentiles, SourceHealth, StageLatency};
 use runtime::{ModelIdentity, StageTimings};
 use std::collections::BTreeMap;
@@ -13,26 +14,36 @@ use std::time::{Duration, Instant};
 const LATENCY_WINDOW: usize = 1024;
 
 /// The registry of sources, in registration order.
-#[derive(Debug, Default)]
 pub struct Metrics {
     sources: Mutex<Vec<Arc<SourceStats>>>,
+    /// What rates are measured by.
+    clock: Arc<dyn Clock>,
 }
 
 impl Metrics {
     pub fn new() -> Metrics {
-        Metrics::default()
+        Metrics::with_clock(Arc::new(SystemClock))
+    }
+
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Metrics {
+        Metrics { sources: Mutex::new(Vec::new()), clock }
+    }
+
+    /// The clock rates are measured by, for the reporter to schedule by.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
     }
 
     /// Adds a source and returns its stats, for its source thread and worker to share.
     pub fn register(&self, name: &str) -> Arc<SourceStats> {
-        let stats = Arc::new(SourceStats::new(name));
+        let stats = Arc::new(SourceStats::started_at(name, self.clock.now()));
         lock(&self.sources).push(stats.clone());
         stats
     }
 
     /// Every source's health since the previous snapshot (rates) and over its latency window.
     pub fn snapshot(&self) -> Vec<SourceHealth> {
-        let now = Instant::now();
+        let now = self.clock.now();
         lock(&self.sources).iter().map(|stats| stats.snapshot_at(now)).collect()
     }
 }
@@ -261,6 +272,7 @@ pub fn nearest_rank(sorted: &[u32], percent: usize) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
 
     fn timings(decode_us: u32, preprocess_us: u32, inference_us: u32, postprocess_us: u32) -> StageTimings {
         StageTimings { decode_us, preprocess_us, inference_us, postprocess_us }
@@ -379,6 +391,21 @@ mod tests {
         assert_eq!(health.latency.inference, Percentiles { p50_us: 0, p95_us: 300, p99_us: 300 });
         // The total saturates instead of overflowing.
         assert_eq!(health.latency.total, Percentiles { p50_us: 370, p95_us: u32::MAX, p99_us: u32::MAX });
+    }
+
+    #[test]
+    fn rates_are_measured_by_the_registry_clock() {
+        let clock = Arc::new(ManualClock::new(0));
+        let metrics = Metrics::with_clock(clock.clone());
+        let front = metrics.register("front");
+        for _ in 0..6 {
+            front.frame_ok(&timings(1, 2, 3, 4));
+        }
+        clock.advance(Duration::from_secs(2));
+        assert_eq!(metrics.snapshot()[0].frames_per_s, 3.0);
+        front.frame_ok(&timings(1, 2, 3, 4));
+        clock.advance(Duration::from_millis(250));
+        assert_eq!(metrics.snapshot()[0].frames_per_s, 4.0);
     }
 
     #[test]

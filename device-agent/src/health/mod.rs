@@ -6,15 +6,16 @@ pub mod system;
 
 pub use metrics::{Metrics, SourceStats, nearest_rank};
 
+use crate::AGENT_VERSION;
+use crate::clock::Clock;
 use crate::config::AgentConfig;
 use crate::mqtt::{self, MqttHandle, QoS};
-use crate::AGENT_VERSION;
 use protocol::wire::{self, Format, Health, SourceHealth};
 use std::io;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use system::{SystemSample, SystemSampler};
 
 /// Publishes health reports until told to stop.
@@ -26,12 +27,14 @@ pub struct HealthReporter {
     qos: QoS,
     format: Format,
     interval: Duration,
+    clock: Arc<dyn Clock>,
 }
 
 impl HealthReporter {
     pub fn new(config: &AgentConfig, metrics: Arc<Metrics>, mqtt: MqttHandle) -> HealthReporter {
         HealthReporter {
             device: config.device_id.clone(),
+            clock: metrics.clock(),
             metrics,
             topic: config.topics().health(),
             qos: mqtt::qos(config.mqtt.qos.health),
@@ -52,13 +55,13 @@ impl HealthReporter {
         let mut unpublished = 0u64;
         let mut failing = false;
         // Deadlines rather than sleeps, so that reports don't drift by the time each one takes.
-        let mut next = Instant::now() + self.interval;
+        let mut next = self.clock.now() + self.interval;
         loop {
-            match shutdown.recv_timeout(next.saturating_duration_since(Instant::now())) {
+            match shutdown.recv_timeout(next.saturating_duration_since(self.clock.now())) {
                 Err(RecvTimeoutError::Timeout) => {}
                 Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
             }
-            let now = Instant::now();
+            let now = self.clock.now();
             next += self.interval;
             if next < now {
                 // After a stall (a suspended board), skip the missed reports instead of bursting them.
@@ -117,6 +120,7 @@ mod tests {
     use ::mqtt::testing::{Broker, Subscriber};
     use runtime::StageTimings;
     use std::sync::mpsc;
+    use std::time::Instant;
 
     #[test]
     fn reports_are_published_and_the_thread_stops_promptly() {

@@ -2,13 +2,14 @@
 //! for new files. Each file is one frame, sent as its encoded bytes; the pipeline decodes it.
 
 use super::Feed;
+use super::directory::{self, WatchedDir};
+use crate::clock::Pacer;
 use crate::shutdown::Shutdown;
-use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
 
 /// Where the frames come from and how fast.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ImageFiles {
     /// A directory (all regular, non-hidden files, in name order) or a list of files.
     pub files: FileSet,
@@ -17,34 +18,32 @@ pub struct ImageFiles {
 }
 
 /// A directory or an explicit list.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum FileSet {
     Directory(PathBuf),
     List(Vec<PathBuf>),
-    /// A directory watched for files modified at or after `since` (the agent's start, taken before it announces
-    /// itself online, so a file written after `online` is always new).
-    Watch { dir: PathBuf, since: SystemTime },
+    /// A directory watched for new files.
+    Watch(WatchedDir),
 }
 
-/// How often a watched directory is listed.
-const WATCH_POLL: Duration = Duration::from_millis(200);
-
 /// Runs the source until it is exhausted or shutdown is triggered.
-pub fn run(spec: &ImageFiles, feed: &Feed, shutdown: &Shutdown) {
-    let period = Duration::from_secs_f64(1.0 / spec.rate_fps);
-    match &spec.files {
-        FileSet::Watch { dir, since } => watch(dir, *since, period, feed, shutdown),
-        FileSet::Directory(dir) => replay(|| list(dir), &dir.display().to_string(), spec, period, feed, shutdown),
-        FileSet::List(files) => replay(|| Ok(files.clone()), "", spec, period, feed, shutdown),
+pub fn run(spec: ImageFiles, feed: &Feed, shutdown: &Shutdown) {
+    let pacer = Pacer::per_second(spec.rate_fps);
+    match spec.files {
+        FileSet::Watch(watched) => watch(watched, pacer, feed, shutdown),
+        FileSet::Directory(dir) => {
+            replay(|| directory::list(&dir), &dir.display().to_string(), spec.looping, pacer, feed, shutdown)
+        }
+        FileSet::List(files) => replay(|| Ok(files.clone()), "", spec.looping, pacer, feed, shutdown),
     }
 }
 
-/// Sends each file once per pass (every pass re-lists a directory), pausing `period` between frames.
+/// Sends each file once per pass (every pass re-lists a directory), paced by `pacer`.
 fn replay(
     files: impl Fn() -> std::io::Result<Vec<PathBuf>>,
     origin: &str,
-    spec: &ImageFiles,
-    period: Duration,
+    looping: bool,
+    mut pacer: Pacer,
     feed: &Feed,
     shutdown: &Shutdown,
 ) {
@@ -54,12 +53,12 @@ fn replay(
             Err(e) => return feed.error(origin, "io", &e.to_string()),
         };
         for file in &files {
-            send(file, feed);
-            if shutdown.wait(period) {
+            if pacer.wait(feed.clock(), shutdown) {
                 return;
             }
+            send(file, feed);
         }
-        if !spec.looping || files.is_empty() {
+        if !looping || files.is_empty() {
             return;
         }
     }
@@ -73,62 +72,79 @@ fn send(file: &Path, feed: &Feed) {
     }
 }
 
-/// Regular files of `dir` in name order, skipping hidden and in-progress (`.part`, `.tmp`) files.
-fn list(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') || name.ends_with(".part") || name.ends_with(".tmp") {
-            continue;
+/// Sends each new file of the watched directory once, paced by `pacer`.
+fn watch(watched: WatchedDir, mut pacer: Pacer, feed: &Feed, shutdown: &Shutdown) {
+    let origin = watched.dir().display().to_string();
+    let new_file = |file: &Path| {
+        if pacer.wait(feed.clock(), shutdown) {
+            return ControlFlow::Break(());
         }
-        if entry.file_type()?.is_file() {
-            files.push(entry.path());
-        }
-    }
-    files.sort();
-    Ok(files)
+        send(file, feed);
+        ControlFlow::Continue(())
+    };
+    watched.run(feed.clock(), shutdown, new_file, |e| feed.error(&origin, "io", &e.to_string()));
 }
 
-/// Sends files of `dir` modified since `since`, once each. A file is sent once its size has stayed the same
-/// over two listings, so a frame still being written is not read half-way.
-fn watch(dir: &Path, since: SystemTime, period: Duration, feed: &Feed, shutdown: &Shutdown) {
-    let older = |file: &PathBuf| std::fs::metadata(file).and_then(|m| m.modified()).is_ok_and(|t| t < since);
-    let mut seen: HashMap<PathBuf, Option<u64>> = match list(dir) {
-        Ok(files) => files.into_iter().filter(older).map(|f| (f, None)).collect(),
-        Err(e) => return feed.error(&dir.display().to_string(), "io", &e.to_string()),
-    };
-    let mut reported_error = false;
-    while !shutdown.wait(WATCH_POLL) {
-        let files = match list(dir) {
-            Ok(files) => {
-                reported_error = false;
-                files
-            }
-            Err(e) => {
-                if !reported_error {
-                    feed.error(&dir.display().to_string(), "io", &e.to_string());
-                    reported_error = true;
-                }
-                continue;
-            }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, ManualClock};
+    use crate::health::SourceStats;
+    use crate::mqtt::{PublishError, QoS};
+    use crate::outbox::{Outbox, OutboxQos, OutboxSettings, Publish};
+    use crate::queue::Next;
+    use protocol::wire::{Format, Topics};
+    use std::sync::Arc;
+
+    struct Nowhere;
+
+    impl Publish for Nowhere {
+        fn publish(&self, _topic: String, _qos: QoS, _payload: Vec<u8>) -> Result<(), PublishError> {
+            Ok(())
+        }
+    }
+
+    fn outbox() -> Outbox {
+        let settings = OutboxSettings {
+            device: "d".into(),
+            topics: Arc::new(Topics::new("devices/d".to_owned())),
+            format: Format::Json,
+            qos: OutboxQos { predictions: QoS::AtMostOnce, errors: QoS::AtMostOnce },
+            link: Arc::new(Nowhere),
         };
-        for file in files {
-            let size = std::fs::metadata(&file).map(|m| m.len()).ok();
-            match seen.get(&file) {
-                Some(None) => continue,
-                Some(Some(previous)) if Some(*previous) == size => {
-                    send(&file, feed);
-                    seen.insert(file, None);
-                    if shutdown.wait(period) {
-                        return;
-                    }
-                }
-                _ => {
-                    seen.insert(file, size);
-                }
+        Outbox::new(&settings, "s", Arc::new(SourceStats::new("s")))
+    }
+
+    #[test]
+    fn a_looping_directory_replays_at_the_rate_by_the_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["b.jpg", "a.jpg"] {
+            std::fs::write(dir.path().join(name), name).unwrap();
+        }
+        let clock = Arc::new(ManualClock::new(10_000));
+        let (feed, queue) = Feed::fifo(outbox(), 8, clock.clone());
+        let shutdown = Arc::new(Shutdown::default());
+        let spec = ImageFiles { files: FileSet::Directory(dir.path().to_owned()), rate_fps: 4.0, looping: true };
+        let reader = {
+            let (feed, shutdown) = (feed.clone(), shutdown.clone());
+            std::thread::spawn(move || run(spec, &feed, &shutdown))
+        };
+        let mut frames = Vec::new();
+        while frames.len() < 5 {
+            match queue.next() {
+                Next::Job(job) => frames.push((job.origin, job.captured_at_ms)),
+                _ => panic!("the queue ended before five frames"),
             }
         }
+        shutdown.trigger();
+        feed.close();
+        reader.join().unwrap();
+        let expected: Vec<(String, u64)> = ["a.jpg", "b.jpg", "a.jpg", "b.jpg", "a.jpg"]
+            .iter()
+            .zip([10_000, 10_250, 10_500, 10_750, 11_000])
+            .map(|(name, at)| (name.to_string(), at))
+            .collect();
+        assert_eq!(frames, expected);
+        assert!(clock.unix_time_ms() >= 11_000);
     }
 }

@@ -1,50 +1,56 @@
 //! Sources: where inputs come from. Each file-backed source runs on its own named thread and hands jobs to
 //! its worker through a [`Feed`]; MQTT-fed sources are callbacks on the MQTT thread that use the same feed.
 
+pub mod directory;
 pub mod images;
 pub mod recording;
 pub mod stdin;
 
+use crate::clock::Clock;
 use crate::outbox::Outbox;
-use crate::queue::{Job, JobQueue, LatestSlot};
+use crate::queue::{Job, JobSender, Policy, Queued, Refused, job_queue};
+use crate::worker::{JobQueue, Swap};
 use runtime::{Input, SensorWindow};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-/// The producing end of a source's queue: numbers jobs, applies the queue's full policy, and reports what
-/// it drops or cannot read.
+/// The producing end of a source's queue: numbers and timestamps jobs, applies the queue's full policy, and
+/// reports what it drops or cannot read.
 pub struct Feed {
     seq: AtomicU64,
-    target: Target,
+    sender: JobSender<Swap>,
     outbox: Outbox,
-}
-
-enum Target {
-    Latest(Arc<LatestSlot>),
-    Fifo { sender: Mutex<Option<SyncSender<Job>>>, depth: Arc<AtomicUsize> },
+    clock: Arc<dyn Clock>,
 }
 
 impl Feed {
     /// A camera feed: the newest frame wins.
-    pub fn camera(outbox: Outbox) -> (Arc<Feed>, JobQueue) {
-        let slot = Arc::new(LatestSlot::default());
-        let feed = Feed { seq: AtomicU64::new(0), target: Target::Latest(slot.clone()), outbox };
-        (Arc::new(feed), JobQueue::Latest(slot))
+    pub fn camera(outbox: Outbox, clock: Arc<dyn Clock>) -> (Arc<Feed>, JobQueue) {
+        Feed::new(Policy::Latest, outbox, clock)
     }
 
     /// A FIFO feed of `capacity` inputs (sensor windows; every file of `device-agent infer`).
-    pub fn fifo(outbox: Outbox, capacity: usize) -> (Arc<Feed>, JobQueue) {
-        let (sender, receiver) = sync_channel(capacity);
-        let depth = Arc::new(AtomicUsize::new(0));
-        let target = Target::Fifo { sender: Mutex::new(Some(sender)), depth: depth.clone() };
-        let feed = Feed { seq: AtomicU64::new(0), target, outbox };
-        (Arc::new(feed), JobQueue::Fifo { receiver, capacity, depth })
+    pub fn fifo(outbox: Outbox, capacity: usize, clock: Arc<dyn Clock>) -> (Arc<Feed>, JobQueue) {
+        Feed::new(Policy::Fifo { capacity }, outbox, clock)
+    }
+
+    fn new(policy: Policy, outbox: Outbox, clock: Arc<dyn Clock>) -> (Arc<Feed>, JobQueue) {
+        let gauge = {
+            let outbox = outbox.clone();
+            Box::new(move |depth, capacity| outbox.queue_depth(depth, capacity))
+        };
+        let (sender, queue) = job_queue(policy, gauge);
+        (Arc::new(Feed { seq: AtomicU64::new(0), sender, outbox, clock }), queue)
+    }
+
+    /// The clock the feed timestamps inputs by, for its source to pace itself by.
+    pub fn clock(&self) -> &dyn Clock {
+        &*self.clock
     }
 
     fn job(&self, origin: String, input: Input) -> Job {
-        Job { seq: self.seq.fetch_add(1, Ordering::Relaxed), captured_at_ms: now_ms(), origin, input }
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        Job { seq, captured_at_ms: self.clock.unix_time_ms(), origin, input }
     }
 
     /// Offers a frame: on a camera feed an unprocessed older frame is replaced and counted as dropped; on a
@@ -67,33 +73,17 @@ impl Feed {
     }
 
     fn deliver(&self, job: Job, wait: bool) {
-        let (sender, depth) = match &self.target {
-            Target::Latest(slot) => {
-                if slot.put(job) {
-                    self.outbox.dropped(1);
-                }
-                return;
-            }
-            Target::Fifo { sender, depth } => (sender, depth),
-        };
         let (seq, origin) = (job.seq, job.origin.clone());
-        // Clone the sender out of the lock so that a blocking send does not hold up `close`.
-        let sender = sender.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        depth.fetch_add(1, Ordering::Relaxed);
-        let failed = match (sender, wait) {
-            (None, _) => Some(("queue_closed", "the agent is shutting down".to_owned())),
-            (Some(sender), true) => sender.send(job).err().map(|_| ("queue_closed", "the worker has stopped".to_owned())),
-            (Some(sender), false) => match sender.try_send(job) {
-                Ok(()) => None,
-                Err(TrySendError::Full(_)) => Some(("queue_full", format!("the queue is full; input {seq} rejected"))),
-                Err(TrySendError::Disconnected(_)) => Some(("queue_closed", "the worker has stopped".to_owned())),
-            },
+        let queued = if wait { self.sender.put(job) } else { self.sender.offer(job) };
+        let (kind, message) = match queued {
+            Ok(Queued::Added) => return,
+            Ok(Queued::Replaced) => return self.outbox.dropped(1),
+            Err(Refused::Full) => ("queue_full", format!("the queue is full; input {seq} rejected")),
+            Err(Refused::Closed) => ("queue_closed", "the agent is shutting down".to_owned()),
+            Err(Refused::WorkerGone) => ("queue_closed", "the worker has stopped".to_owned()),
         };
-        if let Some((kind, message)) = failed {
-            depth.fetch_sub(1, Ordering::Relaxed);
-            self.outbox.dropped(1);
-            self.outbox.source_error(seq, &origin, kind, &message);
-        }
+        self.outbox.dropped(1);
+        self.outbox.source_error(seq, &origin, kind, &message);
     }
 
     /// Reports a problem of the source itself (unreadable file, bad CSV row); it takes a sequence number like
@@ -105,14 +95,6 @@ impl Feed {
 
     /// No more jobs: lets the worker finish once it has drained the queue.
     pub fn close(&self) {
-        match &self.target {
-            Target::Latest(slot) => slot.close(),
-            Target::Fifo { sender, .. } => drop(sender.lock().unwrap_or_else(|p| p.into_inner()).take()),
-        }
+        self.sender.close();
     }
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }

@@ -1,11 +1,11 @@
 //! Sensor recordings: a CSV file (a header of channel names, one sample per row) replayed as sliding windows.
 
 use super::Feed;
+use crate::clock::Pacer;
 use crate::shutdown::Shutdown;
 use runtime::recording::{WindowAssembler, WindowShape, check_header, parse_sample};
 use std::io::BufRead;
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// A recording and how to replay it.
 #[derive(Debug, Clone)]
@@ -20,7 +20,7 @@ pub struct Recording {
 /// Replays the recording until it ends (or forever when looping) or shutdown is triggered.
 pub fn run(spec: &Recording, shape: &WindowShape, feed: &Feed, shutdown: &Shutdown) {
     let name = spec.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let pause = if spec.rate_hz > 0.0 { Duration::from_secs_f64(spec.stride as f64 / spec.rate_hz) } else { Duration::ZERO };
+    let mut pacer = Pacer::per_second(spec.rate_hz / spec.stride as f64);
     loop {
         let file = match std::fs::File::open(&spec.path) {
             Ok(file) => std::io::BufReader::new(file),
@@ -50,11 +50,11 @@ pub fn run(spec: &Recording, shape: &WindowShape, feed: &Feed, shutdown: &Shutdo
                 continue;
             }
             if let Some((first, window)) = assembler.push(&sample) {
-                let origin = format!("{name} rows {}-{}", first + 1, first + shape.window as u64);
-                feed.window(origin, window);
-                if shutdown.wait(pause) {
+                if pacer.wait(feed.clock(), shutdown) {
                     return;
                 }
+                let origin = format!("{name} rows {}-{}", first + 1, first + shape.window as u64);
+                feed.window(origin, window);
             }
             if shutdown.is_triggered() {
                 return;

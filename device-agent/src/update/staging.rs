@@ -11,8 +11,8 @@
 //! caught by the sha256 check at the end. One download at a time: starting one removes any other.
 
 use super::fsutil::{fsync_dir, remove_dir_all_if_exists, write_atomic};
-use packaging::HashingReader;
 use super::progress::Progress;
+use packaging::HashingReader;
 use protocol::update::{Announcement, UPDATE_ID_LEN, update_id};
 use std::fmt;
 use std::fs::{self, File};

@@ -14,15 +14,15 @@ use crate::clock::unix_time_ms;
 use crate::config::UpdateConfig;
 use crate::mqtt::{MqttHandle, PublishError, QoS};
 use crate::shutdown::Shutdown;
-use crate::worker::{Serving, Swap};
+use crate::worker::{Serving, Swap, SwapSender};
+use packaging::{PublicKey, SelfTest};
 use protocol::error::{ErrorKind, ErrorStage};
 use protocol::update::{UpdateStatus, UpdateTopics};
 use protocol::wire::{self, ErrorEvent, Format, Topics};
-use packaging::{PublicKey, SelfTest};
 use runtime::{Bundle, EngineOptions, ModelIdentity, OnnxRuntime, Pipeline};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::mpsc::{RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::mpsc::{RecvTimeoutError, sync_channel};
 use std::time::{Duration, Instant};
 
 /// How long a worker may take to finish its current inference and take a swap.
@@ -46,7 +46,7 @@ impl Publisher for MqttHandle {
 /// A worker serving one source of a model, as the updater sees it.
 pub struct WorkerLink {
     pub source: String,
-    pub control: SyncSender<Swap>,
+    pub control: SwapSender,
     /// The execution provider its pipeline runs on.
     pub provider: String,
     /// Whether the source feeds images (the candidate must take the same kind of input).
@@ -87,7 +87,7 @@ pub struct UpdaterParts<P> {
 /// What the shell keeps of a served model: its slots and its workers' control channels.
 struct ServedSlots {
     store: SlotStore,
-    workers: Vec<(String, SyncSender<Swap>)>,
+    workers: Vec<(String, SwapSender)>,
 }
 
 /// The candidate between [`Action::Unpack`] and [`Action::SwapIn`].
@@ -468,7 +468,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state_dir = dir.path().join("state");
         let (store, recovery) = SlotStore::open(&state_dir, "demo", &dir.path().join("factory")).unwrap();
-        let (control, _swaps) = sync_channel(1);
+        let (_jobs, swaps) = crate::queue::job_queue::<Swap>(crate::queue::Policy::Latest, Box::new(|_, _| {}));
+        let control = swaps.control();
         let recorder = Recorder::default();
         let own = UpdateTopics::device("devices/d1");
         let updater = Updater::new(UpdaterParts {

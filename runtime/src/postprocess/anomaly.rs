@@ -3,8 +3,8 @@
 use super::shape::{self, output_error};
 use crate::error::Result;
 use crate::manifest::AnomalySpec;
-use protocol::Output;
 use crate::tensor::Outputs;
+use protocol::Output;
 
 /// Reads the single value of `spec.tensor` (any shape holding exactly one) and judges it against the threshold.
 pub(super) fn decode(spec: &AnomalySpec, outputs: &Outputs) -> Result<Output> {

@@ -5,9 +5,9 @@ use super::nms::{Candidate, Suppression, non_max_suppression};
 use super::shape::{self, output_error};
 use crate::error::Result;
 use crate::manifest::CenterFaceSpec;
-use protocol::{BoundingBox, Detection, Output, Point};
 use crate::preprocess::Geometry;
 use crate::tensor::{OutputTensor, Outputs};
+use protocol::{BoundingBox, Detection, Output, Point};
 
 /// Input pixels per heat-map cell.
 const STRIDE: f32 = 4.0;

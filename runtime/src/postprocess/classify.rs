@@ -5,8 +5,8 @@ use super::shape::{self, output_error};
 use super::{class_index, label_for};
 use crate::error::Result;
 use crate::manifest::{ClassificationSpec, SoftmaxMode};
-use protocol::{ClassScore, Output};
 use crate::tensor::{OutputTensor, Outputs};
+use protocol::{ClassScore, Output};
 
 /// How far from 1 the sum of scores may be for [`SoftmaxMode::Auto`] to take them as a distribution already.
 const DISTRIBUTION_TOLERANCE: f32 = 1e-3;

@@ -17,11 +17,11 @@ pub use nms::{Candidate, Suppression, non_max_suppression};
 
 use crate::error::{Error, Result};
 use crate::manifest::{AnomalySpec, OutputSpec, RawSpec};
-use protocol::Output;
 use crate::preprocess::Geometry;
 use crate::tensor::{OutputTensor, Outputs};
 use centerface::CenterFaceDecoder;
 use classify::ClassificationDecoder;
+use protocol::Output;
 use yolov8::Yolov8Decoder;
 
 /// Decodes the outputs of one model, as its manifest's `output` section says.
@@ -108,8 +108,8 @@ fn class_index(tensor: &str, index: usize) -> Result<u32> {
 /// Shared by the decoder tests.
 #[cfg(test)]
 mod test_support {
-    use protocol::{BoundingBox, Point};
     use crate::preprocess::Geometry;
+    use protocol::{BoundingBox, Point};
 
     /// A geometry where `model = source * scale + offset` on both axes.
     pub(super) fn geometry(

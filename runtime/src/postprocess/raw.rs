@@ -3,8 +3,8 @@
 use super::shape;
 use crate::error::Result;
 use crate::manifest::RawSpec;
-use protocol::{Output, RawTensor};
 use crate::tensor::{OutputTensor, Outputs};
+use protocol::{Output, RawTensor};
 
 /// The tensors `spec` lists, in its order, or every output in graph order when the list is empty.
 pub(super) fn decode(spec: &RawSpec, outputs: &Outputs) -> Result<Output> {

@@ -6,9 +6,9 @@ use super::shape::{self, output_error};
 use super::{class_index, label_for};
 use crate::error::Result;
 use crate::manifest::Yolov8Spec;
-use protocol::{BoundingBox, Detection, Output};
 use crate::preprocess::Geometry;
 use crate::tensor::Outputs;
+use protocol::{BoundingBox, Detection, Output};
 
 /// Rows of box geometry before the class scores.
 const BOX_ROWS: usize = 4;
