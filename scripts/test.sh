@@ -5,6 +5,12 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 scripts/setup.sh
 export ORT_DYLIB_PATH="$root/third_party/onnxruntime/x86_64/libonnxruntime.so.1.31.1"
+# Gates: formatting (rustfmt.toml), lints (warnings are errors), licences and sources of every dependency.
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+cargo fmt --all --check
+cargo clippy --locked --workspace --all-targets -- -D warnings
+command -v cargo-deny >/dev/null || cargo install --locked --no-default-features cargo-deny --version 0.20.2
+cargo deny --locked check licenses bans sources
 # The end-to-end tests start the agent and edgectl binaries; build them first so they find them.
 cargo build --locked -p device-agent -p edge-operator
 cargo test --locked --workspace
