@@ -1,5 +1,5 @@
 //! The model manifest (`manifest.toml` in a bundle): what the model is, what it takes, how to read what it gives.
-//! The README's "Model bundle format" section documents every key; keep the two in step.
+//! `docs/bundle-format.md` documents every key; keep the two in step.
 
 use crate::provider::ProviderKind;
 use serde::{Deserialize, Serialize};

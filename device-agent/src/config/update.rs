@@ -9,7 +9,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct UpdateConfig {
-    /// Ed25519 public keys (64 hex digits each, as `device-agent keygen` prints them) whose signatures are
+    /// Ed25519 public keys (64 hex digits each, as `edgectl keygen` prints them) whose signatures are
     /// trusted. At least one.
     pub trusted_keys: Vec<String>,
     /// Where the model slots, the download in progress and the update state live. Required; relative to the

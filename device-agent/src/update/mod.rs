@@ -1,6 +1,6 @@
 //! Over-the-air model updates on the device: the `update` thread, which takes announcements, chunks and
 //! commands from MQTT, stages the package, verifies it, hands the new pipelines to the workers and judges
-//! them on probation. The README's "Over-the-air model updates" describes the procedure for users.
+//! them on probation. `docs/updates.md` describes the procedure for users.
 //!
 //! The decisions are a pure state machine (`machine`: events and the time in, `effects` out); the thread
 //! (`updater`) is the shell that carries the effects out.

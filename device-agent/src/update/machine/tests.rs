@@ -1,6 +1,6 @@
 //! Every transition of the update machine, without a broker, a disk or a real clock: a [`Device`] feeds it
 //! events at an instant the test moves, answers its effects the way a working shell would (or as a test
-//! says), and records every action in order. The rows of the README's failure table are marked `README:`.
+//! says), and records every action in order. The rows of the failure table in `docs/troubleshooting.md` are marked `README:`.
 
 use super::*;
 use crate::config::ProbationConfig;
