@@ -22,6 +22,7 @@ use crate::update::{self, ModelSlots, ServedModel, UpdateQos, Updater, UpdaterPa
 use crate::worker::{JobQueue, Serving, SwapSender};
 use crate::{EXIT_CONFIG, worker};
 use anyhow::{Context, anyhow};
+use protocol::error::{ErrorKind, ErrorStage};
 use protocol::update::{Membership, UpdateTopics};
 use protocol::wire;
 use runtime::manifest::{InputSpec, SensorInputSpec};
@@ -410,7 +411,7 @@ fn inbound_route(source: &SourceConfig, topic: String, feed: Arc<Feed>) -> Route
             let encoding = c.encoding;
             Box::new(move |_topic: &str, payload: &[u8]| match wire::decode_sensor_window(encoding, payload) {
                 Ok(window) => feed.window_now(origin.clone(), sensor_window(window)),
-                Err(e) => feed.error(&origin, "malformed", &e.to_string()),
+                Err(e) => feed.error(&origin, ErrorKind::Malformed, &e.to_string()),
             })
         }
         _ => Box::new(move |_topic: &str, payload: &[u8]| feed.frame(origin.clone(), payload.to_vec())),
@@ -428,12 +429,12 @@ fn report_start_failure(
     name: &str,
     error: &anyhow::Error,
 ) {
-    let kind = error.downcast_ref::<runtime::Error>().map_or("load", runtime::Error::kind);
+    let kind = error.downcast_ref::<runtime::Error>().map_or(ErrorKind::Load, runtime::Error::kind);
     let stats = metrics.register(name);
     stats.error(kind);
     stats.set_providers(Vec::new(), "none".to_owned());
     let outbox = Outbox::new(settings, name, stats);
-    let event = outbox.error_message(0, &config_model(config, name), "load", kind, &format!("{error:#}"));
+    let event = outbox.error_message(0, &config_model(config, name), ErrorStage::Load, kind, &format!("{error:#}"));
     if let Ok(payload) = wire::encode(settings.format, &event) {
         let _ = link.try_publish(settings.topics.errors(name), settings.qos.errors, false, payload);
     }

@@ -6,6 +6,7 @@ use crate::clock::unix_time_ms as now_ms;
 use crate::health::SourceStats;
 use crate::mqtt::{MqttHandle, PublishError, QoS};
 use crate::queue::Job;
+use protocol::error::{ErrorKind, ErrorStage};
 use protocol::wire::{self, ErrorEvent, Format, Prediction, Topics};
 use runtime::{Output, Pipeline, StageTimings};
 use std::sync::Arc;
@@ -126,26 +127,24 @@ impl Outbox {
     }
 
     /// Reports a problem of the source (stage `source`).
-    pub fn source_error(&self, seq: u64, origin: &str, kind: &str, message: &str) {
-        self.report(seq, origin, "source", kind, message);
+    pub fn source_error(&self, seq: u64, origin: &str, kind: ErrorKind, message: &str) {
+        self.report(seq, origin, ErrorStage::Source, kind, message);
     }
 
     /// The error event for an input, exactly as it is published.
-    pub fn error_message(&self, seq: u64, origin: &str, stage: &str, kind: &str, message: &str) -> ErrorEvent {
-        ErrorEvent {
-            device: self.device.to_string(),
-            source: self.source.to_string(),
-            seq,
-            at_ms: now_ms(),
-            stage: stage.to_owned(),
-            kind: kind.to_owned(),
-            message: message.to_owned(),
-            input: (!origin.is_empty()).then(|| origin.to_owned()),
-        }
+    pub fn error_message(
+        &self,
+        seq: u64,
+        origin: &str,
+        stage: ErrorStage,
+        kind: ErrorKind,
+        message: &str,
+    ) -> ErrorEvent {
+        error_event(&self.device, &self.source, seq, stage, kind, message, origin)
     }
 
-    fn report(&self, seq: u64, origin: &str, stage: &str, kind: &str, message: &str) {
-        log::warn!(source = &*self.source, seq, stage, kind, input = origin; "No prediction for this input: {message}.");
+    fn report(&self, seq: u64, origin: &str, stage: ErrorStage, kind: ErrorKind, message: &str) {
+        log::warn!(source = &*self.source, seq, stage = stage.as_str(), kind = kind.as_str(), input = origin; "No prediction for this input: {message}.");
         self.stats.error(kind);
         let event = self.error_message(seq, origin, stage, kind, message);
         self.send(self.topics.errors(&self.source), self.qos.errors, wire::encode(self.format, &event));
@@ -160,5 +159,28 @@ impl Outbox {
             log::debug!(source = &*self.source; "Message not published: {reason}.");
             self.stats.unpublished();
         }
+    }
+}
+
+/// The one place an [`ErrorEvent`] is built: by outboxes, for sources that cannot start, and by the updater. An
+/// empty `origin` means the input came from nowhere in particular.
+pub fn error_event(
+    device: &str,
+    source: &str,
+    seq: u64,
+    stage: ErrorStage,
+    kind: ErrorKind,
+    message: &str,
+    origin: &str,
+) -> ErrorEvent {
+    ErrorEvent {
+        device: device.to_owned(),
+        source: source.to_owned(),
+        seq,
+        at_ms: now_ms(),
+        stage,
+        kind,
+        message: message.to_owned(),
+        input: (!origin.is_empty()).then(|| origin.to_owned()),
     }
 }

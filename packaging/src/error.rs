@@ -1,6 +1,7 @@
 //! The packaging error type. [`Error::kind`] gives the same stable names the runtime's errors have, so that
 //! counters and error events need not care which crate refused.
 
+use protocol::error::ErrorKind;
 use std::path::PathBuf;
 
 /// Result with the packaging [`Error`].
@@ -56,17 +57,17 @@ pub enum Error {
 
 impl Error {
     /// A stable snake_case name for the error, used as the key of error counters and in error events.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Runtime(error) => error.kind(),
-            Error::Io { .. } => "io",
-            Error::SelfTestFile { .. } => "self_test_file",
-            Error::SelfTest { .. } => "self_test",
-            Error::Package { .. } => "package",
-            Error::Unsigned => "unsigned",
-            Error::MalformedSignature { .. } => "malformed_signature",
-            Error::UntrustedKey { .. } => "untrusted_key",
-            Error::BadSignature { .. } => "bad_signature",
+            Error::Io { .. } => ErrorKind::Io,
+            Error::SelfTestFile { .. } => ErrorKind::SelfTestFile,
+            Error::SelfTest { .. } => ErrorKind::SelfTest,
+            Error::Package { .. } => ErrorKind::Package,
+            Error::Unsigned => ErrorKind::Unsigned,
+            Error::MalformedSignature { .. } => ErrorKind::MalformedSignature,
+            Error::UntrustedKey { .. } => ErrorKind::UntrustedKey,
+            Error::BadSignature { .. } => ErrorKind::BadSignature,
         }
     }
 }

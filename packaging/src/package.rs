@@ -494,14 +494,14 @@ mod tests {
         let (first, second) = (SigningKey::generate().unwrap(), SigningKey::generate().unwrap());
         let (dir, package, info) = packed("image-classifier", None);
         assert_eq!(info.signature, None);
-        assert_eq!(unpack_err(&package, &[first.public_key()]).0.kind(), "unsigned");
+        assert_eq!(unpack_err(&package, &[first.public_key()]).0.kind().as_str(), "unsigned");
         sign_package(&package, &first).unwrap();
         sign_package(&package, &second).unwrap();
         let names: Vec<String> = entries(&package).into_iter().map(|(name, _)| name).collect();
         assert_eq!(names, ["manifest.toml", "manifest.sig", "model.onnx", "labels.txt"]);
         let inspected = inspect(&package).unwrap();
         assert_eq!(inspected.manifest_bytes, info.manifest_bytes, "signing leaves the manifest as it is");
-        assert_eq!(unpack_err(&package, &[first.public_key()]).0.kind(), "untrusted_key");
+        assert_eq!(unpack_err(&package, &[first.public_key()]).0.kind().as_str(), "untrusted_key");
         let bundle = unpack(&package, &dir.path().join("ok"), &[first.public_key(), second.public_key()]).unwrap();
         assert_eq!(bundle.labels().len(), 1000);
         let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
@@ -524,7 +524,7 @@ mod tests {
         bytes[model_at as usize] ^= 0x01;
         std::fs::write(&package, bytes).unwrap();
         let (error, _) = unpack_err(&package, &[key.public_key()]);
-        assert_eq!(error.kind(), "checksum_mismatch", "{error}");
+        assert_eq!(error.kind().as_str(), "checksum_mismatch", "{error}");
         assert!(error.to_string().contains("model.onnx"), "{error}");
     }
 
@@ -538,7 +538,7 @@ mod tests {
         assert_ne!(edited[0].1, text.as_bytes());
         write_raw(&package, &edited, regular);
         let (error, dest) = unpack_err(&package, &[key.public_key()]);
-        assert_eq!(error.kind(), "bad_signature", "{error}");
+        assert_eq!(error.kind().as_str(), "bad_signature", "{error}");
         assert!(!dest.exists(), "nothing is written before the signature is checked");
     }
 
@@ -553,7 +553,7 @@ mod tests {
             write_raw(&package, &edited, kind);
             let (error, dest) = unpack_err(&package, &[key.public_key()]);
             std::fs::remove_dir_all(&dest).ok();
-            assert_eq!(error.kind(), "package", "{error}");
+            assert_eq!(error.kind().as_str(), "package", "{error}");
             error.to_string()
         };
         let escaping = refused(&|e| e.push(("../evil".into(), b"x".to_vec())), &regular);
@@ -614,7 +614,7 @@ mod tests {
 
         std::fs::write(unpacked.dir().join("selftest/cat.jpg"), b"not the cat").unwrap();
         let error = Bundle::load(unpacked.dir()).unwrap_err();
-        assert_eq!(error.kind(), "checksum_mismatch", "{error}");
+        assert_eq!(error.kind().as_str(), "checksum_mismatch", "{error}");
         assert!(error.to_string().starts_with("file ") && error.to_string().contains("cat.jpg"), "{error}");
     }
 }

@@ -285,7 +285,7 @@ pub(crate) mod tests {
         let score = &mut changed.cases[1].expected["classification"]["classes"][1]["score"];
         *score = json!(score.as_f64().unwrap() + 0.2);
         let error = changed.run(&bundle, &mut pipeline).unwrap_err();
-        assert_eq!(error.kind(), "self_test");
+        assert_eq!(error.kind().as_str(), "self_test");
         assert!(matches!(error, Error::SelfTest { case: 1, .. }), "{error}");
         assert!(error.to_string().contains("cases[1].classification.classes[1].score: "), "{error}");
 

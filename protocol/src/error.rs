@@ -4,6 +4,7 @@
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
+
 use std::fmt;
 
 /// An enum whose values travel as their snake_case names.
@@ -145,6 +146,12 @@ wire_names! {
         Malformed => "malformed",
         /// The worker's queue was full, so the input was refused.
         QueueFull => "queue_full",
+        /// The agent is shutting down or the worker has stopped, so the input was refused.
+        QueueClosed => "queue_closed",
+        /// A row of a recording or a line of standard input is not numbers (it is skipped).
+        Parse => "parse",
+        /// A recording's header does not match the model's channels (or the file is empty).
+        Schema => "schema",
         /// A command names a model this device does not serve.
         UnknownModel => "unknown_model",
     }

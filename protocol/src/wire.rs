@@ -15,6 +15,7 @@
 //! To stay readable by both encoders the types use no `skip_serializing_if`, `flatten`, untagged or
 //! internally tagged enums.
 
+use crate::error::{ErrorKind, ErrorStage};
 use crate::{ModelIdentity, Output, StageTimings};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -165,10 +166,10 @@ pub struct ErrorEvent {
     pub seq: u64,
     pub at_ms: u64,
     /// `decode`, `preprocess`, `inference`, `postprocess`, `source`, or `load` (the source's bundle did not load).
-    pub stage: String,
+    pub stage: ErrorStage,
     /// A stable machine-readable cause: `decode`, `image_too_large`, `sensor_shape`, `non_finite`, `io`,
     /// `queue_full`, ... Health counts errors by this kind.
-    pub kind: String,
+    pub kind: ErrorKind,
     /// For people.
     pub message: String,
     /// The file name or topic the input came from, when there is one.
@@ -240,7 +241,7 @@ pub struct SourceHealth {
 /// How many inputs failed with one error kind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorCount {
-    pub kind: String,
+    pub kind: ErrorKind,
     pub count: u64,
 }
 

@@ -1,6 +1,7 @@
 //! The runtime's one error type. Callers match on the variant (fall back to another provider, count a bad
 //! frame, refuse a bundle); [`Error::kind`] gives the stable name used for counters and error events.
 
+use protocol::error::{ErrorKind, ErrorStage};
 use std::path::PathBuf;
 
 /// Result with the runtime's [`Error`].
@@ -99,38 +100,40 @@ pub enum Error {
 
 impl Error {
     /// A stable snake_case name for the error, used as the key of error counters and in error events.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::RuntimeLibrary { .. } => "runtime_library",
-            Error::Io { .. } => "io",
-            Error::Manifest { .. } => "manifest",
-            Error::ChecksumMismatch { .. } => "checksum_mismatch",
-            Error::ManifestMismatch { .. } => "manifest_mismatch",
-            Error::ModelLoad { .. } => "model_load",
-            Error::Provider { .. } => "provider",
-            Error::ProviderRequired { .. } => "provider_required",
-            Error::EmptyInput => "empty_input",
-            Error::Decode { .. } => "decode",
-            Error::ImageTooLarge { .. } => "image_too_large",
-            Error::SensorShape { .. } => "sensor_shape",
-            Error::NonFinite { .. } => "non_finite",
-            Error::WrongInputKind { .. } => "wrong_input_kind",
-            Error::Inference { .. } => "inference",
-            Error::Output { .. } => "output",
-            Error::NonFiniteOutput { .. } => "non_finite_output",
+            Error::RuntimeLibrary { .. } => ErrorKind::RuntimeLibrary,
+            Error::Io { .. } => ErrorKind::Io,
+            Error::Manifest { .. } => ErrorKind::Manifest,
+            Error::ChecksumMismatch { .. } => ErrorKind::ChecksumMismatch,
+            Error::ManifestMismatch { .. } => ErrorKind::ManifestMismatch,
+            Error::ModelLoad { .. } => ErrorKind::ModelLoad,
+            Error::Provider { .. } => ErrorKind::Provider,
+            Error::ProviderRequired { .. } => ErrorKind::ProviderRequired,
+            Error::EmptyInput => ErrorKind::EmptyInput,
+            Error::Decode { .. } => ErrorKind::Decode,
+            Error::ImageTooLarge { .. } => ErrorKind::ImageTooLarge,
+            Error::SensorShape { .. } => ErrorKind::SensorShape,
+            Error::NonFinite { .. } => ErrorKind::NonFinite,
+            Error::WrongInputKind { .. } => ErrorKind::WrongInputKind,
+            Error::Inference { .. } => ErrorKind::Inference,
+            Error::Output { .. } => ErrorKind::Output,
+            Error::NonFiniteOutput { .. } => ErrorKind::NonFiniteOutput,
         }
     }
 
     /// The pipeline stage an inference error comes from: `decode`, `preprocess`, `inference`, `postprocess`;
     /// `load` for errors of bundles, providers and the runtime library.
-    pub fn stage(&self) -> &'static str {
+    pub fn stage(&self) -> ErrorStage {
         match self {
-            Error::EmptyInput | Error::Decode { .. } | Error::ImageTooLarge { .. } => "decode",
-            Error::SensorShape { .. } | Error::NonFinite { .. } | Error::WrongInputKind { .. } => "preprocess",
-            Error::Inference { .. } => "inference",
-            Error::Output { .. } => "postprocess",
-            Error::NonFiniteOutput { .. } => "postprocess",
-            _ => "load",
+            Error::EmptyInput | Error::Decode { .. } | Error::ImageTooLarge { .. } => ErrorStage::Decode,
+            Error::SensorShape { .. } | Error::NonFinite { .. } | Error::WrongInputKind { .. } => {
+                ErrorStage::Preprocess
+            }
+            Error::Inference { .. } => ErrorStage::Inference,
+            Error::Output { .. } => ErrorStage::Postprocess,
+            Error::NonFiniteOutput { .. } => ErrorStage::Postprocess,
+            _ => ErrorStage::Load,
         }
     }
 

@@ -3,6 +3,7 @@
 //! small mutexes that are held for a few instructions.
 
 use crate::clock::{Clock, SystemClock};
+use protocol::error::ErrorKind;
 use protocol::wire::{ErrorCount, Percentiles, SourceHealth, StageLatency};
 use runtime::{ModelIdentity, StageTimings};
 use std::collections::BTreeMap;
@@ -58,7 +59,7 @@ pub struct SourceStats {
     unpublished: AtomicU64,
     queue_depth: AtomicU32,
     queue_capacity: AtomicU32,
-    errors: Mutex<BTreeMap<String, u64>>,
+    errors: Mutex<BTreeMap<ErrorKind, u64>>,
     latency: Mutex<StageWindows>,
     identity: Mutex<Identity>,
     /// `frames_ok` and the time at the previous snapshot, for the rate.
@@ -111,14 +112,8 @@ impl SourceStats {
     }
 
     /// An input failed with `kind` (see [`ErrorEvent::kind`](protocol::wire::ErrorEvent::kind)).
-    pub fn error(&self, kind: &str) {
-        let mut errors = lock(&self.errors);
-        match errors.get_mut(kind) {
-            Some(count) => *count += 1,
-            None => {
-                errors.insert(kind.to_owned(), 1);
-            }
-        }
+    pub fn error(&self, kind: ErrorKind) {
+        *lock(&self.errors).entry(kind).or_default() += 1;
     }
 
     /// The MQTT link refused a prediction.
@@ -152,8 +147,10 @@ impl SourceStats {
             *last = (frames_ok, now);
             per_second(frames_ok.saturating_sub(last_ok), now.saturating_duration_since(last_at))
         };
-        let errors =
-            lock(&self.errors).iter().map(|(kind, count)| ErrorCount { kind: kind.clone(), count: *count }).collect();
+        let mut errors: Vec<ErrorCount> =
+            lock(&self.errors).iter().map(|(&kind, &count)| ErrorCount { kind, count }).collect();
+        // Sorted by the names subscribers read.
+        errors.sort_by_key(|error| error.kind.as_str());
         let identity = lock(&self.identity);
         let model = identity.model.clone().unwrap_or_else(|| ModelIdentity {
             name: String::new(),
@@ -372,9 +369,9 @@ mod tests {
         stats.frame_ok(&timings(10, 20, 300, 40));
         stats.frame_ok(&timings(u32::MAX, 1, 0, 0));
         stats.dropped(2);
-        stats.error("io");
-        stats.error("decode");
-        stats.error("io");
+        stats.error(ErrorKind::Io);
+        stats.error(ErrorKind::Decode);
+        stats.error(ErrorKind::Io);
         stats.unpublished();
         stats.set_queue(3, usize::MAX);
 

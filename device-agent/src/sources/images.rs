@@ -5,6 +5,7 @@ use super::Feed;
 use super::directory::{self, WatchedDir};
 use crate::clock::Pacer;
 use crate::shutdown::Shutdown;
+use protocol::error::ErrorKind;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
@@ -50,7 +51,7 @@ fn replay(
     loop {
         let files = match files() {
             Ok(files) => files,
-            Err(e) => return feed.error(origin, "io", &e.to_string()),
+            Err(e) => return feed.error(origin, ErrorKind::Io, &e.to_string()),
         };
         for file in &files {
             if pacer.wait(feed.clock(), shutdown) {
@@ -68,7 +69,7 @@ fn send(file: &Path, feed: &Feed) {
     let origin = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     match std::fs::read(file) {
         Ok(bytes) => feed.frame(origin, bytes),
-        Err(e) => feed.error(&origin, "io", &format!("cannot read {}: {e}", file.display())),
+        Err(e) => feed.error(&origin, ErrorKind::Io, &format!("cannot read {}: {e}", file.display())),
     }
 }
 
@@ -82,7 +83,7 @@ fn watch(watched: WatchedDir, mut pacer: Pacer, feed: &Feed, shutdown: &Shutdown
         send(file, feed);
         ControlFlow::Continue(())
     };
-    watched.run(feed.clock(), shutdown, new_file, |e| feed.error(&origin, "io", &e.to_string()));
+    watched.run(feed.clock(), shutdown, new_file, |e| feed.error(&origin, ErrorKind::Io, &e.to_string()));
 }
 
 #[cfg(test)]

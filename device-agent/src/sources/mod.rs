@@ -10,6 +10,7 @@ use crate::clock::Clock;
 use crate::outbox::Outbox;
 use crate::queue::{Job, JobSender, Policy, Queued, Refused, job_queue};
 use crate::worker::{JobQueue, Swap};
+use protocol::error::ErrorKind;
 use runtime::{Input, SensorWindow};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -78,9 +79,9 @@ impl Feed {
         let (kind, message) = match queued {
             Ok(Queued::Added) => return,
             Ok(Queued::Replaced) => return self.outbox.dropped(1),
-            Err(Refused::Full) => ("queue_full", format!("the queue is full; input {seq} rejected")),
-            Err(Refused::Closed) => ("queue_closed", "the agent is shutting down".to_owned()),
-            Err(Refused::WorkerGone) => ("queue_closed", "the worker has stopped".to_owned()),
+            Err(Refused::Full) => (ErrorKind::QueueFull, format!("the queue is full; input {seq} rejected")),
+            Err(Refused::Closed) => (ErrorKind::QueueClosed, "the agent is shutting down".to_owned()),
+            Err(Refused::WorkerGone) => (ErrorKind::QueueClosed, "the worker has stopped".to_owned()),
         };
         self.outbox.dropped(1);
         self.outbox.source_error(seq, &origin, kind, &message);
@@ -88,7 +89,7 @@ impl Feed {
 
     /// Reports a problem of the source itself (unreadable file, bad CSV row); it takes a sequence number like
     /// the input it stands for.
-    pub fn error(&self, origin: &str, kind: &str, message: &str) {
+    pub fn error(&self, origin: &str, kind: ErrorKind, message: &str) {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         self.outbox.source_error(seq, origin, kind, message);
     }

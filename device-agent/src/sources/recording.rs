@@ -3,6 +3,7 @@
 use super::Feed;
 use crate::clock::Pacer;
 use crate::shutdown::Shutdown;
+use protocol::error::ErrorKind;
 use runtime::recording::{WindowAssembler, WindowShape, check_header, parse_sample};
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -24,29 +25,31 @@ pub fn run(spec: &Recording, shape: &WindowShape, feed: &Feed, shutdown: &Shutdo
     loop {
         let file = match std::fs::File::open(&spec.path) {
             Ok(file) => std::io::BufReader::new(file),
-            Err(e) => return feed.error(&name, "io", &format!("cannot open {}: {e}", spec.path.display())),
+            Err(e) => return feed.error(&name, ErrorKind::Io, &format!("cannot open {}: {e}", spec.path.display())),
         };
         let mut lines = file.lines();
         let header = match lines.next() {
             Some(Ok(header)) => header,
-            Some(Err(e)) => return feed.error(&name, "io", &e.to_string()),
-            None => return feed.error(&name, "schema", "the file is empty; expected a header of channel names"),
+            Some(Err(e)) => return feed.error(&name, ErrorKind::Io, &e.to_string()),
+            None => {
+                return feed.error(&name, ErrorKind::Schema, "the file is empty; expected a header of channel names");
+            }
         };
         if let Err(message) = check_header(&header, shape) {
-            return feed.error(&name, "schema", &message);
+            return feed.error(&name, ErrorKind::Schema, &message);
         }
         let mut assembler = WindowAssembler::new(shape.channels, shape.window, spec.stride);
         let mut sample = Vec::with_capacity(shape.channels);
         for (row, line) in lines.enumerate() {
             let line = match line {
                 Ok(line) => line,
-                Err(e) => return feed.error(&name, "io", &e.to_string()),
+                Err(e) => return feed.error(&name, ErrorKind::Io, &e.to_string()),
             };
             if line.trim().is_empty() {
                 continue;
             }
             if let Err(message) = parse_sample(&line, shape.channels, &mut sample) {
-                feed.error(&format!("{name} row {}", row + 1), "parse", &format!("row skipped: {message}"));
+                feed.error(&format!("{name} row {}", row + 1), ErrorKind::Parse, &format!("row skipped: {message}"));
                 continue;
             }
             if let Some((first, window)) = assembler.push(&sample) {

@@ -2,6 +2,7 @@
 
 use super::Feed;
 use crate::shutdown::Shutdown;
+use protocol::error::ErrorKind;
 use runtime::recording::{WindowAssembler, parse_sample};
 use std::io::BufRead;
 
@@ -15,13 +16,17 @@ pub fn run(channels: usize, window: usize, stride: usize, feed: &Feed, shutdown:
         }
         let line = match line {
             Ok(line) => line,
-            Err(e) => return feed.error("stdin", "io", &e.to_string()),
+            Err(e) => return feed.error("stdin", ErrorKind::Io, &e.to_string()),
         };
         if line.trim().is_empty() {
             continue;
         }
         if let Err(message) = parse_sample(&line, channels, &mut sample) {
-            feed.error(&format!("stdin line {}", line_number + 1), "parse", &format!("line skipped: {message}"));
+            feed.error(
+                &format!("stdin line {}", line_number + 1),
+                ErrorKind::Parse,
+                &format!("line skipped: {message}"),
+            );
             continue;
         }
         if let Some((first, window)) = assembler.push(&sample) {

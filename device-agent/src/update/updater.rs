@@ -13,12 +13,13 @@ use super::{Inbox, UpdateEvent};
 use crate::clock::unix_time_ms;
 use crate::config::UpdateConfig;
 use crate::mqtt::{MqttHandle, PublishError, QoS};
+use crate::outbox::error_event;
 use crate::shutdown::Shutdown;
 use crate::worker::{Serving, Swap, SwapSender};
 use packaging::{PublicKey, SelfTest};
 use protocol::error::{ErrorKind, ErrorStage};
 use protocol::update::{UpdateStatus, UpdateTopics};
-use protocol::wire::{self, ErrorEvent, Format, Topics};
+use protocol::wire::{self, Format, Topics};
 use runtime::{Bundle, EngineOptions, ModelIdentity, OnnxRuntime, Pipeline};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -404,16 +405,7 @@ impl<P: Publisher> Updater<P> {
     /// An error event on `<prefix>/errors/update`, in `mqtt.format`.
     fn report_error(&mut self, stage: ErrorStage, kind: ErrorKind, message: String) {
         self.error_seq += 1;
-        let event = ErrorEvent {
-            device: self.device.clone(),
-            source: "update".into(),
-            seq: self.error_seq,
-            at_ms: unix_time_ms(),
-            stage: stage.as_str().into(),
-            kind: kind.as_str().into(),
-            message,
-            input: None,
-        };
+        let event = error_event(&self.device, "update", self.error_seq, stage, kind, &message, "");
         if let Ok(payload) = wire::encode(self.format, &event) {
             let _ = self.link.publish(self.errors_topic.clone(), self.qos.errors, false, payload);
         }

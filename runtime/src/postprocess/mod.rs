@@ -168,7 +168,7 @@ mod tests {
 
     fn assert_non_finite(result: Result<Output>, want_tensor: &str, want_index: usize, want_nan: bool) {
         let err = result.unwrap_err();
-        assert_eq!((err.kind(), err.stage()), ("non_finite_output", "postprocess"), "{err}");
+        assert_eq!((err.kind().as_str(), err.stage().as_str()), ("non_finite_output", "postprocess"), "{err}");
         assert!(!err.is_input_error());
         let Error::NonFiniteOutput { tensor, index, value } = &err else { panic!("NonFiniteOutput expected: {err}") };
         assert_eq!((tensor.as_str(), *index), (want_tensor, want_index), "{err}");
