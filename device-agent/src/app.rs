@@ -204,40 +204,9 @@ fn run(
     let metrics = Arc::new(Metrics::new());
     let shutdown = Arc::new(Shutdown::default());
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let mut routes = Vec::new();
-    let mut feeds = Vec::new();
-    let mut workers = Vec::new();
-    let mut readers: Vec<Starter> = Vec::new();
-
     let mut served = slots.map(|slots| served_models(slots, &ready));
-    for source in ready {
-        let name = source.config.name().to_owned();
-        let provider = source.pipeline.provider();
-        if provider.fell_back_to_cpu() {
-            log::warn!(source = name.as_str(); "No preferred accelerator could be registered; running on CPU: {:?}.", provider.refused);
-        }
-        let outbox = Outbox::new(&settings, &name, metrics.register(&name));
-        let (feed, queue): (Arc<Feed>, JobQueue) = match &source.config {
-            SourceConfig::Images(_) | SourceConfig::MqttFrames(_) => Feed::camera(outbox.clone(), clock.clone()),
-            SourceConfig::Csv(c) => Feed::fifo(outbox.clone(), c.queue, clock.clone()),
-            SourceConfig::Stdin(c) => Feed::fifo(outbox.clone(), c.queue, clock.clone()),
-            SourceConfig::MqttSensor(c) => Feed::fifo(outbox.clone(), c.queue, clock.clone()),
-        };
-        if let Some(topic) = source.config.inbound_topic(&topics) {
-            routes.push(inbound_route(&source.config, topic, feed.clone()));
-        }
-        if let Some(reader) = reader(&source, feed.clone(), shutdown.clone()) {
-            readers.push(reader);
-        }
-        let serving = Serving::new(source.pipeline);
-        if let Some(served) = served.as_mut() {
-            link_worker(served, &source.config, &source.bundle, &serving, queue.control());
-        }
-        workers.push(spawn_named(format!("worker-{name}"), move || {
-            worker::run(serving, queue, &outbox);
-        })?);
-        feeds.push(feed);
-    }
+    let Workers { mut routes, feeds, workers, readers } =
+        start_workers(ready, &settings, &metrics, &clock, &shutdown, served.as_deref_mut())?;
 
     let update_events = config.update.as_ref().map(|update| {
         let groups: Vec<UpdateTopics> = update.groups.iter().map(|group| UpdateTopics::group(group)).collect();
@@ -248,22 +217,7 @@ fn run(
     let mqtt_thread = pending_link.start(routes)?;
     let updater = match (&config.update, served, update_events) {
         (Some(update), Some(served), Some(events)) => {
-            announce_membership(&link, &config, update);
-            let updater = Updater::new(UpdaterParts {
-                config: update.clone(),
-                device: config.device_id.clone(),
-                topics: config.topics(),
-                own: own_update_topics(&config),
-                format: config.mqtt.format,
-                qos: UpdateQos { status: mqtt::qos(config.mqtt.qos.status), errors: mqtt::qos(config.mqtt.qos.errors) },
-                max_packet_bytes: config.mqtt.max_packet_bytes,
-                ort,
-                options: engine_options(&config),
-                models: served,
-                link: link.clone(),
-            })?;
-            let shutdown = shutdown.clone();
-            Some(spawn_named("update".into(), move || updater.run(events, shutdown))?)
+            Some(start_updater(&config, update, served, events, ort, &link, shutdown.clone())?)
         }
         _ => None,
     };
@@ -281,29 +235,132 @@ fn run(
     wait_for_signal()?;
     log::info!("Shutting down: draining sources and workers.");
     shutdown.trigger();
-    if let Some(updater) = updater {
-        let _ = updater.join();
-    }
-    for thread in source_threads {
-        let _ = thread.join();
-    }
-    for feed in &feeds {
-        feed.close();
-    }
-    for worker in workers {
-        let _ = worker.join();
-    }
-    let _ = health_stop.send(());
-    let _ = health.join();
-    let report = link.shutdown(DRAIN_TIMEOUT);
-    if report.unacked > 0 {
-        log::warn!(unacked = report.unacked; "Broker did not acknowledge every message before shutdown.");
-    }
-    if report.closed {
-        let _ = mqtt_thread.join();
-    }
+    let running = Running { updater, source_threads, feeds, workers, health_stop, health, link, mqtt_thread };
+    running.stop();
     log::info!("Agent stopped.");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The data path of every source, started: its feed, its worker thread, its inbound route (MQTT sources) and
+/// the reader to start once the link is up (file sources).
+struct Workers {
+    routes: Vec<Route>,
+    feeds: Vec<Arc<Feed>>,
+    workers: Vec<JoinHandle<()>>,
+    readers: Vec<Starter>,
+}
+
+/// Builds each source's feed and outbox and starts its worker; with updates on, links each worker to the
+/// updater's model.
+fn start_workers(
+    ready: Vec<ReadySource>,
+    settings: &OutboxSettings,
+    metrics: &Metrics,
+    clock: &Arc<dyn Clock>,
+    shutdown: &Arc<Shutdown>,
+    mut served: Option<&mut [ServedModel]>,
+) -> anyhow::Result<Workers> {
+    let mut routes = Vec::new();
+    let mut feeds = Vec::new();
+    let mut workers = Vec::new();
+    let mut readers: Vec<Starter> = Vec::new();
+
+    for source in ready {
+        let name = source.config.name().to_owned();
+        let provider = source.pipeline.provider();
+        if provider.fell_back_to_cpu() {
+            log::warn!(source = name.as_str(); "No preferred accelerator could be registered; running on CPU: {:?}.", provider.refused);
+        }
+        let outbox = Outbox::new(settings, &name, metrics.register(&name));
+        let (feed, queue): (Arc<Feed>, JobQueue) = match &source.config {
+            SourceConfig::Images(_) | SourceConfig::MqttFrames(_) => Feed::camera(outbox.clone(), clock.clone()),
+            SourceConfig::Csv(c) => Feed::fifo(outbox.clone(), c.queue, clock.clone()),
+            SourceConfig::Stdin(c) => Feed::fifo(outbox.clone(), c.queue, clock.clone()),
+            SourceConfig::MqttSensor(c) => Feed::fifo(outbox.clone(), c.queue, clock.clone()),
+        };
+        if let Some(topic) = source.config.inbound_topic(&settings.topics) {
+            routes.push(inbound_route(&source.config, topic, feed.clone()));
+        }
+        if let Some(reader) = reader(&source, feed.clone(), shutdown.clone()) {
+            readers.push(reader);
+        }
+        let serving = Serving::new(source.pipeline);
+        if let Some(served) = served.as_deref_mut() {
+            link_worker(served, &source.config, &source.bundle, &serving, queue.control());
+        }
+        workers.push(spawn_named(format!("worker-{name}"), move || {
+            worker::run(serving, queue, &outbox);
+        })?);
+        feeds.push(feed);
+    }
+    Ok(Workers { routes, feeds, workers, readers })
+}
+
+/// Announces the device's groups and starts the `update` thread.
+fn start_updater(
+    config: &AgentConfig,
+    update: &UpdateConfig,
+    served: Vec<ServedModel>,
+    events: update::Inbox,
+    ort: OnnxRuntime,
+    link: &MqttHandle,
+    shutdown: Arc<Shutdown>,
+) -> anyhow::Result<JoinHandle<()>> {
+    announce_membership(link, config, update);
+    let updater = Updater::new(UpdaterParts {
+        config: update.clone(),
+        device: config.device_id.clone(),
+        topics: config.topics(),
+        own: own_update_topics(config),
+        format: config.mqtt.format,
+        qos: UpdateQos { status: mqtt::qos(config.mqtt.qos.status), errors: mqtt::qos(config.mqtt.qos.errors) },
+        max_packet_bytes: config.mqtt.max_packet_bytes,
+        ort,
+        options: engine_options(config),
+        models: served,
+        link: link.clone(),
+    })?;
+    spawn_named("update".into(), move || updater.run(events, shutdown))
+}
+
+/// The threads of a running agent, stopped in data-flow order once `shutdown` is triggered: the updater and
+/// the sources, then the workers once they have drained their queues, then health, then the MQTT link after
+/// the broker has acknowledged what was queued.
+struct Running {
+    updater: Option<JoinHandle<()>>,
+    source_threads: Vec<JoinHandle<()>>,
+    feeds: Vec<Arc<Feed>>,
+    workers: Vec<JoinHandle<()>>,
+    health_stop: std::sync::mpsc::Sender<()>,
+    health: JoinHandle<()>,
+    link: MqttHandle,
+    mqtt_thread: JoinHandle<()>,
+}
+
+impl Running {
+    fn stop(self) {
+        if let Some(updater) = self.updater {
+            let _ = updater.join();
+        }
+        for thread in self.source_threads {
+            let _ = thread.join();
+        }
+        for feed in &self.feeds {
+            feed.close();
+        }
+        for worker in self.workers {
+            let _ = worker.join();
+        }
+        let _ = self.health_stop.send(());
+        let _ = self.health.join();
+        let report = self.link.shutdown(DRAIN_TIMEOUT);
+        if report.unacked > 0 {
+            log::warn!(unacked = report.unacked; "Broker did not acknowledge every message before shutdown.");
+        }
+        if report.closed {
+            let _ = self.mqtt_thread.join();
+        }
+    }
 }
 
 /// The models the sources serve, each with its slot store, for the updater.
