@@ -10,16 +10,22 @@ use protocol::error::{ErrorKind, ErrorStage};
 use protocol::wire::{self, ErrorEvent, Format, Prediction, Topics};
 use runtime::{Output, Pipeline, StageTimings};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Where encoded messages go: the MQTT link in the agent, standard output in `device-agent infer`.
 pub trait Publish: Send + Sync {
-    /// Hands `payload` over without waiting; `Err` when it cannot be taken now.
+    /// Hands `payload` over, waiting at most briefly; `Err` when it cannot be taken.
     fn publish(&self, topic: String, qos: QoS, payload: Vec<u8>) -> Result<(), PublishError>;
 }
 
+/// How long a worker waits for room in the link's queue while the broker is connected but slower than the
+/// worker: backpressure (a camera's newer frames replace the waiting one, file readers wait) instead of a lost
+/// prediction. While the broker is away a full queue refuses at once, and the message is counted.
+const LINK_BACKPRESSURE: Duration = Duration::from_secs(1);
+
 impl Publish for MqttHandle {
     fn publish(&self, topic: String, qos: QoS, payload: Vec<u8>) -> Result<(), PublishError> {
-        self.try_publish(topic, qos, false, payload)
+        self.publish_while_connected(&topic, qos, false, &payload, Instant::now() + LINK_BACKPRESSURE)
     }
 }
 

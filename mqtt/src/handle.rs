@@ -93,6 +93,19 @@ impl MqttHandle {
         self.publish_while(topic, qos, retain, payload, deadline, || true)
     }
 
+    /// Queues a publish, waiting for room while the broker is connected (it is only slower than the publisher),
+    /// but not past `deadline`; while the link is down, a full queue refuses at once.
+    pub fn publish_while_connected(
+        &self,
+        topic: &str,
+        qos: QoS,
+        retain: bool,
+        payload: &[u8],
+        deadline: Instant,
+    ) -> Result<(), PublishError> {
+        self.publish_while(topic, qos, retain, payload, deadline, || self.shared.is_connected())
+    }
+
     /// Queues a publish, waiting for room in the queue while `worth_waiting` holds, until `deadline`.
     fn publish_while(
         &self,
