@@ -70,6 +70,11 @@ pub enum Error {
     #[error("image is {width}x{height}, larger than the {max_pixels}-pixel limit (decompression bomb?)")]
     ImageTooLarge { width: u32, height: u32, max_pixels: u64 },
 
+    /// Decoded, the frame would take more memory than the limit allows (many pixels, 16-bit samples, a
+    /// progressive JPEG's coefficients, a resize intermediate); refused before the decoder allocates it.
+    #[error("decoded size {bytes} bytes exceeds the limit of {limit} bytes ({width}x{height}, {pixel_format})")]
+    DecodedTooLarge { bytes: u64, limit: u64, width: u32, height: u32, pixel_format: String },
+
     /// A sensor window does not have the shape the model expects.
     #[error(
         "sensor window is {got_samples} samples x {got_channels} channels, the model expects {expected_samples} x \
@@ -112,7 +117,7 @@ impl Error {
             Error::ProviderRequired { .. } => ErrorKind::ProviderRequired,
             Error::EmptyInput => ErrorKind::EmptyInput,
             Error::Decode { .. } => ErrorKind::Decode,
-            Error::ImageTooLarge { .. } => ErrorKind::ImageTooLarge,
+            Error::ImageTooLarge { .. } | Error::DecodedTooLarge { .. } => ErrorKind::ImageTooLarge,
             Error::SensorShape { .. } => ErrorKind::SensorShape,
             Error::NonFinite { .. } => ErrorKind::NonFinite,
             Error::WrongInputKind { .. } => ErrorKind::WrongInputKind,
@@ -126,7 +131,9 @@ impl Error {
     /// `load` for errors of bundles, providers and the runtime library.
     pub fn stage(&self) -> ErrorStage {
         match self {
-            Error::EmptyInput | Error::Decode { .. } | Error::ImageTooLarge { .. } => ErrorStage::Decode,
+            Error::EmptyInput | Error::Decode { .. } | Error::ImageTooLarge { .. } | Error::DecodedTooLarge { .. } => {
+                ErrorStage::Decode
+            }
             Error::SensorShape { .. } | Error::NonFinite { .. } | Error::WrongInputKind { .. } => {
                 ErrorStage::Preprocess
             }
@@ -144,6 +151,7 @@ impl Error {
             Error::EmptyInput
                 | Error::Decode { .. }
                 | Error::ImageTooLarge { .. }
+                | Error::DecodedTooLarge { .. }
                 | Error::SensorShape { .. }
                 | Error::NonFinite { .. }
                 | Error::WrongInputKind { .. }

@@ -39,6 +39,7 @@ pub use manifest::Manifest;
 pub use onnx_runtime::OnnxRuntime;
 // What a pipeline returns is the wire protocol's prediction payload.
 pub use pipeline::Pipeline;
+pub use preprocess::ImageLimits;
 pub use protocol::{BoundingBox, ClassScore, Detection, ModelIdentity, Output, Point, RawTensor, StageTimings};
 pub use provider::{ActiveProvider, ProviderKind};
 pub use tensor::{InputTensor, OutputTensor, Outputs};

@@ -7,7 +7,7 @@ use crate::input::Input;
 use crate::manifest::InputSpec;
 use crate::onnx_runtime::OnnxRuntime;
 use crate::postprocess::Decoder;
-use crate::preprocess::{ImagePreprocessor, SensorPreprocessor};
+use crate::preprocess::{ImageLimits, ImagePreprocessor, SensorPreprocessor};
 use crate::provider::ActiveProvider;
 use protocol::Output;
 use protocol::{ModelIdentity, StageTimings};
@@ -48,7 +48,10 @@ impl Pipeline {
                 pre.decode(bytes)?;
                 let decoded = Instant::now();
                 timings.decode_us = micros(started, decoded);
-                let geometry = pre.prepare()?;
+                let prepared = pre.prepare();
+                // The frame is in the tensor now: an outsized one need not hold its memory until the next.
+                pre.release_outsized();
+                let geometry = prepared?;
                 timings.preprocess_us = micros(decoded, Instant::now());
                 (pre.tensor(), Some(geometry))
             }
@@ -71,6 +74,21 @@ impl Pipeline {
         let output = self.decoder.decode(outputs, geometry.as_ref())?;
         timings.postprocess_us = micros(ran, Instant::now());
         Ok((output, timings))
+    }
+
+    /// The limits an image model holds frames to; `None` for a sensor model.
+    pub fn image_limits(&self) -> Option<ImageLimits> {
+        match &self.preprocessor {
+            Preprocessor::Image(pre) => Some(pre.limits()),
+            Preprocessor::Sensor(_) => None,
+        }
+    }
+
+    /// Holds the frames of an image model to `limits`; a sensor model takes no frames, so it has none.
+    pub fn set_image_limits(&mut self, limits: ImageLimits) {
+        if let Preprocessor::Image(pre) = &mut self.preprocessor {
+            pre.set_limits(limits);
+        }
     }
 
     /// The model that runs.

@@ -1,27 +1,31 @@
-//! JPEG and PNG bytes to an RGB8 buffer that is reused from frame to frame.
+//! JPEG and PNG bytes to an RGB8 buffer that is reused from frame to frame, up to a size.
 //!
 //! The image size is read from the header by hand and checked against the pixel limit before any decoder is
 //! built, so a decompression bomb (a small file announcing a huge image) costs a few byte reads, not an
-//! allocation. Gray is replicated to three channels, alpha is dropped (not composited, as PIL's
-//! `convert("RGB")` does) and 16-bit samples keep their high byte (as PIL's PNG decoder does). PNGs decode
-//! exactly as PIL decodes them; JPEGs (zune-jpeg here, libjpeg-turbo in PIL) differ by a few levels on some
-//! pixels, mostly from the colour conversion.
+//! allocation. Then the decoder's header gives the decoded size (see [`ImageLimits`]), checked before the
+//! frame buffer is allocated. The only whole-image buffer is the RGB8 frame: PNG rows are converted one at
+//! a time ([`super::png_rows`]), and a gray JPEG is decoded into the frame and replicated in place. Gray is
+//! replicated to three channels, alpha is dropped (not composited, as PIL's `convert("RGB")` does) and 16-bit
+//! samples keep their high byte (as PIL's PNG decoder does). PNGs decode exactly as PIL decodes them; JPEGs
+//! (zune-jpeg here, libjpeg-turbo in PIL) differ by a few levels on some pixels, mostly from the colour
+//! conversion.
+//!
+//! A frame buffer larger than [`RETAINED_FRAME_BYTES`] is given back after use
+//! ([`RgbDecoder::release_outsized`]), so that one outsized frame does not hold its memory until the next.
 
 use std::io::{self, Cursor};
 
 use image::codecs::jpeg::JpegDecoder;
-use image::codecs::png::PngDecoder;
-use image::{ColorType, ImageDecoder, ImageError, Limits};
+use image::{ImageDecoder, ImageError};
 
+use super::limits::{DecodedSize, ImageLimits};
+use super::png_rows::PngRows;
 use crate::error::{Error, Result};
 
-/// Default for the largest image, in pixels, a decoder accepts: 40 megapixels.
-pub const DEFAULT_MAX_PIXELS: u64 = 40_000_000;
-
-/// Bytes per pixel of the widest decoder output (16-bit RGBA); the decoders' own allocations are capped at
-/// this times the pixel limit, plus headroom for metadata chunks.
-const WIDEST_PIXEL_BYTES: u64 = 8;
-const METADATA_HEADROOM_BYTES: u64 = 16 << 20;
+/// The largest frame buffer kept from one frame to the next: a 5-megapixel RGB8 frame. Larger ones are
+/// allocated per frame and freed after it; glibc serves allocations of this size with `mmap` (at least until
+/// its dynamic threshold has risen to them), so freeing them returns the memory to the system.
+pub const RETAINED_FRAME_BYTES: usize = 16 << 20;
 
 const PNG_SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n'];
 const JPEG_SIGNATURE: [u8; 3] = [0xff, 0xd8, 0xff];
@@ -45,22 +49,13 @@ impl Format {
             Err(decode_error(format!("not a JPEG or PNG (starts with {})", head.join(" "))))
         }
     }
-
-    fn name(self) -> &'static str {
-        match self {
-            Format::Jpeg => "JPEG",
-            Format::Png => "PNG",
-        }
-    }
 }
 
 /// Decodes JPEG and PNG frames into one RGB8 buffer (`width * height * 3` bytes, rows top to bottom) kept
-/// across calls.
+/// across calls while it is at most [`RETAINED_FRAME_BYTES`].
 #[derive(Debug)]
 pub struct RgbDecoder {
-    max_pixels: u64,
-    /// The decoder's own output when it is not already RGB8 (gray, alpha, 16-bit).
-    native: Vec<u8>,
+    limits: ImageLimits,
     rgb: Vec<u8>,
     width: u32,
     height: u32,
@@ -68,55 +63,54 @@ pub struct RgbDecoder {
 
 impl Default for RgbDecoder {
     fn default() -> Self {
-        RgbDecoder::new(DEFAULT_MAX_PIXELS)
+        RgbDecoder::new(ImageLimits::default())
     }
 }
 
 impl RgbDecoder {
-    /// A decoder refusing images of more than `max_pixels` pixels.
-    pub fn new(max_pixels: u64) -> Self {
-        RgbDecoder { max_pixels, native: Vec::new(), rgb: Vec::new(), width: 0, height: 0 }
+    /// A decoder refusing images over `limits`.
+    pub fn new(limits: ImageLimits) -> Self {
+        RgbDecoder { limits, rgb: Vec::new(), width: 0, height: 0 }
     }
 
-    /// The largest image, in pixels, this decoder accepts.
-    pub fn max_pixels(&self) -> u64 {
-        self.max_pixels
+    /// The limits frames are held to.
+    pub fn limits(&self) -> ImageLimits {
+        self.limits
+    }
+
+    /// Holds the next frames to `limits`.
+    pub fn set_limits(&mut self, limits: ImageLimits) {
+        self.limits = limits;
     }
 
     /// Decodes `bytes` (JPEG or PNG, told by the magic bytes) and returns the image's width and height.
+    /// Errors: [`Error::EmptyInput`], [`Error::ImageTooLarge`], [`Error::DecodedTooLarge`], [`Error::Decode`].
     /// On error the previous image is forgotten: [`RgbDecoder::dimensions`] is `(0, 0)`.
     pub fn decode(&mut self, bytes: &[u8]) -> Result<(u32, u32)> {
+        self.decode_alongside(bytes, |_, _| 0)
+    }
+
+    /// As [`RgbDecoder::decode`], with `other_bytes(width, height)`, what the caller needs for the frame
+    /// besides the decoder (the resizer's intermediate), counted against the decoded-size limit.
+    pub(crate) fn decode_alongside(
+        &mut self,
+        bytes: &[u8],
+        other_bytes: impl FnOnce(u32, u32) -> u64,
+    ) -> Result<(u32, u32)> {
         // Forget the last image without touching the buffer, which keeps its length so that the next frame of
         // the same size neither reallocates nor re-zeroes it.
         self.width = 0;
         self.height = 0;
-        if bytes.is_empty() {
-            return Err(Error::EmptyInput);
-        }
-        let format = Format::sniff(bytes)?;
-        let (width, height, header_end) = match format {
-            Format::Png => png_dimensions(bytes)?,
-            Format::Jpeg => jpeg_dimensions(bytes)?,
-        };
-        self.check_size(width, height)?;
-        match format {
-            Format::Png => {
-                let decoder =
-                    PngDecoder::with_limits(Cursor::new(bytes), self.limits()).map_err(|e| image_error(format, e))?;
-                self.read(format, decoder)?;
+        let decoded = self.decode_frame(bytes, other_bytes);
+        match decoded {
+            Ok((width, height)) => {
+                self.width = width;
+                self.height = height;
             }
-            Format::Jpeg => {
-                // zune-jpeg (behind `image`) fills a cut-off scan with grey instead of failing; PIL refuses
-                // such files, so refuse them too unless the end-of-image marker is there.
-                if !has_end_of_image(&bytes[header_end..]) {
-                    return Err(decode_error("truncated JPEG: no end-of-image marker".to_owned()));
-                }
-                let mut decoder = JpegDecoder::new(Cursor::new(bytes)).map_err(|e| image_error(format, e))?;
-                decoder.set_limits(self.limits()).map_err(|e| image_error(format, e))?;
-                self.read(format, decoder)?;
-            }
+            // A frame that failed half-way may have grown the buffer.
+            Err(_) => self.release_outsized(),
         }
-        Ok((self.width, self.height))
+        decoded
     }
 
     /// Width and height of the last decoded image; `(0, 0)` when there is none.
@@ -129,95 +123,109 @@ impl RgbDecoder {
         self.rgb.get(..self.width as usize * self.height as usize * 3).unwrap_or_default()
     }
 
-    fn check_size(&self, width: u32, height: u32) -> Result<()> {
-        if u64::from(width) * u64::from(height) > self.max_pixels {
-            return Err(Error::ImageTooLarge { width, height, max_pixels: self.max_pixels });
-        }
-        Ok(())
-    }
-
-    fn limits(&self) -> Limits {
-        let mut limits = Limits::no_limits();
-        limits.max_alloc =
-            Some(self.max_pixels.saturating_mul(WIDEST_PIXEL_BYTES).saturating_add(METADATA_HEADROOM_BYTES));
-        limits
-    }
-
-    fn read(&mut self, format: Format, decoder: impl ImageDecoder) -> Result<()> {
-        let (width, height) = decoder.dimensions();
-        // The decoder read the header itself; hold it to the same limit in case it disagrees with ours.
-        self.check_size(width, height)?;
-        if width == 0 || height == 0 {
-            return Err(decode_error(format!("corrupt {}: the image is {width}x{height}", format.name())));
-        }
-        let color = decoder.color_type();
-        let pixels = width as usize * height as usize;
-        let native_len = usize::try_from(decoder.total_bytes()).map_err(|_| Error::ImageTooLarge {
-            width,
-            height,
-            max_pixels: self.max_pixels,
-        })?;
-        if color == ColorType::Rgb8 {
-            self.rgb.resize(native_len, 0);
-            decoder.read_image(&mut self.rgb).map_err(|e| image_error(format, e))?;
-        } else {
-            self.native.resize(native_len, 0);
-            decoder.read_image(&mut self.native).map_err(|e| image_error(format, e))?;
-            self.rgb.resize(pixels * 3, 0);
-            native_to_rgb8(color, &self.native, &mut self.rgb)
-                .ok_or_else(|| decode_error(format!("unsupported {} colour type {color:?}", format.name())))?;
-        }
-        self.width = width;
-        self.height = height;
-        Ok(())
-    }
-}
-
-/// Converts a decoder's output to RGB8; `None` for colour types neither JPEG nor PNG produce.
-fn native_to_rgb8(color: ColorType, native: &[u8], rgb: &mut [u8]) -> Option<()> {
-    match color {
-        ColorType::L8 => expand_8bit::<1>(native, rgb),
-        ColorType::La8 => expand_8bit::<2>(native, rgb),
-        ColorType::Rgb8 => rgb.copy_from_slice(native),
-        ColorType::Rgba8 => expand_8bit::<4>(native, rgb),
-        ColorType::L16 => expand_16bit::<1>(native, rgb),
-        ColorType::La16 => expand_16bit::<2>(native, rgb),
-        ColorType::Rgb16 => expand_16bit::<3>(native, rgb),
-        ColorType::Rgba16 => expand_16bit::<4>(native, rgb),
-        _ => return None,
-    }
-    Some(())
-}
-
-/// `SAMPLES` 8-bit samples per pixel: gray (+ alpha) or RGB (+ alpha), to RGB.
-fn expand_8bit<const SAMPLES: usize>(native: &[u8], rgb: &mut [u8]) {
-    for (out, pixel) in rgb.chunks_exact_mut(3).zip(native.chunks_exact(SAMPLES)) {
-        if SAMPLES < 3 {
-            out.fill(pixel[0]);
-        } else {
-            out.copy_from_slice(&pixel[..3]);
+    /// Frees the frame buffer if it is over [`RETAINED_FRAME_BYTES`], forgetting the image it holds; a
+    /// smaller buffer is kept for the next frame.
+    pub fn release_outsized(&mut self) {
+        if self.rgb.capacity() > RETAINED_FRAME_BYTES {
+            self.rgb = Vec::new();
+            self.width = 0;
+            self.height = 0;
         }
     }
-}
 
-/// `SAMPLES` native-endian 16-bit samples per pixel to RGB8, keeping the high byte as PIL does for RGB, RGBA
-/// and gray+alpha. (PIL clips 16-bit gray at 255 instead, which whitens nearly every such image; that quirk is
-/// not copied.)
-fn expand_16bit<const SAMPLES: usize>(native: &[u8], rgb: &mut [u8]) {
-    let high_byte = |sample: &[u8]| (u16::from_ne_bytes([sample[0], sample[1]]) >> 8) as u8;
-    for (out, pixel) in rgb.chunks_exact_mut(3).zip(native.chunks_exact(SAMPLES * 2)) {
-        if SAMPLES < 3 {
-            out.fill(high_byte(&pixel[..2]));
-        } else {
-            for (channel, sample) in out.iter_mut().zip(pixel.chunks_exact(2)) {
-                *channel = high_byte(sample);
+    fn decode_frame(&mut self, bytes: &[u8], other_bytes: impl FnOnce(u32, u32) -> u64) -> Result<(u32, u32)> {
+        if bytes.is_empty() {
+            return Err(Error::EmptyInput);
+        }
+        match Format::sniff(bytes)? {
+            Format::Png => {
+                let (width, height) = png_dimensions(bytes)?;
+                self.limits.check_pixels(width, height)?;
+                let png = PngRows::open(bytes)?;
+                let (width, height) = self.checked_dimensions(png.dimensions(), "PNG")?;
+                self.limits.check_decoded(&png.decoded_size(other_bytes(width, height)))?;
+                png.read_into(self.frame_buffer(width, height, 3))?;
+                Ok((width, height))
+            }
+            Format::Jpeg => {
+                let frame = jpeg_frame(bytes)?;
+                self.limits.check_pixels(frame.width, frame.height)?;
+                // zune-jpeg (behind `image`) fills a cut-off scan with grey instead of failing; PIL refuses
+                // such files, so refuse them too unless the end-of-image marker is there.
+                if !has_end_of_image(&bytes[frame.end..]) {
+                    return Err(decode_error("truncated JPEG: no end-of-image marker".to_owned()));
+                }
+                let coefficients = frame.coefficient_bytes(bytes)?;
+                let decoder = JpegDecoder::new(Cursor::new(bytes)).map_err(jpeg_error)?;
+                let (width, height) = self.checked_dimensions(decoder.dimensions(), "JPEG")?;
+                let channels = decoder.color_type().bytes_per_pixel();
+                let size = DecodedSize {
+                    width,
+                    height,
+                    pixel_format: frame.pixel_format(),
+                    // The decoder's copy of the input, the coefficients it keeps and the samples beyond three.
+                    decoder_bytes: bytes.len() as u64
+                        + coefficients
+                        + u64::from(width) * u64::from(height) * u64::from(channels.saturating_sub(3)),
+                    other_bytes: other_bytes(width, height),
+                };
+                self.limits.check_decoded(&size)?;
+                self.read_jpeg(decoder, width, height, usize::from(channels))?;
+                Ok((width, height))
             }
         }
     }
+
+    /// The decoder's own reading of the size, held to the same limit in case it disagrees with the header.
+    fn checked_dimensions(&self, (width, height): (u32, u32), format: &str) -> Result<(u32, u32)> {
+        self.limits.check_pixels(width, height)?;
+        if width == 0 || height == 0 {
+            return Err(decode_error(format!("corrupt {format}: the image is {width}x{height}")));
+        }
+        Ok((width, height))
+    }
+
+    /// The frame buffer, sized for `width` x `height` pixels of `channels` bytes.
+    fn frame_buffer(&mut self, width: u32, height: u32, channels: usize) -> &mut [u8] {
+        self.rgb.resize(width as usize * height as usize * channels, 0);
+        &mut self.rgb
+    }
+
+    /// Decodes into the frame buffer, then makes RGB8 of the decoder's samples where it gave other than three.
+    fn read_jpeg(
+        &mut self,
+        decoder: JpegDecoder<Cursor<&[u8]>>,
+        width: u32,
+        height: u32,
+        channels: usize,
+    ) -> Result<()> {
+        let pixels = width as usize * height as usize;
+        let buffer = self.frame_buffer(width, height, channels.max(3));
+        decoder.read_image(&mut buffer[..pixels * channels]).map_err(jpeg_error)?;
+        to_rgb_in_place(buffer, channels, pixels);
+        self.rgb.truncate(pixels * 3);
+        Ok(())
+    }
 }
 
-/// Width, height and where the header ends, from the PNG IHDR chunk, which the format puts first.
-fn png_dimensions(bytes: &[u8]) -> Result<(u32, u32, usize)> {
+/// Turns the first `pixels * channels` bytes of `buffer` (8-bit gray, gray+alpha, RGB or RGBA) into RGB8 in
+/// the first `pixels * 3`. Fewer than three samples spread backwards, more are packed forwards, so that no
+/// pixel is overwritten before it is read.
+fn to_rgb_in_place(buffer: &mut [u8], channels: usize, pixels: usize) {
+    if channels < 3 {
+        for pixel in (0..pixels).rev() {
+            let gray = buffer[pixel * channels];
+            buffer[pixel * 3..pixel * 3 + 3].fill(gray);
+        }
+    } else if channels > 3 {
+        for pixel in 0..pixels {
+            buffer.copy_within(pixel * channels..pixel * channels + 3, pixel * 3);
+        }
+    }
+}
+
+/// Width and height from the PNG IHDR chunk, which the format puts first.
+fn png_dimensions(bytes: &[u8]) -> Result<(u32, u32)> {
     // Signature (8), chunk length (4), chunk type (4), width (4), height (4).
     let Some(header) = bytes.get(8..24) else {
         return Err(decode_error("truncated PNG: the file ends inside the IHDR header".to_owned()));
@@ -227,14 +235,55 @@ fn png_dimensions(bytes: &[u8]) -> Result<(u32, u32, usize)> {
     }
     let width = u32::from_be_bytes([header[8], header[9], header[10], header[11]]);
     let height = u32::from_be_bytes([header[12], header[13], header[14], header[15]]);
-    Ok((width, height, 24))
+    Ok((width, height))
 }
 
-/// Width, height and where the frame header ends, from the JPEG frame header (SOFn), walking the marker
-/// segments before it.
-fn jpeg_dimensions(bytes: &[u8]) -> Result<(u32, u32, usize)> {
-    let truncated = || decode_error("truncated JPEG: the file ends before the frame header".to_owned());
-    let mut pos = 2; // after SOI
+/// What the JPEG frame header (SOFn) says.
+#[derive(Debug)]
+struct JpegFrame {
+    width: u32,
+    height: u32,
+    progressive: bool,
+    /// Horizontal and vertical sampling factors of each component.
+    sampling: Vec<(u8, u8)>,
+    /// Where the frame header ends.
+    end: usize,
+}
+
+impl JpegFrame {
+    fn pixel_format(&self) -> String {
+        let kind = if self.progressive { "progressive" } else { "baseline" };
+        format!("{}-component {kind} JPEG", self.sampling.len())
+    }
+
+    /// What zune-jpeg keeps of the whole image before it writes pixels: every component's coefficients
+    /// (two bytes a sample, padded to whole MCUs) when the image is progressive or its first scan lacks a
+    /// component; nothing otherwise, as it then decodes one row of MCUs at a time.
+    fn coefficient_bytes(&self, bytes: &[u8]) -> Result<u64> {
+        if !self.progressive && first_scan_components(bytes, self.end)? >= self.sampling.len() {
+            return Ok(0);
+        }
+        let max_h = u64::from(self.sampling.iter().map(|s| s.0).max().unwrap_or(1).max(1));
+        let max_v = u64::from(self.sampling.iter().map(|s| s.1).max().unwrap_or(1).max(1));
+        let mcus_x = u64::from(self.width).div_ceil(8 * max_h);
+        let mcus_y = u64::from(self.height).div_ceil(8 * max_v);
+        let samples: u64 =
+            self.sampling.iter().map(|&(h, v)| mcus_x * u64::from(h) * 8 * mcus_y * u64::from(v) * 8).sum();
+        Ok(samples * 2)
+    }
+}
+
+/// One marker segment: its marker, where its payload starts (after the length) and where it ends.
+struct Segment {
+    marker: u8,
+    start: usize,
+    end: usize,
+}
+
+/// The marker segment at `pos` (any 0xff fill bytes first); markers without a segment are skipped, and
+/// end-of-image comes back as an empty segment.
+fn next_segment(bytes: &[u8], mut pos: usize) -> Result<Segment> {
+    let truncated = || decode_error("truncated JPEG: the file ends before the image data".to_owned());
     loop {
         match bytes.get(pos) {
             None => return Err(truncated()),
@@ -250,24 +299,58 @@ fn jpeg_dimensions(bytes: &[u8]) -> Result<(u32, u32, usize)> {
         match marker {
             // Markers without a segment: TEM, RST0..7, a stray SOI.
             0x01 | 0xd0..=0xd8 => continue,
-            0xd9 | 0xda => {
-                return Err(decode_error("corrupt JPEG: no frame header before the image data".to_owned()));
-            }
+            0xd9 => return Ok(Segment { marker, start: pos, end: pos }),
             _ => {}
         }
         let length_bytes = bytes.get(pos..pos + 2).ok_or_else(truncated)?;
         let length = usize::from(u16::from_be_bytes([length_bytes[0], length_bytes[1]]));
-        // SOF0..15 except DHT (c4), JPG (c8) and DAC (cc): precision (1), height (2), width (2).
-        if matches!(marker, 0xc0..=0xcf) && !matches!(marker, 0xc4 | 0xc8 | 0xcc) {
-            let frame = bytes.get(pos + 2..pos + 7).ok_or_else(truncated)?;
-            let height = u32::from(u16::from_be_bytes([frame[1], frame[2]]));
-            let width = u32::from(u16::from_be_bytes([frame[3], frame[4]]));
-            return Ok((width, height, pos + 7));
-        }
         if length < 2 {
             return Err(decode_error(format!("corrupt JPEG: segment at byte {pos} has length {length}")));
         }
-        pos += length;
+        return Ok(Segment { marker, start: pos + 2, end: pos + length });
+    }
+}
+
+/// The frame header (SOFn), walking the marker segments before it.
+fn jpeg_frame(bytes: &[u8]) -> Result<JpegFrame> {
+    let truncated = || decode_error("truncated JPEG: the file ends inside the frame header".to_owned());
+    let mut pos = 2; // after SOI
+    loop {
+        let segment = next_segment(bytes, pos)?;
+        match segment.marker {
+            0xd9 | 0xda => {
+                return Err(decode_error("corrupt JPEG: no frame header before the image data".to_owned()));
+            }
+            // SOF0..15 except DHT (c4), JPG (c8) and DAC (cc): precision (1), height (2), width (2),
+            // components (1), then per component its id, sampling factors and table (1 each).
+            marker @ 0xc0..=0xcf if !matches!(marker, 0xc4 | 0xc8 | 0xcc) => {
+                let header = bytes.get(segment.start..segment.start + 6).ok_or_else(truncated)?;
+                let components = usize::from(header[5]);
+                let specs_end = segment.start + 6 + components * 3;
+                let specs = bytes.get(segment.start + 6..specs_end).ok_or_else(truncated)?;
+                return Ok(JpegFrame {
+                    height: u32::from(u16::from_be_bytes([header[1], header[2]])),
+                    width: u32::from(u16::from_be_bytes([header[3], header[4]])),
+                    // SOF2, SOF6, SOF10 and SOF14 are the progressive processes.
+                    progressive: matches!(marker, 0xc2 | 0xc6 | 0xca | 0xce),
+                    sampling: specs.chunks_exact(3).map(|spec| (spec[1] >> 4, spec[1] & 0x0f)).collect(),
+                    end: specs_end,
+                });
+            }
+            _ => pos = segment.end,
+        }
+    }
+}
+
+/// How many components the first scan (SOS) after `pos` carries.
+fn first_scan_components(bytes: &[u8], mut pos: usize) -> Result<usize> {
+    loop {
+        let segment = next_segment(bytes, pos)?;
+        match segment.marker {
+            0xda => return Ok(bytes.get(segment.start).map_or(0, |&count| usize::from(count))),
+            0xd9 => return Err(decode_error("corrupt JPEG: no image data".to_owned())),
+            _ => pos = segment.end,
+        }
     }
 }
 
@@ -283,18 +366,15 @@ fn decode_error(reason: String) -> Error {
 
 /// Says what went wrong in the words of the format: truncated, corrupt or unsupported, with the decoder's
 /// message.
-fn image_error(format: Format, error: ImageError) -> Error {
-    let name = format.name();
+fn jpeg_error(error: ImageError) -> Error {
     // zune-jpeg's messages end in a newline.
     let message = |e: &dyn std::fmt::Display| e.to_string().trim_end().to_owned();
     match error {
         ImageError::IoError(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-            decode_error(format!("truncated {name}: {}", message(&e)))
+            decode_error(format!("truncated JPEG: {}", message(&e)))
         }
-        ImageError::Limits(e) => {
-            decode_error(format!("{name} needs more memory than the limit allows: {}", message(&e)))
-        }
-        ImageError::Unsupported(e) => decode_error(format!("unsupported {name}: {}", message(&e))),
-        e => decode_error(format!("corrupt {name}: {}", message(&e))),
+        ImageError::Limits(e) => decode_error(format!("JPEG needs more memory than the limit allows: {}", message(&e))),
+        ImageError::Unsupported(e) => decode_error(format!("unsupported JPEG: {}", message(&e))),
+        e => decode_error(format!("corrupt JPEG: {}", message(&e))),
     }
 }

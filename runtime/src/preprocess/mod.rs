@@ -2,8 +2,11 @@
 //! window through [`SensorPreprocessor`] (check, standardise).
 //!
 //! Both keep every buffer from call to call, so a stream of same-sized frames allocates nothing of its own
-//! after the first (the JPEG and PNG decoders inside `image` still make their own working buffers). Decoding
-//! and preparing are separate calls because the pipeline times them as separate stages. The [`Geometry`]
+//! after the first (the JPEG and PNG decoders still make their own working buffers); frames over
+//! [`RETAINED_FRAME_BYTES`] are the exception, their buffers given back by
+//! [`ImagePreprocessor::release_outsized`]. Every frame is held to [`ImageLimits`] before anything of its
+//! size is allocated. Decoding and preparing are separate calls because the pipeline times them as separate
+//! stages. The [`Geometry`]
 //! that [`ImagePreprocessor::prepare`] returns takes detections back to source-image pixels.
 //!
 //! ```no_run
@@ -21,13 +24,16 @@
 //! ```
 
 mod decode;
+mod limits;
 mod normalize;
+mod png_rows;
 mod resize;
 mod sensor;
 #[cfg(test)]
 mod tests;
 
-pub use decode::{DEFAULT_MAX_PIXELS, RgbDecoder};
+pub use decode::{RETAINED_FRAME_BYTES, RgbDecoder};
+pub use limits::{DEFAULT_MAX_DECODED_BYTES, DEFAULT_MAX_PIXELS, ImageLimits};
 pub use resize::Geometry;
 pub use sensor::SensorPreprocessor;
 
@@ -47,27 +53,39 @@ pub struct ImagePreprocessor {
 }
 
 impl ImagePreprocessor {
-    /// A preprocessor for `spec`, refusing frames over [`DEFAULT_MAX_PIXELS`].
+    /// A preprocessor for `spec`, refusing frames over the default [`ImageLimits`].
     pub fn new(spec: &ImageInputSpec) -> Self {
-        ImagePreprocessor::with_max_pixels(spec, DEFAULT_MAX_PIXELS)
+        ImagePreprocessor::with_limits(spec, ImageLimits::default())
     }
 
-    /// A preprocessor for `spec`, refusing frames of more than `max_pixels` pixels (checked from the header,
-    /// before anything is allocated).
-    pub fn with_max_pixels(spec: &ImageInputSpec, max_pixels: u64) -> Self {
+    /// A preprocessor for `spec`, refusing frames over `limits` (checked from the headers, before anything
+    /// of the frame's size is allocated).
+    pub fn with_limits(spec: &ImageInputSpec, limits: ImageLimits) -> Self {
         ImagePreprocessor {
-            decoder: RgbDecoder::new(max_pixels),
+            decoder: RgbDecoder::new(limits),
             resizer: FrameResizer::new(spec.resize, spec.crop_fraction, spec.pad_value, spec.width, spec.height),
             normalizer: Normalizer::new(spec),
             shape: spec.shape(),
         }
     }
 
+    /// The limits frames are held to.
+    pub fn limits(&self) -> ImageLimits {
+        self.decoder.limits()
+    }
+
+    /// Holds the next frames to `limits`.
+    pub fn set_limits(&mut self, limits: ImageLimits) {
+        self.decoder.set_limits(limits);
+    }
+
     /// Decodes a JPEG or PNG frame and returns its width and height. Errors: [`Error::EmptyInput`],
-    /// [`Error::ImageTooLarge`], [`Error::Decode`]; after one, [`ImagePreprocessor::prepare`] refuses to run
-    /// until a frame decodes.
+    /// [`Error::ImageTooLarge`], [`Error::DecodedTooLarge`] (the decoded size counts the resize
+    /// intermediate too), [`Error::Decode`]; after one, [`ImagePreprocessor::prepare`] refuses to run until a
+    /// frame decodes.
     pub fn decode(&mut self, bytes: &[u8]) -> Result<(u32, u32)> {
-        self.decoder.decode(bytes)
+        let resizer = &self.resizer;
+        self.decoder.decode_alongside(bytes, |width, height| resizer.intermediate_bytes(width, height))
     }
 
     /// Resizes and normalises the last decoded frame into the tensor, returning how model coordinates map
@@ -90,6 +108,13 @@ impl ImagePreprocessor {
     /// The tensor shape, batch of one (as [`ImageInputSpec::shape`]).
     pub fn shape(&self) -> [usize; 4] {
         self.shape
+    }
+
+    /// Frees the frame and resize buffers that are over [`RETAINED_FRAME_BYTES`], once the tensor is
+    /// written; a frame whose buffer is freed is forgotten, as after a failed decode.
+    pub fn release_outsized(&mut self) {
+        self.decoder.release_outsized();
+        self.resizer.release_outsized(RETAINED_FRAME_BYTES);
     }
 
     /// The last decoded frame, RGB8, rows top to bottom; empty if there is none.

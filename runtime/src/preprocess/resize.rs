@@ -125,6 +125,17 @@ impl ResizePlan {
     }
 }
 
+/// How one frame is resized (see [`FrameResizer::layout`]).
+struct ResizeLayout {
+    plan: ResizePlan,
+    /// Left, top, width and height of the source read, in fractional source pixels.
+    source_box: (f64, f64, f64, f64),
+    /// Left, top, width and height of the canvas written.
+    target: (u32, u32, u32, u32),
+    /// Both rows and columns are resampled, through an intermediate.
+    two_passes: bool,
+}
+
 /// Resizes frames into a model-sized RGB8 canvas kept across calls.
 #[derive(Debug)]
 pub(crate) struct FrameResizer {
@@ -158,27 +169,17 @@ impl FrameResizer {
 
     /// Resizes `rgb` (`source_width` x `source_height`, RGB8) into the canvas.
     pub fn resize(&mut self, rgb: &[u8], source_width: u32, source_height: u32) -> Result<Geometry> {
-        let plan =
-            ResizePlan::new(self.mode, self.crop_fraction, (source_width, source_height), (self.width, self.height));
-        let whole_source = (0.0, 0.0, f64::from(source_width), f64::from(source_height));
-        let (source_box, (left, top, width, height)) = match plan.placement {
-            Placement::Whole => (whole_source, (0, 0, self.width, self.height)),
-            Placement::Crop { left, top, width, height } => {
-                ((left, top, width, height), (0, 0, self.width, self.height))
-            }
-            Placement::Inset { left, top, width, height } => {
-                fill_border(&mut self.canvas, self.width, (left, top, width, height), self.pad_value);
-                (whole_source, (left, top, width, height))
-            }
-        };
-        let (box_left, box_top, box_width, box_height) = source_box;
+        let layout = self.layout(source_width, source_height);
+        let (left, top, width, height) = layout.target;
+        if let Placement::Inset { .. } = layout.plan.placement {
+            fill_border(&mut self.canvas, self.width, layout.target, self.pad_value);
+        }
+        let (box_left, box_top, box_width, box_height) = layout.source_box;
         let source = ImageRef::new(source_width, source_height, rgb, PixelType::U8x3).map_err(resize_error)?;
         let mut canvas =
             Image::from_slice_u8(self.width, self.height, &mut self.canvas, PixelType::U8x3).map_err(resize_error)?;
         let mut target = CroppedImageMut::new(&mut canvas, left, top, width, height).map_err(resize_error)?;
-        let resample_rows = f64::from(width) != box_width || box_left.fract() != 0.0;
-        let resample_columns = f64::from(height) != box_height || box_top.fract() != 0.0;
-        if resample_rows && resample_columns {
+        if layout.two_passes {
             // PIL resamples rows first, then columns, rounding to 8 bits in between; fast_image_resize does
             // columns first for 8-bit pixels, which moves about one value in seven by a level. Two one-way
             // passes keep PIL's order.
@@ -195,7 +196,38 @@ impl FrameResizer {
             let source_box = self.options.crop(box_left, box_top, box_width, box_height);
             self.resizer.resize(&source, &mut target, &source_box).map_err(resize_error)?;
         }
-        Ok(plan.geometry)
+        Ok(layout.plan.geometry)
+    }
+
+    /// Bytes of the intermediate that resizing a `source_width` x `source_height` frame needs besides the
+    /// frame and the canvas: the frame resampled along its rows, when both directions are resampled.
+    pub fn intermediate_bytes(&self, source_width: u32, source_height: u32) -> u64 {
+        let layout = self.layout(source_width, source_height);
+        if layout.two_passes { u64::from(layout.target.2) * u64::from(source_height) * 3 } else { 0 }
+    }
+
+    /// Frees the intermediate if it is over `retained_bytes`; a smaller one is kept for the next frame.
+    pub fn release_outsized(&mut self, retained_bytes: usize) {
+        if self.rows_resampled.capacity() > retained_bytes {
+            self.rows_resampled = Vec::new();
+        }
+    }
+
+    /// What resizing a frame of this size does: the plan, the source box read and the canvas rectangle written.
+    fn layout(&self, source_width: u32, source_height: u32) -> ResizeLayout {
+        let plan =
+            ResizePlan::new(self.mode, self.crop_fraction, (source_width, source_height), (self.width, self.height));
+        let whole_source = (0.0, 0.0, f64::from(source_width), f64::from(source_height));
+        let whole_canvas = (0, 0, self.width, self.height);
+        let (source_box, target) = match plan.placement {
+            Placement::Whole => (whole_source, whole_canvas),
+            Placement::Crop { left, top, width, height } => ((left, top, width, height), whole_canvas),
+            Placement::Inset { left, top, width, height } => (whole_source, (left, top, width, height)),
+        };
+        let (box_left, box_top, box_width, box_height) = source_box;
+        let resample_rows = f64::from(target.2) != box_width || box_left.fract() != 0.0;
+        let resample_columns = f64::from(target.3) != box_height || box_top.fract() != 0.0;
+        ResizeLayout { plan, source_box, target, two_passes: resample_rows && resample_columns }
     }
 
     /// The last resized frame, RGB8, model width x height.

@@ -93,6 +93,10 @@ fn png_header(width: u32, height: u32) -> Vec<u8> {
     bytes
 }
 
+fn pixel_limit(max_pixels: u64) -> ImageLimits {
+    ImageLimits { max_pixels, ..ImageLimits::default() }
+}
+
 fn assert_decode_error(result: Result<(u32, u32)>, expected: &str) {
     match result {
         Err(Error::Decode { reason }) => assert!(reason.contains(expected), "reason {reason:?} lacks {expected:?}"),
@@ -254,11 +258,11 @@ fn the_pixel_limit_is_configurable_and_read_from_real_headers() {
     let png = encode_png(30, 20, ExtendedColorType::Rgb8, &pattern(30, 20));
     let jpeg = encode_jpeg(30, 20, ExtendedColorType::Rgb8, &smooth(30, 20));
     for bytes in [&png, &jpeg] {
-        match RgbDecoder::new(599).decode(bytes) {
+        match RgbDecoder::new(pixel_limit(599)).decode(bytes) {
             Err(Error::ImageTooLarge { width: 30, height: 20, max_pixels: 599 }) => {}
             other => panic!("expected ImageTooLarge, got {other:?}"),
         }
-        assert_eq!(RgbDecoder::new(600).decode(bytes).unwrap(), (30, 20));
+        assert_eq!(RgbDecoder::new(pixel_limit(600)).decode(bytes).unwrap(), (30, 20));
     }
 }
 
