@@ -378,3 +378,52 @@ fn jpeg_error(error: ImageError) -> Error {
         e => decode_error(format!("corrupt JPEG: {}", message(&e))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SOI, a `sof` frame header for 100 x 100 with one component per sampling factor (`0xHV`), a scan
+    /// header carrying `scan_components`, EOI.
+    fn jpeg_headers(sof: u8, sampling: &[u8], scan_components: u8) -> Vec<u8> {
+        let mut jpeg = vec![0xff, 0xd8, 0xff, sof];
+        jpeg.extend((8 + 3 * sampling.len() as u16).to_be_bytes());
+        jpeg.extend([8, 0, 100, 0, 100, sampling.len() as u8]);
+        for (id, factors) in sampling.iter().enumerate() {
+            jpeg.extend([id as u8 + 1, *factors, 0]);
+        }
+        jpeg.extend([0xff, 0xda, 0, 6 + 2 * scan_components, scan_components]);
+        jpeg.extend(vec![0; 2 * usize::from(scan_components) + 3]);
+        jpeg.extend([0xff, 0xd9]);
+        jpeg
+    }
+
+    fn coefficient_bytes(jpeg: &[u8]) -> u64 {
+        jpeg_frame(jpeg).unwrap().coefficient_bytes(jpeg).unwrap()
+    }
+
+    #[test]
+    fn coefficients_count_for_progressive_and_multi_scan_jpegs_only() {
+        // 4:2:0 at 100 x 100: 7 x 7 MCUs of 16 x 16, so luma 112 x 112 and each chroma 56 x 56, two bytes each.
+        let progressive = jpeg_headers(0xc2, &[0x22, 0x11, 0x11], 1);
+        assert_eq!(jpeg_frame(&progressive).unwrap().pixel_format(), "3-component progressive JPEG");
+        assert_eq!(coefficient_bytes(&progressive), (112 * 112 + 2 * 56 * 56) * 2);
+        // A baseline scan of every component is decoded one row of MCUs at a time.
+        assert_eq!(coefficient_bytes(&jpeg_headers(0xc0, &[0x22, 0x11, 0x11], 3)), 0);
+        // A baseline first scan of one of three components: all kept. 4:4:4 is 13 x 13 MCUs of 8 x 8.
+        assert_eq!(coefficient_bytes(&jpeg_headers(0xc0, &[0x11, 0x11, 0x11], 1)), 3 * 104 * 104 * 2);
+    }
+
+    #[test]
+    fn gray_and_wide_samples_become_rgb_in_place() {
+        let mut gray = vec![1, 2, 0, 0, 0, 0];
+        to_rgb_in_place(&mut gray, 1, 2);
+        assert_eq!(gray, [1, 1, 1, 2, 2, 2]);
+        let mut gray_alpha = vec![5, 255, 6, 0, 0, 0];
+        to_rgb_in_place(&mut gray_alpha, 2, 2);
+        assert_eq!(gray_alpha, [5, 5, 5, 6, 6, 6]);
+        let mut rgba = vec![1, 2, 3, 255, 4, 5, 6, 255];
+        to_rgb_in_place(&mut rgba, 4, 2);
+        assert_eq!(&rgba[..6], [1, 2, 3, 4, 5, 6]);
+    }
+}

@@ -282,6 +282,164 @@ fn buffers_are_reused_across_frames_of_one_size() {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// Memory limits and buffers
+
+fn decoded_limit(max_decoded_bytes: u64) -> ImageLimits {
+    ImageLimits { max_decoded_bytes, ..ImageLimits::default() }
+}
+
+fn sixteen_bit_rgba_png(width: u32, height: u32) -> Vec<u8> {
+    let samples = vec![0x1234u16.to_ne_bytes(); width as usize * height as usize * 4].concat();
+    encode_png(width, height, ExtendedColorType::Rgba16, &samples)
+}
+
+#[test]
+fn a_sixteen_bit_rgba_png_costs_its_rgb_frame_and_a_few_rows_not_eight_bytes_a_pixel() {
+    // 100 x 100: the RGB8 frame (30000) and four raw rows of 1 + 100 * 8 bytes (3204).
+    let png = sixteen_bit_rgba_png(100, 100);
+    let mut decoder = RgbDecoder::new(decoded_limit(33_203));
+    match decoder.decode(&png) {
+        Err(Error::DecodedTooLarge { bytes: 33_204, limit: 33_203, width: 100, height: 100, pixel_format }) => {
+            assert_eq!(pixel_format, "16-bit RGBA PNG")
+        }
+        other => panic!("expected DecodedTooLarge, got {other:?}"),
+    }
+    let message = decoder.decode(&png).unwrap_err().to_string();
+    assert_eq!(message, "decoded size 33204 bytes exceeds the limit of 33203 bytes (100x100, 16-bit RGBA PNG)",);
+    assert_eq!(decoder.dimensions(), (0, 0));
+    assert!(matches!(
+        Error::DecodedTooLarge { bytes: 1, limit: 0, width: 1, height: 1, pixel_format: String::new() }.kind(),
+        protocol::error::ErrorKind::ImageTooLarge
+    ));
+
+    decoder.set_limits(decoded_limit(33_204));
+    assert_eq!(decoder.decode(&png).unwrap(), (100, 100));
+    assert!(decoder.rgb().chunks_exact(3).all(|pixel| pixel == [0x12, 0x12, 0x12]));
+}
+
+#[test]
+fn the_pixel_limit_is_checked_before_the_decoded_size() {
+    let mut decoder = RgbDecoder::new(ImageLimits { max_pixels: 100, max_decoded_bytes: 10 });
+    assert!(matches!(decoder.decode(&png_header(11, 10)), Err(Error::ImageTooLarge { .. })));
+    let png = encode_png(10, 10, ExtendedColorType::Rgb8, &pattern(10, 10));
+    assert!(matches!(decoder.decode(&png), Err(Error::DecodedTooLarge { .. })));
+}
+
+#[test]
+fn the_preprocessor_counts_the_resize_intermediate_against_the_limit() {
+    // 100 x 100 RGB8 stretched to 10 x 10: the frame (30000), four raw rows (4 x 301) and the frame resampled
+    // along its rows, 10 x 100 pixels (3000).
+    let png = encode_png(100, 100, ExtendedColorType::Rgb8, &pattern(100, 100));
+    let spec = image_spec(10, 10);
+    let mut pre = ImagePreprocessor::with_limits(&spec, decoded_limit(34_203));
+    match pre.decode(&png) {
+        Err(Error::DecodedTooLarge { bytes: 34_204, .. }) => {}
+        other => panic!("expected DecodedTooLarge, got {other:?}"),
+    }
+    assert!(matches!(pre.prepare(), Err(Error::EmptyInput)), "a refused frame is not prepared");
+    pre.set_limits(decoded_limit(34_204));
+    assert_eq!(pre.decode(&png).unwrap(), (100, 100));
+    pre.prepare().unwrap();
+    // No intermediate when only one direction is resampled: 10 columns of 100 rows kept at full height.
+    let mut narrow = ImagePreprocessor::with_limits(&image_spec(10, 100), decoded_limit(31_204));
+    assert_eq!(narrow.decode(&png).unwrap(), (100, 100));
+}
+
+#[test]
+fn outsized_frame_buffers_are_given_back_after_use_and_small_ones_kept() {
+    let spec = image_spec(8, 8);
+    let mut pre = ImagePreprocessor::new(&spec);
+    pre.decode(&encode_png(64, 48, ExtendedColorType::Rgb8, &pattern(64, 48))).unwrap();
+    pre.prepare().unwrap();
+    pre.release_outsized();
+    assert_eq!(pre.decoded_rgb(), &pattern(64, 48)[..], "a small frame stays");
+
+    // 2400 x 2400 RGB8 is 17.3 MB, over the 16 MiB kept.
+    let side = 2400;
+    assert!(side * side * 3 > RETAINED_FRAME_BYTES);
+    let big = encode_png(side as u32, side as u32, ExtendedColorType::L8, &vec![9; side * side]);
+    pre.decode(&big).unwrap();
+    pre.prepare().unwrap();
+    pre.release_outsized();
+    assert!(pre.decoded_rgb().is_empty(), "the outsized frame is forgotten with its buffer");
+    assert!(matches!(pre.prepare(), Err(Error::EmptyInput)));
+    pre.decode(&big).unwrap();
+    assert_eq!(pre.decoded_rgb().len(), side * side * 3, "and decodes again");
+}
+
+/// A PNG of `rgb` (8-bit RGB) with Adam7 interlacing, stored uncompressed (no encoder at hand writes
+/// interlaced PNGs).
+fn interlaced_png(width: u32, height: u32, rgb: &[u8]) -> Vec<u8> {
+    // (x start, y start, x step, y step) of the seven passes.
+    const PASSES: [(u32, u32, u32, u32); 7] =
+        [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)];
+    let mut raw = Vec::new();
+    for (x0, y0, dx, dy) in PASSES {
+        if x0 >= width || y0 >= height {
+            continue;
+        }
+        for y in (y0..height).step_by(dy as usize) {
+            raw.push(0); // filter: none
+            for x in (x0..width).step_by(dx as usize) {
+                let at = (y * width + x) as usize * 3;
+                raw.extend_from_slice(&rgb[at..at + 3]);
+            }
+        }
+    }
+    // zlib: one stored deflate block, then the Adler-32 of the data.
+    let mut zlib = vec![0x78, 0x01, 0x01];
+    let length = raw.len() as u16;
+    zlib.extend(length.to_le_bytes());
+    zlib.extend((!length).to_le_bytes());
+    zlib.extend(&raw);
+    let (a, b) = raw.iter().fold((1u32, 0u32), |(a, b), &byte| {
+        let a = (a + u32::from(byte)) % 65521;
+        (a, (b + a) % 65521)
+    });
+    zlib.extend(((b << 16) | a).to_be_bytes());
+
+    let mut png = vec![0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n'];
+    let mut ihdr = width.to_be_bytes().to_vec();
+    ihdr.extend(height.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 1]);
+    for (kind, data) in [(b"IHDR", ihdr), (b"IDAT", zlib), (b"IEND", Vec::new())] {
+        let mut chunk = kind.to_vec();
+        chunk.extend(&data);
+        png.extend((data.len() as u32).to_be_bytes());
+        png.extend(&chunk);
+        png.extend(crc32(&chunk).to_be_bytes());
+    }
+    png
+}
+
+#[test]
+fn interlaced_pngs_are_spread_pass_by_pass_into_the_frame() {
+    let rgb = pattern(13, 11);
+    let png = interlaced_png(13, 11, &rgb);
+    let mut decoder = RgbDecoder::default();
+    assert_eq!(decoder.decode(&png).unwrap(), (13, 11));
+    assert_eq!(decoder.rgb(), &rgb[..]);
+    match RgbDecoder::new(decoded_limit(1)).decode(&png) {
+        Err(Error::DecodedTooLarge { pixel_format, .. }) => assert_eq!(pixel_format, "8-bit RGB interlaced PNG"),
+        other => panic!("expected DecodedTooLarge, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_baseline_jpeg_costs_its_frame_and_its_input() {
+    let jpeg = encode_jpeg(48, 32, ExtendedColorType::Rgb8, &smooth(48, 32));
+    let exact = 48 * 32 * 3 + jpeg.len() as u64;
+    match RgbDecoder::new(decoded_limit(exact - 1)).decode(&jpeg) {
+        Err(Error::DecodedTooLarge { bytes, pixel_format, .. }) => {
+            assert_eq!(bytes, exact);
+            assert_eq!(pixel_format, "3-component baseline JPEG");
+        }
+        other => panic!("expected DecodedTooLarge, got {other:?}"),
+    }
+    assert_eq!(RgbDecoder::new(decoded_limit(exact)).decode(&jpeg).unwrap(), (48, 32));
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // Geometry
 
 const MODES: [ResizeMode; 3] = [ResizeMode::Stretch, ResizeMode::Letterbox, ResizeMode::CenterCrop];
