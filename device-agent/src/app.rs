@@ -150,7 +150,10 @@ fn load_source(
 ) -> anyhow::Result<(Bundle, Pipeline)> {
     let bundle = Bundle::load(dir).with_context(|| format!("loading bundle {}", dir.display()))?;
     check_input_kind(source, &bundle)?;
-    let pipeline = Pipeline::new(ort, &bundle, options)?;
+    let mut pipeline = Pipeline::new(ort, &bundle, options)?;
+    if let Some(limits) = source.image_limits() {
+        pipeline.set_image_limits(limits);
+    }
     Ok((bundle, pipeline))
 }
 
@@ -430,7 +433,7 @@ fn reader(source: &ReadySource, feed: Arc<Feed>, shutdown: Arc<Shutdown>) -> Opt
                 (Some(path), false) => FileSet::List(vec![path.clone()]),
                 (None, _) => FileSet::List(c.files.clone()),
             };
-            let spec = ImageFiles { files, rate_fps: c.rate_fps, looping: c.repeat };
+            let spec = ImageFiles { files, rate_fps: c.rate_fps, looping: c.repeat, max_file_bytes: c.max_file_bytes };
             Some(Box::new(move || spawn_named(name, move || images::run(spec, &feed, &shutdown)).map(Some)))
         }
         SourceConfig::Csv(c) => {

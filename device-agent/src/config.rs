@@ -8,7 +8,7 @@
 mod update;
 
 use protocol::wire::{Format, Topics};
-use runtime::ProviderKind;
+use runtime::{ImageLimits, ProviderKind};
 use serde::{Deserialize, Deserializer};
 use std::collections::HashMap;
 use std::fmt;
@@ -199,6 +199,10 @@ pub struct ImagesSource {
     pub repeat: bool,
     /// Watch the `path` directory for new files instead of replaying it.
     pub watch: bool,
+    /// Largest image file read; a larger one is reported, not read.
+    pub max_file_bytes: u64,
+    /// Most memory one frame may take once decoded (see [`runtime::ImageLimits`]).
+    pub max_decoded_bytes: u64,
 }
 
 impl Default for ImagesSource {
@@ -211,12 +215,15 @@ impl Default for ImagesSource {
             rate_fps: 2.0,
             repeat: false,
             watch: false,
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            max_decoded_bytes: DEFAULT_MAX_DECODED_BYTES,
         }
     }
 }
 
-/// `kind = "mqtt_frames"`. Camera-like: only the latest frame is kept.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+/// `kind = "mqtt_frames"`. Camera-like: only the latest frame is kept. A frame's encoded size is bounded by
+/// `mqtt.max_packet_bytes`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MqttFramesSource {
     pub name: String,
@@ -224,6 +231,19 @@ pub struct MqttFramesSource {
     /// Unset: `<prefix>/frames/<name>`.
     #[serde(deserialize_with = "empty_as_none")]
     pub topic: Option<String>,
+    /// As for [`ImagesSource::max_decoded_bytes`].
+    pub max_decoded_bytes: u64,
+}
+
+impl Default for MqttFramesSource {
+    fn default() -> Self {
+        MqttFramesSource {
+            name: String::new(),
+            model: PathBuf::new(),
+            topic: None,
+            max_decoded_bytes: DEFAULT_MAX_DECODED_BYTES,
+        }
+    }
 }
 
 /// `kind = "csv"`: one sample per row, windows cut by the model's input length.
@@ -303,6 +323,12 @@ impl Default for MqttSensorSource {
 }
 
 const DEFAULT_SENSOR_QUEUE: usize = 8;
+/// A camera's JPEG is a few MB; more is a mistake or an attack, and it is read into memory whole.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 16 << 20;
+/// Room for a 20-megapixel frame; see docs/configuration.md for what it counts.
+const DEFAULT_MAX_DECODED_BYTES: u64 = runtime::preprocess::DEFAULT_MAX_DECODED_BYTES;
+/// Below this even a VGA frame with its resize intermediate does not fit: a typo, not a limit.
+const MIN_DECODED_BYTES: u64 = 1 << 20;
 /// More queued windows than this only adds latency; the bound keeps a typo from reserving memory.
 const MAX_SENSOR_QUEUE: usize = 4096;
 /// The MQTT protocol's limit on a packet's remaining length.
@@ -340,6 +366,16 @@ impl SourceConfig {
             SourceConfig::Stdin(_) => "stdin",
             SourceConfig::MqttSensor(_) => "mqtt_sensor",
         }
+    }
+
+    /// The limits the frames of an image source are held to; `None` for sensor sources.
+    pub fn image_limits(&self) -> Option<ImageLimits> {
+        let max_decoded_bytes = match self {
+            SourceConfig::Images(s) => s.max_decoded_bytes,
+            SourceConfig::MqttFrames(s) => s.max_decoded_bytes,
+            SourceConfig::Csv(_) | SourceConfig::Stdin(_) | SourceConfig::MqttSensor(_) => return None,
+        };
+        Some(ImageLimits { max_decoded_bytes, ..ImageLimits::default() })
     }
 
     /// The topic an MQTT source subscribes to (its own, or the default under `topics`); `None` for others.
@@ -572,8 +608,15 @@ impl SourceConfig {
                 if s.watch && s.repeat {
                     problems.push(format!("{key}.loop"), "can't be combined with watch");
                 }
+                if s.max_file_bytes == 0 {
+                    problems.push(format!("{key}.max_file_bytes"), "must be > 0");
+                }
+                validate_decoded_bytes(key, s.max_decoded_bytes, problems);
             }
-            SourceConfig::MqttFrames(s) => validate_topic(key, s.topic.as_deref(), problems),
+            SourceConfig::MqttFrames(s) => {
+                validate_topic(key, s.topic.as_deref(), problems);
+                validate_decoded_bytes(key, s.max_decoded_bytes, problems);
+            }
             SourceConfig::Csv(s) => {
                 if s.path.is_none() {
                     problems.push(format!("{key}.path"), "is required");
@@ -599,6 +642,12 @@ impl SourceConfig {
 fn validate_topic(key: &str, topic: Option<&str>, problems: &mut Problems) {
     if let Some(why) = topic.and_then(topic_problem) {
         problems.push(format!("{key}.topic"), why);
+    }
+}
+
+fn validate_decoded_bytes(key: &str, max_decoded_bytes: u64, problems: &mut Problems) {
+    if max_decoded_bytes < MIN_DECODED_BYTES {
+        problems.push(format!("{key}.max_decoded_bytes"), format!("must be >= {MIN_DECODED_BYTES} (1 MiB)"));
     }
 }
 

@@ -2,6 +2,7 @@
 //! payloads printed instead of published.
 
 use crate::clock::SystemClock;
+use crate::config::DEFAULT_MAX_FILE_BYTES;
 use crate::mqtt::{PublishError, QoS};
 use crate::outbox::{Outbox, OutboxQos, OutboxSettings, Publish};
 use crate::shutdown::Shutdown;
@@ -67,6 +68,7 @@ pub fn main(args: InferArgs) -> anyhow::Result<ExitCode> {
                         files: FileSet::List(model.inputs.clone()),
                         rate_fps: f64::INFINITY,
                         looping: false,
+                        max_file_bytes: DEFAULT_MAX_FILE_BYTES,
                     };
                     images::run(files, &feed, &shutdown);
                 }

@@ -40,10 +40,15 @@ pub type SwapSender = queue::ControlSender<Swap>;
 /// Between jobs it sleeps until a job or a swap arrives. Returns what it served last.
 pub fn run(mut serving: Serving, queue: JobQueue, outbox: &Outbox) -> Serving {
     outbox.serving(&serving.pipeline);
+    // The source's frame limits outlive its model: a pipeline the updater built gets them too.
+    let image_limits = serving.pipeline.image_limits();
     loop {
         let job = match queue.next() {
             Next::Job(job) => job,
-            Next::Control(swap) => {
+            Next::Control(mut swap) => {
+                if let Some(limits) = image_limits {
+                    swap.serving.pipeline.set_image_limits(limits);
+                }
                 outbox.serving(&swap.serving.pipeline);
                 let old = std::mem::replace(&mut serving, swap.serving);
                 // The updater may have given up waiting; the old pipeline is then simply dropped.

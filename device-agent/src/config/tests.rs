@@ -441,3 +441,35 @@ fn the_documented_example_loads_with_the_defaults_it_shows() {
     let kinds: Vec<&str> = config.sources.iter().map(SourceConfig::kind).collect();
     assert_eq!(kinds, ["images", "mqtt_frames", "csv", "stdin", "mqtt_sensor"]);
 }
+
+#[test]
+fn image_sources_take_memory_limits_with_defaults_for_small_boards() {
+    let config = AgentConfig::parse(MINIMAL).expect("valid");
+    let SourceConfig::Images(images) = &config.sources[0] else { panic!("an images source") };
+    assert_eq!(images.max_file_bytes, 16 << 20);
+    assert_eq!(config.sources[0].image_limits(), Some(ImageLimits::default()));
+
+    let frames = "[[sources]]\nname = \"door\"\nmodel = \"m\"\nkind = \"mqtt_frames\"\n";
+    let sensor = "[[sources]]\nname = \"imu\"\nmodel = \"m\"\nkind = \"mqtt_sensor\"\n";
+    let text = format!(
+        "{MINIMAL}max_file_bytes = 1000\nmax_decoded_bytes = 2000000\n{frames}max_decoded_bytes = 3000000\n{sensor}"
+    );
+    let config = AgentConfig::parse(&text).expect("valid");
+    let SourceConfig::Images(images) = &config.sources[0] else { panic!("an images source") };
+    assert_eq!(images.max_file_bytes, 1000);
+    let limits = |max_decoded_bytes| Some(ImageLimits { max_decoded_bytes, ..ImageLimits::default() });
+    assert_eq!(config.sources[0].image_limits(), limits(2_000_000));
+    assert_eq!(config.sources[1].image_limits(), limits(3_000_000));
+    assert_eq!(config.sources[2].image_limits(), None);
+
+    let text = format!("{MINIMAL}max_file_bytes = 0\nmax_decoded_bytes = 1000\n{frames}max_decoded_bytes = 0\n");
+    let errors = AgentConfig::parse(&text).unwrap_err().to_string();
+    assert_eq!(
+        errors.lines().collect::<Vec<_>>(),
+        [
+            "sources[0].max_file_bytes: must be > 0",
+            "sources[0].max_decoded_bytes: must be >= 1048576 (1 MiB)",
+            "sources[1].max_decoded_bytes: must be >= 1048576 (1 MiB)",
+        ]
+    );
+}

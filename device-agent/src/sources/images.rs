@@ -6,6 +6,7 @@ use super::directory::{self, WatchedDir};
 use crate::clock::Pacer;
 use crate::shutdown::Shutdown;
 use protocol::error::ErrorKind;
+use std::io::Read;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
@@ -16,6 +17,8 @@ pub struct ImageFiles {
     pub files: FileSet,
     pub rate_fps: f64,
     pub looping: bool,
+    /// Larger files are reported, not read: each is read into memory whole.
+    pub max_file_bytes: u64,
 }
 
 /// A directory or an explicit list.
@@ -30,12 +33,13 @@ pub enum FileSet {
 /// Runs the source until it is exhausted or shutdown is triggered.
 pub fn run(spec: ImageFiles, feed: &Feed, shutdown: &Shutdown) {
     let pacer = Pacer::per_second(spec.rate_fps);
+    let send = |file: &Path| send(file, spec.max_file_bytes, feed);
     match spec.files {
-        FileSet::Watch(watched) => watch(watched, pacer, feed, shutdown),
+        FileSet::Watch(watched) => watch(watched, pacer, send, feed, shutdown),
         FileSet::Directory(dir) => {
-            replay(|| directory::list(&dir), &dir.display().to_string(), spec.looping, pacer, feed, shutdown)
+            replay(|| directory::list(&dir), &dir.display().to_string(), spec.looping, pacer, send, feed, shutdown)
         }
-        FileSet::List(files) => replay(|| Ok(files.clone()), "", spec.looping, pacer, feed, shutdown),
+        FileSet::List(files) => replay(|| Ok(files.clone()), "", spec.looping, pacer, send, feed, shutdown),
     }
 }
 
@@ -45,6 +49,7 @@ fn replay(
     origin: &str,
     looping: bool,
     mut pacer: Pacer,
+    send: impl Fn(&Path),
     feed: &Feed,
     shutdown: &Shutdown,
 ) {
@@ -57,7 +62,7 @@ fn replay(
             if pacer.wait(feed.clock(), shutdown) {
                 return;
             }
-            send(file, feed);
+            send(file);
         }
         if !looping || files.is_empty() {
             return;
@@ -65,22 +70,41 @@ fn replay(
     }
 }
 
-fn send(file: &Path, feed: &Feed) {
+/// Sends the file as one frame, unless it cannot be read or is over `max_bytes`.
+fn send(file: &Path, max_bytes: u64, feed: &Feed) {
     let origin = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    match std::fs::read(file) {
-        Ok(bytes) => feed.frame(origin, bytes),
+    match read_at_most(file, max_bytes) {
+        Ok(Some(bytes)) => feed.frame(origin, bytes),
+        Ok(None) => feed.error(
+            &origin,
+            ErrorKind::ImageTooLarge,
+            &format!("{} is larger than max_file_bytes ({max_bytes} bytes); not read", file.display()),
+        ),
         Err(e) => feed.error(&origin, ErrorKind::Io, &format!("cannot read {}: {e}", file.display())),
     }
 }
 
+/// The file's bytes, or `None` if there are more than `max_bytes` (never reading more than one beyond, in
+/// case the file grows after its size was looked at).
+fn read_at_most(file: &Path, max_bytes: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let file = std::fs::File::open(file)?;
+    let size = file.metadata()?.len();
+    if size > max_bytes {
+        return Ok(None);
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    file.take(max_bytes.saturating_add(1)).read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= max_bytes).then_some(bytes))
+}
+
 /// Sends each new file of the watched directory once, paced by `pacer`.
-fn watch(watched: WatchedDir, mut pacer: Pacer, feed: &Feed, shutdown: &Shutdown) {
+fn watch(watched: WatchedDir, mut pacer: Pacer, send: impl Fn(&Path), feed: &Feed, shutdown: &Shutdown) {
     let origin = watched.dir().display().to_string();
     let new_file = |file: &Path| {
         if pacer.wait(feed.clock(), shutdown) {
             return ControlFlow::Break(());
         }
-        send(file, feed);
+        send(file);
         ControlFlow::Continue(())
     };
     watched.run(feed.clock(), shutdown, new_file, |e| feed.error(&origin, ErrorKind::Io, &e.to_string()));
@@ -125,7 +149,12 @@ mod tests {
         let clock = Arc::new(ManualClock::new(10_000));
         let (feed, queue) = Feed::fifo(outbox(), 8, clock.clone());
         let shutdown = Arc::new(Shutdown::default());
-        let spec = ImageFiles { files: FileSet::Directory(dir.path().to_owned()), rate_fps: 4.0, looping: true };
+        let spec = ImageFiles {
+            files: FileSet::Directory(dir.path().to_owned()),
+            rate_fps: 4.0,
+            looping: true,
+            max_file_bytes: 1024,
+        };
         let reader = {
             let (feed, shutdown) = (feed.clone(), shutdown.clone());
             std::thread::spawn(move || run(spec, &feed, &shutdown))
@@ -147,5 +176,30 @@ mod tests {
             .collect();
         assert_eq!(frames, expected);
         assert!(clock.unix_time_ms() >= 11_000);
+    }
+
+    #[test]
+    fn files_over_the_limit_are_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let (small, big) = (dir.path().join("a.jpg"), dir.path().join("b.jpg"));
+        std::fs::write(&small, [1; 1024]).unwrap();
+        std::fs::write(&big, [2; 1025]).unwrap();
+        assert_eq!(read_at_most(&small, 1024).unwrap(), Some(vec![1; 1024]));
+        assert_eq!(read_at_most(&big, 1024).unwrap(), None);
+
+        let (feed, queue) = Feed::fifo(outbox(), 8, Arc::new(ManualClock::new(0)));
+        let spec = ImageFiles {
+            files: FileSet::Directory(dir.path().to_owned()),
+            rate_fps: 1000.0,
+            looping: false,
+            max_file_bytes: 1024,
+        };
+        run(spec, &feed, &Shutdown::default());
+        feed.close();
+        let mut origins = Vec::new();
+        while let Next::Job(job) = queue.next() {
+            origins.push(job.origin);
+        }
+        assert_eq!(origins, ["a.jpg"], "the big file is reported, not queued");
     }
 }
