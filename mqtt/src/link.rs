@@ -199,9 +199,9 @@ impl Link {
         let mut delay = self.backoff.next_delay();
         if let Failure::Oversize(bytes) = failure {
             match self.oversize.refused(bytes, &mut self.connection.eventloop.mqtt_options) {
-                Refusal::Readable => log::warn!(
-                    "An inbound MQTT packet of {bytes} bytes is over the packet limit; reconnecting to read and skip it."
-                ),
+                Refusal::Readable => {
+                    log::warn!("An inbound MQTT packet of {bytes} bytes is over the limit; reconnecting to skip it.")
+                }
                 // It comes back at every subscription: retry seldom until someone clears it.
                 Refusal::AboveCeiling => delay = BACKOFF_MAX,
             }

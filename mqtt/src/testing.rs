@@ -1,6 +1,7 @@
 //! Brokers for tests: a mosquitto per test on ephemeral loopback ports, watched with `mosquitto_sub`, TLS
-//! material made with `openssl`, and a [`Proxy`] that partitions the network. Tests fail, never skip, when `mosquitto`, `mosquitto_sub`, `mosquitto_pub` or
-//! `openssl` is missing (Debian: `mosquitto mosquitto-clients openssl`).
+//! material made with `openssl`, and a [`Proxy`] that partitions the network. Tests fail, never skip, when
+//! `mosquitto`, `mosquitto_sub`, `mosquitto_pub` or `openssl` is missing (Debian: `mosquitto mosquitto-clients
+//! openssl`).
 
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
