@@ -217,7 +217,8 @@ fn run(
         routes.extend(update_routes);
         events
     });
-    let mqtt_thread = pending_link.start(routes)?;
+    let oversize_hook = mqtt::oversize_hook(&config, link.clone(), metrics.clone());
+    let mqtt_thread = pending_link.on_oversized(oversize_hook).start(routes)?;
     let updater = match (&config.update, served, update_events) {
         (Some(update), Some(served), Some(events)) => {
             Some(start_updater(&config, update, served, events, ort, &link, shutdown.clone())?)

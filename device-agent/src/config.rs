@@ -68,8 +68,10 @@ pub struct MqttConfig {
     /// Unset: `devices/<device_id>`. See [`AgentConfig::topics`].
     #[serde(deserialize_with = "empty_as_none")]
     pub prefix: Option<String>,
-    /// `>= 5`.
+    /// 5–65535. A dead link is noticed within twice this (see `mqtt::LinkOptions::keep_alive`).
     pub keep_alive_secs: u64,
+    /// 1–60. How long one connection attempt, and a write, may take.
+    pub connect_timeout_secs: u64,
     /// Encoding of everything the agent publishes.
     pub format: Format,
     #[serde(deserialize_with = "empty_as_none")]
@@ -83,6 +85,8 @@ pub struct MqttConfig {
     pub queue_capacity: usize,
     /// Largest MQTT packet sent or accepted (inbound frames included).
     pub max_packet_bytes: usize,
+    /// Largest inbound packet read only to be skipped (over `max_packet_bytes`); larger ones cannot be read.
+    pub max_skipped_packet_bytes: usize,
     pub qos: QosConfig,
     /// Present: connect with TLS.
     pub tls: Option<TlsConfig>,
@@ -95,13 +99,15 @@ impl Default for MqttConfig {
             port: None,
             client_id: None,
             prefix: None,
-            keep_alive_secs: 30,
+            keep_alive_secs: 10,
+            connect_timeout_secs: 5,
             format: Format::Json,
             username: None,
             password: None,
             password_file: None,
             queue_capacity: 64,
             max_packet_bytes: 2 * 1024 * 1024,
+            max_skipped_packet_bytes: 16 * 1024 * 1024,
             qos: QosConfig::default(),
             tls: None,
         }
@@ -543,6 +549,9 @@ impl MqttConfig {
         if !(5..=u64::from(u16::MAX)).contains(&self.keep_alive_secs) {
             problems.push("mqtt.keep_alive_secs", "must be between 5 and 65535");
         }
+        if !(1..=60).contains(&self.connect_timeout_secs) {
+            problems.push("mqtt.connect_timeout_secs", "must be between 1 and 60");
+        }
         if self.password.is_some() && self.password_file.is_some() {
             problems.push("mqtt.password_file", "set either password or password_file, not both");
         }
@@ -554,6 +563,12 @@ impl MqttConfig {
         }
         if !(1024..=MAX_MQTT_PACKET_BYTES).contains(&self.max_packet_bytes) {
             problems.push("mqtt.max_packet_bytes", format!("must be between 1024 and {MAX_MQTT_PACKET_BYTES}"));
+        }
+        if !(self.max_packet_bytes..=MAX_MQTT_PACKET_BYTES).contains(&self.max_skipped_packet_bytes) {
+            problems.push(
+                "mqtt.max_skipped_packet_bytes",
+                format!("must be between mqtt.max_packet_bytes and {MAX_MQTT_PACKET_BYTES}"),
+            );
         }
         let qos = &self.qos;
         for (name, level) in
@@ -588,6 +603,9 @@ impl SourceConfig {
                 format!("{key}.name"),
                 "\"update\" is reserved: <prefix>/errors/update carries the updater's errors",
             );
+        } else if name == crate::mqtt::LINK_SOURCE {
+            problems
+                .push(format!("{key}.name"), "\"mqtt\" is reserved: <prefix>/errors/mqtt carries the link's errors");
         }
         if self.model().as_os_str().is_empty() {
             problems.push(format!("{key}.model"), "is required");

@@ -1,14 +1,22 @@
 //! The agent's side of the shared MQTT link (the `mqtt` crate): its options from `[mqtt]`, with the config keys
-//! in error messages, and the device's retained status as the link's presence.
+//! in error messages, the device's retained status as the link's presence, and the report of inbound messages
+//! skipped for their size.
 
 pub use ::mqtt::{MqttHandle, PendingLink, PublishError, QoS, Route, Sink, qos};
 
 use crate::AGENT_VERSION;
 use crate::config::{AgentConfig, MqttConfig, TlsConfig};
-use ::mqtt::{ClientAuth, Credentials, EncodeError, LinkOptions, Liveness, Named, Password, Presence, StatusPayload};
+use crate::health::Metrics;
+use crate::outbox::error_event;
+use ::mqtt::{
+    ClientAuth, Credentials, EncodeError, LinkOptions, Liveness, Named, OversizeHook, Oversized, Password, Presence,
+    StatusPayload,
+};
 use anyhow::{Result, anyhow};
+use protocol::error::{ErrorKind, ErrorStage};
 use protocol::wire::{self, State, Status};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The link for `config`, not yet connected: the outboxes take the handle, the routes come later.
 pub fn connect(config: &AgentConfig) -> Result<(MqttHandle, PendingLink)> {
@@ -32,12 +40,48 @@ fn link_options(config: &AgentConfig) -> Result<LinkOptions> {
         client_id: config.mqtt_client_id().to_owned(),
         host: mqtt.host.clone(),
         port: mqtt.port(),
-        keep_alive: std::time::Duration::from_secs(mqtt.keep_alive_secs),
+        keep_alive: Duration::from_secs(mqtt.keep_alive_secs),
+        connect_timeout: Duration::from_secs(mqtt.connect_timeout_secs),
         max_packet_bytes: mqtt.max_packet_bytes,
+        max_skipped_packet_bytes: mqtt.max_skipped_packet_bytes,
         queue_capacity: mqtt.queue_capacity,
         credentials: mqtt.username.as_ref().map(|username| credentials(username, mqtt)),
         tls: mqtt.tls.as_ref().map(tls_options).transpose()?,
         presence: Some(presence),
+    })
+}
+
+/// The source name of the link's own error events, on `<prefix>/errors/mqtt`.
+pub const LINK_SOURCE: &str = "mqtt";
+
+/// Counts each inbound message the link skipped for its size (health's `mqtt_oversized`) and reports it as an
+/// error event of source `mqtt`, stage `source`, kind `message_too_large`, with the topic as its input.
+pub fn oversize_hook(config: &AgentConfig, link: MqttHandle, metrics: Arc<Metrics>) -> OversizeHook {
+    let (device, format) = (config.device_id.clone(), config.mqtt.format);
+    let (topic, errors_qos) = (config.topics().errors(LINK_SOURCE), qos(config.mqtt.qos.errors));
+    Box::new(move |oversized: &Oversized| {
+        let seq = metrics.count_mqtt_oversized();
+        let message = match &oversized.topic {
+            Some(_) => format!(
+                "an inbound message of {} bytes is over mqtt.max_packet_bytes ({}); skipped",
+                oversized.bytes, oversized.limit
+            ),
+            None => format!(
+                "an inbound message of {} bytes is over mqtt.max_skipped_packet_bytes too, so it cannot be read; \
+                 nothing arrives until it is cleared from the broker",
+                oversized.bytes
+            ),
+        };
+        let origin = oversized.topic.as_deref().unwrap_or_default();
+        let event =
+            error_event(&device, LINK_SOURCE, seq, ErrorStage::Source, ErrorKind::MessageTooLarge, &message, origin);
+        // On the mqtt thread: never wait. A full queue loses the event, not the count.
+        let published = wire::encode(format, &event)
+            .map_err(|e| e.to_string())
+            .and_then(|payload| link.try_publish(topic.clone(), errors_qos, false, payload).map_err(|e| e.to_string()));
+        if let Err(error) = published {
+            log::debug!("The oversize message's error event was not published: {error}.");
+        }
     })
 }
 
@@ -88,7 +132,7 @@ impl StatusPayload for DeviceStatus {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use ::mqtt::testing::{Broker, Pki};
+    use ::mqtt::testing::{Broker, Pki, Subscriber};
     use std::time::Duration;
 
     fn config(extra: &str) -> AgentConfig {
@@ -143,6 +187,36 @@ pub(crate) mod tests {
             (State::Online, "presence-1", AGENT_VERSION)
         );
         assert!(status.since_ms.is_some());
+        assert!(handle.shutdown(Duration::from_secs(5)).closed);
+        thread.join().expect("mqtt thread ends");
+    }
+
+    #[test]
+    fn skipped_messages_are_counted_and_reported_on_the_links_errors_topic() {
+        let broker = Broker::start(None);
+        let config = agent_config(&broker, "oversize-1", "");
+        let (handle, pending) = connect(&config).expect("valid");
+        let thread = pending.start(Vec::new()).expect("link starts");
+        handle.wait_connected(Duration::from_secs(10)).expect("connected");
+        let subscriber = Subscriber::start(&broker, "devices/oversize-1/errors/mqtt", "devices/oversize-1/errors/mqtt");
+        let metrics = Arc::new(Metrics::new());
+        let mut hook = oversize_hook(&config, handle.clone(), metrics.clone());
+
+        hook(&Oversized { topic: Some("devices/oversize-1/frames/door".into()), bytes: 5000, limit: 4096 });
+        hook(&Oversized { topic: None, bytes: 9000, limit: 4096 });
+        assert_eq!(metrics.mqtt_oversized(), 2);
+        let event = |(topic, payload): (String, String)| {
+            assert_eq!(topic, "devices/oversize-1/errors/mqtt");
+            serde_json::from_str::<wire::ErrorEvent>(&payload).expect("an error event")
+        };
+        let skipped = event(subscriber.next_message());
+        assert_eq!((skipped.source.as_str(), skipped.seq), ("mqtt", 1));
+        assert_eq!((skipped.stage, skipped.kind), (ErrorStage::Source, ErrorKind::MessageTooLarge));
+        assert_eq!(skipped.input.as_deref(), Some("devices/oversize-1/frames/door"));
+        assert_eq!(skipped.message, "an inbound message of 5000 bytes is over mqtt.max_packet_bytes (4096); skipped");
+        let unreadable = event(subscriber.next_message());
+        assert_eq!((unreadable.seq, unreadable.input), (2, None));
+        assert!(unreadable.message.contains("cannot be read"), "{}", unreadable.message);
         assert!(handle.shutdown(Duration::from_secs(5)).closed);
         thread.join().expect("mqtt thread ends");
     }

@@ -10,15 +10,21 @@
 //!   [`PublishError::QueueFull`], which callers count and move on, or wait out ([`MqttHandle::publish_until`]).
 //! - **Sessions** are clean. On every ConnAck the link queues, ahead of everything else, the subscriptions of its
 //!   routes and then the retained `online` [`Presence`] status. The last will is the retained `offline` status.
-//! - **Reconnects** back off from 0.5 s, doubling up to 10 s, with one log line per change of state.
+//! - **Reconnects** back off from 0.5 s, doubling up to 10 s, with one log line per change of state (a
+//!   certificate error or a refusal is named as such). The first connection is not a reconnect.
+//! - **Dead links** are noticed within 2 × [`LinkOptions::keep_alive`] (see there).
+//! - **Oversize inbound messages** are read (up to a ceiling) and skipped, not delivered, and reported: see
+//!   [`Oversized`].
 //! - **Waits are events**: the thread signals every packet it handles, so waits for acks, room in the queue or a
 //!   connection wake when something happened, never on a poll timer.
 //! - **Shutdown** ([`MqttHandle::shutdown`]) publishes `offline`, waits (bounded) until every QoS >= 1 publish is
 //!   acknowledged, then disconnects cleanly, so SIGTERM doesn't lose queued messages.
 
+mod failure;
 mod handle;
 mod link;
 mod options;
+mod oversize;
 mod shared;
 mod state;
 mod tls;
@@ -31,8 +37,10 @@ pub mod testing;
 pub use handle::{ConnectError, MqttHandle, PublishError, ShutdownReport};
 pub use link::{PendingLink, ReconnectHook, StartError};
 pub use options::{ClientAuth, Credentials, LinkOptions, Named, OptionsError, Password, TlsOptions};
+pub use oversize::{OversizeHook, Oversized};
 pub use rumqttc::{QoS, matches};
 
+use oversize::Oversize;
 use shared::Shared;
 use std::error::Error;
 use std::sync::Arc;
@@ -48,10 +56,12 @@ pub fn connect(options: LinkOptions) -> Result<(MqttHandle, PendingLink), Option
     };
     let rumqttc_options = options.build(will)?;
     let queue_capacity = rumqttc_options.request_channel_capacity();
-    let (client, connection) = rumqttc::Client::new(rumqttc_options, queue_capacity);
+    let (client, mut connection) = rumqttc::Client::new(rumqttc_options, queue_capacity);
+    connection.eventloop.set_network_options(options.network_options());
     let shared = Arc::new(Shared::default());
     let handle = MqttHandle::new(client, shared.clone(), presence.clone());
-    Ok((handle, PendingLink::new(connection, shared, presence)))
+    let oversize = Oversize::new(options.max_packet_bytes, options.max_skipped_packet_bytes);
+    Ok((handle, PendingLink::new(connection, shared, presence, oversize)))
 }
 
 /// The QoS for a configured level (0, 1 or 2; anything above reads as 2).

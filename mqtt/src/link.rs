@@ -1,6 +1,8 @@
 //! The `mqtt` thread: polls the connection, answers every ConnAck with the subscriptions and the online status,
 //! hands inbound messages to their routes, settles acks, and backs off between reconnects.
 
+use crate::failure::Failure;
+use crate::oversize::{Oversize, OversizeHook, Refusal};
 use crate::shared::{Shared, Stop, lock};
 use crate::state::{Backoff, Connectivity, unacked_in};
 use crate::{Liveness, Message, Presence, Route, unix_time_ms};
@@ -33,17 +35,29 @@ pub struct PendingLink {
     shared: Arc<Shared>,
     presence: Option<Presence>,
     on_reconnect: Option<ReconnectHook>,
+    oversize: Oversize,
 }
 
 impl PendingLink {
-    pub(crate) fn new(connection: rumqttc::Connection, shared: Arc<Shared>, presence: Option<Presence>) -> PendingLink {
-        PendingLink { connection, shared, presence, on_reconnect: None }
+    pub(crate) fn new(
+        connection: rumqttc::Connection,
+        shared: Arc<Shared>,
+        presence: Option<Presence>,
+        oversize: Oversize,
+    ) -> PendingLink {
+        PendingLink { connection, shared, presence, on_reconnect: None, oversize }
     }
 
     /// Has `hook` called after every reconnection, for a client that must redo what the broker forgot (a clean
     /// session drops what was in flight).
     pub fn on_reconnect(mut self, hook: ReconnectHook) -> PendingLink {
         self.on_reconnect = Some(hook);
+        self
+    }
+
+    /// Has `hook` told of every inbound message skipped for its size.
+    pub fn on_oversized(mut self, hook: OversizeHook) -> PendingLink {
+        self.oversize.set_hook(hook);
         self
     }
 
@@ -59,6 +73,7 @@ impl PendingLink {
             shared: self.shared,
             presence: self.presence,
             on_reconnect: self.on_reconnect,
+            oversize: self.oversize,
             connectivity: Connectivity::Starting,
             last_error: String::new(),
             backoff: Backoff::new(BACKOFF_INITIAL, BACKOFF_MAX),
@@ -73,6 +88,7 @@ struct Link {
     shared: Arc<Shared>,
     presence: Option<Presence>,
     on_reconnect: Option<ReconnectHook>,
+    oversize: Oversize,
     connectivity: Connectivity,
     last_error: String,
     backoff: Backoff,
@@ -162,6 +178,9 @@ impl Link {
     }
 
     fn deliver(&mut self, publish: &Publish) {
+        if self.oversize.skipped(publish) {
+            return;
+        }
         let message = Message { topic: &publish.topic, payload: &publish.payload, retained: publish.retain };
         let mut routes = lock(&self.shared.routes);
         for route in routes.iter_mut().filter(|route| rumqttc::matches(&publish.topic, &route.topic)) {
@@ -172,20 +191,28 @@ impl Link {
     /// Logs (once per change), then sleeps the backoff. True when the thread should end instead.
     fn on_connection_error(&mut self, error: &ConnectionError) -> bool {
         let previous = self.connectivity;
-        let message = error.to_string();
+        let failure = Failure::of(error);
+        let message = failure.describe(error);
         self.shared.connection_failed(message.clone());
         // Waits for a first connection learn of the failure now, not after the backoff.
         self.shared.progress();
-        if self.connectivity.change_to(Connectivity::Down) || message != self.last_error {
-            match previous {
-                Connectivity::Connected => log::warn!("MQTT connection lost, reconnecting: {message}."),
-                // A refusal by the broker (credentials, ACL, client id) is not a network problem; say so.
-                Connectivity::Starting | Connectivity::Down
-                    if matches!(error, ConnectionError::ConnectionRefused(_)) =>
-                {
-                    log::error!("MQTT broker refused the connection (check credentials and ACLs), retrying: {message}.")
+        let mut delay = self.backoff.next_delay();
+        if let Failure::Oversize(bytes) = failure {
+            match self.oversize.refused(bytes, &mut self.connection.eventloop.mqtt_options) {
+                Refusal::Readable => {
+                    log::warn!("An inbound MQTT packet of {bytes} bytes is over the limit; reconnecting to skip it.")
                 }
-                Connectivity::Starting | Connectivity::Down => {
+                // It comes back at every subscription: retry seldom until someone clears it.
+                Refusal::AboveCeiling => delay = BACKOFF_MAX,
+            }
+        }
+        // Until a first connection the link is still starting: the first ConnAck is not a reconnect.
+        let next = if previous == Connectivity::Starting { Connectivity::Starting } else { Connectivity::Down };
+        if self.connectivity.change_to(next) || message != self.last_error {
+            match (previous, failure.advice()) {
+                (_, Some(advice)) => log::error!("MQTT connection failed ({advice}), retrying: {message}."),
+                (Connectivity::Connected, None) => log::warn!("MQTT connection lost, reconnecting: {message}."),
+                (Connectivity::Starting | Connectivity::Down, None) => {
                     log::warn!("MQTT broker unreachable, retrying: {message}.")
                 }
             }
@@ -196,6 +223,6 @@ impl Link {
         if self.shared.stop().is_some() {
             return true;
         }
-        self.shared.sleep_unless_stopped(self.backoff.next_delay())
+        self.shared.sleep_unless_stopped(delay)
     }
 }

@@ -1,5 +1,7 @@
 //! The link against a real broker (see [`crate::testing`]).
 
+mod faults;
+
 use crate::testing::{Broker, Pki, Subscriber, TlsListener, wait_for};
 use crate::*;
 use std::sync::mpsc;
@@ -22,16 +24,24 @@ fn status_topic(device: &str) -> String {
 
 /// Options for the plain listener, or the TLS one with `tls`.
 fn options(broker: &Broker, device: &str, tls: Option<TlsOptions>) -> LinkOptions {
+    let port = if tls.is_some() { broker.tls_port() } else { broker.port() };
+    LinkOptions { tls, ..options_at(port, device) }
+}
+
+/// Options for a plain connection to `port` on loopback.
+fn options_at(port: u16, device: &str) -> LinkOptions {
     let presence = Presence { topic: status_topic(device), qos: QoS::AtLeastOnce, payload: Arc::new(JsonStatus) };
     LinkOptions {
         client_id: device.to_owned(),
         host: "127.0.0.1".into(),
-        port: if tls.is_some() { broker.tls_port() } else { broker.port() },
+        port,
         keep_alive: Duration::from_secs(5),
+        connect_timeout: Duration::from_secs(5),
         max_packet_bytes: 256 * 1024,
+        max_skipped_packet_bytes: 1024 * 1024,
         queue_capacity: 64,
         credentials: None,
-        tls,
+        tls: None,
         presence: Some(presence),
     }
 }
@@ -52,6 +62,16 @@ fn tls(pki: &Pki, server_name: Option<&str>, client: bool) -> TlsOptions {
     }
 }
 
+/// The retained status, once the link's `online` publish has reached the broker (connected is not yet there).
+fn online_status(broker: &Broker, device: &str) -> serde_json::Value {
+    let mut status = serde_json::Value::Null;
+    wait_for("the online status", || {
+        status = broker.retained(&status_topic(device)).map_or(serde_json::Value::Null, |s| status_json(Some(s)));
+        status["state"] == "online"
+    });
+    status
+}
+
 fn status_json(payload: Option<Vec<u8>>) -> serde_json::Value {
     let payload = payload.expect("a retained status");
     serde_json::from_slice(&payload).unwrap_or_else(|e| panic!("status {:?}: {e}", String::from_utf8_lossy(&payload)))
@@ -63,7 +83,7 @@ fn online_status_publishes_and_a_draining_shutdown() {
     let (handle, thread) = start(options(&broker, "live-1", None), Vec::new());
     handle.wait_connected(Duration::from_secs(10)).expect("connected");
 
-    let online = status_json(broker.retained(&status_topic("live-1")));
+    let online = online_status(&broker, "live-1");
     assert_eq!(online["state"], "online");
     assert!(online["since_ms"].as_u64().is_some(), "{online}");
 
@@ -140,7 +160,7 @@ fn routes_receive_payloads_across_a_broker_restart() {
     broker.restart();
     wait_for("the reconnection", || handle.reconnects() == 1 && handle.is_connected());
     // persistence is off, so this retained status comes from the new connection.
-    let online = status_json(broker.retained(&status_topic("live-3")));
+    let online = online_status(&broker, "live-3");
     assert_eq!(online["state"], "online");
     deliver(&broker, "frame-2");
 
@@ -151,11 +171,11 @@ fn routes_receive_payloads_across_a_broker_restart() {
 #[test]
 fn tls_verifies_the_broker_by_server_name() {
     let pki = Pki::generate();
-    let broker = Broker::start(Some(TlsListener { pki: &pki, require_certificate: false }));
+    let broker = Broker::start(Some(TlsListener { pki: &pki, require_certificate: false, expired: false }));
     // The certificate names `localhost` only, so dialling 127.0.0.1 needs a server name.
     let (handle, thread) = start(options(&broker, "live-4", Some(tls(&pki, Some("localhost"), false))), Vec::new());
     handle.wait_connected(Duration::from_secs(10)).expect("connected");
-    let online = status_json(broker.retained("devices/live-4/status"));
+    let online = online_status(&broker, "live-4");
     assert_eq!(online["state"], "online");
     assert_eq!(handle.shutdown(Duration::from_secs(5)), ShutdownReport { unacked: 0, closed: true });
     thread.join().expect("mqtt thread ends");
@@ -171,7 +191,7 @@ fn tls_verifies_the_broker_by_server_name() {
 #[test]
 fn mutual_tls() {
     let pki = Pki::generate();
-    let broker = Broker::start(Some(TlsListener { pki: &pki, require_certificate: true }));
+    let broker = Broker::start(Some(TlsListener { pki: &pki, require_certificate: true, expired: false }));
     let (handle, thread) = start(options(&broker, "live-5", Some(tls(&pki, Some("localhost"), false))), Vec::new());
     let refused = handle.wait_connected(Duration::from_secs(10));
     assert!(matches!(refused, Err(ConnectError::Failed(_))), "the broker requires a client certificate: {refused:?}");
@@ -181,7 +201,7 @@ fn mutual_tls() {
 
     let (handle, thread) = start(options(&broker, "live-5", Some(tls(&pki, Some("localhost"), true))), Vec::new());
     handle.wait_connected(Duration::from_secs(10)).expect("connected");
-    let online = status_json(broker.retained("devices/live-5/status"));
+    let online = online_status(&broker, "live-5");
     assert_eq!(online["state"], "online");
     assert_eq!(handle.shutdown(Duration::from_secs(5)), ShutdownReport { unacked: 0, closed: true });
     thread.join().expect("mqtt thread ends");

@@ -3,7 +3,7 @@
 //! values the callers have already checked.
 
 use crate::{EncodeError, Presence, tls};
-use rumqttc::{LastWill, MqttOptions, TlsConfiguration, Transport};
+use rumqttc::{LastWill, MqttOptions, NetworkOptions, TlsConfiguration, Transport};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -26,9 +26,19 @@ pub struct LinkOptions {
     pub client_id: String,
     pub host: String,
     pub port: u16,
+    /// A PINGREQ goes out every `keep_alive` whatever the traffic; a link whose PINGRESP has not come back by the
+    /// next one is dead. So a dead link (a partition, a silent broker) is noticed within 2 × `keep_alive`.
+    /// rumqttc keeps its socket to itself, so TCP keep-alive and `TCP_USER_TIMEOUT` cannot be set: this is the
+    /// only detector, besides writes that time out.
     pub keep_alive: Duration,
-    /// The largest packet sent or received.
+    /// How long a connection attempt (TCP, TLS, CONNECT to CONNACK) and a flush of writes may take (whole
+    /// seconds, at least 1).
+    pub connect_timeout: Duration,
+    /// The largest packet sent, and the largest inbound message delivered.
     pub max_packet_bytes: usize,
+    /// The largest inbound packet read only to be skipped (see [`crate::Oversized`]); at least
+    /// `max_packet_bytes`. Larger packets cannot be read at all.
+    pub max_skipped_packet_bytes: usize,
     /// Requests queued before publishes are refused as [`crate::PublishError::QueueFull`].
     pub queue_capacity: usize,
     pub credentials: Option<Credentials>,
@@ -118,6 +128,13 @@ impl LinkOptions {
         Ok(options)
     }
 
+    /// rumqttc's network settings: the connection timeout.
+    pub(crate) fn network_options(&self) -> NetworkOptions {
+        let mut network = NetworkOptions::new();
+        network.set_connection_timeout(self.connect_timeout.as_secs().max(1));
+        network
+    }
+
     /// Builds the options without connecting: what a configuration check uses to find unreadable TLS or
     /// password files before the link is started for real.
     pub fn check(&self) -> Result<(), OptionsError> {
@@ -164,7 +181,9 @@ mod tests {
             host: "broker".into(),
             port: 1883,
             keep_alive: Duration::from_secs(7),
+            connect_timeout: Duration::from_secs(3),
             max_packet_bytes: 4096,
+            max_skipped_packet_bytes: 8192,
             queue_capacity: 16,
             credentials: None,
             tls: None,
@@ -210,6 +229,9 @@ mod tests {
         assert!(built.clean_session());
         assert_eq!(built.max_packet_size(), 4096);
         assert_eq!(built.request_channel_capacity(), 16);
+        assert_eq!(with_status.network_options().connection_timeout(), 3);
+        let sub_second = LinkOptions { connect_timeout: Duration::from_millis(200), ..options() };
+        assert_eq!(sub_second.network_options().connection_timeout(), 1);
         assert_eq!(built.credentials(), None);
         let will = built.last_will().expect("a last will");
         assert_eq!(will.topic, "devices/cam-01/status");

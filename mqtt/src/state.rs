@@ -81,10 +81,10 @@ pub(crate) fn unacked_in(pending: &VecDeque<Request>) -> u64 {
 /// The connection as the logs describe it: one line per change, not one per retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Connectivity {
-    /// Never connected yet.
+    /// Never connected yet (failed attempts included): the first connection is not a reconnect.
     Starting,
     Connected,
-    /// Was connected (or starting) and failed; retries are quiet.
+    /// Was connected and failed; retries are quiet.
     Down,
 }
 

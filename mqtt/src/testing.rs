@@ -1,6 +1,7 @@
-//! Brokers for tests: a mosquitto per test on ephemeral loopback ports, watched with `mosquitto_sub`, and TLS
-//! material made with `openssl`. Tests fail, never skip, when `mosquitto`, `mosquitto_sub`, `mosquitto_pub` or
-//! `openssl` is missing (Debian: `mosquitto mosquitto-clients openssl`).
+//! Brokers for tests: a mosquitto per test on ephemeral loopback ports, watched with `mosquitto_sub`, TLS
+//! material made with `openssl`, and a [`Proxy`] that partitions the network. Tests fail, never skip, when
+//! `mosquitto`, `mosquitto_sub`, `mosquitto_pub` or `openssl` is missing (Debian: `mosquitto mosquitto-clients
+//! openssl`).
 
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
@@ -12,16 +13,22 @@ use std::thread;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
+mod proxy;
+
+pub use proxy::Proxy;
+
 const WAIT: Duration = Duration::from_secs(10);
 
 /// A CA, a server certificate for `localhost` (DNS name only, so dialling 127.0.0.1 needs
-/// `server_name`), and a client certificate, all made with the `openssl` CLI.
+/// `server_name`), the same one expired, and a client certificate, all made with the `openssl` CLI.
 pub struct Pki {
     // Holds the files for as long as the paths are used.
     _dir: TempDir,
     pub ca: PathBuf,
     pub server_cert: PathBuf,
     pub server_key: PathBuf,
+    /// For `server_key`, valid on 1 January 2020 only.
+    pub expired_server_cert: PathBuf,
     pub client_cert: PathBuf,
     pub client_key: PathBuf,
 }
@@ -55,17 +62,33 @@ impl Pki {
                 dir.path(),
             );
         }
+        // `openssl x509` only signs from now on; `openssl ca` takes any dates.
+        std::fs::write(path("ca.cnf"), EXPIRED_CA_CONFIG).expect("write the CA config");
+        std::fs::write(path("index.txt"), "").expect("write the CA index");
+        std::fs::write(path("serial.txt"), "01\n").expect("write the CA serial");
+        openssl(
+            &[
+                &["ca", "-batch", "-config", "ca.cnf", "-in", "server.csr", "-out", "expired.pem", "-notext"],
+                &["-startdate", "20200101000000Z", "-enddate", "20200102000000Z", "-extfile", "server.ext"],
+            ],
+            dir.path(),
+        );
         make_world_readable(dir.path());
         Pki {
             ca: path("ca.pem"),
             server_cert: path("server.pem"),
             server_key: path("server.key"),
+            expired_server_cert: path("expired.pem"),
             client_cert: path("client.pem"),
             client_key: path("client.key"),
             _dir: dir,
         }
     }
 }
+
+const EXPIRED_CA_CONFIG: &str = "[ca]\ndefault_ca = test\n[test]\ndatabase = index.txt\nnew_certs_dir = .\n\
+    certificate = ca.pem\nprivate_key = ca.key\nserial = serial.txt\ndefault_md = sha256\npolicy = any\n\
+    [any]\ncommonName = supplied\n";
 
 fn openssl(args: &[&[&str]], dir: &Path) {
     let args: Vec<&str> = args.concat();
@@ -91,7 +114,8 @@ fn make_world_readable(dir: &Path) {
     }
 }
 
-fn free_port() -> u16 {
+/// A port nothing listens on (until something binds it).
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener.local_addr().expect("local address").port()
 }
@@ -100,6 +124,8 @@ fn free_port() -> u16 {
 pub struct TlsListener<'a> {
     pub pki: &'a Pki,
     pub require_certificate: bool,
+    /// Serve the expired certificate.
+    pub expired: bool,
 }
 
 /// A mosquitto process, killed on drop.
@@ -113,14 +139,20 @@ pub struct Broker {
 
 impl Broker {
     pub fn start(tls: Option<TlsListener<'_>>) -> Broker {
+        Broker::start_on(free_port(), tls)
+    }
+
+    /// A broker whose plain listener is on `port` (see [`free_port`]).
+    pub fn start_on(port: u16, tls: Option<TlsListener<'_>>) -> Broker {
         let dir = readable_temp_dir();
-        let (port, tls_port) = (free_port(), free_port());
+        let tls_port = free_port();
         let mut text = format!("allow_anonymous true\npersistence false\nlistener {port} 127.0.0.1\n");
-        if let Some(TlsListener { pki, require_certificate }) = tls {
+        if let Some(TlsListener { pki, require_certificate, expired }) = tls {
+            let cert = if expired { &pki.expired_server_cert } else { &pki.server_cert };
             text += &format!(
                 "listener {tls_port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate {require_certificate}\n",
                 pki.ca.display(),
-                pki.server_cert.display(),
+                cert.display(),
                 pki.server_key.display()
             );
         }
@@ -157,6 +189,14 @@ impl Broker {
     /// Publishes `payload` on `topic` as the retained message.
     pub fn publish_retained(&self, topic: &str, payload: &str) {
         self.mosquitto_pub(&["-t", topic, "-m", payload, "-r"]);
+    }
+
+    /// Publishes `payload` on `topic` as the retained message, from a file (for payloads of any size).
+    pub fn publish_retained_bytes(&self, topic: &str, payload: &[u8]) {
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(file.path(), payload).expect("write the payload");
+        let path = file.path().to_str().expect("a UTF-8 temp path");
+        self.mosquitto_pub(&["-t", topic, "-f", path, "-r"]);
     }
 
     fn mosquitto_pub(&self, args: &[&str]) {

@@ -154,6 +154,8 @@ wire_names! {
         Schema => "schema",
         /// A command names a model this device does not serve.
         UnknownModel => "unknown_model",
+        /// An inbound MQTT message is over `mqtt.max_packet_bytes`; it was skipped (source `mqtt`).
+        MessageTooLarge => "message_too_large",
     }
 }
 

@@ -183,7 +183,8 @@ impl Message for ErrorEvent {
 /// The periodic health report.
 ///
 /// postcard body: `device`, `agent_version`, `uptime_s`, `cpu_percent`, `rss_bytes`, `peak_rss_bytes`,
-/// `temperature_c`, `mqtt_reconnects`, `sources` (each a [`SourceHealth`]), `health_unpublished`, `arch`.
+/// `temperature_c`, `mqtt_reconnects`, `sources` (each a [`SourceHealth`]), `health_unpublished`, `arch`,
+/// `mqtt_oversized`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Health {
     pub device: String,
@@ -201,6 +202,9 @@ pub struct Health {
     pub health_unpublished: u64,
     /// The CPU architecture the agent was built for (`x86_64`, `aarch64`, `arm`).
     pub arch: String,
+    /// Inbound MQTT messages skipped since start for being over `mqtt.max_packet_bytes` (each one also an error
+    /// event on `<prefix>/errors/mqtt`).
+    pub mqtt_oversized: u64,
 }
 
 impl Message for Health {

@@ -24,11 +24,13 @@ port = 8884
 client_id = "agent-7"
 prefix = "site/a"
 keep_alive_secs = 10
+connect_timeout_secs = 3
 format = "postcard"
 username = "agent"
 password_file = "secret"
 queue_capacity = 16
 max_packet_bytes = 65536
+max_skipped_packet_bytes = 131072
 [mqtt.qos]
 status = 2
 predictions = 0
@@ -99,7 +101,9 @@ fn defaults() {
     assert_eq!(config.mqtt.port(), 1883);
     assert_eq!(config.mqtt_client_id(), "cam-01");
     assert_eq!(config.topics(), Topics::new("devices/cam-01"));
-    assert_eq!(config.mqtt.keep_alive_secs, 30);
+    assert_eq!(config.mqtt.keep_alive_secs, 10);
+    assert_eq!(config.mqtt.connect_timeout_secs, 5);
+    assert_eq!(config.mqtt.max_skipped_packet_bytes, 16 * 1024 * 1024);
     assert_eq!(config.mqtt.format, Format::Json);
     assert_eq!(config.mqtt.queue_capacity, 64);
     assert_eq!(config.mqtt.qos, QosConfig { status: 1, predictions: 1, health: 0, errors: 1 });
@@ -158,6 +162,7 @@ fn every_key_is_read() {
     assert_eq!(config.mqtt.format, Format::Postcard);
     assert_eq!(config.mqtt.qos, QosConfig { status: 2, predictions: 0, health: 1, errors: 0 });
     assert_eq!(config.mqtt.max_packet_bytes, 65536);
+    assert_eq!((config.mqtt.connect_timeout_secs, config.mqtt.max_skipped_packet_bytes), (3, 131072));
     let tls = config.mqtt.tls.as_ref().expect("tls");
     assert_eq!(tls.server_name.as_deref(), Some("broker"));
     assert_eq!(config.health.interval_secs, 3);
@@ -226,10 +231,12 @@ host = ""
 port = 0
 prefix = "site/+/"
 keep_alive_secs = 2
+connect_timeout_secs = 0
 password = "p"
 password_file = "f"
 queue_capacity = 0
 max_packet_bytes = 10
+max_skipped_packet_bytes = 5
 [mqtt.qos]
 status = 3
 predictions = 1
@@ -294,10 +301,12 @@ topic = "same"
         "mqtt.port: must be > 0",
         "mqtt.prefix: must not contain MQTT wildcards (+ #)",
         "mqtt.keep_alive_secs: must be between 5 and 65535",
+        "mqtt.connect_timeout_secs: must be between 1 and 60",
         "mqtt.password_file: set either password or password_file, not both",
         "mqtt.username: is required when a password is set",
         "mqtt.queue_capacity: must be >= 1",
         "mqtt.max_packet_bytes: must be between 1024 and 268435455",
+        "mqtt.max_skipped_packet_bytes: must be between mqtt.max_packet_bytes and 268435455",
         "mqtt.qos.status: must be 0, 1 or 2",
         "mqtt.qos.health: must be 0, 1 or 2",
         "mqtt.tls.ca_file: is required when [mqtt.tls] is present",
@@ -349,6 +358,16 @@ fn tls_cert_and_key_both_or_neither() {
 fn duplicate_source_names() {
     let text = format!("{MINIMAL}{}", MINIMAL.replace("device_id = \"cam-01\"", ""));
     assert_eq!(errors(&text), ["sources[1].name: duplicate of sources[0].name (\"front-door\")"]);
+}
+
+#[test]
+fn the_agents_own_error_sources_are_reserved_names() {
+    for name in ["update", "mqtt"] {
+        let text = MINIMAL.replace("name = \"front-door\"", &format!("name = \"{name}\""));
+        let problems = errors(&text);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with(&format!("sources[0].name: \"{name}\" is reserved: ")), "{problems:?}");
+    }
 }
 
 #[test]

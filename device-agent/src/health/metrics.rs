@@ -14,9 +14,11 @@ use std::time::{Duration, Instant};
 /// Latency samples kept per stage: enough for a stable p99, small enough for a board (5 × 4 KiB per source).
 const LATENCY_WINDOW: usize = 1024;
 
-/// The registry of sources, in registration order.
+/// The registry of sources, in registration order, and the device's own counters.
 pub struct Metrics {
     sources: Mutex<Vec<Arc<SourceStats>>>,
+    /// Inbound MQTT messages skipped for their size.
+    mqtt_oversized: AtomicU64,
     /// What rates are measured by.
     clock: Arc<dyn Clock>,
 }
@@ -27,7 +29,17 @@ impl Metrics {
     }
 
     pub fn with_clock(clock: Arc<dyn Clock>) -> Metrics {
-        Metrics { sources: Mutex::new(Vec::new()), clock }
+        Metrics { sources: Mutex::new(Vec::new()), mqtt_oversized: AtomicU64::new(0), clock }
+    }
+
+    /// Counts an inbound message the link skipped for its size; returns the count so far.
+    pub fn count_mqtt_oversized(&self) -> u64 {
+        self.mqtt_oversized.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Inbound messages the link skipped for their size since start.
+    pub fn mqtt_oversized(&self) -> u64 {
+        self.mqtt_oversized.load(Ordering::Relaxed)
     }
 
     /// The clock rates are measured by, for the reporter to schedule by.

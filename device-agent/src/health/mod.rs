@@ -68,7 +68,8 @@ impl HealthReporter {
                 next = now + self.interval;
             }
             let sources = self.metrics.snapshot();
-            let health = report(&self.device, sampler.sample(), sources, self.mqtt.reconnects(), unpublished);
+            let mqtt = MqttCounters { reconnects: self.mqtt.reconnects(), oversized: self.metrics.mqtt_oversized() };
+            let health = report(&self.device, sampler.sample(), sources, mqtt, unpublished);
             match self.publish(&health) {
                 Ok(()) => failing = false,
                 Err(error) => {
@@ -91,11 +92,17 @@ impl HealthReporter {
     }
 }
 
+/// What health says of the MQTT link.
+struct MqttCounters {
+    reconnects: u64,
+    oversized: u64,
+}
+
 fn report(
     device: &str,
     system: SystemSample,
     sources: Vec<SourceHealth>,
-    mqtt_reconnects: u64,
+    mqtt: MqttCounters,
     health_unpublished: u64,
 ) -> Health {
     Health {
@@ -106,10 +113,11 @@ fn report(
         rss_bytes: system.rss_bytes,
         peak_rss_bytes: system.peak_rss_bytes,
         temperature_c: system.temperature_c,
-        mqtt_reconnects,
+        mqtt_reconnects: mqtt.reconnects,
         sources,
         health_unpublished,
         arch: std::env::consts::ARCH.to_owned(),
+        mqtt_oversized: mqtt.oversized,
     }
 }
 

@@ -17,6 +17,8 @@ const REQUEST_QUEUE: usize = 64;
 /// How long to let the acknowledgements and the disconnect go out on close.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 const KEEP_ALIVE: Duration = Duration::from_secs(30);
+/// One connection attempt (TCP, TLS, CONNACK), as rumqttc's default.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where the broker is and how to log in: what `model push` and `model rollback` share.
 #[derive(Args, Debug, Clone)]
@@ -68,7 +70,10 @@ impl BrokerArgs {
             host,
             port,
             keep_alive: KEEP_ALIVE,
+            connect_timeout: ATTEMPT_TIMEOUT,
             max_packet_bytes: max_packet,
+            // The device's status and answers are small: anything over the limit is refused, not read to skip.
+            max_skipped_packet_bytes: max_packet,
             queue_capacity: REQUEST_QUEUE,
             credentials: self.username.as_ref().map(|username| Credentials { username: username.clone(), password }),
             tls,

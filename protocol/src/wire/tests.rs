@@ -75,6 +75,7 @@ fn health() -> Health {
         }],
         health_unpublished: 0,
         arch: "aarch64".into(),
+        mqtt_oversized: 2,
     }
 }
 
@@ -195,6 +196,7 @@ fn health_postcard_bytes() {
         0x00,                                           //   predictions_unpublished
         0x00,                                           // health_unpublished
         0x07, b'a', b'a', b'r', b'c', b'h', b'6', b'4', // arch
+        0x02,                                           // mqtt_oversized
     ];
     assert_eq!(postcard(&health()), expected);
 }
