@@ -4,11 +4,13 @@
 //! source-<name> ──(latest slot | FIFO)──> worker-<name> [pipeline] ──try_publish──> mqtt ──> broker
 //! mqtt (inbound frames/windows) ──────────^                   health ──try_publish──^
 //! ```
-//! Threads are plain and named; every queue is bounded with the policy written in [`crate::queue`].
-//! SIGTERM or SIGINT stops the sources, lets the workers drain their queues, publishes `offline` and waits
-//! (bounded) for the broker to acknowledge what was queued.
+//! Threads are plain and named; every queue is bounded with the policy written in [`crate::queue`]. The main
+//! thread is the [supervisor](crate::supervisor) (stuck inferences, systemd's watchdog). SIGTERM or SIGINT stops
+//! the sources, lets the workers drain their queues, publishes `offline` and waits (bounded) for the broker to
+//! acknowledge what was queued. An unusable state directory does not stop the agent ([`crate::state_dir`]).
 
 use crate::clock::{Clock, SystemClock};
+use crate::conditions::Conditions;
 use crate::config::{AgentConfig, SourceConfig, UpdateConfig};
 use crate::health::{HealthReporter, Metrics};
 use crate::mqtt::{self, MqttHandle, QoS, Route};
@@ -18,8 +20,10 @@ use crate::sources::directory::WatchedDir;
 use crate::sources::images::{self, FileSet, ImageFiles};
 use crate::sources::recording::{self, Recording};
 use crate::sources::{Feed, stdin};
+use crate::state_dir::StateDir;
+use crate::supervisor::{Busy, Supervisor, SupervisorParts, Watchdog, WatchedWorker};
 use crate::update::{self, ModelSlots, ServedModel, UpdateQos, Updater, UpdaterParts, WorkerLink};
-use crate::worker::{JobQueue, Serving, SwapSender};
+use crate::worker::{JobQueue, Serving};
 use crate::{EXIT_CONFIG, worker};
 use anyhow::{Context, anyhow};
 use protocol::error::{ErrorKind, ErrorStage};
@@ -27,7 +31,7 @@ use protocol::update::{Membership, UpdateTopics};
 use protocol::wire;
 use runtime::manifest::{InputSpec, SensorInputSpec};
 use runtime::recording::WindowShape;
-use runtime::{Bundle, EngineOptions, OnnxRuntime, Pipeline};
+use runtime::{Bundle, EngineOptions, ModelIdentity, OnnxRuntime, Pipeline};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -36,6 +40,8 @@ use std::time::Duration;
 
 /// How long a clean shutdown waits for the broker to acknowledge queued messages.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// The MQTT link thread counts as wedged after this long without an event (at least; see [`link_stall`]).
+const MIN_LINK_STALL: Duration = Duration::from_secs(120);
 
 /// Starts a source's reader thread; `None` for a thread that is not joined at shutdown.
 type Starter = Box<dyn FnOnce() -> anyhow::Result<Option<JoinHandle<()>>>>;
@@ -65,11 +71,14 @@ pub fn main(config_path: &Path, check: bool) -> anyhow::Result<ExitCode> {
     };
     // `--check` loads the configured bundles only: opening the slots may roll back or clean up, which is the
     // running agent's business.
-    let mut slots = match config.update.as_ref().and_then(|update| update.state_dir.as_deref()) {
-        Some(state_dir) if !check => Some(ModelSlots::open(state_dir).context("opening update.state_dir")?),
+    let mut state = match config.update.as_ref().and_then(|update| update.state_dir.clone()) {
+        Some(state_dir) if !check => {
+            let factories = config.sources.iter().map(|source| source.model().to_owned()).collect();
+            Some(StateDir::open(state_dir, factories).context("opening update.state_dir")?)
+        }
         _ => None,
     };
-    let (ready, mut failed) = prepare_sources(&config, &ort, slots.as_mut());
+    let (ready, mut failed) = prepare_sources(&config, &ort, state.as_mut().and_then(StateDir::slots_mut));
     if check {
         if let Err(error) = mqtt::check(&config) {
             failed.push(("mqtt".to_owned(), error));
@@ -99,7 +108,7 @@ pub fn main(config_path: &Path, check: bool) -> anyhow::Result<ExitCode> {
     if ready.is_empty() {
         return Err(anyhow!("no source could start"));
     }
-    run(config, ort, ready, failed, slots)
+    run(config, ort, ready, failed, state)
 }
 
 /// Loads every source's bundle and builds its pipeline; a source that cannot start is set aside with its
@@ -188,7 +197,7 @@ fn run(
     ort: OnnxRuntime,
     ready: Vec<ReadySource>,
     failed: Vec<(String, anyhow::Error)>,
-    slots: Option<ModelSlots>,
+    state: Option<StateDir>,
 ) -> anyhow::Result<ExitCode> {
     let topics = Arc::new(config.topics());
     // The outboxes publish through the link's handle; its thread starts once the routes (which need the feeds,
@@ -207,9 +216,9 @@ fn run(
     let metrics = Arc::new(Metrics::new());
     let shutdown = Arc::new(Shutdown::default());
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let mut served = slots.map(|slots| served_models(slots, &ready));
-    let Workers { mut routes, feeds, workers, readers } =
-        start_workers(ready, &settings, &metrics, &clock, &shutdown, served.as_deref_mut())?;
+    let conditions = Arc::new(Conditions::new(settings.clone(), clock.clone()));
+    let Workers { mut routes, feeds, workers, readers, updatable, watched } =
+        start_workers(ready, &settings, &metrics, &clock, &shutdown)?;
 
     let update_events = config.update.as_ref().map(|update| {
         let groups: Vec<UpdateTopics> = update.groups.iter().map(|group| UpdateTopics::group(group)).collect();
@@ -219,9 +228,10 @@ fn run(
     });
     let oversize_hook = mqtt::oversize_hook(&config, link.clone(), metrics.clone());
     let mqtt_thread = pending_link.on_oversized(oversize_hook).start(routes)?;
-    let updater = match (&config.update, served, update_events) {
-        (Some(update), Some(served), Some(events)) => {
-            Some(start_updater(&config, update, served, events, ort, &link, shutdown.clone())?)
+    let updater = match (&config.update, state, update_events) {
+        (Some(update), Some(state), Some(events)) => {
+            let pending = PendingUpdater { update: update.clone(), updatable, events, ort };
+            Some(start_updater(&config, pending, state, &link, &conditions, shutdown.clone())?)
         }
         _ => None,
     };
@@ -229,45 +239,73 @@ fn run(
         report_start_failure(&link, &config, &settings, &metrics, name, error);
     }
     let (health_stop, health_stopped) = std::sync::mpsc::channel();
-    let health = HealthReporter::new(&config, metrics, link.clone()).spawn(health_stopped)?;
+    let health = HealthReporter::new(&config, metrics, link.clone(), conditions.clone()).spawn(health_stopped)?;
     let mut source_threads = Vec::new();
     for reader in readers {
         source_threads.extend(reader()?);
     }
+    trigger_on_signal(shutdown.clone())?;
     log::info!(device = config.device_id.as_str(), sources = feeds.len(); "Agent running.");
 
-    wait_for_signal()?;
+    let supervisor = Supervisor::new(SupervisorParts {
+        watchdog: Watchdog::from_env(),
+        limits: config.supervision.stuck_limits(),
+        workers: watched,
+        link: link.clone(),
+        link_stall: link_stall(&config),
+        conditions,
+        disk: config
+            .update
+            .as_ref()
+            .and_then(|update| update.state_dir.clone())
+            .map(|dir| (dir, config.supervision.retry())),
+    });
+    supervisor.run(&shutdown);
     log::info!("Shutting down: draining sources and workers.");
-    shutdown.trigger();
     let running = Running { updater, source_threads, feeds, workers, health_stop, health, link, mqtt_thread };
     running.stop();
     log::info!("Agent stopped.");
     Ok(ExitCode::SUCCESS)
 }
 
-/// The data path of every source, started: its feed, its worker thread, its inbound route (MQTT sources) and
-/// the reader to start once the link is up (file sources).
+/// How long the MQTT link thread may handle nothing before it counts as wedged: connected, it handles a
+/// keep-alive ping every `keep_alive_secs`; disconnected, an attempt every backoff (at most 10 s).
+fn link_stall(config: &AgentConfig) -> Duration {
+    Duration::from_secs(config.mqtt.keep_alive_secs.saturating_mul(3)).max(MIN_LINK_STALL)
+}
+
+/// The data path of every source, started: its feed, its worker thread, its inbound route (MQTT sources),
+/// the reader to start once the link is up (file sources), and what the updater and the supervisor need of
+/// its worker.
 struct Workers {
     routes: Vec<Route>,
     feeds: Vec<Arc<Feed>>,
     workers: Vec<JoinHandle<()>>,
     readers: Vec<Starter>,
+    updatable: Vec<UpdatableWorker>,
+    watched: Vec<WatchedWorker>,
 }
 
-/// Builds each source's feed and outbox and starts its worker; with updates on, links each worker to the
-/// updater's model.
+/// A worker the updater may hand a new model, and the model it serves.
+struct UpdatableWorker {
+    running: ModelIdentity,
+    link: WorkerLink,
+}
+
+/// Builds each source's feed and outbox and starts its worker.
 fn start_workers(
     ready: Vec<ReadySource>,
     settings: &OutboxSettings,
     metrics: &Metrics,
     clock: &Arc<dyn Clock>,
     shutdown: &Arc<Shutdown>,
-    mut served: Option<&mut [ServedModel]>,
 ) -> anyhow::Result<Workers> {
     let mut routes = Vec::new();
     let mut feeds = Vec::new();
     let mut workers = Vec::new();
     let mut readers: Vec<Starter> = Vec::new();
+    let mut updatable = Vec::new();
+    let mut watched = Vec::new();
 
     for source in ready {
         let name = source.config.name().to_owned();
@@ -275,7 +313,8 @@ fn start_workers(
         if provider.fell_back_to_cpu() {
             log::warn!(source = name.as_str(); "No preferred accelerator could be registered; running on CPU: {:?}.", provider.refused);
         }
-        let outbox = Outbox::new(settings, &name, metrics.register(&name));
+        let stats = metrics.register(&name);
+        let outbox = Outbox::new(settings, &name, stats.clone());
         let (feed, queue): (Arc<Feed>, JobQueue) = match &source.config {
             SourceConfig::Images(_) | SourceConfig::MqttFrames(_) => Feed::camera(outbox.clone(), clock.clone()),
             SourceConfig::Csv(c) => Feed::fifo(outbox.clone(), c.queue, clock.clone()),
@@ -289,30 +328,46 @@ fn start_workers(
             readers.push(reader);
         }
         let serving = Serving::new(source.pipeline);
-        if let Some(served) = served.as_deref_mut() {
-            link_worker(served, &source.config, &source.bundle, &serving, queue.control());
-        }
+        updatable.push(UpdatableWorker {
+            running: source.bundle.identity(),
+            link: WorkerLink {
+                source: name.clone(),
+                control: queue.control(),
+                provider: serving.pipeline.provider().active.name().to_owned(),
+                takes_images: matches!(source.bundle.manifest().input, InputSpec::Image(_)),
+            },
+        });
+        let busy = Arc::new(Busy::new(clock.clone()));
+        watched.push(WatchedWorker { source: name.clone(), busy: busy.clone(), stats });
         workers.push(spawn_named(format!("worker-{name}"), move || {
-            worker::run(serving, queue, &outbox);
+            worker::run(serving, queue, &outbox, &busy);
         })?);
         feeds.push(feed);
     }
-    Ok(Workers { routes, feeds, workers, readers })
+    Ok(Workers { routes, feeds, workers, readers, updatable, watched })
 }
 
-/// Announces the device's groups and starts the `update` thread.
-fn start_updater(
-    config: &AgentConfig,
-    update: &UpdateConfig,
-    served: Vec<ServedModel>,
+/// What the updater is started with, besides the slots.
+struct PendingUpdater {
+    update: UpdateConfig,
+    updatable: Vec<UpdatableWorker>,
     events: update::Inbox,
     ort: OnnxRuntime,
+}
+
+/// Starts the `update` thread. With the state directory unusable, the thread first waits until it works (the
+/// sources serve meanwhile); the updater starts then, and announces the device's groups.
+fn start_updater(
+    config: &AgentConfig,
+    pending: PendingUpdater,
+    state: StateDir,
     link: &MqttHandle,
+    conditions: &Arc<Conditions>,
     shutdown: Arc<Shutdown>,
 ) -> anyhow::Result<JoinHandle<()>> {
-    announce_membership(link, config, update);
-    let updater = Updater::new(UpdaterParts {
-        config: update.clone(),
+    let PendingUpdater { update, updatable, events, ort } = pending;
+    let updater_link = link.clone();
+    let parts = move |slots: ModelSlots, config: &AgentConfig| UpdaterParts {
         device: config.device_id.clone(),
         topics: config.topics(),
         own: own_update_topics(config),
@@ -321,10 +376,28 @@ fn start_updater(
         max_packet_bytes: config.mqtt.max_packet_bytes,
         ort,
         options: engine_options(config),
-        models: served,
-        link: link.clone(),
-    })?;
-    spawn_named("update".into(), move || updater.run(events, shutdown))
+        models: served_models(slots, updatable),
+        link: updater_link,
+        config: update,
+    };
+    let state = match state {
+        StateDir::Usable(slots) => {
+            announce_membership(link, config);
+            let updater = Updater::new(parts(slots, config))?;
+            return spawn_named("update".into(), move || updater.run(events, shutdown));
+        }
+        unusable @ StateDir::Unusable { .. } => unusable,
+    };
+    let (config, conditions, retry) = (config.clone(), conditions.clone(), config.supervision.retry());
+    let link = link.clone();
+    spawn_named("update".into(), move || {
+        let Some(slots) = state.wait_usable(&conditions, retry, &shutdown) else { return };
+        announce_membership(&link, &config);
+        match Updater::new(parts(slots, &config)) {
+            Ok(updater) => updater.run(events, shutdown),
+            Err(error) => log::error!("Updates cannot start: {error:#}."),
+        }
+    })
 }
 
 /// The threads of a running agent, stopped in data-flow order once `shutdown` is triggered: the updater and
@@ -367,43 +440,20 @@ impl Running {
     }
 }
 
-/// The models the sources serve, each with its slot store, for the updater.
-fn served_models(slots: ModelSlots, ready: &[ReadySource]) -> Vec<ServedModel> {
+/// The models the sources serve, each with its slot store and its workers, for the updater. A model without
+/// slots (its factory bundle's manifest did not parse) takes no updates.
+fn served_models(slots: ModelSlots, updatable: Vec<UpdatableWorker>) -> Vec<ServedModel> {
     let mut stores = slots.into_stores();
     let mut served: Vec<ServedModel> = Vec::new();
-    for source in ready {
-        let identity = source.bundle.identity();
-        if served.iter().any(|model| model.name == identity.name) {
-            continue;
-        }
-        if let Some((store, recovery)) = stores.remove(&identity.name) {
-            served.push(ServedModel {
-                name: identity.name.clone(),
-                store,
-                recovery,
-                running: identity,
-                workers: Vec::new(),
-            });
+    for worker in updatable {
+        if let Some(model) = served.iter_mut().find(|model| model.name == worker.running.name) {
+            model.workers.push(worker.link);
+        } else if let Some((store, recovery)) = stores.remove(&worker.running.name) {
+            let name = worker.running.name.clone();
+            served.push(ServedModel { name, store, recovery, running: worker.running, workers: vec![worker.link] });
         }
     }
     served
-}
-
-/// Gives the updater the control channel to the worker of `source`, when its model has slots.
-fn link_worker(
-    served: &mut [ServedModel],
-    source: &SourceConfig,
-    bundle: &Bundle,
-    serving: &Serving,
-    control: SwapSender,
-) {
-    let Some(model) = served.iter_mut().find(|model| model.name == bundle.manifest().name) else { return };
-    model.workers.push(WorkerLink {
-        source: source.name().to_owned(),
-        control,
-        provider: serving.pipeline.provider().active.name().to_owned(),
-        takes_images: matches!(bundle.manifest().input, InputSpec::Image(_)),
-    });
 }
 
 fn own_update_topics(config: &AgentConfig) -> UpdateTopics {
@@ -411,7 +461,8 @@ fn own_update_topics(config: &AgentConfig) -> UpdateTopics {
 }
 
 /// Retained membership messages, so that `model push --group` finds this device.
-fn announce_membership(link: &MqttHandle, config: &AgentConfig, update: &UpdateConfig) {
+fn announce_membership(link: &MqttHandle, config: &AgentConfig) {
+    let Some(update) = &config.update else { return };
     let membership = Membership { device: config.device_id.clone(), prefix: config.topics().prefix().to_owned() };
     let Ok(payload) = serde_json::to_vec(&membership) else { return };
     for group in &update.groups {
@@ -509,10 +560,15 @@ fn spawn_named(name: String, body: impl FnOnce() + Send + 'static) -> anyhow::Re
     std::thread::Builder::new().name(name.clone()).spawn(body).with_context(|| format!("starting thread {name}"))
 }
 
-fn wait_for_signal() -> anyhow::Result<()> {
+/// Triggers `shutdown` on SIGTERM or SIGINT, from a `signals` thread (not joined: the process exits anyway).
+fn trigger_on_signal(shutdown: Arc<Shutdown>) -> anyhow::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
         .context("installing signal handlers")?;
-    let _ = signals.forever().next();
+    spawn_named("signals".into(), move || {
+        if signals.forever().next().is_some() {
+            shutdown.trigger();
+        }
+    })?;
     Ok(())
 }
 

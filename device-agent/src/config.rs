@@ -5,6 +5,7 @@
 //! port, client id and prefix, the TLS server name, inbound topics) are computed by the accessors next to
 //! them. Optional strings and paths treat `""` as unset, so a template with `client_id = ""` means "default".
 
+mod supervision;
 mod update;
 
 use protocol::wire::{Format, Topics};
@@ -14,6 +15,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use supervision::SupervisionConfig;
 pub use update::{ProbationConfig, UpdateConfig};
 
 /// The whole configuration file.
@@ -28,6 +30,7 @@ pub struct AgentConfig {
     pub sources: Vec<SourceConfig>,
     /// Present: the agent takes over-the-air model updates.
     pub update: Option<UpdateConfig>,
+    pub supervision: SupervisionConfig,
 }
 
 /// `[onnxruntime]`: how sessions are built.
@@ -484,6 +487,7 @@ impl AgentConfig {
         if let Some(update) = &self.update {
             update.validate(&mut problems);
         }
+        self.supervision.validate(&mut problems);
         problems.0
     }
 
@@ -606,6 +610,11 @@ impl SourceConfig {
         } else if name == crate::mqtt::LINK_SOURCE {
             problems
                 .push(format!("{key}.name"), "\"mqtt\" is reserved: <prefix>/errors/mqtt carries the link's errors");
+        } else if name == crate::conditions::AGENT {
+            problems.push(
+                format!("{key}.name"),
+                "\"agent\" is reserved: <prefix>/errors/agent carries the agent's conditions",
+            );
         }
         if self.model().as_os_str().is_empty() {
             problems.push(format!("{key}.model"), "is required");

@@ -9,6 +9,7 @@ use crate::shutdown::Shutdown;
 use crate::sources::Feed;
 use crate::sources::images::{self, FileSet, ImageFiles};
 use crate::sources::recording::{self, Recording};
+use crate::supervisor::Busy;
 use crate::{EXIT_BAD_INPUT, InferArgs, health::SourceStats, worker};
 use anyhow::Context;
 use protocol::wire::{Format, Topics};
@@ -91,7 +92,8 @@ pub fn main(args: InferArgs) -> anyhow::Result<ExitCode> {
             }
             feed.close();
         });
-        worker::run(worker::Serving::new(pipeline), queue, &outbox);
+        let busy = Busy::new(Arc::new(SystemClock));
+        worker::run(worker::Serving::new(pipeline), queue, &outbox, &busy);
     });
     Ok(if printer.errors.load(Ordering::Relaxed) == 0 { ExitCode::SUCCESS } else { ExitCode::from(EXIT_BAD_INPUT) })
 }

@@ -4,6 +4,7 @@
 mod app;
 mod bench;
 mod clock;
+mod conditions;
 mod config;
 mod health;
 mod infer;
@@ -12,6 +13,8 @@ mod outbox;
 mod queue;
 mod shutdown;
 mod sources;
+mod state_dir;
+mod supervisor;
 mod update;
 mod worker;
 

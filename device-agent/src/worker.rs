@@ -7,6 +7,7 @@
 
 use crate::outbox::Outbox;
 use crate::queue::{self, Next};
+use crate::supervisor::Busy;
 use crate::update::probation::ModelScore;
 use runtime::Pipeline;
 use std::sync::Arc;
@@ -37,8 +38,9 @@ pub type JobQueue = queue::JobQueue<Swap>;
 pub type SwapSender = queue::ControlSender<Swap>;
 
 /// Runs jobs through the serving pipeline and publishes each result or error until the queue finishes.
-/// Between jobs it sleeps until a job or a swap arrives. Returns what it served last.
-pub fn run(mut serving: Serving, queue: JobQueue, outbox: &Outbox) -> Serving {
+/// Between jobs it sleeps until a job or a swap arrives. Returns what it served last. `busy` tells the
+/// supervisor when the inference in progress began.
+pub fn run(mut serving: Serving, queue: JobQueue, outbox: &Outbox, busy: &Busy) -> Serving {
     outbox.serving(&serving.pipeline);
     // The source's frame limits outlive its model: a pipeline the updater built gets them too.
     let image_limits = serving.pipeline.image_limits();
@@ -58,7 +60,10 @@ pub fn run(mut serving: Serving, queue: JobQueue, outbox: &Outbox) -> Serving {
             Next::Finished => return serving,
         };
         outbox.frame_in();
-        match serving.pipeline.infer(&job.input) {
+        busy.begin();
+        let result = serving.pipeline.infer(&job.input);
+        busy.end();
+        match result {
             Ok((output, timings)) => {
                 serving.score.prediction(&output, &timings);
                 outbox.prediction(&job, &serving.pipeline, output, timings);

@@ -162,6 +162,12 @@ impl MqttHandle {
         self.shared.reconnects()
     }
 
+    /// Events (packets, connection changes) the link thread has handled since it started: a count that stops
+    /// moving only while the thread is stuck, for a supervisor to tell a wedged link from a quiet one.
+    pub fn events_handled(&self) -> u64 {
+        self.shared.events()
+    }
+
     /// Whether the broker has accepted the current connection.
     pub fn is_connected(&self) -> bool {
         self.shared.is_connected()

@@ -113,6 +113,11 @@ impl Shared {
         stop.is_some()
     }
 
+    /// What the thread has handled so far.
+    pub(crate) fn events(&self) -> u64 {
+        *lock(&self.events)
+    }
+
     /// Wakes the waits: the thread handled something. Call it after updating the state it changed.
     pub(crate) fn progress(&self) {
         *lock(&self.events) += 1;

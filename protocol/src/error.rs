@@ -86,6 +86,8 @@ wire_names! {
         Announce => "announce",
         /// An operator command (source `update`).
         Command => "command",
+        /// Writing the agent's state directory (source `agent`): a condition of the device, not of an input.
+        Storage => "storage",
     }
 }
 
@@ -156,6 +158,18 @@ wire_names! {
         UnknownModel => "unknown_model",
         /// An inbound MQTT message is over `mqtt.max_packet_bytes`; it was skipped (source `mqtt`).
         MessageTooLarge => "message_too_large",
+        /// Condition: the state directory cannot be written (a read-only file system, or no permission).
+        StateDirReadOnly => "state_dir_read_only",
+        /// Condition: the state directory does not exist and cannot be created.
+        StateDirMissing => "state_dir_missing",
+        /// Condition: reading or writing the state directory fails for another reason (an I/O error).
+        StateDirFailing => "state_dir_failing",
+        /// Condition: the state directory's file system has (almost) no free space.
+        DiskFull => "disk_full",
+        /// Condition: the on-disk spool cannot write or read its records.
+        SpoolFailing => "spool_failing",
+        /// Condition: a worker has not returned from an inference for far longer than its usual latency.
+        InferenceStuck => "inference_stuck",
     }
 }
 

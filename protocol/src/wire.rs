@@ -184,7 +184,7 @@ impl Message for ErrorEvent {
 ///
 /// postcard body: `device`, `agent_version`, `uptime_s`, `cpu_percent`, `rss_bytes`, `peak_rss_bytes`,
 /// `temperature_c`, `mqtt_reconnects`, `sources` (each a [`SourceHealth`]), `health_unpublished`, `arch`,
-/// `mqtt_oversized`.
+/// `mqtt_oversized`, `conditions` (each a [`Condition`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Health {
     pub device: String,
@@ -205,6 +205,26 @@ pub struct Health {
     /// Inbound MQTT messages skipped since start for being over `mqtt.max_packet_bytes` (each one also an error
     /// event on `<prefix>/errors/mqtt`).
     pub mqtt_oversized: u64,
+    /// What the agent is degraded by right now (empty when all is well); each was also reported once, when it
+    /// began, as an [`ErrorEvent`] on the errors topic of its `source`.
+    pub conditions: Vec<Condition>,
+}
+
+/// A lasting condition in a [`Health`] report: `{"kind":"state_dir_read_only","source":"agent",
+/// "since_ms":1700000000000,"detail":"..."}`.
+///
+/// postcard body: `kind`, `source`, `since_ms`, `detail`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Condition {
+    /// `state_dir_read_only`, `state_dir_missing`, `state_dir_failing`, `disk_full`, `spool_failing`,
+    /// `inference_stuck`: the kind of the error event that reported it.
+    pub kind: ErrorKind,
+    /// `agent` for the device as a whole, else the source concerned.
+    pub source: String,
+    /// When the condition began.
+    pub since_ms: u64,
+    /// For people: the latest reason (an OS error, how long a worker has been busy).
+    pub detail: String,
 }
 
 impl Message for Health {

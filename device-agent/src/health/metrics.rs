@@ -151,6 +151,13 @@ impl SourceStats {
         identity.provider_active = active;
     }
 
+    /// The p99 of the whole pipeline's latency over the window; `None` before the first prediction.
+    pub fn total_p99(&self) -> Option<Duration> {
+        let latency = lock(&self.latency);
+        let total = &latency.total;
+        (!total.samples.is_empty()).then(|| Duration::from_micros(u64::from(total.percentiles().p99_us)))
+    }
+
     fn snapshot_at(&self, now: Instant) -> SourceHealth {
         let frames_ok = self.frames_ok.load(Ordering::Relaxed);
         let frames_per_s = {

@@ -8,9 +8,10 @@ pub use metrics::{Metrics, SourceStats, nearest_rank};
 
 use crate::AGENT_VERSION;
 use crate::clock::Clock;
+use crate::conditions::Conditions;
 use crate::config::AgentConfig;
 use crate::mqtt::{self, MqttHandle, QoS};
-use protocol::wire::{self, Format, Health, SourceHealth};
+use protocol::wire::{self, Condition, Format, Health, SourceHealth};
 use std::io;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -28,10 +29,16 @@ pub struct HealthReporter {
     format: Format,
     interval: Duration,
     clock: Arc<dyn Clock>,
+    conditions: Arc<Conditions>,
 }
 
 impl HealthReporter {
-    pub fn new(config: &AgentConfig, metrics: Arc<Metrics>, mqtt: MqttHandle) -> HealthReporter {
+    pub fn new(
+        config: &AgentConfig,
+        metrics: Arc<Metrics>,
+        mqtt: MqttHandle,
+        conditions: Arc<Conditions>,
+    ) -> HealthReporter {
         HealthReporter {
             device: config.device_id.clone(),
             clock: metrics.clock(),
@@ -41,6 +48,7 @@ impl HealthReporter {
             format: config.mqtt.format,
             interval: Duration::from_secs(config.health.interval_secs),
             mqtt,
+            conditions,
         }
     }
 
@@ -69,7 +77,8 @@ impl HealthReporter {
             }
             let sources = self.metrics.snapshot();
             let mqtt = MqttCounters { reconnects: self.mqtt.reconnects(), oversized: self.metrics.mqtt_oversized() };
-            let health = report(&self.device, sampler.sample(), sources, mqtt, unpublished);
+            let conditions = self.conditions.snapshot();
+            let health = report(&self.device, sampler.sample(), sources, mqtt, unpublished, conditions);
             match self.publish(&health) {
                 Ok(()) => failing = false,
                 Err(error) => {
@@ -104,6 +113,7 @@ fn report(
     sources: Vec<SourceHealth>,
     mqtt: MqttCounters,
     health_unpublished: u64,
+    conditions: Vec<Condition>,
 ) -> Health {
     Health {
         device: device.to_owned(),
@@ -118,14 +128,19 @@ fn report(
         health_unpublished,
         arch: std::env::consts::ARCH.to_owned(),
         mqtt_oversized: mqtt.oversized,
+        conditions,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::SystemClock;
+    use crate::conditions::tests::recorded;
+    use crate::conditions::{AGENT, Condition as Raised};
     use crate::mqtt::tests::agent_config;
     use ::mqtt::testing::{Broker, Subscriber};
+    use protocol::error::ErrorKind;
     use runtime::StageTimings;
     use std::sync::mpsc;
     use std::time::Instant;
@@ -142,8 +157,11 @@ mod tests {
         let front = metrics.register("front");
         front.frame_in();
         front.frame_ok(&StageTimings { decode_us: 1, preprocess_us: 2, inference_us: 3, postprocess_us: 4 });
+        let (conditions, _events) = recorded(Arc::new(SystemClock));
+        conditions.raise(Raised::DiskFull, AGENT, "no space left");
         let (stop, shutdown) = mpsc::channel();
-        let reporter = HealthReporter::new(&config, metrics, mqtt.clone()).spawn(shutdown).expect("spawn");
+        let reporter =
+            HealthReporter::new(&config, metrics, mqtt.clone(), Arc::new(conditions)).spawn(shutdown).expect("spawn");
 
         let (topic, payload) = subscriber.next_message();
         assert_eq!(topic, "devices/health-1/health");
@@ -154,6 +172,11 @@ mod tests {
         assert_eq!((health.sources[0].frames_in, health.sources[0].frames_ok), (1, 1));
         assert_eq!(health.sources[0].latency.total.p50_us, 10);
         assert_eq!(health.health_unpublished, 0);
+        assert_eq!(health.conditions.len(), 1);
+        assert_eq!(
+            (health.conditions[0].kind, health.conditions[0].detail.as_str()),
+            (ErrorKind::DiskFull, "no space left")
+        );
 
         let asked = Instant::now();
         stop.send(()).expect("reporter is running");
@@ -171,8 +194,10 @@ mod tests {
         let (mqtt, pending) = crate::mqtt::connect(&config).expect("valid");
         let mqtt_thread = pending.start(Vec::new()).expect("link starts");
         let (stop, shutdown) = mpsc::channel::<()>();
-        let reporter =
-            HealthReporter::new(&config, Arc::new(Metrics::new()), mqtt.clone()).spawn(shutdown).expect("spawn");
+        let (conditions, _events) = recorded(Arc::new(SystemClock));
+        let reporter = HealthReporter::new(&config, Arc::new(Metrics::new()), mqtt.clone(), Arc::new(conditions))
+            .spawn(shutdown)
+            .expect("spawn");
         drop(stop);
         reporter.join().expect("health thread ends");
         assert!(mqtt.shutdown(Duration::from_secs(5)).closed);

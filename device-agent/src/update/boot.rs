@@ -22,8 +22,12 @@ impl ModelSlots {
         std::fs::create_dir_all(state_dir)?;
         let lock =
             std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(state_dir.join(LOCK_FILE))?;
-        lock.try_lock()
-            .map_err(|_| std::io::Error::other(format!("{} is in use by another agent", state_dir.display())))?;
+        lock.try_lock().map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::ResourceBusy,
+                format!("{} is in use by another agent", state_dir.display()),
+            )
+        })?;
         // Held, not closed: closing the file would release the lock.
         std::mem::forget(lock);
         Ok(ModelSlots { state_dir: state_dir.to_owned(), stores: HashMap::new() })

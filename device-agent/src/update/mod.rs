@@ -23,6 +23,7 @@ mod staging;
 mod updater;
 
 pub use boot::ModelSlots;
+pub(crate) use fsutil::available_space;
 pub use updater::{ServedModel, UpdateQos, Updater, UpdaterParts, WorkerLink};
 
 use crate::mqtt::{QoS, Route};

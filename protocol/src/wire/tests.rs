@@ -76,6 +76,12 @@ fn health() -> Health {
         health_unpublished: 0,
         arch: "aarch64".into(),
         mqtt_oversized: 2,
+        conditions: vec![Condition {
+            kind: ErrorKind::DiskFull,
+            source: "agent".into(),
+            since_ms: 7,
+            detail: "x".into(),
+        }],
     }
 }
 
@@ -197,6 +203,11 @@ fn health_postcard_bytes() {
         0x00,                                           // health_unpublished
         0x07, b'a', b'a', b'r', b'c', b'h', b'6', b'4', // arch
         0x02,                                           // mqtt_oversized
+        0x01,                                           // one condition:
+        0x09, b'd', b'i', b's', b'k', b'_', b'f', b'u', b'l', b'l', // kind
+        0x05, b'a', b'g', b'e', b'n', b't',             //   source
+        0x07,                                           //   since_ms
+        0x01, b'x',                                     //   detail
     ];
     assert_eq!(postcard(&health()), expected);
 }
@@ -264,6 +275,7 @@ fn json_error_and_health_field_names() {
     assert_eq!(health["temperature_c"], 45.0);
     let source = &health["sources"][0];
     assert_eq!(source["errors"], json!([{"kind": "io", "count": 1}]));
+    assert_eq!(health["conditions"], json!([{"kind": "disk_full", "source": "agent", "since_ms": 7, "detail": "x"}]));
     assert_eq!(source["latency"]["total"], json!({"p50_us": 100, "p95_us": 200, "p99_us": 300}));
     assert_eq!(source["provider_requested"], json!(["cuda", "cpu"]));
 }
