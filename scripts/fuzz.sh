@@ -6,7 +6,8 @@
 # Needs a nightly toolchain and cargo-fuzz (both installed if missing). Each target's corpus grows under
 # fuzz/corpus/<target> (not committed), started from the real inputs in fuzz/seeds/<target>. A crashing input
 # is copied to fuzz/regressions/<target>/, which the crate that crashed reads in its ordinary tests; the script
-# then exits 1. Prints each target's runs, executions per second and coverage at the end.
+# then exits 1. Prints each target's runs, executions per second and coverage at the end; the whole output of
+# the last run of each target is in fuzz/logs/<target>.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root/fuzz"
@@ -29,8 +30,8 @@ flags=(--release --debug-assertions --sanitizer address)
 if [ $# -gt 0 ]; then targets=("$@"); else mapfile -t targets < <(cargo +nightly fuzz list); fi
 cargo +nightly fuzz build "${flags[@]}"
 
-logs="$(mktemp -d)"
-trap 'rm -rf "$logs"' EXIT
+logs=logs # fuzz/logs/<target>: libFuzzer's output of the last run
+mkdir -p "$logs"
 failed=()
 for target in "${targets[@]}"; do
     mkdir -p "corpus/$target" "artifacts/$target"
