@@ -9,8 +9,8 @@ use crate::error::{Error, Result};
 /// Default for the largest image, in pixels, a decoder accepts: 40 megapixels.
 pub const DEFAULT_MAX_PIXELS: u64 = 40_000_000;
 
-/// Default for the most memory one decoded frame may take: 64 MiB, a 20-megapixel frame (about 21 MP at the
-/// most, with nothing but its RGB copy); small boards run several sources side by side.
+/// Default for the most memory one decoded frame may take: 64 MiB, room for a frame of about 20 megapixels
+/// with its resize intermediate (22 MP at the very most); small boards run several sources side by side.
 pub const DEFAULT_MAX_DECODED_BYTES: u64 = 64 << 20;
 
 /// The limits a frame is held to.
