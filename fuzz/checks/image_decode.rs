@@ -4,7 +4,7 @@
 
 use runtime::Manifest;
 use runtime::manifest::InputSpec;
-use runtime::preprocess::ImagePreprocessor;
+use runtime::preprocess::{ImageLimits, ImagePreprocessor};
 use std::cell::RefCell;
 
 /// Frames over this are refused from the header, as the agent refuses frames over `max_pixels` (40 MP by
@@ -21,7 +21,7 @@ thread_local! {
 fn preprocessor(manifest: &str) -> ImagePreprocessor {
     let manifest = Manifest::parse(manifest).unwrap();
     let InputSpec::Image(spec) = &manifest.input else { panic!("an image bundle") };
-    ImagePreprocessor::with_max_pixels(spec, MAX_PIXELS)
+    ImagePreprocessor::with_limits(spec, ImageLimits { max_pixels: MAX_PIXELS, ..ImageLimits::default() })
 }
 
 /// Panics where the product breaks a rule on `data`.
