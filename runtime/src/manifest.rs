@@ -103,6 +103,9 @@ impl InputSpec {
     }
 }
 
+/// The most pixels a model's image input may have (16 MP; real models take well under 1 MP).
+pub const MAX_INPUT_PIXELS: u64 = 1 << 24;
+
 /// An image input: `pixel' = (pixel * scale - mean[c]) / std[c]`, written in `layout` at `width` x `height`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -474,6 +477,14 @@ impl Manifest {
                 if spec.width == 0 || spec.height == 0 {
                     problems.push("`input.width` and `input.height` must be positive".to_owned());
                 }
+                // The preprocessor allocates the model's input at load: keep a hostile manifest from asking for
+                // gigabytes (the largest shipped input is 640 x 640).
+                if u64::from(spec.width) * u64::from(spec.height) > MAX_INPUT_PIXELS {
+                    problems.push(format!(
+                        "`input.width` x `input.height` is {} x {}, over {MAX_INPUT_PIXELS} pixels",
+                        spec.width, spec.height
+                    ));
+                }
                 for (key, values) in [("mean", &spec.mean), ("std", &spec.std)] {
                     if values.len() != 1 && values.len() != spec.channels() {
                         problems.push(format!(
@@ -609,6 +620,15 @@ tensor = "logits"
         assert!(err.contains("`task`"), "{err}");
         assert!(err.contains("`input.std` has 2 values"), "{err}");
         assert!(err.contains("non-zero"), "{err}");
+    }
+
+    #[test]
+    fn refuses_an_image_input_too_large_to_allocate() {
+        let huge = CLASSIFIER.replace("width = 224", "width = 100000").replace("height = 224", "height = 100000");
+        let err = Manifest::parse(&huge).unwrap_err();
+        assert!(err.contains("`input.width` x `input.height` is 100000 x 100000, over 16777216 pixels"), "{err}");
+        let largest = CLASSIFIER.replace("width = 224", "width = 4096").replace("height = 224", "height = 4096");
+        assert!(Manifest::parse(&largest).is_ok());
     }
 
     #[test]
