@@ -154,6 +154,12 @@ wire_names! {
         Schema => "schema",
         /// A command names a model this device does not serve.
         UnknownModel => "unknown_model",
+        /// A signed order whose counter the device has already seen surpassed (a replay).
+        Replayed => "replayed",
+        /// A signed order past its expiry.
+        Expired => "expired",
+        /// A signed order for another device or a group this device is not in.
+        Misaddressed => "misaddressed",
     }
 }
 
