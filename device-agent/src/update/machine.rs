@@ -20,7 +20,7 @@ use super::progress::Progress;
 use super::slots::Recovery;
 use crate::config::UpdateConfig;
 use download::{PERSIST_INTERVAL, PROGRESS_INTERVAL, persist};
-use orders::Pending;
+use orders::{Offer, Pending};
 use packaging::PublicKey;
 use protocol::error::{ErrorKind, ErrorStage};
 use protocol::update::{Announcement, Instruction, UpdateState, UpdateStatus, UpdateTopics, update_id};
@@ -260,7 +260,8 @@ impl Machine {
     fn on_announce(&mut self, base: UpdateTopics, payload: &[u8], disk: Disk, wall_ms: u64, out: &mut Vec<Action>) {
         let Some((order, renewed)) = self.admit(ErrorStage::Announce, payload, wall_ms, out) else { return };
         let Instruction::Announce(announcement) = order.instruction else { return };
-        self.carry_out(renewed, Pending::Announce { base, announcement, disk, order: order.counter }, out);
+        let offer = Offer { base, announcement, disk, order: order.counter };
+        self.carry_out(renewed, Pending::Announce(Box::new(offer)), out);
     }
 
     /// Takes a signed announcement that the device may carry out.

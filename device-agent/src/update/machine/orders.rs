@@ -9,14 +9,22 @@ use protocol::update::{Announcement, Order, UpdateTopics};
 
 /// A taken order, waiting for its counter to be on disk.
 pub(super) enum Pending {
-    Announce { base: UpdateTopics, announcement: Announcement, disk: Disk, order: u64 },
+    Announce(Box<Offer>),
     Rollback { model: Option<String>, order: u64 },
+}
+
+/// A signed announcement taken, with where it came from and the disk as it found it.
+pub(super) struct Offer {
+    pub base: UpdateTopics,
+    pub announcement: Announcement,
+    pub disk: Disk,
+    pub order: u64,
 }
 
 impl Pending {
     fn stage(&self) -> ErrorStage {
         match self {
-            Pending::Announce { .. } => ErrorStage::Announce,
+            Pending::Announce(_) => ErrorStage::Announce,
             Pending::Rollback { .. } => ErrorStage::Command,
         }
     }
@@ -105,7 +113,8 @@ impl Machine {
 
     fn dispatch(&mut self, pending: Pending, out: &mut Vec<Action>) {
         match pending {
-            Pending::Announce { base, announcement, disk, order } => {
+            Pending::Announce(offer) => {
+                let Offer { base, announcement, disk, order } = *offer;
                 self.take_announcement(&base, announcement, disk, order, out);
             }
             Pending::Rollback { model, order } => self.roll_back(model, order, out),
