@@ -71,7 +71,11 @@ impl Machine {
             std::cmp::Ordering::Equal if opened.digest != self.guard.digest => {
                 refuse(out, ErrorKind::Replayed, format!("counter {last} was taken by another order"))
             }
-            // The same order again: a pusher repeats its announcement.
+            // A command is carried out once.
+            std::cmp::Ordering::Equal if stage == ErrorStage::Command => {
+                refuse(out, ErrorKind::Replayed, format!("the command with counter {last} was carried out already"))
+            }
+            // The same announcement again: a pusher repeats it until the device answers.
             std::cmp::Ordering::Equal => Some((order, None)),
             std::cmp::Ordering::Greater => {
                 let renewed = Guard { counter: order.counter, digest: opened.digest, ..self.guard.clone() };
