@@ -275,10 +275,17 @@ impl Machine {
     ) {
         match &mut self.phase {
             Phase::Downloading(download) if download.announcement.id == announcement.id => {
-                // Repeated while we download: the pusher may have lost our requests; ask again.
-                download.in_flight.clear();
+                if download.order == Some(order) {
+                    // Repeated while we download: the pusher may have lost our requests; ask again.
+                    download.in_flight.clear();
+                    return self.request_more(out);
+                }
+                // Another push of this package, or the pusher's first word after a restart: answer it from now.
                 download.order = Some(order);
-                return self.request_more(out);
+                if let Phase::Downloading(download) = &self.phase {
+                    out.push(Action::PublishStatus(self.progress_status(download)));
+                }
+                return;
             }
             Phase::Probation(trial) => {
                 if trial.update_id != announcement.id {

@@ -173,9 +173,16 @@ impl Machine {
     pub(super) fn publish_progress(&mut self, now: Instant, out: &mut Vec<Action>) {
         let Phase::Downloading(download) = &mut self.phase else { return };
         download.last_progress_at = now;
+        if let Phase::Downloading(download) = &self.phase {
+            out.push(Action::PublishStatus(self.progress_status(download)));
+        }
+    }
+
+    /// The `downloading` status of `download`.
+    pub(super) fn progress_status(&self, download: &Download) -> UpdateStatus {
         let announcement = &download.announcement;
         let bytes = download.progress.bytes_received();
-        out.push(Action::PublishStatus(UpdateStatus {
+        UpdateStatus {
             device: self.settings.device.clone(),
             state: UpdateState::Downloading,
             update_id: Some(announcement.id.clone()),
@@ -191,7 +198,7 @@ impl Machine {
             order: download.order,
             messages_dropped: 0,
             errors_unpublished: 0,
-        }));
+        }
     }
 
     /// A complete download goes on to verification: the package is checked, unpacked into the candidate slot,

@@ -606,14 +606,21 @@ fn a_rollback_push_and_a_resumed_download_are_taken() {
     assert!(opens_staging(&device.announce(&offer())), "once the package plus the reserve");
 }
 
-/// README: broker outage -> a repeated announcement of the download makes the device ask again at once.
+/// README: broker outage -> a repeated announcement of the download makes the device ask again at once; another
+/// push of the package (or the pusher's first announcement after a restart) is answered with the progress.
 #[test]
 fn a_repeated_announcement_asks_again_for_the_chunks_in_flight() {
     let mut device = Device::new();
-    device.announce(&offer());
-    let actions = device.announce(&offer());
+    let order = device.sign(Target::Device("d1".into()), Instruction::Announce(offer()));
+    device.announce_json(Device::sealed(&order, &device.key));
+    let actions = device.announce_json(Device::sealed(&order, &device.key));
     assert_eq!(requests(&actions), [vec![[0, 4]]]);
     assert!(!opens_staging(&actions));
+
+    let actions = device.announce(&offer());
+    assert!(requests(&actions).is_empty(), "the chunks in flight are not asked for twice");
+    let status = statuses(&actions)[0];
+    assert_eq!((status.state, status.order), (UpdateState::Downloading, Some(device.counter)));
 }
 
 /// README: announcement of another package during a download -> drops the download, starts the new one.
