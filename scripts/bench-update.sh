@@ -44,7 +44,7 @@ mosquitto_sub -p $port -t 'devices/bench/predictions/cam' -F '%p' > preds.jsonl 
 mosquitto_sub -p $port -t 'devices/bench/update/status' -F '%p' > status.jsonl & ssp=$!
 sleep 1
 t0=$(date +%s.%N)
-$E model push v2.bundle --broker 127.0.0.1:$port --device bench --json ${CHUNK:+--chunk-size $CHUNK} > push.jsonl 2>push.err; rc=$?
+$E model push v2.bundle --broker 127.0.0.1:$port --key k.key --device bench --json ${CHUNK:+--chunk-size $CHUNK} > push.jsonl 2>push.err; rc=$?
 t1=$(date +%s.%N)
 sleep 1; kill $sp $ssp $ap; wait $ap || true; kill $bp
 python3 - "$t0" "$t1" <<'PY'

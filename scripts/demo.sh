@@ -207,7 +207,7 @@ cp -r models/activity-classifier "$work/activity-1.1.0"
 sed -i 's/^version = "1.0.0"/version = "1.1.0"/' "$work/activity-1.1.0/manifest.toml"
 "$edgectl" model pack "$work/activity-1.1.0" -o "$work/activity-1.1.0.bundle" --self-test models/recordings/activity.csv > "$work/push.log" 2>&1
 "$edgectl" model sign "$work/activity-1.1.0.bundle" --key "$work/demo-key.key" >> "$work/push.log" 2>&1
-"$edgectl" model push "$work/activity-1.1.0.bundle" --broker "127.0.0.1:$port" --device "$device" --chunk-size 4096 --timeout 60 >> "$work/push.log" 2>&1 &
+"$edgectl" model push "$work/activity-1.1.0.bundle" --broker "127.0.0.1:$port" --key "$work/demo-key.key" --device "$device" --chunk-size 4096 --timeout 60 >> "$work/push.log" 2>&1 &
 push_pid=$!
 
 remaining="$(python3 -c "import time; print(max(0.0, $DEMO_T0 + $seconds - time.time()))")"

@@ -13,6 +13,7 @@ mod broker;
 mod chunks;
 mod package;
 mod report;
+mod signer;
 mod transfer;
 
 pub use broker::BrokerArgs;
@@ -22,8 +23,9 @@ use broker::{Broker, Inbound};
 use chunks::ChunkCounts;
 use clap::Args;
 use package::Package;
-use protocol::update::{Membership, UpdateCommand, UpdateState, UpdateStatus, UpdateTopics};
+use protocol::update::{Instruction, Membership, Target as OrderTarget, UpdateState, UpdateStatus, UpdateTopics};
 use report::{DeviceOutcome, Phase, Summary, progress_line};
+use signer::{KeyArgs, Signer};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,6 +48,8 @@ pub struct PushArgs {
     pub package: PathBuf,
     #[command(flatten)]
     pub broker: BrokerArgs,
+    #[command(flatten)]
+    pub signer: KeyArgs,
     /// A device to update; repeat for several.
     #[arg(long = "device", value_name = "ID", required_unless_present = "group")]
     pub devices: Vec<String>,
@@ -68,7 +72,8 @@ pub struct PushArgs {
         value_parser = clap::value_parser!(u32).range(1..=MAX_CHUNK_SIZE)
     )]
     pub chunk_size: u32,
-    /// Allow a version lower than the one running (an explicit rollback).
+    /// Authorise, signed, a version lower than the one running and the device's version floor (an explicit
+    /// rollback).
     #[arg(long)]
     pub rollback: bool,
     /// Seconds to wait for the outcomes: of the canaries, then of the group.
@@ -83,6 +88,8 @@ pub struct PushArgs {
 pub struct RollbackArgs {
     #[command(flatten)]
     pub broker: BrokerArgs,
+    #[command(flatten)]
+    pub signer: KeyArgs,
     /// The device to roll back.
     #[arg(long, value_name = "ID")]
     pub device: String,
@@ -142,19 +149,29 @@ pub fn main(args: &PushArgs) -> Result<ExitCode> {
     if args.prefix.is_some() && targets.len() > 1 {
         bail!("--prefix names one device's prefix; it goes with a single --device");
     }
+    let mut signer = Signer::open(&args.signer)?;
     let mut package = Package::open(&args.package, args.chunk_size, args.rollback)?;
     if !package.is_signed() {
-        log::warn!("{} is not signed: devices that require signatures will reject it.", args.package.display());
+        log::warn!("{} is not signed: devices will reject it.", args.package.display());
     }
-    let max_packet = (args.chunk_size as usize + PACKET_OVERHEAD).max(MIN_MAX_PACKET);
+    // The signed announcement carries the hash of every chunk; JSON inside JSON escapes its quotes.
+    let announcement_bytes = serde_json::to_vec(&package.announcement(&UpdateTopics::group("")))?.len() * 2;
+    let max_packet = (args.chunk_size as usize).max(announcement_bytes) + PACKET_OVERHEAD;
+    let max_packet = max_packet.max(MIN_MAX_PACKET);
     let mut broker = Broker::connect(&args.broker, &client_id(), max_packet)?;
     let mut counts = ChunkCounts::default();
     let settings = |phase| Settings { phase, json: args.json, timeout: Duration::from_secs(args.timeout) };
     let (outcomes, summary_topics) = match &args.group {
         None => {
             let destinations = targets.iter().map(own_prefix).collect();
-            let outcomes =
-                transfer::run(&mut broker, &mut package, destinations, settings(Phase::Devices), &mut counts)?;
+            let outcomes = transfer::run(
+                &mut broker,
+                &mut package,
+                &mut signer,
+                destinations,
+                settings(Phase::Devices),
+                &mut counts,
+            )?;
             (outcomes, UpdateTopics::device(&targets[0].prefix))
         }
         Some(group) => {
@@ -166,8 +183,8 @@ pub fn main(args: &PushArgs) -> Result<ExitCode> {
                 let names: Vec<&str> = canaries.iter().map(|target| target.device.as_str()).collect();
                 log::info!("Canaries: {} of {} members of {group}.", names.join(", "), members.len());
                 let destinations = canaries.iter().map(own_prefix).collect();
-                outcomes =
-                    transfer::run(&mut broker, &mut package, destinations, settings(Phase::Canary), &mut counts)?;
+                let phase = settings(Phase::Canary);
+                outcomes = transfer::run(&mut broker, &mut package, &mut signer, destinations, phase, &mut counts)?;
                 canaries_committed = outcomes.iter().all(DeviceOutcome::committed);
                 if canaries_committed {
                     outcomes.clear();
@@ -182,8 +199,11 @@ pub fn main(args: &PushArgs) -> Result<ExitCode> {
                 }
             }
             if canaries_committed {
-                let destinations = vec![Destination { topics: UpdateTopics::group(group), targets: members }];
-                outcomes = transfer::run(&mut broker, &mut package, destinations, settings(Phase::Group), &mut counts)?;
+                let topics = UpdateTopics::group(group);
+                let order_target = OrderTarget::Group(group.clone());
+                let destinations = vec![Destination { topics, order_target, targets: members }];
+                let phase = settings(Phase::Group);
+                outcomes = transfer::run(&mut broker, &mut package, &mut signer, destinations, phase, &mut counts)?;
             }
             (outcomes, UpdateTopics::group(group))
         }
@@ -206,17 +226,18 @@ pub fn rollback(args: &RollbackArgs) -> Result<ExitCode> {
     let target = device_target(&args.device, args.prefix.as_deref())?;
     let topics = UpdateTopics::device(&target.prefix);
     let timeout = Duration::from_secs(args.timeout);
+    let mut signer = Signer::open(&args.signer)?;
+    let rollback = Instruction::Rollback { model: args.model.clone() };
+    let (command, counter) = signer.seal(OrderTarget::Device(target.device.clone()), rollback, timeout)?;
     let mut broker = Broker::connect(&args.broker, &client_id(), MIN_MAX_PACKET)?;
     let status_topic = topics.status();
     broker.subscribe(&status_topic)?;
-    let command = serde_json::to_vec(&UpdateCommand::Rollback { model: args.model.clone() })?;
-    let sent_ms = unix_time_ms();
     let deadline = Instant::now() + timeout;
     broker.publish(&topics.command(), &command, deadline)?;
     log::info!("Asked {} to roll back on {}.", target.device, topics.command());
     let answer = loop {
         let Some(wait) = deadline.checked_duration_since(Instant::now()) else { break None };
-        let Some(Inbound::Message { topic, payload, retained }) = broker.recv(wait) else { continue };
+        let Some(Inbound::Message { topic, payload, .. }) = broker.recv(wait) else { continue };
         if topic != status_topic || payload.is_empty() {
             continue;
         }
@@ -227,8 +248,8 @@ pub fn rollback(args: &RollbackArgs) -> Result<ExitCode> {
                 continue;
             }
         };
-        // What the broker retained predates the command unless the device's clock says otherwise.
-        if retained && status.at_ms <= sent_ms {
+        // Only the device's answer to this command counts, not what the broker retained or someone forged.
+        if status.order != Some(counter) {
             continue;
         }
         println!("{}", progress_line(args.json, Phase::Rollback, &target.device, &status));
@@ -292,7 +313,11 @@ fn discover_members(broker: &mut Broker, group: &str) -> Result<Vec<Target>> {
 
 /// The destination of a device pushed to on its own prefix.
 fn own_prefix(target: &Target) -> Destination {
-    Destination { topics: UpdateTopics::device(&target.prefix), targets: vec![target.clone()] }
+    Destination {
+        topics: UpdateTopics::device(&target.prefix),
+        order_target: OrderTarget::Device(target.device.clone()),
+        targets: vec![target.clone()],
+    }
 }
 
 fn device_target(device: &str, prefix: Option<&str>) -> Result<Target> {
@@ -354,9 +379,11 @@ mod tests {
             push: PushArgs,
         }
         let parse = |args: &str| {
-            let args = ["push", "p.bundle", "--broker", "b"].into_iter().chain(args.split_whitespace());
+            let args = ["push", "p.bundle", "--broker", "b", "--key", "k"].into_iter().chain(args.split_whitespace());
             <Cli as clap::Parser>::try_parse_from(args).map(|cli| cli.push)
         };
+        let without_key = ["push", "p.bundle", "--broker", "b", "--device", "a"];
+        assert!(<Cli as clap::Parser>::try_parse_from(without_key).is_err(), "pushes are signed: --key is required");
         let push = parse("--device a --device b").expect("valid");
         assert_eq!(
             (push.devices, push.chunk_size, push.timeout, push.json),

@@ -46,13 +46,18 @@ pub enum Error {
     #[error("malformed {what}: {message}")]
     MalformedSignature { what: &'static str, message: String },
 
-    /// The signature is by a key that is not among the trusted ones; `key` is the start of its hex.
-    #[error("the package is signed by key {key}…, which is not trusted")]
-    UntrustedKey { key: String },
+    /// The signature is by a key that is not among the trusted ones; `key` is the start of its hex, `signed`
+    /// what was signed ("the package", "the order").
+    #[error("{signed} is signed by key {key}…, which is not trusted")]
+    UntrustedKey { signed: &'static str, key: String },
 
-    /// The signature does not match the manifest (it was edited after signing, or the signature is forged).
-    #[error("the signature by key {key}… does not match the manifest")]
-    BadSignature { key: String },
+    /// The signature does not match what it signs (edited after signing, or the signature is forged).
+    #[error("the signature by key {key}… does not match {signed}")]
+    BadSignature { signed: &'static str, key: String },
+
+    /// A signed order is not an envelope around an order; `message` says what is wrong.
+    #[error("malformed signed order: {message}")]
+    MalformedOrder { message: String },
 }
 
 impl Error {
@@ -68,6 +73,7 @@ impl Error {
             Error::MalformedSignature { .. } => ErrorKind::MalformedSignature,
             Error::UntrustedKey { .. } => ErrorKind::UntrustedKey,
             Error::BadSignature { .. } => ErrorKind::BadSignature,
+            Error::MalformedOrder { .. } => ErrorKind::Malformed,
         }
     }
 }

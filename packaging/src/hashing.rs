@@ -5,7 +5,7 @@ use ring::digest::{Context, SHA256, digest};
 use std::io::{Read, Write};
 
 /// Lower-case hex sha256 of `bytes`.
-pub(crate) fn hex_sha256(bytes: &[u8]) -> String {
+pub fn hex_sha256(bytes: &[u8]) -> String {
     hex::encode(digest(&SHA256, bytes))
 }
 

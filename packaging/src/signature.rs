@@ -89,10 +89,9 @@ impl SigningKey {
         PublicKey(public)
     }
 
-    /// Signs `manifest_bytes` (the exact bytes of the `manifest.toml` entry).
-    pub fn sign(&self, manifest_bytes: &[u8]) -> SignatureLine {
-        let signature =
-            self.key_pair().sign(manifest_bytes).as_ref().try_into().expect("Ed25519 signatures are 64 bytes");
+    /// Signs `bytes` (the exact bytes of a package's `manifest.toml` entry, or of a signed order).
+    pub fn sign(&self, bytes: &[u8]) -> SignatureLine {
+        let signature = self.key_pair().sign(bytes).as_ref().try_into().expect("Ed25519 signatures are 64 bytes");
         SignatureLine { key: self.public_key(), signature }
     }
 
@@ -189,13 +188,24 @@ impl fmt::Display for SignatureLine {
 /// Checks `signature_line` (the content of `manifest.sig`, `None` when the package has none) against
 /// `manifest_bytes` and returns the key that signed. The key must be in `trusted`.
 pub fn verify(manifest_bytes: &[u8], signature_line: Option<&str>, trusted: &[PublicKey]) -> Result<PublicKey> {
-    let line = SignatureLine::parse(signature_line.ok_or(Error::Unsigned)?)?;
+    verify_line("the package", manifest_bytes, signature_line.ok_or(Error::Unsigned)?, trusted)
+}
+
+/// Checks `signature_line` against `bytes`, which are `signed` ("the package", "the order", for messages), and
+/// returns the key that signed. The key must be in `trusted`.
+pub(crate) fn verify_line(
+    signed: &'static str,
+    bytes: &[u8],
+    signature_line: &str,
+    trusted: &[PublicKey],
+) -> Result<PublicKey> {
+    let line = SignatureLine::parse(signature_line)?;
     if !trusted.contains(&line.key) {
-        return Err(Error::UntrustedKey { key: line.key.short_hex() });
+        return Err(Error::UntrustedKey { signed, key: line.key.short_hex() });
     }
     UnparsedPublicKey::new(&ED25519, &line.key.0)
-        .verify(manifest_bytes, &line.signature)
-        .map_err(|_| Error::BadSignature { key: line.key.short_hex() })?;
+        .verify(bytes, &line.signature)
+        .map_err(|_| Error::BadSignature { signed, key: line.key.short_hex() })?;
     Ok(line.key)
 }
 

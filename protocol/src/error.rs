@@ -170,6 +170,12 @@ wire_names! {
         SpoolFailing => "spool_failing",
         /// Condition: a worker has not returned from an inference for far longer than its usual latency.
         InferenceStuck => "inference_stuck",
+        /// A signed order whose counter the device has already seen surpassed (a replay).
+        Replayed => "replayed",
+        /// A signed order past its expiry.
+        Expired => "expired",
+        /// A signed order for another device or a group this device is not in.
+        Misaddressed => "misaddressed",
     }
 }
 

@@ -2,15 +2,19 @@
 //! they are small, rare, and read by people and scripts as often as by the agent. Chunks are raw bytes.
 //!
 //! ```text
-//! <base>/update/announce              pusher -> devices   Announcement
+//! <base>/update/announce              pusher -> devices   Envelope of an Order to Announce
 //! <base>/update/chunk/<id>/<index>    pusher -> devices   raw chunk bytes, QoS 1
 //! <prefix>/update/request             device -> pusher    ChunkRequest
 //! <prefix>/update/status              device, retained    UpdateStatus
-//! <prefix>/update/command             operator -> device  UpdateCommand
+//! <prefix>/update/command             operator -> device  Envelope of an Order to Rollback (or a later command)
 //! groups/<group>/members/<device>     device, retained    Membership
 //! ```
 //! `<prefix>` is a device's prefix (`devices/<device_id>` by default); `<base>` is a device prefix or a group
-//! base `groups/<group>`.
+//! base `groups/<group>`. What changes what a device runs comes as a signed [`Order`] (see [`order`]).
+
+mod order;
+
+pub use order::{Envelope, Instruction, Order, Target};
 
 use serde::{Deserialize, Serialize};
 
@@ -83,7 +87,9 @@ pub fn parse_chunk_topic(topic: &str) -> Option<(&str, u32)> {
     Some((id, index.parse().ok()?))
 }
 
-/// What a pusher offers: sent before the chunks and repeated until every target has answered.
+/// What a pusher offers, inside a signed [`Order`]: sent before the chunks and repeated until every target has
+/// answered. Every field is signed, so the package's sha256, its size and the hash of each chunk are the
+/// operator's word: a chunk that does not match is refused on arrival and asked for again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Announcement {
@@ -101,9 +107,12 @@ pub struct Announcement {
     pub signature: Option<String>,
     /// Bytes per chunk; the last chunk holds the remainder.
     pub chunk_size: u32,
+    /// Lower-case hex sha256 of each chunk, in order: [`Announcement::chunk_count`] of them.
+    pub chunk_sha256: Vec<String>,
     /// The topic the chunks are published under (`<chunks_topic>/<index>`).
     pub chunks_topic: String,
-    /// Allow a version lower than the running one (an explicit rollback push).
+    /// The operator's authorisation to install `version` although it is lower than the running one and the
+    /// device's version floor (an explicit rollback push). Signed with the rest.
     pub rollback: bool,
 }
 
@@ -205,6 +214,17 @@ pub struct UpdateStatus {
     /// Why an update was rejected, rolled back or failed.
     pub reason: Option<String>,
     pub at_ms: u64,
+    /// The `counter` of the signed [`Order`] this status answers; `None` for what no order asked (the state at
+    /// start, an outcome reached after a restart). A pusher takes only statuses that answer its own order.
+    #[serde(default)]
+    pub order: Option<u64>,
+    /// Update messages (announcements, chunks, commands) dropped since the agent started because the update
+    /// thread's queue was full. A dropped chunk is asked for again; a dropped command is not carried out.
+    #[serde(default)]
+    pub messages_dropped: u64,
+    /// Error events on `<prefix>/errors/update` that the MQTT link refused (its queue full) since the start.
+    #[serde(default)]
+    pub errors_unpublished: u64,
 }
 
 impl UpdateStatus {
@@ -212,14 +232,6 @@ impl UpdateStatus {
     pub fn reason(&self) -> &str {
         self.reason.as_deref().unwrap_or_default()
     }
-}
-
-/// What an operator can ask a device to do.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
-pub enum UpdateCommand {
-    /// Return to the previous model of `model` (the only updated model when unset).
-    Rollback { model: Option<String> },
 }
 
 /// A device's retained membership in a group, so that `model push --group` can find the members.
@@ -262,6 +274,7 @@ mod tests {
             sha256: String::new(),
             signature: None,
             chunk_size: 4,
+            chunk_sha256: Vec::new(),
             chunks_topic: String::new(),
             rollback: false,
         };

@@ -1,9 +1,11 @@
 //! Over-the-air updates through the real CLI: keys, packages, `model push` / `model rollback` as child
 //! processes, agent configs with an `[update]` section, and what the agents publish about it.
 
-use crate::agent::operator_binary;
+use crate::agent::{Agent, operator_binary};
+use crate::fixtures::edited_bundle;
+use crate::models_dir;
 use crate::subscriber::{Received, Subscriber, summary};
-use protocol::update::UpdateStatus;
+use protocol::update::{Instruction, Order, Target, UpdateStatus};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -13,7 +15,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
-/// Every state an update status may be in.
+/// Waiting for an agent to say something.
+pub const WAIT: Duration = Duration::from_secs(90);
+
 /// Runs `edgectl` with `args` and returns its stdout; panics with its stderr when it fails.
 fn cli(args: &[OsString]) -> String {
     let output = Command::new(operator_binary())
@@ -102,6 +106,21 @@ impl Workbench {
         self.sign(&package, &self.trusted);
         package
     }
+
+    /// An order for `device` as it travels (an envelope, JSON), signed with `keys`: counter `counter`, valid
+    /// until `expires_at_ms`.
+    pub fn order(
+        &self,
+        keys: &Keys,
+        device: &str,
+        counter: u64,
+        expires_at_ms: u64,
+        instruction: Instruction,
+    ) -> Vec<u8> {
+        let key = packaging::SigningKey::read(&keys.private()).expect("the private key reads");
+        let order = Order { target: Target::Device(device.to_owned()), counter, expires_at_ms, instruction };
+        serde_json::to_vec(&packaging::order::seal(&order, &key)).expect("an envelope encodes")
+    }
 }
 
 fn keygen(dir: &Path, name: &str) -> Keys {
@@ -124,20 +143,24 @@ pub struct Push {
 }
 
 impl Push {
-    /// `model push <package> --broker 127.0.0.1:<port> --json <args>` (`args`: the target and options).
-    pub fn start(package: &Path, port: u16, args: &[&str]) -> Push {
-        let mut all = os(&[&"model", &"push", &package, &"--broker", &format!("127.0.0.1:{port}"), &"--json"]);
+    /// `model push <package> --broker 127.0.0.1:<port> --key <keys> --json <args>` (`args`: the target and
+    /// options).
+    pub fn start(package: &Path, port: u16, keys: &Keys, args: &[&str]) -> Push {
+        let broker = format!("127.0.0.1:{port}");
+        let mut all = os(&[&"model", &"push", &package, &"--broker", &broker, &"--key", &keys.private(), &"--json"]);
         all.extend(args.iter().map(OsString::from));
         Push::spawn(all)
     }
 
-    /// `model rollback --broker 127.0.0.1:<port> --device <device> --json`.
-    pub fn rollback(port: u16, device: &str) -> Push {
+    /// `model rollback --broker 127.0.0.1:<port> --key <keys> --device <device> --json`.
+    pub fn rollback(port: u16, keys: &Keys, device: &str) -> Push {
         Push::spawn(os(&[
             &"model",
             &"rollback",
             &"--broker",
             &format!("127.0.0.1:{port}"),
+            &"--key",
+            &keys.private(),
             &"--device",
             &device,
             &"--json",
@@ -422,6 +445,17 @@ impl Watch {
         }
     }
 
+    /// Publishes `payload` on `topic` at QoS 1, as anyone on the broker could.
+    pub fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.subscriber.publish(topic, payload);
+    }
+
+    /// The error events of `device`'s updater (JSON), in order of arrival.
+    pub fn update_errors(&self, device: &str) -> Vec<Value> {
+        let topic = format!("devices/{device}/errors/update");
+        self.seen.iter().filter(|m| m.topic == topic).map(Received::json).collect()
+    }
+
     /// Takes what arrives for `duration`.
     pub fn drain(&mut self, duration: Duration) {
         let deadline = Instant::now() + duration;
@@ -453,4 +487,51 @@ impl Watch {
 /// Milliseconds since the Unix epoch, as the agents stamp their messages.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Bundle (or file) `name` of the repository's `models/`.
+pub fn model(name: &str) -> PathBuf {
+    models_dir().join(name)
+}
+
+/// A copy of bundle `name` with `version` instead of 1.0.0 (or the 1.1.0 of the test variants).
+pub fn at_version(name: &str, version: &str) -> tempfile::TempDir {
+    let version = format!("version = \"{version}\"");
+    edited_bundle(name, move |manifest| {
+        manifest.replace("version = \"1.0.0\"", &version).replace("version = \"1.1.0\"", &version)
+    })
+}
+
+/// The golden input of the sensor packages: a window every variant classifies normally.
+pub fn calm_window() -> Vec<PathBuf> {
+    vec![model("testing/calm-window.csv")]
+}
+
+/// The agent's log, for failure messages.
+pub fn log_of(agent: &Agent) -> impl Fn() -> String + '_ {
+    move || format!("agent log:\n{}", agent.log())
+}
+
+/// Waits for `count` predictions of `device`'s `source` published after `after_ms` and returns them.
+pub fn predictions_after(
+    watch: &mut Watch,
+    agent: &Agent,
+    device: &str,
+    source: &str,
+    after_ms: u64,
+    count: usize,
+) -> Vec<Prediction> {
+    let fresh = |watch: &Watch| -> Vec<Prediction> {
+        watch.predictions(device, source).into_iter().filter(|p| p.published_at_ms > after_ms).collect()
+    };
+    watch.until(WAIT, log_of(agent), |watch| fresh(watch).len() >= count);
+    fresh(watch)
+}
+
+/// The status `device`'s broker retained, as a late subscriber gets it.
+pub fn retained_status(port: u16, device: &str) -> UpdateStatus {
+    let mut watch = Watch::new(port, &status_topic(device));
+    watch.until(WAIT, String::new, |watch| !watch.seen.is_empty());
+    assert!(watch.seen[0].retain, "the update status is retained");
+    parse_status(&watch.seen[0])
 }

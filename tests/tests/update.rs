@@ -4,69 +4,20 @@
 use integration_tests::agent::Agent;
 use integration_tests::broker::Broker;
 use integration_tests::fixtures::edited_bundle;
-use integration_tests::models_dir;
 use integration_tests::update::{
-    ConfigBuilder, Prediction, Push, Watch, Workbench, csv_loop, images_loop, now_ms, parse_status, status_topic,
+    ConfigBuilder, Push, WAIT, Watch, Workbench, at_version, calm_window, csv_loop, images_loop, log_of, model, now_ms,
+    predictions_after, retained_status,
 };
 use protocol::update::UpdateStatus;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// Waiting for an agent to say something.
-const WAIT: Duration = Duration::from_secs(90);
 /// Waiting for a push to end (a loaded 2-core CI machine moves 18 MB slowly).
 const PUSH_WAIT: Duration = Duration::from_secs(300);
 /// `[update] request_window` of the agents that measure resends.
 const REQUEST_WINDOW: u64 = 16;
 
-fn model(name: &str) -> PathBuf {
-    models_dir().join(name)
-}
-
-/// A copy of bundle `name` with `version` instead of 1.0.0 (or the 1.1.0 of the test variants).
-fn at_version(name: &str, version: &str) -> tempfile::TempDir {
-    let version = format!("version = \"{version}\"");
-    edited_bundle(name, move |manifest| {
-        manifest.replace("version = \"1.0.0\"", &version).replace("version = \"1.1.0\"", &version)
-    })
-}
-
-/// The golden input of the sensor packages: a window every variant classifies normally.
-fn calm_window() -> Vec<PathBuf> {
-    vec![model("testing/calm-window.csv")]
-}
-
 fn cat() -> Vec<PathBuf> {
     vec![model("frames/cat.jpg")]
-}
-
-/// The agent's log, for failure messages.
-fn log_of(agent: &Agent) -> impl Fn() -> String + '_ {
-    move || format!("agent log:\n{}", agent.log())
-}
-
-/// Waits for `count` predictions of `device`'s `source` published after `after_ms` and returns them.
-fn predictions_after(
-    watch: &mut Watch,
-    agent: &Agent,
-    device: &str,
-    source: &str,
-    after_ms: u64,
-    count: usize,
-) -> Vec<Prediction> {
-    let fresh = |watch: &Watch| -> Vec<Prediction> {
-        watch.predictions(device, source).into_iter().filter(|p| p.published_at_ms > after_ms).collect()
-    };
-    watch.until(WAIT, log_of(agent), |watch| fresh(watch).len() >= count);
-    fresh(watch)
-}
-
-/// The status `device`'s broker retained, as a late subscriber gets it.
-fn retained_status(port: u16, device: &str) -> UpdateStatus {
-    let mut watch = Watch::new(port, &status_topic(device));
-    watch.until(WAIT, String::new, |watch| !watch.seen.is_empty());
-    assert!(watch.seen[0].retain, "the update status is retained");
-    parse_status(&watch.seen[0])
 }
 
 #[test]
@@ -83,7 +34,7 @@ fn an_update_is_committed_and_predictions_switch_version_without_a_gap() {
     let agent = Agent::start(&config);
     watch.until(WAIT, log_of(&agent), |w| w.predictions("cam-01", "front").len() >= 3);
 
-    let push = Push::start(&package, broker.port(), &["--device", "cam-01"]);
+    let push = Push::start(&package, broker.port(), &bench.trusted, &["--device", "cam-01"]);
     let started_ms = push.started_ms;
     let outcome = push.finish(PUSH_WAIT);
     assert!(outcome.success, "{outcome:#?}\n{}", agent.log());
@@ -184,7 +135,8 @@ fn bad_packages_are_rejected_and_the_running_model_keeps_serving() {
     ];
     for (what, package, words) in cases {
         let outcome =
-            Push::start(package, broker.port(), &["--device", "wrist-01", "--timeout", "120"]).finish(PUSH_WAIT);
+            Push::start(package, broker.port(), &bench.trusted, &["--device", "wrist-01", "--timeout", "120"])
+                .finish(PUSH_WAIT);
         assert!(!outcome.success, "{what}: the push must fail: {outcome:#?}");
         assert_eq!(outcome.state("wrist-01"), Some("rejected"), "{what}: {outcome:#?}\n{}", agent.log());
         let status = retained_status(broker.port(), "wrist-01");
@@ -218,7 +170,8 @@ fn a_package_larger_than_the_free_space_is_rejected() {
     let mut watch = Watch::new(broker.port(), "devices/cam-01/#");
     watch.until(WAIT, log_of(&agent), |w| !w.predictions("cam-01", "front").is_empty());
 
-    let outcome = Push::start(&package, broker.port(), &["--device", "cam-01", "--timeout", "120"]).finish(PUSH_WAIT);
+    let outcome = Push::start(&package, broker.port(), &bench.trusted, &["--device", "cam-01", "--timeout", "120"])
+        .finish(PUSH_WAIT);
     assert!(!outcome.success, "{outcome:#?}");
     let status = retained_status(broker.port(), "cam-01");
     assert_eq!(status.state.as_str(), "rejected", "{status:?}\n{}", agent.log());
@@ -256,7 +209,7 @@ fn a_transfer_resumes_after_a_broker_outage() {
     let mut watch = Watch::new(port, "devices/cam-01/#");
     watch.until(WAIT, log_of(&agent), |w| !w.predictions("cam-01", "front").is_empty());
 
-    let push = Push::start(&package, port, &["--device", "cam-01", "--chunk-size", "16384"]);
+    let push = Push::start(&package, port, &bench.trusted, &["--device", "cam-01", "--chunk-size", "16384"]);
     watch.until(WAIT, log_of(&agent), |w| downloading(w, "cam-01", 2.0));
     let before = watch.statuses("cam-01").last().unwrap().bytes;
     broker.stop();
@@ -290,7 +243,12 @@ fn a_transfer_resumes_after_the_agent_is_killed() {
     let mut watch = Watch::new(port, "devices/cam-01/#");
     watch.until(WAIT, log_of(&agent), |w| !w.predictions("cam-01", "front").is_empty());
 
-    let push = Push::start(&package, port, &["--device", "cam-01", "--chunk-size", "16384", "--timeout", "280"]);
+    let push = Push::start(
+        &package,
+        port,
+        &bench.trusted,
+        &["--device", "cam-01", "--chunk-size", "16384", "--timeout", "280"],
+    );
     watch.until(WAIT, log_of(&agent), |w| downloading(w, "cam-01", 5.0));
     let log = agent.kill();
     let restarted_ms = now_ms();
@@ -351,7 +309,8 @@ fn a_package_whose_golden_vectors_fail_is_rejected_before_it_serves() {
     std::fs::write(bundle.path().join("selftest.json"), vectors.to_string()).unwrap();
     let package = bench.signed(bundle.path(), &[]);
 
-    let outcome = Push::start(&package, broker.port(), &["--device", "wrist-01", "--timeout", "120"]).finish(PUSH_WAIT);
+    let outcome = Push::start(&package, broker.port(), &bench.trusted, &["--device", "wrist-01", "--timeout", "120"])
+        .finish(PUSH_WAIT);
     assert!(!outcome.success, "{outcome:#?}");
     let status = retained_status(broker.port(), "wrist-01");
     assert_eq!(status.state.as_str(), "rejected", "{status:?}\n{}", agent.log());
@@ -382,7 +341,8 @@ fn a_candidate_that_is_slow_or_fails_is_rolled_back_on_probation() {
     {
         let package = bench.signed(&model(variant), &calm_window());
         let outcome =
-            Push::start(&package, broker.port(), &["--device", "wrist-01", "--timeout", "120"]).finish(PUSH_WAIT);
+            Push::start(&package, broker.port(), &bench.trusted, &["--device", "wrist-01", "--timeout", "120"])
+                .finish(PUSH_WAIT);
         assert!(!outcome.success, "{variant}: {outcome:#?}");
         assert_eq!(outcome.state("wrist-01"), Some("rolled_back"), "{variant}: {outcome:#?}\n{}", agent.log());
         let id = outcome.summary["update_id"].as_str().unwrap().to_owned();
@@ -415,13 +375,13 @@ fn model_rollback_returns_to_the_previous_version() {
     watch.until(WAIT, log_of(&agent), |w| !w.predictions("wrist-01", "wrist").is_empty());
     let v110 = at_version("activity-classifier", "1.1.0");
     let package = bench.signed(v110.path(), &calm_window());
-    let outcome = Push::start(&package, broker.port(), &["--device", "wrist-01"]).finish(PUSH_WAIT);
+    let outcome = Push::start(&package, broker.port(), &bench.trusted, &["--device", "wrist-01"]).finish(PUSH_WAIT);
     assert!(outcome.success, "{outcome:#?}\n{}", agent.log());
     let committed = retained_status(broker.port(), "wrist-01");
     let served = predictions_after(&mut watch, &agent, "wrist-01", "wrist", committed.at_ms, 3);
     assert!(served.iter().all(|p| p.version == "1.1.0"), "{served:?}");
 
-    let outcome = Push::rollback(broker.port(), "wrist-01").finish(WAIT);
+    let outcome = Push::rollback(broker.port(), &bench.trusted, "wrist-01").finish(WAIT);
     assert!(outcome.success, "{outcome:#?}\n{}", agent.log());
     assert!(outcome.lines.iter().any(|line| line["state"] == "rolled_back"), "{outcome:#?}");
     let status = retained_status(broker.port(), "wrist-01");
@@ -460,7 +420,8 @@ fn a_group_is_updated_after_its_canary_and_a_failing_canary_stops_the_rollout() 
 
     let v110 = at_version("activity-classifier", "1.1.0");
     let package = bench.signed(v110.path(), &calm_window());
-    let outcome = Push::start(&package, broker.port(), &["--group", "lab", "--canary", "1"]).finish(PUSH_WAIT);
+    let outcome =
+        Push::start(&package, broker.port(), &bench.trusted, &["--group", "lab", "--canary", "1"]).finish(PUSH_WAIT);
     assert!(outcome.success, "{outcome:#?}\n{}", logs());
     let id = outcome.summary["update_id"].as_str().unwrap().to_owned();
     let canary = canary_of(&outcome.lines);
@@ -484,8 +445,9 @@ fn a_group_is_updated_after_its_canary_and_a_failing_canary_stops_the_rollout() 
     // A canary that rolls back stops the rollout: the others never hear of the update.
     let slow = at_version("testing/activity-classifier-slow", "1.2.0");
     let package = bench.signed(slow.path(), &calm_window());
-    let outcome = Push::start(&package, broker.port(), &["--group", "lab", "--canary", "1", "--timeout", "120"])
-        .finish(PUSH_WAIT);
+    let outcome =
+        Push::start(&package, broker.port(), &bench.trusted, &["--group", "lab", "--canary", "1", "--timeout", "120"])
+            .finish(PUSH_WAIT);
     assert_eq!(outcome.code, Some(1), "{outcome:#?}\n{}", logs());
     let id = outcome.summary["update_id"].as_str().unwrap().to_owned();
     let canary = canary_of(&outcome.lines);

@@ -52,6 +52,7 @@ enum Kill {
 
 struct Trial<'a> {
     broker: &'a Broker,
+    bench: &'a Workbench,
     package: &'a Path,
     device: String,
     state: tempfile::TempDir,
@@ -69,7 +70,7 @@ impl<'a> Trial<'a> {
             .probation("min_frames", 3)
             .build();
         let watch = Watch::new(broker.port(), &format!("devices/{device}/#"));
-        Trial { broker, package, device, state, config, watch }
+        Trial { broker, bench, package, device, state, config, watch }
     }
 
     /// Starts the agent and, once it listens (it said it is idle), the push.
@@ -80,6 +81,7 @@ impl<'a> Trial<'a> {
         let push = Push::start(
             self.package,
             self.broker.port(),
+            &self.bench.trusted,
             &["--device", &self.device, "--chunk-size", "1024", "--timeout", "600"],
         );
         (agent, push)

@@ -7,6 +7,7 @@ use super::progress::Progress;
 use protocol::error::{ErrorKind, ErrorStage};
 use protocol::update::{Announcement, ChunkRequest, UpdateState, UpdateStatus, UpdateTopics};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// What arrives: messages, time, and the outcomes of actions.
 #[derive(Debug)]
@@ -15,18 +16,23 @@ pub enum Event {
     Start {
         disk: Disk,
     },
-    /// An announcement that arrived on `base`'s announce topic.
+    /// A signed announcement that arrived on `base`'s announce topic at `wall_ms` (Unix ms, for its expiry).
     Announce {
         base: UpdateTopics,
         payload: Vec<u8>,
         disk: Disk,
+        wall_ms: u64,
     },
     Chunk {
         id: String,
         index: u32,
         payload: Vec<u8>,
     },
-    Command(Vec<u8>),
+    /// A signed command that arrived at `wall_ms`.
+    Command {
+        payload: Vec<u8>,
+        wall_ms: u64,
+    },
     /// [`Machine::next_deadline`](super::machine::Machine::next_deadline) has passed.
     Tick,
     /// The agent stops.
@@ -61,6 +67,8 @@ pub enum Event {
     },
     /// Outcome of [`Action::Commit`] and [`Action::RecordRollback`].
     SlotsWritten(Result<(), String>),
+    /// Outcome of [`Action::SaveGuard`].
+    GuardSaved(Result<(), String>),
 }
 
 /// What the shell must do.
@@ -135,6 +143,8 @@ pub enum Action {
     RecordRollback {
         model: usize,
     },
+    /// Keeps the guard in `guard.json`, durably; answered by [`Event::GuardSaved`].
+    SaveGuard(Guard),
 }
 
 /// The state directory as an announcement finds it.
@@ -180,6 +190,20 @@ impl Refusal {
     pub fn failed(reason: impl Into<String>) -> Refusal {
         Refusal { state: UpdateState::Failed, reason: reason.into() }
     }
+}
+
+/// What protects the device from replayed orders and old versions, kept on disk (`guard.json`) so that it holds
+/// across restarts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Guard {
+    /// The counter of the last signed order taken: an order with a lower one is a replay.
+    pub counter: u64,
+    /// sha256 of that order's signed text: the same order repeated is taken, another with its counter is not.
+    pub digest: String,
+    /// Per model name, the lowest version the device installs without a signed downgrade: the version of the
+    /// last update committed, or the version a signed rollback returned to.
+    pub floors: BTreeMap<String, String>,
 }
 
 /// The last status, kept on disk so that a restarted device repeats it and doesn't retry a refused update.

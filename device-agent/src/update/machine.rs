@@ -5,17 +5,25 @@
 //!
 //! Every outcome is published, retained, on `<prefix>/update/status`, and the last one is kept in
 //! `<state_dir>/last-status.json`: a device that restarts says the same thing, and does not retry an update it
-//! refused or rolled back (a package is identified by its sha256, so a fixed package is a new update).
-//! Statuses leave here with `at_ms` 0: the shell stamps them with the wall clock when it publishes.
+//! refused on its merits or judged on probation (a package is identified by its sha256, so a fixed package is
+//! a new update). Statuses leave here with `at_ms` 0: the shell stamps them with the wall clock when it
+//! publishes.
+//!
+//! Announcements and commands are signed orders ([`orders`]): one that is unsigned, untrusted, replayed,
+//! expired or for someone else is refused with an error event and changes nothing. A version is installed only
+//! if it is not below the model's floor (the [`Guard`]), unless a signed announcement authorises that very
+//! version as a downgrade.
 
-use super::effects::{Action, Candidate, Disk, Event, LastStatus, Refusal};
+use super::effects::{Action, Candidate, Disk, Event, Guard, LastStatus, Refusal};
 use super::probation::ScoreSnapshot;
 use super::progress::Progress;
 use super::slots::Recovery;
 use crate::config::UpdateConfig;
 use download::{PERSIST_INTERVAL, PROGRESS_INTERVAL, persist};
+use orders::{Offer, Pending};
+use packaging::PublicKey;
 use protocol::error::{ErrorKind, ErrorStage};
-use protocol::update::{Announcement, UpdateCommand, UpdateState, UpdateStatus, UpdateTopics, update_id};
+use protocol::update::{Announcement, Instruction, UpdateState, UpdateStatus, UpdateTopics, update_id};
 use std::collections::BTreeSet;
 use std::time::Instant;
 
@@ -51,6 +59,8 @@ pub struct Settings {
     pub config: UpdateConfig,
     /// The largest chunk an MQTT packet carries.
     pub max_chunk: usize,
+    /// `config.trusted_keys`, parsed: the keys that sign packages and orders.
+    pub trusted: Vec<PublicKey>,
 }
 
 /// The updater's state; see the [module docs](self).
@@ -61,6 +71,11 @@ pub struct Machine {
     last: Option<LastStatus>,
     /// A commit or rollback whose recording in the slots is awaited, with the status it ends in.
     recording: Option<Recording>,
+    guard: Guard,
+    /// An order taken, waiting for its counter to be on disk, with the guard that records it.
+    pending: Option<(Guard, Pending)>,
+    /// The counter of the rollback command whose previous model is being loaded.
+    commanded: Option<u64>,
 }
 
 enum Phase {
@@ -74,13 +89,16 @@ enum Phase {
 struct Opening {
     model: usize,
     announcement: Announcement,
-    /// Resuming what a previous run left: a refusal is logged, not published.
-    at_start: bool,
+    /// The counter of the order the download answers; none when resuming what a previous run left (a refusal
+    /// is then logged, not published).
+    order: Option<u64>,
 }
 
 struct Download {
     model: usize,
     announcement: Announcement,
+    /// The counter of the order the download answers: the last announcement of this package taken.
+    order: Option<u64>,
     progress: Progress,
     in_flight: BTreeSet<u32>,
     last_chunk_at: Instant,
@@ -92,7 +110,7 @@ struct Download {
 struct Install {
     model: usize,
     announcement: Announcement,
-    /// `verifying`, then `self_testing`; a refusal reports in it.
+    /// `verifying`, then `self_testing`; a refusal reports in it. Its `order` is the order answered.
     status: UpdateStatus,
     candidate: Option<Candidate>,
     /// The execution provider of each candidate pipeline built so far, one per worker.
@@ -103,6 +121,7 @@ struct Trial {
     model: usize,
     update_id: String,
     version: String,
+    order: Option<u64>,
     started: Instant,
     next_judgement: Instant,
     baselines: Vec<ScoreSnapshot>,
@@ -114,6 +133,9 @@ struct Recording {
     status: UpdateStatus,
     final_for_package: bool,
     kind: RecordingKind,
+    /// The model's version floor once the slots are written: the committed version, or the version a rollback
+    /// command returned to.
+    floor: Option<(String, String)>,
 }
 
 enum RecordingKind {
@@ -122,9 +144,9 @@ enum RecordingKind {
 }
 
 impl Machine {
-    /// `last` is the status a previous run kept, if any.
-    pub fn new(settings: Settings, models: Vec<ModelView>, last: Option<LastStatus>) -> Machine {
-        Machine { settings, models, phase: Phase::Idle, last, recording: None }
+    /// `last` is the status a previous run kept, if any; `guard` what protects it from replays and old versions.
+    pub fn new(settings: Settings, models: Vec<ModelView>, last: Option<LastStatus>, guard: Guard) -> Machine {
+        Machine { settings, models, phase: Phase::Idle, last, recording: None, guard, pending: None, commanded: None }
     }
 
     /// When the machine needs a [`Event::Tick`]: `None` while nothing is timed.
@@ -149,9 +171,9 @@ impl Machine {
         let out = &mut actions;
         match event {
             Event::Start { disk } => self.on_start(disk, out),
-            Event::Announce { base, payload, disk } => self.on_announce(&base, &payload, disk, out),
+            Event::Announce { base, payload, disk, wall_ms } => self.on_announce(base, &payload, disk, wall_ms, out),
             Event::Chunk { id, index, payload } => self.on_chunk(&id, index, payload, out),
-            Event::Command(payload) => self.on_command(&payload, out),
+            Event::Command { payload, wall_ms } => self.on_command(&payload, wall_ms, out),
             Event::Tick => {
                 self.tick_download(now, out);
                 self.tick_trial(now, out);
@@ -172,6 +194,7 @@ impl Machine {
             Event::Scores(scores) => self.on_scores(&scores, now, out),
             Event::PreviousLoaded { model, result } => self.on_previous_loaded(model, result, out),
             Event::SlotsWritten(result) => self.on_slots_written(result, out),
+            Event::GuardSaved(result) => self.on_guard_saved(result, out),
         }
         actions
     }
@@ -183,7 +206,7 @@ impl Machine {
         self.report_start(out);
         let Some(announcement) = disk.staged.clone() else { return };
         let Some(model) = self.model_named(&announcement.name) else { return };
-        if let Err(refusal) = self.start_download(model, announcement, &disk, true, out) {
+        if let Err(refusal) = self.start_download(model, announcement, &disk, None, out) {
             log::warn!("The staged download cannot resume: {}.", refusal.reason);
         }
     }
@@ -234,29 +257,50 @@ impl Machine {
         }
     }
 
-    fn on_announce(&mut self, base: &UpdateTopics, payload: &[u8], disk: Disk, out: &mut Vec<Action>) {
-        let announcement: Announcement = match serde_json::from_slice(payload) {
-            Ok(announcement) => announcement,
-            Err(e) => {
-                return report_error(
-                    out,
-                    ErrorStage::Announce,
-                    ErrorKind::Malformed,
-                    format!("invalid announcement: {e}"),
-                );
-            }
-        };
+    fn on_announce(&mut self, base: UpdateTopics, payload: &[u8], disk: Disk, wall_ms: u64, out: &mut Vec<Action>) {
+        let Some((order, renewed)) = self.admit(ErrorStage::Announce, payload, wall_ms, out) else { return };
+        let Instruction::Announce(announcement) = order.instruction else { return };
+        let offer = Offer { base, announcement, disk, order: order.counter };
+        self.carry_out(renewed, Pending::Announce(Box::new(offer)), out);
+    }
+
+    /// Takes a signed announcement that the device may carry out.
+    fn take_announcement(
+        &mut self,
+        base: &UpdateTopics,
+        announcement: Announcement,
+        disk: Disk,
+        order: u64,
+        out: &mut Vec<Action>,
+    ) {
         match &mut self.phase {
             Phase::Downloading(download) if download.announcement.id == announcement.id => {
-                // Repeated while we download: the pusher may have lost our requests; ask again.
-                download.in_flight.clear();
-                return self.request_more(out);
+                if download.order == Some(order) {
+                    // Repeated while we download: the pusher may have lost our requests; ask again.
+                    download.in_flight.clear();
+                    return self.request_more(out);
+                }
+                // Another push of this package, or the pusher's first word after a restart: answer it from now.
+                download.order = Some(order);
+                if let Phase::Downloading(download) = &self.phase {
+                    out.push(Action::PublishStatus(self.progress_status(download)));
+                }
+                return;
             }
             Phase::Probation(trial) => {
                 if trial.update_id != announcement.id {
                     let update = announcement.id.as_str();
-                    log::info!(update; "Announcement ignored: another update is on probation.");
+                    return log::info!(update; "Announcement ignored: another update is on probation.");
                 }
+                // Another push of the candidate: it gets the outcome too.
+                trial.order = Some(order);
+                let (model, id, version) = (trial.model, Some(trial.update_id.clone()), trial.version.clone());
+                let mut status = self.status_for(model, UpdateState::Probation, id, version, None);
+                status.order = Some(order);
+                return out.push(Action::PublishStatus(status));
+            }
+            Phase::Installing(install) if install.announcement.id == announcement.id => {
+                install.status.order = Some(order);
                 return;
             }
             Phase::Opening(_) | Phase::Installing(_) => return,
@@ -264,28 +308,31 @@ impl Machine {
         }
         let Some(model) = self.model_named(&announcement.name) else {
             let refusal = Refusal::rejected(format!("no source serves a model named {:?}", announcement.name));
-            return self.refuse_announcement(&announcement, refusal, out);
+            return self.refuse_announcement(&announcement, refusal, Some(order), out);
         };
         if self.runs_update(model, &announcement.id) {
             let version = self.models[model].running_version.clone();
-            let status = self.status_for(model, UpdateState::Committed, Some(announcement.id.clone()), version, None);
+            let mut status =
+                self.status_for(model, UpdateState::Committed, Some(announcement.id.clone()), version, None);
+            status.order = Some(order);
             return out.push(Action::PublishStatus(status));
         }
         if let Some(last) = &self.last
             && last.final_for_package
             && last.status.update_id.as_deref() == Some(&announcement.id)
         {
-            return out.push(Action::PublishStatus(last.status.clone()));
+            let status = UpdateStatus { order: Some(order), ..last.status.clone() };
+            return out.push(Action::PublishStatus(status));
         }
         if let Err(refusal) = self.check_announcement(model, base, &announcement) {
-            return self.refuse_announcement(&announcement, refusal, out);
+            return self.refuse_announcement(&announcement, refusal, Some(order), out);
         }
         if let Phase::Downloading(current) = &self.phase {
             let (replaced, by) = (current.announcement.id.as_str(), announcement.id.as_str());
             log::warn!(replaced, by; "A newer announcement replaces the download in progress.");
         }
-        if let Err(refusal) = self.start_download(model, announcement.clone(), &disk, false, out) {
-            self.refuse_announcement(&announcement, refusal, out);
+        if let Err(refusal) = self.start_download(model, announcement.clone(), &disk, Some(order), out) {
+            self.refuse_announcement(&announcement, refusal, Some(order), out);
         }
     }
 
@@ -326,17 +373,37 @@ impl Machine {
                 announcement.size, config.max_package_bytes
             )));
         }
-        check_version(&self.models[model].running_version, &announcement.version, announcement.rollback)
+        if announcement.chunk_sha256.len() != announcement.chunk_count() as usize
+            || !announcement.chunk_sha256.iter().all(|sha256| is_sha256(sha256))
+        {
+            return Err(Refusal::rejected(format!(
+                "the announcement must hold the sha256 of each of its {} chunks",
+                announcement.chunk_count()
+            )));
+        }
+        self.check_version(model, &announcement.version, announcement.rollback)
     }
 
-    fn on_command(&mut self, payload: &[u8], out: &mut Vec<Action>) {
-        let command: UpdateCommand = match serde_json::from_slice(payload) {
-            Ok(command) => command,
-            Err(e) => {
-                return report_error(out, ErrorStage::Command, ErrorKind::Malformed, format!("invalid command: {e}"));
+    /// A version must be strictly greater than the running one and not below the model's floor, unless the
+    /// signed announcement authorises a downgrade to it (which must then be lower than the running one).
+    fn check_version(&self, model: usize, offered: &str, rollback: bool) -> Result<(), Refusal> {
+        let served = &self.models[model];
+        let floor = self.guard.floors.get(&served.name).map(String::as_str);
+        check_version(&served.running_version, floor, offered, rollback)
+    }
+
+    fn on_command(&mut self, payload: &[u8], wall_ms: u64, out: &mut Vec<Action>) {
+        let Some((order, renewed)) = self.admit(ErrorStage::Command, payload, wall_ms, out) else { return };
+        match order.instruction {
+            Instruction::Rollback { model } => {
+                self.carry_out(renewed, Pending::Rollback { model, order: order.counter }, out);
             }
-        };
-        let UpdateCommand::Rollback { model: name } = command;
+            Instruction::Announce(_) => {}
+        }
+    }
+
+    /// Carries out a signed rollback command.
+    fn roll_back(&mut self, name: Option<String>, order: u64, out: &mut Vec<Action>) {
         let model = match &name {
             Some(name) => self.model_named(name),
             None if self.models.len() == 1 => Some(0),
@@ -349,14 +416,26 @@ impl Machine {
             return report_error(out, ErrorStage::Command, ErrorKind::UnknownModel, message);
         };
         match &self.phase {
-            Phase::Probation(trial) if trial.model == model => self.roll_back_trial("rollback requested".into(), out),
+            Phase::Probation(trial) if trial.model == model => {
+                // The operator's choice, not a verdict on the package: it may be pushed again.
+                self.roll_back_trial("rollback requested".into(), Some(order), false, out);
+            }
             // A committed model goes back to its previous slot: its pipelines are built and swapped in like an
             // update's, without self-test or probation.
-            _ => out.push(Action::LoadPrevious { model }),
+            _ => {
+                self.commanded = Some(order);
+                out.push(Action::LoadPrevious { model });
+            }
         }
     }
 
-    fn refuse_announcement(&mut self, announcement: &Announcement, refusal: Refusal, out: &mut Vec<Action>) {
+    fn refuse_announcement(
+        &mut self,
+        announcement: &Announcement,
+        refusal: Refusal,
+        order: Option<u64>,
+        out: &mut Vec<Action>,
+    ) {
         log::warn!(update = announcement.id.as_str(); "Update refused: {}.", refusal.reason);
         let running_version =
             self.model_named(&announcement.name).map(|m| self.models[m].running_version.clone()).unwrap_or_default();
@@ -373,6 +452,9 @@ impl Machine {
             resumed_bytes: 0,
             reason: Some(refusal.reason),
             at_ms: 0,
+            order,
+            messages_dropped: 0,
+            errors_unpublished: 0,
         };
         // Refusals of the announcement alone (too big, no space) may pass another time: not final.
         self.publish(status, false, out);
@@ -404,6 +486,9 @@ impl Machine {
             resumed_bytes: 0,
             reason,
             at_ms: 0,
+            order: None,
+            messages_dropped: 0,
+            errors_unpublished: 0,
         }
     }
 
@@ -425,11 +510,19 @@ fn report_error(out: &mut Vec<Action>, stage: ErrorStage, kind: ErrorKind, messa
     out.push(Action::ReportError { stage, kind, message });
 }
 
-/// A version must be strictly greater than the running one, unless the push is an explicit rollback (which
-/// must then be lower).
-fn check_version(running: &str, offered: &str, rollback: bool) -> Result<(), Refusal> {
+/// See [`Machine::check_version`]; `floor` is the model's version floor, if it has one.
+fn check_version(running: &str, floor: Option<&str>, offered: &str, rollback: bool) -> Result<(), Refusal> {
     let offered_version =
         semver::Version::parse(offered).map_err(|e| Refusal::rejected(format!("version {offered:?}: {e}")))?;
+    if !rollback
+        && let Some(floor) = floor
+        && semver::Version::parse(floor).is_ok_and(|floor| offered_version < floor)
+    {
+        return Err(Refusal::rejected(format!(
+            "version {offered} is below this device's version floor {floor} (a signed downgrade, `model push \
+             --rollback`, may go lower)"
+        )));
+    }
     let Ok(running_version) = semver::Version::parse(running) else { return Ok(()) };
     match (rollback, offered_version.cmp(&running_version)) {
         (false, std::cmp::Ordering::Greater) | (true, std::cmp::Ordering::Less) => Ok(()),
@@ -442,8 +535,14 @@ fn check_version(running: &str, offered: &str, rollback: bool) -> Result<(), Ref
     }
 }
 
+/// 64 lower-case hex digits.
+fn is_sha256(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 mod download;
 mod install;
+mod orders;
 #[cfg(test)]
 mod tests;
 mod trial;

@@ -177,6 +177,7 @@ mod tests {
             sha256: String::new(),
             signature: None,
             chunk_size: 64,
+            chunk_sha256: Vec::new(),
             chunks_topic: String::new(),
             rollback: false,
         }

@@ -250,6 +250,7 @@ mod tests {
             sha256: PACKAGE_SHA256.into(),
             signature: None,
             chunk_size: CHUNK_SIZE,
+            chunk_sha256: Vec::new(),
             chunks_topic: format!("devices/d1/update/chunk/{}", update_id(PACKAGE_SHA256)),
             rollback: false,
         }

@@ -3,7 +3,7 @@
 //! and the link it publishes on), carries out the machine's actions and feeds their outcomes straight back. It
 //! sleeps on its channel until a message arrives or the machine's next deadline passes.
 
-use super::effects::{Action, Candidate, Disk, Event, LastStatus, Loaded, Refusal};
+use super::effects::{Action, Candidate, Disk, Event, Guard, LastStatus, Loaded, Refusal};
 use super::fsutil::{available_space, write_atomic};
 use super::machine::{Machine, ModelView, Settings, WorkerView};
 use super::probation::{ModelScore, ScoreSnapshot};
@@ -23,6 +23,7 @@ use protocol::wire::{self, Format, Topics};
 use runtime::{Bundle, EngineOptions, ModelIdentity, OnnxRuntime, Pipeline};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{RecvTimeoutError, sync_channel};
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,9 @@ const SWAP_TIMEOUT: Duration = Duration::from_secs(60);
 /// MQTT overhead kept free in a packet besides the chunk (topic, header).
 const CHUNK_HEADROOM: usize = 1024;
 const LAST_STATUS_FILE: &str = "last-status.json";
+const GUARD_FILE: &str = "guard.json";
+/// A change of the drop counters is published (the last status again, with the new counts) at most this often.
+const DROPS_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Where the updater's messages go: the MQTT link in the agent, a recorder in tests.
 pub trait Publisher: Send {
@@ -121,7 +125,29 @@ pub struct Updater<P> {
     candidate: Option<CandidateBuild>,
     trial: Option<TrialPipelines>,
     error_seq: u64,
+    drops: DropCounts,
     link: P,
+}
+
+/// Update messages lost on the way in (the update thread's queue full) and error events lost on the way out
+/// (the link's queue full): stamped on every status, which goes out again when they change.
+#[derive(Default)]
+struct DropCounts {
+    /// Shared with the MQTT thread's routes.
+    messages: Arc<AtomicU64>,
+    errors_unpublished: u64,
+    /// The counts the last status published carried.
+    reported: (u64, u64),
+    /// The last status published, to publish again with new counts.
+    last_sent: Option<UpdateStatus>,
+    /// When the changed counts go out.
+    due: Option<Instant>,
+}
+
+impl DropCounts {
+    fn current(&self) -> (u64, u64) {
+        (self.messages.load(Ordering::Relaxed), self.errors_unpublished)
+    }
 }
 
 impl<P: Publisher> Updater<P> {
@@ -131,14 +157,16 @@ impl<P: Publisher> Updater<P> {
             parts.config.trusted_keys.iter().map(|key| PublicKey::from_hex(key)).collect::<Result<Vec<_>, _>>()?;
         let last: Option<LastStatus> =
             std::fs::read(state_dir.join(LAST_STATUS_FILE)).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        let guard = read_guard(&state_dir);
         let (views, models) = parts.models.into_iter().map(split_model).unzip();
         let settings = Settings {
             device: parts.device.clone(),
             config: parts.config,
             max_chunk: parts.max_packet_bytes.saturating_sub(CHUNK_HEADROOM),
+            trusted: trusted.clone(),
         };
         Ok(Updater {
-            machine: Machine::new(settings, views, last),
+            machine: Machine::new(settings, views, last, guard),
             state_dir,
             device: parts.device,
             own: parts.own,
@@ -153,6 +181,7 @@ impl<P: Publisher> Updater<P> {
             candidate: None,
             trial: None,
             error_seq: 0,
+            drops: DropCounts::default(),
             link: parts.link,
         })
     }
@@ -160,7 +189,8 @@ impl<P: Publisher> Updater<P> {
     /// Runs until `shutdown`. A candidate still on probation then stays unconfirmed on disk, and the next start
     /// rolls it back: only a model that finished probation is ever booted as committed.
     pub fn run(mut self, inbox: Inbox, shutdown: Arc<Shutdown>) {
-        let Inbox { events, wake } = inbox;
+        let Inbox { events, wake, dropped } = inbox;
+        self.drops.messages = dropped;
         std::thread::scope(|scope| {
             // The shutdown latch is not a channel: this turns it into the message that ends the loop below.
             scope.spawn(move || {
@@ -170,19 +200,22 @@ impl<P: Publisher> Updater<P> {
             self.apply(Event::Start { disk: self.disk() });
             loop {
                 let now = Instant::now();
-                let received = match self.machine.next_deadline() {
+                let received = match self.machine.next_deadline().into_iter().chain(self.drops.due).min() {
                     Some(deadline) if deadline <= now => Err(RecvTimeoutError::Timeout),
                     Some(deadline) => events.recv_timeout(deadline - now),
                     None => events.recv().map_err(|_| RecvTimeoutError::Disconnected),
                 };
                 let event = match received {
-                    Ok(UpdateEvent::Announce { base, payload }) => Event::Announce { base, payload, disk: self.disk() },
+                    Ok(UpdateEvent::Announce { base, payload }) => {
+                        Event::Announce { base, payload, disk: self.disk(), wall_ms: unix_time_ms() }
+                    }
                     Ok(UpdateEvent::Chunk { id, index, payload }) => Event::Chunk { id, index, payload },
-                    Ok(UpdateEvent::Command(payload)) => Event::Command(payload),
+                    Ok(UpdateEvent::Command(payload)) => Event::Command { payload, wall_ms: unix_time_ms() },
                     Err(RecvTimeoutError::Timeout) => Event::Tick,
                     Ok(UpdateEvent::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 };
                 self.apply(event);
+                self.report_drops();
             }
             self.apply(Event::Stop);
         });
@@ -274,15 +307,42 @@ impl<P: Publisher> Updater<P> {
                 let recorded = self.models[model].store.roll_back().map(|_| ()).map_err(|e| e.to_string());
                 return Some(Event::SlotsWritten(recorded));
             }
+            Action::SaveGuard(guard) => {
+                let saved = serde_json::to_vec_pretty(&guard)
+                    .map_err(std::io::Error::other)
+                    .and_then(|bytes| write_atomic(&self.state_dir.join(GUARD_FILE), &bytes));
+                return Some(Event::GuardSaved(saved.map_err(|e| e.to_string())));
+            }
         }
         None
     }
 
+    /// Publishes the last status again when the drop counts changed, at most once per
+    /// [`DROPS_REPORT_INTERVAL`].
+    fn report_drops(&mut self) {
+        if self.drops.current() == self.drops.reported {
+            return;
+        }
+        let now = Instant::now();
+        match self.drops.due {
+            None => self.drops.due = Some(now + DROPS_REPORT_INTERVAL),
+            Some(due) if now >= due => {
+                self.drops.due = None;
+                if let Some(status) = self.drops.last_sent.clone() {
+                    self.send_status(status);
+                }
+            }
+            Some(_) => {}
+        }
+    }
+
     /// sha256 of the whole package, then its signature and version: an unsigned package must not cost the
-    /// candidate slot (which may hold the rollback target). Answers the version the manifest holds.
+    /// candidate slot (which may hold the rollback target). Answers the version the manifest holds. Every chunk
+    /// matched its signed sha256 on arrival, so a package that does not is this device's failure (its disk),
+    /// not the package's.
     fn check_package(&self) -> Result<String, Refusal> {
         let staging = self.staging.as_ref().ok_or_else(|| Refusal::failed("no package is staged"))?;
-        staging.check_sha256().map_err(rejected)?;
+        staging.check_sha256().map_err(|e| Refusal::failed(e.to_string()))?;
         let package = packaging::package::inspect(staging.package_path()).map_err(rejected)?;
         packaging::signature::verify(&package.manifest_bytes, package.signature.as_deref(), &self.trusted)
             .map_err(rejected)?;
@@ -390,8 +450,11 @@ impl<P: Publisher> Updater<P> {
         self.send_status(last.status);
     }
 
-    fn send_status(&self, mut status: UpdateStatus) {
+    fn send_status(&mut self, mut status: UpdateStatus) {
         status.at_ms = unix_time_ms();
+        self.drops.reported = self.drops.current();
+        (status.messages_dropped, status.errors_unpublished) = self.drops.reported;
+        self.drops.last_sent = Some(status.clone());
         match serde_json::to_vec(&status) {
             Ok(payload) => {
                 if let Err(e) = self.link.publish(self.own.status(), self.qos.status, true, payload) {
@@ -406,8 +469,30 @@ impl<P: Publisher> Updater<P> {
     fn report_error(&mut self, stage: ErrorStage, kind: ErrorKind, message: String) {
         self.error_seq += 1;
         let event = error_event(&self.device, "update", self.error_seq, stage, kind, &message, "");
-        if let Ok(payload) = wire::encode(self.format, &event) {
-            let _ = self.link.publish(self.errors_topic.clone(), self.qos.errors, false, payload);
+        let published = wire::encode(self.format, &event).map_err(|e| e.to_string()).and_then(|payload| {
+            self.link.publish(self.errors_topic.clone(), self.qos.errors, false, payload).map_err(|e| e.to_string())
+        });
+        if let Err(e) = published {
+            // Reported in the update status's `errors_unpublished`.
+            self.drops.errors_unpublished += 1;
+            log::debug!("Update error event not published: {e}.");
+        }
+    }
+}
+
+/// The guard a previous run kept. One that cannot be read is logged and replaced by an empty one: the agent
+/// keeps serving, and takes orders again from any counter.
+fn read_guard(state_dir: &std::path::Path) -> Guard {
+    let path = state_dir.join(GUARD_FILE);
+    let read = std::fs::read(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string()));
+    match read {
+        Ok(guard) => guard,
+        Err(_) if !path.exists() => Guard::default(),
+        Err(e) => {
+            log::error!("{} cannot be read ({e}); replay protection and version floors start again.", path.display());
+            Guard::default()
         }
     }
 }
@@ -454,7 +539,7 @@ mod tests {
     }
 
     /// The shell runs the machine's actions on its link and disk, and ends when the agent stops, after the
-    /// messages already queued.
+    /// messages already queued. The unsigned rollback of the issue is refused with an error event.
     #[test]
     fn the_shell_publishes_what_the_machine_decides_and_stops_with_the_agent() {
         let dir = tempfile::tempdir().unwrap();
@@ -494,7 +579,7 @@ mod tests {
         wake.send(UpdateEvent::Command(br#"{"command":"rollback"}"#.to_vec())).unwrap();
         let shutdown = Arc::new(Shutdown::default());
         shutdown.trigger();
-        updater.run(Inbox { events, wake }, shutdown);
+        updater.run(Inbox { events, wake, dropped: Arc::default() }, shutdown);
 
         let published = recorder.0.lock().unwrap().clone();
         let topics: Vec<(&str, bool)> = published.iter().map(|(topic, retain, _)| (topic.as_str(), *retain)).collect();
@@ -503,15 +588,17 @@ mod tests {
             [
                 ("devices/d1/update/status", true),
                 ("devices/d1/errors/update", false),
-                ("devices/d1/update/status", true)
+                ("devices/d1/errors/update", false)
             ]
         );
-        let (idle, error, refused) = (&published[0].2, &published[1].2, &published[2].2);
+        let (idle, error, unsigned) = (&published[0].2, &published[1].2, &published[2].2);
         assert_eq!((idle["state"].as_str(), idle["running_version"].as_str()), (Some("idle"), Some("1.0.0")));
         assert!(idle["at_ms"].as_u64().unwrap() > 0, "stamped with the wall clock");
+        assert_eq!((idle["messages_dropped"].as_u64(), idle["errors_unpublished"].as_u64()), (Some(0), Some(0)));
         assert_eq!((error["seq"].as_u64(), error["stage"].as_str()), (Some(1), Some("announce")));
         assert_eq!((error["kind"].as_str(), error["source"].as_str()), (Some("malformed"), Some("update")));
-        assert_eq!(refused["reason"].as_str(), Some("rollback refused: there is no previous model"));
-        assert!(!state_dir.join(LAST_STATUS_FILE).exists(), "a refused rollback is not an outcome to keep");
+        assert_eq!((unsigned["stage"].as_str(), unsigned["kind"].as_str()), (Some("command"), Some("malformed")));
+        assert!(!state_dir.join(LAST_STATUS_FILE).exists(), "the unsigned rollback did nothing");
+        assert!(!state_dir.join(GUARD_FILE).exists(), "nor did it touch the guard");
     }
 }

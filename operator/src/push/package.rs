@@ -12,16 +12,24 @@ pub struct Package {
     info: PackageInfo,
     file: File,
     chunk_size: u32,
+    /// The sha256 of each chunk, which the (signed) announcement carries.
+    chunk_sha256: Vec<String>,
     rollback: bool,
 }
 
 impl Package {
-    /// Reads the package's manifest and digest; `chunk_size` and `rollback` go into its announcements.
+    /// Reads the package's manifest and digest and hashes its chunks; `chunk_size` and `rollback` go into its
+    /// announcements.
     pub fn open(path: &Path, chunk_size: u32, rollback: bool) -> Result<Package> {
         let info =
             packaging::package::inspect(path).with_context(|| format!("reading the package {}", path.display()))?;
         let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        Ok(Package { path: path.to_owned(), info, file, chunk_size, rollback })
+        let mut package = Package { path: path.to_owned(), info, file, chunk_size, chunk_sha256: Vec::new(), rollback };
+        let chunks = u32::try_from(package.info.size.div_ceil(u64::from(chunk_size)))
+            .context("the package has more than 2^32 chunks: push with a larger --chunk-size")?;
+        package.chunk_sha256 =
+            (0..chunks).map(|index| Ok(packaging::hex_sha256(&package.read_chunk(index)?))).collect::<Result<_>>()?;
+        Ok(package)
     }
 
     pub fn is_signed(&self) -> bool {
@@ -30,7 +38,19 @@ impl Package {
 
     /// The announcement of this package under `topics`.
     pub fn announcement(&self, topics: &UpdateTopics) -> Announcement {
-        announcement(&self.info, topics, self.chunk_size, self.rollback)
+        let id = update_id(&self.info.sha256);
+        Announcement {
+            chunks_topic: topics.chunks(&id),
+            id,
+            name: self.info.manifest.name.clone(),
+            version: self.info.manifest.version.to_string(),
+            size: self.info.size,
+            sha256: self.info.sha256.clone(),
+            signature: self.info.signature.clone(),
+            chunk_size: self.chunk_size,
+            chunk_sha256: self.chunk_sha256.clone(),
+            rollback: self.rollback,
+        }
     }
 
     /// Chunk `index`: `chunk_size` bytes from `index * chunk_size`, fewer for the last.
@@ -46,21 +66,6 @@ impl Package {
             .and_then(|_| self.file.read_exact(&mut chunk))
             .with_context(|| format!("reading chunk {index} of {} (has the file changed?)", self.path.display()))?;
         Ok(chunk)
-    }
-}
-
-fn announcement(info: &PackageInfo, topics: &UpdateTopics, chunk_size: u32, rollback: bool) -> Announcement {
-    let id = update_id(&info.sha256);
-    Announcement {
-        chunks_topic: topics.chunks(&id),
-        id,
-        name: info.manifest.name.clone(),
-        version: info.manifest.version.to_string(),
-        size: info.size,
-        sha256: info.sha256.clone(),
-        signature: info.signature.clone(),
-        chunk_size,
-        rollback,
     }
 }
 
@@ -80,6 +85,8 @@ mod tests {
 
         let announcement = package.announcement(&UpdateTopics::group("lab"));
         let id = packed.sha256[..16].to_owned();
+        let bytes = std::fs::read(&path).expect("read");
+        let chunk_sha256: Vec<String> = bytes.chunks(chunk_size as usize).map(packaging::hex_sha256).collect();
         assert_eq!(
             announcement,
             Announcement {
@@ -91,6 +98,7 @@ mod tests {
                 sha256: packed.sha256.clone(),
                 signature: None,
                 chunk_size,
+                chunk_sha256,
                 rollback: true,
             }
         );
@@ -98,7 +106,6 @@ mod tests {
         assert_eq!(on_device.chunks_topic, format!("devices/cam-01/update/chunk/{}", announcement.id));
 
         // The chunks, in any order, are the file; the last holds the remainder.
-        let bytes = std::fs::read(&path).expect("read");
         let count = announcement.chunk_count();
         assert!(!bytes.len().is_multiple_of(chunk_size as usize), "the test wants a short last chunk");
         let mut reassembled = vec![0; bytes.len()];

@@ -212,6 +212,9 @@ mod tests {
             resumed_bytes: 0,
             reason: reason.map(str::to_owned),
             at_ms: 1,
+            order: None,
+            messages_dropped: 0,
+            errors_unpublished: 0,
         }
     }
 
@@ -272,6 +275,7 @@ mod tests {
             sha256: "0123456789abcdef".repeat(4),
             signature: None,
             chunk_size: 4,
+            chunk_sha256: Vec::new(),
             chunks_topic: "groups/lab/update/chunk/0123456789abcdef".into(),
             rollback: false,
         };

@@ -5,16 +5,16 @@ use super::broker::{Broker, Inbound};
 use super::chunks::{ChunkCounts, ChunkQueue, DUPLICATE_WINDOW};
 use super::package::Package;
 use super::report::{DeviceOutcome, Phase, progress_line, whole_percent};
-use anyhow::{Context, Result, bail};
-use protocol::update::{Announcement, ChunkRequest, UpdateState, UpdateStatus, UpdateTopics};
+use super::signer::Signer;
+use anyhow::{Result, bail};
+use protocol::update::{
+    Announcement, ChunkRequest, Instruction, Target as OrderTarget, UpdateState, UpdateStatus, UpdateTopics,
+};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// How often the announcement is repeated while some device has not taken it up.
 const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(3);
-/// A rejected, rolled-back or failed status the broker had retained is about an earlier push of this package.
-/// The device answers the new announcement with a fresh one; if it stays silent this long, the old one stands.
-const STALE_OUTCOME_GRACE: Duration = Duration::from_secs(10);
 /// Chunks published per base before looking at the broker's messages again.
 const CHUNK_BATCH: usize = 8;
 
@@ -26,9 +26,11 @@ pub struct Target {
     pub prefix: String,
 }
 
-/// Where a set of targets is announced to: a device's own prefix, or a group base.
+/// Where a set of targets is announced to: a device's own prefix, or a group base; `order_target` is whom the
+/// signed announcement names (the device, or the group).
 pub struct Destination {
     pub topics: UpdateTopics,
+    pub order_target: OrderTarget,
     pub targets: Vec<Target>,
 }
 
@@ -43,6 +45,9 @@ pub struct Settings {
 struct Base {
     topics: UpdateTopics,
     announcement: Announcement,
+    /// The counter of the signed announcement: a device's status answers this push only if it names it.
+    counter: u64,
+    /// The signed announcement.
     payload: Vec<u8>,
     chunks: ChunkQueue,
 }
@@ -61,28 +66,24 @@ struct Device {
 }
 
 impl Device {
-    /// Takes a status published by the device; `live` when it was published after we subscribed.
-    fn observe(&mut self, status: UpdateStatus, live: bool, announcement: &Announcement) -> bool {
+    /// Takes a status published by the device; `live` when it was published after we subscribed. Only a
+    /// status that answers this push's signed announcement counts: one the broker retained from before, or one
+    /// forged before the push began, cannot name its counter.
+    fn observe(&mut self, status: UpdateStatus, live: bool, announcement: &Announcement, counter: u64) -> bool {
         if self.finished {
             return false;
         }
-        if !concerns(&status, announcement) {
+        if !answers(&status, announcement, counter) {
             // A restarted device, or one busy with something else: it needs the announcement again.
             if live {
                 self.acknowledged = false;
             }
             return false;
         }
-        self.acknowledged |= live;
-        // A retained commit is as good as a fresh one: the device already runs this package.
-        self.finished = status.state == UpdateState::Committed || (live && status.state.is_final());
+        self.acknowledged = true;
+        self.finished = status.state.is_final();
         self.status = Some(status);
         true
-    }
-
-    /// Whether the device has a final status that the broker retained from an earlier push.
-    fn has_stale_outcome(&self) -> bool {
-        !self.finished && self.status.as_ref().is_some_and(|status| status.state.is_final())
     }
 
     fn outcome(&self, timeout: Duration) -> DeviceOutcome {
@@ -100,13 +101,10 @@ impl Device {
     }
 }
 
-/// Whether `status` reports on the update `announcement` offers: about its id, or a commit of the same model
-/// and version (a device that already runs the package).
-fn concerns(status: &UpdateStatus, announcement: &Announcement) -> bool {
-    status.update_id.as_deref() == Some(announcement.id.as_str())
-        || (status.state == UpdateState::Committed
-            && status.model == announcement.name
-            && status.version == announcement.version)
+/// Whether `status` answers the signed announcement with `counter` of the update `announcement` offers (a
+/// device that already runs the package answers `committed`).
+fn answers(status: &UpdateStatus, announcement: &Announcement, counter: u64) -> bool {
+    status.order == Some(counter) && status.update_id.as_deref() == Some(announcement.id.as_str())
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -115,15 +113,17 @@ enum Inbox {
     Request(usize),
 }
 
-/// Pushes `package` to every destination at once and returns each target's outcome, in order.
+/// Pushes `package` to every destination at once, each announcement signed by `signer`, and returns each
+/// target's outcome, in order.
 pub fn run(
     broker: &mut Broker,
     package: &mut Package,
+    signer: &mut Signer,
     destinations: Vec<Destination>,
     settings: Settings,
     counts: &mut ChunkCounts,
 ) -> Result<Vec<DeviceOutcome>> {
-    let mut transfer = Transfer::new(package, destinations, settings)?;
+    let mut transfer = Transfer::new(package, signer, destinations, settings)?;
     let result = transfer.run(broker, counts);
     for filter in transfer.inboxes.keys() {
         broker.unsubscribe(filter)?;
@@ -142,13 +142,19 @@ struct Transfer<'a> {
 }
 
 impl<'a> Transfer<'a> {
-    fn new(package: &'a mut Package, destinations: Vec<Destination>, settings: Settings) -> Result<Transfer<'a>> {
+    fn new(
+        package: &'a mut Package,
+        signer: &mut Signer,
+        destinations: Vec<Destination>,
+        settings: Settings,
+    ) -> Result<Transfer<'a>> {
         let mut bases = Vec::new();
         let mut devices = Vec::new();
         let mut inboxes = HashMap::new();
         for destination in destinations {
             let announcement = package.announcement(&destination.topics);
-            let payload = serde_json::to_vec(&announcement).context("encoding the announcement")?;
+            let instruction = Instruction::Announce(announcement.clone());
+            let (payload, counter) = signer.seal(destination.order_target, instruction, settings.timeout)?;
             let duplicate_window = if destination.targets.len() > 1 { DUPLICATE_WINDOW } else { Duration::ZERO };
             for target in destination.targets {
                 let topics = UpdateTopics::device(&target.prefix);
@@ -171,7 +177,7 @@ impl<'a> Transfer<'a> {
                 devices.push(device);
             }
             let chunks = ChunkQueue::new(announcement.chunk_count(), duplicate_window);
-            bases.push(Base { topics: destination.topics, announcement, payload, chunks });
+            bases.push(Base { topics: destination.topics, announcement, counter, payload, chunks });
         }
         Ok(Transfer { package, settings, bases, devices, inboxes })
     }
@@ -206,11 +212,6 @@ impl<'a> Transfer<'a> {
         let mut next_announcement = started + ANNOUNCE_INTERVAL;
         loop {
             let now = Instant::now();
-            if now >= started + STALE_OUTCOME_GRACE {
-                for device in self.devices.iter_mut().filter(|device| device.has_stale_outcome()) {
-                    device.finished = true;
-                }
-            }
             if self.devices.iter().all(|device| device.finished) {
                 return Ok(());
             }
@@ -225,10 +226,7 @@ impl<'a> Transfer<'a> {
                 next_announcement = now + ANNOUNCE_INTERVAL;
             }
 
-            let mut wake = next_announcement.min(deadline);
-            if self.devices.iter().any(Device::has_stale_outcome) {
-                wake = wake.min(started + STALE_OUTCOME_GRACE);
-            }
+            let wake = next_announcement.min(deadline);
             let chunks_waiting = self.bases.iter().any(|base| !base.chunks.is_empty());
             let wait = if chunks_waiting { Duration::ZERO } else { wake.saturating_duration_since(now) };
             let mut inbound = broker.recv(wait);
@@ -278,7 +276,8 @@ impl<'a> Transfer<'a> {
 
     fn on_status(&mut self, index: usize, status: UpdateStatus, live: bool) {
         let device = &mut self.devices[index];
-        if !device.observe(status, live, &self.bases[device.base].announcement) {
+        let base = &self.bases[device.base];
+        if !device.observe(status, live, &base.announcement, base.counter) {
             return;
         }
         let Some(status) = &device.status else { return };
@@ -326,6 +325,9 @@ impl<'a> Transfer<'a> {
 mod tests {
     use super::*;
 
+    const COUNTER: u64 = 42;
+    const OURS: Option<&str> = Some("0123456789abcdef");
+
     fn announcement() -> Announcement {
         Announcement {
             id: "0123456789abcdef".into(),
@@ -335,18 +337,20 @@ mod tests {
             sha256: "0123456789abcdef".repeat(4),
             signature: None,
             chunk_size: 4,
+            chunk_sha256: Vec::new(),
             chunks_topic: "devices/cam-01/update/chunk/0123456789abcdef".into(),
             rollback: false,
         }
     }
 
-    fn status(state: UpdateState, update_id: Option<&str>, version: &str) -> UpdateStatus {
+    /// A status of `state` about `update_id`, answering the order with `order`.
+    fn status(state: UpdateState, update_id: Option<&str>, order: Option<u64>) -> UpdateStatus {
         UpdateStatus {
             device: "cam-01".into(),
             state,
             update_id: update_id.map(str::to_owned),
             model: "detector".into(),
-            version: version.into(),
+            version: "1.3.0".into(),
             running_version: "1.2.0".into(),
             bytes: 0,
             size: 10,
@@ -354,6 +358,9 @@ mod tests {
             resumed_bytes: 0,
             reason: None,
             at_ms: 1,
+            order,
+            messages_dropped: 0,
+            errors_unpublished: 0,
         }
     }
 
@@ -362,48 +369,47 @@ mod tests {
         Device { target, base: 0, status: None, acknowledged: false, finished: false, shown: None }
     }
 
-    const OURS: Option<&str> = Some("0123456789abcdef");
+    fn observe(device: &mut Device, status: UpdateStatus, live: bool) -> bool {
+        device.observe(status, live, &announcement(), COUNTER)
+    }
 
+    /// The attack of the issue: a retained (or forged) `committed` is not success unless it answers this push.
     #[test]
-    fn statuses_about_other_updates_do_not_count() {
-        let announcement = announcement();
+    fn only_statuses_that_answer_this_push_count() {
         let mut device = device();
-        assert!(!device.observe(
-            status(UpdateState::Committed, Some("fedcba9876543210"), "1.2.0"),
-            true,
-            &announcement
-        ));
-        assert!(!device.observe(status(UpdateState::Rejected, None, "1.3.0"), true, &announcement));
+        for (state, id, order) in [
+            (UpdateState::Committed, OURS, None),
+            (UpdateState::Committed, OURS, Some(COUNTER - 1)),
+            (UpdateState::Committed, Some("fedcba9876543210"), Some(COUNTER)),
+            (UpdateState::Rejected, None, Some(COUNTER)),
+        ] {
+            for live in [false, true] {
+                assert!(!observe(&mut device, status(state, id, order), live), "{state:?} {id:?} {order:?}");
+            }
+        }
         assert!(device.status.is_none() && !device.finished);
-        // A commit of the same model and version counts even without our id, retained or not.
-        assert!(device.observe(status(UpdateState::Committed, None, "1.3.0"), false, &announcement));
+        assert!(observe(&mut device, status(UpdateState::Committed, OURS, Some(COUNTER)), false));
         assert!(device.finished);
         assert_eq!(device.outcome(Duration::from_secs(5)).state, Some(UpdateState::Committed));
     }
 
     #[test]
-    fn retained_failures_are_stale_until_confirmed() {
-        let announcement = announcement();
+    fn an_outcome_stands_against_what_comes_later() {
         let mut device = device();
-        device.observe(status(UpdateState::Failed, OURS, "1.3.0"), false, &announcement);
-        assert!(!device.finished && !device.acknowledged && device.has_stale_outcome());
-        // The device retries on the new announcement...
-        device.observe(status(UpdateState::Downloading, OURS, "1.3.0"), true, &announcement);
-        assert!(!device.has_stale_outcome() && device.acknowledged);
-        // ...and its live outcome stands, even against what comes later.
-        device.observe(status(UpdateState::Rejected, OURS, "1.3.0"), true, &announcement);
+        observe(&mut device, status(UpdateState::Downloading, OURS, Some(COUNTER)), true);
+        assert!(device.acknowledged && !device.finished);
+        observe(&mut device, status(UpdateState::Rejected, OURS, Some(COUNTER)), true);
         assert!(device.finished);
-        assert!(!device.observe(status(UpdateState::Downloading, OURS, "1.3.0"), true, &announcement));
+        assert!(!observe(&mut device, status(UpdateState::Downloading, OURS, Some(COUNTER)), true));
         assert_eq!(device.outcome(Duration::from_secs(5)).state, Some(UpdateState::Rejected));
     }
 
     #[test]
     fn a_device_that_restarts_needs_the_announcement_again() {
-        let announcement = announcement();
         let mut device = device();
-        device.observe(status(UpdateState::Downloading, OURS, "1.3.0"), true, &announcement);
+        observe(&mut device, status(UpdateState::Downloading, OURS, Some(COUNTER)), true);
         assert!(device.acknowledged);
-        device.observe(status(UpdateState::Idle, None, ""), true, &announcement);
+        observe(&mut device, status(UpdateState::Idle, None, None), true);
         assert!(!device.acknowledged && !device.finished);
         // The last status about this update is kept for the report.
         let outcome = device.outcome(Duration::from_secs(600));

@@ -4,6 +4,7 @@
 use super::{Download, Install, Machine, Opening, Phase};
 use crate::update::effects::{Action, Disk, Refusal};
 use crate::update::progress::Progress;
+use packaging::hex_sha256;
 use protocol::update::{Announcement, ChunkRequest, UpdateState, UpdateStatus};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -35,13 +36,14 @@ impl Machine {
         }
     }
 
-    /// Checks the free space and asks for the staging to be opened.
+    /// Checks the free space and asks for the staging to be opened; `order` is the counter of the announcement,
+    /// none when resuming at start.
     pub(super) fn start_download(
         &mut self,
         model: usize,
         announcement: Announcement,
         disk: &Disk,
-        at_start: bool,
+        order: Option<u64>,
         out: &mut Vec<Action>,
     ) -> Result<(), Refusal> {
         let resuming = disk.staged.as_ref().is_some_and(|staged| staged.id == announcement.id);
@@ -56,21 +58,21 @@ impl Machine {
             )));
         }
         out.push(Action::OpenStaging(announcement.clone()));
-        self.phase = Phase::Opening(Box::new(Opening { model, announcement, at_start }));
+        self.phase = Phase::Opening(Box::new(Opening { model, announcement, order }));
         Ok(())
     }
 
     pub(super) fn on_staging_opened(&mut self, result: Result<Progress, String>, now: Instant, out: &mut Vec<Action>) {
         let Phase::Opening(opening) = std::mem::replace(&mut self.phase, Phase::Idle) else { return };
-        let Opening { model, announcement, at_start } = *opening;
+        let Opening { model, announcement, order } = *opening;
         let progress = match result {
             Ok(progress) => progress,
             Err(e) => {
                 let refusal = Refusal::failed(format!("staging the download: {e}"));
-                if at_start {
+                if order.is_none() {
                     return log::warn!("The staged download cannot resume: {}.", refusal.reason);
                 }
-                return self.refuse_announcement(&announcement, refusal, out);
+                return self.refuse_announcement(&announcement, refusal, order, out);
             }
         };
         let (update, version, resumed_bytes) =
@@ -79,6 +81,7 @@ impl Machine {
         self.phase = Phase::Downloading(Box::new(Download {
             model,
             announcement,
+            order,
             progress,
             in_flight: BTreeSet::new(),
             last_chunk_at: now,
@@ -98,6 +101,11 @@ impl Machine {
         }
         download.in_flight.remove(&index);
         match download.progress.check(index, payload.len()) {
+            Ok(true) if download.announcement.chunk_sha256.get(index as usize) != Some(&hex_sha256(&payload)) => {
+                // Not what the operator signed: someone else answered our request. Ask again.
+                log::warn!(update = id, chunk = index; "Chunk refused: it does not match its signed sha256.");
+                self.after_chunk(out);
+            }
             // The outcome, Event::ChunkWritten, goes on.
             Ok(true) => out.push(Action::WriteChunk { index, offset: download.progress.offset(index), bytes: payload }),
             Ok(false) => self.after_chunk(out),
@@ -165,9 +173,16 @@ impl Machine {
     pub(super) fn publish_progress(&mut self, now: Instant, out: &mut Vec<Action>) {
         let Phase::Downloading(download) = &mut self.phase else { return };
         download.last_progress_at = now;
+        if let Phase::Downloading(download) = &self.phase {
+            out.push(Action::PublishStatus(self.progress_status(download)));
+        }
+    }
+
+    /// The `downloading` status of `download`.
+    pub(super) fn progress_status(&self, download: &Download) -> UpdateStatus {
         let announcement = &download.announcement;
         let bytes = download.progress.bytes_received();
-        out.push(Action::PublishStatus(UpdateStatus {
+        UpdateStatus {
             device: self.settings.device.clone(),
             state: UpdateState::Downloading,
             update_id: Some(announcement.id.clone()),
@@ -180,7 +195,10 @@ impl Machine {
             resumed_bytes: download.progress.resumed_bytes(),
             reason: None,
             at_ms: 0,
-        }));
+            order: download.order,
+            messages_dropped: 0,
+            errors_unpublished: 0,
+        }
     }
 
     /// A complete download goes on to verification: the package is checked, unpacked into the candidate slot,
@@ -192,9 +210,10 @@ impl Machine {
         }
         persist(download, now, out);
         let Phase::Downloading(download) = std::mem::replace(&mut self.phase, Phase::Idle) else { return };
-        let Download { model, announcement, .. } = *download;
+        let Download { model, announcement, order, .. } = *download;
         let id = Some(announcement.id.clone());
         let mut status = self.status_for(model, UpdateState::Verifying, id, announcement.version.clone(), None);
+        status.order = order;
         status.bytes = announcement.size;
         status.size = announcement.size;
         status.percent = 100.0;

@@ -3,10 +3,10 @@
 //! Any refusal leaves the running model serving.
 
 use super::trial::JUDGE_INTERVAL;
-use super::{Install, Machine, Phase, Trial, check_version};
+use super::{Install, Machine, Phase, Trial};
 use crate::update::effects::{Action, Candidate, Refusal};
 use crate::update::probation::ScoreSnapshot;
-use protocol::update::UpdateState;
+use protocol::update::{UpdateState, UpdateStatus};
 use std::time::Instant;
 
 impl Machine {
@@ -14,17 +14,15 @@ impl Machine {
         let Phase::Installing(install) = &self.phase else { return };
         // Signature and version first: an unsigned or older package must not cost the candidate slot (which may
         // hold the rollback target).
-        let running = &self.models[install.model].running_version;
-        match result.and_then(|version| check_version(running, &version, install.announcement.rollback)) {
+        match result.and_then(|version| self.check_version(install.model, &version, install.announcement.rollback)) {
             Ok(()) => out.push(Action::Unpack { model: install.model }),
             Err(refusal) => self.refuse_install(refusal, out),
         }
     }
 
     pub(super) fn on_unpacked(&mut self, result: Result<Candidate, Refusal>, out: &mut Vec<Action>) {
-        let Phase::Installing(install) = &mut self.phase else { return };
+        let Phase::Installing(install) = &self.phase else { return };
         let announcement = &install.announcement;
-        let running = &self.models[install.model].running_version;
         let checked = result.and_then(|candidate| {
             if candidate.name != announcement.name || candidate.version != announcement.version {
                 return Err(Refusal::rejected(format!(
@@ -32,12 +30,14 @@ impl Machine {
                     announcement.name, announcement.version, candidate.name, candidate.version
                 )));
             }
-            check_version(running, &announcement.version, announcement.rollback)?;
+            self.check_version(install.model, &announcement.version, announcement.rollback)?;
             Ok(candidate)
         });
         match checked {
             Ok(candidate) => {
-                install.candidate = Some(candidate);
+                if let Phase::Installing(install) = &mut self.phase {
+                    install.candidate = Some(candidate);
+                }
                 self.build_next(out);
             }
             Err(refusal) => self.refuse_install(refusal, out),
@@ -118,11 +118,12 @@ impl Machine {
         let (model, id, version) =
             (install.model, install.announcement.id.clone(), install.announcement.version.clone());
         if let Err(e) = result {
+            let order = install.status.order;
             self.phase = Phase::Idle;
             out.push(Action::DropCandidate);
             let reason = Some(format!("recording the candidate as active: {e}"));
             let status = self.status_for(model, UpdateState::Failed, Some(id), version, reason);
-            return self.publish(status, false, out);
+            return self.publish(UpdateStatus { order, ..status }, false, out);
         }
         self.models[model].slot_update = Some((id, version));
         out.push(Action::SwapIn { model });
@@ -130,7 +131,8 @@ impl Machine {
 
     pub(super) fn on_swapped_in(&mut self, baselines: Vec<ScoreSnapshot>, now: Instant, out: &mut Vec<Action>) {
         let Phase::Installing(install) = std::mem::replace(&mut self.phase, Phase::Idle) else { return };
-        let Install { model, announcement, providers, .. } = *install;
+        let Install { model, announcement, providers, status, .. } = *install;
+        let order = status.order;
         let served = &mut self.models[model];
         let previous_version = std::mem::replace(&mut served.running_version, announcement.version.clone());
         let mut previous_providers = Vec::new();
@@ -141,11 +143,12 @@ impl Machine {
         log::info!(model = name, version; "Update active, on probation.");
         let (id, version) = (Some(announcement.id.clone()), announcement.version.clone());
         let status = self.status_for(model, UpdateState::Probation, id, version, None);
-        self.publish(status, false, out);
+        self.publish(UpdateStatus { order, ..status }, false, out);
         self.phase = Phase::Probation(Box::new(Trial {
             model,
             update_id: announcement.id,
             version: announcement.version,
+            order,
             started: now,
             next_judgement: now + JUDGE_INTERVAL,
             baselines,

@@ -5,6 +5,8 @@
 use super::*;
 use crate::config::ProbationConfig;
 use crate::update::effects::Loaded;
+use packaging::{SigningKey, hex_sha256};
+use protocol::update::{Order, Target};
 use std::time::Duration;
 
 const SHA256: &str = "5eadf0fc608a3f8a2ad9b89b0dae37324456261dbb4acfc16e433518e9d43f21";
@@ -48,9 +50,15 @@ fn offer() -> Announcement {
         sha256: SHA256.into(),
         signature: None,
         chunk_size: CHUNK,
+        chunk_sha256: vec![hex_sha256(&chunk_bytes()); 10],
         chunks_topic: own().chunks(&update_id(SHA256)),
         rollback: false,
     }
+}
+
+/// What every chunk the tests deliver holds.
+fn chunk_bytes() -> Vec<u8> {
+    vec![7; CHUNK as usize]
 }
 
 /// Another package of the same model.
@@ -78,6 +86,7 @@ struct Answers {
     scores: Vec<ScoreSnapshot>,
     slots: Result<(), String>,
     previous: Result<Loaded, String>,
+    guard: Result<(), String>,
 }
 
 impl Default for Answers {
@@ -100,16 +109,25 @@ impl Default for Answers {
             scores: vec![snapshot(5, 0)],
             slots: Ok(()),
             previous: Ok(Loaded { version: "1.0.0".into(), providers: vec!["cpu".into()] }),
+            guard: Ok(()),
         }
     }
 }
 
-/// The machine, a clock the test moves, and a fake shell.
+/// The machine, a clock the test moves, a fake shell, and the operator's key that signs its orders.
 struct Device {
     machine: Machine,
     now: Instant,
+    /// Unix time (ms) as the shell stamps orders with.
+    wall_ms: u64,
     answers: Answers,
+    key: SigningKey,
+    /// The counter of the last order signed.
+    counter: u64,
 }
+
+/// How long the orders the tests sign are valid.
+const ORDER_LIFE_MS: u64 = 60_000;
 
 impl Device {
     fn new() -> Device {
@@ -117,8 +135,38 @@ impl Device {
     }
 
     fn with(models: Vec<ModelView>, last: Option<LastStatus>) -> Device {
-        let settings = Settings { device: "d1".into(), config: config(), max_chunk: 4096 };
-        Device { machine: Machine::new(settings, models, last), now: Instant::now(), answers: Answers::default() }
+        Device::with_guard(models, last, Guard::default())
+    }
+
+    fn with_guard(models: Vec<ModelView>, last: Option<LastStatus>, guard: Guard) -> Device {
+        let key = SigningKey::generate().unwrap();
+        let settings = settings(&key, config());
+        Device {
+            machine: Machine::new(settings, models, last, guard),
+            now: Instant::now(),
+            wall_ms: 1_000_000,
+            answers: Answers::default(),
+            key,
+            counter: 0,
+        }
+    }
+
+    /// The machine again, with `config`, as a restart would make it.
+    fn reconfigure(&mut self, config: UpdateConfig) {
+        let machine = &self.machine;
+        let (models, last, guard) = (machine.models.clone(), machine.last.clone(), machine.guard.clone());
+        self.machine = Machine::new(settings(&self.key, config), models, last, guard);
+    }
+
+    /// The next order to `target`, signed with the device's trusted key.
+    fn sign(&mut self, target: Target, instruction: Instruction) -> Order {
+        self.counter += 1;
+        Order { target, counter: self.counter, expires_at_ms: self.wall_ms + ORDER_LIFE_MS, instruction }
+    }
+
+    /// `order`, signed with `key`, as it travels.
+    fn sealed(order: &Order, key: &SigningKey) -> Vec<u8> {
+        serde_json::to_vec(&packaging::order::seal(order, key)).unwrap()
     }
 
     /// Feeds `event` and, like the shell, each outcome at once; returns every action in order.
@@ -154,6 +202,7 @@ impl Device {
             Action::SampleScores => Event::Scores(answers.scores),
             Action::Commit { .. } | Action::RecordRollback { .. } => Event::SlotsWritten(answers.slots),
             Action::LoadPrevious { model } => Event::PreviousLoaded { model: *model, result: answers.previous },
+            Action::SaveGuard(_) => Event::GuardSaved(answers.guard),
             _ => return None,
         })
     }
@@ -162,20 +211,28 @@ impl Device {
         self.on(Event::Start { disk: self.answers.disk.clone() })
     }
 
+    /// A signed announcement of `announcement` to this device.
     fn announce(&mut self, announcement: &Announcement) -> Vec<Action> {
-        self.announce_json(serde_json::to_vec(announcement).unwrap())
+        let order = self.sign(Target::Device("d1".into()), Instruction::Announce(announcement.clone()));
+        self.announce_json(Device::sealed(&order, &self.key))
     }
 
     fn announce_json(&mut self, payload: Vec<u8>) -> Vec<Action> {
-        self.on(Event::Announce { base: own(), payload, disk: self.answers.disk.clone() })
+        self.on(Event::Announce { base: own(), payload, disk: self.answers.disk.clone(), wall_ms: self.wall_ms })
     }
 
     fn chunk(&mut self, index: u32) -> Vec<Action> {
-        self.on(Event::Chunk { id: offer().id, index, payload: vec![7; CHUNK as usize] })
+        self.on(Event::Chunk { id: offer().id, index, payload: chunk_bytes() })
     }
 
-    fn command(&mut self, json: &str) -> Vec<Action> {
-        self.on(Event::Command(json.as_bytes().to_vec()))
+    /// A signed rollback command to this device.
+    fn rollback(&mut self, model: Option<&str>) -> Vec<Action> {
+        let order = self.sign(Target::Device("d1".into()), Instruction::Rollback { model: model.map(str::to_owned) });
+        self.command_json(Device::sealed(&order, &self.key))
+    }
+
+    fn command_json(&mut self, payload: Vec<u8>) -> Vec<Action> {
+        self.on(Event::Command { payload, wall_ms: self.wall_ms })
     }
 
     /// Moves the clock on and delivers a tick.
@@ -251,6 +308,24 @@ fn requests(actions: &[Action]) -> Vec<Vec<[u32; 2]>> {
 
 fn count(actions: &[Action], wanted: impl Fn(&Action) -> bool) -> usize {
     actions.iter().filter(|action| wanted(action)).count()
+}
+
+/// Settings of device `d1` that trust `key`.
+fn settings(key: &SigningKey, config: UpdateConfig) -> Settings {
+    Settings { device: "d1".into(), config, max_chunk: 4096, trusted: vec![key.public_key()] }
+}
+
+/// The one error event among `actions`: its stage, kind and message.
+fn error_event(actions: &[Action]) -> (ErrorStage, ErrorKind, String) {
+    let events: Vec<_> = actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::ReportError { stage, kind, message } => Some((*stage, *kind, message.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(events.len(), 1, "{actions:#?}");
+    events[0].clone()
 }
 
 fn opens_staging(actions: &[Action]) -> bool {
@@ -349,20 +424,27 @@ fn a_staged_download_that_cannot_resume_is_only_logged() {
 
 // ---- announcements ----
 
-/// README: announcement not JSON or with unknown fields -> error event, stage `announce`, kind `malformed`.
+/// README: announcement not JSON, not an envelope, or a signed text that is not an order -> error event, stage
+/// `announce`, kind `malformed`.
 #[test]
 fn a_malformed_announcement_is_an_error_event() {
     let mut device = Device::new();
     let mut with_unknown_field = serde_json::to_value(offer()).unwrap();
     with_unknown_field["colour"] = "blue".into();
-    for payload in [b"{\"id\":".to_vec(), serde_json::to_vec(&with_unknown_field).unwrap()] {
+    let signed_text = serde_json::json!({"target": {"device": "d1"}, "counter": 1, "expires_at_ms": u64::MAX,
+        "instruction": {"announce": with_unknown_field}})
+    .to_string();
+    let signature = device.key.sign(signed_text.as_bytes()).to_string();
+    let signed_nonsense = serde_json::to_vec(&protocol::update::Envelope { signed: signed_text, signature }).unwrap();
+    let unsigned = serde_json::to_vec(&offer()).unwrap();
+    for payload in [b"{\"id\":".to_vec(), unsigned, signed_nonsense] {
         let actions = device.announce_json(payload);
         let [Action::ReportError { stage: ErrorStage::Announce, kind: ErrorKind::Malformed, message }] =
             actions.as_slice()
         else {
             panic!("{actions:#?}");
         };
-        assert!(message.starts_with("invalid announcement: "), "{message}");
+        assert!(message.starts_with("order refused: malformed signed order: "), "{message}");
     }
 }
 
@@ -489,13 +571,8 @@ fn announcements_that_cannot_be_taken_are_refused_and_not_remembered() {
 
 #[test]
 fn a_package_of_more_than_2_pow_20_chunks_is_refused() {
-    let settings = Settings {
-        device: "d1".into(),
-        config: UpdateConfig { max_package_bytes: u64::MAX, ..config() },
-        max_chunk: 4096,
-    };
     let mut device = Device::new();
-    device.machine = Machine::new(settings, vec![model("demo")], None);
+    device.reconfigure(UpdateConfig { max_package_bytes: u64::MAX, ..config() });
     let (state, reason, _) = outcome(&device.announce(&Announcement { size: (1 << 20) + 1, chunk_size: 1, ..offer() }));
     assert_eq!(
         (state, reason.as_str()),
@@ -507,7 +584,9 @@ fn a_package_of_more_than_2_pow_20_chunks_is_refused() {
 fn an_announcement_starts_the_download_and_asks_for_a_window_of_chunks() {
     let mut device = Device::new();
     let actions = device.announce(&offer());
-    assert!(matches!(&actions[0], Action::OpenStaging(announcement) if *announcement == offer()));
+    assert!(
+        matches!(&actions[..2], [Action::SaveGuard(_), Action::OpenStaging(announcement)] if *announcement == offer())
+    );
     let status = statuses(&actions)[0];
     assert_eq!((status.state, status.bytes, status.size, status.percent), (UpdateState::Downloading, 0, SIZE, 0.0));
     assert_eq!(requests(&actions), [vec![[0, 4]]]);
@@ -527,14 +606,21 @@ fn a_rollback_push_and_a_resumed_download_are_taken() {
     assert!(opens_staging(&device.announce(&offer())), "once the package plus the reserve");
 }
 
-/// README: broker outage -> a repeated announcement of the download makes the device ask again at once.
+/// README: broker outage -> a repeated announcement of the download makes the device ask again at once; another
+/// push of the package (or the pusher's first announcement after a restart) is answered with the progress.
 #[test]
 fn a_repeated_announcement_asks_again_for_the_chunks_in_flight() {
     let mut device = Device::new();
-    device.announce(&offer());
-    let actions = device.announce(&offer());
+    let order = device.sign(Target::Device("d1".into()), Instruction::Announce(offer()));
+    device.announce_json(Device::sealed(&order, &device.key));
+    let actions = device.announce_json(Device::sealed(&order, &device.key));
     assert_eq!(requests(&actions), [vec![[0, 4]]]);
     assert!(!opens_staging(&actions));
+
+    let actions = device.announce(&offer());
+    assert!(requests(&actions).is_empty(), "the chunks in flight are not asked for twice");
+    let status = statuses(&actions)[0];
+    assert_eq!((status.state, status.order), (UpdateState::Downloading, Some(device.counter)));
 }
 
 /// README: announcement of another package during a download -> drops the download, starts the new one.
@@ -543,18 +629,19 @@ fn another_package_replaces_the_download() {
     let mut device = Device::new();
     device.announce(&offer());
     let actions = device.announce(&other_offer());
-    assert!(matches!(&actions[0], Action::OpenStaging(announcement) if *announcement == other_offer()));
+    assert!(matches!(&actions[1], Action::OpenStaging(announcement) if *announcement == other_offer()));
     assert_eq!(statuses(&actions)[0].update_id, Some(other_offer().id));
     assert!(device.chunk(0).is_empty(), "chunks of the old download are ignored");
 }
 
-/// README: announcement while an update is on probation -> ignored.
+/// README: announcement while an update is on probation -> ignored (its counter is taken); one of the candidate
+/// itself is answered with the probation status.
 #[test]
 fn announcements_during_probation_are_ignored() {
     let mut device = Device::new();
     device.push();
-    assert!(device.announce(&other_offer()).is_empty());
-    assert!(device.announce(&offer()).is_empty());
+    assert!(matches!(device.announce(&other_offer()).as_slice(), [Action::SaveGuard(_)]));
+    assert_eq!(states(&device.announce(&offer())), [UpdateState::Probation]);
 }
 
 // ---- download ----
@@ -813,16 +900,11 @@ fn a_package_refused_after_download_reports_why_and_keeps_the_running_model() {
 
 #[test]
 fn a_candidate_on_another_provider_is_taken_unless_required_the_same() {
-    let settings = Settings {
-        device: "d1".into(),
-        config: UpdateConfig {
-            probation: ProbationConfig { require_same_provider: false, ..config().probation },
-            ..config()
-        },
-        max_chunk: 4096,
-    };
     let mut device = Device::new();
-    device.machine = Machine::new(settings, vec![model("demo")], None);
+    device.reconfigure(UpdateConfig {
+        probation: ProbationConfig { require_same_provider: false, ..config().probation },
+        ..config()
+    });
     device.answers.built = Ok("cuda".into());
     assert_eq!(outcome(&device.push()).0, UpdateState::Probation);
     assert_eq!(device.machine.models[0].workers[0].provider, "cuda");
@@ -935,7 +1017,7 @@ fn a_rollback_that_cannot_be_recorded_fails() {
     let mut device = Device::new();
     device.push();
     device.answers.slots = Err("EIO".into());
-    let (state, reason, _) = outcome(&device.command(r#"{"command":"rollback","model":null}"#));
+    let (state, reason, _) = outcome(&device.rollback(None));
     assert_eq!(
         (state, reason.as_str()),
         (UpdateState::Failed, "rollback requested; recording the rollback failed: EIO")
@@ -944,29 +1026,44 @@ fn a_rollback_that_cannot_be_recorded_fails() {
 
 // ---- commands ----
 
-/// README: rollback command during probation -> the previous model is swapped back at once.
+/// README: rollback command during probation -> the previous model is swapped back at once; the operator's
+/// choice, not a verdict, so the package may be pushed again.
 #[test]
 fn a_rollback_command_during_probation_rolls_back_at_once() {
     let mut device = Device::new();
     device.push();
-    let actions = device.command(r#"{"command":"rollback","model":"demo"}"#);
-    assert!(matches!(&actions[..2], [Action::SwapBack { model: 0 }, Action::RecordRollback { model: 0 }]));
-    assert_eq!(outcome(&actions), (UpdateState::RolledBack, "rollback requested".into(), true));
+    let actions = device.rollback(Some("demo"));
+    assert!(matches!(
+        &actions[..3],
+        [Action::SaveGuard(_), Action::SwapBack { model: 0 }, Action::RecordRollback { .. }]
+    ));
+    assert_eq!(outcome(&actions), (UpdateState::RolledBack, "rollback requested".into(), false));
+    assert_eq!(statuses(&actions)[0].order, Some(device.counter), "the status answers the command");
     assert_eq!(device.running_version(), "1.0.0");
+    assert!(opens_staging(&device.announce(&offer())), "pushed again, it is taken");
 }
 
-/// README: after a commit, the previous bundle is loaded and swapped in; one step back only.
+/// README: after a commit, the previous bundle is loaded and swapped in; one step back only. The floor comes
+/// down to the version it returns to.
 #[test]
 fn a_rollback_command_after_a_commit_returns_to_the_previous_model() {
     let mut device = Device::new();
     device.push_and_commit();
-    let actions = device.command(r#"{"command":"rollback"}"#);
-    assert!(matches!(&actions[..2], [Action::LoadPrevious { model: 0 }, Action::RecordRollback { model: 0 }]));
-    assert_eq!(outcome(&actions), (UpdateState::RolledBack, "rollback requested".into(), true));
+    assert_eq!(device.machine.guard.floors.get("demo").map(String::as_str), Some("1.1.0"));
+    let actions = device.rollback(None);
+    assert!(matches!(
+        &actions[..3],
+        [Action::SaveGuard(_), Action::LoadPrevious { model: 0 }, Action::RecordRollback { .. }]
+    ));
+    assert_eq!(outcome(&actions), (UpdateState::RolledBack, "rollback requested".into(), false));
     let status = statuses(&actions)[0];
     assert_eq!((status.update_id.clone(), status.version.as_str()), (Some(offer().id), "1.1.0"));
-    assert_eq!(status.running_version, "1.0.0");
+    assert_eq!((status.running_version.as_str(), status.order), ("1.0.0", Some(device.counter)));
     assert_eq!(device.running_version(), "1.0.0");
+    assert_eq!(device.machine.guard.floors.get("demo").map(String::as_str), Some("1.0.0"));
+    assert!(matches!(actions.last(), Some(Action::RecordStatus(_))));
+    let saved = actions.iter().rev().find_map(|a| if let Action::SaveGuard(g) = a { Some(g) } else { None });
+    assert_eq!(saved.and_then(|guard| guard.floors.get("demo")).map(String::as_str), Some("1.0.0"));
 }
 
 /// README: rollback command with no previous model, or one that does not load -> `rejected`, not remembered.
@@ -974,7 +1071,7 @@ fn a_rollback_command_after_a_commit_returns_to_the_previous_model() {
 fn a_rollback_without_a_previous_model_is_refused() {
     let mut device = Device::new();
     device.answers.previous = Err("there is no previous model".into());
-    let actions = device.command(r#"{"command":"rollback","model":null}"#);
+    let actions = device.rollback(None);
     assert_eq!(recorded(&actions).len(), 0);
     let status = statuses(&actions)[0];
     assert_eq!(status.state, UpdateState::Rejected);
@@ -982,29 +1079,218 @@ fn a_rollback_without_a_previous_model_is_refused() {
         (status.update_id.as_deref(), status.reason.as_deref()),
         (None, Some("rollback refused: there is no previous model"))
     );
+    assert_eq!(status.order, Some(device.counter));
 }
 
-/// README: command not JSON or with unknown fields -> error event, stage `command`, kind `malformed`; a rollback of
-/// a model the device does not run (or of no model with several) -> kind `unknown_model`.
+/// README: a rollback of a model the device does not run (or of no model with several) -> error event, kind
+/// `unknown_model`.
 #[test]
-fn malformed_or_unknown_commands_are_error_events() {
+fn rollbacks_of_unknown_models_are_error_events() {
     let mut device = Device::new();
-    let error = |actions: Vec<Action>| match actions.as_slice() {
-        [Action::ReportError { stage: ErrorStage::Command, kind, message }] => (kind.as_str(), message.clone()),
-        _ => panic!("{actions:#?}"),
-    };
-    let (kind, message) = error(device.command(r#"{"command":"reboot"}"#));
-    assert!(kind == "malformed" && message.starts_with("invalid command: "), "{message}");
-    let (kind, _) = error(device.command(r#"{"command":"rollback","model":null,"force":true}"#));
-    assert_eq!(kind, "malformed");
     assert_eq!(
-        error(device.command(r#"{"command":"rollback","model":"other"}"#)),
-        ("unknown_model", "rollback of other: this device serves [\"demo\"]".into())
+        error_event(&device.rollback(Some("other"))),
+        (ErrorStage::Command, ErrorKind::UnknownModel, "rollback of other: this device serves [\"demo\"]".into())
     );
     let mut device = Device::with(vec![model("demo"), model("gesture")], None);
-    let (kind, message) = error(device.command(r#"{"command":"rollback"}"#));
-    assert_eq!(kind, "unknown_model");
+    let (_, kind, message) = error_event(&device.rollback(None));
+    assert_eq!(kind, ErrorKind::UnknownModel);
     assert!(message.starts_with("rollback of (no model named, and this device serves several)"), "{message}");
+}
+
+// ---- signed orders ----
+
+/// Whether `actions` changed anything: only an error event, nothing saved, published or carried out.
+fn refused(actions: &[Action], stage: ErrorStage, kind: ErrorKind) -> String {
+    let (refused_stage, refused_kind, message) = error_event(actions);
+    assert_eq!((refused_stage, refused_kind), (stage, kind), "{message}");
+    assert_eq!(actions.len(), 1, "nothing but the error event: {actions:#?}");
+    message
+}
+
+/// README: the unsigned command, a forged, an untrusted or an edited order -> error event, nothing done.
+#[test]
+fn unsigned_untrusted_and_edited_commands_are_refused() {
+    let mut device = Device::new();
+    device.push();
+    let unsigned = device.command_json(br#"{"command":"rollback"}"#.to_vec());
+    refused(&unsigned, ErrorStage::Command, ErrorKind::Malformed);
+
+    let order = device.sign(Target::Device("d1".into()), Instruction::Rollback { model: None });
+    let stranger = SigningKey::generate().unwrap();
+    let untrusted = device.command_json(Device::sealed(&order, &stranger));
+    let message = refused(&untrusted, ErrorStage::Command, ErrorKind::UntrustedKey);
+    assert!(message.starts_with("order refused: the order is signed by key"), "{message}");
+
+    let mut envelope = packaging::order::seal(&order, &device.key);
+    envelope.signed = envelope.signed.replace("\"model\":null", "\"model\":\"demo\"");
+    let edited = device.command_json(serde_json::to_vec(&envelope).unwrap());
+    refused(&edited, ErrorStage::Command, ErrorKind::BadSignature);
+
+    let announcement = device.sign(Target::Device("d1".into()), Instruction::Announce(offer()));
+    let on_the_wrong_topic = device.command_json(Device::sealed(&announcement, &device.key));
+    assert!(refused(&on_the_wrong_topic, ErrorStage::Command, ErrorKind::Malformed).contains("not a command"));
+    assert_eq!(device.running_version(), "1.1.0", "still on probation");
+}
+
+/// README: an order for another device, or a group the device is not in -> `misaddressed`; one for its group
+/// is taken.
+#[test]
+fn orders_for_others_are_refused_and_orders_for_its_groups_taken() {
+    let mut device = Device::new();
+    device.reconfigure(UpdateConfig { groups: vec!["lab".into()], ..config() });
+    for target in [Target::Device("d2".into()), Target::Group("field".into())] {
+        let order = device.sign(target, Instruction::Rollback { model: None });
+        let actions = device.command_json(Device::sealed(&order, &device.key));
+        refused(&actions, ErrorStage::Command, ErrorKind::Misaddressed);
+    }
+    let order = device.sign(Target::Group("lab".into()), Instruction::Announce(offer()));
+    assert!(opens_staging(&device.announce_json(Device::sealed(&order, &device.key))));
+}
+
+/// README: an order past its expiry -> `expired`.
+#[test]
+fn expired_orders_are_refused() {
+    let mut device = Device::new();
+    let order = device.sign(Target::Device("d1".into()), Instruction::Announce(offer()));
+    device.wall_ms += ORDER_LIFE_MS + 1;
+    let actions = device.announce_json(Device::sealed(&order, &device.key));
+    refused(&actions, ErrorStage::Announce, ErrorKind::Expired);
+}
+
+/// README: a counter below the last one taken, or the last one on another order -> `replayed`; the same
+/// announcement again (a pusher repeating it) is taken.
+#[test]
+fn replayed_orders_are_refused_and_repeats_taken() {
+    let mut device = Device::new();
+    let old = device.sign(Target::Device("d1".into()), Instruction::Announce(other_offer()));
+    let current = device.sign(Target::Device("d1".into()), Instruction::Announce(offer()));
+    let actions = device.announce_json(Device::sealed(&current, &device.key));
+    assert!(matches!(&actions[0], Action::SaveGuard(guard) if guard.counter == current.counter), "{actions:#?}");
+    assert!(opens_staging(&actions), "carried out once its counter is saved");
+
+    let repeated = device.announce_json(Device::sealed(&current, &device.key));
+    assert_eq!(requests(&repeated), [vec![[0, 4]]], "a repeat asks again, saves nothing");
+    let replay = device.announce_json(Device::sealed(&old, &device.key));
+    assert!(refused(&replay, ErrorStage::Announce, ErrorKind::Replayed).contains("is below the last taken"));
+    let same_counter = Order { instruction: Instruction::Rollback { model: None }, ..current.clone() };
+    let actions = device.command_json(Device::sealed(&same_counter, &device.key));
+    refused(&actions, ErrorStage::Command, ErrorKind::Replayed);
+}
+
+/// README: the counter is on disk before the order is carried out, so a replay after a restart is refused; if
+/// it cannot be saved, the order is not carried out.
+#[test]
+fn the_counter_is_saved_before_the_order_is_carried_out() {
+    let mut device = Device::new();
+    device.answers.guard = Err("read-only file system".into());
+    let actions = device.announce(&offer());
+    assert!(matches!(actions[0], Action::SaveGuard(_)));
+    let (stage, kind, message) = error_event(&actions);
+    assert_eq!((stage, kind), (ErrorStage::Announce, ErrorKind::Io));
+    assert!(message.contains("recording its counter failed: read-only file system"), "{message}");
+    assert!(!opens_staging(&actions));
+    assert_eq!(device.machine.guard, Guard::default(), "nothing changed");
+
+    device.answers.guard = Ok(());
+    let order = device.sign(Target::Device("d1".into()), Instruction::Rollback { model: None });
+    device.command_json(Device::sealed(&order, &device.key));
+    let guard = device.machine.guard.clone();
+    assert_eq!(guard.counter, order.counter);
+    let mut restarted = Device::with_guard(vec![model("demo")], None, guard);
+    restarted.key = device.key.clone();
+    restarted.reconfigure(config());
+    let replay = restarted.command_json(Device::sealed(&order, &device.key));
+    assert!(refused(&replay, ErrorStage::Command, ErrorKind::Replayed).contains("carried out already"));
+    let older = Order { counter: order.counter - 1, ..order };
+    refused(&restarted.command_json(Device::sealed(&older, &device.key)), ErrorStage::Command, ErrorKind::Replayed);
+}
+
+// ---- version floor ----
+
+/// README: a commit raises the floor; a device that lost its slots (state reset) still refuses a version below
+/// it, and takes one at or above it.
+#[test]
+fn versions_below_the_floor_are_refused() {
+    let mut device = Device::new();
+    let actions = device.push_and_commit();
+    let saved: Vec<&Guard> =
+        actions.iter().filter_map(|a| if let Action::SaveGuard(g) = a { Some(g) } else { None }).collect();
+    assert_eq!(saved.last().and_then(|guard| guard.floors.get("demo")).map(String::as_str), Some("1.1.0"));
+    let guard = Guard { floors: [("demo".to_owned(), "1.2.0".to_owned())].into(), ..device.machine.guard.clone() };
+
+    let mut reset = Device::with_guard(vec![model("demo")], None, guard);
+    reset.key = device.key.clone();
+    reset.counter = device.counter;
+    reset.reconfigure(config());
+    let (state, reason, final_for_package) = outcome(&reset.announce(&offer()));
+    assert_eq!(state, UpdateState::Rejected);
+    assert!(reason.starts_with("version 1.1.0 is below this device's version floor 1.2.0"), "{reason}");
+    assert!(!final_for_package);
+    assert!(opens_staging(&reset.announce(&Announcement { version: "1.2.0".into(), ..offer() })));
+}
+
+/// README: a signed downgrade names its version: it goes below the floor, and its commit brings the floor down.
+#[test]
+fn a_signed_downgrade_goes_below_the_floor() {
+    let guard = Guard { floors: [("demo".to_owned(), "1.0.0".to_owned())].into(), ..Guard::default() };
+    let mut device = Device::with_guard(vec![model("demo")], None, guard);
+    device.answers.checked = Ok("0.9.0".into());
+    device.answers.unpacked = Ok(Candidate { version: "0.9.0".into(), ..device.answers.unpacked.clone().unwrap() });
+    let downgrade = Announcement { version: "0.9.0".into(), rollback: true, ..offer() };
+    let mut actions = device.announce(&downgrade);
+    for index in 0..10 {
+        actions.extend(device.chunk(index));
+    }
+    actions.extend(device.after(Duration::from_secs(10)));
+    assert_eq!(outcome(&actions[actions.len() - 3..]).0, UpdateState::Committed, "{actions:#?}");
+    assert_eq!(device.machine.guard.floors.get("demo").map(String::as_str), Some("0.9.0"));
+}
+
+// ---- chunks and remembered outcomes ----
+
+/// README: a chunk that does not match its signed sha256 -> refused on arrival, asked for again; the release
+/// still installs.
+#[test]
+fn a_poisoned_chunk_is_refused_and_fetched_again() {
+    let mut device = Device::new();
+    device.announce(&offer());
+    let poisoned = device.on(Event::Chunk { id: offer().id, index: 0, payload: vec![6; CHUNK as usize] });
+    assert!(poisoned.is_empty(), "not written: {poisoned:#?}");
+    let actions = device.chunk(1);
+    assert_eq!(requests(&actions), [vec![[0, 1], [4, 5]]], "asked for again with the next window");
+    let mut actions = Vec::new();
+    for index in 0..10 {
+        actions.extend(device.chunk(index));
+    }
+    assert_eq!(outcome(&actions).0, UpdateState::Probation);
+}
+
+/// README: a package that does not hash to its signed sha256 after all (the device's disk) -> `failed`, not
+/// remembered: only the package's own refusals and probation verdicts are.
+#[test]
+fn only_verdicts_on_the_package_are_remembered() {
+    let mut device = Device::new();
+    device.answers.checked = Err(Refusal::failed("package sha256 is 00.., but the announcement says 5e.."));
+    let (state, _, final_for_package) = outcome(&device.push());
+    assert_eq!((state, final_for_package), (UpdateState::Failed, false));
+    assert!(opens_staging(&device.announce(&offer())), "taken again");
+}
+
+/// Statuses answer the order that asked for them (`order` = its counter): a pusher takes no other.
+#[test]
+fn statuses_answer_the_order_that_asked() {
+    let mut device = Device::new();
+    assert_eq!(statuses(&device.start())[0].order, None, "nobody asked for the state at start");
+    let actions = device.push();
+    let first = device.counter;
+    assert!(statuses(&actions).iter().all(|status| status.order == Some(first)), "{actions:#?}");
+    // Another push of the candidate on probation is answered too, and gets the outcome.
+    let again = device.announce(&offer());
+    assert_eq!(states(&again), [UpdateState::Probation]);
+    assert_eq!(statuses(&again)[0].order, Some(device.counter));
+    let committed = device.after(Duration::from_secs(10));
+    assert_eq!(statuses(&committed)[0].order, Some(device.counter));
+    assert!(device.counter > first);
 }
 
 // ---- helpers ----
@@ -1017,11 +1303,14 @@ fn ranges_merge_neighbours() {
 
 #[test]
 fn versions_must_rise_unless_rolling_back() {
-    assert!(check_version("1.0.0", "1.1.0", false).is_ok());
-    assert!(check_version("1.1.0", "1.1.0", false).is_err());
-    assert!(check_version("1.1.0", "1.0.0", false).is_err());
-    assert!(check_version("1.1.0", "1.0.0", true).is_ok());
-    assert!(check_version("1.0.0", "1.1.0", true).is_err());
-    assert!(check_version("1.0.0", "one", false).is_err());
-    assert!(check_version("not semver", "1.0.0", false).is_ok(), "a running version that is not semver");
+    assert!(check_version("1.0.0", None, "1.1.0", false).is_ok());
+    assert!(check_version("1.1.0", None, "1.1.0", false).is_err());
+    assert!(check_version("1.1.0", None, "1.0.0", false).is_err());
+    assert!(check_version("1.1.0", None, "1.0.0", true).is_ok());
+    assert!(check_version("1.0.0", None, "1.1.0", true).is_err());
+    assert!(check_version("1.0.0", None, "one", false).is_err());
+    assert!(check_version("not semver", None, "1.0.0", false).is_ok(), "a running version that is not semver");
+    assert!(check_version("1.0.0", Some("1.2.0"), "1.1.0", false).is_err(), "below the floor");
+    assert!(check_version("1.0.0", Some("1.2.0"), "1.2.0", false).is_ok(), "at the floor");
+    assert!(check_version("1.2.0", Some("1.2.0"), "1.1.0", true).is_ok(), "a signed downgrade");
 }

@@ -4,7 +4,7 @@
 use super::{Machine, Phase, Recording, RecordingKind, Trial};
 use crate::update::effects::{Action, Loaded};
 use crate::update::probation::{ScoreSnapshot, Verdict, judge};
-use protocol::update::UpdateState;
+use protocol::update::{UpdateState, UpdateStatus};
 use std::time::{Duration, Instant};
 
 /// How often a candidate on probation is compared with the model it replaced.
@@ -32,7 +32,9 @@ impl Machine {
                 Verdict::TooEarly | Verdict::Healthy => None,
             });
         if let Some(reason) = failure {
-            return self.roll_back_trial(format!("probation failed: {reason}"), out);
+            // A verdict on the package: it is not tried again.
+            let order = trial.order;
+            return self.roll_back_trial(format!("probation failed: {reason}"), order, true, out);
         }
         if now.saturating_duration_since(trial.started) < limits.window() {
             return;
@@ -41,13 +43,25 @@ impl Machine {
         let reason = (judged < limits.min_frames)
             .then(|| format!("committed after the probation window with only {judged} inputs to judge"));
         let Phase::Probation(trial) = std::mem::replace(&mut self.phase, Phase::Idle) else { return };
-        let status = self.status_for(trial.model, UpdateState::Committed, Some(trial.update_id), trial.version, reason);
-        out.push(Action::Commit { model: trial.model });
-        self.recording = Some(Recording { status, final_for_package: false, kind: RecordingKind::Commit });
+        let Trial { model, update_id, version, order, .. } = *trial;
+        let status = self.status_for(model, UpdateState::Committed, Some(update_id), version.clone(), reason);
+        out.push(Action::Commit { model });
+        self.recording = Some(Recording {
+            status: UpdateStatus { order, ..status },
+            final_for_package: false,
+            kind: RecordingKind::Commit,
+            floor: Some((self.models[model].name.clone(), version)),
+        });
     }
 
-    /// Gives the workers back the pipelines the trial replaced.
-    pub(super) fn roll_back_trial(&mut self, reason: String, out: &mut Vec<Action>) {
+    /// Gives the workers back the pipelines the trial replaced; `order` is the order the status answers.
+    pub(super) fn roll_back_trial(
+        &mut self,
+        reason: String,
+        order: Option<u64>,
+        final_for_package: bool,
+        out: &mut Vec<Action>,
+    ) {
         let Phase::Probation(trial) = std::mem::replace(&mut self.phase, Phase::Idle) else { return };
         let Trial { model, update_id, version, previous_version, previous_providers, .. } = *trial;
         out.push(Action::SwapBack { model });
@@ -56,24 +70,29 @@ impl Machine {
         for (worker, provider) in served.workers.iter_mut().zip(previous_providers) {
             worker.provider = provider;
         }
-        self.record_rollback(model, Some(update_id), version, reason, out);
+        let status = self.status_for(model, UpdateState::RolledBack, Some(update_id), version, Some(reason));
+        let status = UpdateStatus { order, ..status };
+        self.record_rollback(model, status, final_for_package, None, out);
     }
 
-    pub(super) fn record_rollback(
+    /// Records the rollback in the slots of `model`, then `status`; `floor` is the version floor it leaves.
+    fn record_rollback(
         &mut self,
         model: usize,
-        update_id: Option<String>,
-        version: String,
-        reason: String,
+        status: UpdateStatus,
+        final_for_package: bool,
+        floor: Option<(String, String)>,
         out: &mut Vec<Action>,
     ) {
-        let status = self.status_for(model, UpdateState::RolledBack, update_id, version, Some(reason));
         out.push(Action::RecordRollback { model });
-        self.recording = Some(Recording { status, final_for_package: true, kind: RecordingKind::Rollback });
+        self.recording = Some(Recording { status, final_for_package, kind: RecordingKind::Rollback, floor });
     }
 
     pub(super) fn on_slots_written(&mut self, result: Result<(), String>, out: &mut Vec<Action>) {
-        let Some(Recording { mut status, final_for_package, kind }) = self.recording.take() else { return };
+        let Some(Recording { mut status, final_for_package, kind, floor }) = self.recording.take() else { return };
+        if let (Ok(()), Some((model, version))) = (&result, floor) {
+            self.set_floor(model, version, out);
+        }
         match (kind, result) {
             (RecordingKind::Commit, result) => {
                 if let Err(e) = result {
@@ -96,6 +115,7 @@ impl Machine {
     }
 
     pub(super) fn on_previous_loaded(&mut self, model: usize, result: Result<Loaded, String>, out: &mut Vec<Action>) {
+        let order = self.commanded.take();
         let Some(served) = self.models.get_mut(model) else { return };
         let loaded = match result {
             Ok(loaded) => loaded,
@@ -103,14 +123,19 @@ impl Machine {
                 let version = served.running_version.clone();
                 let reason = Some(format!("rollback refused: {reason}"));
                 let status = self.status_for(model, UpdateState::Rejected, None, version, reason);
-                return out.push(Action::PublishStatus(status));
+                return out.push(Action::PublishStatus(UpdateStatus { order, ..status }));
             }
         };
-        let from = std::mem::replace(&mut served.running_version, loaded.version);
+        let from = std::mem::replace(&mut served.running_version, loaded.version.clone());
         for (worker, provider) in served.workers.iter_mut().zip(loaded.providers) {
             worker.provider = provider;
         }
         let update_id = served.slot_update.as_ref().map(|(id, _)| id.clone());
-        self.record_rollback(model, update_id, from, "rollback requested".into(), out);
+        // The signed command authorised the version it returns to: the floor comes down to it.
+        let floor = Some((served.name.clone(), loaded.version));
+        let status =
+            self.status_for(model, UpdateState::RolledBack, update_id, from, Some("rollback requested".into()));
+        // The operator's choice, not a verdict on the package: it may be pushed again.
+        self.record_rollback(model, UpdateStatus { order, ..status }, false, floor, out);
     }
 }
