@@ -13,6 +13,9 @@
 //! - **Reconnects** back off from 0.5 s, doubling up to 10 s, with one log line per change of state.
 //! - **Waits are events**: the thread signals every packet it handles, so waits for acks, room in the queue or a
 //!   connection wake when something happened, never on a poll timer.
+//! - **Tracked publishes** ([`MqttHandle::try_publish_tracked`]) carry a token whose outcome, acknowledged or
+//!   lost to a clean-session reconnect, is reported exactly once to an observer ([`PendingLink::on_outcome`]),
+//!   so that a caller with its own store (the agent's spool) can re-send exactly what was lost.
 //! - **Shutdown** ([`MqttHandle::shutdown`]) publishes `offline`, waits (bounded) until every QoS >= 1 publish is
 //!   acknowledged, then disconnects cleanly, so SIGTERM doesn't lose queued messages.
 
@@ -29,9 +32,10 @@ mod live_tests;
 pub mod testing;
 
 pub use handle::{ConnectError, MqttHandle, PublishError, ShutdownReport};
-pub use link::{PendingLink, ReconnectHook, StartError};
+pub use link::{OutcomeObserver, PendingLink, ReconnectHook, StartError};
 pub use options::{ClientAuth, Credentials, LinkOptions, Named, OptionsError, Password, TlsOptions};
 pub use rumqttc::{QoS, matches};
+pub use state::Outcome;
 
 use shared::Shared;
 use std::error::Error;
