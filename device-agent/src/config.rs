@@ -5,6 +5,7 @@
 //! port, client id and prefix, the TLS server name, inbound topics) are computed by the accessors next to
 //! them. Optional strings and paths treat `""` as unset, so a template with `client_id = ""` means "default".
 
+mod spool;
 mod update;
 
 use protocol::wire::{Format, Topics};
@@ -14,6 +15,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use spool::{Fsync, SpoolConfig};
 pub use update::{ProbationConfig, UpdateConfig};
 
 /// The whole configuration file.
@@ -28,6 +30,7 @@ pub struct AgentConfig {
     pub sources: Vec<SourceConfig>,
     /// Present: the agent takes over-the-air model updates.
     pub update: Option<UpdateConfig>,
+    pub spool: SpoolConfig,
 }
 
 /// `[onnxruntime]`: how sessions are built.
@@ -391,7 +394,7 @@ impl AgentConfig {
         Ok(config)
     }
 
-    /// Makes every relative path (models, source files, TLS files, password file) relative to `base_dir`.
+    /// Makes every relative path (models, source files, TLS files, password file, spool) relative to `base_dir`.
     /// The ONNX Runtime library is left alone: it has its own lookup.
     pub fn resolve_paths(&mut self, base_dir: &Path) {
         let mqtt = &mut self.mqtt;
@@ -407,6 +410,7 @@ impl AgentConfig {
         if let Some(update) = &mut self.update {
             paths.extend(update.paths_mut());
         }
+        paths.extend(self.spool.paths_mut());
         for path in paths {
             // `join` keeps absolute paths as they are.
             *path = base_dir.join(&*path);
@@ -442,6 +446,7 @@ impl AgentConfig {
         if let Some(update) = &self.update {
             update.validate(&mut problems);
         }
+        self.spool.validate(&mut problems);
         problems.0
     }
 

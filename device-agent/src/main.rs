@@ -12,6 +12,7 @@ mod outbox;
 mod queue;
 mod shutdown;
 mod sources;
+mod spool;
 mod update;
 mod worker;
 

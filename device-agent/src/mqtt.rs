@@ -1,7 +1,7 @@
 //! The agent's side of the shared MQTT link (the `mqtt` crate): its options from `[mqtt]`, with the config keys
 //! in error messages, and the device's retained status as the link's presence.
 
-pub use ::mqtt::{MqttHandle, PendingLink, PublishError, QoS, Route, Sink, qos};
+pub use ::mqtt::{MqttHandle, Outcome, OutcomeObserver, PendingLink, PublishError, QoS, Route, Sink, qos};
 
 use crate::AGENT_VERSION;
 use crate::config::{AgentConfig, MqttConfig, TlsConfig};

@@ -183,7 +183,8 @@ impl Message for ErrorEvent {
 /// The periodic health report.
 ///
 /// postcard body: `device`, `agent_version`, `uptime_s`, `cpu_percent`, `rss_bytes`, `peak_rss_bytes`,
-/// `temperature_c`, `mqtt_reconnects`, `sources` (each a [`SourceHealth`]), `health_unpublished`, `arch`.
+/// `temperature_c`, `mqtt_reconnects`, `sources` (each a [`SourceHealth`]), `health_unpublished`, `arch`,
+/// `spool` (an `Option` of [`SpoolHealth`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Health {
     pub device: String,
@@ -197,10 +198,13 @@ pub struct Health {
     pub temperature_c: Option<f32>,
     pub mqtt_reconnects: u64,
     pub sources: Vec<SourceHealth>,
-    /// Earlier health reports the MQTT link refused (queue full or closed).
+    /// Earlier health reports that could not be handed over (the spool failed to write them, or without a spool
+    /// the MQTT link's queue was full or closed).
     pub health_unpublished: u64,
     /// The CPU architecture the agent was built for (`x86_64`, `aarch64`, `arm`).
     pub arch: String,
+    /// The on-disk spool; `None` when it could not be opened (messages then go straight to the link's queue).
+    pub spool: Option<SpoolHealth>,
 }
 
 impl Message for Health {
@@ -234,8 +238,32 @@ pub struct SourceHealth {
     pub queue_depth: u32,
     pub queue_capacity: u32,
     pub latency: StageLatency,
-    /// Predictions and error events of this source the MQTT link refused (its queue was full or it was closed).
+    /// Predictions and error events of this source that could not be handed over: the spool failed to write them
+    /// (or without a spool, the MQTT link's queue was full or closed).
     pub predictions_unpublished: u64,
+}
+
+/// The spool in a [`Health`] report: what waits on disk for the broker's acknowledgement, and what was lost.
+///
+/// postcard body: `records`, `bytes`, `oldest_age_ms`, `dropped_predictions`, `dropped_errors`, `dropped_health`,
+/// `write_errors`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpoolHealth {
+    /// Messages not yet acknowledged by the broker.
+    pub records: u64,
+    /// Bytes of the spool's segments on disk.
+    pub bytes: u64,
+    /// Age of the oldest unacknowledged message; 0 when there is none.
+    pub oldest_age_ms: u64,
+    /// Unacknowledged predictions deleted to keep within the byte budgets (or unreadable), since start.
+    pub dropped_predictions: u64,
+    /// The same for error events.
+    pub dropped_errors: u64,
+    /// The same for health reports.
+    pub dropped_health: u64,
+    /// Appends that failed (disk full, I/O error); those messages count in `predictions_unpublished` or
+    /// `health_unpublished`.
+    pub write_errors: u64,
 }
 
 /// How many inputs failed with one error kind.

@@ -1,5 +1,5 @@
 //! Health: per-source [`Metrics`], process and board statistics, and the `health` thread that publishes a
-//! [`Health`] report every `health.interval_secs`.
+//! [`Health`] report every `health.interval_secs` (through the spool when there is one).
 
 mod metrics;
 pub mod system;
@@ -10,7 +10,9 @@ use crate::AGENT_VERSION;
 use crate::clock::Clock;
 use crate::config::AgentConfig;
 use crate::mqtt::{self, MqttHandle, QoS};
-use protocol::wire::{self, Format, Health, SourceHealth};
+use crate::outbox::Publish;
+use crate::spool::{Class, Spool};
+use protocol::wire::{self, Format, Health, SourceHealth, SpoolHealth};
 use std::io;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -23,6 +25,8 @@ pub struct HealthReporter {
     device: String,
     metrics: Arc<Metrics>,
     mqtt: MqttHandle,
+    /// Where reports go and whose state they include; `None`: straight to the link.
+    spool: Option<Arc<Spool>>,
     topic: String,
     qos: QoS,
     format: Format,
@@ -31,8 +35,14 @@ pub struct HealthReporter {
 }
 
 impl HealthReporter {
-    pub fn new(config: &AgentConfig, metrics: Arc<Metrics>, mqtt: MqttHandle) -> HealthReporter {
+    pub fn new(
+        config: &AgentConfig,
+        metrics: Arc<Metrics>,
+        mqtt: MqttHandle,
+        spool: Option<Arc<Spool>>,
+    ) -> HealthReporter {
         HealthReporter {
+            spool,
             device: config.device_id.clone(),
             clock: metrics.clock(),
             metrics,
@@ -68,7 +78,8 @@ impl HealthReporter {
                 next = now + self.interval;
             }
             let sources = self.metrics.snapshot();
-            let health = report(&self.device, sampler.sample(), sources, self.mqtt.reconnects(), unpublished);
+            let spool = self.spool.as_ref().map(|spool| spool.health());
+            let health = report(&self.device, sampler.sample(), sources, self.mqtt.reconnects(), unpublished, spool);
             match self.publish(&health) {
                 Ok(()) => failing = false,
                 Err(error) => {
@@ -87,7 +98,10 @@ impl HealthReporter {
 
     fn publish(&self, health: &Health) -> Result<(), String> {
         let payload = wire::encode(self.format, health).map_err(|e| e.to_string())?;
-        self.mqtt.try_publish(self.topic.clone(), self.qos, false, payload).map_err(|e| e.to_string())
+        match &self.spool {
+            Some(spool) => spool.publish(Class::Health, self.topic.clone(), self.qos, payload),
+            None => self.mqtt.try_publish(self.topic.clone(), self.qos, false, payload).map_err(|e| e.to_string()),
+        }
     }
 }
 
@@ -97,6 +111,7 @@ fn report(
     sources: Vec<SourceHealth>,
     mqtt_reconnects: u64,
     health_unpublished: u64,
+    spool: Option<SpoolHealth>,
 ) -> Health {
     Health {
         device: device.to_owned(),
@@ -110,6 +125,7 @@ fn report(
         sources,
         health_unpublished,
         arch: std::env::consts::ARCH.to_owned(),
+        spool,
     }
 }
 
@@ -135,7 +151,7 @@ mod tests {
         front.frame_in();
         front.frame_ok(&StageTimings { decode_us: 1, preprocess_us: 2, inference_us: 3, postprocess_us: 4 });
         let (stop, shutdown) = mpsc::channel();
-        let reporter = HealthReporter::new(&config, metrics, mqtt.clone()).spawn(shutdown).expect("spawn");
+        let reporter = HealthReporter::new(&config, metrics, mqtt.clone(), None).spawn(shutdown).expect("spawn");
 
         let (topic, payload) = subscriber.next_message();
         assert_eq!(topic, "devices/health-1/health");
@@ -146,6 +162,7 @@ mod tests {
         assert_eq!((health.sources[0].frames_in, health.sources[0].frames_ok), (1, 1));
         assert_eq!(health.sources[0].latency.total.p50_us, 10);
         assert_eq!(health.health_unpublished, 0);
+        assert_eq!(health.spool, None);
 
         let asked = Instant::now();
         stop.send(()).expect("reporter is running");
@@ -164,7 +181,7 @@ mod tests {
         let mqtt_thread = pending.start(Vec::new()).expect("link starts");
         let (stop, shutdown) = mpsc::channel::<()>();
         let reporter =
-            HealthReporter::new(&config, Arc::new(Metrics::new()), mqtt.clone()).spawn(shutdown).expect("spawn");
+            HealthReporter::new(&config, Arc::new(Metrics::new()), mqtt.clone(), None).spawn(shutdown).expect("spawn");
         drop(stop);
         reporter.join().expect("health thread ends");
         assert!(mqtt.shutdown(Duration::from_secs(5)).closed);

@@ -75,6 +75,15 @@ fn health() -> Health {
         }],
         health_unpublished: 0,
         arch: "aarch64".into(),
+        spool: Some(SpoolHealth {
+            records: 3,
+            bytes: 1000,
+            oldest_age_ms: 200,
+            dropped_predictions: 4,
+            dropped_errors: 0,
+            dropped_health: 5,
+            write_errors: 0,
+        }),
     }
 }
 
@@ -195,6 +204,12 @@ fn health_postcard_bytes() {
         0x00,                                           //   predictions_unpublished
         0x00,                                           // health_unpublished
         0x07, b'a', b'a', b'r', b'c', b'h', b'6', b'4', // arch
+        0x01,                                           // spool Some:
+        0x03,                                           //   records
+        0xE8, 0x07,                                     //   bytes 1000
+        0xC8, 0x01,                                     //   oldest_age_ms 200
+        0x04, 0x00, 0x05,                               //   dropped_predictions, _errors, _health
+        0x00,                                           //   write_errors
     ];
     assert_eq!(postcard(&health()), expected);
 }
@@ -264,6 +279,13 @@ fn json_error_and_health_field_names() {
     assert_eq!(source["errors"], json!([{"kind": "io", "count": 1}]));
     assert_eq!(source["latency"]["total"], json!({"p50_us": 100, "p95_us": 200, "p99_us": 300}));
     assert_eq!(source["provider_requested"], json!(["cuda", "cpu"]));
+    assert_eq!(
+        health["spool"],
+        json!({"records": 3, "bytes": 1000, "oldest_age_ms": 200, "dropped_predictions": 4, "dropped_errors": 0,
+               "dropped_health": 5, "write_errors": 0})
+    );
+    let without_spool = Health { spool: None, ..self::health() };
+    assert_eq!(json_object(&without_spool)["spool"], Value::Null);
 }
 
 #[test]
