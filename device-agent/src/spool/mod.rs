@@ -10,6 +10,7 @@
 //! <dir>/<class>/<first seq>.seg       records, oldest segment first
 //! ```
 
+pub mod bench;
 mod budget;
 mod class_log;
 mod delivery;
