@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 const MIB: u64 = 1024 * 1024;
-/// Segment offsets are 32-bit; a segment may exceed `segment_bytes` by one MQTT packet (at most 256 MiB).
-const MAX_SEGMENT_BYTES: u64 = 1024 * MIB;
+/// Opening the spool reads each segment whole to check it: a bound on the memory that takes.
+const MAX_SEGMENT_BYTES: u64 = 64 * MIB;
 const MIN_SEGMENT_BYTES: u64 = 4096;
 
 /// `[spool]`.

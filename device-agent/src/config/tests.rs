@@ -457,7 +457,7 @@ fn spool_defaults_and_rules() {
         errors(&text),
         [
             "spool.dir: must not be empty",
-            "spool.segment_bytes: must be between 4096 and 1073741824",
+            "spool.segment_bytes: must be between 4096 and 67108864",
             "spool.health_max_bytes: must be at least 2 × spool.segment_bytes (200)",
             "spool.fsync_interval_ms: must be between 1 and 3600000",
             "spool.replay_rate: must be > 0",
