@@ -139,7 +139,8 @@ pub struct Prediction {
     pub seq: u64,
     /// When the source produced the input.
     pub captured_at_ms: u64,
-    /// When this message was handed to the MQTT link.
+    /// When this message was handed over for publishing (to the spool, or without one to the MQTT link); a
+    /// message re-sent after an outage keeps it.
     pub published_at_ms: u64,
     pub model: ModelIdentity,
     /// The execution provider that ran the session (`cpu`, `cuda`, ...).
