@@ -1,25 +1,29 @@
 //! `device-agent run`: the whole topology in one place.
 //!
 //! ```text
-//! source-<name> ──(latest slot | FIFO)──> worker-<name> [pipeline] ──try_publish──> mqtt ──> broker
-//! mqtt (inbound frames/windows) ──────────^                   health ──try_publish──^
+//! source-<name> ──(latest slot | FIFO)──> worker-<name> [pipeline] ──append──> spool (disk)
+//! mqtt (inbound frames/windows) ──────────^                   health ──append──^   │
+//!                                        broker <── mqtt <──tracked publish── spool-forwarder
 //! ```
-//! Threads are plain and named; every queue is bounded with the policy written in [`crate::queue`]. The main
-//! thread is the [supervisor](crate::supervisor) (stuck inferences, systemd's watchdog). SIGTERM or SIGINT stops
-//! the sources, lets the workers drain their queues, publishes `offline` and waits (bounded) for the broker to
-//! acknowledge what was queued. An unusable state directory does not stop the agent ([`crate::state_dir`]).
+//! Threads are plain and named; every queue is bounded with the policy written in [`crate::queue`], the spool
+//! by its byte budgets ([`crate::spool`]). The main thread is the [supervisor](crate::supervisor) (stuck
+//! inferences, systemd's watchdog). SIGTERM or SIGINT stops the sources, lets the workers drain their queues, lets
+//! the forwarder send (bounded) what the spool holds, publishes `offline` and waits (bounded) for the broker to
+//! acknowledge what was queued; what is left stays in the spool for the next start. An unusable state directory
+//! or spool does not stop the agent ([`crate::state_dir`], [`crate::conditions`]).
 
 use crate::clock::{Clock, SystemClock};
-use crate::conditions::Conditions;
+use crate::conditions::{AGENT, Condition, Conditions};
 use crate::config::{AgentConfig, SourceConfig, UpdateConfig};
 use crate::health::{HealthReporter, Metrics};
 use crate::mqtt::{self, MqttHandle, QoS, Route};
-use crate::outbox::{Outbox, OutboxQos, OutboxSettings};
+use crate::outbox::{Outbox, OutboxQos, OutboxSettings, Publish};
 use crate::shutdown::Shutdown;
 use crate::sources::directory::WatchedDir;
 use crate::sources::images::{self, FileSet, ImageFiles};
 use crate::sources::recording::{self, Recording};
 use crate::sources::{Feed, stdin};
+use crate::spool::{self, Class, Spool, SpoolError, forwarder};
 use crate::state_dir::StateDir;
 use crate::supervisor::{Busy, Supervisor, SupervisorParts, Watchdog, WatchedWorker};
 use crate::update::{self, ModelSlots, ServedModel, UpdateQos, Updater, UpdaterParts, WorkerLink};
@@ -36,7 +40,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long a clean shutdown waits for the broker to acknowledge queued messages.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -200,9 +204,14 @@ fn run(
     state: Option<StateDir>,
 ) -> anyhow::Result<ExitCode> {
     let topics = Arc::new(config.topics());
-    // The outboxes publish through the link's handle; its thread starts once the routes (which need the feeds,
-    // which need the outboxes) exist.
+    // The outboxes append to the spool (or publish through the link's handle); the link's thread starts once
+    // the routes (which need the feeds, which need the outboxes) exist.
     let (link, pending_link) = mqtt::connect(&config)?;
+    let spool = Spool::open(&config.spool).map(Arc::new);
+    let output: Arc<dyn Publish> = match &spool {
+        Ok(spool) => spool.clone(),
+        Err(_) => Arc::new(link.clone()),
+    };
     let settings = OutboxSettings {
         device: config.device_id.as_str().into(),
         topics: topics.clone(),
@@ -211,12 +220,13 @@ fn run(
             predictions: mqtt::qos(config.mqtt.qos.predictions),
             errors: mqtt::qos(config.mqtt.qos.errors),
         },
-        link: Arc::new(link.clone()),
+        link: output,
     };
     let metrics = Arc::new(Metrics::new());
     let shutdown = Arc::new(Shutdown::default());
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let conditions = Arc::new(Conditions::new(settings.clone(), clock.clone()));
+    let spool = spool_or_condition(spool, &conditions);
     let Workers { mut routes, feeds, workers, readers, updatable, watched } =
         start_workers(ready, &settings, &metrics, &clock, &shutdown)?;
 
@@ -227,7 +237,12 @@ fn run(
         events
     });
     let oversize_hook = mqtt::oversize_hook(&config, link.clone(), metrics.clone());
+    let pending_link = match &spool {
+        Some(spool) => pending_link.on_outcome(forwarder::observer(spool.clone())),
+        None => pending_link,
+    };
     let mqtt_thread = pending_link.on_oversized(oversize_hook).start(routes)?;
+    let forwarder = spool.clone().map(|spool| start_forwarder(&config, spool, &link)).transpose()?;
     let updater = match (&config.update, state, update_events) {
         (Some(update), Some(state), Some(events)) => {
             let pending = PendingUpdater { update: update.clone(), updatable, events, ort };
@@ -236,10 +251,11 @@ fn run(
         _ => None,
     };
     for (name, error) in &failed {
-        report_start_failure(&link, &config, &settings, &metrics, name, error);
+        report_start_failure(&config, &settings, &metrics, name, error);
     }
     let (health_stop, health_stopped) = std::sync::mpsc::channel();
-    let health = HealthReporter::new(&config, metrics, link.clone(), conditions.clone()).spawn(health_stopped)?;
+    let health =
+        HealthReporter::new(&config, metrics, link.clone(), conditions.clone(), spool).spawn(health_stopped)?;
     let mut source_threads = Vec::new();
     for reader in readers {
         source_threads.extend(reader()?);
@@ -262,7 +278,8 @@ fn run(
     });
     supervisor.run(&shutdown);
     log::info!("Shutting down: draining sources and workers.");
-    let running = Running { updater, source_threads, feeds, workers, health_stop, health, link, mqtt_thread };
+    let running =
+        Running { updater, source_threads, feeds, workers, health_stop, health, forwarder, link, mqtt_thread };
     running.stop();
     log::info!("Agent stopped.");
     Ok(ExitCode::SUCCESS)
@@ -347,6 +364,33 @@ fn start_workers(
     Ok(Workers { routes, feeds, workers, readers, updatable, watched })
 }
 
+/// The spool, or `None` when it could not open: the `spool_failing` condition is raised (logged, an error event,
+/// in health), messages go straight to the link's in-memory queue, which an outage or a restart loses, and
+/// health reports `spool: null`.
+fn spool_or_condition(spool: Result<Arc<Spool>, SpoolError>, conditions: &Conditions) -> Option<Arc<Spool>> {
+    match spool {
+        Ok(spool) => Some(spool),
+        Err(error) => {
+            let detail = format!("{error}; messages go straight to the MQTT link and an outage loses them");
+            conditions.raise(Condition::SpoolFailing, AGENT, &detail);
+            None
+        }
+    }
+}
+
+/// Starts the `spool-forwarder` thread, with half the link's queue in flight at most (room for the rest).
+fn start_forwarder(config: &AgentConfig, spool: Arc<Spool>, link: &MqttHandle) -> anyhow::Result<forwarder::Running> {
+    let window = config.mqtt.queue_capacity / 2;
+    let forwarder = spool::forwarder::Forwarder::new(
+        spool,
+        Arc::new(link.clone()),
+        window,
+        config.spool.replay_rate,
+        config.spool.fsync_interval(),
+    );
+    forwarder.spawn().context("starting thread spool-forwarder")
+}
+
 /// What the updater is started with, besides the slots.
 struct PendingUpdater {
     update: UpdateConfig,
@@ -401,8 +445,8 @@ fn start_updater(
 }
 
 /// The threads of a running agent, stopped in data-flow order once `shutdown` is triggered: the updater and
-/// the sources, then the workers once they have drained their queues, then health, then the MQTT link after
-/// the broker has acknowledged what was queued.
+/// the sources, then the workers once they have drained their queues, then health, then the spool's forwarder
+/// once it has sent what it holds, then the MQTT link after the broker has acknowledged what was queued.
 struct Running {
     updater: Option<JoinHandle<()>>,
     source_threads: Vec<JoinHandle<()>>,
@@ -410,6 +454,7 @@ struct Running {
     workers: Vec<JoinHandle<()>>,
     health_stop: std::sync::mpsc::Sender<()>,
     health: JoinHandle<()>,
+    forwarder: Option<forwarder::Running>,
     link: MqttHandle,
     mqtt_thread: JoinHandle<()>,
 }
@@ -430,6 +475,9 @@ impl Running {
         }
         let _ = self.health_stop.send(());
         let _ = self.health.join();
+        if let Some(forwarder) = self.forwarder {
+            forwarder.stop(Instant::now() + DRAIN_TIMEOUT);
+        }
         let report = self.link.shutdown(DRAIN_TIMEOUT);
         if report.unacked > 0 {
             log::warn!(unacked = report.unacked; "Broker did not acknowledge every message before shutdown.");
@@ -534,7 +582,6 @@ fn inbound_route(source: &SourceConfig, topic: String, feed: Arc<Feed>) -> Route
 /// A source whose bundle could not be loaded is reported once on its errors topic (stage `load`) and stays in
 /// health, with no model and its error counted, so that a subscriber arriving later still sees it is down.
 fn report_start_failure(
-    link: &MqttHandle,
     config: &AgentConfig,
     settings: &OutboxSettings,
     metrics: &Metrics,
@@ -548,7 +595,7 @@ fn report_start_failure(
     let outbox = Outbox::new(settings, name, stats);
     let event = outbox.error_message(0, &config_model(config, name), ErrorStage::Load, kind, &format!("{error:#}"));
     if let Ok(payload) = wire::encode(settings.format, &event) {
-        let _ = link.try_publish(settings.topics.errors(name), settings.qos.errors, false, payload);
+        let _ = settings.link.publish(Class::Errors, settings.topics.errors(name), settings.qos.errors, payload);
     }
 }
 

@@ -5,6 +5,7 @@
 
 use crate::clock::Clock;
 use crate::outbox::{OutboxSettings, error_event};
+use crate::spool::Class;
 use protocol::error::{ErrorKind, ErrorStage};
 use protocol::wire;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -129,10 +130,7 @@ impl Conditions {
         let seq = self.events.fetch_add(1, Ordering::Relaxed);
         let event = error_event(&settings.device, source, seq, stage, kind, detail, "");
         let sent = wire::encode(settings.format, &event).map_err(|e| e.to_string()).and_then(|payload| {
-            settings
-                .link
-                .publish(settings.topics.errors(source), settings.qos.errors, payload)
-                .map_err(|e| e.to_string())
+            settings.link.publish(Class::Errors, settings.topics.errors(source), settings.qos.errors, payload)
         });
         if let Err(reason) = sent {
             // Health still shows the condition while it lasts.
@@ -150,7 +148,7 @@ impl Conditions {
 pub(crate) mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use crate::mqtt::{PublishError, QoS};
+    use crate::mqtt::QoS;
     use crate::outbox::{OutboxQos, Publish};
     use protocol::wire::{ErrorEvent, Format, Topics};
     use std::time::Duration;
@@ -160,7 +158,7 @@ pub(crate) mod tests {
     pub(crate) struct Recorder(Mutex<Vec<(String, Vec<u8>)>>);
 
     impl Publish for Recorder {
-        fn publish(&self, topic: String, _qos: QoS, payload: Vec<u8>) -> Result<(), PublishError> {
+        fn publish(&self, _class: Class, topic: String, _qos: QoS, payload: Vec<u8>) -> Result<(), String> {
             self.0.lock().expect("recorder").push((topic, payload));
             Ok(())
         }

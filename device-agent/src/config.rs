@@ -5,6 +5,7 @@
 //! port, client id and prefix, the TLS server name, inbound topics) are computed by the accessors next to
 //! them. Optional strings and paths treat `""` as unset, so a template with `client_id = ""` means "default".
 
+mod spool;
 mod supervision;
 mod update;
 
@@ -15,6 +16,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use spool::{Fsync, SpoolConfig};
 pub use supervision::SupervisionConfig;
 pub use update::{ProbationConfig, UpdateConfig};
 
@@ -31,6 +33,7 @@ pub struct AgentConfig {
     /// Present: the agent takes over-the-air model updates.
     pub update: Option<UpdateConfig>,
     pub supervision: SupervisionConfig,
+    pub spool: SpoolConfig,
 }
 
 /// `[onnxruntime]`: how sessions are built.
@@ -436,7 +439,7 @@ impl AgentConfig {
         Ok(config)
     }
 
-    /// Makes every relative path (models, source files, TLS files, password file) relative to `base_dir`.
+    /// Makes every relative path (models, source files, TLS files, password file, spool) relative to `base_dir`.
     /// The ONNX Runtime library is left alone: it has its own lookup.
     pub fn resolve_paths(&mut self, base_dir: &Path) {
         let mqtt = &mut self.mqtt;
@@ -452,6 +455,7 @@ impl AgentConfig {
         if let Some(update) = &mut self.update {
             paths.extend(update.paths_mut());
         }
+        paths.extend(self.spool.paths_mut());
         for path in paths {
             // `join` keeps absolute paths as they are.
             *path = base_dir.join(&*path);
@@ -488,6 +492,7 @@ impl AgentConfig {
             update.validate(&mut problems);
         }
         self.supervision.validate(&mut problems);
+        self.spool.validate(&mut problems);
         problems.0
     }
 

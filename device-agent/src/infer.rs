@@ -3,12 +3,13 @@
 
 use crate::clock::SystemClock;
 use crate::config::DEFAULT_MAX_FILE_BYTES;
-use crate::mqtt::{PublishError, QoS};
+use crate::mqtt::QoS;
 use crate::outbox::{Outbox, OutboxQos, OutboxSettings, Publish};
 use crate::shutdown::Shutdown;
 use crate::sources::Feed;
 use crate::sources::images::{self, FileSet, ImageFiles};
 use crate::sources::recording::{self, Recording};
+use crate::spool::Class;
 use crate::supervisor::Busy;
 use crate::{EXIT_BAD_INPUT, InferArgs, health::SourceStats, worker};
 use anyhow::Context;
@@ -27,13 +28,13 @@ struct StdoutLines {
 }
 
 impl Publish for StdoutLines {
-    fn publish(&self, topic: String, _qos: QoS, payload: Vec<u8>) -> Result<(), PublishError> {
-        if topic.contains("/errors/") {
+    fn publish(&self, class: Class, _topic: String, _qos: QoS, payload: Vec<u8>) -> Result<(), String> {
+        if class == Class::Errors {
             self.errors.fetch_add(1, Ordering::Relaxed);
         }
         let mut out = std::io::stdout().lock();
         // A write fails when standard output is gone (a closed pipe): nothing more can go there.
-        out.write_all(&payload).and_then(|()| out.write_all(b"\n")).map_err(|_| PublishError::Closed)
+        out.write_all(&payload).and_then(|()| out.write_all(b"\n")).map_err(|error| error.to_string())
     }
 }
 

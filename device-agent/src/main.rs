@@ -13,6 +13,7 @@ mod outbox;
 mod queue;
 mod shutdown;
 mod sources;
+mod spool;
 mod state_dir;
 mod supervisor;
 mod update;
@@ -55,6 +56,9 @@ enum Command {
     Infer(InferArgs),
     /// Measure a bundle: frames/s, per-stage latency and peak RSS, next to bare `Session::run`.
     Bench(BenchArgs),
+    /// Measure the spool on this machine's storage: append cost per fsync policy, bytes written per record,
+    /// replay rate.
+    SpoolBench(spool::bench::SpoolBenchArgs),
     /// Print the completion script for a shell.
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff), or write the pages of every command into a directory.
@@ -151,6 +155,7 @@ fn main() -> ExitCode {
         Command::Run { config, check } => app::main(&config, check),
         Command::Infer(args) => infer::main(args),
         Command::Bench(args) => bench::main(args),
+        Command::SpoolBench(args) => spool::bench::main(args),
         Command::Completions { shell } => {
             completions(shell, &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

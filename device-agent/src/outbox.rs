@@ -1,21 +1,31 @@
 //! A source's outbox: turns results and errors into wire messages, counts them in health, and hands them to
-//! the MQTT link without ever blocking the worker. A message the link cannot take (its queue is full or it
-//! is shut down) is counted as unpublished, never silently lost.
+//! the spool (or, without one, to the MQTT link) without blocking the worker on the network. A message that
+//! cannot be taken (the spool failed to write it, the link's queue is full or closed) is counted as
+//! unpublished, never silently lost.
 
 use crate::clock::unix_time_ms as now_ms;
 use crate::health::SourceStats;
 use crate::mqtt::{MqttHandle, PublishError, QoS};
 use crate::queue::Job;
+use crate::spool::{Class, Spool};
 use protocol::error::{ErrorKind, ErrorStage};
 use protocol::wire::{self, ErrorEvent, Format, Prediction, Topics};
 use runtime::{Output, Pipeline, StageTimings};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Where encoded messages go: the MQTT link in the agent, standard output in `device-agent infer`.
+/// Where encoded messages go: the spool in the agent (the MQTT link when the spool could not open), standard
+/// output in `device-agent infer`.
 pub trait Publish: Send + Sync {
-    /// Hands `payload` over, waiting at most briefly; `Err` when it cannot be taken.
-    fn publish(&self, topic: String, qos: QoS, payload: Vec<u8>) -> Result<(), PublishError>;
+    /// Hands `payload`, a message of `class`, over, waiting at most briefly; `Err` (why, for a log line) when it
+    /// cannot be taken.
+    fn publish(&self, class: Class, topic: String, qos: QoS, payload: Vec<u8>) -> Result<(), String>;
+}
+
+impl Publish for Spool {
+    fn publish(&self, class: Class, topic: String, qos: QoS, payload: Vec<u8>) -> Result<(), String> {
+        self.append(class, &topic, qos as u8, &payload).map_err(|error| error.to_string())
+    }
 }
 
 /// How long a worker waits for room in the link's queue while the broker is connected but slower than the
@@ -24,8 +34,9 @@ pub trait Publish: Send + Sync {
 const LINK_BACKPRESSURE: Duration = Duration::from_secs(1);
 
 impl Publish for MqttHandle {
-    fn publish(&self, topic: String, qos: QoS, payload: Vec<u8>) -> Result<(), PublishError> {
+    fn publish(&self, _class: Class, topic: String, qos: QoS, payload: Vec<u8>) -> Result<(), String> {
         self.publish_while_connected(&topic, qos, false, &payload, Instant::now() + LINK_BACKPRESSURE)
+            .map_err(|error: PublishError| error.to_string())
     }
 }
 
@@ -101,7 +112,8 @@ impl Outbox {
     pub fn prediction(&self, job: &Job, pipeline: &Pipeline, output: Output, timings: StageTimings) {
         self.stats.frame_ok(&timings);
         let message = self.prediction_message(job, pipeline, output, timings);
-        self.send(self.topics.predictions(&self.source), self.qos.predictions, wire::encode(self.format, &message));
+        let topic = self.topics.predictions(&self.source);
+        self.send(Class::Predictions, topic, self.qos.predictions, wire::encode(self.format, &message));
     }
 
     /// The prediction message for `job`, exactly as it is published.
@@ -153,12 +165,12 @@ impl Outbox {
         log::warn!(source = &*self.source, seq, stage = stage.as_str(), kind = kind.as_str(), input = origin; "No prediction for this input: {message}.");
         self.stats.error(kind);
         let event = self.error_message(seq, origin, stage, kind, message);
-        self.send(self.topics.errors(&self.source), self.qos.errors, wire::encode(self.format, &event));
+        self.send(Class::Errors, self.topics.errors(&self.source), self.qos.errors, wire::encode(self.format, &event));
     }
 
-    fn send(&self, topic: String, qos: QoS, payload: Result<Vec<u8>, wire::WireError>) {
+    fn send(&self, class: Class, topic: String, qos: QoS, payload: Result<Vec<u8>, wire::WireError>) {
         let result = match payload {
-            Ok(payload) => self.link.publish(topic, qos, payload).map_err(|error| error.to_string()),
+            Ok(payload) => self.link.publish(class, topic, qos, payload),
             Err(error) => Err(format!("encoding: {error}")),
         };
         if let Err(reason) = result {

@@ -57,23 +57,54 @@ impl MqttHandle {
         MqttHandle { client, shared, presence }
     }
 
-    /// Queues a publish. `Ok` means queued, not delivered: QoS >= 1 publishes are tracked until acked
+    /// Queues a publish. `Ok` means queued, not delivered: QoS >= 1 publishes are counted until acked
     /// (see [`MqttHandle::shutdown`]).
     pub fn try_publish(&self, topic: String, qos: QoS, retain: bool, payload: Vec<u8>) -> Result<(), PublishError> {
+        self.enqueue(topic, qos, retain, payload, None)
+    }
+
+    /// Queues a publish whose fate is reported, with `token`, to the observer given to
+    /// [`PendingLink::on_outcome`](crate::PendingLink::on_outcome): [`Acknowledged`](crate::Outcome::Acknowledged) once the broker
+    /// acknowledged it (at QoS 0: once written), [`Lost`](crate::Outcome::Lost) when a clean-session reconnect discarded it.
+    /// Exactly one outcome per token queued (`Ok`); none after a refusal, nor for what is still queued when the
+    /// link shuts down.
+    pub fn try_publish_tracked(
+        &self,
+        topic: String,
+        qos: QoS,
+        payload: Vec<u8>,
+        token: u64,
+    ) -> Result<(), PublishError> {
+        self.enqueue(topic, qos, false, payload, Some(token))
+    }
+
+    fn enqueue(
+        &self,
+        topic: String,
+        qos: QoS,
+        retain: bool,
+        payload: Vec<u8>,
+        token: Option<u64>,
+    ) -> Result<(), PublishError> {
         if self.shared.is_closing() {
             return Err(PublishError::Closed);
         }
         if !rumqttc::valid_topic(&topic) {
             return Err(PublishError::InvalidTopic);
         }
-        let tracked = qos != QoS::AtMostOnce;
-        if tracked {
+        let counted = qos != QoS::AtMostOnce;
+        if counted {
             self.shared.ledger.accept();
         }
+        // Held while queueing: the link pops one entry per publish rumqttc writes, in queue order.
+        let mut queued = lock(&self.shared.queued);
+        queued.push_back(token);
         match self.client.try_publish(topic, qos, retain, payload) {
             Ok(()) => Ok(()),
             Err(_) => {
-                if tracked {
+                queued.pop_back();
+                drop(queued);
+                if counted {
                     self.shared.ledger.withdraw();
                 }
                 Err(self.refusal())

@@ -17,6 +17,9 @@
 //!   [`Oversized`].
 //! - **Waits are events**: the thread signals every packet it handles, so waits for acks, room in the queue or a
 //!   connection wake when something happened, never on a poll timer.
+//! - **Tracked publishes** ([`MqttHandle::try_publish_tracked`]) carry a token whose outcome, acknowledged or
+//!   lost to a clean-session reconnect, is reported exactly once to an observer ([`PendingLink::on_outcome`]),
+//!   so that a caller with its own store (the agent's spool) can re-send exactly what was lost.
 //! - **Shutdown** ([`MqttHandle::shutdown`]) publishes `offline`, waits (bounded) until every QoS >= 1 publish is
 //!   acknowledged, then disconnects cleanly, so SIGTERM doesn't lose queued messages.
 
@@ -35,10 +38,11 @@ mod live_tests;
 pub mod testing;
 
 pub use handle::{ConnectError, MqttHandle, PublishError, ShutdownReport};
-pub use link::{PendingLink, ReconnectHook, StartError};
+pub use link::{OutcomeObserver, PendingLink, ReconnectHook, StartError};
 pub use options::{ClientAuth, Credentials, LinkOptions, Named, OptionsError, Password, TlsOptions};
 pub use oversize::{OversizeHook, Oversized};
 pub use rumqttc::{QoS, matches};
+pub use state::Outcome;
 
 use oversize::Oversize;
 use shared::Shared;

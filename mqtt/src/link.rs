@@ -4,10 +4,11 @@
 use crate::failure::Failure;
 use crate::oversize::{Oversize, OversizeHook, Refusal};
 use crate::shared::{Shared, Stop, lock};
-use crate::state::{Backoff, Connectivity, unacked_in};
+use crate::state::{Backoff, Connectivity, Outcome, Tracker, unacked_in};
 use crate::{Liveness, Message, Presence, Route, unix_time_ms};
 use rumqttc::{
-    ConnectionError, Event, Outgoing, Packet, Publish, QoS, Request, Subscribe, SubscribeFilter, SubscribeReasonCode,
+    ConnectionError, Event, Outgoing, Packet, PubAck, PubComp, Publish, QoS, Request, Subscribe, SubscribeFilter,
+    SubscribeReasonCode,
 };
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -29,12 +30,16 @@ pub enum StartError {
 /// Called on the `mqtt` thread after every reconnection (it must not block).
 pub type ReconnectHook = Box<dyn FnMut() + Send>;
 
+/// Told, on the `mqtt` thread, the outcome of each tracked publish by its token (it must not block).
+pub type OutcomeObserver = Box<dyn FnMut(u64, Outcome) + Send>;
+
 /// A link whose handle exists but whose thread has not started: nothing is sent before [`PendingLink::start`].
 pub struct PendingLink {
     connection: rumqttc::Connection,
     shared: Arc<Shared>,
     presence: Option<Presence>,
     on_reconnect: Option<ReconnectHook>,
+    on_outcome: Option<OutcomeObserver>,
     oversize: Oversize,
 }
 
@@ -45,13 +50,20 @@ impl PendingLink {
         presence: Option<Presence>,
         oversize: Oversize,
     ) -> PendingLink {
-        PendingLink { connection, shared, presence, on_reconnect: None, oversize }
+        PendingLink { connection, shared, presence, on_reconnect: None, on_outcome: None, oversize }
     }
 
     /// Has `hook` called after every reconnection, for a client that must redo what the broker forgot (a clean
     /// session drops what was in flight).
     pub fn on_reconnect(mut self, hook: ReconnectHook) -> PendingLink {
         self.on_reconnect = Some(hook);
+        self
+    }
+
+    /// Has `observer` told the outcome of every tracked publish
+    /// ([`MqttHandle::try_publish_tracked`](crate::MqttHandle::try_publish_tracked)).
+    pub fn on_outcome(mut self, observer: OutcomeObserver) -> PendingLink {
+        self.on_outcome = Some(observer);
         self
     }
 
@@ -74,6 +86,8 @@ impl PendingLink {
             presence: self.presence,
             on_reconnect: self.on_reconnect,
             oversize: self.oversize,
+            on_outcome: self.on_outcome,
+            tracker: Tracker::default(),
             connectivity: Connectivity::Starting,
             last_error: String::new(),
             backoff: Backoff::new(BACKOFF_INITIAL, BACKOFF_MAX),
@@ -89,6 +103,8 @@ struct Link {
     presence: Option<Presence>,
     on_reconnect: Option<ReconnectHook>,
     oversize: Oversize,
+    on_outcome: Option<OutcomeObserver>,
+    tracker: Tracker,
     connectivity: Connectivity,
     last_error: String,
     backoff: Backoff,
@@ -97,38 +113,22 @@ struct Link {
 impl Link {
     fn run(mut self) {
         loop {
-            // A ConnAck without a session discards rumqttc's `pending` queue: count what it held now.
             let eventloop = &self.connection.eventloop;
-            let discarded = if eventloop.network.is_none() { unacked_in(&eventloop.pending) } else { 0 };
+            let was_connected = eventloop.network.is_some();
+            // A ConnAck without a session discards rumqttc's `pending` queue: count what it held now.
+            let discarded = if was_connected { 0 } else { unacked_in(&eventloop.pending) };
             let Ok(event) = self.connection.recv() else {
                 // Every handle is gone, so nothing can be published any more.
                 break;
             };
             let end = match event {
-                Ok(Event::Incoming(Packet::ConnAck(connack))) => {
-                    if !connack.session_present {
-                        self.shared.ledger.settle(discarded);
+                Ok(event) => self.handle(event, discarded),
+                Err(error) => {
+                    if was_connected {
+                        self.connection_lost();
                     }
-                    self.on_connected();
-                    false
+                    self.on_connection_error(&error)
                 }
-                Ok(Event::Incoming(Packet::Publish(publish))) => {
-                    self.deliver(&publish);
-                    false
-                }
-                Ok(Event::Incoming(Packet::PubAck(_) | Packet::PubComp(_))) => {
-                    self.shared.ledger.settle(1);
-                    false
-                }
-                Ok(Event::Incoming(Packet::SubAck(suback))) => {
-                    if suback.return_codes.contains(&SubscribeReasonCode::Failure) {
-                        log::warn!("The broker refused an inbound subscription: {:?}.", suback.return_codes);
-                    }
-                    false
-                }
-                Ok(Event::Outgoing(Outgoing::Disconnect)) => true,
-                Ok(_) => false,
-                Err(error) => self.on_connection_error(&error),
             };
             if end || self.shared.stop() == Some(Stop::Now) {
                 break;
@@ -137,6 +137,58 @@ impl Link {
         }
         self.shared.close();
         log::info!("MQTT link closed.");
+    }
+
+    /// Handles one event; true when the thread should end.
+    fn handle(&mut self, event: Event, discarded: u64) -> bool {
+        let report = &mut |token, outcome| {
+            if let Some(observer) = &mut self.on_outcome {
+                observer(token, outcome);
+            }
+        };
+        match event {
+            Event::Incoming(Packet::ConnAck(connack)) => {
+                if !connack.session_present {
+                    self.shared.ledger.settle(discarded);
+                }
+                self.on_connected();
+            }
+            Event::Incoming(Packet::Publish(publish)) => self.deliver(&publish),
+            Event::Incoming(Packet::PubAck(PubAck { pkid, .. }) | Packet::PubComp(PubComp { pkid, .. })) => {
+                self.shared.ledger.settle(1);
+                self.tracker.acknowledged(pkid, report);
+            }
+            Event::Incoming(Packet::SubAck(suback)) if suback.return_codes.contains(&SubscribeReasonCode::Failure) => {
+                log::warn!("The broker refused an inbound subscription: {:?}.", suback.return_codes);
+            }
+            Event::Outgoing(Outgoing::Publish(pkid)) => {
+                self.tracker.written(pkid, &mut lock(&self.shared.queued), report)
+            }
+            Event::Outgoing(Outgoing::AwaitAck(pkid)) => self.tracker.collided(pkid, &mut lock(&self.shared.queued)),
+            Event::Outgoing(Outgoing::Disconnect) => return true,
+            _ => {}
+        }
+        false
+    }
+
+    /// The connection broke, and rumqttc moved its unfinished work into `pending`, which the next clean session
+    /// discards: tracked publishes in it are lost.
+    fn connection_lost(&mut self) {
+        // rumqttc keeps the events of the batch that failed (acks read with it, a publish written just before)
+        // and would hand them out after the reconnect: they belong to this connection, so they are settled now.
+        while let Some(event) = self.connection.eventloop.state.events.pop_front() {
+            self.handle(event, 0);
+        }
+        // A collided publish is neither in `pending` nor dropped by rumqttc's clean-up, and would block the new
+        // session's queue: it is lost with the rest.
+        self.connection.eventloop.state.collision = None;
+        let report = &mut |token, outcome| {
+            if let Some(observer) = &mut self.on_outcome {
+                observer(token, outcome);
+            }
+        };
+        let pending = &self.connection.eventloop.pending;
+        self.tracker.connection_lost(pending, &mut lock(&self.shared.queued), report);
     }
 
     fn on_connected(&mut self) {
@@ -172,6 +224,7 @@ impl Link {
                     self.shared.ledger.accept();
                 }
                 pending.push_back(Request::Publish(online));
+                self.tracker.online_queued();
             }
             Err(e) => log::warn!("Encoding the online status failed: {e}."),
         }

@@ -275,3 +275,81 @@ fn subscriptions_made_later_get_retained_messages_and_survive_a_restart() {
     assert_eq!(handle.shutdown(Duration::from_secs(5)), ShutdownReport { unacked: 0, closed: true });
     thread.join().expect("mqtt thread ends");
 }
+
+/// Publishes tracked messages while the broker is restarted twice, re-sending what is lost, and checks the
+/// bookkeeping: every publish queued gets exactly one outcome, and every token is acknowledged in the end.
+#[test]
+fn every_tracked_publish_gets_exactly_one_outcome_across_broker_restarts() {
+    const TOKENS: u64 = 3000;
+    let mut broker = Broker::start(None);
+    let (observed, outcomes) = mpsc::channel();
+    let (handle, pending) = connect(options(&broker, "live-8", None)).expect("valid options");
+    let observer = Box::new(move |token, outcome| {
+        let _ = observed.send((token, outcome));
+    });
+    let thread = pending.on_outcome(observer).start(Vec::new()).expect("link starts");
+    handle.wait_connected(Duration::from_secs(10)).expect("connected");
+    // Restarts on cue, while this thread keeps publishing.
+    let (cue, cues) = mpsc::channel::<()>();
+    let restarter = std::thread::spawn(move || {
+        for () in cues {
+            broker.restart();
+        }
+        broker
+    });
+
+    let mut queued = vec![0u32; TOKENS as usize];
+    let mut told = vec![0u32; TOKENS as usize];
+    let mut acknowledged = vec![false; TOKENS as usize];
+    let mut to_send: std::collections::VecDeque<u64> = (0..TOKENS).collect();
+    let mut cue = Some(cue);
+    let mut lost = 0;
+    let payload = vec![b'x'; 16 * 1024];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acknowledged.iter().any(|acked| !acked) {
+        let left = acknowledged.iter().filter(|acked| !**acked).count();
+        assert!(Instant::now() < deadline, "{left} tokens never acknowledged");
+        while let Some(&token) = to_send.front() {
+            // The last tenth at QoS 0: acknowledged once written.
+            let qos = if token >= TOKENS * 9 / 10 { QoS::AtMostOnce } else { QoS::AtLeastOnce };
+            match handle.try_publish_tracked("devices/live-8/tracked".into(), qos, payload.clone(), token) {
+                Ok(()) => {
+                    queued[token as usize] += 1;
+                    to_send.pop_front();
+                    if (token == TOKENS / 4 || token == TOKENS / 2) && queued[token as usize] == 1 {
+                        cue.as_ref().map(|cue| cue.send(()));
+                    }
+                }
+                Err(PublishError::QueueFull) => break,
+                Err(error) => panic!("{error}"),
+            }
+        }
+        if to_send.is_empty() && lost > 0 {
+            // Both restarts are cued: let the restarter finish.
+            cue.take();
+        }
+        while let Ok((token, outcome)) = outcomes.recv_timeout(Duration::from_millis(5)) {
+            told[token as usize] += 1;
+            match outcome {
+                Outcome::Acknowledged => acknowledged[token as usize] = true,
+                Outcome::Lost => {
+                    lost += 1;
+                    to_send.push_back(token);
+                }
+            }
+        }
+    }
+    drop(cue);
+    let _broker = restarter.join().expect("restarts done");
+    assert!(lost > 0, "a restart with publishes in flight loses some");
+    // No outcome is late or doubled: a quiet moment, then the counts must match.
+    while let Ok((token, _)) = outcomes.recv_timeout(Duration::from_millis(300)) {
+        told[token as usize] += 1;
+    }
+    let mismatched: Vec<(usize, u32, u32)> =
+        (0..TOKENS as usize).filter(|&t| queued[t] != told[t]).map(|t| (t, queued[t], told[t])).collect();
+    assert!(mismatched.is_empty(), "(token, queued, outcomes): {mismatched:?}");
+    eprintln!("{TOKENS} tokens, {lost} lost and re-sent");
+    assert_eq!(handle.shutdown(Duration::from_secs(5)).unacked, 0);
+    thread.join().expect("mqtt thread ends");
+}

@@ -3,6 +3,7 @@
 
 use crate::Route;
 use crate::state::AckLedger;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -28,6 +29,9 @@ pub(crate) struct Shared {
     /// The inbound routes: given at start, added to by [`crate::MqttHandle::subscribe`], subscribed again on
     /// every ConnAck.
     pub(crate) routes: Mutex<Vec<Route>>,
+    /// One entry per publish in rumqttc's request queue, in queue order: its token when tracked (see
+    /// [`crate::state::Tracker`]). Handles push and queue under this lock, so both orders agree.
+    pub(crate) queued: Mutex<VecDeque<Option<u64>>>,
     /// Why the last connection attempt failed; cleared on connect.
     last_error: Mutex<Option<String>>,
     stop: Mutex<Option<Stop>>,

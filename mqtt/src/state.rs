@@ -2,7 +2,7 @@
 //! still owed an acknowledgement, and when a connection change is worth a log line.
 
 use rumqttc::{QoS, Request};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -78,6 +78,100 @@ pub(crate) fn unacked_in(pending: &VecDeque<Request>) -> u64 {
     unacked.count() as u64
 }
 
+/// What became of a tracked publish ([`crate::MqttHandle::try_publish_tracked`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The broker acknowledged it (PubAck, or PubComp at QoS 2); a QoS 0 publish once it was written.
+    Acknowledged,
+    /// A clean-session reconnect discarded it, unacknowledged: send it again if it matters.
+    Lost,
+}
+
+/// Which tracked publish each packet id stands for, so that acks and losses reach their tokens.
+///
+/// rumqttc reports a publish by packet id only, but it writes publishes in the order they were queued and
+/// says so (`Outgoing::Publish(pkid)`) for each. So the handles queue a token (or `None` for an untracked
+/// publish) in a FIFO in the same order as their publishes (under one lock), and the link pops one entry per
+/// publish written. The link's own `online` status goes out ahead of the queue (rumqttc's `pending`), without
+/// an entry. When a connection breaks, rumqttc moves what was written and unacked (with its packet id) and
+/// what was still queued (packet id 0) into `pending`, which the next clean ConnAck discards: those are lost.
+#[derive(Debug, Default)]
+pub(crate) struct Tracker {
+    /// Written, QoS >= 1, tracked, awaiting an ack.
+    in_flight: HashMap<u16, u64>,
+    /// Taken from the queue but held by rumqttc until a packet id frees up (`Outgoing::AwaitAck`).
+    collided: Option<(u16, Option<u64>)>,
+    /// The `online` status is in `pending`, not written yet.
+    online_unsent: bool,
+}
+
+/// Receives outcomes.
+pub(crate) type Report<'a> = &'a mut dyn FnMut(u64, Outcome);
+
+impl Tracker {
+    /// The link queued its `online` status ahead of everything (at ConnAck).
+    pub(crate) fn online_queued(&mut self) {
+        self.online_unsent = true;
+    }
+
+    /// rumqttc wrote a publish (`Outgoing::Publish(pkid)`; 0 for QoS 0).
+    pub(crate) fn written(&mut self, pkid: u16, fifo: &mut VecDeque<Option<u64>>, report: Report<'_>) {
+        let token = match self.collided {
+            Some((collided, token)) if collided == pkid => {
+                self.collided = None;
+                token
+            }
+            _ => self.next_entry(fifo),
+        };
+        let Some(token) = token else { return };
+        if pkid == 0 {
+            report(token, Outcome::Acknowledged);
+        } else if let Some(replaced) = self.in_flight.insert(pkid, token) {
+            // rumqttc never reuses an unacked packet id; were it to, the older publish is gone.
+            report(replaced, Outcome::Lost);
+        }
+    }
+
+    /// rumqttc took a publish but holds it until `pkid` is acknowledged (`Outgoing::AwaitAck(pkid)`).
+    pub(crate) fn collided(&mut self, pkid: u16, fifo: &mut VecDeque<Option<u64>>) {
+        self.collided = Some((pkid, self.next_entry(fifo)));
+    }
+
+    /// The broker acknowledged `pkid` (PubAck, or PubComp at QoS 2).
+    pub(crate) fn acknowledged(&mut self, pkid: u16, report: Report<'_>) {
+        if let Some(token) = self.in_flight.remove(&pkid) {
+            report(token, Outcome::Acknowledged);
+        }
+    }
+
+    /// The connection broke and rumqttc moved its work into `pending` (which a clean session discards): every
+    /// written publish is lost, and so is every queued one that was drained into `pending` (packet id 0, in
+    /// queue order, the link's `online` status aside).
+    pub(crate) fn connection_lost(
+        &mut self,
+        pending: &VecDeque<Request>,
+        fifo: &mut VecDeque<Option<u64>>,
+        report: Report<'_>,
+    ) {
+        for (_, token) in self.in_flight.drain() {
+            report(token, Outcome::Lost);
+        }
+        if let Some((_, Some(token))) = self.collided.take() {
+            report(token, Outcome::Lost);
+        }
+        let queued = pending.iter().filter(|request| matches!(request, Request::Publish(p) if p.pkid == 0)).count();
+        let drained = queued.saturating_sub(usize::from(std::mem::take(&mut self.online_unsent)));
+        for token in fifo.drain(..drained.min(fifo.len())).flatten() {
+            report(token, Outcome::Lost);
+        }
+    }
+
+    /// The next entry of the queue's FIFO, or none for the `online` status.
+    fn next_entry(&mut self, fifo: &mut VecDeque<Option<u64>>) -> Option<u64> {
+        if std::mem::take(&mut self.online_unsent) { None } else { fifo.pop_front().flatten() }
+    }
+}
+
 /// The connection as the logs describe it: one line per change, not one per retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Connectivity {
@@ -143,6 +237,78 @@ mod tests {
         .into();
         assert_eq!(unacked_in(&pending), 3);
         assert_eq!(unacked_in(&VecDeque::new()), 0);
+    }
+
+    fn publish(pkid: u16) -> Request {
+        let mut publish = Publish::new("a", QoS::AtLeastOnce, "p");
+        publish.pkid = pkid;
+        Request::Publish(publish)
+    }
+
+    /// Runs `step` with a report that collects the outcomes.
+    fn outcomes(step: impl FnOnce(Report<'_>)) -> Vec<(u64, Outcome)> {
+        let mut seen = Vec::new();
+        step(&mut |token, outcome| seen.push((token, outcome)));
+        seen
+    }
+
+    #[test]
+    fn written_publishes_map_packet_ids_to_tokens() {
+        let mut tracker = Tracker::default();
+        let mut fifo: VecDeque<Option<u64>> = [Some(10), None, Some(11), Some(12)].into();
+        tracker.online_queued();
+        // The online status, then the queue in order: 10, an untracked publish, 11, and 12 at QoS 0.
+        for pkid in [1, 2, 3, 4] {
+            assert_eq!(outcomes(|report| tracker.written(pkid, &mut fifo, report)), []);
+        }
+        assert_eq!(outcomes(|report| tracker.written(0, &mut fifo, report)), [(12, Outcome::Acknowledged)]);
+        assert!(fifo.is_empty());
+        assert_eq!(outcomes(|report| tracker.acknowledged(1, report)), [], "the online status");
+        assert_eq!(outcomes(|report| tracker.acknowledged(4, report)), [(11, Outcome::Acknowledged)]);
+        assert_eq!(outcomes(|report| tracker.acknowledged(2, report)), [(10, Outcome::Acknowledged)]);
+        assert_eq!(outcomes(|report| tracker.acknowledged(2, report)), [], "a second ack reports nothing");
+    }
+
+    #[test]
+    fn a_broken_connection_loses_what_was_written_and_what_was_drained() {
+        let mut tracker = Tracker::default();
+        let mut fifo: VecDeque<Option<u64>> = [Some(1), Some(2), Some(3), None, Some(4), Some(5)].into();
+        tracker.written(7, &mut fifo, &mut |_, _| {});
+        tracker.written(8, &mut fifo, &mut |_, _| {});
+        tracker.collided(7, &mut fifo);
+        // rumqttc's pending: the written two, then the drained queue (untracked, 4); 5 reached the channel later.
+        let pending: VecDeque<Request> = [publish(7), publish(8), publish(0), publish(0)].into();
+        let mut lost = outcomes(|report| tracker.connection_lost(&pending, &mut fifo, report));
+        lost.sort_by_key(|&(token, _)| token);
+        assert_eq!(lost, [(1, Outcome::Lost), (2, Outcome::Lost), (3, Outcome::Lost), (4, Outcome::Lost)]);
+        assert_eq!(fifo, [Some(5)]);
+        assert_eq!(outcomes(|report| tracker.acknowledged(7, report)), [], "forgotten");
+    }
+
+    #[test]
+    fn an_unsent_online_status_is_not_a_queued_publish() {
+        let mut tracker = Tracker::default();
+        let mut fifo: VecDeque<Option<u64>> = [Some(1), Some(2)].into();
+        tracker.online_queued();
+        let pending: VecDeque<Request> = [publish(0), publish(0)].into();
+        let lost = outcomes(|report| tracker.connection_lost(&pending, &mut fifo, report));
+        assert_eq!(lost, [(1, Outcome::Lost)]);
+        // After the next ConnAck, the online status is queued anew and written first.
+        tracker.online_queued();
+        tracker.written(1, &mut fifo, &mut |_, _| {});
+        tracker.written(2, &mut fifo, &mut |_, _| {});
+        assert_eq!(outcomes(|report| tracker.acknowledged(2, report)), [(2, Outcome::Acknowledged)]);
+    }
+
+    #[test]
+    fn a_collided_publish_is_mapped_when_written() {
+        let mut tracker = Tracker::default();
+        let mut fifo: VecDeque<Option<u64>> = [Some(1), Some(2)].into();
+        tracker.written(1, &mut fifo, &mut |_, _| {});
+        tracker.collided(1, &mut fifo);
+        assert_eq!(outcomes(|report| tracker.acknowledged(1, report)), [(1, Outcome::Acknowledged)]);
+        tracker.written(1, &mut fifo, &mut |_, _| {});
+        assert_eq!(outcomes(|report| tracker.acknowledged(1, report)), [(2, Outcome::Acknowledged)]);
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! - **JSON**: the message as a plain object, field names as in the structs below.
 //! - **postcard**: `Envelope { version: u8, kind: MessageKind, body }`. postcard is not self-describing, so
 //!   the version byte ([`ENVELOPE_VERSION`]) and the kind let a subscriber refuse what it cannot read. Field
-//!   order is the schema: fields are only ever added at the end of a struct (with a version bump), never
-//!   reordered or renamed. The golden-byte tests at the bottom pin the exact bytes.
+//!   order is the schema: fields are only ever added at the end of a struct (an older reader reads the prefix
+//!   it knows, so that needs no version bump), never reordered or renamed. The golden-byte tests at the bottom pin the exact bytes.
 //!
 //! postcard primitives, for reading the schemas: integers wider than `u8` are LEB128 varints (`u32`, `u64`;
 //! the `i64` dimensions of a raw tensor's shape are zigzag varints), `u8` is one raw byte, `f32` is 4 bytes little-endian, `bool` is one byte,
@@ -139,7 +139,8 @@ pub struct Prediction {
     pub seq: u64,
     /// When the source produced the input.
     pub captured_at_ms: u64,
-    /// When this message was handed to the MQTT link.
+    /// When this message was handed over for publishing (to the spool, or without one to the MQTT link); a
+    /// message re-sent after an outage keeps it.
     pub published_at_ms: u64,
     pub model: ModelIdentity,
     /// The execution provider that ran the session (`cpu`, `cuda`, ...).
@@ -184,7 +185,7 @@ impl Message for ErrorEvent {
 ///
 /// postcard body: `device`, `agent_version`, `uptime_s`, `cpu_percent`, `rss_bytes`, `peak_rss_bytes`,
 /// `temperature_c`, `mqtt_reconnects`, `sources` (each a [`SourceHealth`]), `health_unpublished`, `arch`,
-/// `mqtt_oversized`, `conditions` (each a [`Condition`]).
+/// `mqtt_oversized`, `conditions` (each a [`Condition`]), `spool` (an `Option` of [`SpoolHealth`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Health {
     pub device: String,
@@ -198,7 +199,8 @@ pub struct Health {
     pub temperature_c: Option<f32>,
     pub mqtt_reconnects: u64,
     pub sources: Vec<SourceHealth>,
-    /// Earlier health reports the MQTT link refused (queue full or closed).
+    /// Earlier health reports that could not be handed over (the spool failed to write them, or without a spool
+    /// the MQTT link's queue was full or closed).
     pub health_unpublished: u64,
     /// The CPU architecture the agent was built for (`x86_64`, `aarch64`, `arm`).
     pub arch: String,
@@ -208,6 +210,8 @@ pub struct Health {
     /// What the agent is degraded by right now (empty when all is well); each was also reported once, when it
     /// began, as an [`ErrorEvent`] on the errors topic of its `source`.
     pub conditions: Vec<Condition>,
+    /// The on-disk spool; `None` when it could not be opened (messages then go straight to the link's queue).
+    pub spool: Option<SpoolHealth>,
 }
 
 /// A lasting condition in a [`Health`] report: `{"kind":"state_dir_read_only","source":"agent",
@@ -258,8 +262,32 @@ pub struct SourceHealth {
     pub queue_depth: u32,
     pub queue_capacity: u32,
     pub latency: StageLatency,
-    /// Predictions and error events of this source the MQTT link refused (its queue was full or it was closed).
+    /// Predictions and error events of this source that could not be handed over: the spool failed to write them
+    /// (or without a spool, the MQTT link's queue was full or closed).
     pub predictions_unpublished: u64,
+}
+
+/// The spool in a [`Health`] report: what waits on disk for the broker's acknowledgement, and what was lost.
+///
+/// postcard body: `records`, `bytes`, `oldest_age_ms`, `dropped_predictions`, `dropped_errors`, `dropped_health`,
+/// `write_errors`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpoolHealth {
+    /// Messages not yet acknowledged by the broker.
+    pub records: u64,
+    /// Bytes of the spool's segments on disk.
+    pub bytes: u64,
+    /// Age of the oldest unacknowledged message; 0 when there is none.
+    pub oldest_age_ms: u64,
+    /// Unacknowledged predictions deleted to keep within the byte budgets (or unreadable), since start.
+    pub dropped_predictions: u64,
+    /// The same for error events.
+    pub dropped_errors: u64,
+    /// The same for health reports.
+    pub dropped_health: u64,
+    /// Appends that failed (disk full, I/O error); those messages count in `predictions_unpublished` or
+    /// `health_unpublished`.
+    pub write_errors: u64,
 }
 
 /// How many inputs failed with one error kind.

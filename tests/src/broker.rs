@@ -72,6 +72,12 @@ impl Broker {
         self.terminate();
     }
 
+    /// Stops the broker as systemd would (SIGTERM): with persistence, it saves its sessions and queued messages.
+    pub fn stop_gracefully(mut self) {
+        crate::sigterm(&self.child);
+        let _ = self.child.wait();
+    }
+
     fn terminate(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -37,7 +37,18 @@ impl Subscriber {
         // Unique within the process: a broker disconnects the older of two clients with one id.
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let id = format!("test-sub-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        Subscriber::connect_as(port, filter, id, true)
+    }
+
+    /// A subscriber with a persistent session (clean session off, client id `id`): while it is away (the broker
+    /// restarted, with persistence), the broker keeps its QoS 1 messages for it.
+    pub fn persistent(port: u16, filter: &str, id: &str) -> Subscriber {
+        Subscriber::connect_as(port, filter, id.to_owned(), false)
+    }
+
+    fn connect_as(port: u16, filter: &str, id: String, clean_session: bool) -> Subscriber {
         let mut options = MqttOptions::new(id, "127.0.0.1", port);
+        options.set_clean_session(clean_session);
         options.set_keep_alive(Duration::from_secs(5));
         options.set_max_packet_size(16 << 20, 16 << 20);
         let (client, mut connection) = Client::new(options, 64);

@@ -134,9 +134,12 @@ fn predictions_health_and_status_arrive_and_the_last_will_says_offline() {
             "mqtt_reconnects",
             "sources",
             "arch",
+            "spool",
         ],
         "health",
     );
+    assert_has_keys(&health["spool"], &["records", "bytes", "oldest_age_ms", "dropped_predictions"], "spool health");
+    assert_eq!(health["spool"]["write_errors"], 0, "{health}");
     assert!(health["rss_bytes"].as_u64() > Some(1_000_000), "{health}");
     assert_eq!(health["arch"], std::env::consts::ARCH);
     let front = health_source(&health, "front").unwrap();

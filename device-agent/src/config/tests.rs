@@ -457,6 +457,8 @@ fn the_documented_example_loads_with_the_defaults_it_shows() {
         ..UpdateConfig::default()
     };
     assert_eq!(config.update, Some(expected_update));
+    let expected_spool = SpoolConfig { dir: path.parent().expect("docs/").join("spool"), ..SpoolConfig::default() };
+    assert_eq!(config.spool, expected_spool);
     let kinds: Vec<&str> = config.sources.iter().map(SourceConfig::kind).collect();
     assert_eq!(kinds, ["images", "mqtt_frames", "csv", "stdin", "mqtt_sensor"]);
 }
@@ -491,4 +493,33 @@ fn image_sources_take_memory_limits_with_defaults_for_small_boards() {
             "sources[1].max_decoded_bytes: must be >= 1048576 (1 MiB)",
         ]
     );
+}
+
+#[test]
+fn spool_defaults_and_rules() {
+    let config = AgentConfig::parse(MINIMAL).expect("valid");
+    assert_eq!(config.spool, SpoolConfig::default());
+    assert_eq!((config.spool.dir.as_path(), config.spool.fsync), (Path::new("spool"), Fsync::Interval));
+    let text = with_source_keys(
+        "[spool]\ndir = \"\"\nsegment_bytes = 100\nhealth_max_bytes = 100\nfsync = \"interval\"\n\
+         fsync_interval_ms = 0\nreplay_rate = nan",
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "spool.dir: must not be empty",
+            "spool.segment_bytes: must be between 4096 and 67108864",
+            "spool.health_max_bytes: must be at least 2 × spool.segment_bytes (200)",
+            "spool.fsync_interval_ms: must be between 1 and 3600000",
+            "spool.replay_rate: must be > 0",
+        ]
+    );
+    let tight = with_source_keys("[spool]\nsegment_bytes = 65536\nerrors_max_bytes = 100000");
+    assert_eq!(errors(&tight), ["spool.errors_max_bytes: must be at least 2 × spool.segment_bytes (131072)"]);
+    let never =
+        AgentConfig::parse(&with_source_keys("[spool]\nfsync = \"never\"\nfsync_interval_ms = 0")).expect("valid");
+    assert_eq!(never.spool.fsync, Fsync::Never);
+    let mut resolved = AgentConfig::parse(MINIMAL).expect("valid");
+    resolved.resolve_paths(Path::new("/etc/agent"));
+    assert_eq!(resolved.spool.dir, Path::new("/etc/agent/spool"));
 }

@@ -1,5 +1,5 @@
 //! Health: per-source [`Metrics`], process and board statistics, and the `health` thread that publishes a
-//! [`Health`] report every `health.interval_secs`.
+//! [`Health`] report every `health.interval_secs` (through the spool when there is one).
 
 mod metrics;
 pub mod system;
@@ -11,7 +11,9 @@ use crate::clock::Clock;
 use crate::conditions::Conditions;
 use crate::config::AgentConfig;
 use crate::mqtt::{self, MqttHandle, QoS};
-use protocol::wire::{self, Condition, Format, Health, SourceHealth};
+use crate::outbox::Publish;
+use crate::spool::{Class, Spool};
+use protocol::wire::{self, Condition, Format, Health, SourceHealth, SpoolHealth};
 use std::io;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -24,6 +26,8 @@ pub struct HealthReporter {
     device: String,
     metrics: Arc<Metrics>,
     mqtt: MqttHandle,
+    /// Where reports go and whose state they include; `None`: straight to the link.
+    spool: Option<Arc<Spool>>,
     topic: String,
     qos: QoS,
     format: Format,
@@ -38,8 +42,10 @@ impl HealthReporter {
         metrics: Arc<Metrics>,
         mqtt: MqttHandle,
         conditions: Arc<Conditions>,
+        spool: Option<Arc<Spool>>,
     ) -> HealthReporter {
         HealthReporter {
+            spool,
             device: config.device_id.clone(),
             clock: metrics.clock(),
             metrics,
@@ -77,8 +83,11 @@ impl HealthReporter {
             }
             let sources = self.metrics.snapshot();
             let mqtt = MqttCounters { reconnects: self.mqtt.reconnects(), oversized: self.metrics.mqtt_oversized() };
-            let conditions = self.conditions.snapshot();
-            let health = report(&self.device, sampler.sample(), sources, mqtt, unpublished, conditions);
+            let degraded = Degraded {
+                conditions: self.conditions.snapshot(),
+                spool: self.spool.as_ref().map(|spool| spool.health()),
+            };
+            let health = report(&self.device, sampler.sample(), sources, mqtt, unpublished, degraded);
             match self.publish(&health) {
                 Ok(()) => failing = false,
                 Err(error) => {
@@ -97,7 +106,10 @@ impl HealthReporter {
 
     fn publish(&self, health: &Health) -> Result<(), String> {
         let payload = wire::encode(self.format, health).map_err(|e| e.to_string())?;
-        self.mqtt.try_publish(self.topic.clone(), self.qos, false, payload).map_err(|e| e.to_string())
+        match &self.spool {
+            Some(spool) => spool.publish(Class::Health, self.topic.clone(), self.qos, payload),
+            None => self.mqtt.try_publish(self.topic.clone(), self.qos, false, payload).map_err(|e| e.to_string()),
+        }
     }
 }
 
@@ -107,13 +119,19 @@ struct MqttCounters {
     oversized: u64,
 }
 
+/// What health says of the agent's degraded parts: the raised conditions and the spool (`None` without one).
+struct Degraded {
+    conditions: Vec<Condition>,
+    spool: Option<SpoolHealth>,
+}
+
 fn report(
     device: &str,
     system: SystemSample,
     sources: Vec<SourceHealth>,
     mqtt: MqttCounters,
     health_unpublished: u64,
-    conditions: Vec<Condition>,
+    degraded: Degraded,
 ) -> Health {
     Health {
         device: device.to_owned(),
@@ -128,7 +146,8 @@ fn report(
         health_unpublished,
         arch: std::env::consts::ARCH.to_owned(),
         mqtt_oversized: mqtt.oversized,
-        conditions,
+        conditions: degraded.conditions,
+        spool: degraded.spool,
     }
 }
 
@@ -160,8 +179,9 @@ mod tests {
         let (conditions, _events) = recorded(Arc::new(SystemClock));
         conditions.raise(Raised::DiskFull, AGENT, "no space left");
         let (stop, shutdown) = mpsc::channel();
-        let reporter =
-            HealthReporter::new(&config, metrics, mqtt.clone(), Arc::new(conditions)).spawn(shutdown).expect("spawn");
+        let reporter = HealthReporter::new(&config, metrics, mqtt.clone(), Arc::new(conditions), None)
+            .spawn(shutdown)
+            .expect("spawn");
 
         let (topic, payload) = subscriber.next_message();
         assert_eq!(topic, "devices/health-1/health");
@@ -177,6 +197,7 @@ mod tests {
             (health.conditions[0].kind, health.conditions[0].detail.as_str()),
             (ErrorKind::DiskFull, "no space left")
         );
+        assert_eq!(health.spool, None);
 
         let asked = Instant::now();
         stop.send(()).expect("reporter is running");
@@ -195,7 +216,7 @@ mod tests {
         let mqtt_thread = pending.start(Vec::new()).expect("link starts");
         let (stop, shutdown) = mpsc::channel::<()>();
         let (conditions, _events) = recorded(Arc::new(SystemClock));
-        let reporter = HealthReporter::new(&config, Arc::new(Metrics::new()), mqtt.clone(), Arc::new(conditions))
+        let reporter = HealthReporter::new(&config, Arc::new(Metrics::new()), mqtt.clone(), Arc::new(conditions), None)
             .spawn(shutdown)
             .expect("spawn");
         drop(stop);

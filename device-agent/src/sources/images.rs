@@ -115,16 +115,17 @@ mod tests {
     use super::*;
     use crate::clock::{Clock, ManualClock};
     use crate::health::SourceStats;
-    use crate::mqtt::{PublishError, QoS};
+    use crate::mqtt::QoS;
     use crate::outbox::{Outbox, OutboxQos, OutboxSettings, Publish};
     use crate::queue::Next;
+    use crate::spool::Class;
     use protocol::wire::{Format, Topics};
     use std::sync::Arc;
 
     struct Nowhere;
 
     impl Publish for Nowhere {
-        fn publish(&self, _topic: String, _qos: QoS, _payload: Vec<u8>) -> Result<(), PublishError> {
+        fn publish(&self, _class: Class, _topic: String, _qos: QoS, _payload: Vec<u8>) -> Result<(), String> {
             Ok(())
         }
     }

@@ -14,7 +14,7 @@
 
 mod boot;
 mod effects;
-mod fsutil;
+pub(crate) mod fsutil;
 mod machine;
 pub mod probation;
 mod progress;

@@ -82,6 +82,15 @@ fn health() -> Health {
             since_ms: 7,
             detail: "x".into(),
         }],
+        spool: Some(SpoolHealth {
+            records: 3,
+            bytes: 1000,
+            oldest_age_ms: 200,
+            dropped_predictions: 4,
+            dropped_errors: 0,
+            dropped_health: 5,
+            write_errors: 0,
+        }),
     }
 }
 
@@ -208,6 +217,12 @@ fn health_postcard_bytes() {
         0x05, b'a', b'g', b'e', b'n', b't',             //   source
         0x07,                                           //   since_ms
         0x01, b'x',                                     //   detail
+        0x01,                                           // spool Some:
+        0x03,                                           //   records
+        0xE8, 0x07,                                     //   bytes 1000
+        0xC8, 0x01,                                     //   oldest_age_ms 200
+        0x04, 0x00, 0x05,                               //   dropped_predictions, _errors, _health
+        0x00,                                           //   write_errors
     ];
     assert_eq!(postcard(&health()), expected);
 }
@@ -278,6 +293,13 @@ fn json_error_and_health_field_names() {
     assert_eq!(health["conditions"], json!([{"kind": "disk_full", "source": "agent", "since_ms": 7, "detail": "x"}]));
     assert_eq!(source["latency"]["total"], json!({"p50_us": 100, "p95_us": 200, "p99_us": 300}));
     assert_eq!(source["provider_requested"], json!(["cuda", "cpu"]));
+    assert_eq!(
+        health["spool"],
+        json!({"records": 3, "bytes": 1000, "oldest_age_ms": 200, "dropped_predictions": 4, "dropped_errors": 0,
+               "dropped_health": 5, "write_errors": 0})
+    );
+    let without_spool = Health { spool: None, ..self::health() };
+    assert_eq!(json_object(&without_spool)["spool"], Value::Null);
 }
 
 #[test]
