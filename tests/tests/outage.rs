@@ -1,11 +1,13 @@
-//! Nothing lost: two sensor sources produce thousands of sequenced predictions through broker outages, an agent
-//! SIGKILLed during one and a torn spool tail, and a persistent QoS 1 subscriber must receive every sequence
-//! number. Each test prints produced / received / duplicated / dropped-with-counter.
+//! Nothing lost: two sensor sources produce thousands of sequenced predictions through a broker outage, a
+//! partition that keeps the sockets open, an agent SIGKILLed during an outage and a torn spool tail, and a
+//! persistent QoS 1 subscriber must receive every sequence number. Each test prints produced / received /
+//! duplicated / dropped-with-counter.
 
 use integration_tests::agent::Agent;
 use integration_tests::broker::{Broker, free_port};
 use integration_tests::models_dir;
 use integration_tests::subscriber::{Received, Subscriber};
+use mqtt::testing::Proxy;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -161,17 +163,31 @@ impl Tally {
     }
 }
 
-/// The broker stopped for 30 s while two sources produce 6,252 sequenced predictions; restarted on the same port.
-#[test]
-fn a_broker_outage_of_30_s_loses_nothing() {
+/// What cuts the agent off its broker for 30 s.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// The broker is stopped, then restarted on the same port.
+    BrokerStopped,
+    /// A proxy between the agent and the broker stops forwarding but keeps both sockets open (a radio link that
+    /// dies): only keep-alive tells the agent.
+    Partition,
+}
+
+/// Two sources produce 6,252 sequenced predictions, most of them while `fault` lasts 30 s; every one must arrive.
+fn thirty_seconds_of(fault: Fault, device: &str) {
     let work = tempfile::tempdir().expect("temp dir");
     let data = broker_data_dir();
     let port = free_port();
     let broker = persistent_broker(port, data.path());
-    let subscriber = Subscriber::persistent(port, "devices/outage-1/#", "outage-1-sub");
+    let proxy = Proxy::start(port);
+    let agent_port = match fault {
+        Fault::BrokerStopped => port,
+        Fault::Partition => proxy.port(),
+    };
+    let subscriber = Subscriber::persistent(port, &format!("devices/{device}/#"), &format!("{device}-sub"));
     // About 100 windows per second per source for 32 s: most of them during the outage.
     let (sources, produced) = csv_sources(work.path(), 4, 100);
-    let agent = Agent::start(&config("outage-1", port, "", &sources));
+    let agent = Agent::start(&config(device, agent_port, "", &sources));
     let mut tally = Tally::default();
     let deadline = Instant::now() + Duration::from_secs(60);
     while tally.received < 200 {
@@ -181,22 +197,42 @@ fn a_broker_outage_of_30_s_loses_nothing() {
         }
     }
 
-    broker.stop_gracefully();
     let before = tally.received;
-    std::thread::sleep(OUTAGE);
-    let restarted_at = Instant::now();
-    let _broker = persistent_broker(port, data.path());
+    let _broker = match fault {
+        Fault::BrokerStopped => {
+            broker.stop_gracefully();
+            std::thread::sleep(OUTAGE);
+            persistent_broker(port, data.path())
+        }
+        Fault::Partition => {
+            proxy.partition();
+            std::thread::sleep(OUTAGE);
+            proxy.heal();
+            broker
+        }
+    };
+    let restored_at = Instant::now();
     tally.collect_all(&subscriber, &produced, Duration::from_secs(120));
-    let drained = restarted_at.elapsed();
+    let drained = restored_at.elapsed();
     println!(
-        "after the outage: {} predictions in {:.1} s ({:.0}/s, replay capped at 1000/s, live ones beside it)",
+        "after the outage ({fault:?}): {} predictions in {:.1} s ({:.0}/s, replay capped at 1000/s, live ones beside it)",
         tally.received - before,
         drained.as_secs_f64(),
         (tally.received - before) as f64 / drained.as_secs_f64()
     );
-    tally.report("broker stopped 30 s", &produced);
+    tally.report(&format!("{fault:?} for 30 s"), &produced);
     assert!(tally.health.as_ref().is_some_and(|health| health["mqtt_reconnects"].as_u64() >= Some(1)));
     drop(agent);
+}
+
+#[test]
+fn a_broker_outage_of_30_s_loses_nothing() {
+    thirty_seconds_of(Fault::BrokerStopped, "outage-1");
+}
+
+#[test]
+fn a_partition_of_30_s_that_keeps_sockets_open_loses_nothing() {
+    thirty_seconds_of(Fault::Partition, "outage-4");
 }
 
 /// Waits until the spool's prediction segments stop growing: the sources have produced everything.

@@ -31,6 +31,27 @@ fn wrist_config(bench: &Workbench, port: u16, state: &Path) -> String {
         .build()
 }
 
+/// A broker and a device serving predictions, watched on all its topics.
+struct Serving {
+    broker: Broker,
+    bench: Workbench,
+    state: tempfile::TempDir,
+    config: String,
+    watch: Watch,
+    agent: Agent,
+}
+
+fn serving() -> Serving {
+    let broker = Broker::start();
+    let bench = Workbench::new();
+    let state = tempfile::tempdir().unwrap();
+    let config = wrist_config(&bench, broker.port(), state.path());
+    let mut watch = Watch::new(broker.port(), "devices/wrist-01/#");
+    let agent = Agent::start(&config);
+    watch.until(WAIT, log_of(&agent), |w| !w.predictions(DEVICE, "wrist").is_empty());
+    Serving { broker, bench, state, config, watch, agent }
+}
+
 /// Pushes `package` to the device with the trusted key and `options`; returns the outcome's state.
 fn push(bench: &Workbench, port: u16, package: &Path, options: &[&str]) -> (Option<String>, String) {
     let args: Vec<&str> = ["--device", DEVICE, "--timeout", "120"].iter().chain(options).copied().collect();
@@ -57,14 +78,8 @@ fn still_runs(watch: &mut Watch, agent: &Agent, port: u16, version: &str) {
 
 #[test]
 fn unsigned_forged_expired_misaddressed_and_replayed_commands_are_refused() {
-    let broker = Broker::start();
+    let Serving { broker, bench, state: _state, config, mut watch, agent } = serving();
     let port = broker.port();
-    let bench = Workbench::new();
-    let state = tempfile::tempdir().unwrap();
-    let config = wrist_config(&bench, port, state.path());
-    let mut watch = Watch::new(port, "devices/wrist-01/#");
-    let agent = Agent::start(&config);
-    watch.until(WAIT, log_of(&agent), |w| !w.predictions(DEVICE, "wrist").is_empty());
     let v110 = at_version("activity-classifier", "1.1.0");
     let package = bench.signed(v110.path(), &calm_window());
     assert_eq!(push(&bench, port, &package, &[]).0.as_deref(), Some("committed"), "{}", agent.log());
@@ -112,14 +127,8 @@ fn unsigned_forged_expired_misaddressed_and_replayed_commands_are_refused() {
 
 #[test]
 fn old_packages_come_back_only_by_a_signed_downgrade_and_never_below_the_floor() {
-    let broker = Broker::start();
+    let Serving { broker, bench, state, config, mut watch, agent } = serving();
     let port = broker.port();
-    let bench = Workbench::new();
-    let state = tempfile::tempdir().unwrap();
-    let config = wrist_config(&bench, port, state.path());
-    let mut watch = Watch::new(port, "devices/wrist-01/#");
-    let agent = Agent::start(&config);
-    watch.until(WAIT, log_of(&agent), |w| !w.predictions(DEVICE, "wrist").is_empty());
     let (v110, v120) = (at_version("activity-classifier", "1.1.0"), at_version("activity-classifier", "1.2.0"));
     let old = bench.signed(v110.path(), &calm_window());
     let new = bench.signed(v120.path(), &calm_window());
