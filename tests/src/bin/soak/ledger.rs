@@ -135,3 +135,35 @@ impl Account {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(topic: &str, payload: &str) -> Received {
+        Received { topic: format!("devices/d/{topic}"), payload: payload.as_bytes().to_vec(), retain: false }
+    }
+
+    #[test]
+    fn sequence_numbers_are_received_counted_or_lost() {
+        let mut ledger = Ledger::default();
+        for (topic, payload) in [
+            ("predictions/s", r#"{"seq":0}"#),
+            ("predictions/s", r#"{"seq":0}"#),
+            ("errors/s", r#"{"seq":1}"#),
+            ("predictions/s", r#"{"seq":4}"#),
+            ("frames/s", "not JSON"),
+            ("health", r#"{"mqtt_reconnects":2,"sources":[{"name":"s","frames_ok":4,"dropped":1}]}"#),
+        ] {
+            ledger.record("devices/d", &message(topic, payload));
+        }
+        let account = ledger.account("s");
+        // Seqs 0..5: 0 and 4 received (0 twice), 1 an error, one of 2 and 3 dropped as counted, one lost.
+        assert_eq!(
+            (account.produced, account.sequenced, account.received, account.duplicates, account.errors),
+            (4, 5, 2, 1, 1)
+        );
+        assert_eq!((account.counted, account.uncounted), (1, 1));
+        assert_eq!((ledger.health_counter("mqtt_reconnects"), ledger.health_reports()), (2, 1));
+    }
+}
