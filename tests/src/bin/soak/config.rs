@@ -24,8 +24,8 @@ pub fn prefix() -> String {
     format!("devices/{DEVICE}")
 }
 
-/// The config for a broker on 127.0.0.1:`port`. Relative paths (`state`) are in the agent's own temporary
-/// directory; a section the agent gains later (the spool's `[spool]` with `dir = "spool"`) goes beside `[update]`.
+/// The config for a broker on 127.0.0.1:`port`. Relative paths (`state`, `spool`) are in the agent's own
+/// temporary directory.
 pub fn agent(port: u16) -> String {
     let model = |name: &str| models_dir().join(name).display().to_string();
     let vibration = models_dir().join("recordings/vibration.csv").display().to_string();
@@ -47,6 +47,9 @@ interval_secs = 5
 [update]
 trusted_keys = ["{TRUSTED_KEY}"]
 state_dir = "state"
+
+[spool]
+dir = "spool"
 
 # 20 windows a second: 50 samples each, 1000 samples a second.
 [[sources]]

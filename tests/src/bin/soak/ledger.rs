@@ -59,6 +59,11 @@ impl Ledger {
         self.health.as_ref().and_then(|h| h[field].as_u64()).unwrap_or(0)
     }
 
+    /// A counter of the spool in the latest health report (0 without a spool).
+    pub fn spool_counter(&self, field: &str) -> u64 {
+        self.health.as_ref().and_then(|h| h["spool"][field].as_u64()).unwrap_or(0)
+    }
+
     /// Distinct error events received from `source`.
     pub fn errors(&self, source: &str) -> usize {
         self.sources.get(source).map_or(0, |l| l.errors.len())

@@ -1,7 +1,7 @@
 //! The soak: one release agent against a real Mosquitto for a given number of minutes, with two sources
 //! predicting steadily, broker outages, hostile inbound messages and the agent's memory sampled all along. At the
 //! end it prints what was produced, received, duplicated and lost, and the memory figures, and fails when the
-//! agent died or its memory grew beyond [`RSS_GROWTH_BOUND`]. `scripts/soak.sh` builds and runs it.
+//! agent died, its memory grew beyond [`RSS_GROWTH_BOUND`], or a prediction was lost without a counter. `scripts/soak.sh` builds and runs it.
 //!
 //! Usage: `soak [MINUTES]` (default 10, at least 2).
 
@@ -224,8 +224,21 @@ impl Soak {
         println!("\nSoak of {:.1} min ({:.0} s)", ran.as_secs_f64() / 60.0, ran.as_secs_f64());
         println!("\nPredictions (sequence numbers per source):");
         Account::print_header();
+        let mut uncounted = 0;
         for source in config::STEADY_SOURCES {
-            self.ledger.account(source).print(source);
+            let account = self.ledger.account(source);
+            account.print(source);
+            uncounted += account.uncounted;
+        }
+        // The spool counts its drops for the device, not per source; what it still held at exit goes out at
+        // the next start.
+        let spool_dropped = self.ledger.spool_counter("dropped_predictions");
+        let spooled = self.ledger.spool_counter("records");
+        println!("  spool: {spool_dropped} predictions dropped (all sources), {spooled} records still spooled at exit");
+        if uncounted > spool_dropped + spooled {
+            self.failures.push(format!(
+                "{uncounted} predictions lost without a counter (spool dropped {spool_dropped}, still spooled {spooled})"
+            ));
         }
         println!(
             "  ¹ frames_ok of the last health report, taken before SIGTERM; the agent's drain adds a few. Counted \
