@@ -8,7 +8,7 @@ pub use metrics::{Metrics, SourceStats, nearest_rank};
 
 use crate::AGENT_VERSION;
 use crate::clock::Clock;
-use crate::conditions::Conditions;
+use crate::conditions::{AGENT, Condition as Raise, Conditions};
 use crate::config::AgentConfig;
 use crate::mqtt::{self, MqttHandle, QoS};
 use crate::outbox::Publish;
@@ -68,6 +68,7 @@ impl HealthReporter {
         let mut sampler = SystemSampler::new();
         let mut unpublished = 0u64;
         let mut failing = false;
+        let mut spool_write_errors = 0u64;
         // Deadlines rather than sleeps, so that reports don't drift by the time each one takes.
         let mut next = self.clock.now() + self.interval;
         loop {
@@ -83,10 +84,11 @@ impl HealthReporter {
             }
             let sources = self.metrics.snapshot();
             let mqtt = MqttCounters { reconnects: self.mqtt.reconnects(), oversized: self.metrics.mqtt_oversized() };
-            let degraded = Degraded {
-                conditions: self.conditions.snapshot(),
-                spool: self.spool.as_ref().map(|spool| spool.health()),
-            };
+            let spool = self.spool.as_ref().map(|spool| spool.health());
+            if let Some(spool) = &spool {
+                self.watch_spool(spool.write_errors, &mut spool_write_errors);
+            }
+            let degraded = Degraded { conditions: self.conditions.snapshot(), spool };
             let health = report(&self.device, sampler.sample(), sources, mqtt, unpublished, degraded);
             match self.publish(&health) {
                 Ok(()) => failing = false,
@@ -104,6 +106,22 @@ impl HealthReporter {
         }
     }
 
+    /// Raises `spool_failing` while appends fail (some did since the last report), and clears it after an
+    /// interval without a failure.
+    fn watch_spool(&self, write_errors: u64, seen: &mut u64) {
+        match SpoolWrites::since(*seen, write_errors) {
+            SpoolWrites::Failing(failed) => {
+                let detail =
+                    format!("{failed} appends to the spool failed in the last interval (counted as unpublished)");
+                self.conditions.raise(Raise::SpoolFailing, AGENT, &detail);
+            }
+            SpoolWrites::Working => {
+                self.conditions.clear(Raise::SpoolFailing, AGENT);
+            }
+        }
+        *seen = write_errors;
+    }
+
     fn publish(&self, health: &Health) -> Result<(), String> {
         let payload = wire::encode(self.format, health).map_err(|e| e.to_string())?;
         match &self.spool {
@@ -117,6 +135,23 @@ impl HealthReporter {
 struct MqttCounters {
     reconnects: u64,
     oversized: u64,
+}
+
+/// How the spool's appends went over an interval, from its `write_errors` counter.
+#[derive(Debug, PartialEq, Eq)]
+enum SpoolWrites {
+    Working,
+    /// This many appends failed.
+    Failing(u64),
+}
+
+impl SpoolWrites {
+    fn since(before: u64, now: u64) -> SpoolWrites {
+        match now.saturating_sub(before) {
+            0 => SpoolWrites::Working,
+            failed => SpoolWrites::Failing(failed),
+        }
+    }
 }
 
 /// What health says of the agent's degraded parts: the raised conditions and the spool (`None` without one).
@@ -156,7 +191,6 @@ mod tests {
     use super::*;
     use crate::clock::SystemClock;
     use crate::conditions::tests::recorded;
-    use crate::conditions::{AGENT, Condition as Raised};
     use crate::mqtt::tests::agent_config;
     use ::mqtt::testing::{Broker, Subscriber};
     use protocol::error::ErrorKind;
@@ -177,7 +211,7 @@ mod tests {
         front.frame_in();
         front.frame_ok(&StageTimings { decode_us: 1, preprocess_us: 2, inference_us: 3, postprocess_us: 4 });
         let (conditions, _events) = recorded(Arc::new(SystemClock));
-        conditions.raise(Raised::DiskFull, AGENT, "no space left");
+        conditions.raise(Raise::DiskFull, AGENT, "no space left");
         let (stop, shutdown) = mpsc::channel();
         let reporter = HealthReporter::new(&config, metrics, mqtt.clone(), Arc::new(conditions), None)
             .spawn(shutdown)
@@ -223,5 +257,12 @@ mod tests {
         reporter.join().expect("health thread ends");
         assert!(mqtt.shutdown(Duration::from_secs(5)).closed);
         mqtt_thread.join().expect("mqtt thread ends");
+    }
+
+    #[test]
+    fn spool_writes_fail_while_the_counter_moves() {
+        assert_eq!(SpoolWrites::since(0, 0), SpoolWrites::Working);
+        assert_eq!(SpoolWrites::since(2, 5), SpoolWrites::Failing(3));
+        assert_eq!(SpoolWrites::since(5, 5), SpoolWrites::Working);
     }
 }
