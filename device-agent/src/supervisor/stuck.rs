@@ -87,11 +87,15 @@ impl StuckDetector {
         StuckDetector { limits, stuck: Vec::new() }
     }
 
-    /// The stuck limit for a source with this p99 latency.
+    /// The stuck limit for a source with this p99 latency. Before its first inference returned there is no
+    /// p99, and the first one also warms the session up (slow on a small board, or under emulation): it gets
+    /// the factor times the floor.
     pub fn limit(&self, p99: Option<Duration>) -> Duration {
-        let scaled = p99.and_then(|p99| Duration::try_from_secs_f64(p99.as_secs_f64() * self.limits.factor).ok());
-        let scaled = scaled.unwrap_or(Duration::ZERO);
-        scaled.max(self.limits.floor)
+        let scaled = match p99 {
+            Some(p99) => Duration::try_from_secs_f64(p99.as_secs_f64() * self.limits.factor).ok(),
+            None => Duration::try_from_secs_f64(self.limits.floor.as_secs_f64() * self.limits.factor).ok(),
+        };
+        scaled.unwrap_or(Duration::MAX).max(self.limits.floor)
     }
 
     pub fn check<'a>(&mut self, now: Instant, workers: impl IntoIterator<Item = Observation<'a>>) -> Verdict {
@@ -147,7 +151,7 @@ mod tests {
         let detector = StuckDetector::new(LIMITS);
         assert_eq!(detector.limit(Some(ms(500))), Duration::from_secs(5));
         assert_eq!(detector.limit(Some(ms(50))), Duration::from_secs(2), "floor");
-        assert_eq!(detector.limit(None), Duration::from_secs(2), "no latency yet: the floor");
+        assert_eq!(detector.limit(None), Duration::from_secs(20), "no latency yet: the factor times the floor");
     }
 
     #[test]
@@ -181,14 +185,15 @@ mod tests {
         let clock = Arc::new(ManualClock::new(0));
         let busy = Busy::new(clock.clone());
         let mut detector = StuckDetector::new(LIMITS);
+        let p99 = Some(ms(100));
         busy.begin();
         clock.advance(ms(2_500));
-        assert_eq!(detector.check(clock.now(), [observe("front", &busy, None)]).changes.len(), 1);
+        assert_eq!(detector.check(clock.now(), [observe("front", &busy, p99)]).changes.len(), 1);
         // Between two checks it returned and began the next inference.
         busy.end();
         busy.begin();
         clock.advance(ms(500));
-        let verdict = detector.check(clock.now(), [observe("front", &busy, None)]);
+        let verdict = detector.check(clock.now(), [observe("front", &busy, p99)]);
         assert_eq!(verdict.changes, [Change::Returned { source: "front".into(), busy: ms(3_000) }]);
     }
 
