@@ -1,19 +1,24 @@
-//! What goes into a pipeline: an encoded image or a window of sensor samples.
+//! What goes into a pipeline: an encoded image, a raw frame or a window of sensor samples.
+
+use crate::frame::Frame;
 
 /// One input to a model, as a source delivers it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
     /// An encoded JPEG or PNG, decoded by the pipeline so that bad bytes are the pipeline's error to report.
     Image(Vec<u8>),
+    /// A raw frame from a camera or a video decoder.
+    Frame(Frame),
     /// A window of sensor samples.
     Sensor(SensorWindow),
 }
 
 impl Input {
-    /// "image" or "sensor", for messages.
+    /// "image", "frame" or "sensor", for messages.
     pub fn kind(&self) -> &'static str {
         match self {
             Input::Image(_) => "image",
+            Input::Frame(_) => "frame",
             Input::Sensor(_) => "sensor",
         }
     }

@@ -21,6 +21,7 @@
 mod bundle;
 mod engine;
 mod error;
+mod frame;
 mod input;
 pub mod manifest;
 mod onnx_runtime;
@@ -34,6 +35,7 @@ mod tensor;
 pub use bundle::{Bundle, MANIFEST_FILE, SIGNATURE_FILE};
 pub use engine::{Engine, EngineOptions};
 pub use error::{Error, Result};
+pub use frame::{Frame, PixelFormat};
 pub use input::{Input, SensorWindow};
 pub use manifest::Manifest;
 pub use onnx_runtime::OnnxRuntime;

@@ -55,6 +55,9 @@ impl Pipeline {
                 timings.preprocess_us = micros(decoded, Instant::now());
                 (pre.tensor(), Some(geometry))
             }
+            (Preprocessor::Image(_), Input::Frame(frame)) => {
+                return Err(Error::Decode { reason: format!("raw {} frames are not supported yet", frame.format()) });
+            }
             (Preprocessor::Sensor(pre), Input::Sensor(window)) => {
                 pre.prepare(window)?;
                 timings.preprocess_us = micros(started, Instant::now());

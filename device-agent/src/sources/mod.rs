@@ -1,6 +1,7 @@
 //! Sources: where inputs come from. Each file-backed source runs on its own named thread and hands jobs to
 //! its worker through a [`Feed`]; MQTT-fed sources are callbacks on the MQTT thread that use the same feed.
 
+pub mod camera;
 pub mod directory;
 pub mod images;
 pub mod recording;
@@ -59,6 +60,18 @@ impl Feed {
     pub fn frame(&self, origin: String, bytes: Vec<u8>) {
         let job = self.job(origin, Input::Image(bytes));
         self.deliver(job, true);
+    }
+
+    /// Offers a camera's frame (encoded or raw) captured at `captured_at_ms` (the stream's own time where it
+    /// has one): an unprocessed older frame is replaced and counted as dropped. Returns whether one was.
+    pub fn camera_frame(&self, origin: String, input: Input, captured_at_ms: u64) -> bool {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let replaced =
+            matches!(self.sender.put(Job { seq, captured_at_ms, origin: origin.clone(), input }), Ok(Queued::Replaced));
+        if replaced {
+            self.outbox.dropped(1);
+        }
+        replaced
     }
 
     /// Queues a window, waiting while the queue is full (file and stdin readers: nothing is dropped).
