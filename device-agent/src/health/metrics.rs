@@ -3,6 +3,7 @@
 //! small mutexes that are held for a few instructions.
 
 use crate::clock::{Clock, SystemClock};
+use crate::sources::camera::CameraStats;
 use protocol::error::ErrorKind;
 use protocol::wire::{ErrorCount, Percentiles, SourceHealth, StageLatency};
 use runtime::{ModelIdentity, StageTimings};
@@ -17,6 +18,8 @@ const LATENCY_WINDOW: usize = 1024;
 /// The registry of sources, in registration order, and the device's own counters.
 pub struct Metrics {
     sources: Mutex<Vec<Arc<SourceStats>>>,
+    /// Live camera sources' stream counters, by source name.
+    cameras: Mutex<Vec<(String, Arc<CameraStats>)>>,
     /// Inbound MQTT messages skipped for their size.
     mqtt_oversized: AtomicU64,
     /// What rates are measured by.
@@ -29,7 +32,7 @@ impl Metrics {
     }
 
     pub fn with_clock(clock: Arc<dyn Clock>) -> Metrics {
-        Metrics { sources: Mutex::new(Vec::new()), mqtt_oversized: AtomicU64::new(0), clock }
+        Metrics { sources: Mutex::new(Vec::new()), cameras: Mutex::new(Vec::new()), mqtt_oversized: AtomicU64::new(0), clock }
     }
 
     /// Counts an inbound message the link skipped for its size; returns the count so far.
@@ -51,6 +54,13 @@ impl Metrics {
     pub fn register(&self, name: &str) -> Arc<SourceStats> {
         let stats = Arc::new(SourceStats::started_at(name, self.clock.now()));
         lock(&self.sources).push(stats.clone());
+        stats
+    }
+
+    /// Adds a live camera source's stream counters, for its source thread to write.
+    pub fn register_camera(&self, name: &str) -> Arc<CameraStats> {
+        let stats = Arc::new(CameraStats::default());
+        lock(&self.cameras).push((name.to_owned(), stats.clone()));
         stats
     }
 
