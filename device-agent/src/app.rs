@@ -22,6 +22,7 @@ use crate::shutdown::Shutdown;
 use crate::sources::directory::WatchedDir;
 use crate::sources::images::{self, FileSet, ImageFiles};
 use crate::sources::recording::{self, Recording};
+use crate::sources::v4l2::{self, LinuxDevice, V4l2Spec};
 use crate::sources::{Feed, stdin};
 use crate::spool::{self, Class, Spool, SpoolError, forwarder};
 use crate::state_dir::StateDir;
@@ -180,7 +181,7 @@ fn engine_options(config: &AgentConfig) -> EngineOptions {
 }
 
 fn check_input_kind(source: &SourceConfig, bundle: &Bundle) -> anyhow::Result<()> {
-    let wants_image = matches!(source, SourceConfig::Images(_) | SourceConfig::MqttFrames(_));
+    let wants_image = matches!(source, SourceConfig::Images(_) | SourceConfig::MqttFrames(_) | SourceConfig::V4l2(_));
     let is_image = matches!(bundle.manifest().input, InputSpec::Image(_));
     if wants_image != is_image {
         let model = if is_image { "an image" } else { "a sensor" };
@@ -333,7 +334,9 @@ fn start_workers(
         let stats = metrics.register(&name);
         let outbox = Outbox::new(settings, &name, stats.clone());
         let (feed, queue): (Arc<Feed>, JobQueue) = match &source.config {
-            SourceConfig::Images(_) | SourceConfig::MqttFrames(_) => Feed::camera(outbox.clone(), clock.clone()),
+            SourceConfig::Images(_) | SourceConfig::MqttFrames(_) | SourceConfig::V4l2(_) => {
+                Feed::camera(outbox.clone(), clock.clone())
+            }
             SourceConfig::Csv(c) => Feed::fifo(outbox.clone(), c.queue, clock.clone()),
             SourceConfig::Stdin(c) => Feed::fifo(outbox.clone(), c.queue, clock.clone()),
             SourceConfig::MqttSensor(c) => Feed::fifo(outbox.clone(), c.queue, clock.clone()),
@@ -341,7 +344,7 @@ fn start_workers(
         if let Some(topic) = source.config.inbound_topic(&settings.topics) {
             routes.push(inbound_route(&source.config, topic, feed.clone()));
         }
-        if let Some(reader) = reader(&source, feed.clone(), shutdown.clone()) {
+        if let Some(reader) = reader(&source, feed.clone(), metrics, shutdown.clone()) {
             readers.push(reader);
         }
         let serving = Serving::new(source.pipeline);
@@ -521,8 +524,8 @@ fn announce_membership(link: &MqttHandle, config: &AgentConfig) {
     }
 }
 
-/// The thread that reads a file-backed source, started once the MQTT link is up. `None` for MQTT sources.
-fn reader(source: &ReadySource, feed: Arc<Feed>, shutdown: Arc<Shutdown>) -> Option<Starter> {
+/// The thread that reads a file-backed source or a camera, started once the MQTT link is up. `None` for MQTT sources.
+fn reader(source: &ReadySource, feed: Arc<Feed>, metrics: &Metrics, shutdown: Arc<Shutdown>) -> Option<Starter> {
     let name = format!("source-{}", source.config.name());
     let sensor = sensor_spec(&source.bundle).cloned();
     match &source.config {
@@ -557,6 +560,12 @@ fn reader(source: &ReadySource, feed: Arc<Feed>, shutdown: Arc<Shutdown>) -> Opt
             Some(Box::new(move || {
                 spawn_named(name, move || stdin::run(sensor.channels, sensor.window, stride, &feed, &shutdown))?;
                 Ok(None)
+            }))
+        }
+        SourceConfig::V4l2(c) => {
+            let (spec, stats) = (V4l2Spec::new(c), metrics.register_camera(&c.name));
+            Some(Box::new(move || {
+                spawn_named(name, move || v4l2::run(&spec, LinuxDevice::open, &feed, &stats, &shutdown)).map(Some)
             }))
         }
         SourceConfig::MqttFrames(_) | SourceConfig::MqttSensor(_) => None,

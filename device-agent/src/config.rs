@@ -192,6 +192,8 @@ pub enum SourceConfig {
     Stdin(StdinSource),
     /// Whole sensor windows published to a topic.
     MqttSensor(MqttSensorSource),
+    /// A USB or CSI camera through Video4Linux2.
+    V4l2(V4l2Source),
 }
 
 /// `kind = "images"`. Camera-like: only the latest frame is kept.
@@ -334,6 +336,55 @@ impl Default for MqttSensorSource {
     }
 }
 
+/// `kind = "v4l2"`: a USB or CSI camera. Camera-like: only the latest frame is kept.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct V4l2Source {
+    pub name: String,
+    pub model: PathBuf,
+    /// The device node.
+    pub device: PathBuf,
+    /// The pixel format asked of the camera.
+    pub format: V4l2Format,
+    /// The frame size asked of the camera (`> 0`); it must offer exactly this size in the chosen format.
+    pub width: u32,
+    pub height: u32,
+    /// Frames per second asked of the camera (`> 0`); unset: the fastest it offers at that size and format.
+    pub fps: Option<f64>,
+    /// Seconds without a frame after which the device is closed and opened again (`>= 1`).
+    pub watchdog_secs: u64,
+    /// As for [`ImagesSource::max_decoded_bytes`].
+    pub max_decoded_bytes: u64,
+}
+
+impl Default for V4l2Source {
+    fn default() -> Self {
+        V4l2Source {
+            name: String::new(),
+            model: PathBuf::new(),
+            device: PathBuf::from("/dev/video0"),
+            format: V4l2Format::Auto,
+            width: 640,
+            height: 480,
+            fps: None,
+            watchdog_secs: 5,
+            max_decoded_bytes: DEFAULT_MAX_DECODED_BYTES,
+        }
+    }
+}
+
+/// `format` of a `v4l2` source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum V4l2Format {
+    Mjpeg,
+    Yuyv,
+    Nv12,
+    /// The first of NV12, YUYV, MJPEG that the camera offers at the size and rate: raw frames need no decoding,
+    /// MJPEG is what a USB camera offers at sizes and rates its raw formats cannot reach.
+    Auto,
+}
+
 const DEFAULT_SENSOR_QUEUE: usize = 8;
 /// A camera's JPEG is a few MB; more is a mistake or an attack, and it is read into memory whole.
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 16 << 20;
@@ -355,6 +406,7 @@ impl SourceConfig {
             SourceConfig::Csv(s) => &s.name,
             SourceConfig::Stdin(s) => &s.name,
             SourceConfig::MqttSensor(s) => &s.name,
+            SourceConfig::V4l2(s) => &s.name,
         }
     }
 
@@ -366,6 +418,7 @@ impl SourceConfig {
             SourceConfig::Csv(s) => &s.model,
             SourceConfig::Stdin(s) => &s.model,
             SourceConfig::MqttSensor(s) => &s.model,
+            SourceConfig::V4l2(s) => &s.model,
         }
     }
 
@@ -377,6 +430,7 @@ impl SourceConfig {
             SourceConfig::Csv(_) => "csv",
             SourceConfig::Stdin(_) => "stdin",
             SourceConfig::MqttSensor(_) => "mqtt_sensor",
+            SourceConfig::V4l2(_) => "v4l2",
         }
     }
 
@@ -385,6 +439,7 @@ impl SourceConfig {
         let max_decoded_bytes = match self {
             SourceConfig::Images(s) => s.max_decoded_bytes,
             SourceConfig::MqttFrames(s) => s.max_decoded_bytes,
+            SourceConfig::V4l2(s) => s.max_decoded_bytes,
             SourceConfig::Csv(_) | SourceConfig::Stdin(_) | SourceConfig::MqttSensor(_) => return None,
         };
         Some(ImageLimits { max_decoded_bytes, ..ImageLimits::default() })
@@ -395,7 +450,7 @@ impl SourceConfig {
         match self {
             SourceConfig::MqttFrames(s) => Some(s.topic.clone().unwrap_or_else(|| topics.frames(&s.name))),
             SourceConfig::MqttSensor(s) => Some(s.topic.clone().unwrap_or_else(|| topics.sensor(&s.name))),
-            SourceConfig::Images(_) | SourceConfig::Csv(_) | SourceConfig::Stdin(_) => None,
+            SourceConfig::Images(_) | SourceConfig::Csv(_) | SourceConfig::Stdin(_) | SourceConfig::V4l2(_) => None,
         }
     }
 
@@ -415,6 +470,8 @@ impl SourceConfig {
             }
             SourceConfig::Stdin(s) => vec![&mut s.model],
             SourceConfig::MqttSensor(s) => vec![&mut s.model],
+            // The device node is absolute (`/dev/...`); a relative one is not resolved against the config file.
+            SourceConfig::V4l2(s) => vec![&mut s.model],
         }
     }
 }
@@ -666,6 +723,21 @@ impl SourceConfig {
             SourceConfig::MqttSensor(s) => {
                 validate_topic(key, s.topic.as_deref(), problems);
                 validate_queue(key, s.queue, problems);
+            }
+            SourceConfig::V4l2(s) => {
+                if s.device.as_os_str().is_empty() {
+                    problems.push(format!("{key}.device"), "is required");
+                }
+                if s.width == 0 || s.height == 0 {
+                    problems.push(format!("{key}.width"), "width and height must be > 0");
+                }
+                if s.fps.is_some_and(|fps| !(fps.is_finite() && fps > 0.0)) {
+                    problems.push(format!("{key}.fps"), "must be > 0");
+                }
+                if s.watchdog_secs < 1 {
+                    problems.push(format!("{key}.watchdog_secs"), "must be >= 1");
+                }
+                validate_decoded_bytes(key, s.max_decoded_bytes, problems);
             }
         }
     }

@@ -176,6 +176,8 @@ wire_names! {
         Expired => "expired",
         /// A signed order for another device or a group this device is not in.
         Misaddressed => "misaddressed",
+        /// A camera does not offer the configured format, size or rate (the message lists what it offers).
+        CameraFormat => "camera_format",
     }
 }
 

@@ -6,6 +6,7 @@ pub mod directory;
 pub mod images;
 pub mod recording;
 pub mod stdin;
+pub mod v4l2;
 
 use crate::clock::Clock;
 use crate::outbox::Outbox;
