@@ -69,6 +69,8 @@ pub enum FrameIntervals {
         min: Interval,
         max: Interval,
     },
+    /// The driver does not list its rates (VIDIOC_ENUM_FRAMEINTERVALS is not implemented).
+    Unlisted,
 }
 
 /// The format the driver set (it may adjust what was asked).

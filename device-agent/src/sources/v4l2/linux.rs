@@ -11,6 +11,7 @@ use linuxvideo::format::{self, PixFormat, PixelFormat};
 use linuxvideo::stream::ReadStream;
 use linuxvideo::{BufType, BufTypes, Device, Fract, VideoCaptureDevice};
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use rustix::io::Errno;
 use std::io;
 use std::path::Path;
 use std::time::Duration;
@@ -85,7 +86,17 @@ impl VideoDevice for LinuxDevice {
     }
 
     fn frame_intervals(&mut self, fourcc: Fourcc, size: Size) -> io::Result<FrameIntervals> {
-        Ok(match self.device()?.frame_intervals(pixel_format(fourcc), size.width, size.height)? {
+        let intervals = match self.device()?.frame_intervals(pixel_format(fourcc), size.width, size.height) {
+            Ok(intervals) => intervals,
+            // Negotiation asks only about listed sizes: refusing means the driver does not list its rates.
+            Err(e)
+                if [Errno::INVAL, Errno::NOTTY].iter().any(|errno| e.raw_os_error() == Some(errno.raw_os_error())) =>
+            {
+                return Ok(FrameIntervals::Unlisted);
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(match intervals {
             format::FrameIntervals::Discrete(list) => {
                 FrameIntervals::Discrete(list.iter().map(|i| interval(i.fract())).collect())
             }

@@ -6,8 +6,12 @@
 
 mod capture;
 pub mod device;
+#[cfg(test)]
+mod fake;
 mod linux;
 mod negotiate;
+#[cfg(test)]
+mod tests;
 
 use crate::config::{V4l2Format, V4l2Source};
 use crate::shutdown::Shutdown;
@@ -127,7 +131,9 @@ fn session<D: VideoDevice>(
     if failed_before {
         stats.reconnected();
     }
-    log::info!(device = origin; "Streaming {} {} at {:.2} fps.", format.fourcc, format.size, negotiated.interval.fps());
+    let rate = negotiated.interval.map_or_else(|| "the driver's rate".to_owned(), |i| format!("{:.2} fps", i.fps()));
+    log::info!(device = origin; "Streaming {} {} at {rate}.", format.fourcc, format.size);
+
     stream_frames(&mut stream, spec, origin, &format, feed, stats, shutdown)
 }
 

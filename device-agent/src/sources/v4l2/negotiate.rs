@@ -1,7 +1,8 @@
-//! Format, size and rate negotiation: the first format of the request's preference that the device offers at
-//! exactly the requested size and at the requested rate (within [`RATE_TOLERANCE`]; unset: its fastest). When
-//! none does, the error names the device and lists everything it offers, so the config can be fixed from the
-//! message alone.
+//! Format, size and rate negotiation against what the device lists. A format qualifies when it offers exactly
+//! the requested size, and the requested rate (within [`RATE_TOLERANCE`]); the first qualifying format of the
+//! request's preference wins. With no rate requested, the fastest qualifying format wins (the preference breaks
+//! ties), at its fastest rate. When nothing qualifies, the error names the device and lists everything it
+//! offers, so the config can be fixed from the message alone.
 
 use super::device::{ActiveFormat, Fourcc, FrameIntervals, FrameSizes, Interval, Size, VideoDevice};
 use std::fmt::Write;
@@ -25,7 +26,22 @@ pub struct Request {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Negotiated {
     pub format: ActiveFormat,
-    pub interval: Interval,
+    /// The rate the driver set; `None` when it lists no rates and none was requested (its own rate stands).
+    pub interval: Option<Interval>,
+}
+
+/// A format that qualifies, with the interval to set (`None`: leave the driver's).
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    fourcc: Fourcc,
+    interval: Option<Interval>,
+}
+
+impl Candidate {
+    /// Its rate for ranking; a rate the driver does not list ranks last.
+    fn fps(&self) -> f64 {
+        self.interval.map_or(0.0, Interval::fps)
+    }
 }
 
 /// Why negotiation failed.
@@ -49,18 +65,23 @@ pub fn negotiate<D: VideoDevice>(
 ) -> Result<Negotiated, NegotiationError> {
     let io = |context| move |source| NegotiationError::Io { device: name.to_owned(), context, source };
     let offered = device.formats().map_err(io("listing formats"))?;
-    let mut choice = None;
+    let mut choice: Option<Candidate> = None;
     for &fourcc in request.formats.iter().filter(|fourcc| offered.contains(fourcc)) {
         if !offers_size(&device.frame_sizes(fourcc).map_err(io("listing frame sizes"))?, request.size) {
             continue;
         }
         let intervals = device.frame_intervals(fourcc, request.size).map_err(io("listing frame intervals"))?;
-        if let Some(interval) = pick_interval(&intervals, request.fps) {
-            choice = Some((fourcc, interval));
+        let Some(interval) = pick_interval(&intervals, request.fps) else { continue };
+        let candidate = Candidate { fourcc, interval };
+        if request.fps.is_some() {
+            choice = Some(candidate);
             break;
         }
+        if choice.is_none_or(|best| candidate.fps() > best.fps() && !same_rate(candidate.fps(), best.fps())) {
+            choice = Some(candidate);
+        }
     }
-    let Some((fourcc, interval)) = choice else {
+    let Some(Candidate { fourcc, interval }) = choice else {
         let offers = describe_offers(device, &offered).map_err(io("listing what it offers"))?;
         return Err(NegotiationError::Unsupported {
             device: name.to_owned(),
@@ -76,11 +97,12 @@ pub fn negotiate<D: VideoDevice>(
             set: format!("{} {}", format.fourcc, format.size),
         });
     }
+    let Some(interval) = interval else { return Ok(Negotiated { format, interval: None }) };
     let set = device.set_frame_interval(interval).map_err(io("setting the frame rate"))?;
     if !same_rate(set.fps(), interval.fps()) {
         log::warn!(device = name; "Asked for {} fps, the driver set {} fps.", rate(interval.fps()), rate(set.fps()));
     }
-    Ok(Negotiated { format, interval: set })
+    Ok(Negotiated { format, interval: Some(set) })
 }
 
 fn offers_size(sizes: &FrameSizes, size: Size) -> bool {
@@ -95,18 +117,26 @@ fn offers_size(sizes: &FrameSizes, size: Size) -> bool {
     }
 }
 
-/// The offered interval for `fps` (unset: the fastest), if there is one.
-fn pick_interval(intervals: &FrameIntervals, fps: Option<f64>) -> Option<Interval> {
+/// The interval to set for `fps` (unset: the fastest offered), if the format offers it: `Some(None)` leaves the
+/// driver's own rate (it lists none, and none was requested).
+fn pick_interval(intervals: &FrameIntervals, fps: Option<f64>) -> Option<Option<Interval>> {
     match (intervals, fps) {
-        (FrameIntervals::Discrete(list), None) => list.iter().copied().max_by(|a, b| a.fps().total_cmp(&b.fps())),
-        (FrameIntervals::Discrete(list), Some(fps)) => list.iter().copied().find(|i| same_rate(i.fps(), fps)),
-        (FrameIntervals::Stepwise { min, .. }, None) => Some(*min),
+        (FrameIntervals::Discrete(list), None) => {
+            list.iter().copied().max_by(|a, b| a.fps().total_cmp(&b.fps())).map(Some)
+        }
+        (FrameIntervals::Discrete(list), Some(fps)) => list.iter().copied().find(|i| same_rate(i.fps(), fps)).map(Some),
+        (FrameIntervals::Stepwise { min, .. }, None) => Some(Some(*min)),
         (FrameIntervals::Stepwise { min, max }, Some(fps)) => {
             let in_range = max.fps() * (1.0 - RATE_TOLERANCE) <= fps && fps <= min.fps() * (1.0 + RATE_TOLERANCE);
-            // Milliframes per second keep rates such as 7.5 or 29.97 exact enough.
-            in_range.then(|| Interval { numerator: 1000, denominator: (fps * 1000.0).round() as u32 })
+            in_range.then(|| Some(interval_for(fps)))
         }
+        (FrameIntervals::Unlisted, fps) => Some(fps.map(interval_for)),
     }
+}
+
+/// Milliframes per second keep rates such as 7.5 or 29.97 exact enough.
+fn interval_for(fps: f64) -> Interval {
+    Interval { numerator: 1000, denominator: ((fps * 1000.0).round() as u32).max(1) }
 }
 
 fn same_rate(a: f64, b: f64) -> bool {
@@ -141,7 +171,7 @@ fn describe_offers<D: VideoDevice>(device: &mut D, offered: &[Fourcc]) -> io::Re
                 for (index, size) in sizes.iter().enumerate() {
                     let separator = if index > 0 { ", " } else { "" };
                     let rates = describe_rates(&device.frame_intervals(fourcc, *size)?);
-                    let _ = write!(text, "{separator}{size}@{rates}");
+                    let _ = write!(text, "{separator}{size}{rates}");
                 }
             }
             FrameSizes::Stepwise { min, max, step } => {
@@ -152,10 +182,14 @@ fn describe_offers<D: VideoDevice>(device: &mut D, offered: &[Fourcc]) -> io::Re
     Ok(text)
 }
 
+/// `@30/15`, `@1-30`, or nothing when the driver does not list its rates.
 fn describe_rates(intervals: &FrameIntervals) -> String {
     match intervals {
-        FrameIntervals::Discrete(list) => list.iter().map(|i| rate(i.fps())).collect::<Vec<_>>().join("/"),
-        FrameIntervals::Stepwise { min, max } => format!("{}-{}", rate(max.fps()), rate(min.fps())),
+        FrameIntervals::Discrete(list) => {
+            format!("@{}", list.iter().map(|i| rate(i.fps())).collect::<Vec<_>>().join("/"))
+        }
+        FrameIntervals::Stepwise { min, max } => format!("@{}-{}", rate(max.fps()), rate(min.fps())),
+        FrameIntervals::Unlisted => String::new(),
     }
 }
 
