@@ -523,3 +523,59 @@ fn spool_defaults_and_rules() {
     resolved.resolve_paths(Path::new("/etc/agent"));
     assert_eq!(resolved.spool.dir, Path::new("/etc/agent/spool"));
 }
+
+#[test]
+fn v4l2_source_keys_defaults_and_validation() {
+    let text = r#"
+device_id = "d"
+[[sources]]
+name = "usb"
+kind = "v4l2"
+model = "m"
+[[sources]]
+name = "csi"
+kind = "v4l2"
+model = "m"
+device = "/dev/video2"
+format = "nv12"
+width = 1640
+height = 1232
+fps = 7.5
+watchdog_secs = 10
+max_decoded_bytes = 2097152
+"#;
+    let config = AgentConfig::parse(text).expect("valid");
+    let SourceConfig::V4l2(usb) = &config.sources[0] else { panic!("v4l2") };
+    assert_eq!(
+        (usb.device.to_str(), usb.format, usb.width, usb.height),
+        (Some("/dev/video0"), V4l2Format::Auto, 640, 480)
+    );
+    assert_eq!((usb.fps, usb.watchdog_secs), (None, 5));
+    let SourceConfig::V4l2(csi) = &config.sources[1] else { panic!("v4l2") };
+    assert_eq!((csi.format, csi.width, csi.height, csi.fps), (V4l2Format::Nv12, 1640, 1232, Some(7.5)));
+    assert_eq!(config.sources[1].image_limits().map(|l| l.max_decoded_bytes), Some(2_097_152));
+    assert_eq!(config.sources[1].kind(), "v4l2");
+
+    let bad = r#"
+device_id = "d"
+[[sources]]
+name = "usb"
+kind = "v4l2"
+model = "m"
+device = ""
+width = 0
+fps = 0
+watchdog_secs = 0
+"#;
+    assert_eq!(
+        errors(bad),
+        [
+            "sources[0].device: is required",
+            "sources[0].width: width and height must be > 0",
+            "sources[0].fps: must be > 0",
+            "sources[0].watchdog_secs: must be >= 1",
+        ]
+    );
+    let unknown = errors(&text.replace("format = \"nv12\"", "format = \"h264\""));
+    assert!(unknown[0].contains("unknown variant `h264`"), "{unknown:?}");
+}
