@@ -460,7 +460,9 @@ fn the_documented_example_loads_with_the_defaults_it_shows() {
     let expected_spool = SpoolConfig { dir: path.parent().expect("docs/").join("spool"), ..SpoolConfig::default() };
     assert_eq!(config.spool, expected_spool);
     let kinds: Vec<&str> = config.sources.iter().map(SourceConfig::kind).collect();
-    assert_eq!(kinds, ["images", "mqtt_frames", "csv", "stdin", "mqtt_sensor"]);
+    assert_eq!(kinds, ["images", "mqtt_frames", "v4l2", "csv", "stdin", "mqtt_sensor"]);
+    let SourceConfig::V4l2(usb) = &config.sources[2] else { panic!("v4l2") };
+    assert_eq!(usb, &V4l2Source { name: "usb".into(), model: usb.model.clone(), ..V4l2Source::default() });
 }
 
 #[test]
