@@ -81,12 +81,13 @@ pub fn to_input(format: &ActiveFormat, bytes: Vec<u8>) -> runtime::Result<Input>
     let (pixels, strides) = match format.fourcc {
         Fourcc::YUYV => (PixelFormat::Yuyv, [stride, 0, 0]),
         Fourcc::NV12 => (PixelFormat::Nv12, [stride, stride, 0]),
+        // Negotiation sets MJPEG, YUYV or NV12 only.
         _ => return Ok(Input::Image(bytes)),
     };
     Ok(Input::Frame(Frame::new(pixels, format.size.width, format.size.height, strides, bytes)?))
 }
 
-/// The codec and decoder names health shows for a format.
+/// The codec and decoder names health shows for a format (MJPEG, YUYV or NV12).
 pub fn stream_names(fourcc: Fourcc) -> (&'static str, &'static str) {
     match fourcc {
         Fourcc::YUYV => ("yuyv", "none"),
