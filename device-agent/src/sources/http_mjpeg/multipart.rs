@@ -162,16 +162,16 @@ impl Multipart {
             if read + self.buffer.len() <= MAX_HEADER_BYTES {
                 return None;
             }
-            return Some(self.give_up_on_part(Malformed::HeadersTooLong));
+            return Some(self.headers_too_long());
         };
         let read = read + newline + 1;
         if read > MAX_HEADER_BYTES {
-            return Some(self.give_up_on_part(Malformed::HeadersTooLong));
+            return Some(self.headers_too_long());
         }
         let line: Vec<u8> = self.buffer.drain(..=newline).collect();
         let line = String::from_utf8_lossy(line.trim_ascii());
         if line.is_empty() {
-            return Some((self.body_state(), None));
+            return Some(self.body_start());
         }
         if let Some((name, value)) = line.split_once(':') {
             let value = value.trim();
@@ -185,15 +185,18 @@ impl Multipart {
         Some((State::Headers { read }, None))
     }
 
-    /// After the headers' blank line: the body, framed by its length if it has one.
-    fn body_state(&mut self) -> State {
+    /// After the headers' blank line: the body, framed by its length if it has one; a length over the limit
+    /// is reported at once and its bytes skipped.
+    fn body_start(&mut self) -> (State, Option<Event>) {
         match self.content_length {
-            Some(length) if length > self.max_part_bytes as u64 => State::Skipping { remaining: length },
+            Some(length) if length > self.max_part_bytes as u64 => {
+                (State::Skipping { remaining: length }, Some(Event::Malformed(Malformed::TooLarge { bytes: length })))
+            }
             // Within max_part_bytes, so it fits a usize.
-            Some(length) => State::Body { length: length as usize },
+            Some(length) => (State::Body { length: length as usize }, None),
             None => {
                 self.scanned = 0;
-                State::Unframed
+                (State::Unframed, None)
             }
         }
     }
@@ -245,10 +248,10 @@ impl Multipart {
         })
     }
 
-    /// The event of an oversized part the moment it is known, then its bytes are dropped.
-    fn give_up_on_part(&mut self, why: Malformed) -> (State, Option<Event>) {
-        self.buffer.clear();
-        (State::Seeking { junk: 0, report: false, mid_line: true }, Some(Event::Malformed(why)))
+    /// Headers without end: reported, and the rest of the part is dropped up to the next boundary (the
+    /// buffer is not cleared: it may hold that boundary already).
+    fn headers_too_long(&self) -> (State, Option<Event>) {
+        (State::Seeking { junk: 0, report: false, mid_line: true }, Some(Event::Malformed(Malformed::HeadersTooLong)))
     }
 
     fn seeking_after_part(&self) -> State {
@@ -311,4 +314,130 @@ enum Found {
     At(usize),
     /// Not before this offset.
     NotYet { scanned: usize },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JPEG_A: &[u8] = b"\xFF\xD8first\xFF\xD9";
+    const JPEG_B: &[u8] = b"\xFF\xD8second\r\n--frame in the data\xFF\xD9";
+
+    /// Feeds `stream` in pieces of `piece` bytes, taking the events after each.
+    fn events(parser: &mut Multipart, stream: &[u8], piece: usize) -> Vec<Event> {
+        let mut events = Vec::new();
+        for bytes in stream.chunks(piece) {
+            parser.push(bytes);
+            events.extend(std::iter::from_fn(|| parser.next_event()));
+        }
+        events
+    }
+
+    fn parse(stream: &[u8], piece: usize) -> Vec<Event> {
+        events(&mut Multipart::new("frame", 1024), stream, piece)
+    }
+
+    fn part(body: &[u8]) -> Event {
+        Event::Part(Part { content_type: Some("image/jpeg".into()), body: body.to_vec() })
+    }
+
+    fn with_length(body: &[u8]) -> Vec<u8> {
+        let mut part =
+            format!("--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+        part.extend_from_slice(body);
+        part.extend_from_slice(b"\r\n");
+        part
+    }
+
+    fn without_length(body: &[u8]) -> Vec<u8> {
+        let mut part = b"--frame\r\nContent-Type: image/jpeg\r\n\r\n".to_vec();
+        part.extend_from_slice(body);
+        part.extend_from_slice(b"\r\n");
+        part
+    }
+
+    const PIECES: [usize; 5] = [1, 2, 5, 64, 100_000];
+
+    #[test]
+    fn parts_with_and_without_length_whatever_the_reads() {
+        let stream = [b"\r\n".to_vec(), with_length(JPEG_A), without_length(JPEG_B), with_length(JPEG_A)].concat();
+        for piece in PIECES {
+            assert_eq!(parse(&stream, piece), [part(JPEG_A), part(JPEG_B), part(JPEG_A)], "pieces of {piece}");
+        }
+    }
+
+    #[test]
+    fn the_closing_boundary_ends_the_stream() {
+        let stream = [without_length(JPEG_A), b"--frame--\r\nepilogue".to_vec()].concat();
+        assert_eq!(parse(&stream, 3), [part(JPEG_A), Event::End]);
+    }
+
+    #[test]
+    fn a_boundary_given_with_its_dashes_and_lf_only_lines_are_understood() {
+        let stream = b"--myboundary\nContent-Length: 5\n\nhello\n--myboundary\n\nworld\n--myboundary\n";
+        let bodies: Vec<Event> = events(&mut Multipart::new("--myboundary", 1024), stream, 4);
+        let plain = |body: &[u8]| Event::Part(Part { content_type: None, body: body.to_vec() });
+        assert_eq!(bodies, [plain(b"hello"), plain(b"world")]);
+    }
+
+    #[test]
+    fn a_wrong_boundary_is_junk_and_the_next_part_is_read() {
+        let garbled = [b"--garbled", &with_length(JPEG_B)[b"--frame".len()..]].concat();
+        let stream = [with_length(JPEG_A), garbled, with_length(JPEG_A)].concat();
+        for piece in PIECES {
+            let got = parse(&stream, piece);
+            assert_eq!(got.len(), 3, "{got:?}");
+            assert_eq!((&got[0], &got[2]), (&part(JPEG_A), &part(JPEG_A)), "pieces of {piece}");
+            assert!(matches!(got[1], Event::Malformed(Malformed::Junk { .. })), "{got:?}");
+        }
+    }
+
+    #[test]
+    fn a_body_longer_than_its_length_leaves_junk_before_the_next_boundary() {
+        let mut lying = with_length(JPEG_A);
+        lying.splice(lying.len() - 2..lying.len() - 2, b"EXTRA".iter().copied());
+        let stream = [lying, with_length(JPEG_B)].concat();
+        assert_eq!(parse(&stream, 7), [part(JPEG_A), Event::Malformed(Malformed::Junk { bytes: 7 }), part(JPEG_B)]);
+    }
+
+    #[test]
+    fn oversized_parts_are_skipped_with_bounded_memory() {
+        let big = vec![0xAB; 5000];
+        let stream = [
+            with_length(&big),
+            with_length(JPEG_A),
+            without_length(&big),
+            without_length(JPEG_B),
+            b"--frame--\r\n".to_vec(),
+        ]
+        .concat();
+        let mut parser = Multipart::new("frame", 1024);
+        let mut got = Vec::new();
+        for bytes in stream.chunks(100) {
+            parser.push(bytes);
+            got.extend(std::iter::from_fn(|| parser.next_event()));
+            assert!(parser.buffer.len() <= 1024 + 200, "the buffer holds {} bytes", parser.buffer.len());
+        }
+        assert_eq!(got.len(), 5, "{got:?}");
+        assert_eq!(got[0], Event::Malformed(Malformed::TooLarge { bytes: 5000 }));
+        assert_eq!(got[1], part(JPEG_A));
+        assert!(matches!(got[2], Event::Malformed(Malformed::TooLarge { bytes }) if bytes > 1024));
+        assert_eq!(got[3..], [part(JPEG_B), Event::End]);
+    }
+
+    #[test]
+    fn endless_headers_are_given_up_on() {
+        let mut stream = b"--frame\r\n".to_vec();
+        stream.extend(std::iter::repeat_n(b"X-Padding: 0123456789\r\n".to_vec(), 1000).flatten());
+        stream.extend_from_slice(b"\r\nbody\r\n");
+        stream.extend(with_length(JPEG_A));
+        assert_eq!(parse(&stream, 512), [Event::Malformed(Malformed::HeadersTooLong), part(JPEG_A)]);
+    }
+
+    #[test]
+    fn an_unparseable_length_falls_back_to_the_boundary() {
+        let stream = [b"--frame\r\nContent-Length: lots\r\n\r\n", JPEG_A, b"\r\n", &with_length(JPEG_B)].concat();
+        let unframed = Event::Part(Part { content_type: None, body: JPEG_A.to_vec() });
+        assert_eq!(parse(&stream, 3), [unframed, part(JPEG_B)]);
+    }
 }
