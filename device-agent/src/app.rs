@@ -14,12 +14,13 @@
 
 use crate::clock::{Clock, SystemClock};
 use crate::conditions::{AGENT, Condition, Conditions};
-use crate::config::{AgentConfig, SourceConfig, UpdateConfig};
+use crate::config::{AgentConfig, MjpegMode, SourceConfig, UpdateConfig};
 use crate::health::{HealthReporter, Metrics};
 use crate::mqtt::{self, MqttHandle, QoS, Route};
 use crate::outbox::{Outbox, OutboxQos, OutboxSettings, Publish};
 use crate::shutdown::Shutdown;
 use crate::sources::directory::WatchedDir;
+use crate::sources::http_mjpeg::{self, HttpUrl, MjpegCamera};
 use crate::sources::images::{self, FileSet, ImageFiles};
 use crate::sources::recording::{self, Recording};
 use crate::sources::v4l2::{self, LinuxDevice, V4l2Spec};
@@ -181,7 +182,10 @@ fn engine_options(config: &AgentConfig) -> EngineOptions {
 }
 
 fn check_input_kind(source: &SourceConfig, bundle: &Bundle) -> anyhow::Result<()> {
-    let wants_image = matches!(source, SourceConfig::Images(_) | SourceConfig::MqttFrames(_) | SourceConfig::V4l2(_));
+    let wants_image = matches!(
+        source,
+        SourceConfig::Images(_) | SourceConfig::MqttFrames(_) | SourceConfig::V4l2(_) | SourceConfig::HttpMjpeg(_)
+    );
     let is_image = matches!(bundle.manifest().input, InputSpec::Image(_));
     if wants_image != is_image {
         let model = if is_image { "an image" } else { "a sensor" };
@@ -334,9 +338,10 @@ fn start_workers(
         let stats = metrics.register(&name);
         let outbox = Outbox::new(settings, &name, stats.clone());
         let (feed, queue): (Arc<Feed>, JobQueue) = match &source.config {
-            SourceConfig::Images(_) | SourceConfig::MqttFrames(_) | SourceConfig::V4l2(_) => {
-                Feed::camera(outbox.clone(), clock.clone())
-            }
+            SourceConfig::Images(_)
+            | SourceConfig::MqttFrames(_)
+            | SourceConfig::V4l2(_)
+            | SourceConfig::HttpMjpeg(_) => Feed::camera(outbox.clone(), clock.clone()),
             SourceConfig::Csv(c) => Feed::fifo(outbox.clone(), c.queue, clock.clone()),
             SourceConfig::Stdin(c) => Feed::fifo(outbox.clone(), c.queue, clock.clone()),
             SourceConfig::MqttSensor(c) => Feed::fifo(outbox.clone(), c.queue, clock.clone()),
@@ -566,6 +571,25 @@ fn reader(source: &ReadySource, feed: Arc<Feed>, metrics: &Metrics, shutdown: Ar
             let (spec, stats) = (V4l2Spec::new(c), metrics.register_camera(&c.name));
             Some(Box::new(move || {
                 spawn_named(name, move || v4l2::run(&spec, LinuxDevice::open, &feed, &stats, &shutdown)).map(Some)
+            }))
+        }
+        SourceConfig::HttpMjpeg(c) => {
+            let camera = MjpegCamera {
+                name: c.name.clone(),
+                // Validated with the config.
+                url: HttpUrl::parse(&c.url).ok()?,
+                origin: c.url.clone(),
+                mode: match c.mode {
+                    MjpegMode::Stream => http_mjpeg::Mode::Stream,
+                    MjpegMode::Snapshot => http_mjpeg::Mode::Snapshot { rate_fps: c.snapshot_rate_fps() },
+                },
+                credentials_file: c.credentials_file.clone(),
+                watchdog: Duration::from_secs(c.watchdog_secs),
+                max_part_bytes: usize::try_from(c.max_part_bytes).unwrap_or(usize::MAX),
+            };
+            let stats = metrics.register_camera(&c.name);
+            Some(Box::new(move || {
+                spawn_named(name, move || http_mjpeg::run(camera, &feed, &stats, &shutdown)).map(Some)
             }))
         }
         SourceConfig::MqttFrames(_) | SourceConfig::MqttSensor(_) => None,

@@ -194,6 +194,8 @@ pub enum SourceConfig {
     MqttSensor(MqttSensorSource),
     /// A USB or CSI camera through Video4Linux2.
     V4l2(V4l2Source),
+    /// An HTTP camera: an MJPEG stream or a snapshot URL.
+    HttpMjpeg(HttpMjpegSource),
 }
 
 /// `kind = "images"`. Camera-like: only the latest frame is kept.
@@ -385,6 +387,61 @@ pub enum V4l2Format {
     Auto,
 }
 
+/// `kind = "http_mjpeg"`. Camera-like: only the latest frame is kept; parts reach the worker encoded.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpMjpegSource {
+    pub name: String,
+    pub model: PathBuf,
+    /// `http://host[:port]/path`. Required; without credentials (it is the origin of every input and error).
+    pub url: String,
+    pub mode: MjpegMode,
+    /// Snapshots per second (`> 0`); `mode = "snapshot"` only. Unset: 1.
+    pub rate_fps: Option<f64>,
+    /// HTTP basic credentials: `user:password` on the first line; read at each connection, never logged.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub credentials_file: Option<PathBuf>,
+    /// Seconds without a part (a stream) or a response before reconnecting (1–3600).
+    pub watchdog_secs: u64,
+    /// Largest part or snapshot taken; a larger one is skipped and reported, never held whole.
+    pub max_part_bytes: u64,
+    /// As for [`ImagesSource::max_decoded_bytes`].
+    pub max_decoded_bytes: u64,
+}
+
+impl Default for HttpMjpegSource {
+    fn default() -> Self {
+        HttpMjpegSource {
+            name: String::new(),
+            model: PathBuf::new(),
+            url: String::new(),
+            mode: MjpegMode::Stream,
+            rate_fps: None,
+            credentials_file: None,
+            watchdog_secs: 10,
+            max_part_bytes: DEFAULT_MAX_FILE_BYTES,
+            max_decoded_bytes: DEFAULT_MAX_DECODED_BYTES,
+        }
+    }
+}
+
+impl HttpMjpegSource {
+    /// The snapshot rate: `rate_fps`, else one per second.
+    pub fn snapshot_rate_fps(&self) -> f64 {
+        self.rate_fps.unwrap_or(1.0)
+    }
+}
+
+/// How an HTTP camera serves frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MjpegMode {
+    /// One `multipart/x-mixed-replace` response, a JPEG per part.
+    Stream,
+    /// One JPEG per request, polled at `rate_fps`.
+    Snapshot,
+}
+
 const DEFAULT_SENSOR_QUEUE: usize = 8;
 /// A camera's JPEG is a few MB; more is a mistake or an attack, and it is read into memory whole.
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 16 << 20;
@@ -392,6 +449,10 @@ pub const DEFAULT_MAX_FILE_BYTES: u64 = 16 << 20;
 const DEFAULT_MAX_DECODED_BYTES: u64 = runtime::preprocess::DEFAULT_MAX_DECODED_BYTES;
 /// Below this even a VGA frame with its resize intermediate does not fit: a typo, not a limit.
 const MIN_DECODED_BYTES: u64 = 1 << 20;
+/// No JPEG frame worth inferring on is smaller: a typo, not a limit.
+const MIN_PART_BYTES: u64 = 1024;
+/// A part is held in memory whole; more than this is a typo.
+const MAX_PART_BYTES: u64 = 1 << 30;
 /// More queued windows than this only adds latency; the bound keeps a typo from reserving memory.
 const MAX_SENSOR_QUEUE: usize = 4096;
 /// The MQTT protocol's limit on a packet's remaining length.
@@ -407,6 +468,7 @@ impl SourceConfig {
             SourceConfig::Stdin(s) => &s.name,
             SourceConfig::MqttSensor(s) => &s.name,
             SourceConfig::V4l2(s) => &s.name,
+            SourceConfig::HttpMjpeg(s) => &s.name,
         }
     }
 
@@ -419,6 +481,7 @@ impl SourceConfig {
             SourceConfig::Stdin(s) => &s.model,
             SourceConfig::MqttSensor(s) => &s.model,
             SourceConfig::V4l2(s) => &s.model,
+            SourceConfig::HttpMjpeg(s) => &s.model,
         }
     }
 
@@ -431,6 +494,7 @@ impl SourceConfig {
             SourceConfig::Stdin(_) => "stdin",
             SourceConfig::MqttSensor(_) => "mqtt_sensor",
             SourceConfig::V4l2(_) => "v4l2",
+            SourceConfig::HttpMjpeg(_) => "http_mjpeg",
         }
     }
 
@@ -440,6 +504,7 @@ impl SourceConfig {
             SourceConfig::Images(s) => s.max_decoded_bytes,
             SourceConfig::MqttFrames(s) => s.max_decoded_bytes,
             SourceConfig::V4l2(s) => s.max_decoded_bytes,
+            SourceConfig::HttpMjpeg(s) => s.max_decoded_bytes,
             SourceConfig::Csv(_) | SourceConfig::Stdin(_) | SourceConfig::MqttSensor(_) => return None,
         };
         Some(ImageLimits { max_decoded_bytes, ..ImageLimits::default() })
@@ -450,7 +515,11 @@ impl SourceConfig {
         match self {
             SourceConfig::MqttFrames(s) => Some(s.topic.clone().unwrap_or_else(|| topics.frames(&s.name))),
             SourceConfig::MqttSensor(s) => Some(s.topic.clone().unwrap_or_else(|| topics.sensor(&s.name))),
-            SourceConfig::Images(_) | SourceConfig::Csv(_) | SourceConfig::Stdin(_) | SourceConfig::V4l2(_) => None,
+            SourceConfig::Images(_)
+            | SourceConfig::Csv(_)
+            | SourceConfig::Stdin(_)
+            | SourceConfig::V4l2(_)
+            | SourceConfig::HttpMjpeg(_) => None,
         }
     }
 
@@ -472,6 +541,11 @@ impl SourceConfig {
             SourceConfig::MqttSensor(s) => vec![&mut s.model],
             // The device node is absolute (`/dev/...`); a relative one is not resolved against the config file.
             SourceConfig::V4l2(s) => vec![&mut s.model],
+            SourceConfig::HttpMjpeg(s) => {
+                let mut paths: Vec<&mut PathBuf> = vec![&mut s.model];
+                paths.extend(s.credentials_file.as_mut());
+                paths
+            }
         }
     }
 }
@@ -739,7 +813,36 @@ impl SourceConfig {
                 }
                 validate_decoded_bytes(key, s.max_decoded_bytes, problems);
             }
+            SourceConfig::HttpMjpeg(s) => s.validate(key, problems),
         }
+    }
+}
+
+impl HttpMjpegSource {
+    fn validate(&self, key: &str, problems: &mut Problems) {
+        if self.url.is_empty() {
+            problems.push(format!("{key}.url"), "is required");
+        } else if let Err(error) = crate::sources::http_mjpeg::HttpUrl::parse(&self.url) {
+            problems.push(format!("{key}.url"), error.to_string());
+        }
+        match (self.mode, self.rate_fps) {
+            (MjpegMode::Stream, Some(_)) => problems
+                .push(format!("{key}.rate_fps"), "only for mode = \"snapshot\" (a stream comes at the camera's rate)"),
+            (MjpegMode::Snapshot, Some(rate)) if !(rate.is_finite() && rate > 0.0) => {
+                problems.push(format!("{key}.rate_fps"), "must be > 0")
+            }
+            _ => {}
+        }
+        if !(1..=3600).contains(&self.watchdog_secs) {
+            problems.push(format!("{key}.watchdog_secs"), "must be between 1 and 3600");
+        }
+        if !(MIN_PART_BYTES..=MAX_PART_BYTES).contains(&self.max_part_bytes) {
+            problems.push(
+                format!("{key}.max_part_bytes"),
+                format!("must be between {MIN_PART_BYTES} and {MAX_PART_BYTES} (1 GiB)"),
+            );
+        }
+        validate_decoded_bytes(key, self.max_decoded_bytes, problems);
     }
 }
 

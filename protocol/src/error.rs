@@ -178,6 +178,13 @@ wire_names! {
         Misaddressed => "misaddressed",
         /// A camera does not offer the configured format, size or rate (the message lists what it offers).
         CameraFormat => "camera_format",
+        /// A camera's multipart part is not a whole JPEG (truncated, something else) or does not frame (bytes
+        /// where a boundary should be, oversized headers); it is skipped and the stream goes on.
+        MalformedPart => "malformed_part",
+        /// A camera answered an HTTP request with an error status (401 for wrong credentials); retried.
+        HttpStatus => "http_status",
+        /// A camera's stream sent no frame (or no response) within its watchdog time; reconnected.
+        StreamStalled => "stream_stalled",
     }
 }
 

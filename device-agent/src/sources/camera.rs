@@ -23,6 +23,7 @@ pub struct CameraStats {
     decoded: AtomicU64,
     decode_errors: AtomicU64,
     reconnects: AtomicU64,
+    replaced: AtomicU64,
     last_frame_ms: AtomicU64,
     stream: Mutex<StreamInfo>,
 }
@@ -49,6 +50,11 @@ impl CameraStats {
         self.reconnects.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A frame handed to the worker replaced one it had not taken yet, which was thus never decoded.
+    pub fn replaced(&self) {
+        self.replaced.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The stream's resolution, codec and decoder, when they become known or change.
     pub fn set_stream(&self, info: StreamInfo) {
         *self.stream.lock().unwrap_or_else(PoisonError::into_inner) = info;
@@ -68,6 +74,10 @@ impl CameraStats {
 
     pub fn reconnects_total(&self) -> u64 {
         self.reconnects.load(Ordering::Relaxed)
+    }
+
+    pub fn replaced_total(&self) -> u64 {
+        self.replaced.load(Ordering::Relaxed)
     }
 
     /// When the last frame arrived, ms since the Unix epoch; 0 before the first.

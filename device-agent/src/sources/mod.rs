@@ -3,6 +3,7 @@
 
 pub mod camera;
 pub mod directory;
+pub mod http_mjpeg;
 pub mod images;
 pub mod recording;
 pub mod stdin;
