@@ -81,7 +81,8 @@ pub(super) fn validate(
             }
             Some(_) => {}
         }
-        if let Some(first) = seen.insert(name, index).filter(|_| !name.is_empty()) {
+        let first = *seen.entry(name).or_insert(index);
+        if first != index && !name.is_empty() {
             problems.push(format!("{key}.source"), format!("snapshots[{first}] already takes {name:?}'s snapshots"));
         }
         if snapshot.labels.iter().any(String::is_empty) {
