@@ -32,7 +32,7 @@ impl Chroma {
 
     /// The RGB8 pixel of luma `y` under this chroma.
     fn pixel(self, y: u8, out: &mut [u8]) {
-        let luma = (i32::from(y) - 16).max(0) * Y_SCALE;
+        let luma = (i32::from(y) - 16) * Y_SCALE;
         let channel = |term: i32| ((luma + term) >> SHIFT).clamp(0, 255) as u8;
         out[0] = channel(self.red);
         out[1] = channel(self.green);
