@@ -259,7 +259,8 @@ fn rgb_frame(input: &Input) -> Result<RgbImage, String> {
         Input::Image(bytes) => image::load_from_memory(bytes)
             .map(|image| image.to_rgb8())
             .map_err(|error| format!("cannot decode the frame: {error}")),
-        Input::Frame(frame) => Err(format!("raw {} frames have no snapshots yet", frame.format())),
+        Input::Frame(frame) => RgbImage::from_raw(frame.width(), frame.height(), frame.to_rgb8())
+            .ok_or_else(|| format!("a {}x{} frame's RGB does not fill it", frame.width(), frame.height())),
         Input::Sensor(_) => Err("a sensor window has no picture".to_owned()),
     }
 }

@@ -170,3 +170,29 @@ fn an_undecodable_frame_is_counted_failed() {
     snapshots.finish();
     assert_eq!((stats.health("door").failed, stats.health("door").stored), (1, 0));
 }
+
+#[test]
+fn a_raw_frame_is_converted_and_encoded_at_its_size() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stats = Arc::new(SnapshotStats::default());
+    // A grey NV12 frame: luma 128, neutral chroma.
+    let (width, height) = (32, 16);
+    let nv12 = [vec![128u8; 32 * 16], vec![128u8; 32 * 8]].concat();
+    let frame = runtime::Frame::packed(runtime::PixelFormat::Nv12, width, height, nv12).expect("a frame");
+    let job = Job { seq: 9, captured_at_ms: 5, origin: String::new(), input: Input::Frame(frame) };
+    let config = SnapshotConfig { draw_boxes: false, ..stored_config(dir.path()) };
+    let mut snapshots = Snapshots::start(&config, "cam-01", None, stats.clone()).expect("starts");
+    snapshots.consider_at(&job, &face(0.0, 0.9), Instant::now());
+    snapshots.finish();
+    assert_eq!(stats.health("door").stored, 1);
+    let jpeg = std::fs::read(dir.path().join("door-0000000000005-9.jpg")).expect("stored");
+    assert_eq!(comment(&jpeg)["seq"], 9);
+    let decoded = image::load_from_memory(&jpeg).expect("decodes").to_rgb8();
+    assert_eq!(decoded.dimensions(), (width, height));
+    // BT.601 limited range: luma 128 is grey 130.
+    assert!(
+        decoded.pixels().all(|pixel| pixel.0.iter().all(|&c| c.abs_diff(130) <= 3)),
+        "{:?}",
+        decoded.get_pixel(0, 0)
+    );
+}
