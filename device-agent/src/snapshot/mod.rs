@@ -193,7 +193,8 @@ impl Writer {
         let jpeg = match self.jpeg(taken) {
             Ok(Some(jpeg)) => jpeg,
             Ok(None) => {
-                log::debug!(source = self.source.as_str(), seq = taken.seq; "Snapshot over max_bytes even at the lowest quality and scale: skipped.");
+                let source = self.source.as_str();
+                log::debug!(source, seq = taken.seq; "Snapshot over max_bytes at every quality and scale: skipped.");
                 return self.stats.count(SnapshotOutcome::TooLarge);
             }
             Err(error) => {
