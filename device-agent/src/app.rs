@@ -19,6 +19,7 @@ use crate::health::{HealthReporter, Metrics};
 use crate::mqtt::{self, MqttHandle, QoS, Route};
 use crate::outbox::{Outbox, OutboxQos, OutboxSettings, Publish};
 use crate::shutdown::Shutdown;
+use crate::snapshot::{Publisher, Snapshots};
 use crate::sources::directory::WatchedDir;
 use crate::sources::http_mjpeg::{self, HttpUrl, MjpegCamera};
 use crate::sources::images::{self, FileSet, ImageFiles};
@@ -232,8 +233,9 @@ fn run(
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let conditions = Arc::new(Conditions::new(settings.clone(), clock.clone()));
     let spool = spool_or_condition(spool, &conditions);
+    let snapshots = |source: &str| start_snapshots(&config, &link, &metrics, source);
     let Workers { mut routes, feeds, workers, readers, updatable, watched } =
-        start_workers(ready, &settings, &metrics, &clock, &shutdown)?;
+        start_workers(ready, &settings, &metrics, &clock, &shutdown, &snapshots)?;
 
     let update_events = config.update.as_ref().map(|update| {
         let groups: Vec<UpdateTopics> = update.groups.iter().map(|group| UpdateTopics::group(group)).collect();
@@ -321,6 +323,7 @@ fn start_workers(
     metrics: &Metrics,
     clock: &Arc<dyn Clock>,
     shutdown: &Arc<Shutdown>,
+    start_snapshots: &dyn Fn(&str) -> anyhow::Result<Option<Snapshots>>,
 ) -> anyhow::Result<Workers> {
     let mut routes = Vec::new();
     let mut feeds = Vec::new();
@@ -364,12 +367,35 @@ fn start_workers(
         });
         let busy = Arc::new(Busy::new(clock.clone()));
         watched.push(WatchedWorker { source: name.clone(), busy: busy.clone(), stats });
+        let snapshots = start_snapshots(&name)?;
         workers.push(spawn_named(format!("worker-{name}"), move || {
-            worker::run(serving, queue, &outbox, &busy);
+            worker::run(serving, queue, &outbox, &busy, snapshots);
         })?);
         feeds.push(feed);
     }
     Ok(Workers { routes, feeds, workers, readers, updatable, watched })
+}
+
+/// Starts the snapshot thread of `source` when a `[[snapshots]]` entry names it. Snapshots are published
+/// straight to the link, not through the spool: a retained picture is worth sending only while it is recent.
+fn start_snapshots(
+    config: &AgentConfig,
+    link: &MqttHandle,
+    metrics: &Metrics,
+    source: &str,
+) -> anyhow::Result<Option<Snapshots>> {
+    let Some(snapshot) = config.snapshots.iter().find(|snapshot| snapshot.source == source) else {
+        return Ok(None);
+    };
+    let publisher = snapshot.publish.then(|| Publisher {
+        link: link.clone(),
+        topic: config.topics().snapshots(source),
+        qos: mqtt::qos(config.mqtt.qos.predictions),
+    });
+    let stats = metrics.register_snapshots(source);
+    let snapshots = Snapshots::start(snapshot, &config.device_id, publisher, stats)
+        .with_context(|| format!("starting thread snapshot-{source}"))?;
+    Ok(Some(snapshots))
 }
 
 /// The spool, or `None` when it could not open: the `spool_failing` condition is raised (logged, an error event,

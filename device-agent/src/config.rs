@@ -5,6 +5,7 @@
 //! port, client id and prefix, the TLS server name, inbound topics) are computed by the accessors next to
 //! them. Optional strings and paths treat `""` as unset, so a template with `client_id = ""` means "default".
 
+mod snapshot;
 mod spool;
 mod supervision;
 mod update;
@@ -16,6 +17,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use snapshot::SnapshotConfig;
 pub use spool::{Fsync, SpoolConfig};
 pub use supervision::SupervisionConfig;
 pub use update::{ProbationConfig, UpdateConfig};
@@ -34,6 +36,8 @@ pub struct AgentConfig {
     pub update: Option<UpdateConfig>,
     pub supervision: SupervisionConfig,
     pub spool: SpoolConfig,
+    /// Snapshots of image sources whose predictions match a rule.
+    pub snapshots: Vec<SnapshotConfig>,
 }
 
 /// `[onnxruntime]`: how sessions are built.
@@ -583,6 +587,7 @@ impl AgentConfig {
         for source in &mut self.sources {
             paths.extend(source.paths_mut());
         }
+        paths.extend(self.snapshots.iter_mut().filter_map(|snapshot| snapshot.directory.as_mut()));
         if let Some(update) = &mut self.update {
             paths.extend(update.paths_mut());
         }
@@ -624,6 +629,14 @@ impl AgentConfig {
         }
         self.supervision.validate(&mut problems);
         self.spool.validate(&mut problems);
+        let topics = self.topics();
+        snapshot::validate(
+            &self.snapshots,
+            &self.sources,
+            |source| topics.snapshots(source),
+            self.mqtt.max_packet_bytes,
+            &mut problems,
+        );
         problems.0
     }
 

@@ -12,6 +12,7 @@ mod mqtt;
 mod outbox;
 mod queue;
 mod shutdown;
+mod snapshot;
 mod sources;
 mod spool;
 mod state_dir;

@@ -7,6 +7,7 @@
 
 use crate::outbox::Outbox;
 use crate::queue::{self, Next};
+use crate::snapshot::Snapshots;
 use crate::supervisor::Busy;
 use crate::update::probation::ModelScore;
 use runtime::Pipeline;
@@ -39,8 +40,15 @@ pub type SwapSender = queue::ControlSender<Swap>;
 
 /// Runs jobs through the serving pipeline and publishes each result or error until the queue finishes.
 /// Between jobs it sleeps until a job or a swap arrives. Returns what it served last. `busy` tells the
-/// supervisor when the inference in progress began.
-pub fn run(mut serving: Serving, queue: JobQueue, outbox: &Outbox, busy: &Busy) -> Serving {
+/// supervisor when the inference in progress began. `snapshots` (the source's, if it takes any) sees every
+/// prediction, and finishes with the worker.
+pub fn run(
+    mut serving: Serving,
+    queue: JobQueue,
+    outbox: &Outbox,
+    busy: &Busy,
+    mut snapshots: Option<Snapshots>,
+) -> Serving {
     outbox.serving(&serving.pipeline);
     // The source's frame limits outlive its model: a pipeline the updater built gets them too.
     let image_limits = serving.pipeline.image_limits();
@@ -57,7 +65,12 @@ pub fn run(mut serving: Serving, queue: JobQueue, outbox: &Outbox, busy: &Busy) 
                 let _ = swap.replaced.send(old);
                 continue;
             }
-            Next::Finished => return serving,
+            Next::Finished => {
+                if let Some(snapshots) = snapshots {
+                    snapshots.finish();
+                }
+                return serving;
+            }
         };
         outbox.frame_in();
         busy.begin();
@@ -66,6 +79,9 @@ pub fn run(mut serving: Serving, queue: JobQueue, outbox: &Outbox, busy: &Busy) 
         match result {
             Ok((output, timings)) => {
                 serving.score.prediction(&output, &timings);
+                if let Some(snapshots) = &mut snapshots {
+                    snapshots.consider(&job, &output);
+                }
                 outbox.prediction(&job, &serving.pipeline, output, timings);
             }
             Err(error) => {

@@ -81,6 +81,11 @@ impl Topics {
     pub fn sensor(&self, source: &str) -> String {
         format!("{}/sensor/{source}", self.prefix)
     }
+
+    /// The retained JPEG of the latest snapshot of `source` (see the agent's `[[snapshots]]`).
+    pub fn snapshots(&self, source: &str) -> String {
+        format!("{}/snapshots/{source}", self.prefix)
+    }
 }
 
 /// What an envelope carries. postcard writes the variant index, so the order below is the wire value:
@@ -185,7 +190,8 @@ impl Message for ErrorEvent {
 ///
 /// postcard body: `device`, `agent_version`, `uptime_s`, `cpu_percent`, `rss_bytes`, `peak_rss_bytes`,
 /// `temperature_c`, `mqtt_reconnects`, `sources` (each a [`SourceHealth`]), `health_unpublished`, `arch`,
-/// `mqtt_oversized`, `conditions` (each a [`Condition`]), `spool` (an `Option` of [`SpoolHealth`]).
+/// `mqtt_oversized`, `conditions` (each a [`Condition`]), `spool` (an `Option` of [`SpoolHealth`]), `cameras`
+/// (each a [`CameraHealth`]), `snapshots` (each a [`SnapshotHealth`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Health {
     pub device: String,
@@ -212,6 +218,11 @@ pub struct Health {
     pub conditions: Vec<Condition>,
     /// The on-disk spool; `None` when it could not be opened (messages then go straight to the link's queue).
     pub spool: Option<SpoolHealth>,
+    /// The live camera sources' streams, one per camera source (added after `spool`: an older postcard reader
+    /// reads the prefix it knows).
+    pub cameras: Vec<CameraHealth>,
+    /// The snapshots of each source that has a `[[snapshots]]` entry.
+    pub snapshots: Vec<SnapshotHealth>,
 }
 
 /// A lasting condition in a [`Health`] report: `{"kind":"state_dir_read_only","source":"agent",
@@ -288,6 +299,58 @@ pub struct SpoolHealth {
     /// Appends that failed (disk full, I/O error); those messages count in `predictions_unpublished` or
     /// `health_unpublished`.
     pub write_errors: u64,
+}
+
+/// A live camera's stream in a [`Health`] report. Rates are per second over the last health interval, as
+/// [`SourceHealth::frames_per_s`].
+///
+/// postcard body: `source`, `received_per_s`, `decoded_per_s`, `inferred_per_s`, `replaced_per_s`,
+/// `decode_errors`, `reconnects`, `last_frame_age_ms`, `width`, `height`, `codec`, `decoder`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CameraHealth {
+    pub source: String,
+    /// Frames (access units, multipart parts, device buffers) that arrived from the camera.
+    pub received_per_s: f32,
+    /// Frames the source decoded itself (video decoders; JPEG parts are decoded by the worker).
+    pub decoded_per_s: f32,
+    /// Frames that became predictions.
+    pub inferred_per_s: f32,
+    /// Frames replaced in the latest-frame slot before the worker took them.
+    pub replaced_per_s: f32,
+    /// Frames or packets that could not be decoded or parsed, since start.
+    pub decode_errors: u64,
+    /// Connections made again after the stream was lost, since start.
+    pub reconnects: u64,
+    /// How long ago the last frame arrived; `None` before the first.
+    pub last_frame_age_ms: Option<u64>,
+    /// The stream's resolution as last negotiated or seen; 0 before it is known.
+    pub width: u32,
+    pub height: u32,
+    /// `h264`, `h265`, `mjpeg`, `yuyv`, `nv12`...; empty before it is known.
+    pub codec: String,
+    /// What turns the stream into frames: `openh264`, `v4l2m2m:/dev/video10`, `jpeg`, `none`...
+    pub decoder: String,
+}
+
+/// The snapshots of one source in a [`Health`] report, counted since start. Every prediction that matched the
+/// source's rule is counted once: published and/or stored, or skipped for one reason.
+///
+/// postcard body: `source`, `published`, `stored`, `rate_limited`, `busy`, `too_large`, `failed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotHealth {
+    pub source: String,
+    /// JPEGs handed to the MQTT link.
+    pub published: u64,
+    /// JPEGs written to the snapshot directory.
+    pub stored: u64,
+    /// Matches within `min_interval_secs` of the previous snapshot.
+    pub rate_limited: u64,
+    /// Matches that found the snapshot thread still busy with the previous one.
+    pub busy: u64,
+    /// Snapshots over `max_bytes` even at the lowest quality and scale.
+    pub too_large: u64,
+    /// Snapshots that could not be decoded, encoded, written or handed to the MQTT link.
+    pub failed: u64,
 }
 
 /// How many inputs failed with one error kind.

@@ -1,6 +1,8 @@
 //! Raw frames as cameras and video decoders deliver them: a pixel format, a size and the rows of each plane
 //! with their stride. An encoded JPEG or PNG ([`crate::Input::Image`]) is the other way a frame arrives.
 
+mod rgb;
+
 use crate::error::{Error, Result};
 
 /// How a raw frame's pixels are laid out.

@@ -55,8 +55,13 @@ impl Pipeline {
                 timings.preprocess_us = micros(decoded, Instant::now());
                 (pre.tensor(), Some(geometry))
             }
-            (Preprocessor::Image(_), Input::Frame(frame)) => {
-                return Err(Error::Decode { reason: format!("raw {} frames are not supported yet", frame.format()) });
+            (Preprocessor::Image(pre), Input::Frame(frame)) => {
+                // Nothing to decode: the colour conversion is part of the resize, so it counts as preprocessing.
+                let geometry = pre.prepare_frame(frame);
+                pre.release_outsized();
+                let geometry = geometry?;
+                timings.preprocess_us = micros(started, Instant::now());
+                (pre.tensor(), Some(geometry))
             }
             (Preprocessor::Sensor(pre), Input::Sensor(window)) => {
                 pre.prepare(window)?;
@@ -91,6 +96,14 @@ impl Pipeline {
     pub fn set_image_limits(&mut self, limits: ImageLimits) {
         if let Preprocessor::Image(pre) = &mut self.preprocessor {
             pre.set_limits(limits);
+        }
+    }
+
+    /// Decodes the JPEGs of an image model at reduced scale where its input is much smaller (see
+    /// [`ImagePreprocessor::set_reduced_jpeg_decode`]; off by default); a sensor model takes no images.
+    pub fn set_reduced_jpeg_decode(&mut self, enabled: bool) {
+        if let Preprocessor::Image(pre) = &mut self.preprocessor {
+            pre.set_reduced_jpeg_decode(enabled);
         }
     }
 

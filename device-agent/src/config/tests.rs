@@ -463,6 +463,9 @@ fn the_documented_example_loads_with_the_defaults_it_shows() {
     assert_eq!(kinds, ["images", "mqtt_frames", "v4l2", "csv", "stdin", "mqtt_sensor"]);
     let SourceConfig::V4l2(usb) = &config.sources[2] else { panic!("v4l2") };
     assert_eq!(usb, &V4l2Source { name: "usb".into(), model: usb.model.clone(), ..V4l2Source::default() });
+    let expected_snapshots =
+        SnapshotConfig { source: "door".into(), labels: vec!["face".into()], ..SnapshotConfig::default() };
+    assert_eq!(config.snapshots, [expected_snapshots]);
 }
 
 #[test]
@@ -580,4 +583,59 @@ watchdog_secs = 0
     );
     let unknown = errors(&text.replace("format = \"nv12\"", "format = \"h264\""));
     assert!(unknown[0].contains("unknown variant `h264`"), "{unknown:?}");
+}
+
+#[test]
+fn snapshot_defaults_and_rules() {
+    let text = format!("{MINIMAL}[[snapshots]]\nsource = \"front-door\"\ndirectory = \"snaps\"\n");
+    let mut config = AgentConfig::parse(&text).expect("valid");
+    let snapshot = &config.snapshots[0];
+    assert_eq!((snapshot.min_score, snapshot.min_anomaly_score, snapshot.min_interval_secs), (0.5, None, 10.0));
+    assert!(snapshot.publish && snapshot.draw_boxes && snapshot.labels.is_empty());
+    assert_eq!(
+        (snapshot.max_bytes, snapshot.quality, snapshot.keep_files, snapshot.keep_bytes),
+        (524_288, 85, 100, 64 << 20)
+    );
+    config.resolve_paths(Path::new("/etc/agent"));
+    assert_eq!(config.snapshots[0].directory.as_deref(), Some(Path::new("/etc/agent/snaps")));
+
+    let sensor = "[[sources]]\nname = \"imu\"\nmodel = \"m\"\nkind = \"mqtt_sensor\"\n";
+    let bad = [
+        "[[snapshots]]\nsource = \"nowhere\"\n",
+        "[[snapshots]]\nsource = \"imu\"\n",
+        "[[snapshots]]\nsource = \"front-door\"\nlabels = [\"\"]\nmin_score = 1.5\nmin_interval_secs = -1.0\n",
+        "[[snapshots]]\nsource = \"front-door\"\npublish = false\nquality = 0\nkeep_files = 0\n",
+        "[[snapshots]]\nsource = \"front-door\"\nmax_bytes = 100\nkeep_bytes = 10\n",
+        "[[snapshots]]\nsource = \"\"\n",
+    ];
+    let text = format!("{MINIMAL}{sensor}{}", bad.concat());
+    assert_eq!(
+        errors(&text),
+        [
+            "snapshots[0].source: no source is named \"nowhere\"",
+            "snapshots[1].source: \"imu\" is a sensor source: it has no frames",
+            "snapshots[2].labels: must not contain an empty label",
+            "snapshots[2].min_score: must be between 0 and 1",
+            "snapshots[2].min_interval_secs: must be between 0 and 86400",
+            "snapshots[3].source: snapshots[2] already takes \"front-door\"'s snapshots",
+            "snapshots[3].publish: snapshots need publish = true or a directory",
+            "snapshots[3].keep_files: must be >= 1",
+            "snapshots[3].quality: must be between 1 and 100",
+            "snapshots[4].source: snapshots[2] already takes \"front-door\"'s snapshots",
+            "snapshots[4].keep_bytes: must be >= max_bytes (room for one snapshot)",
+            "snapshots[4].max_bytes: must be >= 4096",
+            "snapshots[5].source: is required",
+        ]
+    );
+
+    // A snapshot must fit in one MQTT packet with its topic, when it is published.
+    let small_packets = "[mqtt]\nmax_packet_bytes = 65536\n";
+    let text = format!("{MINIMAL}{small_packets}[[snapshots]]\nsource = \"front-door\"\n");
+    assert_eq!(
+        errors(&text),
+        ["snapshots[0].max_bytes: must be <= 65485 for the snapshot and its topic to fit in mqtt.max_packet_bytes"]
+    );
+    let text =
+        format!("{MINIMAL}{small_packets}[[snapshots]]\nsource = \"front-door\"\npublish = false\ndirectory = \"s\"\n");
+    assert!(AgentConfig::parse(&text).is_ok(), "stored only: no packet to fit");
 }

@@ -3,9 +3,10 @@
 //! small mutexes that are held for a few instructions.
 
 use crate::clock::{Clock, SystemClock};
+use crate::snapshot::SnapshotStats;
 use crate::sources::camera::CameraStats;
 use protocol::error::ErrorKind;
-use protocol::wire::{ErrorCount, Percentiles, SourceHealth, StageLatency};
+use protocol::wire::{CameraHealth, ErrorCount, Percentiles, SnapshotHealth, SourceHealth, StageLatency};
 use runtime::{ModelIdentity, StageTimings};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -18,8 +19,10 @@ const LATENCY_WINDOW: usize = 1024;
 /// The registry of sources, in registration order, and the device's own counters.
 pub struct Metrics {
     sources: Mutex<Vec<Arc<SourceStats>>>,
-    /// Live camera sources' stream counters, by source name.
-    cameras: Mutex<Vec<(String, Arc<CameraStats>)>>,
+    /// Live camera sources' stream counters, in registration order.
+    cameras: Mutex<Vec<Camera>>,
+    /// The snapshot counters of the sources that take snapshots, in registration order.
+    snapshots: Mutex<Vec<(String, Arc<SnapshotStats>)>>,
     /// Inbound MQTT messages skipped for their size.
     mqtt_oversized: AtomicU64,
     /// What rates are measured by.
@@ -32,7 +35,13 @@ impl Metrics {
     }
 
     pub fn with_clock(clock: Arc<dyn Clock>) -> Metrics {
-        Metrics { sources: Mutex::new(Vec::new()), cameras: Mutex::new(Vec::new()), mqtt_oversized: AtomicU64::new(0), clock }
+        Metrics {
+            sources: Mutex::new(Vec::new()),
+            cameras: Mutex::new(Vec::new()),
+            snapshots: Mutex::new(Vec::new()),
+            mqtt_oversized: AtomicU64::new(0),
+            clock,
+        }
     }
 
     /// Counts an inbound message the link skipped for its size; returns the count so far.
@@ -60,7 +69,15 @@ impl Metrics {
     /// Adds a live camera source's stream counters, for its source thread to write.
     pub fn register_camera(&self, name: &str) -> Arc<CameraStats> {
         let stats = Arc::new(CameraStats::default());
-        lock(&self.cameras).push((name.to_owned(), stats.clone()));
+        let previous = Mutex::new((CameraCounts::default(), self.clock.now()));
+        lock(&self.cameras).push(Camera { name: name.to_owned(), stats: stats.clone(), previous });
+        stats
+    }
+
+    /// Adds the snapshot counters of a source that takes snapshots.
+    pub fn register_snapshots(&self, name: &str) -> Arc<SnapshotStats> {
+        let stats = Arc::new(SnapshotStats::default());
+        lock(&self.snapshots).push((name.to_owned(), stats.clone()));
         stats
     }
 
@@ -68,6 +85,75 @@ impl Metrics {
     pub fn snapshot(&self) -> Vec<SourceHealth> {
         let now = self.clock.now();
         lock(&self.sources).iter().map(|stats| stats.snapshot_at(now)).collect()
+    }
+
+    /// Every camera's stream since the previous call (rates) and as it is now.
+    pub fn cameras(&self) -> Vec<CameraHealth> {
+        let (now, now_ms) = (self.clock.now(), self.clock.unix_time_ms());
+        let sources = lock(&self.sources);
+        lock(&self.cameras)
+            .iter()
+            .map(|camera| {
+                let source = sources.iter().find(|source| source.name == camera.name);
+                camera.health_at(source.map(|source| &**source), now, now_ms)
+            })
+            .collect()
+    }
+
+    /// The snapshot counters of every source that takes snapshots.
+    pub fn snapshot_counters(&self) -> Vec<SnapshotHealth> {
+        lock(&self.snapshots).iter().map(|(name, stats)| stats.health(name)).collect()
+    }
+}
+
+/// A camera's stream counters, and their values at the previous health report for the rates.
+struct Camera {
+    name: String,
+    stats: Arc<CameraStats>,
+    previous: Mutex<(CameraCounts, Instant)>,
+}
+
+/// The totals a camera's rates are computed from.
+#[derive(Debug, Clone, Copy, Default)]
+struct CameraCounts {
+    received: u64,
+    decoded: u64,
+    /// The source's `frames_ok`.
+    inferred: u64,
+    /// The source's `dropped`: a camera's feed drops only by replacing the frame in its slot.
+    replaced: u64,
+}
+
+impl Camera {
+    /// The camera's health at `now` (`now_ms` on the wall), with the inferred and replaced frames of `source`,
+    /// the worker's side of the same source (`None`: not registered, read as 0).
+    fn health_at(&self, source: Option<&SourceStats>, now: Instant, now_ms: u64) -> CameraHealth {
+        let stats = &self.stats;
+        let counts = CameraCounts {
+            received: stats.received_total(),
+            decoded: stats.decoded_total(),
+            inferred: source.map_or(0, |source| source.frames_ok.load(Ordering::Relaxed)),
+            replaced: source.map_or(0, |source| source.dropped.load(Ordering::Relaxed)),
+        };
+        let (before, since) = std::mem::replace(&mut *lock(&self.previous), (counts, now));
+        let elapsed = now.saturating_duration_since(since);
+        let rate = |total: u64, before: u64| per_second(total.saturating_sub(before), elapsed);
+        let last_frame_ms = stats.last_frame_ms();
+        let stream = stats.stream();
+        CameraHealth {
+            source: self.name.clone(),
+            received_per_s: rate(counts.received, before.received),
+            decoded_per_s: rate(counts.decoded, before.decoded),
+            inferred_per_s: rate(counts.inferred, before.inferred),
+            replaced_per_s: rate(counts.replaced, before.replaced),
+            decode_errors: stats.decode_errors_total(),
+            reconnects: stats.reconnects_total(),
+            last_frame_age_ms: (last_frame_ms > 0).then(|| now_ms.saturating_sub(last_frame_ms)),
+            width: stream.width,
+            height: stream.height,
+            codec: stream.codec,
+            decoder: stream.decoder,
+        }
     }
 }
 
@@ -299,6 +385,7 @@ pub fn nearest_rank(sorted: &[u32], percent: usize) -> u32 {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
+    use crate::sources::camera::StreamInfo;
 
     fn timings(decode_us: u32, preprocess_us: u32, inference_us: u32, postprocess_us: u32) -> StageTimings {
         StageTimings { decode_us, preprocess_us, inference_us, postprocess_us }
@@ -432,6 +519,59 @@ mod tests {
         front.frame_ok(&timings(1, 2, 3, 4));
         clock.advance(Duration::from_millis(250));
         assert_eq!(metrics.snapshot()[0].frames_per_s, 4.0);
+    }
+
+    #[test]
+    fn camera_rates_over_the_interval_with_the_workers_counts() {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let metrics = Metrics::with_clock(clock.clone());
+        let source = metrics.register("door");
+        let camera = metrics.register_camera("door");
+        let before = &metrics.cameras()[0];
+        assert_eq!((before.source.as_str(), before.last_frame_age_ms, before.width), ("door", None, 0));
+
+        camera.set_stream(StreamInfo { width: 1920, height: 1080, codec: "h264".into(), decoder: "sw".into() });
+        for _ in 0..20 {
+            camera.received(1_000_500);
+            camera.decoded();
+        }
+        camera.decode_error();
+        camera.reconnected();
+        for _ in 0..5 {
+            source.frame_ok(&timings(1, 2, 3, 4));
+        }
+        source.dropped(15);
+        clock.advance(Duration::from_secs(2));
+        let health = &metrics.cameras()[0];
+        assert_eq!(
+            (health.received_per_s, health.decoded_per_s, health.inferred_per_s, health.replaced_per_s),
+            (10.0, 10.0, 2.5, 7.5)
+        );
+        assert_eq!((health.decode_errors, health.reconnects), (1, 1));
+        // The clock started at 1 000 000 ms and moved 2 s; the frames arrived at 1 000 500.
+        assert_eq!(health.last_frame_age_ms, Some(1_500));
+        assert_eq!(
+            (health.width, health.height, health.codec.as_str(), health.decoder.as_str()),
+            (1920, 1080, "h264", "sw")
+        );
+
+        // Only what came since the previous report; the totals stay.
+        camera.received(1_002_500);
+        clock.advance(Duration::from_millis(500));
+        let health = &metrics.cameras()[0];
+        assert_eq!((health.received_per_s, health.decoded_per_s, health.inferred_per_s), (2.0, 0.0, 0.0));
+        assert_eq!((health.decode_errors, health.last_frame_age_ms), (1, Some(0)));
+    }
+
+    #[test]
+    fn a_camera_without_worker_stats_reads_zero_inferred() {
+        let clock = Arc::new(ManualClock::new(0));
+        let metrics = Metrics::with_clock(clock.clone());
+        metrics.register("other").frame_ok(&timings(1, 2, 3, 4));
+        metrics.register_camera("lonely").received(0);
+        clock.advance(Duration::from_secs(1));
+        let health = &metrics.cameras()[0];
+        assert_eq!((health.received_per_s, health.inferred_per_s), (1.0, 0.0));
     }
 
     #[test]

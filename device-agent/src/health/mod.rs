@@ -13,7 +13,7 @@ use crate::config::AgentConfig;
 use crate::mqtt::{self, MqttHandle, QoS};
 use crate::outbox::Publish;
 use crate::spool::{Class, Spool};
-use protocol::wire::{self, Condition, Format, Health, SourceHealth, SpoolHealth};
+use protocol::wire::{self, CameraHealth, Condition, Format, Health, SnapshotHealth, SourceHealth, SpoolHealth};
 use std::io;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -82,7 +82,11 @@ impl HealthReporter {
                 // After a stall (a suspended board), skip the missed reports instead of bursting them.
                 next = now + self.interval;
             }
-            let sources = self.metrics.snapshot();
+            let sources = SourceReports {
+                sources: self.metrics.snapshot(),
+                cameras: self.metrics.cameras(),
+                snapshots: self.metrics.snapshot_counters(),
+            };
             let mqtt = MqttCounters { reconnects: self.mqtt.reconnects(), oversized: self.metrics.mqtt_oversized() };
             let spool = self.spool.as_ref().map(|spool| spool.health());
             if let Some(spool) = &spool {
@@ -154,6 +158,13 @@ impl SpoolWrites {
     }
 }
 
+/// What health says of the sources: each one's counters, the live cameras' streams, the snapshots.
+struct SourceReports {
+    sources: Vec<SourceHealth>,
+    cameras: Vec<CameraHealth>,
+    snapshots: Vec<SnapshotHealth>,
+}
+
 /// What health says of the agent's degraded parts: the raised conditions and the spool (`None` without one).
 struct Degraded {
     conditions: Vec<Condition>,
@@ -163,7 +174,7 @@ struct Degraded {
 fn report(
     device: &str,
     system: SystemSample,
-    sources: Vec<SourceHealth>,
+    sources: SourceReports,
     mqtt: MqttCounters,
     health_unpublished: u64,
     degraded: Degraded,
@@ -177,12 +188,14 @@ fn report(
         peak_rss_bytes: system.peak_rss_bytes,
         temperature_c: system.temperature_c,
         mqtt_reconnects: mqtt.reconnects,
-        sources,
+        sources: sources.sources,
         health_unpublished,
         arch: std::env::consts::ARCH.to_owned(),
         mqtt_oversized: mqtt.oversized,
         conditions: degraded.conditions,
         spool: degraded.spool,
+        cameras: sources.cameras,
+        snapshots: sources.snapshots,
     }
 }
 
@@ -192,6 +205,7 @@ mod tests {
     use crate::clock::SystemClock;
     use crate::conditions::tests::recorded;
     use crate::mqtt::tests::agent_config;
+    use crate::snapshot::SnapshotOutcome;
     use ::mqtt::testing::{Broker, Subscriber};
     use protocol::error::ErrorKind;
     use runtime::StageTimings;
@@ -210,6 +224,8 @@ mod tests {
         let front = metrics.register("front");
         front.frame_in();
         front.frame_ok(&StageTimings { decode_us: 1, preprocess_us: 2, inference_us: 3, postprocess_us: 4 });
+        metrics.register_camera("front").decode_error();
+        metrics.register_snapshots("front").count(SnapshotOutcome::RateLimited);
         let (conditions, _events) = recorded(Arc::new(SystemClock));
         conditions.raise(Raise::DiskFull, AGENT, "no space left");
         let (stop, shutdown) = mpsc::channel();
@@ -232,6 +248,10 @@ mod tests {
             (ErrorKind::DiskFull, "no space left")
         );
         assert_eq!(health.spool, None);
+        assert_eq!(health.cameras.len(), 1);
+        assert_eq!((health.cameras[0].source.as_str(), health.cameras[0].decode_errors), ("front", 1));
+        assert_eq!(health.snapshots.len(), 1);
+        assert_eq!((health.snapshots[0].source.as_str(), health.snapshots[0].rate_limited), ("front", 1));
 
         let asked = Instant::now();
         stop.send(()).expect("reporter is running");

@@ -91,6 +91,29 @@ fn health() -> Health {
             dropped_health: 5,
             write_errors: 0,
         }),
+        cameras: vec![CameraHealth {
+            source: "c".into(),
+            received_per_s: 2.0,
+            decoded_per_s: 2.0,
+            inferred_per_s: 1.0,
+            replaced_per_s: 0.0,
+            decode_errors: 3,
+            reconnects: 1,
+            last_frame_age_ms: Some(200),
+            width: 640,
+            height: 480,
+            codec: "h264".into(),
+            decoder: "sw".into(),
+        }],
+        snapshots: vec![SnapshotHealth {
+            source: "c".into(),
+            published: 2,
+            stored: 1,
+            rate_limited: 7,
+            busy: 0,
+            too_large: 1,
+            failed: 0,
+        }],
     }
 }
 
@@ -223,6 +246,22 @@ fn health_postcard_bytes() {
         0xC8, 0x01,                                     //   oldest_age_ms 200
         0x04, 0x00, 0x05,                               //   dropped_predictions, _errors, _health
         0x00,                                           //   write_errors
+        0x01,                                           // one camera:
+        0x01, b'c',                                     //   source
+        0x00, 0x00, 0x00, 0x40,                         //   received_per_s 2.0
+        0x00, 0x00, 0x00, 0x40,                         //   decoded_per_s 2.0
+        0x00, 0x00, 0x80, 0x3F,                         //   inferred_per_s 1.0
+        0x00, 0x00, 0x00, 0x00,                         //   replaced_per_s 0.0
+        0x03,                                           //   decode_errors
+        0x01,                                           //   reconnects
+        0x01, 0xC8, 0x01,                               //   last_frame_age_ms Some(200)
+        0x80, 0x05,                                     //   width 640
+        0xE0, 0x03,                                     //   height 480
+        0x04, b'h', b'2', b'6', b'4',                   //   codec
+        0x02, b's', b'w',                               //   decoder
+        0x01,                                           // one source's snapshots:
+        0x01, b'c',                                     //   source
+        0x02, 0x01, 0x07, 0x00, 0x01, 0x00,             //   published, stored, rate_limited, busy, too_large, failed
     ];
     assert_eq!(postcard(&health()), expected);
 }
@@ -300,6 +339,28 @@ fn json_error_and_health_field_names() {
     );
     let without_spool = Health { spool: None, ..self::health() };
     assert_eq!(json_object(&without_spool)["spool"], Value::Null);
+    assert_eq!(
+        health["cameras"],
+        json!([{"source": "c", "received_per_s": 2.0, "decoded_per_s": 2.0, "inferred_per_s": 1.0,
+                "replaced_per_s": 0.0, "decode_errors": 3, "reconnects": 1, "last_frame_age_ms": 200,
+                "width": 640, "height": 480, "codec": "h264", "decoder": "sw"}])
+    );
+    assert_eq!(
+        health["snapshots"],
+        json!([{"source": "c", "published": 2, "stored": 1, "rate_limited": 7, "busy": 0, "too_large": 1,
+                "failed": 0}])
+    );
+}
+
+/// The camera and snapshot parts were appended after `spool`: a report without them encodes as before plus two
+/// empty lists, so a reader of the older schema reads its prefix unchanged.
+#[test]
+fn cameras_and_snapshots_are_appended_after_the_spool() {
+    let before = Health { cameras: Vec::new(), snapshots: Vec::new(), ..health() };
+    let bytes = postcard(&before);
+    let (older_prefix, appended) = bytes.split_at(bytes.len() - 2);
+    assert_eq!(appended, [0x00, 0x00]);
+    assert!(postcard(&health()).starts_with(older_prefix));
 }
 
 #[test]
@@ -336,6 +397,7 @@ fn topics_under_the_prefix() {
     assert_eq!(topics.errors("front"), "devices/cam-01/errors/front");
     assert_eq!(topics.frames("front"), "devices/cam-01/frames/front");
     assert_eq!(topics.sensor("imu"), "devices/cam-01/sensor/imu");
+    assert_eq!(topics.snapshots("front"), "devices/cam-01/snapshots/front");
 }
 
 #[test]

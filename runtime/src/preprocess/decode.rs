@@ -10,6 +10,10 @@
 //! (zune-jpeg here, libjpeg-turbo in PIL) differ by a few levels on some pixels, mostly from the colour
 //! conversion.
 //!
+//! A JPEG that is to be shrunk a lot may be decoded at 1/2, 1/4 or 1/8 scale instead (see [`DecodeTarget`]):
+//! jpeg-decoder scales in its IDCT, so the full-size image is never made, and each decoded pixel is the mean of
+//! the 2x2, 4x4 or 8x8 source pixels it covers. Where no reduction applies the full decode above is used.
+//!
 //! A frame buffer larger than [`RETAINED_FRAME_BYTES`] is given back after use
 //! ([`RgbDecoder::release_outsized`]), so that one outsized frame does not hold its memory until the next.
 
@@ -51,6 +55,29 @@ impl Format {
     }
 }
 
+/// What the caller does with a decoded image, which the decoder needs before it decodes.
+pub(crate) trait DecodeTarget {
+    /// Bytes the caller needs for a `source` (width, height) image decoded at `1 / reduction`, besides the
+    /// decoder (the resizer's intermediate), counted against the decoded-size limit.
+    fn other_bytes(&self, source: (u32, u32), reduction: u32) -> u64;
+
+    /// The largest reduction (2, 4 or 8; 1 for none) the caller takes for a JPEG of `source` (width, height).
+    fn max_reduction(&self, source: (u32, u32)) -> u32;
+}
+
+/// A caller that needs nothing besides the image and takes it full size.
+struct FullSize;
+
+impl DecodeTarget for FullSize {
+    fn other_bytes(&self, _: (u32, u32), _: u32) -> u64 {
+        0
+    }
+
+    fn max_reduction(&self, _: (u32, u32)) -> u32 {
+        1
+    }
+}
+
 /// Decodes JPEG and PNG frames into one RGB8 buffer (`width * height * 3` bytes, rows top to bottom) kept
 /// across calls while it is at most [`RETAINED_FRAME_BYTES`].
 #[derive(Debug)]
@@ -59,6 +86,9 @@ pub struct RgbDecoder {
     rgb: Vec<u8>,
     width: u32,
     height: u32,
+    /// The decoded image is the source reduced by this much (1: full size).
+    reduction: u32,
+    source: (u32, u32),
 }
 
 impl Default for RgbDecoder {
@@ -70,7 +100,7 @@ impl Default for RgbDecoder {
 impl RgbDecoder {
     /// A decoder refusing images over `limits`.
     pub fn new(limits: ImageLimits) -> Self {
-        RgbDecoder { limits, rgb: Vec::new(), width: 0, height: 0 }
+        RgbDecoder { limits, rgb: Vec::new(), width: 0, height: 0, reduction: 1, source: (0, 0) }
     }
 
     /// The limits frames are held to.
@@ -87,35 +117,41 @@ impl RgbDecoder {
     /// Errors: [`Error::EmptyInput`], [`Error::ImageTooLarge`], [`Error::DecodedTooLarge`], [`Error::Decode`].
     /// On error the previous image is forgotten: [`RgbDecoder::dimensions`] is `(0, 0)`.
     pub fn decode(&mut self, bytes: &[u8]) -> Result<(u32, u32)> {
-        self.decode_alongside(bytes, |_, _| 0)
+        self.decode_for(bytes, &FullSize)
     }
 
-    /// As [`RgbDecoder::decode`], with `other_bytes(width, height)`, what the caller needs for the frame
-    /// besides the decoder (the resizer's intermediate), counted against the decoded-size limit.
-    pub(crate) fn decode_alongside(
-        &mut self,
-        bytes: &[u8],
-        other_bytes: impl FnOnce(u32, u32) -> u64,
-    ) -> Result<(u32, u32)> {
+    /// As [`RgbDecoder::decode`], for `target`: what it needs is counted against the decoded-size limit,
+    /// and a JPEG is decoded at the largest reduction it takes. Returns the source's width and height.
+    pub(crate) fn decode_for(&mut self, bytes: &[u8], target: &impl DecodeTarget) -> Result<(u32, u32)> {
         // Forget the last image without touching the buffer, which keeps its length so that the next frame of
         // the same size neither reallocates nor re-zeroes it.
         self.width = 0;
         self.height = 0;
-        let decoded = self.decode_frame(bytes, other_bytes);
-        match decoded {
-            Ok((width, height)) => {
-                self.width = width;
-                self.height = height;
+        self.reduction = 1;
+        self.source = (0, 0);
+        match self.decode_frame(bytes, target) {
+            Ok(decoded) => {
+                (self.width, self.height) = decoded.size;
+                self.reduction = decoded.reduction;
+                self.source = decoded.source;
+                Ok(decoded.source)
             }
-            // A frame that failed half-way may have grown the buffer.
-            Err(_) => self.release_outsized(),
+            Err(error) => {
+                // A frame that failed half-way may have grown the buffer.
+                self.release_outsized();
+                Err(error)
+            }
         }
-        decoded
     }
 
-    /// Width and height of the last decoded image; `(0, 0)` when there is none.
+    /// Width and height of the last decoded image (reduced, if it was); `(0, 0)` when there is none.
     pub fn dimensions(&self) -> (u32, u32) {
         (self.width, self.height)
+    }
+
+    /// Width and height of the last decoded image's source, and how much the decoder reduced it (1: not).
+    pub fn source(&self) -> ((u32, u32), u32) {
+        (self.source, self.reduction)
     }
 
     /// The last decoded image, RGB8, `width * height * 3` bytes; empty when there is none.
@@ -133,7 +169,7 @@ impl RgbDecoder {
         }
     }
 
-    fn decode_frame(&mut self, bytes: &[u8], other_bytes: impl FnOnce(u32, u32) -> u64) -> Result<(u32, u32)> {
+    fn decode_frame(&mut self, bytes: &[u8], target: &impl DecodeTarget) -> Result<Decoded> {
         if bytes.is_empty() {
             return Err(Error::EmptyInput);
         }
@@ -143,9 +179,9 @@ impl RgbDecoder {
                 self.limits.check_pixels(width, height)?;
                 let png = PngRows::open(bytes)?;
                 let (width, height) = self.checked_dimensions(png.dimensions(), "PNG")?;
-                self.limits.check_decoded(&png.decoded_size(other_bytes(width, height)))?;
+                self.limits.check_decoded(&png.decoded_size(target.other_bytes((width, height), 1)))?;
                 png.read_into(self.frame_buffer(width, height, 3))?;
-                Ok((width, height))
+                Ok(Decoded::full_size(width, height))
             }
             Format::Jpeg => {
                 let frame = jpeg_frame(bytes)?;
@@ -156,6 +192,12 @@ impl RgbDecoder {
                     return Err(decode_error("truncated JPEG: no end-of-image marker".to_owned()));
                 }
                 let coefficients = frame.coefficient_bytes(bytes)?;
+                let reduction = target.max_reduction((frame.width, frame.height));
+                if reduction > 1
+                    && let Some(decoded) = self.read_reduced_jpeg(bytes, &frame, reduction, coefficients, target)?
+                {
+                    return Ok(decoded);
+                }
                 let decoder = JpegDecoder::new(Cursor::new(bytes)).map_err(jpeg_error)?;
                 let (width, height) = self.checked_dimensions(decoder.dimensions(), "JPEG")?;
                 let channels = decoder.color_type().bytes_per_pixel();
@@ -167,11 +209,11 @@ impl RgbDecoder {
                     decoder_bytes: bytes.len() as u64
                         + coefficients
                         + u64::from(width) * u64::from(height) * u64::from(channels.saturating_sub(3)),
-                    other_bytes: other_bytes(width, height),
+                    other_bytes: target.other_bytes((width, height), 1),
                 };
                 self.limits.check_decoded(&size)?;
                 self.read_jpeg(decoder, width, height, usize::from(channels))?;
-                Ok((width, height))
+                Ok(Decoded::full_size(width, height))
             }
         }
     }
@@ -205,6 +247,74 @@ impl RgbDecoder {
         to_rgb_in_place(buffer, channels, pixels);
         self.rgb.truncate(pixels * 3);
         Ok(())
+    }
+}
+
+impl RgbDecoder {
+    /// Decodes a JPEG at `1 / reduction` with jpeg-decoder's IDCT scaling. `None` (and nothing decoded)
+    /// where jpeg-decoder cannot: CMYK and 16-bit images, features it lacks, a size it would round
+    /// differently; the full decode takes those.
+    fn read_reduced_jpeg(
+        &mut self,
+        bytes: &[u8],
+        frame: &JpegFrame,
+        reduction: u32,
+        coefficients: u64,
+        target: &impl DecodeTarget,
+    ) -> Result<Option<Decoded>> {
+        let mut decoder = jpeg_decoder::Decoder::new(bytes);
+        match decoder.read_info() {
+            Err(jpeg_decoder::Error::Unsupported(_)) => return Ok(None),
+            other => other.map_err(reduced_jpeg_error)?,
+        }
+        let Some(info) = decoder.info() else { return Ok(None) };
+        let gray = match info.pixel_format {
+            jpeg_decoder::PixelFormat::RGB24 => false,
+            jpeg_decoder::PixelFormat::L8 => true,
+            jpeg_decoder::PixelFormat::L16 | jpeg_decoder::PixelFormat::CMYK32 => return Ok(None),
+        };
+        let source = (frame.width, frame.height);
+        let (width, height) = (source.0.div_ceil(reduction), source.1.div_ceil(reduction));
+        let (Ok(scaled_width), Ok(scaled_height)) = (u16::try_from(width), u16::try_from(height)) else {
+            return Ok(None);
+        };
+        if decoder.scale(scaled_width, scaled_height).map_err(reduced_jpeg_error)? != (scaled_width, scaled_height) {
+            return Ok(None);
+        }
+        let size = DecodedSize {
+            width,
+            height,
+            pixel_format: format!("{} at 1/{reduction} scale", frame.pixel_format()),
+            // The coefficients a progressive image keeps, and one plane per component at the reduced size.
+            decoder_bytes: coefficients + u64::from(width) * u64::from(height) * frame.sampling.len() as u64,
+            other_bytes: target.other_bytes(source, reduction),
+        };
+        self.limits.check_decoded(&size)?;
+        decoder.set_max_decoding_buffer_size(usize::try_from(self.limits.max_decoded_bytes).unwrap_or(usize::MAX));
+        let pixels = decoder.decode().map_err(reduced_jpeg_error)?;
+        if gray {
+            let buffer = self.frame_buffer(width, height, 3);
+            for (rgb, &value) in buffer.chunks_exact_mut(3).zip(&pixels) {
+                rgb.fill(value);
+            }
+        } else {
+            // The decoder's own buffer becomes the frame: copying it would only add work.
+            self.rgb = pixels;
+        }
+        Ok(Some(Decoded { size: (width, height), reduction, source }))
+    }
+}
+
+/// What one decode made: the image's size, the source's, and the reduction between them.
+struct Decoded {
+    size: (u32, u32),
+    reduction: u32,
+    source: (u32, u32),
+}
+
+impl Decoded {
+    fn full_size(width: u32, height: u32) -> Decoded {
+        Decoded { size: (width, height), reduction: 1, source: (width, height) }
     }
 }
 
@@ -376,6 +486,17 @@ fn jpeg_error(error: ImageError) -> Error {
         ImageError::Limits(e) => decode_error(format!("JPEG needs more memory than the limit allows: {}", message(&e))),
         ImageError::Unsupported(e) => decode_error(format!("unsupported JPEG: {}", message(&e))),
         e => decode_error(format!("corrupt JPEG: {}", message(&e))),
+    }
+}
+
+/// jpeg-decoder's errors in the words [`jpeg_error`] uses.
+fn reduced_jpeg_error(error: jpeg_decoder::Error) -> Error {
+    match error {
+        jpeg_decoder::Error::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            decode_error(format!("truncated JPEG: {e}"))
+        }
+        jpeg_decoder::Error::Unsupported(feature) => decode_error(format!("unsupported JPEG: {feature:?}")),
+        e => decode_error(format!("corrupt JPEG: {e}")),
     }
 }
 

@@ -1,5 +1,5 @@
-//! Inputs to tensors: an encoded frame through [`ImagePreprocessor`] (decode, resize, normalise), a sensor
-//! window through [`SensorPreprocessor`] (check, standardise).
+//! Inputs to tensors: an encoded or raw frame through [`ImagePreprocessor`] (decode or convert, resize,
+//! normalise), a sensor window through [`SensorPreprocessor`] (check, standardise).
 //!
 //! Both keep every buffer from call to call, so a stream of same-sized frames allocates nothing of its own
 //! after the first (the JPEG and PNG decoders still make their own working buffers); frames over
@@ -24,6 +24,8 @@
 //! ```
 
 mod decode;
+#[cfg(test)]
+mod frame_tests;
 mod limits;
 mod normalize;
 mod png_rows;
@@ -32,24 +34,28 @@ mod sensor;
 #[cfg(test)]
 mod tests;
 
+use decode::DecodeTarget;
 pub use decode::{RETAINED_FRAME_BYTES, RgbDecoder};
 pub use limits::{DEFAULT_MAX_DECODED_BYTES, DEFAULT_MAX_PIXELS, ImageLimits};
 pub use resize::Geometry;
 pub use sensor::SensorPreprocessor;
 
 use crate::error::{Error, Result};
+use crate::frame::Frame;
 use crate::manifest::ImageInputSpec;
 use crate::tensor::InputTensor;
+use limits::DecodedSize;
 use normalize::Normalizer;
 use resize::FrameResizer;
 
-/// Turns encoded JPEG or PNG frames into the model's input tensor.
+/// Turns encoded JPEG or PNG frames, and raw frames, into the model's input tensor.
 #[derive(Debug)]
 pub struct ImagePreprocessor {
     decoder: RgbDecoder,
     resizer: FrameResizer,
     normalizer: Normalizer,
     shape: [usize; 4],
+    reduced_jpeg_decode: bool,
 }
 
 impl ImagePreprocessor {
@@ -66,6 +72,7 @@ impl ImagePreprocessor {
             resizer: FrameResizer::new(spec.resize, spec.crop_fraction, spec.pad_value, spec.width, spec.height),
             normalizer: Normalizer::new(spec),
             shape: spec.shape(),
+            reduced_jpeg_decode: false,
         }
     }
 
@@ -79,13 +86,27 @@ impl ImagePreprocessor {
         self.decoder.set_limits(limits);
     }
 
+    /// Whether JPEGs are decoded at reduced scale where the model input is much smaller (off by default).
+    pub fn reduced_jpeg_decode(&self) -> bool {
+        self.reduced_jpeg_decode
+    }
+
+    /// Decodes the next JPEGs at 1/2, 1/4 or 1/8 scale in the IDCT, the largest reduction that leaves at least
+    /// as many pixels as the resize writes (nothing is upscaled after), where one applies. Several times
+    /// faster on camera-sized frames; pixels then differ from a full decode and resize by a few levels (the
+    /// reduction averages blocks where the resize filter weighs pixels), so it is off by default, keeping
+    /// the tensors the reference pipeline makes. Geometry still maps to the source's pixels.
+    pub fn set_reduced_jpeg_decode(&mut self, enabled: bool) {
+        self.reduced_jpeg_decode = enabled;
+    }
+
     /// Decodes a JPEG or PNG frame and returns its width and height. Errors: [`Error::EmptyInput`],
     /// [`Error::ImageTooLarge`], [`Error::DecodedTooLarge`] (the decoded size counts the resize
     /// intermediate too), [`Error::Decode`]; after one, [`ImagePreprocessor::prepare`] refuses to run until a
     /// frame decodes.
     pub fn decode(&mut self, bytes: &[u8]) -> Result<(u32, u32)> {
-        let resizer = &self.resizer;
-        self.decoder.decode_alongside(bytes, |width, height| resizer.intermediate_bytes(width, height))
+        let target = ResizeTarget { resizer: &self.resizer, reduce: self.reduced_jpeg_decode };
+        self.decoder.decode_for(bytes, &target)
     }
 
     /// Resizes and normalises the last decoded frame into the tensor, returning how model coordinates map
@@ -95,7 +116,29 @@ impl ImagePreprocessor {
         if width == 0 || height == 0 {
             return Err(Error::EmptyInput);
         }
-        let geometry = self.resizer.resize(self.decoder.rgb(), width, height)?;
+        let (source, reduction) = self.decoder.source();
+        let geometry = self.resizer.resize_reduced(self.decoder.rgb(), (width, height), source, reduction)?;
+        self.normalizer.write(self.resizer.canvas());
+        Ok(geometry)
+    }
+
+    /// Converts, resizes and normalises a raw frame into the tensor, returning how model coordinates map
+    /// back to it; the colour conversion is fused into the resize (see [`Frame::to_rgb8`] for how YUV is
+    /// read). The frame is held to the same [`ImageLimits`] as a decoded image: its pixels, and its bytes
+    /// counted as its own data, its RGB8 size and the resize intermediate. Errors: [`Error::ImageTooLarge`],
+    /// [`Error::DecodedTooLarge`].
+    pub fn prepare_frame(&mut self, frame: &Frame) -> Result<Geometry> {
+        let limits = self.decoder.limits();
+        let (width, height) = (frame.width(), frame.height());
+        limits.check_pixels(width, height)?;
+        limits.check_decoded(&DecodedSize {
+            width,
+            height,
+            pixel_format: format!("{} frame", frame.format()),
+            decoder_bytes: frame.data().len() as u64,
+            other_bytes: self.resizer.intermediate_bytes((width, height), 1),
+        })?;
+        let geometry = self.resizer.resize_frame(frame)?;
         self.normalizer.write(self.resizer.canvas());
         Ok(geometry)
     }
@@ -117,8 +160,26 @@ impl ImagePreprocessor {
         self.resizer.release_outsized(RETAINED_FRAME_BYTES);
     }
 
-    /// The last decoded frame, RGB8, rows top to bottom; empty if there is none.
+    /// The last decoded frame, RGB8, rows top to bottom (at the reduced size where a JPEG was decoded
+    /// reduced); empty if there is none.
     pub fn decoded_rgb(&self) -> &[u8] {
         self.decoder.rgb()
+    }
+}
+
+/// The resizer as the decoder sees it: the intermediate it needs, and the JPEG reductions it takes when
+/// reduced decoding is on.
+struct ResizeTarget<'a> {
+    resizer: &'a FrameResizer,
+    reduce: bool,
+}
+
+impl DecodeTarget for ResizeTarget<'_> {
+    fn other_bytes(&self, source: (u32, u32), reduction: u32) -> u64 {
+        self.resizer.intermediate_bytes(source, reduction)
+    }
+
+    fn max_reduction(&self, source: (u32, u32)) -> u32 {
+        if self.reduce { self.resizer.max_reduction(source) } else { 1 }
     }
 }

@@ -10,6 +10,7 @@ use fast_image_resize::images::{CroppedImageMut, Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 
 use crate::error::{Error, Result};
+use crate::frame::{Frame, PixelFormat};
 use crate::manifest::ResizeMode;
 use protocol::{BoundingBox, Point};
 
@@ -128,13 +129,21 @@ impl ResizePlan {
 /// How one frame is resized (see [`FrameResizer::layout`]).
 struct ResizeLayout {
     plan: ResizePlan,
-    /// Left, top, width and height of the source read, in fractional source pixels.
+    /// Left, top, width and height of the box read from the image resampled, in its fractional pixels (the
+    /// source's divided by the decoder's reduction).
     source_box: (f64, f64, f64, f64),
     /// Left, top, width and height of the canvas written.
     target: (u32, u32, u32, u32),
     /// Both rows and columns are resampled, through an intermediate.
     two_passes: bool,
 }
+
+/// Rows of a raw frame converted to RGB8 at a time before their horizontal pass: 16 rows of 1080p are 92 KiB,
+/// which stay in a core's L2 cache between the conversion writing them and the resampler reading them.
+const STRIP_ROWS: u32 = 16;
+
+/// The reductions a JPEG decoder can apply in its IDCT, largest first.
+const JPEG_REDUCTIONS: [u32; 3] = [8, 4, 2];
 
 /// Resizes frames into a model-sized RGB8 canvas kept across calls.
 #[derive(Debug)]
@@ -147,6 +156,10 @@ pub(crate) struct FrameResizer {
     canvas: Vec<u8>,
     /// The frame resampled along its rows only: the first of two passes (see [`FrameResizer::resize`]).
     rows_resampled: Vec<u8>,
+    /// A few rows of a raw frame as RGB8 (see [`FrameResizer::resize_frame`]).
+    strip: Vec<u8>,
+    /// A whole raw frame as RGB8, for the frames that are resampled in one direction or not at all.
+    converted: Vec<u8>,
     resizer: Resizer,
     options: ResizeOptions,
 }
@@ -162,6 +175,8 @@ impl FrameResizer {
             height,
             canvas: vec![pad_value; width as usize * height as usize * 3],
             rows_resampled: Vec::new(),
+            strip: Vec::new(),
+            converted: Vec::new(),
             resizer: Resizer::new(),
             options: ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)),
         }
@@ -169,65 +184,162 @@ impl FrameResizer {
 
     /// Resizes `rgb` (`source_width` x `source_height`, RGB8) into the canvas.
     pub fn resize(&mut self, rgb: &[u8], source_width: u32, source_height: u32) -> Result<Geometry> {
-        let layout = self.layout(source_width, source_height);
-        let (left, top, width, height) = layout.target;
-        if let Placement::Inset { .. } = layout.plan.placement {
-            fill_border(&mut self.canvas, self.width, layout.target, self.pad_value);
-        }
-        let (box_left, box_top, box_width, box_height) = layout.source_box;
-        let source = ImageRef::new(source_width, source_height, rgb, PixelType::U8x3).map_err(resize_error)?;
-        let mut canvas =
-            Image::from_slice_u8(self.width, self.height, &mut self.canvas, PixelType::U8x3).map_err(resize_error)?;
-        let mut target = CroppedImageMut::new(&mut canvas, left, top, width, height).map_err(resize_error)?;
+        let size = (source_width, source_height);
+        self.resize_reduced(rgb, size, size, 1)
+    }
+
+    /// Resizes `rgb`, a `source` (width, height) image that a JPEG decoder reduced by `reduction` in its
+    /// IDCT to `decoded` (width, height), each decoded pixel covering `reduction` x `reduction` source
+    /// pixels (fewer on the right and bottom edges). The geometry maps to source pixels.
+    pub fn resize_reduced(
+        &mut self,
+        rgb: &[u8],
+        decoded: (u32, u32),
+        source: (u32, u32),
+        reduction: u32,
+    ) -> Result<Geometry> {
+        let layout = self.layout(source, reduction);
+        self.fill_border(&layout);
+        let image = ImageRef::new(decoded.0, decoded.1, rgb, PixelType::U8x3).map_err(resize_error)?;
         if layout.two_passes {
-            // PIL resamples rows first, then columns, rounding to 8 bits in between; fast_image_resize does
-            // columns first for 8-bit pixels, which moves about one value in seven by a level. Two one-way
-            // passes keep PIL's order.
-            self.rows_resampled.resize(width as usize * source_height as usize * 3, 0);
-            let mut rows = Image::from_slice_u8(width, source_height, &mut self.rows_resampled, PixelType::U8x3)
-                .map_err(resize_error)?;
-            let rows_box = self.options.crop(box_left, 0.0, box_width, f64::from(source_height));
-            self.resizer.resize(&source, &mut rows, &rows_box).map_err(resize_error)?;
-            let rows =
-                ImageRef::new(width, source_height, &self.rows_resampled, PixelType::U8x3).map_err(resize_error)?;
-            let columns_box = self.options.crop(0.0, box_top, f64::from(width), box_height);
-            self.resizer.resize(&rows, &mut target, &columns_box).map_err(resize_error)?;
+            self.rows_resampled.resize(layout.target.2 as usize * decoded.1 as usize * 3, 0);
+            self.resample_rows(&image, &layout, 0)?;
+            self.resample_columns(&layout, decoded.1)?;
         } else {
+            let (box_left, box_top, box_width, box_height) = layout.source_box;
             let source_box = self.options.crop(box_left, box_top, box_width, box_height);
-            self.resizer.resize(&source, &mut target, &source_box).map_err(resize_error)?;
+            let (left, top, width, height) = layout.target;
+            let mut canvas = Image::from_slice_u8(self.width, self.height, &mut self.canvas, PixelType::U8x3)
+                .map_err(resize_error)?;
+            let mut target = CroppedImageMut::new(&mut canvas, left, top, width, height).map_err(resize_error)?;
+            self.resizer.resize(&image, &mut target, &source_box).map_err(resize_error)?;
         }
         Ok(layout.plan.geometry)
     }
 
-    /// Bytes of the intermediate that resizing a `source_width` x `source_height` frame needs besides the
-    /// frame and the canvas: the frame resampled along its rows, when both directions are resampled.
-    pub fn intermediate_bytes(&self, source_width: u32, source_height: u32) -> u64 {
-        let layout = self.layout(source_width, source_height);
-        if layout.two_passes { u64::from(layout.target.2) * u64::from(source_height) * 3 } else { 0 }
+    /// Resizes a raw frame into the canvas. An RGB8 frame without row padding is read where it lies. Other
+    /// frames resampled both ways are converted to RGB8 [`STRIP_ROWS`] rows at a time, each strip's rows
+    /// resampled into the intermediate as soon as it is converted (resampling rows reads no other row), so
+    /// that no RGB8 copy of the whole frame is made; the result is exactly what converting the whole frame,
+    /// then resizing it, gives. A frame resampled one way or not at all is converted whole, then resized.
+    pub fn resize_frame(&mut self, frame: &Frame) -> Result<Geometry> {
+        let (width, height) = (frame.width(), frame.height());
+        let pixels = width as usize * height as usize;
+        if frame.format() == PixelFormat::Rgb8 && frame.strides()[0] == width as usize * 3 {
+            return self.resize(&frame.data()[..pixels * 3], width, height);
+        }
+        let layout = self.layout((width, height), 1);
+        if !layout.two_passes {
+            let mut converted = std::mem::take(&mut self.converted);
+            converted.resize(pixels * 3, 0);
+            frame.write_rgb8_rows(0, &mut converted);
+            let resized = self.resize(&converted, width, height);
+            self.converted = converted;
+            return resized;
+        }
+        self.fill_border(&layout);
+        self.rows_resampled.resize(layout.target.2 as usize * height as usize * 3, 0);
+        let mut strip = std::mem::take(&mut self.strip);
+        strip.resize(width as usize * STRIP_ROWS as usize * 3, 0);
+        for first_row in (0..height).step_by(STRIP_ROWS as usize) {
+            let rows = STRIP_ROWS.min(height - first_row);
+            let strip = &mut strip[..width as usize * rows as usize * 3];
+            frame.write_rgb8_rows(first_row, strip);
+            let image = ImageRef::new(width, rows, strip, PixelType::U8x3).map_err(resize_error)?;
+            self.resample_rows(&image, &layout, first_row)?;
+        }
+        self.strip = strip;
+        self.resample_columns(&layout, height)?;
+        Ok(layout.plan.geometry)
     }
 
-    /// Frees the intermediate if it is over `retained_bytes`; a smaller one is kept for the next frame.
+    /// The largest reduction (8, 4 or 2; 1 for none) a JPEG decoder may apply to a `source` (width, height)
+    /// image for this resize: the box read must keep at least as many pixels as the canvas rectangle it
+    /// fills, both ways, so that nothing is upscaled afterwards.
+    pub fn max_reduction(&self, source: (u32, u32)) -> u32 {
+        let layout = self.layout(source, 1);
+        let (_, _, box_width, box_height) = layout.source_box;
+        let (_, _, width, height) = layout.target;
+        JPEG_REDUCTIONS
+            .into_iter()
+            .find(|&reduction| {
+                let reduced = f64::from(reduction);
+                box_width / reduced >= f64::from(width) && box_height / reduced >= f64::from(height)
+            })
+            .unwrap_or(1)
+    }
+
+    /// Bytes of the intermediate that resizing a `source` (width, height) image decoded at `1 / reduction`
+    /// needs besides the image and the canvas: the image resampled along its rows, when both directions are
+    /// resampled.
+    pub fn intermediate_bytes(&self, source: (u32, u32), reduction: u32) -> u64 {
+        let layout = self.layout(source, reduction);
+        let decoded_height = source.1.div_ceil(reduction);
+        if layout.two_passes { u64::from(layout.target.2) * u64::from(decoded_height) * 3 } else { 0 }
+    }
+
+    /// Frees the buffers over `retained_bytes`; smaller ones are kept for the next frame.
     pub fn release_outsized(&mut self, retained_bytes: usize) {
-        if self.rows_resampled.capacity() > retained_bytes {
-            self.rows_resampled = Vec::new();
+        for buffer in [&mut self.rows_resampled, &mut self.converted] {
+            if buffer.capacity() > retained_bytes {
+                *buffer = Vec::new();
+            }
         }
     }
 
-    /// What resizing a frame of this size does: the plan, the source box read and the canvas rectangle written.
-    fn layout(&self, source_width: u32, source_height: u32) -> ResizeLayout {
-        let plan =
-            ResizePlan::new(self.mode, self.crop_fraction, (source_width, source_height), (self.width, self.height));
-        let whole_source = (0.0, 0.0, f64::from(source_width), f64::from(source_height));
+    /// What resizing a `source` (width, height) frame, decoded at `1 / reduction`, does: the plan, the
+    /// box read from the decoded image and the canvas rectangle written.
+    fn layout(&self, source: (u32, u32), reduction: u32) -> ResizeLayout {
+        let plan = ResizePlan::new(self.mode, self.crop_fraction, source, (self.width, self.height));
+        let whole_source = (0.0, 0.0, f64::from(source.0), f64::from(source.1));
         let whole_canvas = (0, 0, self.width, self.height);
         let (source_box, target) = match plan.placement {
             Placement::Whole => (whole_source, whole_canvas),
             Placement::Crop { left, top, width, height } => ((left, top, width, height), whole_canvas),
             Placement::Inset { left, top, width, height } => (whole_source, (left, top, width, height)),
         };
+        let reduced = f64::from(reduction);
+        let (box_left, box_top, box_width, box_height) = source_box;
+        let source_box = (box_left / reduced, box_top / reduced, box_width / reduced, box_height / reduced);
         let (box_left, box_top, box_width, box_height) = source_box;
         let resample_rows = f64::from(target.2) != box_width || box_left.fract() != 0.0;
         let resample_columns = f64::from(target.3) != box_height || box_top.fract() != 0.0;
         ResizeLayout { plan, source_box, target, two_passes: resample_rows && resample_columns }
+    }
+
+    /// Pads the canvas around a letterbox's inset.
+    fn fill_border(&mut self, layout: &ResizeLayout) {
+        if let Placement::Inset { .. } = layout.plan.placement {
+            fill_border(&mut self.canvas, self.width, layout.target, self.pad_value);
+        }
+    }
+
+    /// The first of two passes: `image`, rows `first_row..` of the image being resized, resampled along its
+    /// rows into the same rows of the intermediate.
+    ///
+    /// PIL resamples rows first, then columns, rounding to 8 bits in between; fast_image_resize does columns
+    /// first for 8-bit pixels, which moves about one value in seven by a level. Two one-way passes keep PIL's
+    /// order.
+    fn resample_rows(&mut self, image: &ImageRef<'_>, layout: &ResizeLayout, first_row: u32) -> Result<()> {
+        let width = layout.target.2;
+        let row_bytes = width as usize * 3;
+        let rows = &mut self.rows_resampled[first_row as usize * row_bytes..][..image.height() as usize * row_bytes];
+        let mut rows = Image::from_slice_u8(width, image.height(), rows, PixelType::U8x3).map_err(resize_error)?;
+        let (box_left, _, box_width, _) = layout.source_box;
+        let rows_box = self.options.crop(box_left, 0.0, box_width, f64::from(image.height()));
+        self.resizer.resize(image, &mut rows, &rows_box).map_err(resize_error)
+    }
+
+    /// The second pass: the intermediate's `height` rows resampled along the columns into the canvas.
+    fn resample_columns(&mut self, layout: &ResizeLayout, height: u32) -> Result<()> {
+        let (left, top, width, target_height) = layout.target;
+        let rows = ImageRef::new(width, height, &self.rows_resampled, PixelType::U8x3).map_err(resize_error)?;
+        let mut canvas =
+            Image::from_slice_u8(self.width, self.height, &mut self.canvas, PixelType::U8x3).map_err(resize_error)?;
+        let mut target = CroppedImageMut::new(&mut canvas, left, top, width, target_height).map_err(resize_error)?;
+        let (_, box_top, _, box_height) = layout.source_box;
+        let columns_box = self.options.crop(0.0, box_top, f64::from(width), box_height);
+        self.resizer.resize(&rows, &mut target, &columns_box).map_err(resize_error)
     }
 
     /// The last resized frame, RGB8, model width x height.

@@ -18,7 +18,7 @@ use protocol::{BoundingBox, Point};
 // ---------------------------------------------------------------------------------------------------------
 // Helpers
 
-fn image_spec(width: u32, height: u32) -> ImageInputSpec {
+pub(super) fn image_spec(width: u32, height: u32) -> ImageInputSpec {
     ImageInputSpec {
         tensor: "images".to_owned(),
         layout: ImageLayout::Nchw,
@@ -48,7 +48,7 @@ fn encode_jpeg(width: u32, height: u32, color: ExtendedColorType, data: &[u8]) -
 }
 
 /// An RGB8 image with no two neighbouring pixels alike, to catch swapped rows, columns or channels.
-fn pattern(width: u32, height: u32) -> Vec<u8> {
+pub(super) fn pattern(width: u32, height: u32) -> Vec<u8> {
     let mut rgb = Vec::new();
     for y in 0..height {
         for x in 0..width {
@@ -104,7 +104,7 @@ fn assert_decode_error(result: Result<(u32, u32)>, expected: &str) {
     }
 }
 
-fn max_difference(a: &[u8], b: &[u8]) -> u8 {
+pub(super) fn max_difference(a: &[u8], b: &[u8]) -> u8 {
     assert_eq!(a.len(), b.len());
     a.iter().zip(b).map(|(x, y)| x.abs_diff(*y)).max().unwrap_or(0)
 }

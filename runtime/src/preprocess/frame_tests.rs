@@ -1,0 +1,200 @@
+//! Tests of raw frames (conversion against ffmpeg, strides, bad frames, the fused resize, limits) and of JPEGs
+//! decoded at reduced scale.
+
+use std::path::PathBuf;
+
+use super::resize::FrameResizer;
+use super::tests::{image_spec, max_difference, pattern};
+use super::*;
+use crate::frame::{Frame, PixelFormat};
+use crate::manifest::{ImageLayout, InputDtype, ResizeMode};
+
+/// The raw test frames of `models/frames/raw/` (made by `models/scripts/make_raw_frames.sh`), with their
+/// size and format.
+const RAW_FRAMES: [(&str, u32, u32, PixelFormat); 6] = [
+    ("astronaut-160x120.nv12", 160, 120, PixelFormat::Nv12),
+    ("astronaut-160x120.yuyv", 160, 120, PixelFormat::Yuyv),
+    ("astronaut-160x120.i420", 160, 120, PixelFormat::I420),
+    ("coffee-75x51.nv12", 75, 51, PixelFormat::Nv12),
+    ("coffee-75x51.yuyv", 75, 51, PixelFormat::Yuyv),
+    ("coffee-75x51.i420", 75, 51, PixelFormat::I420),
+];
+
+fn models_file(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn raw_frame(name: &str, width: u32, height: u32, format: PixelFormat) -> Frame {
+    Frame::packed(format, width, height, models_file(&format!("frames/raw/{name}"))).unwrap()
+}
+
+/// `frame` with every plane's rows padded by `padding` bytes of 0xee.
+fn padded(frame: &Frame, padding: usize) -> Frame {
+    let (format, width, height) = (frame.format(), frame.width(), frame.height());
+    let mut data = Vec::new();
+    let mut strides = [0; 3];
+    for (plane, stride) in strides.iter_mut().enumerate().take(format.planes()) {
+        let (row, rows) = format.plane_size(plane, width, height);
+        *stride = row + padding;
+        for y in 0..rows {
+            data.extend(&frame.plane(plane)[y * frame.strides()[plane]..][..row]);
+            data.extend(std::iter::repeat_n(0xee, padding));
+        }
+    }
+    Frame::new(format, width, height, strides, data).unwrap()
+}
+
+fn u8_spec(width: u32, height: u32, resize: ResizeMode, crop_fraction: f32) -> ImageInputSpec {
+    ImageInputSpec {
+        dtype: InputDtype::U8,
+        layout: ImageLayout::Nhwc,
+        resize,
+        crop_fraction,
+        ..image_spec(width, height)
+    }
+}
+
+fn u8_tensor(pre: &ImagePreprocessor) -> Vec<u8> {
+    match pre.tensor() {
+        crate::tensor::InputTensor::U8(values) => values.to_vec(),
+        other => panic!("expected a u8 tensor, got {other:?}"),
+    }
+}
+
+#[test]
+fn nv12_yuyv_and_i420_match_ffmpeg_within_one_level() {
+    for (name, width, height, format) in RAW_FRAMES {
+        let rgb = raw_frame(name, width, height, format).to_rgb8();
+        let reference = models_file(&format!("frames/raw/{name}.rgb"));
+        assert_eq!(rgb.len(), reference.len(), "{name}");
+        assert!(max_difference(&rgb, &reference) <= 1, "{name}: {} levels off", max_difference(&rgb, &reference));
+        // Only rounding differs (swscale's own fixed point against OpenCV's 20-bit coefficients here): a level
+        // on about 5% of the values.
+        let off = rgb.iter().zip(&reference).filter(|(a, b)| a != b).count();
+        eprintln!("{name}: {off} of {} values a level off", rgb.len());
+        assert!(off * 10 < rgb.len(), "{name}: {off} of {} values differ", rgb.len());
+    }
+}
+
+#[test]
+fn padded_strides_convert_as_tight_ones() {
+    for (name, width, height, format) in RAW_FRAMES {
+        let frame = raw_frame(name, width, height, format);
+        assert_eq!(padded(&frame, 13).to_rgb8(), frame.to_rgb8(), "{name}");
+    }
+}
+
+#[test]
+fn bad_frames_are_refused_with_the_reason() {
+    let reason = |result: crate::Result<Frame>| match result {
+        Err(Error::Decode { reason }) => reason,
+        other => panic!("expected a decode error, got {other:?}"),
+    };
+    assert_eq!(reason(Frame::packed(PixelFormat::Nv12, 0, 120, Vec::new())), "a nv12 frame of 0x120 pixels is empty");
+    assert_eq!(reason(Frame::packed(PixelFormat::I420, 4, 0, vec![0; 64])), "a i420 frame of 4x0 pixels is empty");
+    // 4x4 NV12 takes 16 + 8 bytes; 4x4 YUYV 32.
+    assert_eq!(
+        reason(Frame::packed(PixelFormat::Nv12, 4, 4, vec![0; 23])),
+        "nv12 frame 4x4: 23 bytes of data, 24 needed"
+    );
+    assert_eq!(
+        reason(Frame::packed(PixelFormat::Yuyv, 4, 4, vec![0; 31])),
+        "yuyv frame 4x4: 31 bytes of data, 32 needed"
+    );
+    // An odd width still takes whole chroma samples: 5x3 I420 is 15 + 2 * 3 * 2.
+    assert_eq!(
+        reason(Frame::packed(PixelFormat::I420, 5, 3, vec![0; 26])),
+        "i420 frame 5x3: 26 bytes of data, 27 needed"
+    );
+    assert_eq!(
+        reason(Frame::new(PixelFormat::Rgb8, 4, 2, [11, 0, 0], vec![0; 64])),
+        "rgb8 frame 4x2: plane 0 has a stride of 11 bytes, under its 12-byte rows"
+    );
+}
+
+/// Specs that resample both ways (the fused strips), one way only and not at all, in every resize mode.
+fn specs_for(width: u32, height: u32) -> Vec<ImageInputSpec> {
+    vec![
+        u8_spec(64, 48, ResizeMode::Stretch, 1.0),
+        u8_spec(56, 56, ResizeMode::CenterCrop, 0.875),
+        u8_spec(100, 60, ResizeMode::Letterbox, 1.0),
+        u8_spec(2 * width + 3, 2 * height + 1, ResizeMode::Stretch, 1.0),
+        u8_spec(width, 37, ResizeMode::Stretch, 1.0),
+        u8_spec(width, height, ResizeMode::Stretch, 1.0),
+    ]
+}
+
+#[test]
+fn the_fused_strip_conversion_gives_what_converting_then_resizing_gives() {
+    for (name, width, height, format) in RAW_FRAMES {
+        let frame = padded(&raw_frame(name, width, height, format), 5);
+        let rgb = frame.to_rgb8();
+        for spec in specs_for(width, height) {
+            let mut fused = ImagePreprocessor::new(&spec);
+            let fused_geometry = fused.prepare_frame(&frame).unwrap();
+            let mut resizer =
+                FrameResizer::new(spec.resize, spec.crop_fraction, spec.pad_value, spec.width, spec.height);
+            let geometry = resizer.resize(&rgb, width, height).unwrap();
+            assert_eq!(fused_geometry, geometry, "{name} into {}x{}", spec.width, spec.height);
+            let differ = u8_tensor(&fused) != resizer.canvas();
+            assert!(!differ, "{name} into {}x{} {:?}: the tensors differ", spec.width, spec.height, spec.resize);
+        }
+    }
+}
+
+#[test]
+fn rgb_bgr_and_gray_frames_take_the_same_path_as_decoded_images() {
+    let (width, height) = (45, 31);
+    let rgb = pattern(width, height);
+    let bgr: Vec<u8> = rgb.chunks_exact(3).flat_map(|p| [p[2], p[1], p[0]]).collect();
+    let gray: Vec<u8> = rgb.chunks_exact(3).map(|p| p[0]).collect();
+    let gray_rgb: Vec<u8> = gray.iter().flat_map(|&g| [g; 3]).collect();
+    for spec in specs_for(width, height) {
+        let expected = |rgb: &[u8]| {
+            let mut resizer =
+                FrameResizer::new(spec.resize, spec.crop_fraction, spec.pad_value, spec.width, spec.height);
+            resizer.resize(rgb, width, height).unwrap();
+            resizer.canvas().to_vec()
+        };
+        let mut pre = ImagePreprocessor::new(&spec);
+        for (frame, want) in [
+            (Frame::packed(PixelFormat::Rgb8, width, height, rgb.clone()).unwrap(), expected(&rgb)),
+            (padded(&Frame::packed(PixelFormat::Rgb8, width, height, rgb.clone()).unwrap(), 7), expected(&rgb)),
+            (Frame::packed(PixelFormat::Bgr8, width, height, bgr.clone()).unwrap(), expected(&rgb)),
+            (Frame::packed(PixelFormat::Gray8, width, height, gray.clone()).unwrap(), expected(&gray_rgb)),
+        ] {
+            pre.prepare_frame(&frame).unwrap();
+            assert!(
+                u8_tensor(&pre) == want,
+                "{} into {}x{}: the tensors differ",
+                frame.format(),
+                spec.width,
+                spec.height
+            );
+        }
+    }
+}
+
+#[test]
+fn raw_frames_are_held_to_the_image_limits() {
+    let frame = raw_frame("astronaut-160x120.nv12", 160, 120, PixelFormat::Nv12);
+    let spec = u8_spec(64, 48, ResizeMode::Stretch, 1.0);
+    let mut pre =
+        ImagePreprocessor::with_limits(&spec, ImageLimits { max_pixels: 160 * 120 - 1, ..ImageLimits::default() });
+    assert!(matches!(
+        pre.prepare_frame(&frame),
+        Err(Error::ImageTooLarge { width: 160, height: 120, max_pixels: 19_199 })
+    ));
+    // Its data (28 800), its RGB8 size (57 600) and the rows resampled to 64 wide (64 * 120 * 3 = 23 040).
+    let bytes = 28_800 + 57_600 + 23_040;
+    pre.set_limits(ImageLimits { max_decoded_bytes: bytes - 1, ..ImageLimits::default() });
+    match pre.prepare_frame(&frame) {
+        Err(Error::DecodedTooLarge { bytes: counted, pixel_format, .. }) => {
+            assert_eq!((counted, pixel_format.as_str()), (bytes, "nv12 frame"));
+        }
+        other => panic!("expected DecodedTooLarge, got {other:?}"),
+    }
+    pre.set_limits(ImageLimits { max_decoded_bytes: bytes, ..ImageLimits::default() });
+    assert!(pre.prepare_frame(&frame).is_ok());
+}
