@@ -1,8 +1,10 @@
 //! Raw frames to RGB8, a strip of rows at a time, so that a resizer can take a frame in cache-sized pieces.
 //!
-//! YUV is read as BT.601 limited range ("TV range", Y 16..235), the default of ffmpeg's libswscale and of
-//! OpenCV's `COLOR_YUV2RGB_*`, with OpenCV's 20-bit fixed-point coefficients and rounding, and each chroma
-//! sample covering its 2x1 (YUYV) or 2x2 (NV12, I420) pixels as OpenCV has it (no chroma interpolation).
+//! YUV is read as BT.601 limited range ("TV range", Y 16..235, chroma 16..240), the default matrix of ffmpeg's
+//! libswscale and of OpenCV's `COLOR_YUV2RGB_*`, in OpenCV's 20-bit fixed point, each chroma sample covering
+//! its 2x1 (YUYV) or 2x2 (NV12, I420) pixels, as OpenCV has it (no chroma interpolation). Luma under 16 is
+//! taken as it is, as libswscale does (OpenCV raises it to 16 first, which differs on very dark saturated
+//! pixels only). Against swscale without chroma filtering, every value is within one level.
 
 use super::{Frame, PixelFormat};
 
