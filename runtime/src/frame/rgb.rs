@@ -1,8 +1,10 @@
 //! Raw frames to RGB8, a strip of rows at a time, so that a resizer can take a frame in cache-sized pieces.
 //!
-//! YUV is read as BT.601 limited range ("TV range", Y 16..235), the default of ffmpeg's libswscale and of
-//! OpenCV's `COLOR_YUV2RGB_*`, with OpenCV's 20-bit fixed-point coefficients and rounding, and each chroma
-//! sample covering its 2x1 (YUYV) or 2x2 (NV12, I420) pixels as OpenCV has it (no chroma interpolation).
+//! YUV is read as BT.601 limited range ("TV range", Y 16..235, chroma 16..240), the default matrix of ffmpeg's
+//! libswscale and of OpenCV's `COLOR_YUV2RGB_*`, in OpenCV's 20-bit fixed point, each chroma sample covering
+//! its 2x1 (YUYV) or 2x2 (NV12, I420) pixels, as OpenCV has it (no chroma interpolation). Luma under 16 is
+//! taken as it is, as libswscale does (OpenCV raises it to 16 first, which differs on very dark saturated
+//! pixels only). Against swscale without chroma filtering, every value is within one level.
 
 use super::{Frame, PixelFormat};
 
@@ -31,12 +33,16 @@ impl Chroma {
     }
 
     /// The RGB8 pixel of luma `y` under this chroma.
-    fn pixel(self, y: u8, out: &mut [u8]) {
+    fn pixel(self, y: u8) -> [u8; 3] {
         let luma = (i32::from(y) - 16) * Y_SCALE;
         let channel = |term: i32| ((luma + term) >> SHIFT).clamp(0, 255) as u8;
-        out[0] = channel(self.red);
-        out[1] = channel(self.green);
-        out[2] = channel(self.blue);
+        [channel(self.red), channel(self.green), channel(self.blue)]
+    }
+
+    /// The two RGB8 pixels of lumas `y` under this chroma.
+    fn pair(self, y: [u8; 2]) -> [u8; 6] {
+        let ([r0, g0, b0], [r1, g1, b1]) = (self.pixel(y[0]), self.pixel(y[1]));
+        [r0, g0, b0, r1, g1, b1]
     }
 }
 
@@ -74,8 +80,13 @@ impl Frame {
                 }
                 PixelFormat::Yuyv => {
                     // Y0 U Y1 V: two pixels sharing one chroma sample.
-                    for (pair, yuyv) in out_row.chunks_mut(6).zip(row_of(0, row).chunks_exact(4)) {
-                        write_pair(pair, [yuyv[0], yuyv[2]], Chroma::new(yuyv[1], yuyv[3]));
+                    let (yuyv, _) = row_of(0, row).as_chunks::<4>();
+                    let (pairs, last) = out_row.as_chunks_mut::<6>();
+                    for (pair, yuyv) in pairs.iter_mut().zip(yuyv) {
+                        *pair = Chroma::new(yuyv[1], yuyv[3]).pair([yuyv[0], yuyv[2]]);
+                    }
+                    if let (false, Some(yuyv)) = (last.is_empty(), yuyv.get(pairs.len())) {
+                        last.copy_from_slice(&Chroma::new(yuyv[1], yuyv[3]).pixel(yuyv[0]));
                     }
                 }
                 PixelFormat::Nv12 => {
@@ -93,17 +104,16 @@ impl Frame {
     }
 }
 
-/// One row of a 4:2:0 frame: each chroma sample covers two pixels (one for an odd width's last).
-fn write_planar_row(out_row: &mut [u8], luma: &[u8], chroma: impl Iterator<Item = Chroma>) {
-    for ((pair, y), chroma) in out_row.chunks_mut(6).zip(luma.chunks(2)).zip(chroma) {
-        write_pair(pair, [y[0], y.get(1).copied().unwrap_or(0)], chroma);
+/// One row of a 4:2:0 frame: each chroma sample covers two pixels (one for an odd width's last). Whole pairs
+/// go through fixed-size arrays, which leaves the loop without bounds checks.
+fn write_planar_row(out_row: &mut [u8], luma: &[u8], mut chroma: impl Iterator<Item = Chroma>) {
+    let (luma_pairs, luma_last) = luma.as_chunks::<2>();
+    let (pairs, last) = out_row.as_chunks_mut::<6>();
+    for ((pair, &y), chroma) in pairs.iter_mut().zip(luma_pairs).zip(&mut chroma) {
+        *pair = chroma.pair(y);
     }
-}
-
-/// Up to two RGB8 pixels (`pair` may hold one, at the end of an odd-width row) of one chroma sample.
-fn write_pair(pair: &mut [u8], luma: [u8; 2], chroma: Chroma) {
-    for (pixel, y) in pair.chunks_exact_mut(3).zip(luma) {
-        chroma.pixel(y, pixel);
+    if let (false, Some(&y), Some(chroma)) = (last.is_empty(), luma_last.first(), chroma.next()) {
+        last.copy_from_slice(&chroma.pixel(y));
     }
 }
 
@@ -116,14 +126,7 @@ mod tests {
         // Y 16 is black and 235 white; (81, 90, 240), (145, 54, 34) and (41, 240, 110) are BT.601's red, green and
         // blue rounded to 8 bits (so red comes back as 254).
         let yuv = [[16, 128, 128], [235, 128, 128], [81, 90, 240], [145, 54, 34], [41, 240, 110], [0, 128, 128]];
-        let rgb: Vec<[u8; 3]> = yuv
-            .iter()
-            .map(|&[y, u, v]| {
-                let mut pixel = [0; 3];
-                Chroma::new(u, v).pixel(y, &mut pixel);
-                pixel
-            })
-            .collect();
+        let rgb: Vec<[u8; 3]> = yuv.iter().map(|&[y, u, v]| Chroma::new(u, v).pixel(y)).collect();
         assert_eq!(rgb, [[0, 0, 0], [255, 255, 255], [254, 0, 0], [0, 255, 1], [0, 0, 255], [0, 0, 0]]);
     }
 

@@ -198,3 +198,42 @@ fn raw_frames_are_held_to_the_image_limits() {
     pre.set_limits(ImageLimits { max_decoded_bytes: bytes, ..ImageLimits::default() });
     assert!(pre.prepare_frame(&frame).is_ok());
 }
+
+/// The project's JPEG frames.
+const JPEG_FRAMES: [&str; 5] = ["cat.jpg", "coffee.jpg", "grace_hopper.jpg", "people.jpg", "rocket.jpg"];
+
+#[test]
+fn reduced_jpeg_decoding_matches_full_decoding_and_resizing_within_the_stated_tolerance() {
+    let specs = [
+        u8_spec(224, 224, ResizeMode::CenterCrop, 0.875),
+        u8_spec(112, 112, ResizeMode::CenterCrop, 0.875),
+        u8_spec(80, 60, ResizeMode::Letterbox, 1.0),
+        u8_spec(64, 48, ResizeMode::Stretch, 1.0),
+    ];
+    let mut reductions = std::collections::BTreeSet::new();
+    for name in JPEG_FRAMES {
+        let jpeg = models_file(&format!("frames/{name}"));
+        for spec in &specs {
+            let mut full = ImagePreprocessor::new(spec);
+            let mut reduced = ImagePreprocessor::new(spec);
+            reduced.set_reduced_jpeg_decode(true);
+            let size = full.decode(&jpeg).unwrap();
+            assert_eq!(reduced.decode(&jpeg).unwrap(), size, "the source's size either way");
+            let geometry = full.prepare().unwrap();
+            assert_eq!(reduced.prepare().unwrap(), geometry, "{name}: geometry maps to the source either way");
+            let (_, reduction) = reduced.decoder.source();
+            let decoded_pixels = size.0.div_ceil(reduction) as usize * size.1.div_ceil(reduction) as usize;
+            assert_eq!(reduced.decoded_rgb().len(), decoded_pixels * 3, "{name} at 1/{reduction}");
+            reductions.insert(reduction);
+            let (full, reduced) = (u8_tensor(&full), u8_tensor(&reduced));
+            let mean =
+                full.iter().zip(&reduced).map(|(a, b)| f64::from(a.abs_diff(*b))).sum::<f64>() / full.len() as f64;
+            let max = max_difference(&full, &reduced);
+            eprintln!("{name} into {}x{} at 1/{reduction}: max {max}, mean {mean:.2} levels", spec.width, spec.height);
+            // Measured on these frames: mean 0.35 to 3.74 levels, max 7 to 84 (on sharp edges, where the reduction's
+            // box average and the resize's wider triangle filter weigh pixels most differently).
+            assert!(max <= 96 && mean <= 4.0, "{name} into {}x{}: max {max}, mean {mean}", spec.width, spec.height);
+        }
+    }
+    assert_eq!(reductions.into_iter().collect::<Vec<_>>(), [1, 2, 4, 8], "every reduction is exercised");
+}
