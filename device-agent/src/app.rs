@@ -22,6 +22,7 @@ use crate::shutdown::Shutdown;
 use crate::sources::directory::WatchedDir;
 use crate::sources::images::{self, FileSet, ImageFiles};
 use crate::sources::recording::{self, Recording};
+use crate::sources::rtsp;
 use crate::sources::{Feed, stdin};
 use crate::spool::{self, Class, Spool, SpoolError, forwarder};
 use crate::state_dir::StateDir;
@@ -180,7 +181,7 @@ fn engine_options(config: &AgentConfig) -> EngineOptions {
 }
 
 fn check_input_kind(source: &SourceConfig, bundle: &Bundle) -> anyhow::Result<()> {
-    let wants_image = matches!(source, SourceConfig::Images(_) | SourceConfig::MqttFrames(_));
+    let wants_image = matches!(source, SourceConfig::Images(_) | SourceConfig::MqttFrames(_) | SourceConfig::Rtsp(_));
     let is_image = matches!(bundle.manifest().input, InputSpec::Image(_));
     if wants_image != is_image {
         let model = if is_image { "an image" } else { "a sensor" };
@@ -333,7 +334,9 @@ fn start_workers(
         let stats = metrics.register(&name);
         let outbox = Outbox::new(settings, &name, stats.clone());
         let (feed, queue): (Arc<Feed>, JobQueue) = match &source.config {
-            SourceConfig::Images(_) | SourceConfig::MqttFrames(_) => Feed::camera(outbox.clone(), clock.clone()),
+            SourceConfig::Images(_) | SourceConfig::MqttFrames(_) | SourceConfig::Rtsp(_) => {
+                Feed::camera(outbox.clone(), clock.clone())
+            }
             SourceConfig::Csv(c) => Feed::fifo(outbox.clone(), c.queue, clock.clone()),
             SourceConfig::Stdin(c) => Feed::fifo(outbox.clone(), c.queue, clock.clone()),
             SourceConfig::MqttSensor(c) => Feed::fifo(outbox.clone(), c.queue, clock.clone()),
@@ -341,7 +344,7 @@ fn start_workers(
         if let Some(topic) = source.config.inbound_topic(&settings.topics) {
             routes.push(inbound_route(&source.config, topic, feed.clone()));
         }
-        if let Some(reader) = reader(&source, feed.clone(), shutdown.clone()) {
+        if let Some(reader) = reader(&source, feed.clone(), shutdown.clone(), metrics)? {
             readers.push(reader);
         }
         let serving = Serving::new(source.pipeline);
@@ -522,10 +525,15 @@ fn announce_membership(link: &MqttHandle, config: &AgentConfig) {
 }
 
 /// The thread that reads a file-backed source, started once the MQTT link is up. `None` for MQTT sources.
-fn reader(source: &ReadySource, feed: Arc<Feed>, shutdown: Arc<Shutdown>) -> Option<Starter> {
+fn reader(
+    source: &ReadySource,
+    feed: Arc<Feed>,
+    shutdown: Arc<Shutdown>,
+    metrics: &Metrics,
+) -> anyhow::Result<Option<Starter>> {
     let name = format!("source-{}", source.config.name());
     let sensor = sensor_spec(&source.bundle).cloned();
-    match &source.config {
+    Ok(match &source.config {
         SourceConfig::Images(c) => {
             let files = match (&c.path, c.watch) {
                 (Some(dir), true) => FileSet::Watch(WatchedDir::start(dir.clone())),
@@ -537,7 +545,7 @@ fn reader(source: &ReadySource, feed: Arc<Feed>, shutdown: Arc<Shutdown>) -> Opt
             Some(Box::new(move || spawn_named(name, move || images::run(spec, &feed, &shutdown)).map(Some)))
         }
         SourceConfig::Csv(c) => {
-            let sensor = sensor?;
+            let Some(sensor) = sensor else { return Ok(None) };
             let replay = Recording {
                 path: c.path.clone().unwrap_or_default(),
                 rate_hz: c.rate_hz,
@@ -551,7 +559,7 @@ fn reader(source: &ReadySource, feed: Arc<Feed>, shutdown: Arc<Shutdown>) -> Opt
             }))
         }
         SourceConfig::Stdin(c) => {
-            let sensor = sensor?;
+            let Some(sensor) = sensor else { return Ok(None) };
             let stride = c.stride.map_or(sensor.window, |s| s as usize);
             // Not joined at shutdown: a read from a terminal cannot be interrupted, and the process exits anyway.
             Some(Box::new(move || {
@@ -559,8 +567,13 @@ fn reader(source: &ReadySource, feed: Arc<Feed>, shutdown: Arc<Shutdown>) -> Opt
                 Ok(None)
             }))
         }
+        SourceConfig::Rtsp(c) => {
+            let camera = rtsp::RtspCamera::new(c)?;
+            let stats = metrics.register_camera(&c.name);
+            Some(Box::new(move || spawn_named(name, move || rtsp::run(camera, &feed, &stats, &shutdown)).map(Some)))
+        }
         SourceConfig::MqttFrames(_) | SourceConfig::MqttSensor(_) => None,
-    }
+    })
 }
 
 /// Inbound MQTT payloads go straight into the source's feed, on the MQTT thread (never blocking it).

@@ -5,6 +5,7 @@
 //! port, client id and prefix, the TLS server name, inbound topics) are computed by the accessors next to
 //! them. Optional strings and paths treat `""` as unset, so a template with `client_id = ""` means "default".
 
+mod rtsp;
 mod spool;
 mod supervision;
 mod update;
@@ -16,6 +17,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use rtsp::{DecoderChoice, RtspSource, RtspTransport};
 pub use spool::{Fsync, SpoolConfig};
 pub use supervision::SupervisionConfig;
 pub use update::{ProbationConfig, UpdateConfig};
@@ -192,6 +194,8 @@ pub enum SourceConfig {
     Stdin(StdinSource),
     /// Whole sensor windows published to a topic.
     MqttSensor(MqttSensorSource),
+    /// An RTSP camera (H.264).
+    Rtsp(RtspSource),
 }
 
 /// `kind = "images"`. Camera-like: only the latest frame is kept.
@@ -355,6 +359,7 @@ impl SourceConfig {
             SourceConfig::Csv(s) => &s.name,
             SourceConfig::Stdin(s) => &s.name,
             SourceConfig::MqttSensor(s) => &s.name,
+            SourceConfig::Rtsp(s) => &s.name,
         }
     }
 
@@ -366,6 +371,7 @@ impl SourceConfig {
             SourceConfig::Csv(s) => &s.model,
             SourceConfig::Stdin(s) => &s.model,
             SourceConfig::MqttSensor(s) => &s.model,
+            SourceConfig::Rtsp(s) => &s.model,
         }
     }
 
@@ -377,6 +383,7 @@ impl SourceConfig {
             SourceConfig::Csv(_) => "csv",
             SourceConfig::Stdin(_) => "stdin",
             SourceConfig::MqttSensor(_) => "mqtt_sensor",
+            SourceConfig::Rtsp(_) => "rtsp",
         }
     }
 
@@ -385,6 +392,7 @@ impl SourceConfig {
         let max_decoded_bytes = match self {
             SourceConfig::Images(s) => s.max_decoded_bytes,
             SourceConfig::MqttFrames(s) => s.max_decoded_bytes,
+            SourceConfig::Rtsp(s) => s.max_decoded_bytes,
             SourceConfig::Csv(_) | SourceConfig::Stdin(_) | SourceConfig::MqttSensor(_) => return None,
         };
         Some(ImageLimits { max_decoded_bytes, ..ImageLimits::default() })
@@ -395,7 +403,7 @@ impl SourceConfig {
         match self {
             SourceConfig::MqttFrames(s) => Some(s.topic.clone().unwrap_or_else(|| topics.frames(&s.name))),
             SourceConfig::MqttSensor(s) => Some(s.topic.clone().unwrap_or_else(|| topics.sensor(&s.name))),
-            SourceConfig::Images(_) | SourceConfig::Csv(_) | SourceConfig::Stdin(_) => None,
+            SourceConfig::Images(_) | SourceConfig::Csv(_) | SourceConfig::Stdin(_) | SourceConfig::Rtsp(_) => None,
         }
     }
 
@@ -415,6 +423,11 @@ impl SourceConfig {
             }
             SourceConfig::Stdin(s) => vec![&mut s.model],
             SourceConfig::MqttSensor(s) => vec![&mut s.model],
+            SourceConfig::Rtsp(s) => {
+                let mut paths: Vec<&mut PathBuf> = vec![&mut s.model];
+                paths.extend(s.credentials_file.as_mut());
+                paths
+            }
         }
     }
 }
@@ -667,6 +680,7 @@ impl SourceConfig {
                 validate_topic(key, s.topic.as_deref(), problems);
                 validate_queue(key, s.queue, problems);
             }
+            SourceConfig::Rtsp(s) => s.validate(key, problems),
         }
     }
 }

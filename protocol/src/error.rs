@@ -176,6 +176,14 @@ wire_names! {
         Expired => "expired",
         /// A signed order for another device or a group this device is not in.
         Misaddressed => "misaddressed",
+        /// A live stream could not be opened or was lost (connection refused or closed, an RTSP error).
+        StreamLost => "stream_lost",
+        /// A live stream sent no frame for its watchdog's time while its connection stayed open.
+        StreamStalled => "stream_stalled",
+        /// The camera refused the credentials (or asked for some and none are configured).
+        AuthFailed => "auth_failed",
+        /// The stream's codec has no decoder here (H.265 with the software decoder, for example).
+        UnsupportedCodec => "unsupported_codec",
     }
 }
 

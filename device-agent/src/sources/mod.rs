@@ -5,6 +5,7 @@ pub mod camera;
 pub mod directory;
 pub mod images;
 pub mod recording;
+pub mod rtsp;
 pub mod stdin;
 
 use crate::clock::Clock;
