@@ -115,3 +115,88 @@ fn check_url(text: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{AgentConfig, SourceConfig};
+    use super::*;
+
+    fn parse(keys: &str) -> Result<RtspSource, Vec<String>> {
+        let text = format!("device_id = \"d\"\n[[sources]]\nname = \"porch\"\nkind = \"rtsp\"\nmodel = \"m\"\n{keys}");
+        match AgentConfig::parse(&text) {
+            Ok(config) => match config.sources.into_iter().next() {
+                Some(SourceConfig::Rtsp(rtsp)) => Ok(rtsp),
+                other => panic!("not an rtsp source: {other:?}"),
+            },
+            Err(errors) => Err(errors.0.iter().map(ToString::to_string).collect()),
+        }
+    }
+
+    #[test]
+    fn defaults_and_every_key() {
+        let rtsp = parse("url = \"rtsp://cam.local/stream1\"\n").unwrap();
+        assert_eq!(
+            rtsp,
+            RtspSource {
+                name: "porch".into(),
+                model: "m".into(),
+                url: "rtsp://cam.local/stream1".into(),
+                ..RtspSource::default()
+            }
+        );
+        assert_eq!(
+            (rtsp.transport, rtsp.decoder, rtsp.watchdog()),
+            (RtspTransport::Tcp, DecoderChoice::Software, Duration::from_secs(10))
+        );
+        let keys = "url = \"rtsp://10.0.0.5:8554/cam\"\ncredentials_file = \"cam.pw\"\ntransport = \"udp\"\n\
+                    watchdog_secs = 3\nreconnect_initial_ms = 100\nreconnect_max_ms = 5000\ndecoder = \"v4l2m2m\"\n\
+                    decoder_device = \"/dev/video11\"\nmax_decoded_bytes = 2097152\n";
+        let rtsp = parse(keys).unwrap();
+        assert_eq!(rtsp.credentials_file, Some(PathBuf::from("cam.pw")));
+        assert_eq!((rtsp.transport, rtsp.decoder), (RtspTransport::Udp, DecoderChoice::V4l2m2m));
+        assert_eq!((rtsp.reconnect_initial_ms, rtsp.reconnect_max_ms, rtsp.watchdog_secs), (100, 5000, 3));
+        assert_eq!((rtsp.decoder_device.to_str(), rtsp.max_decoded_bytes), (Some("/dev/video11"), 2 << 20));
+        assert_eq!(parse("url = \"rtsp://c/x\"\ndecoder = \"auto\"\n").unwrap().decoder, DecoderChoice::Auto);
+    }
+
+    #[test]
+    fn a_url_with_credentials_is_refused_without_echoing_it() {
+        let errors = parse("url = \"rtsp://admin:hunter2@cam.local/stream1\"\n").unwrap_err();
+        assert_eq!(
+            errors,
+            ["sources[0].url: must not hold credentials (user:password@); put them in credentials_file"]
+        );
+        assert!(parse("url = \"rtsp://admin@cam.local/s\"\n").is_err(), "a user alone is a credential too");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            ("", "sources[0].url: is required"),
+            ("url = \"http://cam/x\"\n", "sources[0].url: must start with rtsp:// (not http://)"),
+            ("url = \"not a url\"\n", "sources[0].url: is not a URL: relative URL without a base"),
+            ("url = \"rtsp://c/x\"\nwatchdog_secs = 0\n", "sources[0].watchdog_secs: must be between 1 and 3600"),
+            (
+                "url = \"rtsp://c/x\"\nreconnect_initial_ms = 5\n",
+                "sources[0].reconnect_initial_ms: must be between 10 and 3600000",
+            ),
+            (
+                "url = \"rtsp://c/x\"\nreconnect_initial_ms = 2000\nreconnect_max_ms = 1000\n",
+                "sources[0].reconnect_max_ms: must be between reconnect_initial_ms and 3600000",
+            ),
+            (
+                "url = \"rtsp://c/x\"\ndecoder = \"auto\"\ndecoder_device = \"\"\n",
+                "sources[0].decoder_device: is required with decoder \"v4l2m2m\" or \"auto\"",
+            ),
+            (
+                "url = \"rtsp://c/x\"\nmax_decoded_bytes = 1\n",
+                "sources[0].max_decoded_bytes: must be >= 1048576 (1 MiB)",
+            ),
+        ];
+        for (keys, want) in cases {
+            assert_eq!(parse(keys).unwrap_err(), [want], "{keys}");
+        }
+        assert!(parse("url = \"rtsp://c/x\"\ntransport = \"http\"\n").is_err());
+        assert!(parse("url = \"rtsp://c/x\"\ndecoder = \"cuda\"\n").is_err());
+    }
+}

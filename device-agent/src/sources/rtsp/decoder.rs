@@ -101,6 +101,27 @@ mod tests {
     }
 
     #[test]
+    fn an_encoded_picture_comes_back_as_an_i420_frame_close_to_the_original() {
+        use openh264::formats::YUVSlices;
+        let (width, height) = (64, 48);
+        // Luma a horizontal ramp, chroma flat: a picture the encoder keeps within a few levels.
+        let luma: Vec<u8> = (0..width * height).map(|i| (16 + (i % width) * 3) as u8).collect();
+        let chroma = vec![100u8; width * height / 4];
+        let source = YUVSlices::new((&luma, &chroma, &chroma), (width, height), (width, width / 2, width / 2));
+        let mut encoder = openh264::encoder::Encoder::new().unwrap();
+        let access_unit = encoder.encode(&source).unwrap().to_vec();
+        let mut decoder = H264Decoder::select(DecoderChoice::Software, Path::new(""), "cam").unwrap();
+        let frame = decoder.decode(&access_unit).unwrap().expect("a key frame decodes at once");
+        assert_eq!((frame.format(), frame.width(), frame.height()), (PixelFormat::I420, 64, 48));
+        let [y_stride, u_stride, _] = frame.strides();
+        assert!(y_stride >= 64 && u_stride >= 32, "{:?}", frame.strides());
+        let row = &frame.plane(0)[y_stride * 20..y_stride * 20 + width];
+        let worst = row.iter().zip(&luma[width * 20..width * 21]).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
+        assert!(worst <= 8, "luma off by {worst}: {row:?}");
+        assert!(frame.plane(1)[..32].iter().all(|&u| u.abs_diff(100) <= 4));
+    }
+
+    #[test]
     fn garbage_is_a_decode_error_or_no_frame_never_a_panic() {
         let mut decoder = H264Decoder::select(DecoderChoice::Software, Path::new(""), "cam").unwrap();
         let garbage: Vec<u8> = [0, 0, 0, 1, 0x65].into_iter().chain((0..4000).map(|i| (i * 7 % 251) as u8)).collect();
