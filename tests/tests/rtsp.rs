@@ -30,12 +30,11 @@ struct RtspServer {
 }
 
 impl RtspServer {
-    fn start(port: u16, frames: &Path, credentials: Option<(&str, &str)>) -> RtspServer {
+    /// `options`: `--auth <user> <password>`, `--h265`.
+    fn start(port: u16, frames: &Path, options: &[&str]) -> RtspServer {
         let mut command = Command::new("/usr/bin/python3");
         command.arg(repo_root().join("tests/rtsp/server.py")).arg(port.to_string()).arg(frames.join("%03d.png"));
-        if let Some((user, password)) = credentials {
-            command.args([user, password]);
-        }
+        command.args(options);
         let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -169,7 +168,7 @@ fn predictions_match_infer_and_a_restarted_server_is_reconnected() {
     let broker = Broker::start();
     let sub = Subscriber::connect(broker.port(), "devices/cam-01/#");
     let port = free_port();
-    let server = RtspServer::start(port, frames.path(), None);
+    let server = RtspServer::start(port, frames.path(), &[]);
     let agent = Agent::start(&config(broker.port(), port, ""));
 
     // 25 predictions span the two stills (one second each at 10 frames/s, inference permitting).
@@ -185,7 +184,7 @@ fn predictions_match_infer_and_a_restarted_server_is_reconnected() {
     assert_eq!((event["source"].as_str(), event["stage"].as_str()), (Some("porch"), Some("source")), "{event}");
     // Refused connections while it is down, then the server is back on the same port.
     std::thread::sleep(Duration::from_millis(1500));
-    let server = RtspServer::start(port, frames.path(), None);
+    let server = RtspServer::start(port, frames.path(), &[]);
     let resumed = sub.collect_until(WAIT, |got| on(got, PREDICTIONS).count() >= 5);
     assert_match(&resumed, &references);
     assert!(server.clients() >= 1);
@@ -200,7 +199,7 @@ fn a_stream_that_stops_sending_frames_trips_the_watchdog() {
     let broker = Broker::start();
     let sub = Subscriber::connect(broker.port(), "devices/cam-01/#");
     let port = free_port();
-    let mut server = RtspServer::start(port, frames.path(), None);
+    let mut server = RtspServer::start(port, frames.path(), &[]);
     let agent = Agent::start(&config(broker.port(), port, ""));
     sub.collect_until(WAIT, |got| on(got, PREDICTIONS).count() >= 3);
 
@@ -221,7 +220,7 @@ fn wrong_credentials_are_a_clear_error_retried_at_a_bounded_rate() {
     let broker = Broker::start();
     let sub = Subscriber::connect(broker.port(), "devices/cam-01/#");
     let port = free_port();
-    let server = RtspServer::start(port, frames.path(), Some(("viewer", "right-password")));
+    let server = RtspServer::start(port, frames.path(), &["--auth", "viewer", "right-password"]);
     let dir = tempfile::tempdir().unwrap();
     let credentials = dir.path().join("camera.credentials");
     std::fs::write(&credentials, "viewer:wrong-password\n").unwrap();
@@ -249,5 +248,23 @@ fn wrong_credentials_are_a_clear_error_retried_at_a_bounded_rate() {
     std::fs::write(&credentials, "viewer\nright-password\n").unwrap();
     let agent = Agent::start(&config(broker.port(), port, &extra));
     sub.collect_until(WAIT, |got| on(got, PREDICTIONS).count() >= 1);
+    drop(agent);
+}
+
+#[test]
+fn an_h265_stream_is_an_unsupported_codec_retried_slowly() {
+    let (frames, _) = frames();
+    let broker = Broker::start();
+    let sub = Subscriber::connect(broker.port(), "devices/cam-01/#");
+    let port = free_port();
+    let server = RtspServer::start(port, frames.path(), &["--h265"]);
+    let agent = Agent::start(&config(broker.port(), port, ""));
+    let got = sub.collect_until(WAIT, |got| on(got, ERRORS).count() >= 2);
+    for event in on(&got, ERRORS).map(Received::json) {
+        assert_eq!(event["kind"], "unsupported_codec", "{event}");
+        assert_eq!(event["message"], "the video stream is h265; only H.264 is decoded here (OpenH264)");
+    }
+    assert_eq!(on(&got, PREDICTIONS).count(), 0);
+    assert!(server.clients() >= 2, "it keeps asking");
     drop(agent);
 }

@@ -460,7 +460,17 @@ fn the_documented_example_loads_with_the_defaults_it_shows() {
     let expected_spool = SpoolConfig { dir: path.parent().expect("docs/").join("spool"), ..SpoolConfig::default() };
     assert_eq!(config.spool, expected_spool);
     let kinds: Vec<&str> = config.sources.iter().map(SourceConfig::kind).collect();
-    assert_eq!(kinds, ["images", "mqtt_frames", "csv", "stdin", "mqtt_sensor"]);
+    assert_eq!(kinds, ["images", "mqtt_frames", "csv", "stdin", "mqtt_sensor", "rtsp"]);
+    let SourceConfig::Rtsp(rtsp) = &config.sources[5] else { panic!("rtsp") };
+    assert_eq!(
+        rtsp,
+        &RtspSource {
+            name: rtsp.name.clone(),
+            model: rtsp.model.clone(),
+            url: rtsp.url.clone(),
+            ..RtspSource::default()
+        }
+    );
 }
 
 #[test]
