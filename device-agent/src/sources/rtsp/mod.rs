@@ -97,15 +97,18 @@ async fn reconnect_loop(
     loop {
         let (kind, message) = match session.play().await {
             Ended::Shutdown => return,
-            Ended::Failed { kind, message, played } => {
-                if played {
+            Ended::Failed { kind, message, delivered } => {
+                if delivered {
                     backoff.reset();
                 }
                 (kind, message)
             }
         };
-        // An unsupported codec will not change on the next attempt soon: ask at the slowest rate.
-        let wait = if kind == ErrorKind::UnsupportedCodec { backoff.longest() } else { backoff.next_wait() };
+        // A codec or a frame size will not change on the next attempt soon: ask at the slowest rate.
+        let wait = match kind {
+            ErrorKind::UnsupportedCodec | ErrorKind::ImageTooLarge => backoff.longest(),
+            _ => backoff.next_wait(),
+        };
         log::warn!(source = camera.source.as_str(), kind = kind.as_str(); "{origin}: {message}; reconnecting in {wait:?}.");
         feed.error(&origin, kind, &message);
         // Sessions a camera may still hold (live555's TCP bug) are torn down or waited out first, bounded.

@@ -29,11 +29,11 @@ const SHUTDOWN_POLL: Duration = Duration::from_millis(100);
 /// How a session ended.
 pub enum Ended {
     Shutdown,
-    /// `played`: the stream had started playing (the backoff starts over).
+    /// `delivered`: the session handed on frames (the backoff starts over).
     Failed {
         kind: ErrorKind,
         message: String,
-        played: bool,
+        delivered: bool,
     },
 }
 
@@ -88,11 +88,11 @@ impl<'a> Camera<'a> {
 
     /// Opens a session and hands its frames on until it ends.
     pub async fn play(&mut self) -> Ended {
-        let failed = |kind, message| Ended::Failed { kind, message, played: false };
+        let failed = |kind, message| Ended::Failed { kind, message, delivered: false };
         let credentials = match &self.config.credentials_file {
             Some(path) => match Credentials::read(path) {
                 Ok(credentials) => Some(credentials),
-                Err(message) => return failed(ErrorKind::AuthFailed, message),
+                Err(message) => return failed(ErrorKind::Io, message),
             },
             None => None,
         };
@@ -134,15 +134,16 @@ impl<'a> Camera<'a> {
         }
         self.played_before = true;
         log::info!(source = self.config.source.as_str(); "{}: playing ({codec}).", self.origin);
-        match self.stream(&mut frames, index, &codec).await {
-            Some((kind, message)) => Ended::Failed { kind, message, played: true },
+        let mut delivered = false;
+        match self.stream(&mut frames, index, &codec, &mut delivered).await {
+            Some((kind, message)) => Ended::Failed { kind, message, delivered },
             None => Ended::Shutdown,
         }
     }
 
     /// An RTSP request, bounded by the watchdog's time; its failure classified.
     async fn step<T>(&self, name: &str, request: impl Future<Output = Result<T, retina::Error>>) -> Result<T, Ended> {
-        let failed = |kind, message| Ended::Failed { kind, message, played: false };
+        let failed = |kind, message| Ended::Failed { kind, message, delivered: false };
         match bounded(self.shutdown, self.config.watchdog, request).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => {
@@ -157,12 +158,14 @@ impl<'a> Camera<'a> {
         }
     }
 
-    /// Decodes and hands on frames until the stream fails or stalls (`Some(why)`) or shutdown comes (`None`).
+    /// Decodes and hands on frames until the stream fails or stalls (`Some(why)`) or shutdown comes (`None`);
+    /// `delivered` is set once a frame went to the worker.
     async fn stream(
         &mut self,
         frames: &mut retina::client::Demuxed,
         index: usize,
         codec: &str,
+        delivered: &mut bool,
     ) -> Option<(ErrorKind, String)> {
         if let Err(e) = self.decoder.reset() {
             return Some((ErrorKind::Decode, e.to_string()));
@@ -170,8 +173,9 @@ impl<'a> Camera<'a> {
         let mut stream_clock = StreamClock::default();
         let mut last_frame = Instant::now();
         let mut stream = StreamInfo::default();
-        // After a decode error, access units up to the next key frame are skipped: they refer to a lost picture.
-        let mut skip_to_key_frame = false;
+        // Until the first key frame, and after a decode error up to the next one, access units are skipped: they
+        // refer to a picture the decoder does not have.
+        let mut skip_to_key_frame = true;
         loop {
             let left = self.config.watchdog.saturating_sub(last_frame.elapsed());
             let next = std::future::poll_fn(|cx| Pin::new(&mut *frames).poll_next(cx));
@@ -215,11 +219,16 @@ impl<'a> Camera<'a> {
                         return Some((ErrorKind::ImageTooLarge, message));
                     }
                     self.feed.camera_frame(self.origin.clone(), Input::Frame(picture), captured_ms);
+                    *delivered = true;
                 }
                 Ok(None) => {}
                 Err(e) => {
                     self.stats.decode_error();
-                    self.feed.error(&self.origin, ErrorKind::Decode, &e.to_string());
+                    let message = match frame.loss() {
+                        0 => e.to_string(),
+                        lost => format!("{e} ({lost} RTP packets lost before this frame)"),
+                    };
+                    self.feed.error(&self.origin, ErrorKind::Decode, &message);
                     skip_to_key_frame = true;
                 }
             }
