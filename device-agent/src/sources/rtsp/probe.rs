@@ -1,8 +1,6 @@
 //! Whether a V4L2 memory-to-memory H.264 decoder is usable at a device path: the device exists, is a V4L2
 //! device (QUERYCAP), has memory-to-memory capability, and takes H.264 on its bitstream (OUTPUT) queue.
 
-use linuxvideo::format::PixelFormat;
-use linuxvideo::{BufType, CapabilityFlags, Device};
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 
@@ -16,6 +14,15 @@ pub fn h264_m2m_decoder(path: &Path) -> Result<String, String> {
     if !metadata.file_type().is_char_device() {
         return Err(format!("{shown}: not a character device"));
     }
+    query(path)
+}
+
+/// QUERYCAP and ENUM_FMT on the bitstream queue.
+#[cfg(target_pointer_width = "64")]
+fn query(path: &Path) -> Result<String, String> {
+    use linuxvideo::format::PixelFormat;
+    use linuxvideo::{BufType, CapabilityFlags, Device};
+    let shown = path.display();
     let device = Device::open(path).map_err(|e| match e.raw_os_error() {
         Some(libc::ENOTTY) | Some(libc::EINVAL) => format!("{shown}: not a V4L2 device"),
         _ => format!("{shown}: cannot open: {e}"),
@@ -40,6 +47,11 @@ pub fn h264_m2m_decoder(path: &Path) -> Result<String, String> {
         formats.push(format.pixel_format().to_string());
     }
     Err(format!("{shown} ({card}): does not decode H.264 (it takes {})", formats.join(", ")))
+}
+
+#[cfg(not(target_pointer_width = "64"))]
+fn query(path: &Path) -> Result<String, String> {
+    Err(format!("{}: 32-bit builds do not probe V4L2 decoders", path.display()))
 }
 
 #[cfg(test)]
