@@ -109,7 +109,8 @@ async fn reconnect_loop(
             ErrorKind::UnsupportedCodec | ErrorKind::ImageTooLarge => backoff.longest(),
             _ => backoff.next_wait(),
         };
-        log::warn!(source = camera.source.as_str(), kind = kind.as_str(); "{origin}: {message}; reconnecting in {wait:?}.");
+        // The error event is logged as a warning by the outbox; this adds when the next attempt comes.
+        log::info!(source = camera.source.as_str(); "{origin}: reconnecting in {wait:?}.");
         feed.error(&origin, kind, &message);
         // Sessions a camera may still hold (live555's TCP bug) are torn down or waited out first, bounded.
         let stale = group.stale_sessions();
