@@ -5,5 +5,9 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 "$root/scripts/apt-install.sh" mosquitto mosquitto-clients openssl
+# The RTSP tests' camera: GStreamer's RTSP server (through the system python3's `gi`), x264 to encode the
+# project's frames live, ffmpeg to scale them; tests/rtsp/server.py.
+"$root/scripts/apt-install.sh" python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base \
+  gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools ffmpeg
 # The distribution's broker service is not used: every test and the demo start their own on a loopback port.
 "$root/scripts/fetch-onnxruntime.sh" x86_64

@@ -24,6 +24,7 @@ use crate::sources::directory::WatchedDir;
 use crate::sources::http_mjpeg::{self, HttpUrl, MjpegCamera};
 use crate::sources::images::{self, FileSet, ImageFiles};
 use crate::sources::recording::{self, Recording};
+use crate::sources::rtsp;
 use crate::sources::v4l2::{self, LinuxDevice, V4l2Spec};
 use crate::sources::{Feed, stdin};
 use crate::spool::{self, Class, Spool, SpoolError, forwarder};
@@ -183,10 +184,7 @@ fn engine_options(config: &AgentConfig) -> EngineOptions {
 }
 
 fn check_input_kind(source: &SourceConfig, bundle: &Bundle) -> anyhow::Result<()> {
-    let wants_image = matches!(
-        source,
-        SourceConfig::Images(_) | SourceConfig::MqttFrames(_) | SourceConfig::V4l2(_) | SourceConfig::HttpMjpeg(_)
-    );
+    let wants_image = source.takes_images();
     let is_image = matches!(bundle.manifest().input, InputSpec::Image(_));
     if wants_image != is_image {
         let model = if is_image { "an image" } else { "a sensor" };
@@ -341,18 +339,16 @@ fn start_workers(
         let stats = metrics.register(&name);
         let outbox = Outbox::new(settings, &name, stats.clone());
         let (feed, queue): (Arc<Feed>, JobQueue) = match &source.config {
-            SourceConfig::Images(_)
-            | SourceConfig::MqttFrames(_)
-            | SourceConfig::V4l2(_)
-            | SourceConfig::HttpMjpeg(_) => Feed::camera(outbox.clone(), clock.clone()),
             SourceConfig::Csv(c) => Feed::fifo(outbox.clone(), c.queue, clock.clone()),
             SourceConfig::Stdin(c) => Feed::fifo(outbox.clone(), c.queue, clock.clone()),
             SourceConfig::MqttSensor(c) => Feed::fifo(outbox.clone(), c.queue, clock.clone()),
+            // Every image source is camera-like: the newest frame wins.
+            _ => Feed::camera(outbox.clone(), clock.clone()),
         };
         if let Some(topic) = source.config.inbound_topic(&settings.topics) {
             routes.push(inbound_route(&source.config, topic, feed.clone()));
         }
-        if let Some(reader) = reader(&source, feed.clone(), metrics, shutdown.clone()) {
+        if let Some(reader) = reader(&source, feed.clone(), shutdown.clone(), metrics)? {
             readers.push(reader);
         }
         let serving = Serving::new(source.pipeline);
@@ -556,10 +552,15 @@ fn announce_membership(link: &MqttHandle, config: &AgentConfig) {
 }
 
 /// The thread that reads a file-backed source or a camera, started once the MQTT link is up. `None` for MQTT sources.
-fn reader(source: &ReadySource, feed: Arc<Feed>, metrics: &Metrics, shutdown: Arc<Shutdown>) -> Option<Starter> {
+fn reader(
+    source: &ReadySource,
+    feed: Arc<Feed>,
+    shutdown: Arc<Shutdown>,
+    metrics: &Metrics,
+) -> anyhow::Result<Option<Starter>> {
     let name = format!("source-{}", source.config.name());
     let sensor = sensor_spec(&source.bundle).cloned();
-    match &source.config {
+    Ok(match &source.config {
         SourceConfig::Images(c) => {
             let files = match (&c.path, c.watch) {
                 (Some(dir), true) => FileSet::Watch(WatchedDir::start(dir.clone())),
@@ -571,7 +572,7 @@ fn reader(source: &ReadySource, feed: Arc<Feed>, metrics: &Metrics, shutdown: Ar
             Some(Box::new(move || spawn_named(name, move || images::run(spec, &feed, &shutdown)).map(Some)))
         }
         SourceConfig::Csv(c) => {
-            let sensor = sensor?;
+            let Some(sensor) = sensor else { return Ok(None) };
             let replay = Recording {
                 path: c.path.clone().unwrap_or_default(),
                 rate_hz: c.rate_hz,
@@ -585,7 +586,7 @@ fn reader(source: &ReadySource, feed: Arc<Feed>, metrics: &Metrics, shutdown: Ar
             }))
         }
         SourceConfig::Stdin(c) => {
-            let sensor = sensor?;
+            let Some(sensor) = sensor else { return Ok(None) };
             let stride = c.stride.map_or(sensor.window, |s| s as usize);
             // Not joined at shutdown: a read from a terminal cannot be interrupted, and the process exits anyway.
             Some(Box::new(move || {
@@ -603,7 +604,7 @@ fn reader(source: &ReadySource, feed: Arc<Feed>, metrics: &Metrics, shutdown: Ar
             let camera = MjpegCamera {
                 name: c.name.clone(),
                 // Validated with the config.
-                url: HttpUrl::parse(&c.url).ok()?,
+                url: HttpUrl::parse(&c.url).map_err(|error| anyhow::anyhow!("source {}: url: {error}", c.name))?,
                 origin: c.url.clone(),
                 mode: match c.mode {
                     MjpegMode::Stream => http_mjpeg::Mode::Stream,
@@ -618,8 +619,13 @@ fn reader(source: &ReadySource, feed: Arc<Feed>, metrics: &Metrics, shutdown: Ar
                 spawn_named(name, move || http_mjpeg::run(camera, &feed, &stats, &shutdown)).map(Some)
             }))
         }
+        SourceConfig::Rtsp(c) => {
+            let camera = rtsp::RtspCamera::new(c)?;
+            let stats = metrics.register_camera(&c.name);
+            Some(Box::new(move || spawn_named(name, move || rtsp::run(camera, &feed, &stats, &shutdown)).map(Some)))
+        }
         SourceConfig::MqttFrames(_) | SourceConfig::MqttSensor(_) => None,
-    }
+    })
 }
 
 /// Inbound MQTT payloads go straight into the source's feed, on the MQTT thread (never blocking it).

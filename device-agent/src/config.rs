@@ -5,6 +5,7 @@
 //! port, client id and prefix, the TLS server name, inbound topics) are computed by the accessors next to
 //! them. Optional strings and paths treat `""` as unset, so a template with `client_id = ""` means "default".
 
+mod rtsp;
 mod snapshot;
 mod spool;
 mod supervision;
@@ -17,6 +18,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use rtsp::{DecoderChoice, RtspSource, RtspTransport};
 pub use snapshot::SnapshotConfig;
 pub use spool::{Fsync, SpoolConfig};
 pub use supervision::SupervisionConfig;
@@ -200,6 +202,8 @@ pub enum SourceConfig {
     V4l2(V4l2Source),
     /// An HTTP camera: an MJPEG stream or a snapshot URL.
     HttpMjpeg(HttpMjpegSource),
+    /// An RTSP camera (H.264).
+    Rtsp(RtspSource),
 }
 
 /// `kind = "images"`. Camera-like: only the latest frame is kept.
@@ -473,6 +477,7 @@ impl SourceConfig {
             SourceConfig::MqttSensor(s) => &s.name,
             SourceConfig::V4l2(s) => &s.name,
             SourceConfig::HttpMjpeg(s) => &s.name,
+            SourceConfig::Rtsp(s) => &s.name,
         }
     }
 
@@ -486,6 +491,20 @@ impl SourceConfig {
             SourceConfig::MqttSensor(s) => &s.model,
             SourceConfig::V4l2(s) => &s.model,
             SourceConfig::HttpMjpeg(s) => &s.model,
+            SourceConfig::Rtsp(s) => &s.model,
+        }
+    }
+
+    /// Whether the source delivers frames (an image model) rather than sensor windows. Every such source is
+    /// camera-like: the newest frame wins.
+    pub fn takes_images(&self) -> bool {
+        match self {
+            SourceConfig::Images(_)
+            | SourceConfig::MqttFrames(_)
+            | SourceConfig::V4l2(_)
+            | SourceConfig::HttpMjpeg(_)
+            | SourceConfig::Rtsp(_) => true,
+            SourceConfig::Csv(_) | SourceConfig::Stdin(_) | SourceConfig::MqttSensor(_) => false,
         }
     }
 
@@ -499,6 +518,7 @@ impl SourceConfig {
             SourceConfig::MqttSensor(_) => "mqtt_sensor",
             SourceConfig::V4l2(_) => "v4l2",
             SourceConfig::HttpMjpeg(_) => "http_mjpeg",
+            SourceConfig::Rtsp(_) => "rtsp",
         }
     }
 
@@ -509,6 +529,7 @@ impl SourceConfig {
             SourceConfig::MqttFrames(s) => s.max_decoded_bytes,
             SourceConfig::V4l2(s) => s.max_decoded_bytes,
             SourceConfig::HttpMjpeg(s) => s.max_decoded_bytes,
+            SourceConfig::Rtsp(s) => s.max_decoded_bytes,
             SourceConfig::Csv(_) | SourceConfig::Stdin(_) | SourceConfig::MqttSensor(_) => return None,
         };
         Some(ImageLimits { max_decoded_bytes, ..ImageLimits::default() })
@@ -523,7 +544,8 @@ impl SourceConfig {
             | SourceConfig::Csv(_)
             | SourceConfig::Stdin(_)
             | SourceConfig::V4l2(_)
-            | SourceConfig::HttpMjpeg(_) => None,
+            | SourceConfig::HttpMjpeg(_)
+            | SourceConfig::Rtsp(_) => None,
         }
     }
 
@@ -546,6 +568,11 @@ impl SourceConfig {
             // The device node is absolute (`/dev/...`); a relative one is not resolved against the config file.
             SourceConfig::V4l2(s) => vec![&mut s.model],
             SourceConfig::HttpMjpeg(s) => {
+                let mut paths: Vec<&mut PathBuf> = vec![&mut s.model];
+                paths.extend(s.credentials_file.as_mut());
+                paths
+            }
+            SourceConfig::Rtsp(s) => {
                 let mut paths: Vec<&mut PathBuf> = vec![&mut s.model];
                 paths.extend(s.credentials_file.as_mut());
                 paths
@@ -827,6 +854,7 @@ impl SourceConfig {
                 validate_decoded_bytes(key, s.max_decoded_bytes, problems);
             }
             SourceConfig::HttpMjpeg(s) => s.validate(key, problems),
+            SourceConfig::Rtsp(s) => s.validate(key, problems),
         }
     }
 }

@@ -183,8 +183,15 @@ wire_names! {
         MalformedPart => "malformed_part",
         /// A camera answered an HTTP request with an error status (401 for wrong credentials); retried.
         HttpStatus => "http_status",
-        /// A camera's stream sent no frame (or no response) within its watchdog time; reconnected.
+        /// A live stream could not be opened or was lost (connection refused or closed, an RTSP error).
+        StreamLost => "stream_lost",
+        /// A live stream sent no frame (or an HTTP camera no response) for its watchdog's time while its connection
+        /// stayed open; reconnected.
         StreamStalled => "stream_stalled",
+        /// The camera refused the credentials (or asked for some and none are configured).
+        AuthFailed => "auth_failed",
+        /// The stream's codec has no decoder here (H.265 with the software decoder, for example).
+        UnsupportedCodec => "unsupported_codec",
     }
 }
 

@@ -460,12 +460,22 @@ fn the_documented_example_loads_with_the_defaults_it_shows() {
     let expected_spool = SpoolConfig { dir: path.parent().expect("docs/").join("spool"), ..SpoolConfig::default() };
     assert_eq!(config.spool, expected_spool);
     let kinds: Vec<&str> = config.sources.iter().map(SourceConfig::kind).collect();
-    assert_eq!(kinds, ["images", "mqtt_frames", "v4l2", "csv", "stdin", "mqtt_sensor"]);
-    let SourceConfig::V4l2(usb) = &config.sources[2] else { panic!("v4l2") };
+    assert_eq!(kinds, ["images", "mqtt_frames", "http_mjpeg", "v4l2", "csv", "stdin", "mqtt_sensor", "rtsp"]);
+    let SourceConfig::V4l2(usb) = &config.sources[3] else { panic!("v4l2") };
     assert_eq!(usb, &V4l2Source { name: "usb".into(), model: usb.model.clone(), ..V4l2Source::default() });
     let expected_snapshots =
         SnapshotConfig { source: "door".into(), labels: vec!["face".into()], ..SnapshotConfig::default() };
     assert_eq!(config.snapshots, [expected_snapshots]);
+    let SourceConfig::Rtsp(rtsp) = &config.sources[7] else { panic!("rtsp") };
+    assert_eq!(
+        rtsp,
+        &RtspSource {
+            name: rtsp.name.clone(),
+            model: rtsp.model.clone(),
+            url: rtsp.url.clone(),
+            ..RtspSource::default()
+        }
+    );
 }
 
 #[test]

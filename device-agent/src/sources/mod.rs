@@ -6,6 +6,7 @@ pub mod directory;
 pub mod http_mjpeg;
 pub mod images;
 pub mod recording;
+pub mod rtsp;
 pub mod stdin;
 pub mod v4l2;
 

@@ -8,10 +8,13 @@ mod capture;
 pub mod device;
 #[cfg(test)]
 mod fake;
+#[cfg(target_pointer_width = "64")]
 mod linux;
 mod negotiate;
 #[cfg(test)]
 mod tests;
+#[cfg(not(target_pointer_width = "64"))]
+mod unsupported;
 
 use crate::config::{V4l2Format, V4l2Source};
 use crate::shutdown::Shutdown;
@@ -25,7 +28,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+#[cfg(target_pointer_width = "64")]
 pub use linux::LinuxDevice;
+#[cfg(not(target_pointer_width = "64"))]
+pub use unsupported::LinuxDevice;
 
 /// The first wait before opening the device again, doubled after each failure up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_secs(1);
