@@ -120,12 +120,12 @@ struct CameraCounts {
     decoded: u64,
     /// The source's `frames_ok`.
     inferred: u64,
-    /// The source's `dropped`: a camera's feed drops only by replacing the frame in its slot.
+    /// Frames the source handed over that replaced one the worker had not taken (never decoded, for JPEG).
     replaced: u64,
 }
 
 impl Camera {
-    /// The camera's health at `now` (`now_ms` on the wall), with the inferred and replaced frames of `source`,
+    /// The camera's health at `now` (`now_ms` on the wall), with the inferred frames of `source`,
     /// the worker's side of the same source (`None`: not registered, read as 0).
     fn health_at(&self, source: Option<&SourceStats>, now: Instant, now_ms: u64) -> CameraHealth {
         let stats = &self.stats;
@@ -133,7 +133,7 @@ impl Camera {
             received: stats.received_total(),
             decoded: stats.decoded_total(),
             inferred: source.map_or(0, |source| source.frames_ok.load(Ordering::Relaxed)),
-            replaced: source.map_or(0, |source| source.dropped.load(Ordering::Relaxed)),
+            replaced: stats.replaced_total(),
         };
         let (before, since) = std::mem::replace(&mut *lock(&self.previous), (counts, now));
         let elapsed = now.saturating_duration_since(since);
@@ -522,7 +522,7 @@ mod tests {
     }
 
     #[test]
-    fn camera_rates_over_the_interval_with_the_workers_counts() {
+    fn camera_rates_over_the_interval_with_the_workers_inferred_count() {
         let clock = Arc::new(ManualClock::new(1_000_000));
         let metrics = Metrics::with_clock(clock.clone());
         let source = metrics.register("door");
@@ -540,7 +540,9 @@ mod tests {
         for _ in 0..5 {
             source.frame_ok(&timings(1, 2, 3, 4));
         }
-        source.dropped(15);
+        for _ in 0..15 {
+            camera.replaced();
+        }
         clock.advance(Duration::from_secs(2));
         let health = &metrics.cameras()[0];
         assert_eq!(

@@ -218,7 +218,9 @@ impl<'a> Camera<'a> {
                         let message = format!("{w}x{h} frames take {bytes} bytes, over max_decoded_bytes ({max})");
                         return Some((ErrorKind::ImageTooLarge, message));
                     }
-                    self.feed.camera_frame(self.origin.clone(), Input::Frame(picture), captured_ms);
+                    if self.feed.camera_frame(self.origin.clone(), Input::Frame(picture), captured_ms) {
+                        self.stats.replaced();
+                    }
                     *delivered = true;
                 }
                 Ok(None) => {}

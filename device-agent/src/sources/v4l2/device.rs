@@ -36,6 +36,8 @@ impl fmt::Display for Size {
 
 /// The frame sizes a device offers for one format.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// Built only by the real device, which 32-bit targets lack (see `unsupported`), and by the tests' fake.
+#[cfg_attr(not(target_pointer_width = "64"), allow(dead_code))]
 pub enum FrameSizes {
     Discrete(Vec<Size>),
     /// Every size from `min` to `max` in steps of `step` (continuous: steps of 1).
@@ -62,6 +64,8 @@ impl Interval {
 
 /// The frame intervals a device offers for one format and size.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// Built only by the real device, which 32-bit targets lack (see `unsupported`), and by the tests' fake.
+#[cfg_attr(not(target_pointer_width = "64"), allow(dead_code))]
 pub enum FrameIntervals {
     Discrete(Vec<Interval>),
     /// Any interval from `min` (the fastest rate) to `max` (the slowest).
@@ -84,6 +88,8 @@ pub struct ActiveFormat {
 
 /// What a dequeued buffer held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// Built only by the real device, which 32-bit targets lack (see `unsupported`), and by the tests' fake.
+#[cfg_attr(not(target_pointer_width = "64"), allow(dead_code))]
 pub enum BufferState {
     /// Data, copied out.
     Filled,

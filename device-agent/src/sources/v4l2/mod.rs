@@ -169,7 +169,9 @@ fn stream_frames<S: FrameStream>(
         };
         match capture::to_input(format, bytes) {
             Ok(input) => {
-                feed.camera_frame(origin.to_owned(), input, captured_at_ms);
+                if feed.camera_frame(origin.to_owned(), input, captured_at_ms) {
+                    stats.replaced();
+                }
                 streamed = true;
             }
             Err(error) => {
