@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 const WAIT: Duration = Duration::from_secs(30);
 const PREDICTIONS: &str = "devices/cam-01/predictions/porch";
 const ERRORS: &str = "devices/cam-01/errors/porch";
+const HEALTH: &str = "devices/cam-01/health";
 /// Measured with x264 at quantiser 12: worst box IoU 0.995, worst score difference 0.0007; the margin covers
 /// colour conversions that differ by a level or two.
 const MIN_IOU: f32 = 0.9;
@@ -190,6 +191,17 @@ fn predictions_match_infer_and_a_restarted_server_is_reconnected() {
     assert!(server.clients() >= 1);
     let log = agent.log();
     assert_eq!(log.matches("playing (h264)").count(), 2, "one session before the kill, one after: {log}");
+    // Health counts the reconnect and describes the stream (the stills are scaled to 640x480 by `frames`).
+    let camera = |got: &[Received]| {
+        on(got, HEALTH).last().map(|m| m.json()["cameras"][0].clone()).filter(|c| c["reconnects"] == 1)
+    };
+    let health = sub.collect_until(WAIT, |got| camera(got).is_some_and(|c| c["inferred_per_s"].as_f64() > Some(0.0)));
+    let camera = camera(&health).expect("a health report after the reconnect");
+    assert_eq!(camera["source"], "porch", "{camera}");
+    assert_eq!((camera["width"].as_u64(), camera["height"].as_u64()), (Some(640), Some(480)), "{camera}");
+    assert_eq!((camera["codec"].as_str(), camera["decoder"].as_str()), (Some("h264"), Some("openh264")), "{camera}");
+    assert!(camera["received_per_s"].as_f64() > Some(0.0) && camera["decoded_per_s"].as_f64() > Some(0.0));
+    assert!(camera["last_frame_age_ms"].as_u64().is_some_and(|age| age < 2_000), "{camera}");
     drop(agent);
 }
 
@@ -200,8 +212,17 @@ fn a_stream_that_stops_sending_frames_trips_the_watchdog() {
     let sub = Subscriber::connect(broker.port(), "devices/cam-01/#");
     let port = free_port();
     let mut server = RtspServer::start(port, frames.path(), &[]);
-    let agent = Agent::start(&config(broker.port(), port, ""));
-    sub.collect_until(WAIT, |got| on(got, PREDICTIONS).count() >= 3);
+    // No hardware decoder here: the software one decodes, and health says why.
+    let extra = "decoder = \"v4l2m2m\"\ndecoder_device = \"/dev/no-such-decoder\"";
+    let agent = Agent::start(&config(broker.port(), port, extra));
+    let got = sub.collect_until(WAIT, |got| {
+        on(got, PREDICTIONS).count() >= 3 && on(got, HEALTH).any(|m| m.json()["cameras"][0]["width"] == 640)
+    });
+    let health = on(&got, HEALTH).find(|m| m.json()["cameras"][0]["width"] == 640).unwrap().json();
+    assert_eq!(
+        health["cameras"][0]["decoder"], "openh264 (v4l2m2m unavailable: /dev/no-such-decoder: not found)",
+        "{health}"
+    );
 
     server.pause();
     let stalled = sub.collect_until(WAIT, |got| on(got, ERRORS).any(|m| m.json()["kind"] == "stream_stalled"));
