@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The demo: builds the agent and edgectl, starts a private Mosquitto broker on a free loopback port, runs the
-# agent with demo/agent.toml for DEMO_SECONDS (default 25) and prints every message it publishes as one summary
+# The demo: builds the agent and edgectl, starts a private Mosquitto broker on a free loopback port and a live
+# RTSP camera (GStreamer's RTSP server, tests/rtsp/server.py, streaming H.264 of two of the project's frames),
+# runs the agent with demo/agent.toml plus that camera for DEMO_SECONDS (default 25) and prints every message it publishes as one summary
 # line (the first message of each kind also as raw JSON). Along the way it publishes a frame, a truncated JPEG
 # and two sensor windows (one of the wrong length) to the agent's inbound topics, pushes a signed over-the-air
 # update of the activity classifier (1.0.0 -> 1.1.0) with edgectl, then stops the agent with SIGTERM and shows
@@ -18,7 +19,7 @@ seconds="${DEMO_SECONDS:-25}"
 if [ -t 1 ]; then bold=$'\033[1m' plain=$'\033[0m'; else bold="" plain=""; fi
 step() { printf '\n%s== %s%s\n' "$bold" "$*" "$plain"; }
 
-step "Setup (idempotent): Mosquitto, OpenSSL, libonnxruntime"
+step "Setup (idempotent): Mosquitto, OpenSSL, GStreamer's RTSP server, ffmpeg, libonnxruntime"
 scripts/setup.sh
 export ORT_DYLIB_PATH="$root/third_party/onnxruntime/x86_64/libonnxruntime.so.1.31.1"
 
@@ -29,13 +30,13 @@ edgectl="${CARGO_TARGET_DIR:-$root/target}/release/edgectl"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/edge-demo.XXXXXX")"
 chmod 755 "$work" # Mosquitto drops to its own user when started as root.
-broker_pid="" sub_pid="" show_pid="" agent_pid="" push_pid=""
+broker_pid="" sub_pid="" show_pid="" agent_pid="" push_pid="" camera_pid=""
 cleanup() {
   # Only the processes this script started, by PID; the agent first so that it cannot outlive the broker.
-  for pid in "$push_pid" "$agent_pid" "$sub_pid" "$show_pid" "$broker_pid"; do
+  for pid in "$push_pid" "$agent_pid" "$sub_pid" "$show_pid" "$camera_pid" "$broker_pid"; do
     [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
   done
-  for pid in "$push_pid" "$agent_pid" "$sub_pid" "$show_pid" "$broker_pid"; do
+  for pid in "$push_pid" "$agent_pid" "$sub_pid" "$show_pid" "$camera_pid" "$broker_pid"; do
     [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
   done
   if [ "${DEMO_KEEP:-0}" = 1 ]; then echo "Work directory kept: $work"; else rm -rf "$work"; fi
@@ -53,7 +54,27 @@ for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && brea
 (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { cat "$work/mosquitto.log" >&2; echo "Mosquitto did not start" >&2; exit 1; }
 echo "mosquitto pid $broker_pid listening on 127.0.0.1:$port"
 
-step "Config: demo/agent.toml with this broker's port and absolute paths"
+step "Camera: a live RTSP stream on 127.0.0.1 (GStreamer's RTSP server, H.264 at 10 frames/s)"
+# Two of the project's frames at 640x480, one second each, looped: the stream the `porch` source reads.
+mkdir "$work/camera"
+for name in people grace_hopper; do
+  ffmpeg -loglevel error -i "models/frames/$name.jpg" -vf scale=640:480 "$work/camera/$name.png"
+done
+for i in $(seq 0 19); do
+  still="$work/camera/people.png"
+  [ "$i" -lt 10 ] || still="$work/camera/grace_hopper.png"
+  cp "$still" "$work/camera/$(printf '%03d' "$i").png"
+done
+camera_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
+mkfifo "$work/camera.fifo"
+/usr/bin/python3 tests/rtsp/server.py "$camera_port" "$work/camera/%03d.png" < "$work/camera.fifo" > "$work/camera.log" 2>&1 &
+camera_pid=$!
+exec 7> "$work/camera.fifo" # the server's stdin stays open (it reads commands from it) until the demo ends
+for _ in $(seq 100); do grep -q '^ready' "$work/camera.log" && break; sleep 0.1; done
+grep -q '^ready' "$work/camera.log" || { cat "$work/camera.log" >&2; echo "The RTSP server did not start" >&2; exit 1; }
+echo "RTSP server pid $camera_pid serving rtsp://127.0.0.1:$camera_port/cam"
+
+step "Config: demo/agent.toml with this broker's port and absolute paths, plus the RTSP camera"
 # Every path in demo/agent.toml starts with "../" (relative to demo/); the copy lives elsewhere, so make them
 # absolute. The agent reads no environment variables in its config.
 root_in_sed="$(printf '%s' "$root" | sed 's/[\\|&]/\\&/g')"
@@ -72,12 +93,26 @@ state_dir = "$work/state"
 [update.probation]
 window_secs = 5.0
 min_frames = 2
+
+# The live camera: faces on the RTSP stream, and a snapshot (a retained JPEG with the boxes drawn) at most
+# every 5 s when one is found.
+[[sources]]
+name = "porch"
+kind = "rtsp"
+model = "$root/models/face-detector"
+url = "rtsp://127.0.0.1:$camera_port/cam"
+
+[[snapshots]]
+source = "porch"
+labels = ["face"]
+min_interval_secs = 5.0
 TOML
+echo "  [[sources]] porch: kind = \"rtsp\", url = \"rtsp://127.0.0.1:$camera_port/cam\"; [[snapshots]] of its faces"
 echo "  [update] trusts the key in demo-key.pub; state in $work/state"
 echo "\$ device-agent run --config agent.toml --check"
 "$agent_bin" run --config "$work/agent.toml" --check
 
-step "Run: device-agent run --config agent.toml for ${seconds} s; subscribed to $prefix/{status,health,predictions/#,errors/#,update/status}"
+step "Run: device-agent run --config agent.toml for ${seconds} s; subscribed to $prefix/{status,health,predictions/#,errors/#,update/status} (the camera's predictions: every 10th shown)"
 cat > "$work/show.py" <<'PY'
 """Prints each `topic retained payload` line of mosquitto_sub as one summary line."""
 import json, os, sys, time
@@ -129,7 +164,13 @@ def health(h):
             + (f" err {errors}" if errors else "")
             + (f" dropped {s['dropped']}" if s["dropped"] else "")
         )
-    return system + "\n" + " " * 33 + " | ".join(parts)
+    cameras = [
+        f"{c['source']} {c['width']}x{c['height']} {c['codec']}/{c['decoder']}: received {c['received_per_s']:.1f}/s, "
+        f"decoded {c['decoded_per_s']:.1f}/s, inferred {c['inferred_per_s']:.1f}/s, replaced {c['replaced_per_s']:.1f}/s, "
+        f"reconnects {c['reconnects']}, last frame {c['last_frame_age_ms']} ms ago"
+        for c in h.get("cameras", [])
+    ]
+    return "\n".join([system, " " * 33 + " | ".join(parts)] + [" " * 33 + c for c in cameras])
 
 
 for line in sys.stdin:
@@ -139,6 +180,8 @@ for line in sys.stdin:
     counts[kind] = counts.get(kind, 0) + 1
     try:
         message = json.loads(payload)
+        if topic.endswith("/predictions/porch") and message["seq"] % 10 and topic in raw_seen:
+            continue  # the live camera predicts ten times a second: every 10th is shown
         if kind == "status":
             flag = " (retained)" if retained == "1" else ""
             since = f", since {seconds(message['since_ms'] - t0 * 1000)} s" if message["since_ms"] else ""
@@ -235,6 +278,19 @@ wait "$sub_pid" 2>/dev/null || true
 sub_pid=""
 wait "$show_pid" 2>/dev/null || true
 show_pid=""
+
+step "The camera's last snapshot (retained JPEG on $prefix/snapshots/porch)"
+mosquitto_sub -h 127.0.0.1 -p "$port" -t "$prefix/snapshots/porch" -C 1 -W 5 -N > "$work/snapshot.jpg" || true
+python3 - "$work/snapshot.jpg" <<'PY'
+import json, sys
+data = open(sys.argv[1], "rb").read()
+if not data.startswith(b"\xff\xd8"):
+    sys.exit("no snapshot arrived")
+# The prediction it belongs to rides in the JPEG's comment segment (FF FE).
+at = data.index(b"\xff\xfe")
+length = int.from_bytes(data[at + 2:at + 4], "big")
+print(f"{len(data)} bytes of JPEG, comment {json.loads(data[at + 4:at + 2 + length])}")
+PY
 
 step "Retained status after shutdown (a new subscriber)"
 status_line="$(mosquitto_sub -h 127.0.0.1 -p "$port" -t "$prefix/status" -C 1 -W 5 -F '%t retained=%r %p' || true)"
