@@ -1,6 +1,7 @@
 //! Sources: where inputs come from. Each file-backed source runs on its own named thread and hands jobs to
 //! its worker through a [`Feed`]; MQTT-fed sources are callbacks on the MQTT thread that use the same feed.
 
+pub mod backoff;
 pub mod camera;
 pub mod directory;
 pub mod http_mjpeg;

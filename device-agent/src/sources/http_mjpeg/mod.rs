@@ -7,7 +7,6 @@
 //! an error event and the stream goes on; only a lost connection, an HTTP error or the watchdog (no part for
 //! `watchdog_secs`) reconnects, after a backoff with jitter.
 
-mod backoff;
 mod chunked;
 mod http;
 mod jpeg;
@@ -19,7 +18,7 @@ use super::Feed;
 use super::camera::{CameraStats, StreamInfo};
 use crate::clock::Pacer;
 use crate::shutdown::Shutdown;
-use backoff::Backoff;
+use crate::sources::backoff::Backoff;
 use http::{BasicAuth, BodyRead, HttpError};
 use multipart::{Event, Malformed, Multipart, Part};
 use protocol::error::ErrorKind;
@@ -30,6 +29,10 @@ use std::time::Duration;
 /// What the camera's stream says it is, for health.
 const CODEC: &str = "mjpeg";
 const DECODER: &str = "jpeg (worker)";
+/// The first wait before reconnecting (or polling again after a failed snapshot), doubled up to [`LAST_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_millis(500);
+/// A camera that stays down is asked about twice a minute.
+const LAST_RETRY: Duration = Duration::from_secs(30);
 
 /// One camera, as configured.
 #[derive(Debug)]
@@ -91,14 +94,14 @@ struct Reader<'a> {
 impl Reader<'_> {
     /// Reads the stream, reconnecting after each loss until shutdown.
     fn stream(&mut self, shutdown: &Shutdown) {
-        let mut backoff = Backoff::default();
+        let mut backoff = Backoff::new(FIRST_RETRY, LAST_RETRY);
         let mut connections = 0u64;
         loop {
             let Lost::Error(kind, message) = self.stream_once(&mut connections, &mut backoff, shutdown) else {
                 return;
             };
             self.lost(kind, &message);
-            if self.wait(backoff.next_delay(), shutdown) {
+            if self.wait(backoff.next_wait(), shutdown) {
                 return;
             }
         }
@@ -164,7 +167,7 @@ impl Reader<'_> {
     /// Polls the snapshot URL at `rate_fps`; a failed request is reported and retried after a backoff.
     fn poll(&mut self, rate_fps: f64, shutdown: &Shutdown) {
         let mut pacer = Pacer::per_second(rate_fps);
-        let mut backoff = Backoff::default();
+        let mut backoff = Backoff::new(FIRST_RETRY, LAST_RETRY);
         let mut failing = false;
         while !pacer.wait(self.feed.clock(), shutdown) {
             match self.snapshot(shutdown) {
@@ -182,7 +185,7 @@ impl Reader<'_> {
                 Err(Lost::Error(kind, message)) => {
                     failing = true;
                     self.lost(kind, &message);
-                    if self.wait(backoff.next_delay(), shutdown) {
+                    if self.wait(backoff.next_wait(), shutdown) {
                         return;
                     }
                 }

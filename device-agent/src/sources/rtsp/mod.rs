@@ -7,7 +7,6 @@
 //! `auth_failed`, `unsupported_codec`) and a new attempt follows after an exponential [`backoff`] with jitter.
 //! Every session that plays again after the first counts as a reconnect in [`CameraStats`].
 
-mod backoff;
 mod credentials;
 mod decoder;
 mod probe;
@@ -18,7 +17,7 @@ use super::Feed;
 use super::camera::CameraStats;
 use crate::config::{DecoderChoice, RtspSource, RtspTransport};
 use crate::shutdown::Shutdown;
-use backoff::Backoff;
+use crate::sources::backoff::Backoff;
 use decoder::H264Decoder;
 use protocol::error::ErrorKind;
 use session::{Ended, Interrupted};

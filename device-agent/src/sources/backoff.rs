@@ -1,7 +1,7 @@
-//! Exponential backoff with jitter between connection attempts: a camera that is down, or that refuses the
-//! credentials, is asked at a bounded rate, and many agents restarted together do not reconnect in step.
+//! Exponential backoff with jitter between a camera's connection attempts: a camera that is down, or that refuses
+//! the credentials, is asked at a bounded rate, and cameras that failed together (a switch rebooted) or agents
+//! restarted together do not reconnect in step.
 
-use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
 
 /// The waits between attempts: `initial`, doubled after each failure up to `max`, each shortened by a random
@@ -11,23 +11,18 @@ pub struct Backoff {
     initial: Duration,
     max: Duration,
     next: Duration,
-    random: RandomState,
-    draws: u64,
 }
 
 impl Backoff {
     pub fn new(initial: Duration, max: Duration) -> Backoff {
-        Backoff { initial, max: max.max(initial), next: initial, random: RandomState::new(), draws: 0 }
+        Backoff { initial, max: max.max(initial), next: initial }
     }
 
     /// The wait before the next attempt; the one after it is longer.
     pub fn next_wait(&mut self) -> Duration {
         let full = self.next;
         self.next = (self.next * 2).min(self.max);
-        self.draws += 1;
-        // A fresh hash of a counter under a per-process random key: uniform enough for jitter, no RNG crate.
-        let fraction = (self.random.hash_one(self.draws) % 1024) as f64 / 1024.0;
-        full.mul_f64(1.0 - fraction / 4.0).max(self.initial / 2)
+        full.mul_f64(1.0 - fastrand::f64() / 4.0).max(self.initial / 2)
     }
 
     /// The longest wait: for failures that another attempt soon will not fix (an unsupported codec).
