@@ -3,6 +3,7 @@
 
 mod app;
 mod bench;
+mod camera_bench;
 mod clock;
 mod conditions;
 mod config;
@@ -60,6 +61,9 @@ enum Command {
     /// Measure the spool on this machine's storage: append cost per fsync policy, bytes written per record,
     /// replay rate.
     SpoolBench(spool::bench::SpoolBenchArgs),
+    /// Measure a camera frame's decode (H.264 or JPEG) and preprocess into the bundle's input, one thread;
+    /// prints one JSON line.
+    CameraBench(camera_bench::CameraBenchArgs),
     /// Print the completion script for a shell.
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff), or write the pages of every command into a directory.
@@ -157,6 +161,7 @@ fn main() -> ExitCode {
         Command::Infer(args) => infer::main(args),
         Command::Bench(args) => bench::main(args),
         Command::SpoolBench(args) => spool::bench::main(args),
+        Command::CameraBench(args) => camera_bench::main(args),
         Command::Completions { shell } => {
             completions(shell, &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

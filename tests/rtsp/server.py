@@ -2,7 +2,8 @@
 """A real RTSP camera for the tests: GStreamer's RTSP server (Debian's gir1.2-gst-rtsp-server-1.0) serving H.264
 encoded live from numbered PNG frames, looped forever, at rtsp://127.0.0.1:<port>/cam.
 
-Arguments: <port> <frames pattern, e.g. dir/%03d.png> [--auth <user> <password>] (HTTP Basic) [--h265].
+Arguments: <port> <frames pattern, e.g. dir/%03d.png> [--auth <user> <password>] (HTTP Basic) [--h265]
+[--fps N] (default 10).
 Standard output: `ready` once listening, `client` per RTSP connection.
 Standard input, one command per line: `pause` stops the frames of the sessions playing now while their
 connections stay open (a stalled camera); sessions opened later play normally.
@@ -19,7 +20,7 @@ gi.require_version("GstRtspServer", "1.0")
 from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 
 PIPELINE = (
-    "( multifilesrc location={frames} loop=true caps=image/png,framerate=10/1 ! pngdec ! videoconvert ! "
+    "( multifilesrc location={frames} loop=true caps=image/png,framerate={fps}/1 ! pngdec ! videoconvert ! "
     "video/x-raw,format=I420 ! valve name=gate drop=false ! "
     "{encoder} )"
 )
@@ -37,13 +38,14 @@ def main():
     parser.add_argument("frames")
     parser.add_argument("--auth", nargs=2, metavar=("USER", "PASSWORD"))
     parser.add_argument("--h265", action="store_true")
+    parser.add_argument("--fps", type=int, default=10)
     args = parser.parse_args()
     Gst.init(None)
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
     server.set_service(args.port)
     factory = GstRtspServer.RTSPMediaFactory()
-    factory.set_launch(PIPELINE.format(frames=args.frames, encoder=H265 if args.h265 else H264))
+    factory.set_launch(PIPELINE.format(frames=args.frames, fps=args.fps, encoder=H265 if args.h265 else H264))
     factory.set_shared(False)
     gates = []
     factory.connect("media-configure", lambda _f, media: gates.append(media.get_element().get_by_name("gate")))

@@ -18,7 +18,7 @@ use super::camera::CameraStats;
 use crate::config::{DecoderChoice, RtspSource, RtspTransport};
 use crate::shutdown::Shutdown;
 use crate::sources::backoff::Backoff;
-use decoder::H264Decoder;
+pub use decoder::H264Decoder;
 use protocol::error::ErrorKind;
 use session::{Ended, Interrupted};
 use std::path::PathBuf;
