@@ -170,8 +170,12 @@ fn count_on(messages: &[Received], topic: &str) -> usize {
 fn aarch64_agent_under_qemu_matches_x86_64_over_mqtt() {
     let agent = aarch64_agent();
     let models = models_dir();
-    let mut frames: Vec<PathBuf> =
-        std::fs::read_dir(models.join("frames")).expect("models/frames").map(|e| e.expect("entry").path()).collect();
+    // The frames themselves: models/frames/raw holds the raw-frame test data, not images.
+    let mut frames: Vec<PathBuf> = std::fs::read_dir(models.join("frames"))
+        .expect("models/frames")
+        .map(|e| e.expect("entry").path())
+        .filter(|path| path.is_file())
+        .collect();
     frames.sort();
     assert!(frames.len() >= 5, "the shared reference frames are in models/frames");
     // CenterFace at 640x480 takes ~15 s a frame under qemu; one frame with faces keeps CI short.
