@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The ARM and packaging part of CI (scripts/test.sh runs it after the x86_64 suite), idempotent:
 #   1. cross/setup.sh: cross gcc, qemu-user, Rust targets, the aarch64 ONNX Runtime
-#   2. the release agent for aarch64 (checked under 6 MB)
+#   2. the release agent for aarch64 (checked under 7 MB)
 #   3. the runtime crate's tests for aarch64, run under qemu-aarch64 (the cargo runner in .cargo/config.toml)
 #   4. the release agent for armv7 (no ONNX Runtime exists for it in any registry, so it is built, and its
 #      error without one is tested, but it runs no model)

@@ -137,7 +137,8 @@ fn installs_and_checks(arch: &str) {
     let binary = r.join("usr/lib/edge-agent/device-agent");
     let size = std::fs::metadata(&binary).expect("the agent is installed").len();
     if arch == "arm64" {
-        assert!(size < 6_000_000, "the stripped aarch64 agent is {size} bytes, over 6 MB");
+        // The budget cross/build.sh holds the agent to (docs/arm-and-packages.md).
+        assert!(size < 7_000_000, "the stripped aarch64 agent is {size} bytes, over 7 MB");
     }
     assert!(r.join("usr/lib/edge-agent/libonnxruntime.so.1").is_file(), "ONNX Runtime beside the agent");
     assert_eq!(
