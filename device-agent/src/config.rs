@@ -5,6 +5,10 @@
 //! port, client id and prefix, the TLS server name, inbound topics) are computed by the accessors next to
 //! them. Optional strings and paths treat `""` as unset, so a template with `client_id = ""` means "default".
 
+mod evidence;
+mod feedback;
+mod metrics;
+mod monitor;
 mod rtsp;
 mod snapshot;
 mod spool;
@@ -18,6 +22,10 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use evidence::EvidenceConfig;
+pub use feedback::FeedbackConfig;
+pub use metrics::MetricsConfig;
+pub use monitor::MonitorConfig;
 pub use rtsp::{DecoderChoice, RtspSource, RtspTransport};
 pub use snapshot::SnapshotConfig;
 pub use spool::{Fsync, SpoolConfig};
@@ -40,6 +48,10 @@ pub struct AgentConfig {
     pub spool: SpoolConfig,
     /// Snapshots of image sources whose predictions match a rule.
     pub snapshots: Vec<SnapshotConfig>,
+    /// Model monitors: drift, alerts, feedback and retraining evidence, per source.
+    pub monitors: Vec<MonitorConfig>,
+    /// The Prometheus endpoint.
+    pub metrics: MetricsConfig,
 }
 
 /// `[onnxruntime]`: how sessions are built.

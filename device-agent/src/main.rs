@@ -9,6 +9,7 @@ mod conditions;
 mod config;
 mod health;
 mod infer;
+mod monitor;
 mod mqtt;
 mod outbox;
 mod queue;

@@ -21,6 +21,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+mod monitor;
+pub use monitor::*;
+
 /// The version byte that opens every postcard envelope.
 pub const ENVELOPE_VERSION: u8 = 1;
 
@@ -86,10 +89,31 @@ impl Topics {
     pub fn snapshots(&self, source: &str) -> String {
         format!("{}/snapshots/{source}", self.prefix)
     }
+
+    /// Periodic [`MonitorReport`]s of `source`.
+    pub fn monitor(&self, source: &str) -> String {
+        format!("{}/monitor/{source}", self.prefix)
+    }
+
+    /// [`AlertReport`]s of `source`, retained while an alert is active.
+    pub fn alerts(&self, source: &str) -> String {
+        format!("{}/alerts/{source}", self.prefix)
+    }
+
+    /// Inbound [`Feedback`] (ground truth) for the predictions of `source`.
+    pub fn feedback(&self, source: &str) -> String {
+        format!("{}/feedback/{source}", self.prefix)
+    }
+
+    /// Retraining candidates: the inputs kept when a drift alert was raised.
+    pub fn retrain_candidate(&self) -> String {
+        format!("{}/retrain/candidate", self.prefix)
+    }
 }
 
 /// What an envelope carries. postcard writes the variant index, so the order below is the wire value:
-/// Status = 0, Prediction = 1, Error = 2, Health = 3, SensorWindow = 4. Append only.
+/// Status = 0, Prediction = 1, Error = 2, Health = 3, SensorWindow = 4, MonitorReport = 5, AlertReport = 6,
+/// RetrainCandidate = 7, Feedback = 8, RetrainFetch = 9. Append only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageKind {
@@ -98,6 +122,11 @@ pub enum MessageKind {
     Error,
     Health,
     SensorWindow,
+    MonitorReport,
+    AlertReport,
+    RetrainCandidate,
+    Feedback,
+    RetrainFetch,
 }
 
 /// A payload type, tied to its [`MessageKind`] so that an envelope can't be labelled wrongly.
@@ -191,7 +220,7 @@ impl Message for ErrorEvent {
 /// postcard body: `device`, `agent_version`, `uptime_s`, `cpu_percent`, `rss_bytes`, `peak_rss_bytes`,
 /// `temperature_c`, `mqtt_reconnects`, `sources` (each a [`SourceHealth`]), `health_unpublished`, `arch`,
 /// `mqtt_oversized`, `conditions` (each a [`Condition`]), `spool` (an `Option` of [`SpoolHealth`]), `cameras`
-/// (each a [`CameraHealth`]), `snapshots` (each a [`SnapshotHealth`]).
+/// (each a [`CameraHealth`]), `snapshots` (each a [`SnapshotHealth`]), `monitors` (each a [`MonitorHealth`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Health {
     pub device: String,
@@ -223,6 +252,8 @@ pub struct Health {
     pub cameras: Vec<CameraHealth>,
     /// The snapshots of each source that has a `[[snapshots]]` entry.
     pub snapshots: Vec<SnapshotHealth>,
+    /// The model monitor of each source that has a `[[monitors]]` entry.
+    pub monitors: Vec<MonitorHealth>,
 }
 
 /// A lasting condition in a [`Health`] report: `{"kind":"state_dir_read_only","source":"agent",

@@ -24,6 +24,7 @@ mod error;
 mod frame;
 mod input;
 pub mod manifest;
+pub mod monitor;
 mod onnx_runtime;
 mod pipeline;
 pub mod postprocess;

@@ -5,12 +5,14 @@ use crate::engine::{Engine, EngineOptions};
 use crate::error::{Error, Result};
 use crate::input::Input;
 use crate::manifest::InputSpec;
+use crate::monitor::{FeatureSpec, Profile};
 use crate::onnx_runtime::OnnxRuntime;
 use crate::postprocess::Decoder;
 use crate::preprocess::{ImageLimits, ImagePreprocessor, SensorPreprocessor};
 use crate::provider::ActiveProvider;
 use protocol::Output;
 use protocol::{ModelIdentity, StageTimings};
+use std::sync::Arc;
 use std::time::Instant;
 
 enum Preprocessor {
@@ -115,6 +117,27 @@ impl Pipeline {
     /// The requested and active execution providers.
     pub fn provider(&self) -> &ActiveProvider {
         self.engine.provider()
+    }
+
+    /// Computes the monitoring features (see [`crate::monitor`]) of every input that infers from now on.
+    pub fn enable_monitoring(&mut self) {
+        todo!("branch stats")
+    }
+
+    /// The features of the last input that inferred, in [`Pipeline::feature_specs`] order; `None` while
+    /// monitoring is off or before the first inference.
+    pub fn features(&self) -> Option<&[f32]> {
+        todo!("branch stats")
+    }
+
+    /// The features monitoring computes for this model.
+    pub fn feature_specs(&self) -> &[FeatureSpec] {
+        todo!("branch stats")
+    }
+
+    /// The bundle's reference profile, checked against [`Pipeline::feature_specs`]; `None` when it has none.
+    pub fn profile(&self) -> Option<&Arc<Profile>> {
+        todo!("branch stats")
     }
 }
 

@@ -196,6 +196,7 @@ fn report(
         spool: degraded.spool,
         cameras: sources.cameras,
         snapshots: sources.snapshots,
+        monitors: Vec::new(),
     }
 }
 

@@ -114,6 +114,7 @@ fn health() -> Health {
             too_large: 1,
             failed: 0,
         }],
+        monitors: Vec::new(),
     }
 }
 
@@ -262,6 +263,7 @@ fn health_postcard_bytes() {
         0x01,                                           // one source's snapshots:
         0x01, b'c',                                     //   source
         0x02, 0x01, 0x07, 0x00, 0x01, 0x00,             //   published, stored, rate_limited, busy, too_large, failed
+        0x00,                                           // no monitors
     ];
     assert_eq!(postcard(&health()), expected);
 }
@@ -352,14 +354,14 @@ fn json_error_and_health_field_names() {
     );
 }
 
-/// The camera and snapshot parts were appended after `spool`: a report without them encodes as before plus two
-/// empty lists, so a reader of the older schema reads its prefix unchanged.
+/// The camera, snapshot and monitor parts were appended after `spool`: a report without them encodes as before
+/// plus three empty lists, so a reader of the older schema reads its prefix unchanged.
 #[test]
-fn cameras_and_snapshots_are_appended_after_the_spool() {
-    let before = Health { cameras: Vec::new(), snapshots: Vec::new(), ..health() };
+fn cameras_snapshots_and_monitors_are_appended_after_the_spool() {
+    let before = Health { cameras: Vec::new(), snapshots: Vec::new(), monitors: Vec::new(), ..health() };
     let bytes = postcard(&before);
-    let (older_prefix, appended) = bytes.split_at(bytes.len() - 2);
-    assert_eq!(appended, [0x00, 0x00]);
+    let (older_prefix, appended) = bytes.split_at(bytes.len() - 3);
+    assert_eq!(appended, [0x00, 0x00, 0x00]);
     assert!(postcard(&health()).starts_with(older_prefix));
 }
 

@@ -1,0 +1,19 @@
+//! `[monitors.feedback]`: accuracy from ground truth (see `crate::monitor::feedback`).
+
+use serde::Deserialize;
+
+/// How a source's predictions are joined with the ground truth sent back for them.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeedbackConfig {
+    /// Predictions remembered for joining (a ring).
+    pub remember: usize,
+    /// Labelled predictions the accuracy is computed over.
+    pub window: usize,
+}
+
+impl Default for FeedbackConfig {
+    fn default() -> Self {
+        FeedbackConfig { remember: 10_000, window: 500 }
+    }
+}

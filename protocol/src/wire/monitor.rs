@@ -1,0 +1,271 @@
+//! Model monitoring payloads: drift and accuracy reports, alerts, retraining candidates, and the ground truth
+//! sent back to the agent. Same rules as the rest of [`crate::wire`]: fields only ever appended.
+
+use super::{Message, MessageKind};
+use crate::ModelIdentity;
+use serde::{Deserialize, Serialize};
+
+/// Published every `monitors.publish_secs` on `<prefix>/monitor/<source>`: the latest evaluated window of a
+/// source, feature by feature, and its accuracy from feedback.
+///
+/// postcard body: `device`, `source`, `model`, `at_ms`, `observed`, `window`, `windows_evaluated`,
+/// `features`, `accuracy`, `active_alerts`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MonitorReport {
+    pub device: String,
+    pub source: String,
+    /// The model the window was observed on.
+    pub model: ModelIdentity,
+    pub at_ms: u64,
+    /// Inputs observed since this model began serving.
+    pub observed: u64,
+    /// The configured window size (inputs per window).
+    pub window: u32,
+    /// Windows evaluated since this model began serving.
+    pub windows_evaluated: u64,
+    /// Drift of each profiled feature over the latest full window; empty before the first full window or when
+    /// the bundle has no profile.
+    pub features: Vec<FeatureDrift>,
+    /// Accuracy from feedback; `None` when the source takes no feedback.
+    pub accuracy: Option<AccuracyReport>,
+    /// What is alerting now (as on the alerts topic).
+    pub active_alerts: Vec<Alert>,
+}
+
+impl Message for MonitorReport {
+    const KIND: MessageKind = MessageKind::MonitorReport;
+}
+
+/// Which side of the model a feature describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeatureSide {
+    /// Computed from the model's input (brightness, a sensor channel's mean...).
+    Input,
+    /// Computed from the model's output (predicted class, top-1 confidence...).
+    Output,
+}
+
+/// One feature's drift over a window against the bundle's reference profile. A statistic that does not apply
+/// to the feature (KS for a categorical one, Jensen-Shannon for a continuous one) is `None`.
+///
+/// postcard body: `feature`, `side`, `psi`, `ks_statistic`, `ks_p_value`, `js_distance`, `window_mean`,
+/// `reference_mean`, `drifted`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureDrift {
+    pub feature: String,
+    pub side: FeatureSide,
+    /// Population Stability Index against the reference bins.
+    pub psi: Option<f32>,
+    /// Two-sample Kolmogorov-Smirnov statistic against the reference distribution.
+    pub ks_statistic: Option<f32>,
+    /// Its asymptotic p-value with the effective sample size `m*n/(m+n)`, before any multiple-testing correction.
+    pub ks_p_value: Option<f32>,
+    /// Jensen-Shannon distance (base 2, 0..=1) of a categorical feature's distribution to the reference's.
+    pub js_distance: Option<f32>,
+    /// The feature's mean over the window (a categorical feature: its most frequent category index).
+    pub window_mean: f32,
+    /// The reference's mean (a categorical feature: its most frequent category index).
+    pub reference_mean: f32,
+    /// Whether this window counts as drifted for this feature (any statistic beyond its threshold).
+    pub drifted: bool,
+}
+
+/// Accuracy of a source's predictions against the ground truth sent back on `<prefix>/feedback/<source>`.
+///
+/// postcard body: `labelled`, `correct`, `accuracy`, `classes`, `matched_total`, `late_total`,
+/// `unknown_total`, `invalid_total`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccuracyReport {
+    /// Labelled predictions in the accuracy window.
+    pub labelled: u32,
+    /// Of those, predicted right.
+    pub correct: u32,
+    /// `correct / labelled`; `None` while nothing is labelled.
+    pub accuracy: Option<f32>,
+    /// Per class over the window (classification and anomaly models).
+    pub classes: Vec<ClassAccuracy>,
+    /// Feedback joined with a remembered prediction, since start.
+    pub matched_total: u64,
+    /// Feedback for a prediction already forgotten (older than the ring holds), since start.
+    pub late_total: u64,
+    /// Feedback for a sequence number never predicted (or a label the model does not have), since start.
+    pub unknown_total: u64,
+    /// Feedback that could not be decoded, since start.
+    pub invalid_total: u64,
+}
+
+/// One class's precision and recall over the accuracy window; `None` where the denominator is zero.
+///
+/// postcard body: `label`, `precision`, `recall`, `support`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassAccuracy {
+    pub label: String,
+    pub precision: Option<f32>,
+    pub recall: Option<f32>,
+    /// Labelled predictions whose true label is this class.
+    pub support: u32,
+}
+
+/// What an alert is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    /// A profiled feature drifted (PSI, KS or Jensen-Shannon beyond its threshold).
+    Drift,
+    /// Inference latency p95 jumped against its baseline.
+    Latency,
+    /// The share of failed inputs jumped.
+    ErrorRate,
+    /// The mean top-1 confidence collapsed against the reference.
+    ConfidenceCollapse,
+    /// One class took most of the predictions though it does not in the reference.
+    ClassDominance,
+    /// No input arrived for a while.
+    NoInput,
+    /// Accuracy from feedback fell below its threshold.
+    Accuracy,
+}
+
+/// How bad an alert is: `warn` (PSI between the warn and alert thresholds) or `alert`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Warn,
+    Alert,
+}
+
+/// One active (or just cleared) alert.
+///
+/// postcard body: `kind`, `subject`, `statistic`, `value`, `threshold`, `severity`, `since_ms`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    pub kind: AlertKind,
+    /// What it is about: the feature's name for drift, else the signal (`inference_p95`, `error_rate`...).
+    pub subject: String,
+    /// The statistic that crossed: `psi`, `ks_p_value`, `js_distance`, `p95_us`, `error_rate`,
+    /// `mean_confidence`, `class_share`, `idle_s`, `accuracy`.
+    pub statistic: String,
+    /// Its value in the window that raised (or cleared) the alert.
+    pub value: f32,
+    /// The threshold it is compared with (after any multiple-testing correction).
+    pub threshold: f32,
+    pub severity: Severity,
+    /// When the alert was raised.
+    pub since_ms: u64,
+}
+
+/// Whether an [`AlertReport`] announces a raise or a clear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertChange {
+    Raised,
+    Cleared,
+}
+
+/// Published on `<prefix>/alerts/<source>` whenever an alert of the source is raised or cleared: retained while
+/// any is active; when the last one clears, the clearing report is published and the retained message removed.
+///
+/// postcard body: `device`, `source`, `at_ms`, `change`, `alert`, `active`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertReport {
+    pub device: String,
+    pub source: String,
+    pub at_ms: u64,
+    pub change: AlertChange,
+    /// The alert raised or cleared.
+    pub alert: Alert,
+    /// Every alert of the source active after this change.
+    pub active: Vec<Alert>,
+}
+
+impl Message for AlertReport {
+    const KIND: MessageKind = MessageKind::AlertReport;
+}
+
+/// Ground truth for one prediction, sent to `<prefix>/feedback/<source>`: `{"seq":42,"label":"walking"}` or
+/// `{"seq":42,"anomalous":true}`. `seq` is the prediction's sequence number.
+///
+/// postcard body: `seq`, `label`, `anomalous`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Feedback {
+    pub seq: u64,
+    /// The true class label (classification models).
+    #[serde(default)]
+    pub label: Option<String>,
+    /// Whether the input truly was anomalous (anomaly models).
+    #[serde(default)]
+    pub anomalous: Option<bool>,
+}
+
+impl Message for Feedback {
+    const KIND: MessageKind = MessageKind::Feedback;
+}
+
+/// The monitor of one source in a [`super::Health`] report; counters since start.
+///
+/// postcard body: `source`, `observed`, `dropped`, `windows_evaluated`, `features`, `active_alerts`,
+/// `alerts_raised`, `accuracy`, `feedback_matched`, `feedback_late`, `feedback_unknown`, `feedback_invalid`,
+/// `evidence_samples`, `evidence_bytes`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MonitorHealth {
+    pub source: String,
+    /// Inputs the monitor took.
+    pub observed: u64,
+    /// Observations and feedback dropped because the monitor's queue was full.
+    pub dropped: u64,
+    pub windows_evaluated: u64,
+    /// Each profiled feature's latest statistics (as on the monitor topic).
+    pub features: Vec<FeatureDrift>,
+    /// What is alerting now.
+    pub active_alerts: Vec<Alert>,
+    /// Alerts raised since start.
+    pub alerts_raised: u64,
+    /// Accuracy over the feedback window; `None` without feedback.
+    pub accuracy: Option<f32>,
+    pub feedback_matched: u64,
+    pub feedback_late: u64,
+    pub feedback_unknown: u64,
+    pub feedback_invalid: u64,
+    /// Retraining samples kept on disk now, and their bytes.
+    pub evidence_samples: u64,
+    pub evidence_bytes: u64,
+}
+
+/// Announced on `<prefix>/retrain/candidate` when a drift alert is raised and inputs were kept as evidence.
+///
+/// postcard body: `device`, `source`, `candidate`, `model`, `at_ms`, `alerts`, `samples`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetrainCandidate {
+    pub device: String,
+    pub source: String,
+    /// The candidate's id, unique on the device; names what an operator fetches.
+    pub candidate: String,
+    /// The model that saw the inputs.
+    pub model: ModelIdentity,
+    pub at_ms: u64,
+    /// The alerts that caused it.
+    pub alerts: Vec<Alert>,
+    /// The inputs kept, oldest first.
+    pub samples: Vec<EvidenceSample>,
+}
+
+impl Message for RetrainCandidate {
+    const KIND: MessageKind = MessageKind::RetrainCandidate;
+}
+
+/// One input kept as evidence.
+///
+/// postcard body: `id`, `seq`, `captured_ms`, `bytes`, `kind`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceSample {
+    /// The sample's id within its candidate (its file name).
+    pub id: String,
+    /// The input's sequence number (as in its prediction).
+    pub seq: u64,
+    pub captured_ms: u64,
+    pub bytes: u64,
+    /// `jpeg`, `png`, `frame` (raw pixels) or `window` (sensor values).
+    pub kind: String,
+}
