@@ -26,6 +26,8 @@ struct Tally {
     inference_us: VecDeque<u32>,
     confidence_sum: f64,
     confidence_count: u64,
+    output_psi: Option<f64>,
+    accuracy: Option<(u32, u32)>,
 }
 
 /// A [`ModelScore`] at one instant.
@@ -38,6 +40,11 @@ pub struct ScoreSnapshot {
     pub p95_inference_us: Option<u32>,
     /// Mean top confidence; `None` for models without one (anomaly, raw) or before the first prediction.
     pub mean_confidence: Option<f64>,
+    /// The largest PSI of an output feature in the monitor's latest window; `None` without a monitor, a
+    /// profile or a full window.
+    pub output_psi: Option<f64>,
+    /// Correct and labelled predictions in the monitor's feedback window; `None` without feedback.
+    pub accuracy: Option<(u32, u32)>,
 }
 
 impl ScoreSnapshot {
@@ -65,6 +72,16 @@ impl ModelScore {
         }
     }
 
+    /// Records the largest output-feature PSI of the monitor's latest window.
+    pub fn output_drift(&self, psi: f64) {
+        self.lock().output_psi = Some(psi);
+    }
+
+    /// Records the accuracy from feedback over the monitor's window: `correct` of `labelled`.
+    pub fn accuracy(&self, correct: u32, labelled: u32) {
+        self.lock().accuracy = Some((correct, labelled));
+    }
+
     /// Records an input the pipeline refused.
     pub fn failure(&self) {
         let mut tally = self.lock();
@@ -81,6 +98,8 @@ impl ModelScore {
             errors: tally.errors,
             p95_inference_us: (!latencies.is_empty()).then(|| nearest_rank(&latencies, 95)),
             mean_confidence: (tally.confidence_count > 0).then(|| tally.confidence_sum / tally.confidence_count as f64),
+            output_psi: tally.output_psi,
+            accuracy: tally.accuracy,
         }
     }
 
@@ -207,7 +226,14 @@ mod tests {
 
     #[test]
     fn latency_needs_a_baseline_but_errors_do_not() {
-        let idle = ScoreSnapshot { frames: 0, errors: 0, p95_inference_us: None, mean_confidence: None };
+        let idle = ScoreSnapshot {
+            frames: 0,
+            errors: 0,
+            p95_inference_us: None,
+            mean_confidence: None,
+            output_psi: None,
+            accuracy: None,
+        };
         assert_eq!(judge(&limits(), &idle, &scored(20, 0, 100_000, 0.9)), Verdict::Healthy);
         assert!(matches!(judge(&limits(), &idle, &scored(20, 20, 100, 0.9)), Verdict::Unhealthy(_)));
     }

@@ -68,7 +68,14 @@ fn other_offer() -> Announcement {
 }
 
 fn snapshot(frames: u64, errors: u64) -> ScoreSnapshot {
-    ScoreSnapshot { frames, errors, p95_inference_us: Some(100), mean_confidence: Some(0.9) }
+    ScoreSnapshot {
+        frames,
+        errors,
+        p95_inference_us: Some(100),
+        mean_confidence: Some(0.9),
+        output_psi: None,
+        accuracy: None,
+    }
 }
 
 /// How the fake shell answers each effect; the default is a shell where everything works.
