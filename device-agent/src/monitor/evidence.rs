@@ -20,15 +20,9 @@ impl Evidence {
         todo!("branch evidence {dir:?}")
     }
 
-    /// Whether the input with sequence number `seq` should be offered (a sample of the window is kept).
-    pub fn wants(&self, seq: u64) -> bool {
-        let _ = (seq, &self.dir);
-        todo!("branch evidence")
-    }
-
     /// Keeps `input` among the recent samples, dropping the oldest past the sample count or byte cap.
     pub fn offer(&mut self, seq: u64, at_ms: u64, input: &Input) {
-        let _ = (seq, at_ms, input);
+        let _ = (seq, at_ms, input, &self.dir);
         todo!("branch evidence")
     }
 
