@@ -10,10 +10,14 @@ pub struct FeedbackConfig {
     pub remember: usize,
     /// Labelled predictions the accuracy is computed over.
     pub window: usize,
+    /// Alert when the accuracy over the window falls below this (0–1); unset: no accuracy alert.
+    pub min_accuracy: Option<f64>,
+    /// Labelled predictions needed in the window before the accuracy is judged.
+    pub min_labelled: usize,
 }
 
 impl Default for FeedbackConfig {
     fn default() -> Self {
-        FeedbackConfig { remember: 10_000, window: 500 }
+        FeedbackConfig { remember: 10_000, window: 500, min_accuracy: None, min_labelled: 50 }
     }
 }
