@@ -16,6 +16,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::conditions::{AGENT, Condition, Conditions};
 use crate::config::{AgentConfig, MjpegMode, SourceConfig, UpdateConfig};
 use crate::health::{HealthReporter, Metrics};
+use crate::monitor::{self, MonitorSettings, MonitorTap, MonitorTopics, MqttMonitorLink};
 use crate::mqtt::{self, MqttHandle, QoS, Route};
 use crate::outbox::{Outbox, OutboxQos, OutboxSettings, Publish};
 use crate::shutdown::Shutdown;
@@ -232,8 +233,9 @@ fn run(
     let conditions = Arc::new(Conditions::new(settings.clone(), clock.clone()));
     let spool = spool_or_condition(spool, &conditions);
     let snapshots = |source: &str| start_snapshots(&config, &link, &metrics, source);
+    let monitor = |source: &str| start_monitor(&config, &link, &metrics, &clock, source);
     let Workers { mut routes, feeds, workers, readers, updatable, watched } =
-        start_workers(ready, &settings, &metrics, &clock, &shutdown, &snapshots)?;
+        start_workers(ready, &settings, &metrics, &clock, &shutdown, &snapshots, &monitor)?;
 
     let update_events = config.update.as_ref().map(|update| {
         let groups: Vec<UpdateTopics> = update.groups.iter().map(|group| UpdateTopics::group(group)).collect();
@@ -322,6 +324,7 @@ fn start_workers(
     clock: &Arc<dyn Clock>,
     shutdown: &Arc<Shutdown>,
     start_snapshots: &dyn Fn(&str) -> anyhow::Result<Option<Snapshots>>,
+    start_monitor: &dyn Fn(&str) -> anyhow::Result<Option<(MonitorTap, Option<Route>)>>,
 ) -> anyhow::Result<Workers> {
     let mut routes = Vec::new();
     let mut feeds = Vec::new();
@@ -364,8 +367,12 @@ fn start_workers(
         let busy = Arc::new(Busy::new(clock.clone()));
         watched.push(WatchedWorker { source: name.clone(), busy: busy.clone(), stats });
         let snapshots = start_snapshots(&name)?;
+        let monitor = start_monitor(&name)?.map(|(tap, feedback)| {
+            routes.extend(feedback);
+            tap
+        });
         workers.push(spawn_named(format!("worker-{name}"), move || {
-            worker::run(serving, queue, &outbox, &busy, snapshots);
+            worker::run(serving, queue, &outbox, &busy, snapshots, monitor);
         })?);
         feeds.push(feed);
     }
@@ -392,6 +399,41 @@ fn start_snapshots(
     let snapshots = Snapshots::start(snapshot, &config.device_id, publisher, stats)
         .with_context(|| format!("starting thread snapshot-{source}"))?;
     Ok(Some(snapshots))
+}
+
+/// Starts the `monitor-<source>` thread when a `[[monitors]]` entry names `source`, with the route of its
+/// feedback topic when it takes feedback. Like snapshots, monitor messages go straight to the link.
+fn start_monitor(
+    config: &AgentConfig,
+    link: &MqttHandle,
+    metrics: &Metrics,
+    clock: &Arc<dyn Clock>,
+    source: &str,
+) -> anyhow::Result<Option<(MonitorTap, Option<Route>)>> {
+    let Some(monitor) = config.monitors.iter().find(|monitor| monitor.source == source) else {
+        return Ok(None);
+    };
+    let topics = config.topics();
+    let settings = MonitorSettings {
+        device: config.device_id.clone(),
+        config: monitor.clone(),
+        topics: MonitorTopics::of(&topics, source),
+        format: config.mqtt.format,
+        evidence_dir: config
+            .update
+            .as_ref()
+            .and_then(|update| update.state_dir.as_ref())
+            .map(|state_dir| state_dir.join("evidence").join(source)),
+        link: Box::new(MqttMonitorLink { link: link.clone(), qos: mqtt::qos(config.mqtt.qos.predictions) }),
+        clock: clock.clone(),
+        stats: metrics.register_monitor(source),
+    };
+    let (tap, sender) = monitor::start(settings).with_context(|| format!("starting thread monitor-{source}"))?;
+    let feedback = monitor
+        .feedback
+        .is_some()
+        .then(|| monitor::feedback_route(topics.feedback(source), config.mqtt.format, sender));
+    Ok(Some((tap, feedback)))
 }
 
 /// The spool, or `None` when it could not open: the `spool_failing` condition is raised (logged, an error event,

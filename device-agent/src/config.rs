@@ -676,6 +676,8 @@ impl AgentConfig {
             self.mqtt.max_packet_bytes,
             &mut problems,
         );
+        let has_state_dir = self.update.as_ref().is_some_and(|update| update.state_dir.is_some());
+        monitor::validate(&self.monitors, &self.sources, has_state_dir, &mut problems);
         problems.0
     }
 

@@ -119,6 +119,11 @@ impl Pipeline {
         self.engine.provider()
     }
 
+    /// The model's class labels in output order (possibly empty).
+    pub fn labels(&self) -> &[String] {
+        self.decoder.labels()
+    }
+
     /// Computes the monitoring features (see [`crate::monitor`]) of every input that infers from now on.
     pub fn enable_monitoring(&mut self) {
         todo!("branch stats")

@@ -1,7 +1,11 @@
 //! `[[monitors]]`: drift, alerts, feedback and retraining evidence of one source (see `crate::monitor`).
 
-use super::{EvidenceConfig, FeedbackConfig};
+use super::{EvidenceConfig, FeedbackConfig, Problems, SourceConfig};
 use serde::Deserialize;
+use std::collections::HashMap;
+
+/// Largest `window`: the drift window holds `window` feature vectors per source, in memory.
+const MAX_WINDOW: usize = 100_000;
 
 /// One `[[monitors]]` entry: the model monitor of one source.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -11,16 +15,119 @@ pub struct MonitorConfig {
     pub source: String,
     /// Inputs per drift window.
     pub window: usize,
-    /// Inputs between two evaluations of the window.
+    /// Inputs between two evaluations of the window, once it is full.
     pub stride: usize,
     /// Ground truth on `<prefix>/feedback/<source>`; absent: no feedback is taken.
     pub feedback: Option<FeedbackConfig>,
     /// Inputs kept as evidence when a drift alert is raised; absent: none are kept.
     pub evidence: Option<EvidenceConfig>,
+    /// Seconds between two reports on `<prefix>/monitor/<source>`.
+    pub publish_secs: u64,
+    /// A feature's PSI at or above this makes its window drifted, severity `warn`.
+    pub psi_warn: f64,
+    /// ...and at or above this, severity `alert`.
+    pub psi_alert: f64,
+    /// Family-wise KS significance over the source's continuous features: each is tested at `ks_p_value / m`.
+    pub ks_p_value: f64,
+    /// A categorical feature's Jensen-Shannon distance (base 2) at or above this makes its window drifted.
+    pub js_alert: f64,
+    /// Consecutive bad windows before an alert is raised.
+    pub raise_after: u32,
+    /// Consecutive good windows before an active alert is cleared.
+    pub clear_after: u32,
+    /// Alert when a window's inference p95 exceeds this multiple of the model's baseline p95.
+    pub latency_ratio: f64,
+    /// Alert when a window's error rate exceeds the model's baseline rate by this much (0–1: 0.1 is 10 points).
+    pub error_rate_increase: f64,
+    /// Alert when a window's mean top-1 confidence falls below this fraction of the profile's reference mean.
+    pub confidence_ratio: f64,
+    /// Alert when one predicted class takes more than this share of a window though its reference share is less.
+    pub class_share: f64,
+    /// Alert when no input arrived for this many seconds; unset: never.
+    pub idle_secs: Option<u64>,
 }
 
 impl Default for MonitorConfig {
     fn default() -> Self {
-        MonitorConfig { source: String::new(), window: 200, stride: 50, feedback: None, evidence: None }
+        MonitorConfig {
+            source: String::new(),
+            window: 200,
+            stride: 50,
+            feedback: None,
+            evidence: None,
+            publish_secs: 60,
+            psi_warn: 0.1,
+            psi_alert: 0.25,
+            ks_p_value: 0.01,
+            js_alert: 0.2,
+            raise_after: 3,
+            clear_after: 3,
+            latency_ratio: 2.0,
+            error_rate_increase: 0.1,
+            confidence_ratio: 0.5,
+            class_share: 0.9,
+            idle_secs: None,
+        }
+    }
+}
+
+/// Checks every `[[monitors]]` entry against the sources. Evidence is written under `update.state_dir`, so it
+/// needs one (`has_state_dir`).
+pub(super) fn validate(
+    monitors: &[MonitorConfig],
+    sources: &[SourceConfig],
+    has_state_dir: bool,
+    problems: &mut Problems,
+) {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (index, monitor) in monitors.iter().enumerate() {
+        let key = format!("monitors[{index}]");
+        let name = monitor.source.as_str();
+        if name.is_empty() {
+            problems.push(format!("{key}.source"), "is required");
+        } else if !sources.iter().any(|source| source.name() == name) {
+            problems.push(format!("{key}.source"), format!("no source is named {name:?}"));
+        }
+        let first = *seen.entry(name).or_insert(index);
+        if first != index && !name.is_empty() {
+            problems.push(format!("{key}.source"), format!("monitors[{first}] already monitors {name:?}"));
+        }
+        monitor.validate(&key, problems);
+        if monitor.evidence.is_some() && !has_state_dir {
+            problems.push(format!("{key}.evidence"), "needs update.state_dir (evidence is kept under it)");
+        }
+    }
+}
+
+impl MonitorConfig {
+    fn validate(&self, key: &str, problems: &mut Problems) {
+        let mut check = |field: &str, ok: bool, rule: &str| {
+            if !ok {
+                problems.push(format!("{key}.{field}"), rule.to_owned());
+            }
+        };
+        check("window", (2..=MAX_WINDOW).contains(&self.window), &format!("must be between 2 and {MAX_WINDOW}"));
+        check("stride", self.stride >= 1, "must be >= 1");
+        check("stride", self.stride <= self.window, "must be <= window");
+        check("publish_secs", self.publish_secs >= 1, "must be >= 1");
+        check("psi_warn", self.psi_warn.is_finite() && self.psi_warn > 0.0, "must be > 0");
+        check("psi_alert", self.psi_alert.is_finite() && self.psi_alert >= self.psi_warn, "must be >= psi_warn");
+        check("ks_p_value", self.ks_p_value > 0.0 && self.ks_p_value < 1.0, "must be between 0 and 1 (exclusive)");
+        check("js_alert", self.js_alert > 0.0 && self.js_alert <= 1.0, "must be in (0, 1]");
+        check("raise_after", self.raise_after >= 1, "must be >= 1");
+        check("clear_after", self.clear_after >= 1, "must be >= 1");
+        check("latency_ratio", self.latency_ratio.is_finite() && self.latency_ratio > 1.0, "must be > 1");
+        check(
+            "error_rate_increase",
+            self.error_rate_increase > 0.0 && self.error_rate_increase <= 1.0,
+            "must be in (0, 1]",
+        );
+        check(
+            "confidence_ratio",
+            self.confidence_ratio > 0.0 && self.confidence_ratio < 1.0,
+            "must be between 0 and 1 (exclusive)",
+        );
+        check("class_share", self.class_share > 0.0 && self.class_share < 1.0, "must be between 0 and 1 (exclusive)");
+        check("idle_secs", self.idle_secs != Some(0), "must be >= 1 (or unset: off)");
     }
 }
