@@ -419,11 +419,7 @@ fn start_monitor(
         config: monitor.clone(),
         topics: MonitorTopics::of(&topics, source),
         format: config.mqtt.format,
-        evidence_dir: config
-            .update
-            .as_ref()
-            .and_then(|update| update.state_dir.as_ref())
-            .map(|state_dir| state_dir.join("evidence").join(source)),
+        evidence_dir: monitor.evidence.as_ref().and_then(|evidence| evidence.directory(config.update.as_ref())),
         link: Box::new(MqttMonitorLink { link: link.clone(), qos: mqtt::qos(config.mqtt.qos.predictions) }),
         clock: clock.clone(),
         stats: metrics.register_monitor(source),

@@ -71,14 +71,9 @@ impl Default for MonitorConfig {
     }
 }
 
-/// Checks every `[[monitors]]` entry against the sources. Evidence is written under `update.state_dir`, so it
-/// needs one (`has_state_dir`).
-pub(super) fn validate(
-    monitors: &[MonitorConfig],
-    sources: &[SourceConfig],
-    has_state_dir: bool,
-    problems: &mut Problems,
-) {
+/// Checks every `[[monitors]]` entry against the sources (`[monitors.feedback]` and `[monitors.evidence]`
+/// are checked by their own sections).
+pub(super) fn validate(monitors: &[MonitorConfig], sources: &[SourceConfig], problems: &mut Problems) {
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (index, monitor) in monitors.iter().enumerate() {
         let key = format!("monitors[{index}]");
@@ -93,9 +88,6 @@ pub(super) fn validate(
             problems.push(format!("{key}.source"), format!("monitors[{first}] already monitors {name:?}"));
         }
         monitor.validate(&key, problems);
-        if monitor.evidence.is_some() && !has_state_dir {
-            problems.push(format!("{key}.evidence"), "needs update.state_dir (evidence is kept under it)");
-        }
     }
 }
 

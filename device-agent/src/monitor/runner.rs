@@ -56,7 +56,7 @@ pub struct MonitorSettings {
     pub config: MonitorConfig,
     pub topics: MonitorTopics,
     pub format: Format,
-    /// Where evidence is kept: `<update.state_dir>/evidence/<source>`; `None` when the source keeps none.
+    /// Where evidence is kept ([`crate::config::EvidenceConfig::directory`]); `None` when the source keeps none.
     pub evidence_dir: Option<PathBuf>,
     pub link: Box<dyn MonitorLink>,
     pub clock: Arc<dyn Clock>,
