@@ -123,3 +123,81 @@ impl MonitorConfig {
         check("idle_secs", self.idle_secs != Some(0), "must be >= 1 (or unset: off)");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{AgentConfig, MonitorConfig};
+
+    const SOURCES: &str =
+        "device_id = \"d\"\n[[sources]]\nname = \"vib\"\nmodel = \"m\"\nkind = \"csv\"\npath = \"v.csv\"\n";
+
+    fn parse(monitors: &str) -> Result<AgentConfig, Vec<String>> {
+        AgentConfig::parse(&format!("{SOURCES}{monitors}")).map_err(|e| e.0.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn defaults_and_every_key() {
+        let config = parse("[[monitors]]\nsource = \"vib\"\n").expect("valid");
+        assert_eq!(config.monitors, [MonitorConfig { source: "vib".into(), ..MonitorConfig::default() }]);
+        let keys = "[[monitors]]\nsource = \"vib\"\nwindow = 100\nstride = 10\npublish_secs = 5\npsi_warn = 0.2\n\
+                    psi_alert = 0.3\nks_p_value = 0.05\njs_alert = 0.3\nraise_after = 2\nclear_after = 4\n\
+                    latency_ratio = 3.0\nerror_rate_increase = 0.2\nconfidence_ratio = 0.6\nclass_share = 0.8\n\
+                    idle_secs = 30\n";
+        let monitor = &parse(keys).expect("valid").monitors[0];
+        assert_eq!((monitor.window, monitor.stride, monitor.publish_secs), (100, 10, 5));
+        assert_eq!((monitor.psi_warn, monitor.psi_alert, monitor.ks_p_value, monitor.js_alert), (0.2, 0.3, 0.05, 0.3));
+        assert_eq!((monitor.raise_after, monitor.clear_after, monitor.idle_secs), (2, 4, Some(30)));
+        assert_eq!(
+            (monitor.latency_ratio, monitor.error_rate_increase, monitor.confidence_ratio, monitor.class_share),
+            (3.0, 0.2, 0.6, 0.8)
+        );
+    }
+
+    #[test]
+    fn every_problem_names_its_key() {
+        let bad = "[[monitors]]\nsource = \"vib\"\nwindow = 1\nstride = 0\npublish_secs = 0\npsi_warn = 0.0\n\
+                   psi_alert = -1.0\nks_p_value = 1.0\njs_alert = 1.5\nraise_after = 0\nclear_after = 0\n\
+                   latency_ratio = 1.0\nerror_rate_increase = 0.0\nconfidence_ratio = 1.0\nclass_share = 0.0\n\
+                   idle_secs = 0\n";
+        assert_eq!(
+            parse(bad).expect_err("invalid"),
+            [
+                "monitors[0].window: must be between 2 and 100000",
+                "monitors[0].stride: must be >= 1",
+                "monitors[0].publish_secs: must be >= 1",
+                "monitors[0].psi_warn: must be > 0",
+                "monitors[0].psi_alert: must be >= psi_warn",
+                "monitors[0].ks_p_value: must be between 0 and 1 (exclusive)",
+                "monitors[0].js_alert: must be in (0, 1]",
+                "monitors[0].raise_after: must be >= 1",
+                "monitors[0].clear_after: must be >= 1",
+                "monitors[0].latency_ratio: must be > 1",
+                "monitors[0].error_rate_increase: must be in (0, 1]",
+                "monitors[0].confidence_ratio: must be between 0 and 1 (exclusive)",
+                "monitors[0].class_share: must be between 0 and 1 (exclusive)",
+                "monitors[0].idle_secs: must be >= 1 (or unset: off)",
+            ]
+        );
+        assert_eq!(
+            parse("[[monitors]]\nsource = \"vib\"\nwindow = 10\nstride = 11\n").expect_err("invalid"),
+            ["monitors[0].stride: must be <= window"]
+        );
+    }
+
+    #[test]
+    fn one_monitor_per_existing_source() {
+        let errors = parse(
+            "[[monitors]]\n[[monitors]]\nsource = \"cam\"\n[[monitors]]\nsource = \"vib\"\n\
+                            [[monitors]]\nsource = \"vib\"\n",
+        )
+        .expect_err("invalid");
+        assert_eq!(
+            errors,
+            [
+                "monitors[0].source: is required",
+                "monitors[1].source: no source is named \"cam\"",
+                "monitors[3].source: monitors[2] already monitors \"vib\"",
+            ]
+        );
+    }
+}

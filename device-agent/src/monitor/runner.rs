@@ -265,7 +265,7 @@ impl Runner {
         let Some(join) = &mut state.join else {
             // Nothing was predicted yet: no prediction can match.
             state.retired.unknown += 1;
-            return;
+            return self.update_health();
         };
         if let Err(unmatched) = join.truth(feedback) {
             log::debug!(source = self.source.as_str(), seq = feedback.seq; "Feedback not matched: {unmatched:?}.");
