@@ -324,7 +324,7 @@ fn start_workers(
     clock: &Arc<dyn Clock>,
     shutdown: &Arc<Shutdown>,
     start_snapshots: &dyn Fn(&str) -> anyhow::Result<Option<Snapshots>>,
-    start_monitor: &dyn Fn(&str) -> anyhow::Result<Option<(MonitorTap, Option<Route>)>>,
+    start_monitor: &dyn Fn(&str) -> anyhow::Result<Option<StartedMonitor>>,
 ) -> anyhow::Result<Workers> {
     let mut routes = Vec::new();
     let mut feeds = Vec::new();
@@ -401,6 +401,9 @@ fn start_snapshots(
     Ok(Some(snapshots))
 }
 
+/// A source's monitor: the tap its worker observes through, and the route of its feedback topic.
+type StartedMonitor = (MonitorTap, Option<Route>);
+
 /// Starts the `monitor-<source>` thread when a `[[monitors]]` entry names `source`, with the route of its
 /// feedback topic when it takes feedback. Like snapshots, monitor messages go straight to the link.
 fn start_monitor(
@@ -409,7 +412,7 @@ fn start_monitor(
     metrics: &Metrics,
     clock: &Arc<dyn Clock>,
     source: &str,
-) -> anyhow::Result<Option<(MonitorTap, Option<Route>)>> {
+) -> anyhow::Result<Option<StartedMonitor>> {
     let Some(monitor) = config.monitors.iter().find(|monitor| monitor.source == source) else {
         return Ok(None);
     };

@@ -232,7 +232,7 @@ mod tests {
         ["sitting", "walking"].map(String::from).to_vec()
     }
 
-    fn judged<'a>(readings: &'a [Reading], kind: AlertKind) -> &'a Reading {
+    fn judged(readings: &[Reading], kind: AlertKind) -> &Reading {
         readings.iter().find(|reading| reading.kind == kind).unwrap_or_else(|| panic!("no {kind:?} reading"))
     }
 

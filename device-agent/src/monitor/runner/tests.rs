@@ -122,7 +122,7 @@ fn an_alert_is_retained_while_active_and_removed_when_it_clears() {
         (AlertKind::ErrorRate, "error_rate", "error_rate")
     );
     assert_eq!((alert.value, alert.threshold, alert.severity), (1.0, 0.1, Severity::Alert));
-    assert_eq!(report.active, [alert.clone()]);
+    assert_eq!(report.active, std::slice::from_ref(alert));
     let health = stats.health("vib");
     assert_eq!((health.alerts_raised, health.active_alerts.len()), (1, 1));
 
