@@ -16,7 +16,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::conditions::{AGENT, Condition, Conditions};
 use crate::config::{AgentConfig, MjpegMode, SourceConfig, UpdateConfig};
 use crate::health::{HealthReporter, Metrics};
-use crate::monitor::{self, MonitorSettings, MonitorTap, MonitorTopics, MqttMonitorLink};
+use crate::monitor::{self, MonitorSettings, MonitorTap, MonitorTopics, MqttMonitorLink, evidence};
 use crate::mqtt::{self, MqttHandle, QoS, Route};
 use crate::outbox::{Outbox, OutboxQos, OutboxSettings, Publish};
 use crate::shutdown::Shutdown;
@@ -492,6 +492,7 @@ fn start_updater(
         ort,
         options: engine_options(config),
         models: served_models(slots, updatable),
+        evidence_dirs: evidence::fetch::evidence_dirs(config),
         link: updater_link,
         config: update,
     };
