@@ -233,7 +233,7 @@ fn run(
     let conditions = Arc::new(Conditions::new(settings.clone(), clock.clone()));
     let spool = spool_or_condition(spool, &conditions);
     let snapshots = |source: &str| start_snapshots(&config, &link, &metrics, source);
-    let monitor = |source: &str| start_monitor(&config, &link, &metrics, &clock, source);
+    let monitor = |source: &ReadySource| start_monitor(&config, &link, &metrics, &clock, source);
     let Workers { mut routes, feeds, workers, readers, updatable, watched } =
         start_workers(ready, &settings, &metrics, &clock, &shutdown, &snapshots, &monitor)?;
 
@@ -324,7 +324,7 @@ fn start_workers(
     clock: &Arc<dyn Clock>,
     shutdown: &Arc<Shutdown>,
     start_snapshots: &dyn Fn(&str) -> anyhow::Result<Option<Snapshots>>,
-    start_monitor: &dyn Fn(&str) -> anyhow::Result<Option<StartedMonitor>>,
+    start_monitor: &dyn Fn(&ReadySource) -> anyhow::Result<Option<StartedMonitor>>,
 ) -> anyhow::Result<Workers> {
     let mut routes = Vec::new();
     let mut feeds = Vec::new();
@@ -354,6 +354,10 @@ fn start_workers(
         if let Some(reader) = reader(&source, feed.clone(), shutdown.clone(), metrics)? {
             readers.push(reader);
         }
+        let monitor = start_monitor(&source)?.map(|(tap, feedback)| {
+            routes.extend(feedback);
+            tap
+        });
         let serving = Serving::new(source.pipeline);
         updatable.push(UpdatableWorker {
             running: source.bundle.identity(),
@@ -367,10 +371,6 @@ fn start_workers(
         let busy = Arc::new(Busy::new(clock.clone()));
         watched.push(WatchedWorker { source: name.clone(), busy: busy.clone(), stats });
         let snapshots = start_snapshots(&name)?;
-        let monitor = start_monitor(&name)?.map(|(tap, feedback)| {
-            routes.extend(feedback);
-            tap
-        });
         workers.push(spawn_named(format!("worker-{name}"), move || {
             worker::run(serving, queue, &outbox, &busy, snapshots, monitor);
         })?);
@@ -411,8 +411,9 @@ fn start_monitor(
     link: &MqttHandle,
     metrics: &Metrics,
     clock: &Arc<dyn Clock>,
-    source: &str,
+    ready: &ReadySource,
 ) -> anyhow::Result<Option<StartedMonitor>> {
+    let source = ready.config.name();
     let Some(monitor) = config.monitors.iter().find(|monitor| monitor.source == source) else {
         return Ok(None);
     };
@@ -423,6 +424,7 @@ fn start_monitor(
         topics: MonitorTopics::of(&topics, source),
         format: config.mqtt.format,
         evidence_dir: monitor.evidence.as_ref().and_then(|evidence| evidence.directory(config.update.as_ref())),
+        channel_names: sensor_spec(&ready.bundle).map(|spec| spec.channel_names.clone()).unwrap_or_default(),
         link: Box::new(MqttMonitorLink { link: link.clone(), qos: mqtt::qos(config.mqtt.qos.predictions) }),
         clock: clock.clone(),
         stats: metrics.register_monitor(source),

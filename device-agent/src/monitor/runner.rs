@@ -58,6 +58,8 @@ pub struct MonitorSettings {
     pub format: Format,
     /// Where evidence is kept ([`crate::config::EvidenceConfig::directory`]); `None` when the source keeps none.
     pub evidence_dir: Option<PathBuf>,
+    /// The sensor channels' names, for the columns of kept sensor windows (empty for image models).
+    pub channel_names: Vec<String>,
     pub link: Box<dyn MonitorLink>,
     pub clock: Arc<dyn Clock>,
     pub stats: Arc<MonitorStats>,
@@ -87,7 +89,7 @@ pub fn start(settings: MonitorSettings) -> io::Result<(MonitorTap, MonitorSender
     let source = config.source.clone();
     let evidence = match (&config.evidence, settings.evidence_dir.clone()) {
         (Some(evidence), Some(dir)) => match Evidence::open(dir, &settings.device, &source, evidence) {
-            Ok(evidence) => Some(evidence),
+            Ok(evidence) => Some(evidence.with_channel_names(settings.channel_names.clone())),
             Err(error) => {
                 log::warn!(source = source.as_str(); "Evidence cannot be kept: {error}.");
                 None
