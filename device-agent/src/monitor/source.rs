@@ -10,8 +10,9 @@ use runtime::monitor::{DriftWindow, FeatureKind, FeatureSpec, Profile};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The name of the top-1 confidence feature, whose reference mean the confidence collapse is judged against.
-const TOP1_CONFIDENCE: &str = "top1_confidence";
+/// The confidence features (a classifier's top-1, a detector's mean), whose reference mean the confidence
+/// collapse is judged against.
+const CONFIDENCE_FEATURES: [&str; 2] = ["top1_confidence", "mean_confidence"];
 
 /// How a source is watched (`[[monitors]]`).
 #[derive(Debug, Clone, PartialEq)]
@@ -38,7 +39,7 @@ struct SignalFeatures {
 impl SignalFeatures {
     fn of(specs: &[FeatureSpec]) -> SignalFeatures {
         SignalFeatures {
-            confidence: specs.iter().position(|spec| spec.name == TOP1_CONFIDENCE),
+            confidence: specs.iter().position(|spec| CONFIDENCE_FEATURES.contains(&spec.name.as_str())),
             class: specs.iter().position(|spec| {
                 spec.side == FeatureSide::Output && matches!(spec.kind, FeatureKind::Categorical { .. })
             }),

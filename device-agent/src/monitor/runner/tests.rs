@@ -4,7 +4,7 @@ use crate::monitor::MonitoredModel;
 use crate::monitor::feedback::Predicted;
 use crate::update::probation::ModelScore;
 use protocol::ModelIdentity;
-use protocol::wire::Severity;
+use protocol::wire::{FeatureSide, Severity};
 use runtime::StageTimings;
 use std::sync::Mutex;
 
@@ -282,4 +282,116 @@ fn a_full_queue_drops_and_counts() {
     drop(receiver);
     sender.offer(MonitorEvent::InvalidFeedback);
     assert_eq!(stats.health("vib").dropped, 1, "after the thread ended, nothing is counted");
+}
+
+/// A sensor-like model with one input feature, the predicted class and the top-1 confidence, profiled on 1000
+/// reference inputs: `x` spread evenly over 0..1, the classes half and half, the confidence 0.9.
+fn profiled_model() -> Arc<MonitoredModel> {
+    use runtime::monitor::{FeatureKind, FeatureSpec, ProfileBuilder};
+    let specs = vec![
+        FeatureSpec { name: "x".into(), kind: FeatureKind::Continuous, side: FeatureSide::Input },
+        FeatureSpec {
+            name: "predicted_class".into(),
+            kind: FeatureKind::Categorical { categories: 2 },
+            side: FeatureSide::Output,
+        },
+        FeatureSpec { name: "top1_confidence".into(), kind: FeatureKind::Continuous, side: FeatureSide::Output },
+    ];
+    let mut builder = ProfileBuilder::new(&specs);
+    for index in 0..1000 {
+        builder.add(&reference_features(index));
+    }
+    let profile = builder.build().expect("a profile");
+    Arc::new(MonitoredModel {
+        specs,
+        profile: Some(Arc::new(profile)),
+        ..Arc::into_inner(model("1.0.0")).expect("one owner")
+    })
+}
+
+fn reference_features(index: u64) -> [f32; 3] {
+    // The golden-ratio sequence fills 0..1 evenly: any 20 in a row spread over every decile.
+    [(index as f64 * 0.618_033_988_75).fract() as f32, (index % 2) as f32, 0.9]
+}
+
+fn observed_features(seq: u64, model: &Arc<MonitoredModel>, features: [f32; 3]) -> Observation {
+    let timings = StageTimings { inference_us: 500, ..StageTimings::default() };
+    let predicted = Some(Predicted::Class { index: features[1] as u32 });
+    let outcome = Outcome::Inferred { features: features.to_vec(), predicted, timings };
+    let input = Some(runtime::Input::Sensor(runtime::SensorWindow { channels: 1, values: vec![features[0]] }));
+    Observation { seq, captured_at_ms: 5000 + seq, model: model.clone(), outcome, input }
+}
+
+#[test]
+fn a_shift_raises_a_drift_alert_with_evidence_and_clears_when_it_ends() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = config(|config| {
+        config.window = 20;
+        config.stride = 10;
+        config.evidence = Some(crate::config::EvidenceConfig { samples: 4, ..Default::default() });
+    });
+    let evidence = Evidence::open(dir.path().into(), "dev-1", "vib", config.evidence.as_ref().expect("set"))
+        .expect("evidence opens");
+    let published = Published::default();
+    let stats = Arc::new(MonitorStats::default());
+    let settings = MonitorSettings {
+        device: "dev-1".into(),
+        config,
+        topics: MonitorTopics::of(&Topics::new("devices/dev-1"), "vib"),
+        format: Format::Json,
+        evidence_dir: None,
+        channel_names: vec!["x".into()],
+        link: Box::new(FakeLink(published.clone())),
+        clock: Arc::new(ManualClock::new(1_000_000)),
+        stats: stats.clone(),
+    };
+    let mut runner = Runner::new(settings, Some(evidence));
+    let model = profiled_model();
+    let mut seq = 0;
+    let mut feed = |runner: &mut Runner, count: u64, shift: f32| {
+        for _ in 0..count {
+            let [x, class, confidence] = reference_features(seq);
+            runner.observed(observed_features(seq, &model, [x + shift, class, confidence]));
+            seq += 1;
+        }
+    };
+    // Windows of the reference: 10 evaluations, no alert.
+    feed(&mut runner, 110, 0.0);
+    assert!(taken(&published).is_empty(), "no alert on reference windows");
+    let health = stats.health("vib");
+    assert_eq!(health.windows_evaluated, 10);
+    let x = &health.features[0];
+    assert_eq!((x.feature.as_str(), x.side, x.drifted), ("x", FeatureSide::Input, false));
+    assert!(x.psi.expect("psi") < 0.1 && x.ks_p_value.expect("ks") > 0.01, "{x:?}");
+    assert!(health.features[1].js_distance.is_some() && health.features[1].ks_p_value.is_none());
+    assert_eq!(model.score.snapshot().output_psi.map(|psi| psi < 0.1), Some(true));
+
+    // Shifted past the reference's range: half a window is enough for the PSI's alert band, and the alert is
+    // raised at the second bad window.
+    feed(&mut runner, 10, 2.0);
+    assert!(taken(&published).is_empty(), "one bad window is not enough");
+    feed(&mut runner, 10, 2.0);
+    let raised = taken(&published);
+    assert_eq!(raised.len(), 2, "the alert and the retraining candidate");
+    let report = alert_report(&raised[0].2);
+    let alert = &report.alert;
+    assert_eq!((alert.kind, alert.subject.as_str(), alert.statistic.as_str()), (AlertKind::Drift, "x", "psi"));
+    assert_eq!((alert.threshold, alert.severity), (0.25, Severity::Alert));
+    assert!(alert.value > 1.0, "{alert:?}");
+    let (topic, retained, payload) = &raised[1];
+    assert_eq!((topic.as_str(), *retained), ("devices/dev-1/retrain/candidate", false));
+    let candidate: wire::RetrainCandidate = serde_json::from_slice(payload).expect("a candidate");
+    assert_eq!((candidate.alerts.len(), candidate.samples.len()), (1, 4));
+    assert_eq!(candidate.alerts[0], *alert);
+    assert!(stats.health("vib").evidence_samples >= 4);
+
+    // Back to the reference: the window straddling it is still bad, then two good ones clear the alert.
+    feed(&mut runner, 20, 0.0);
+    assert!(taken(&published).is_empty());
+    feed(&mut runner, 10, 0.0);
+    let cleared = taken(&published);
+    assert_eq!(cleared.len(), 2, "the clear and the retained message removed");
+    let report = alert_report(&cleared[0].2);
+    assert_eq!((report.change, report.alert.subject.as_str()), (AlertChange::Cleared, "x"));
+    assert!(report.alert.value < 0.1);
 }
