@@ -81,7 +81,7 @@ mod tests {
         assert_eq!(evidence.directory(None).as_deref(), Some(Path::new("/etc/agent/kept")));
 
         assert_eq!(
-            parse("", "samples = 0\nmax_bytes = 1000\n").err().expect("invalid"),
+            parse("", "samples = 0\nmax_bytes = 1000\n").expect_err("invalid"),
             [
                 "monitors[0].evidence.samples: must be between 1 and 10000",
                 "monitors[0].evidence.max_bytes: must be >= 65536",
