@@ -677,6 +677,7 @@ impl AgentConfig {
             self.mqtt.max_packet_bytes,
             &mut problems,
         );
+        monitor::validate(&self.monitors, &self.sources, &mut problems);
         self.validate_feedback_and_evidence(&mut problems);
         problems.0
     }

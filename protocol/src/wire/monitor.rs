@@ -207,7 +207,7 @@ impl Message for Feedback {
 ///
 /// postcard body: `source`, `observed`, `dropped`, `windows_evaluated`, `features`, `active_alerts`,
 /// `alerts_raised`, `accuracy`, `feedback_matched`, `feedback_late`, `feedback_unknown`, `feedback_invalid`,
-/// `evidence_samples`, `evidence_bytes`.
+/// `evidence_samples`, `evidence_bytes`, `unpublished`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MonitorHealth {
     pub source: String,
@@ -231,6 +231,8 @@ pub struct MonitorHealth {
     /// Retraining samples kept on disk now, and their bytes.
     pub evidence_samples: u64,
     pub evidence_bytes: u64,
+    /// Monitor reports, alert reports and retraining candidates the MQTT link refused (not retried).
+    pub unpublished: u64,
 }
 
 /// Announced on `<prefix>/retrain/candidate` when a drift alert is raised and inputs were kept as evidence.
