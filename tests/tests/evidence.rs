@@ -139,17 +139,20 @@ fn a_kept_candidate_is_fetched_byte_identical_with_a_signed_order_only() {
     assert!(status.success(), "the agent stops cleanly:\n{log}");
 }
 
-/// A copy of the image classifier profiled on the shipped frames (`device-agent model profile`).
+/// A copy of the image classifier profiled (`device-agent model profile`) on 24 darker noise frames.
 fn profiled_bundle() -> tempfile::TempDir {
     let bundle = tempfile::tempdir().expect("temp dir");
     for file in ["manifest.toml", "model.onnx", "labels.txt"] {
         std::fs::copy(models_dir().join("image-classifier").join(file), bundle.path().join(file)).expect("copy");
     }
-    let frames: Vec<PathBuf> =
-        ["astronaut.png", "camera.png", "cat.jpg", "coffee.jpg", "grace_hopper.jpg", "rocket.jpg"]
-            .iter()
-            .map(|frame| models_dir().join("frames").join(frame))
-            .collect();
+    let reference = tempfile::tempdir().expect("temp dir");
+    let frames: Vec<PathBuf> = (0..24)
+        .map(|index| {
+            let path = reference.path().join(format!("{index}.png"));
+            std::fs::write(&path, noise_png(index, 30, 100)).expect("a reference frame");
+            path
+        })
+        .collect();
     let output = Command::new(agent_binary())
         .args(["model", "profile"])
         .arg(bundle.path())
@@ -161,9 +164,9 @@ fn profiled_bundle() -> tempfile::TempDir {
     bundle
 }
 
-/// A 96x96 PNG far brighter than any reference frame, of noise that does not compress (about 25 KB), distinct
-/// per `index`.
-fn bright_png(index: u32) -> Vec<u8> {
+/// A 96x96 PNG of noise between `low` and `low + span` that does not compress (about 25 KB), distinct per
+/// `index`.
+fn noise_png(index: u32, low: u8, span: u8) -> Vec<u8> {
     let (width, height) = (96u32, 96u32);
     let mut state = 0x9E37_79B9u32 ^ index.wrapping_mul(0x85EB_CA6B) | 1;
     let pixels: Vec<u8> = (0..width * height * 3)
@@ -172,7 +175,7 @@ fn bright_png(index: u32) -> Vec<u8> {
             state ^= state << 13;
             state ^= state >> 17;
             state ^= state << 5;
-            200 + (state % 56) as u8
+            low + (state % u32::from(span)) as u8
         })
         .collect();
     let mut bytes = Vec::new();
@@ -204,7 +207,8 @@ fn a_drift_alert_keeps_the_inputs_that_caused_it_within_the_byte_cap() {
     let mut sent: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
     let mut announced = None;
     for index in 0..200 {
-        let frame = bright_png(index);
+        // Far brighter than any reference frame.
+        let frame = noise_png(1000 + index, 200, 56);
         sub.publish(&frames_topic, frame.clone());
         let got = sub.collect_until(WAIT, |got| got.iter().any(|m| m.topic == predictions));
         let seq = got.iter().find(|m| m.topic == predictions).map(|m| m.json()["seq"].as_u64().expect("seq"));
