@@ -1,5 +1,6 @@
 //! `device-agent`: runs camera and sensor frames through ONNX Runtime and reports predictions and health
-//! over MQTT. `run` is the daemon; `infer` tries a bundle on files; `bench` measures it.
+//! over MQTT. `run` is the daemon; `infer` tries a bundle on files; `bench` measures it; `model profile` stores
+//! a bundle's reference profile for monitoring.
 
 mod app;
 mod bench;
@@ -9,6 +10,7 @@ mod conditions;
 mod config;
 mod health;
 mod infer;
+mod model_profile;
 mod monitor;
 mod mqtt;
 mod outbox;
@@ -59,6 +61,9 @@ enum Command {
     Infer(InferArgs),
     /// Measure a bundle: frames/s, per-stage latency and peak RSS, next to bare `Session::run`.
     Bench(BenchArgs),
+    /// Prepare a model bundle for the device.
+    #[command(subcommand)]
+    Model(ModelCommand),
     /// Measure the spool on this machine's storage: append cost per fsync policy, bytes written per record,
     /// replay rate.
     SpoolBench(spool::bench::SpoolBenchArgs),
@@ -73,6 +78,13 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Run a bundle over validation inputs and store its reference profile for drift monitoring
+    /// (`profile.json`, listed in the manifest's `profile` key and `[checksums]`).
+    Profile(model_profile::ProfileArgs),
 }
 
 /// What `infer` and `bench` share: the bundle and how to run it.
@@ -161,6 +173,7 @@ fn main() -> ExitCode {
         Command::Run { config, check } => app::main(&config, check),
         Command::Infer(args) => infer::main(args),
         Command::Bench(args) => bench::main(args),
+        Command::Model(ModelCommand::Profile(args)) => model_profile::main(&args),
         Command::SpoolBench(args) => spool::bench::main(args),
         Command::CameraBench(args) => camera_bench::main(args),
         Command::Completions { shell } => {
