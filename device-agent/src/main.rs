@@ -202,7 +202,7 @@ mod tests {
         let mut script = Vec::new();
         completions(clap_complete::Shell::Bash, &mut script);
         let script = String::from_utf8(script).expect("UTF-8");
-        for name in ["run", "infer", "bench", "completions", "man"] {
+        for name in ["run", "infer", "bench", "model", "completions", "man"] {
             assert!(script.contains(&format!("cmd=\"device__agent__subcmd__{name}\"")), "{name} missing");
         }
     }
@@ -214,7 +214,7 @@ mod tests {
         let page =
             |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         let main = page("device-agent.1");
-        for name in ["run", "infer", "bench", "completions", "man"] {
+        for name in ["run", "infer", "bench", "model", "completions", "man"] {
             assert!(main.contains(&format!("device\\-agent\\-{name}(1)")), "{name} missing from device-agent.1");
             assert!(page(&format!("device-agent-{name}.1")).contains(".TH device-agent-"), "device-agent-{name}.1");
         }
