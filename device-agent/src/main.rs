@@ -12,6 +12,8 @@ mod infer;
 mod monitor;
 mod mqtt;
 mod outbox;
+#[cfg(feature = "prometheus")]
+mod prometheus;
 mod queue;
 mod shutdown;
 mod snapshot;
