@@ -314,11 +314,12 @@ fn every_dashboard_query_returns_data() {
     let setup = Setup::start(profiled.path(), monitors);
     let prometheus = &setup.prometheus;
 
-    // The dashboard's device variable.
-    let (status, devices) =
-        prometheus.get(&format!("/api/v1/label/device/values?match[]={}", encode("edge_agent_info"))).expect("answers");
-    assert_eq!(status, 200, "{devices}");
-    assert!(devices.contains(&format!("\"{DEVICE}\"")), "{devices}");
+    // The dashboard's device variable, once the first scrape is in.
+    let devices = format!("/api/v1/label/device/values?match[]={}", encode("edge_agent_info"));
+    wait_for("the device variable's values", WAIT, || {
+        let (status, values) = prometheus.get(&devices).ok()?;
+        (status == 200 && values.contains(&format!("\"{DEVICE}\""))).then_some(())
+    });
 
     // Ground truth for yard's predictions (its top class), so that accuracy has data; rates need a few scrapes.
     let predictions = format!("devices/{DEVICE}/predictions/yard");
