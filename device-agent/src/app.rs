@@ -16,6 +16,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::conditions::{AGENT, Condition, Conditions};
 use crate::config::{AgentConfig, MjpegMode, SourceConfig, UpdateConfig};
 use crate::health::{HealthReporter, Metrics};
+use crate::monitor::{self, MonitorSettings, MonitorTap, MonitorTopics, MqttMonitorLink, evidence};
 use crate::mqtt::{self, MqttHandle, QoS, Route};
 use crate::outbox::{Outbox, OutboxQos, OutboxSettings, Publish};
 use crate::shutdown::Shutdown;
@@ -232,8 +233,9 @@ fn run(
     let conditions = Arc::new(Conditions::new(settings.clone(), clock.clone()));
     let spool = spool_or_condition(spool, &conditions);
     let snapshots = |source: &str| start_snapshots(&config, &link, &metrics, source);
+    let monitor = |source: &ReadySource| start_monitor(&config, &link, &metrics, &clock, source);
     let Workers { mut routes, feeds, workers, readers, updatable, watched } =
-        start_workers(ready, &settings, &metrics, &clock, &shutdown, &snapshots)?;
+        start_workers(ready, &settings, &metrics, &clock, &shutdown, &snapshots, &monitor)?;
 
     let update_events = config.update.as_ref().map(|update| {
         let groups: Vec<UpdateTopics> = update.groups.iter().map(|group| UpdateTopics::group(group)).collect();
@@ -336,6 +338,7 @@ fn start_workers(
     clock: &Arc<dyn Clock>,
     shutdown: &Arc<Shutdown>,
     start_snapshots: &dyn Fn(&str) -> anyhow::Result<Option<Snapshots>>,
+    start_monitor: &dyn Fn(&ReadySource) -> anyhow::Result<Option<StartedMonitor>>,
 ) -> anyhow::Result<Workers> {
     let mut routes = Vec::new();
     let mut feeds = Vec::new();
@@ -365,6 +368,10 @@ fn start_workers(
         if let Some(reader) = reader(&source, feed.clone(), shutdown.clone(), metrics)? {
             readers.push(reader);
         }
+        let monitor = start_monitor(&source)?.map(|(tap, feedback)| {
+            routes.extend(feedback);
+            tap
+        });
         let serving = Serving::new(source.pipeline);
         updatable.push(UpdatableWorker {
             running: source.bundle.identity(),
@@ -379,7 +386,7 @@ fn start_workers(
         watched.push(WatchedWorker { source: name.clone(), busy: busy.clone(), stats });
         let snapshots = start_snapshots(&name)?;
         workers.push(spawn_named(format!("worker-{name}"), move || {
-            worker::run(serving, queue, &outbox, &busy, snapshots);
+            worker::run(serving, queue, &outbox, &busy, snapshots, monitor);
         })?);
         feeds.push(feed);
     }
@@ -406,6 +413,42 @@ fn start_snapshots(
     let snapshots = Snapshots::start(snapshot, &config.device_id, publisher, stats)
         .with_context(|| format!("starting thread snapshot-{source}"))?;
     Ok(Some(snapshots))
+}
+
+/// A source's monitor: the tap its worker observes through, and the route of its feedback topic.
+type StartedMonitor = (MonitorTap, Option<Route>);
+
+/// Starts the `monitor-<source>` thread when a `[[monitors]]` entry names `source`, with the route of its
+/// feedback topic when it takes feedback. Like snapshots, monitor messages go straight to the link.
+fn start_monitor(
+    config: &AgentConfig,
+    link: &MqttHandle,
+    metrics: &Metrics,
+    clock: &Arc<dyn Clock>,
+    ready: &ReadySource,
+) -> anyhow::Result<Option<StartedMonitor>> {
+    let source = ready.config.name();
+    let Some(monitor) = config.monitors.iter().find(|monitor| monitor.source == source) else {
+        return Ok(None);
+    };
+    let topics = config.topics();
+    let settings = MonitorSettings {
+        device: config.device_id.clone(),
+        config: monitor.clone(),
+        topics: MonitorTopics::of(&topics, source),
+        format: config.mqtt.format,
+        evidence_dir: monitor.evidence.as_ref().and_then(|evidence| evidence.directory(config.update.as_ref())),
+        channel_names: sensor_spec(&ready.bundle).map(|spec| spec.channel_names.clone()).unwrap_or_default(),
+        link: Box::new(MqttMonitorLink { link: link.clone(), qos: mqtt::qos(config.mqtt.qos.predictions) }),
+        clock: clock.clone(),
+        stats: metrics.register_monitor(source),
+    };
+    let (tap, sender) = monitor::start(settings).with_context(|| format!("starting thread monitor-{source}"))?;
+    let feedback = monitor
+        .feedback
+        .is_some()
+        .then(|| monitor::feedback_route(topics.feedback(source), config.mqtt.format, sender));
+    Ok(Some((tap, feedback)))
 }
 
 /// The spool, or `None` when it could not open: the `spool_failing` condition is raised (logged, an error event,
@@ -465,6 +508,7 @@ fn start_updater(
         ort,
         options: engine_options(config),
         models: served_models(slots, updatable),
+        evidence_dirs: evidence::fetch::evidence_dirs(config),
         link: updater_link,
         config: update,
     };

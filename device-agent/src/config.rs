@@ -627,6 +627,7 @@ impl AgentConfig {
             paths.extend(source.paths_mut());
         }
         paths.extend(self.snapshots.iter_mut().filter_map(|snapshot| snapshot.directory.as_mut()));
+        paths.extend(self.monitors.iter_mut().filter_map(|monitor| monitor.evidence.as_mut()?.directory.as_mut()));
         if let Some(update) = &mut self.update {
             paths.extend(update.paths_mut());
         }
@@ -677,7 +678,21 @@ impl AgentConfig {
             self.mqtt.max_packet_bytes,
             &mut problems,
         );
+        monitor::validate(&self.monitors, &self.sources, &mut problems);
+        self.validate_feedback_and_evidence(&mut problems);
         problems.0
+    }
+
+    /// `[monitors.feedback]` and `[monitors.evidence]` of each monitor.
+    fn validate_feedback_and_evidence(&self, problems: &mut Problems) {
+        for (index, monitor) in self.monitors.iter().enumerate() {
+            if let Some(feedback) = &monitor.feedback {
+                feedback.validate(&format!("monitors[{index}].feedback"), problems);
+            }
+            if let Some(evidence) = &monitor.evidence {
+                evidence.validate(&format!("monitors[{index}].evidence"), self.update.as_ref(), problems);
+            }
+        }
     }
 
     fn validate_sources(&self, problems: &mut Problems) {

@@ -94,7 +94,7 @@ pub fn main(args: InferArgs) -> anyhow::Result<ExitCode> {
             feed.close();
         });
         let busy = Busy::new(Arc::new(SystemClock));
-        worker::run(worker::Serving::new(pipeline), queue, &outbox, &busy, None);
+        worker::run(worker::Serving::new(pipeline), queue, &outbox, &busy, None, None);
     });
     Ok(if printer.errors.load(Ordering::Relaxed) == 0 { ExitCode::SUCCESS } else { ExitCode::from(EXIT_BAD_INPUT) })
 }

@@ -5,6 +5,7 @@
 //! the old one back. Sequence numbers are assigned at capture, so the swap drops nothing: the next job simply
 //! runs on the new model.
 
+use crate::monitor::MonitorTap;
 use crate::outbox::Outbox;
 use crate::queue::{self, Next};
 use crate::snapshot::Snapshots;
@@ -41,15 +42,19 @@ pub type SwapSender = queue::ControlSender<Swap>;
 /// Runs jobs through the serving pipeline and publishes each result or error until the queue finishes.
 /// Between jobs it sleeps until a job or a swap arrives. Returns what it served last. `busy` tells the
 /// supervisor when the inference in progress began. `snapshots` (the source's, if it takes any) sees every
-/// prediction, and finishes with the worker.
+/// prediction, and `monitor` (the source's, if it has one) every input; both finish with the worker.
 pub fn run(
     mut serving: Serving,
     queue: JobQueue,
     outbox: &Outbox,
     busy: &Busy,
     mut snapshots: Option<Snapshots>,
+    mut monitor: Option<MonitorTap>,
 ) -> Serving {
     outbox.serving(&serving.pipeline);
+    if let Some(monitor) = &mut monitor {
+        monitor.serve(&mut serving);
+    }
     // The source's frame limits outlive its model: a pipeline the updater built gets them too.
     let image_limits = serving.pipeline.image_limits();
     loop {
@@ -60,6 +65,9 @@ pub fn run(
                     swap.serving.pipeline.set_image_limits(limits);
                 }
                 outbox.serving(&swap.serving.pipeline);
+                if let Some(monitor) = &mut monitor {
+                    monitor.serve(&mut swap.serving);
+                }
                 let old = std::mem::replace(&mut serving, swap.serving);
                 // The updater may have given up waiting; the old pipeline is then simply dropped.
                 let _ = swap.replaced.send(old);
@@ -68,6 +76,9 @@ pub fn run(
             Next::Finished => {
                 if let Some(snapshots) = snapshots {
                     snapshots.finish();
+                }
+                if let Some(monitor) = monitor {
+                    monitor.finish();
                 }
                 return serving;
             }
@@ -82,10 +93,16 @@ pub fn run(
                 if let Some(snapshots) = &mut snapshots {
                     snapshots.consider(&job, &output);
                 }
+                if let Some(monitor) = &mut monitor {
+                    monitor.inferred(&job, serving.pipeline.features(), &output, &timings);
+                }
                 outbox.prediction(&job, &serving.pipeline, output, timings);
             }
             Err(error) => {
                 serving.score.failure();
+                if let Some(monitor) = &mut monitor {
+                    monitor.failed(&job);
+                }
                 outbox.pipeline_error(&job, &error);
             }
         }

@@ -79,8 +79,9 @@ fn pack_with_self_test(
     let mut manifest = bundle.manifest().clone();
     copy_bundle(bundle.dir(), staging, manifest.self_test.as_deref(), out)?;
     let inputs = self_test_inputs(args, &manifest.input, staging)?;
-    // The old checksums may list the vectors being replaced; `pack` computes them afresh.
-    manifest.checksums.clear();
+    // The old checksums may list the vectors being replaced; `pack` computes them afresh. The profile's stays:
+    // a bundle loads only with its profile listed.
+    manifest.checksums.retain(|path, _| manifest.profile.as_ref() == Some(path));
     manifest.self_test = None;
     write_manifest(staging, &manifest)?;
 

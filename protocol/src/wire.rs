@@ -109,6 +109,16 @@ impl Topics {
     pub fn retrain_candidate(&self) -> String {
         format!("{}/retrain/candidate", self.prefix)
     }
+
+    /// Where the samples of a fetched candidate go: `<retrain_samples>/<sample id>`, each one's bytes unmodified.
+    pub fn retrain_samples(&self, candidate: &str) -> String {
+        format!("{}/retrain/samples/{candidate}", self.prefix)
+    }
+
+    /// The [`RetrainFetch`] that ends the answer to a fetch of `candidate`.
+    pub fn retrain_fetched(&self, candidate: &str) -> String {
+        format!("{}/retrain/fetched/{candidate}", self.prefix)
+    }
 }
 
 /// What an envelope carries. postcard writes the variant index, so the order below is the wire value:

@@ -1,10 +1,11 @@
-//! A model bundle on disk: a directory with `manifest.toml`, the ONNX file, optional labels and optional
-//! golden self-test vectors. The model bytes are read once, hashed, and handed to ONNX Runtime from memory, so
+//! A model bundle on disk: a directory with `manifest.toml`, the ONNX file, optional labels, optional
+//! golden self-test vectors and an optional reference profile for monitoring. The model bytes are read once, hashed, and handed to ONNX Runtime from memory, so
 //! the bytes that run are exactly the bytes that were checked; every other file listed in `[checksums]` is
 //! hashed too.
 
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
+use crate::monitor::{FeatureExtractor, Profile};
 use protocol::ModelIdentity;
 use ring::digest::{SHA256, digest};
 use std::path::{Path, PathBuf};
@@ -23,10 +24,12 @@ pub struct Bundle {
     manifest: Manifest,
     labels: Vec<String>,
     model_bytes: Arc<[u8]>,
+    profile: Option<Arc<Profile>>,
 }
 
 impl Bundle {
-    /// Reads and checks the bundle in `dir`.
+    /// Reads and checks the bundle in `dir`: the model against `sha256`, the other files against `[checksums]`
+    /// (which must list the profile), and the profile against the model's monitoring features.
     pub fn load(dir: impl AsRef<Path>) -> Result<Bundle> {
         let dir = dir.as_ref().to_owned();
         let manifest_path = dir.join(MANIFEST_FILE);
@@ -58,7 +61,14 @@ impl Bundle {
                 .collect(),
             None => manifest.labels.clone(),
         };
-        Ok(Bundle { dir, manifest, labels, model_bytes })
+        let profile = match &manifest.profile {
+            Some(file) => {
+                let specs = FeatureExtractor::new(&manifest, &labels).specs().to_vec();
+                Some(Arc::new(Profile::read(&dir.join(file), &specs)?))
+            }
+            None => None,
+        };
+        Ok(Bundle { dir, manifest, labels, model_bytes, profile })
     }
 
     /// The bundle directory.
@@ -79,6 +89,11 @@ impl Bundle {
     /// Class labels in output order (possibly empty).
     pub fn labels(&self) -> &[String] {
         &self.labels
+    }
+
+    /// The reference profile, checked against the model's monitoring features; `None` when the bundle has none.
+    pub fn profile(&self) -> Option<&Arc<Profile>> {
+        self.profile.as_ref()
     }
 
     /// The checked model bytes.

@@ -42,6 +42,10 @@ pub enum Error {
     #[error("{what} {path}: sha256 is {actual}, but the manifest says {expected}")]
     ChecksumMismatch { what: &'static str, path: PathBuf, expected: String, actual: String },
 
+    /// The bundle's reference profile does not parse or does not fit the model's features (named in `message`).
+    #[error("profile {path}: {message}")]
+    Profile { path: PathBuf, message: String },
+
     /// The manifest describes inputs or outputs the graph does not have.
     #[error("model {path}: {what}: the manifest says {manifest}, the graph has {graph}")]
     ManifestMismatch { path: PathBuf, what: String, manifest: String, graph: String },
@@ -111,6 +115,8 @@ impl Error {
             Error::Io { .. } => ErrorKind::Io,
             Error::Manifest { .. } => ErrorKind::Manifest,
             Error::ChecksumMismatch { .. } => ErrorKind::ChecksumMismatch,
+            // A bad profile makes a bad bundle, as a bad manifest does.
+            Error::Profile { .. } => ErrorKind::Manifest,
             Error::ManifestMismatch { .. } => ErrorKind::ManifestMismatch,
             Error::ModelLoad { .. } => ErrorKind::ModelLoad,
             Error::Provider { .. } => ErrorKind::Provider,

@@ -35,6 +35,10 @@ pub struct Manifest {
     /// The golden self-test vectors in the bundle (conventionally `selftest.json`), run before an update serves.
     #[serde(default)]
     pub self_test: Option<String>,
+    /// The reference profile in the bundle (conventionally `profile.json`) that the monitor compares inputs and
+    /// outputs with; it must be listed in `[checksums]`, so that the signature covers it.
+    #[serde(default)]
+    pub profile: Option<String>,
     /// The model's input.
     pub input: InputSpec,
     /// How to read the model's outputs.
@@ -551,6 +555,14 @@ impl Manifest {
             && !is_package_path(path)
         {
             problems.push(format!("`self_test` {path:?} is not a plain relative path within the bundle"));
+        }
+        if let Some(path) = &self.profile {
+            if !is_package_path(path) {
+                problems.push(format!("`profile` {path:?} is not a plain relative path within the bundle"));
+            } else if !self.checksums.contains_key(path) {
+                problems
+                    .push(format!("`profile` {path:?} is not listed in `[checksums]`, so no signature would cover it"));
+            }
         }
         for (path, sha256) in &self.checksums {
             if !is_package_path(path) {

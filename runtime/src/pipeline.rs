@@ -5,7 +5,7 @@ use crate::engine::{Engine, EngineOptions};
 use crate::error::{Error, Result};
 use crate::input::Input;
 use crate::manifest::InputSpec;
-use crate::monitor::{FeatureSpec, Profile};
+use crate::monitor::{FeatureExtractor, FeatureSpec, Profile};
 use crate::onnx_runtime::OnnxRuntime;
 use crate::postprocess::Decoder;
 use crate::preprocess::{ImageLimits, ImagePreprocessor, SensorPreprocessor};
@@ -26,6 +26,10 @@ pub struct Pipeline {
     engine: Engine,
     decoder: Decoder,
     identity: ModelIdentity,
+    features: FeatureExtractor,
+    /// The features of the last input that inferred; `None` while monitoring is off, empty before the first.
+    monitored: Option<Vec<f32>>,
+    profile: Option<Arc<Profile>>,
 }
 
 impl Pipeline {
@@ -38,10 +42,19 @@ impl Pipeline {
             InputSpec::Sensor(spec) => Preprocessor::Sensor(SensorPreprocessor::new(spec)),
         };
         let decoder = Decoder::new(&manifest.output, bundle.labels().to_vec());
-        Ok(Pipeline { preprocessor, engine, decoder, identity: bundle.identity() })
+        Ok(Pipeline {
+            preprocessor,
+            engine,
+            decoder,
+            identity: bundle.identity(),
+            features: FeatureExtractor::new(manifest, bundle.labels()),
+            monitored: None,
+            profile: bundle.profile().cloned(),
+        })
     }
 
-    /// Runs one input through every stage. An error names its stage through [`Error::stage`].
+    /// Runs one input through every stage. An error names its stage through [`Error::stage`]. With monitoring
+    /// on, the features are computed after decoding and counted in `postprocess_us`.
     pub fn infer(&mut self, input: &Input) -> Result<(Output, StageTimings)> {
         let mut timings = StageTimings::default();
         let started = Instant::now();
@@ -82,6 +95,9 @@ impl Pipeline {
         let ran = Instant::now();
         timings.inference_us = micros(run_started, ran);
         let output = self.decoder.decode(outputs, geometry.as_ref())?;
+        if let Some(features) = &mut self.monitored {
+            self.features.extract(tensor, &output, features);
+        }
         timings.postprocess_us = micros(ran, Instant::now());
         Ok((output, timings))
     }
@@ -119,25 +135,32 @@ impl Pipeline {
         self.engine.provider()
     }
 
+    /// The model's class labels in output order (possibly empty).
+    pub fn labels(&self) -> &[String] {
+        self.decoder.labels()
+    }
+
     /// Computes the monitoring features (see [`crate::monitor`]) of every input that infers from now on.
     pub fn enable_monitoring(&mut self) {
-        todo!("branch stats")
+        if self.monitored.is_none() {
+            self.monitored = Some(Vec::with_capacity(self.features.specs().len()));
+        }
     }
 
     /// The features of the last input that inferred, in [`Pipeline::feature_specs`] order; `None` while
     /// monitoring is off or before the first inference.
     pub fn features(&self) -> Option<&[f32]> {
-        todo!("branch stats")
+        self.monitored.as_deref().filter(|features| !features.is_empty())
     }
 
     /// The features monitoring computes for this model.
     pub fn feature_specs(&self) -> &[FeatureSpec] {
-        todo!("branch stats")
+        self.features.specs()
     }
 
     /// The bundle's reference profile, checked against [`Pipeline::feature_specs`]; `None` when it has none.
     pub fn profile(&self) -> Option<&Arc<Profile>> {
-        todo!("branch stats")
+        self.profile.as_ref()
     }
 }
 

@@ -3,10 +3,13 @@
 //! small mutexes that are held for a few instructions.
 
 use crate::clock::{Clock, SystemClock};
+use crate::monitor::MonitorStats;
 use crate::snapshot::SnapshotStats;
 use crate::sources::camera::CameraStats;
 use protocol::error::ErrorKind;
-use protocol::wire::{CameraHealth, ErrorCount, Percentiles, SnapshotHealth, SourceHealth, StageLatency};
+use protocol::wire::{
+    CameraHealth, ErrorCount, MonitorHealth, Percentiles, SnapshotHealth, SourceHealth, StageLatency,
+};
 use runtime::{ModelIdentity, StageTimings};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -28,6 +31,8 @@ pub struct Metrics {
     cameras: Mutex<Vec<Camera>>,
     /// The snapshot counters of the sources that take snapshots, in registration order.
     snapshots: Mutex<Vec<(String, Arc<SnapshotStats>)>>,
+    /// The model monitors of the sources that have one, in registration order.
+    monitors: Mutex<Vec<(String, Arc<MonitorStats>)>>,
     /// Inbound MQTT messages skipped for their size.
     mqtt_oversized: AtomicU64,
     /// What rates are measured by.
@@ -44,6 +49,7 @@ impl Metrics {
             sources: Mutex::new(Vec::new()),
             cameras: Mutex::new(Vec::new()),
             snapshots: Mutex::new(Vec::new()),
+            monitors: Mutex::new(Vec::new()),
             mqtt_oversized: AtomicU64::new(0),
             clock,
         }
@@ -86,6 +92,13 @@ impl Metrics {
         stats
     }
 
+    /// Adds the model monitor of a source, for its worker, feedback route and monitor thread to update.
+    pub fn register_monitor(&self, name: &str) -> Arc<MonitorStats> {
+        let stats = Arc::new(MonitorStats::default());
+        lock(&self.monitors).push((name.to_owned(), stats.clone()));
+        stats
+    }
+
     /// Every source's health since the previous snapshot (rates) and over its latency window.
     pub fn snapshot(&self) -> Vec<SourceHealth> {
         let now = self.clock.now();
@@ -108,6 +121,11 @@ impl Metrics {
     /// The snapshot counters of every source that takes snapshots.
     pub fn snapshot_counters(&self) -> Vec<SnapshotHealth> {
         lock(&self.snapshots).iter().map(|(name, stats)| stats.health(name)).collect()
+    }
+
+    /// The model monitor of every source that has one.
+    pub fn monitors(&self) -> Vec<MonitorHealth> {
+        lock(&self.monitors).iter().map(|(name, stats)| stats.health(name)).collect()
     }
 }
 

@@ -19,7 +19,9 @@ use crate::config::AgentConfig;
 use crate::mqtt::{self, MqttHandle, QoS};
 use crate::outbox::Publish;
 use crate::spool::{Class, Spool};
-use protocol::wire::{self, CameraHealth, Condition, Format, Health, SnapshotHealth, SourceHealth, SpoolHealth};
+use protocol::wire::{
+    self, CameraHealth, Condition, Format, Health, MonitorHealth, SnapshotHealth, SourceHealth, SpoolHealth,
+};
 use std::io;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -135,6 +137,7 @@ impl HealthReporter {
             sources: self.metrics.snapshot(),
             cameras: self.metrics.cameras(),
             snapshots: self.metrics.snapshot_counters(),
+            monitors: self.metrics.monitors(),
         };
         let mqtt = MqttCounters { reconnects: self.mqtt.reconnects(), oversized: self.metrics.mqtt_oversized() };
         let degraded = Degraded { conditions: self.conditions.snapshot(), spool };
@@ -189,11 +192,13 @@ impl SpoolWrites {
     }
 }
 
-/// What health says of the sources: each one's counters, the live cameras' streams, the snapshots.
+/// What health says of the sources: each one's counters, the live cameras' streams, the snapshots, the
+/// model monitors.
 struct SourceReports {
     sources: Vec<SourceHealth>,
     cameras: Vec<CameraHealth>,
     snapshots: Vec<SnapshotHealth>,
+    monitors: Vec<MonitorHealth>,
 }
 
 /// What health says of the agent's degraded parts: the raised conditions and the spool (`None` without one).
@@ -227,7 +232,7 @@ fn report(
         spool: degraded.spool,
         cameras: sources.cameras,
         snapshots: sources.snapshots,
-        monitors: Vec::new(),
+        monitors: sources.monitors,
     }
 }
 

@@ -207,6 +207,11 @@ fn monitors(families: &mut Families, monitors: &[MonitorHealth]) -> fmt::Result 
         per_source(|m| m.dropped),
     )?;
     families.counter("monitor_windows", "Drift windows evaluated.", per_source(|m| m.windows_evaluated))?;
+    families.counter(
+        "monitor_unpublished",
+        "Monitor reports, alert reports and retraining candidates the MQTT link refused.",
+        per_source(|m| m.unpublished),
+    )?;
     let features = || monitors.iter().flat_map(|m| m.features.iter().map(move |f| (feature(&m.source, f), f)));
     let statistic =
         |value: fn(&FeatureDrift) -> Option<f32>| features().filter_map(move |(l, f)| Some((l, decimal(value(f)?))));
@@ -432,6 +437,7 @@ mod tests {
             feedback_invalid: 0,
             evidence_samples: 12,
             evidence_bytes: 4096,
+            unpublished: 3,
         }
     }
 
@@ -536,6 +542,7 @@ mod tests {
             r#"edge_snapshots_total{device="cam-01",source="front",outcome="rate_limited"} 7"#,
             r#"edge_monitor_observed_total{device="cam-01",source="front"} 300"#,
             r#"edge_monitor_windows_total{device="cam-01",source="front"} 6"#,
+            r#"edge_monitor_unpublished_total{device="cam-01",source="front"} 3"#,
             r#"edge_drift_psi{device="cam-01",source="front",feature="brightness",side="input"} 0.5"#,
             r#"edge_drift_ks_p_value{device="cam-01",source="front",feature="brightness",side="input"} 0.001"#,
             r#"edge_drift_js_distance{device="cam-01",source="front",feature="class",side="output"} 0.125"#,

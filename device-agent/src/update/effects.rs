@@ -76,6 +76,12 @@ pub enum Event {
 pub enum Action {
     /// Publishes on the status topic, retained.
     PublishStatus(UpdateStatus),
+    /// Publishes the samples of retraining candidate `candidate`, then the answer to order `order` (see
+    /// `crate::monitor::evidence::fetch`).
+    PublishEvidence {
+        candidate: String,
+        order: u64,
+    },
     /// Keeps an outcome in `last-status.json`, then publishes its status: what subscribers see is never ahead of
     /// what a restart repeats.
     RecordStatus(LastStatus),

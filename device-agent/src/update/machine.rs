@@ -398,6 +398,9 @@ impl Machine {
             Instruction::Rollback { model } => {
                 self.carry_out(renewed, Pending::Rollback { model, order: order.counter }, out);
             }
+            Instruction::FetchEvidence { candidate } => {
+                self.carry_out(renewed, Pending::FetchEvidence { candidate, order: order.counter }, out);
+            }
             Instruction::Announce(_) => {}
         }
     }

@@ -12,6 +12,7 @@ use super::staging::Staging;
 use super::{Inbox, UpdateEvent};
 use crate::clock::unix_time_ms;
 use crate::config::UpdateConfig;
+use crate::monitor::evidence::fetch;
 use crate::mqtt::{MqttHandle, PublishError, QoS};
 use crate::outbox::error_event;
 use crate::shutdown::Shutdown;
@@ -33,6 +34,8 @@ const SWAP_TIMEOUT: Duration = Duration::from_secs(60);
 const CHUNK_HEADROOM: usize = 1024;
 const LAST_STATUS_FILE: &str = "last-status.json";
 const GUARD_FILE: &str = "guard.json";
+/// The longest a fetch of retraining evidence waits for room in the link's queue, for all its messages.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 /// A change of the drop counters is published (the last status again, with the new counts) at most this often.
 const DROPS_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -40,11 +43,18 @@ const DROPS_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 pub trait Publisher: Send {
     /// Queues a message without waiting.
     fn publish(&self, topic: String, qos: QoS, retain: bool, payload: Vec<u8>) -> Result<(), PublishError>;
+
+    /// Queues a message (QoS 1, not retained), waiting for room while the broker is connected, until `deadline`.
+    fn publish_paced(&self, topic: String, payload: Vec<u8>, deadline: Instant) -> Result<(), PublishError>;
 }
 
 impl Publisher for MqttHandle {
     fn publish(&self, topic: String, qos: QoS, retain: bool, payload: Vec<u8>) -> Result<(), PublishError> {
         self.try_publish(topic, qos, retain, payload)
+    }
+
+    fn publish_paced(&self, topic: String, payload: Vec<u8>, deadline: Instant) -> Result<(), PublishError> {
+        self.publish_while_connected(&topic, QoS::AtLeastOnce, false, &payload, deadline)
     }
 }
 
@@ -86,6 +96,8 @@ pub struct UpdaterParts<P> {
     pub ort: OnnxRuntime,
     pub options: EngineOptions,
     pub models: Vec<ServedModel>,
+    /// Where each source that keeps retraining evidence has its candidates, for signed fetches.
+    pub evidence_dirs: Vec<PathBuf>,
     pub link: P,
 }
 
@@ -126,6 +138,9 @@ pub struct Updater<P> {
     trial: Option<TrialPipelines>,
     error_seq: u64,
     drops: DropCounts,
+    topics: Topics,
+    max_packet_bytes: usize,
+    evidence_dirs: Vec<PathBuf>,
     link: P,
 }
 
@@ -182,6 +197,9 @@ impl<P: Publisher> Updater<P> {
             trial: None,
             error_seq: 0,
             drops: DropCounts::default(),
+            topics: parts.topics,
+            max_packet_bytes: parts.max_packet_bytes,
+            evidence_dirs: parts.evidence_dirs,
             link: parts.link,
         })
     }
@@ -241,6 +259,7 @@ impl<P: Publisher> Updater<P> {
     fn execute(&mut self, action: Action) -> Option<Event> {
         match action {
             Action::PublishStatus(status) => self.send_status(status),
+            Action::PublishEvidence { candidate, order } => self.publish_evidence(&candidate, order),
             Action::RecordStatus(last) => self.record_status(last),
             Action::RequestChunks(request) => match serde_json::to_vec(&request) {
                 Ok(payload) => {
@@ -465,6 +484,28 @@ impl<P: Publisher> Updater<P> {
         }
     }
 
+    /// Answers a signed fetch of retraining evidence: the samples, then what went out. It waits for room in the
+    /// link's queue (at most [`FETCH_TIMEOUT`]) rather than refuse samples: a fetch is rare, and asked for.
+    fn publish_evidence(&mut self, candidate: &str, order: u64) {
+        let deadline = Instant::now() + FETCH_TIMEOUT;
+        let (dirs, topics, link) = (&self.evidence_dirs, &self.topics, &self.link);
+        let answer =
+            fetch::answer(dirs, topics, &self.device, candidate, order, self.max_packet_bytes, |topic, bytes| {
+                link.publish_paced(topic, bytes, deadline).map_err(|e| e.to_string())
+            });
+        let (sent, skipped) = (answer.published.len(), answer.skipped.len());
+        match &answer.error {
+            Some(error) => log::warn!(candidate; "Evidence fetch refused: {error}."),
+            None => log::info!(candidate, sent, skipped; "Evidence fetched."),
+        }
+        let published = wire::encode(self.format, &answer).map_err(|e| e.to_string()).and_then(|payload| {
+            link.publish_paced(topics.retrain_fetched(candidate), payload, deadline).map_err(|e| e.to_string())
+        });
+        if let Err(e) = published {
+            log::warn!(candidate; "The answer to an evidence fetch was not published: {e}.");
+        }
+    }
+
     /// An error event on `<prefix>/errors/update`, in `mqtt.format`.
     fn report_error(&mut self, stage: ErrorStage, kind: ErrorKind, message: String) {
         self.error_seq += 1;
@@ -536,6 +577,10 @@ mod tests {
             self.0.lock().unwrap().push((topic, retain, serde_json::from_slice(&payload).unwrap()));
             Ok(())
         }
+
+        fn publish_paced(&self, topic: String, payload: Vec<u8>, _: Instant) -> Result<(), PublishError> {
+            self.publish(topic, QoS::AtLeastOnce, false, payload)
+        }
     }
 
     /// The shell runs the machine's actions on its link and disk, and ends when the agent stops, after the
@@ -571,6 +616,7 @@ mod tests {
                     takes_images: false,
                 }],
             }],
+            evidence_dirs: Vec::new(),
             link: recorder.clone(),
         })
         .unwrap();

@@ -73,6 +73,9 @@ pub enum Instruction {
     Announce(Announcement),
     /// Return to the previous model of `model`, the only updated model when unset (on `<prefix>/update/command`).
     Rollback { model: Option<String> },
+    /// Publish the samples of retraining candidate `candidate` on `<prefix>/retrain/samples/<candidate>/...`
+    /// (on `<prefix>/update/command`): signed, because they are the device's inputs.
+    FetchEvidence { candidate: String },
 }
 
 impl Instruction {

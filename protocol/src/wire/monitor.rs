@@ -207,7 +207,7 @@ impl Message for Feedback {
 ///
 /// postcard body: `source`, `observed`, `dropped`, `windows_evaluated`, `features`, `active_alerts`,
 /// `alerts_raised`, `accuracy`, `feedback_matched`, `feedback_late`, `feedback_unknown`, `feedback_invalid`,
-/// `evidence_samples`, `evidence_bytes`.
+/// `evidence_samples`, `evidence_bytes`, `unpublished`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MonitorHealth {
     pub source: String,
@@ -231,6 +231,8 @@ pub struct MonitorHealth {
     /// Retraining samples kept on disk now, and their bytes.
     pub evidence_samples: u64,
     pub evidence_bytes: u64,
+    /// Monitor reports, alert reports and retraining candidates the MQTT link refused (not retried).
+    pub unpublished: u64,
 }
 
 /// Announced on `<prefix>/retrain/candidate` when a drift alert is raised and inputs were kept as evidence.
@@ -255,9 +257,10 @@ impl Message for RetrainCandidate {
     const KIND: MessageKind = MessageKind::RetrainCandidate;
 }
 
-/// One input kept as evidence.
+/// One input kept as evidence: its file, `<seq>.jpg`, `<seq>.png`, `<seq>.<pixel format>.raw`, `<seq>.csv` or
+/// `<seq>.bin` (an image that is neither JPEG nor PNG).
 ///
-/// postcard body: `id`, `seq`, `captured_ms`, `bytes`, `kind`.
+/// postcard body: `id`, `seq`, `captured_ms`, `bytes`, `kind`, `frame`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EvidenceSample {
     /// The sample's id within its candidate (its file name).
@@ -266,6 +269,55 @@ pub struct EvidenceSample {
     pub seq: u64,
     pub captured_ms: u64,
     pub bytes: u64,
-    /// `jpeg`, `png`, `frame` (raw pixels) or `window` (sensor values).
+    /// `jpeg`, `png`, `image` (other encoded bytes), `frame` (raw pixels) or `window` (sensor values, CSV).
     pub kind: String,
+    /// How a raw frame's bytes are laid out; `None` for the other kinds.
+    pub frame: Option<FrameGeometry>,
+}
+
+/// The layout of a raw frame kept as evidence: its planes one after another, plane `i` taking `strides[i]`
+/// bytes per row (as the camera or decoder gave them, padding included).
+///
+/// postcard body: `format`, `width`, `height`, `strides`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrameGeometry {
+    /// `rgb8`, `bgr8`, `gray8`, `yuyv`, `nv12` or `i420`.
+    pub format: String,
+    pub width: u32,
+    pub height: u32,
+    /// One per plane.
+    pub strides: Vec<u32>,
+}
+
+/// The device's answer to a signed `fetch_evidence` order, on `<prefix>/retrain/fetched/<candidate>`, published
+/// after the samples it lists (each on `<prefix>/retrain/samples/<candidate>/<sample id>`, its bytes unmodified).
+///
+/// postcard body: `device`, `candidate`, `order`, `announcement`, `published`, `skipped`, `error`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetrainFetch {
+    pub device: String,
+    pub candidate: String,
+    /// The `counter` of the order answered.
+    pub order: u64,
+    /// The candidate as stored (its `candidate.json`); `None` when it was not found.
+    pub announcement: Option<RetrainCandidate>,
+    /// Ids of the samples published.
+    pub published: Vec<String>,
+    /// Samples not published, and why (larger than an MQTT packet, unreadable, the link's queue full).
+    pub skipped: Vec<SkippedSample>,
+    /// Why nothing was published (no such candidate); `None` when the candidate was found.
+    pub error: Option<String>,
+}
+
+impl Message for RetrainFetch {
+    const KIND: MessageKind = MessageKind::RetrainFetch;
+}
+
+/// A sample a fetch did not publish.
+///
+/// postcard body: `id`, `reason`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedSample {
+    pub id: String,
+    pub reason: String,
 }

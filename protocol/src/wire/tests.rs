@@ -461,3 +461,178 @@ fn arbitrary_bytes_never_panic() {
         }
     }
 }
+
+fn drift_alert() -> Alert {
+    Alert {
+        kind: AlertKind::Drift,
+        subject: "x".into(),
+        statistic: "psi".into(),
+        value: 0.5,
+        threshold: 0.25,
+        severity: Severity::Alert,
+        since_ms: 1000,
+    }
+}
+
+fn monitor_report() -> MonitorReport {
+    MonitorReport {
+        device: "d".into(),
+        source: "s".into(),
+        model: ModelIdentity { name: "m".into(), version: "1".into(), sha256: "ab".into() },
+        at_ms: 1000,
+        observed: 300,
+        window: 200,
+        windows_evaluated: 2,
+        features: vec![FeatureDrift {
+            feature: "x".into(),
+            side: FeatureSide::Input,
+            psi: Some(0.5),
+            ks_statistic: Some(0.25),
+            ks_p_value: Some(1.0),
+            js_distance: None,
+            window_mean: 2.0,
+            reference_mean: 1.0,
+            drifted: true,
+        }],
+        accuracy: Some(AccuracyReport {
+            labelled: 4,
+            correct: 3,
+            accuracy: Some(0.75),
+            classes: vec![ClassAccuracy { label: "a".into(), precision: Some(1.0), recall: None, support: 2 }],
+            matched_total: 4,
+            late_total: 1,
+            unknown_total: 0,
+            invalid_total: 2,
+        }),
+        active_alerts: vec![drift_alert()],
+    }
+}
+
+fn alert_report() -> AlertReport {
+    AlertReport {
+        device: "d".into(),
+        source: "s".into(),
+        at_ms: 1000,
+        change: AlertChange::Raised,
+        alert: drift_alert(),
+        active: vec![drift_alert()],
+    }
+}
+
+fn feedback() -> Feedback {
+    Feedback { seq: 42, label: Some("walking".into()), anomalous: None }
+}
+
+#[rustfmt::skip]
+const DRIFT_ALERT_BYTES: [u8; 18] = [
+    0x00,                                               // kind Drift
+    0x01, b'x',                                         // subject
+    0x03, b'p', b's', b'i',                             // statistic
+    0x00, 0x00, 0x00, 0x3F,                             // value 0.5
+    0x00, 0x00, 0x80, 0x3E,                             // threshold 0.25
+    0x01,                                               // severity Alert
+    0xE8, 0x07,                                         // since_ms 1000
+];
+
+#[test]
+fn monitor_report_postcard_bytes() {
+    #[rustfmt::skip]
+    let head = [
+        0x01, 0x05,                                     // envelope version 1, kind MonitorReport
+        0x01, b'd',                                     // device
+        0x01, b's',                                     // source
+        0x01, b'm', 0x01, b'1', 0x02, b'a', b'b',       // model
+        0xE8, 0x07,                                     // at_ms 1000
+        0xAC, 0x02,                                     // observed 300
+        0xC8, 0x01,                                     // window 200
+        0x02,                                           // windows_evaluated
+        0x01,                                           // one feature
+        0x01, b'x',                                     //   feature
+        0x00,                                           //   side Input
+        0x01, 0x00, 0x00, 0x00, 0x3F,                   //   psi Some(0.5)
+        0x01, 0x00, 0x00, 0x80, 0x3E,                   //   ks_statistic Some(0.25)
+        0x01, 0x00, 0x00, 0x80, 0x3F,                   //   ks_p_value Some(1.0)
+        0x00,                                           //   js_distance None
+        0x00, 0x00, 0x00, 0x40,                         //   window_mean 2.0
+        0x00, 0x00, 0x80, 0x3F,                         //   reference_mean 1.0
+        0x01,                                           //   drifted
+        0x01,                                           // accuracy Some
+        0x04, 0x03,                                     //   labelled 4, correct 3
+        0x01, 0x00, 0x00, 0x40, 0x3F,                   //   accuracy Some(0.75)
+        0x01, 0x01, b'a',                               //   one class, label
+        0x01, 0x00, 0x00, 0x80, 0x3F, 0x00, 0x02,       //     precision Some(1.0), recall None, support 2
+        0x04, 0x01, 0x00, 0x02,                         //   matched, late, unknown, invalid
+        0x01,                                           // one active alert
+    ];
+    assert_eq!(postcard(&monitor_report()), [&head[..], &DRIFT_ALERT_BYTES].concat());
+}
+
+#[test]
+fn alert_report_and_feedback_postcard_bytes() {
+    #[rustfmt::skip]
+    let head = [
+        0x01, 0x06,                                     // envelope version 1, kind AlertReport
+        0x01, b'd',                                     // device
+        0x01, b's',                                     // source
+        0xE8, 0x07,                                     // at_ms 1000
+        0x00,                                           // change Raised
+    ];
+    let expected = [&head[..], &DRIFT_ALERT_BYTES, &[0x01], &DRIFT_ALERT_BYTES].concat();
+    assert_eq!(postcard(&alert_report()), expected);
+
+    #[rustfmt::skip]
+    let expected = [
+        0x01, 0x08,                                     // envelope version 1, kind Feedback
+        0x2A,                                           // seq 42
+        0x01, 0x07, b'w', b'a', b'l', b'k', b'i', b'n', b'g', // label Some("walking")
+        0x00,                                           // anomalous None
+    ];
+    assert_eq!(postcard(&feedback()), expected);
+}
+
+#[test]
+fn json_monitor_alert_and_feedback_field_names() {
+    let alert = json!({"kind": "drift", "subject": "x", "statistic": "psi", "value": 0.5, "threshold": 0.25,
+                       "severity": "alert", "since_ms": 1000});
+    assert_eq!(
+        json_object(&monitor_report()),
+        json!({"device": "d", "source": "s", "model": {"name": "m", "version": "1", "sha256": "ab"},
+               "at_ms": 1000, "observed": 300, "window": 200, "windows_evaluated": 2,
+               "features": [{"feature": "x", "side": "input", "psi": 0.5, "ks_statistic": 0.25, "ks_p_value": 1.0,
+                             "js_distance": null, "window_mean": 2.0, "reference_mean": 1.0, "drifted": true}],
+               "accuracy": {"labelled": 4, "correct": 3, "accuracy": 0.75,
+                            "classes": [{"label": "a", "precision": 1.0, "recall": null, "support": 2}],
+                            "matched_total": 4, "late_total": 1, "unknown_total": 0, "invalid_total": 2},
+               "active_alerts": [alert.clone()]})
+    );
+    assert_eq!(
+        json_object(&alert_report()),
+        json!({"device": "d", "source": "s", "at_ms": 1000, "change": "raised", "alert": alert.clone(),
+               "active": [alert]})
+    );
+    let cleared = AlertReport { change: AlertChange::Cleared, active: Vec::new(), ..alert_report() };
+    assert_eq!(
+        (json_object(&cleared)["change"].clone(), json_object(&cleared)["active"].clone()),
+        (json!("cleared"), json!([]))
+    );
+
+    // As documented: a label, or an anomaly flag; nothing else.
+    assert_eq!(json_object(&feedback()), json!({"seq": 42, "label": "walking", "anomalous": null}));
+    let anomaly: Feedback = decode(Format::Json, br#"{"seq":7,"anomalous":true}"#).expect("decodes");
+    assert_eq!(anomaly, Feedback { seq: 7, label: None, anomalous: Some(true) });
+    let labelled: Feedback = decode(Format::Json, br#"{"seq":42,"label":"walking"}"#).expect("decodes");
+    assert_eq!(labelled, feedback());
+    assert!(decode::<Feedback>(Format::Json, br#"{"seq":1,"label":"a","truth":"b"}"#).is_err());
+}
+
+#[test]
+fn monitor_payloads_round_trip_in_both_formats() {
+    for format in [Format::Json, Format::Postcard] {
+        let bytes = encode(format, &monitor_report()).expect("encodes");
+        assert_eq!(decode::<MonitorReport>(format, &bytes).expect("decodes"), monitor_report());
+        let bytes = encode(format, &alert_report()).expect("encodes");
+        assert_eq!(decode::<AlertReport>(format, &bytes).expect("decodes"), alert_report());
+        let bytes = encode(format, &feedback()).expect("encodes");
+        assert_eq!(decode::<Feedback>(format, &bytes).expect("decodes"), feedback());
+    }
+}

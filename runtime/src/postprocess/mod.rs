@@ -56,6 +56,11 @@ impl Decoder {
         Decoder { kind, labels, reads }
     }
 
+    /// The class labels in output order (possibly empty).
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
     /// Decodes one run's `outputs`. Detection decoders need the `geometry` of the preprocessed image to put
     /// boxes in source pixels, and refuse to decode without it; the others ignore it.
     /// Any NaN or infinity in an output the decoder reads is an [`Error::NonFiniteOutput`]: a broken model must

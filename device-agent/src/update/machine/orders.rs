@@ -11,6 +11,7 @@ use protocol::update::{Announcement, Order, UpdateTopics};
 pub(super) enum Pending {
     Announce(Box<Offer>),
     Rollback { model: Option<String>, order: u64 },
+    FetchEvidence { candidate: String, order: u64 },
 }
 
 /// A signed announcement taken, with where it came from and the disk as it found it.
@@ -25,7 +26,7 @@ impl Pending {
     fn stage(&self) -> ErrorStage {
         match self {
             Pending::Announce(_) => ErrorStage::Announce,
-            Pending::Rollback { .. } => ErrorStage::Command,
+            Pending::Rollback { .. } | Pending::FetchEvidence { .. } => ErrorStage::Command,
         }
     }
 }
@@ -122,6 +123,8 @@ impl Machine {
                 self.take_announcement(&base, announcement, disk, order, out);
             }
             Pending::Rollback { model, order } => self.roll_back(model, order, out),
+            // Independent of any update in progress: it only reads what the monitors kept.
+            Pending::FetchEvidence { candidate, order } => out.push(Action::PublishEvidence { candidate, order }),
         }
     }
 

@@ -1139,6 +1139,33 @@ fn unsigned_untrusted_and_edited_commands_are_refused() {
     assert_eq!(device.running_version(), "1.1.0", "still on probation");
 }
 
+/// README: a signed fetch of retraining evidence is carried out once, whatever the update is doing; unsigned,
+/// replayed or misaddressed, it is refused like any order.
+#[test]
+fn evidence_fetches_are_signed_orders() {
+    let mut device = Device::new();
+    device.push();
+    let fetch = |candidate: &str| Instruction::FetchEvidence { candidate: candidate.to_owned() };
+    let order = device.sign(Target::Device("d1".into()), fetch("1700000000000-0"));
+    let actions = device.command_json(Device::sealed(&order, &device.key));
+    assert!(
+        matches!(&actions[..], [Action::SaveGuard(_), Action::PublishEvidence { candidate, order: counter }]
+            if candidate == "1700000000000-0" && *counter == order.counter),
+        "{actions:#?}"
+    );
+    assert_eq!(device.running_version(), "1.1.0", "the candidate stays on probation");
+    let replay = device.command_json(Device::sealed(&order, &device.key));
+    refused(&replay, ErrorStage::Command, ErrorKind::Replayed);
+    let unsigned = br#"{"fetch_evidence":{"candidate":"1700000000000-0"}}"#.to_vec();
+    refused(&device.command_json(unsigned), ErrorStage::Command, ErrorKind::Malformed);
+    let elsewhere = device.sign(Target::Device("d2".into()), fetch("1700000000000-0"));
+    refused(
+        &device.command_json(Device::sealed(&elsewhere, &device.key)),
+        ErrorStage::Command,
+        ErrorKind::Misaddressed,
+    );
+}
+
 /// README: an order for another device, or a group the device is not in -> `misaddressed`; one for its group
 /// is taken.
 #[test]
