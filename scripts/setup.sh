@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need on Debian 12 with rustup Rust and Python 3, idempotently:
-# Mosquitto (the tests start their own brokers), OpenSSL (TLS test certificates), and libonnxruntime from the
-# `onnxruntime` wheel on PyPI. Run as root (or with sudo available).
+# Mosquitto (the tests start their own brokers), OpenSSL (TLS test certificates), Prometheus (the /metrics test),
+# and libonnxruntime from the `onnxruntime` wheel on PyPI. Run as root (or with sudo available).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 "$root/scripts/apt-install.sh" mosquitto mosquitto-clients openssl
@@ -9,5 +9,8 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 # project's frames live, ffmpeg to scale them; tests/rtsp/server.py.
 "$root/scripts/apt-install.sh" python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base \
   gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools ffmpeg
+# The Prometheus test's server (tests/tests/prometheus.rs starts its own on a loopback port with its own config and
+# storage; the packaged service is not used).
+"$root/scripts/apt-install.sh" prometheus
 # The distribution's broker service is not used: every test and the demo start their own on a loopback port.
 "$root/scripts/fetch-onnxruntime.sh" x86_64

@@ -261,8 +261,11 @@ fn run(
         report_start_failure(&config, &settings, &metrics, name, error);
     }
     let (health_stop, health_stopped) = std::sync::mpsc::channel();
-    let health =
-        HealthReporter::new(&config, metrics, link.clone(), conditions.clone(), spool).spawn(health_stopped)?;
+    #[cfg_attr(not(feature = "prometheus"), expect(unused_mut, reason = "only /metrics takes from the reporter"))]
+    let mut reporter = HealthReporter::new(&config, metrics, link.clone(), conditions.clone(), spool);
+    #[cfg(feature = "prometheus")]
+    let exporter = crate::prometheus::start(&config, &mut reporter);
+    let health = reporter.spawn(health_stopped)?;
     let mut source_threads = Vec::new();
     for reader in readers {
         source_threads.extend(reader()?);
@@ -285,8 +288,19 @@ fn run(
     });
     supervisor.run(&shutdown);
     log::info!("Shutting down: draining sources and workers.");
-    let running =
-        Running { updater, source_threads, feeds, workers, health_stop, health, forwarder, link, mqtt_thread };
+    let running = Running {
+        updater,
+        source_threads,
+        feeds,
+        workers,
+        health_stop,
+        health,
+        #[cfg(feature = "prometheus")]
+        exporter,
+        forwarder,
+        link,
+        mqtt_thread,
+    };
     running.stop();
     log::info!("Agent stopped.");
     Ok(ExitCode::SUCCESS)
@@ -528,6 +542,9 @@ struct Running {
     workers: Vec<JoinHandle<()>>,
     health_stop: std::sync::mpsc::Sender<()>,
     health: JoinHandle<()>,
+    /// `/metrics`, stopped after health (it serves health's last report until then).
+    #[cfg(feature = "prometheus")]
+    exporter: Option<crate::prometheus::Exporter>,
     forwarder: Option<forwarder::Running>,
     link: MqttHandle,
     mqtt_thread: JoinHandle<()>,
@@ -549,6 +566,10 @@ impl Running {
         }
         let _ = self.health_stop.send(());
         let _ = self.health.join();
+        #[cfg(feature = "prometheus")]
+        if let Some(exporter) = self.exporter {
+            exporter.stop();
+        }
         if let Some(forwarder) = self.forwarder {
             forwarder.stop(Instant::now() + DRAIN_TIMEOUT);
         }

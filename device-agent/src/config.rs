@@ -669,6 +669,7 @@ impl AgentConfig {
         }
         self.supervision.validate(&mut problems);
         self.spool.validate(&mut problems);
+        self.metrics.validate(&mut problems);
         let topics = self.topics();
         snapshot::validate(
             &self.snapshots,

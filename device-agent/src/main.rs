@@ -14,6 +14,8 @@ mod model_profile;
 mod monitor;
 mod mqtt;
 mod outbox;
+#[cfg(feature = "prometheus")]
+mod prometheus;
 mod queue;
 mod shutdown;
 mod snapshot;

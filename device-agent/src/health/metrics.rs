@@ -16,9 +16,14 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "prometheus")]
+mod histogram;
+
+#[cfg(feature = "prometheus")]
+pub use histogram::{LatencyHistogram, SourceLatency};
+
 /// Latency samples kept per stage: enough for a stable p99, small enough for a board (5 × 4 KiB per source).
 const LATENCY_WINDOW: usize = 1024;
-
 /// The registry of sources, in registration order, and the device's own counters.
 pub struct Metrics {
     sources: Mutex<Vec<Arc<SourceStats>>>,
@@ -186,7 +191,7 @@ pub struct SourceStats {
     queue_depth: AtomicU32,
     queue_capacity: AtomicU32,
     errors: Mutex<BTreeMap<ErrorKind, u64>>,
-    latency: Mutex<StageWindows>,
+    latency: Mutex<Latency>,
     identity: Mutex<Identity>,
     /// `frames_ok` and the time at the previous snapshot, for the rate.
     last_snapshot: Mutex<(u64, Instant)>,
@@ -215,7 +220,7 @@ impl SourceStats {
             queue_depth: AtomicU32::new(0),
             queue_capacity: AtomicU32::new(0),
             errors: Mutex::new(BTreeMap::new()),
-            latency: Mutex::new(StageWindows::default()),
+            latency: Mutex::new(Latency::default()),
             identity: Mutex::new(Identity::default()),
             last_snapshot: Mutex::new((0, now)),
         }
@@ -268,7 +273,7 @@ impl SourceStats {
     /// The p99 of the whole pipeline's latency over the window; `None` before the first prediction.
     pub fn total_p99(&self) -> Option<Duration> {
         let latency = lock(&self.latency);
-        let total = &latency.total;
+        let total = &latency.windows.total;
         (!total.samples.is_empty()).then(|| Duration::from_micros(u64::from(total.percentiles().p99_us)))
     }
 
@@ -302,7 +307,7 @@ impl SourceStats {
             errors,
             queue_depth: self.queue_depth.load(Ordering::Relaxed),
             queue_capacity: self.queue_capacity.load(Ordering::Relaxed),
-            latency: lock(&self.latency).percentiles(),
+            latency: lock(&self.latency).windows.percentiles(),
             predictions_unpublished: self.unpublished.load(Ordering::Relaxed),
         }
     }
@@ -323,27 +328,48 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// What a source keeps of its latencies: the recent windows (percentiles for MQTT health) and, for Prometheus,
+/// histograms since start, recorded together.
 #[derive(Debug, Default)]
-struct StageWindows {
-    decode: LatencyWindow,
-    preprocess: LatencyWindow,
-    inference: LatencyWindow,
-    postprocess: LatencyWindow,
-    total: LatencyWindow,
+struct Latency {
+    windows: PerStage<LatencyWindow>,
+    #[cfg(feature = "prometheus")]
+    histograms: PerStage<LatencyHistogram>,
 }
 
-impl StageWindows {
+impl Latency {
     fn record(&mut self, timings: &StageTimings) {
-        self.decode.push(timings.decode_us);
-        self.preprocess.push(timings.preprocess_us);
-        self.inference.push(timings.inference_us);
-        self.postprocess.push(timings.postprocess_us);
+        self.windows.record(timings, LatencyWindow::push);
+        #[cfg(feature = "prometheus")]
+        self.histograms.record(timings, LatencyHistogram::observe);
+    }
+}
+
+/// One latency statistic for each stage of the pipeline and for the whole of it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PerStage<T> {
+    pub decode: T,
+    pub preprocess: T,
+    pub inference: T,
+    pub postprocess: T,
+    /// The sum of the stages (saturating).
+    pub total: T,
+}
+
+impl<T> PerStage<T> {
+    fn record(&mut self, timings: &StageTimings, mut observe: impl FnMut(&mut T, u32)) {
         let total = [timings.preprocess_us, timings.inference_us, timings.postprocess_us]
             .into_iter()
             .fold(timings.decode_us, u32::saturating_add);
-        self.total.push(total);
+        observe(&mut self.decode, timings.decode_us);
+        observe(&mut self.preprocess, timings.preprocess_us);
+        observe(&mut self.inference, timings.inference_us);
+        observe(&mut self.postprocess, timings.postprocess_us);
+        observe(&mut self.total, total);
     }
+}
 
+impl PerStage<LatencyWindow> {
     fn percentiles(&self) -> StageLatency {
         StageLatency {
             decode: self.decode.percentiles(),

@@ -1,9 +1,15 @@
 //! Health: per-source [`Metrics`], process and board statistics, and the `health` thread that publishes a
 //! [`Health`] report every `health.interval_secs` (through the spool when there is one).
 
+#[cfg(feature = "prometheus")]
+mod export;
 mod metrics;
 pub mod system;
 
+#[cfg(feature = "prometheus")]
+pub use export::{LatestSnapshot, Snapshot};
+#[cfg(feature = "prometheus")]
+pub use metrics::{LatencyHistogram, SourceLatency};
 pub use metrics::{Metrics, SourceStats, nearest_rank};
 
 use crate::AGENT_VERSION;
@@ -36,6 +42,9 @@ pub struct HealthReporter {
     interval: Duration,
     clock: Arc<dyn Clock>,
     conditions: Arc<Conditions>,
+    /// Where each report also goes, for `/metrics`; `None` without an endpoint.
+    #[cfg(feature = "prometheus")]
+    export: Option<Arc<LatestSnapshot>>,
 }
 
 impl HealthReporter {
@@ -57,7 +66,20 @@ impl HealthReporter {
             interval: Duration::from_secs(config.health.interval_secs),
             mqtt,
             conditions,
+            #[cfg(feature = "prometheus")]
+            export: None,
         }
+    }
+
+    /// Hands every report, with the latency histograms of the same tick, to `/metrics`. The first snapshot is
+    /// taken now, so that a scrape before the first report is not empty.
+    #[cfg(feature = "prometheus")]
+    pub fn export(&mut self) -> Arc<LatestSnapshot> {
+        let spool = self.spool.as_ref().map(|spool| spool.health());
+        let health = self.gather(SystemSampler::new().sample(), spool, 0);
+        let latest = Arc::new(LatestSnapshot::new(Snapshot { health, latency: self.metrics.latency_histograms() }));
+        self.export = Some(latest.clone());
+        latest
     }
 
     /// Starts the `health` thread. It reports every interval (the first one interval after start) and ends
@@ -84,19 +106,15 @@ impl HealthReporter {
                 // After a stall (a suspended board), skip the missed reports instead of bursting them.
                 next = now + self.interval;
             }
-            let sources = SourceReports {
-                sources: self.metrics.snapshot(),
-                cameras: self.metrics.cameras(),
-                snapshots: self.metrics.snapshot_counters(),
-                monitors: self.metrics.monitors(),
-            };
-            let mqtt = MqttCounters { reconnects: self.mqtt.reconnects(), oversized: self.metrics.mqtt_oversized() };
             let spool = self.spool.as_ref().map(|spool| spool.health());
             if let Some(spool) = &spool {
                 self.watch_spool(spool.write_errors, &mut spool_write_errors);
             }
-            let degraded = Degraded { conditions: self.conditions.snapshot(), spool };
-            let health = report(&self.device, sampler.sample(), sources, mqtt, unpublished, degraded);
+            let health = self.gather(sampler.sample(), spool, unpublished);
+            #[cfg(feature = "prometheus")]
+            if let Some(export) = &self.export {
+                export.set(Snapshot { health: health.clone(), latency: self.metrics.latency_histograms() });
+            }
             match self.publish(&health) {
                 Ok(()) => failing = false,
                 Err(error) => {
@@ -111,6 +129,19 @@ impl HealthReporter {
                 }
             }
         }
+    }
+
+    /// The report of this tick: the sources' and the link's counters, the raised conditions, the spool.
+    fn gather(&self, system: SystemSample, spool: Option<SpoolHealth>, unpublished: u64) -> Health {
+        let sources = SourceReports {
+            sources: self.metrics.snapshot(),
+            cameras: self.metrics.cameras(),
+            snapshots: self.metrics.snapshot_counters(),
+            monitors: self.metrics.monitors(),
+        };
+        let mqtt = MqttCounters { reconnects: self.mqtt.reconnects(), oversized: self.metrics.mqtt_oversized() };
+        let degraded = Degraded { conditions: self.conditions.snapshot(), spool };
+        report(&self.device, system, sources, mqtt, unpublished, degraded)
     }
 
     /// Raises `spool_failing` while appends fail (some did since the last report), and clears it after an
