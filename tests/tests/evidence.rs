@@ -6,11 +6,12 @@
 //! - a candidate kept on disk (found again at start) is fetched only with a signed order from a trusted key;
 //!   an unknown candidate is refused by the device, a malformed id by `edgectl` itself.
 
-use integration_tests::agent::{Agent, agent_binary, operator_binary};
+use integration_tests::agent::{Agent, operator_binary};
 use integration_tests::broker::Broker;
+use integration_tests::models_dir;
+use integration_tests::profile::profiled_copy;
 use integration_tests::subscriber::{Received, Subscriber};
 use integration_tests::update::{ConfigBuilder, Keys, Workbench, quoted};
-use integration_tests::{models_dir, ort_library};
 use protocol::ModelIdentity;
 use protocol::wire::{AlertKind, EvidenceSample, RetrainCandidate};
 use std::collections::BTreeMap;
@@ -140,11 +141,7 @@ fn a_kept_candidate_is_fetched_byte_identical_with_a_signed_order_only() {
 }
 
 /// A copy of the image classifier profiled (`device-agent model profile`) on 24 darker noise frames.
-fn profiled_bundle() -> tempfile::TempDir {
-    let bundle = tempfile::tempdir().expect("temp dir");
-    for file in ["manifest.toml", "model.onnx", "labels.txt"] {
-        std::fs::copy(models_dir().join("image-classifier").join(file), bundle.path().join(file)).expect("copy");
-    }
+fn profiled_bundle() -> (tempfile::TempDir, PathBuf) {
     let reference = tempfile::tempdir().expect("temp dir");
     let frames: Vec<PathBuf> = (0..24)
         .map(|index| {
@@ -153,15 +150,7 @@ fn profiled_bundle() -> tempfile::TempDir {
             path
         })
         .collect();
-    let output = Command::new(agent_binary())
-        .args(["model", "profile"])
-        .arg(bundle.path())
-        .args(&frames)
-        .env("ORT_DYLIB_PATH", ort_library())
-        .output()
-        .expect("device-agent model profile runs");
-    assert!(output.status.success(), "model profile failed: {}", String::from_utf8_lossy(&output.stderr));
-    bundle
+    profiled_copy("image-classifier", &frames, &[])
 }
 
 /// A 96x96 PNG of noise between `low` and `low + span` that does not compress (about 25 KB), distinct per
@@ -191,12 +180,12 @@ fn a_drift_alert_keeps_the_inputs_that_caused_it_within_the_byte_cap() {
     let bench = Workbench::new();
     let broker = Broker::start();
     let state = tempfile::tempdir().expect("temp dir");
-    let bundle = profiled_bundle();
+    let (_copy, bundle) = profiled_bundle();
     let max_bytes = 65_536u64;
     let monitor = "window = 8\nstride = 4\nraise_after = 2\npublish_secs = 1\n";
     let evidence = format!("samples = 8\nmax_bytes = {max_bytes}\n");
     let sub = Subscriber::connect(broker.port(), &format!("devices/{DEVICE}/#"));
-    let agent = Agent::start(&config(broker.port(), &bench.trusted, state.path(), bundle.path(), monitor, &evidence));
+    let agent = Agent::start(&config(broker.port(), &bench.trusted, state.path(), &bundle, monitor, &evidence));
     wait_ready(&sub);
 
     // One frame at a time, each after the previous one's prediction: the latest-frame slot drops none, and the

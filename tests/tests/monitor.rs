@@ -4,13 +4,13 @@
 //! its value and the threshold) within `raise_after` evaluations; it clears once the recording comes back; the
 //! monitor topic and health carry the statistics.
 
-use integration_tests::agent::{Agent, agent_binary};
+use integration_tests::agent::Agent;
 use integration_tests::broker::Broker;
+use integration_tests::models_dir;
+use integration_tests::profile::profiled_copy;
 use integration_tests::subscriber::{Received, Subscriber};
-use integration_tests::{models_dir, ort_library};
 use serde_json::{Value, json};
-use std::path::Path;
-use std::process::Command;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -40,21 +40,9 @@ fn recording_windows() -> Vec<Vec<f32>> {
 }
 
 /// A copy of the activity classifier with the profile of its recording.
-fn profiled_bundle() -> tempfile::TempDir {
-    let bundle = tempfile::tempdir().expect("temp dir");
-    for file in ["manifest.toml", "model.onnx", "labels.txt"] {
-        std::fs::copy(models_dir().join("activity-classifier").join(file), bundle.path().join(file)).expect("copy");
-    }
-    let output = Command::new(agent_binary())
-        .args(["model", "profile"])
-        .arg(bundle.path())
-        .arg(models_dir().join("recordings/activity.csv"))
-        .args(["--stride", &STRIDE.to_string()])
-        .env("ORT_DYLIB_PATH", ort_library())
-        .output()
-        .expect("device-agent model profile runs");
-    assert!(output.status.success(), "model profile failed: {}", String::from_utf8_lossy(&output.stderr));
-    bundle
+fn profiled_bundle() -> (tempfile::TempDir, PathBuf) {
+    let recording = models_dir().join("recordings/activity.csv");
+    profiled_copy("activity-classifier", &[recording], &["--stride", &STRIDE.to_string()])
 }
 
 fn config(port: u16, bundle: &Path, windows: usize) -> String {
@@ -93,17 +81,23 @@ struct Feeder<'a> {
 }
 
 impl Feeder<'_> {
-    /// Publishes `windows` and waits for their predictions, then a moment for the monitor's messages.
+    /// Publishes `windows` and waits for their predictions, then a moment for the monitor's messages. At most
+    /// half the source's queue is in flight at once, so that a slow (shared) machine drops none.
     fn send(&mut self, windows: &[Vec<f32>]) -> Vec<Received> {
-        for values in windows {
-            self.sub.publish(SENSOR, json!({"channels": 6, "values": values}).to_string());
+        let mut got = Vec::new();
+        for chunk in windows.chunks(32) {
+            for values in chunk {
+                self.sub.publish(SENSOR, json!({"channels": 6, "values": values}).to_string());
+            }
+            self.sent += chunk.len();
+            let wanted = self.sent - self.predictions();
+            let answered = self.sub.collect_until(WAIT, |got| on(got, PREDICTIONS).count() >= wanted);
+            self.seen.extend(answered.iter().cloned());
+            got.extend(answered);
         }
-        self.sent += windows.len();
-        let before = self.predictions();
-        let wanted = self.sent - before;
-        let mut got = self.sub.collect_until(WAIT, |got| on(got, PREDICTIONS).count() >= wanted);
-        got.extend(self.sub.collect_for(Duration::from_millis(300)));
-        self.seen.extend(got.iter().cloned());
+        let settled = self.sub.collect_for(Duration::from_millis(300));
+        self.seen.extend(settled.iter().cloned());
+        got.extend(settled);
         got
     }
 
@@ -133,11 +127,11 @@ fn is_acc_x_drift(alert: &Value) -> bool {
 
 #[test]
 fn a_shifted_channel_raises_a_drift_alert_that_clears_when_the_shift_ends() {
-    let bundle = profiled_bundle();
+    let (_copy, bundle) = profiled_bundle();
     let windows = recording_windows();
     let broker = Broker::start();
     let sub = Subscriber::connect(broker.port(), "devices/mon-01/#");
-    let agent = Agent::start(&config(broker.port(), bundle.path(), windows.len()));
+    let agent = Agent::start(&config(broker.port(), &bundle, windows.len()));
     sub.first_on("devices/mon-01/status", WAIT);
     let mut feeder = Feeder { sub: &sub, sent: 0, seen: Vec::new() };
 

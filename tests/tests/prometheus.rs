@@ -4,6 +4,7 @@
 
 use integration_tests::agent::Agent;
 use integration_tests::broker::{Broker, free_port};
+use integration_tests::profile::{frames_and_variants, profiled_copy};
 use integration_tests::subscriber::{Received, Subscriber};
 use integration_tests::{fixtures, models_dir, repo_root, sigterm};
 use serde_json::Value;
@@ -285,33 +286,15 @@ fn collect_queries(value: &Value, panel: &str, out: &mut Vec<(String, String)>) 
     }
 }
 
-/// The image classifier with a reference profile of the frames (`device-agent model profile`), in a temporary copy.
-fn profiled_classifier() -> tempfile::TempDir {
-    let copy = tempfile::tempdir().expect("temp dir");
-    for entry in std::fs::read_dir(models_dir().join("image-classifier")).expect("the bundle") {
-        let entry = entry.expect("an entry");
-        std::fs::copy(entry.path(), copy.path().join(entry.file_name())).expect("copied");
-    }
-    let frames = FRAMES.map(|frame| models_dir().join("frames").join(frame));
-    let output = Command::new(integration_tests::agent::agent_binary())
-        .args(["model", "profile"])
-        .arg(copy.path())
-        .args(&frames)
-        .env("ORT_DYLIB_PATH", integration_tests::ort_library())
-        .output()
-        .expect("device-agent runs");
-    assert!(output.status.success(), "model profile failed: {}", String::from_utf8_lossy(&output.stderr));
-    copy
-}
-
 #[test]
 fn every_dashboard_query_returns_data() {
     let queries = dashboard_queries();
     assert!(queries.len() > 30, "{} queries", queries.len());
-    let profiled = profiled_classifier();
+    let frames = tempfile::tempdir().expect("temp dir");
+    let (_copy, profiled) = profiled_copy("image-classifier", &frames_and_variants(frames.path()), &[]);
     let monitors = "[[monitors]]\nsource = \"yard\"\nwindow = 8\nstride = 4\npublish_secs = 1\n\
                     [monitors.feedback]\nwindow = 20\nmin_labelled = 1\n";
-    let setup = Setup::start(profiled.path(), monitors);
+    let setup = Setup::start(&profiled, monitors);
     let prometheus = &setup.prometheus;
 
     // The dashboard's device variable, once the first scrape is in.
