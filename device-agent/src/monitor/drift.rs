@@ -6,10 +6,15 @@
 //! (both `warn`: they say the distribution moved, PSI says by how much). `m` is the number of continuous
 //! features of the model: the Bonferroni correction keeps the chance of any false KS alarm per window at
 //! `ks_p_value` however many features are tested.
+//!
+//! PSI has a noise floor: over a window of `n` inputs against a reference of `N`, in `B` bins, sampling alone
+//! gives PSI of about `(B - 1)(1/n + 1/N)` (0.06 for 10 bins, a window of 200 and a reference of 350), and a
+//! many-class predicted class far more. A PSI band counts only from [`psi_noise_quantile`] at the same
+//! family-wise level (`ks_p_value` over all the features), so an unchanged stream does not cross 0.1 by chance.
 
 use super::alerts::Reading;
 use protocol::wire::{AlertKind, FeatureDrift, FeatureSide, Severity};
-use runtime::monitor::{FeatureKind, FeatureSpec, FeatureStats, Profile};
+use runtime::monitor::{FeatureKind, FeatureSpec, FeatureStats, Profile, psi_noise_quantile};
 
 /// The drift thresholds of one source (`[[monitors]]`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -37,12 +42,14 @@ impl DriftThresholds {
         self.ks_p_value / continuous.max(1) as f64
     }
 
-    /// Judges `stats` (one per feature, in `specs` and `profile` order).
-    pub fn judge(&self, specs: &[FeatureSpec], profile: &Profile, stats: &[FeatureStats]) -> Judged {
+    /// Judges `stats` (one per feature, in `specs` and `profile` order) of a window of `window` inputs.
+    pub fn judge(&self, specs: &[FeatureSpec], profile: &Profile, stats: &[FeatureStats], window: usize) -> Judged {
         let ks_threshold = self.ks_threshold(specs);
+        let noise_level = self.ks_p_value / specs.len().max(1) as f64;
         let mut judged = Judged { features: Vec::new(), readings: Vec::new(), output_psi: None };
         for ((spec, reference), stats) in specs.iter().zip(&profile.features).zip(stats) {
-            let reading = self.reading(&spec.name, stats, ks_threshold);
+            let psi_floor = psi_noise_quantile(reference.proportions.len(), window, profile.size, noise_level);
+            let reading = self.reading(&spec.name, stats, ks_threshold, psi_floor);
             let reference_mean = match reference.kind {
                 FeatureKind::Continuous => reference.mean,
                 FeatureKind::Categorical { .. } => most_frequent(&reference.proportions),
@@ -66,8 +73,9 @@ impl DriftThresholds {
         judged
     }
 
-    /// The statistic that makes the window bad, the worst first; PSI against `psi_warn` when none does.
-    fn reading(&self, feature: &str, stats: &FeatureStats, ks_threshold: f64) -> Reading {
+    /// The statistic that makes the window bad, the worst first; PSI against `psi_warn` when none does. The PSI
+    /// bands start at `psi_floor` at the least (the alert's threshold says so).
+    fn reading(&self, feature: &str, stats: &FeatureStats, ks_threshold: f64, psi_floor: f64) -> Reading {
         let reading = |statistic, value: f64, threshold: f64, bad| Reading {
             kind: AlertKind::Drift,
             subject: feature.to_owned(),
@@ -76,11 +84,12 @@ impl DriftThresholds {
             threshold: threshold as f32,
             bad,
         };
-        if stats.psi >= self.psi_alert {
-            return reading("psi", stats.psi, self.psi_alert, Some(Severity::Alert));
+        let (psi_alert, psi_warn) = (self.psi_alert.max(psi_floor), self.psi_warn.max(psi_floor));
+        if stats.psi >= psi_alert {
+            return reading("psi", stats.psi, psi_alert, Some(Severity::Alert));
         }
-        if stats.psi >= self.psi_warn {
-            return reading("psi", stats.psi, self.psi_warn, Some(Severity::Warn));
+        if stats.psi >= psi_warn {
+            return reading("psi", stats.psi, psi_warn, Some(Severity::Warn));
         }
         if let Some(ks) = stats.ks.filter(|ks| ks.p_value < ks_threshold) {
             return reading("ks_p_value", ks.p_value, ks_threshold, Some(Severity::Warn));
@@ -88,7 +97,7 @@ impl DriftThresholds {
         if let Some(js) = stats.js_distance.filter(|js| *js >= self.js_alert) {
             return reading("js_distance", js, self.js_alert, Some(Severity::Warn));
         }
-        reading("psi", stats.psi, self.psi_warn, None)
+        reading("psi", stats.psi, psi_warn, None)
     }
 }
 
@@ -107,6 +116,9 @@ fn most_frequent(proportions: &[f64]) -> f64 {
 mod tests {
     use super::*;
     use runtime::monitor::{FeatureProfile, KsTest};
+
+    /// A window large enough for PSI's noise floor to sit below the bands.
+    const LARGE_WINDOW: usize = 100_000;
 
     const THRESHOLDS: DriftThresholds =
         DriftThresholds { psi_warn: 0.1, psi_alert: 0.25, ks_p_value: 0.01, js_alert: 0.2 };
@@ -164,6 +176,7 @@ mod tests {
             &specs(),
             &profile(),
             &[continuous(0.01, 0.005), continuous(0.01, 0.001), continuous(0.01, 0.9), categorical(0.01, 0.05)],
+            LARGE_WINDOW,
         );
         assert_eq!(judged.readings[0].bad, None);
         let ks = &judged.readings[1];
@@ -178,6 +191,7 @@ mod tests {
             &specs(),
             &profile(),
             &[continuous(0.3, 0.5), continuous(0.15, 0.5), continuous(0.05, 0.5), categorical(0.05, 0.25)],
+            LARGE_WINDOW,
         );
         let bands: Vec<_> = judged.readings.iter().map(|r| (r.statistic, r.bad, r.threshold)).collect();
         assert_eq!(
@@ -194,5 +208,18 @@ mod tests {
         assert_eq!(judged.features[0].ks_p_value, Some(0.5));
         assert_eq!((judged.features[0].window_mean, judged.features[0].reference_mean), (1.5, 0.5));
         assert_eq!(judged.output_psi, Some(0.05));
+    }
+
+    #[test]
+    fn a_psi_that_sampling_noise_explains_is_not_drift() {
+        let stats = [continuous(0.15, 0.5), continuous(0.3, 0.5), continuous(0.05, 0.5), categorical(0.05, 0.05)];
+        // Ten inputs against a reference of 1000: PSI's noise floor is far above both bands.
+        let small = THRESHOLDS.judge(&specs(), &profile(), &stats, 10);
+        let floor = small.readings[0].threshold;
+        assert!(floor > 0.3, "{floor}");
+        assert!(small.readings.iter().all(|reading| reading.bad.is_none()), "{:?}", small.readings);
+        // The same PSIs over a large window are drift.
+        let large = THRESHOLDS.judge(&specs(), &profile(), &stats, LARGE_WINDOW);
+        assert_eq!((large.readings[0].bad, large.readings[1].bad), (Some(Severity::Warn), Some(Severity::Alert)));
     }
 }

@@ -170,7 +170,7 @@ impl SourceMonitor {
             && let Some(profile) = &model.profile
             && drift.len() == self.watch.window
         {
-            let judged = self.watch.drift.judge(&model.specs, profile, &drift.evaluate(profile));
+            let judged = self.watch.drift.judge(&model.specs, profile, &drift.evaluate(profile), drift.len());
             self.features = judged.features;
             readings.extend(judged.readings);
             output_psi = judged.output_psi;

@@ -12,5 +12,7 @@ mod test_support;
 
 pub use features::{FeatureExtractor, FeatureKind, FeatureSpec};
 pub use profile::{FeatureProfile, PROFILE_FILE, Profile, ProfileBuilder};
-pub use stats::{KsTest, PSI_EPSILON, js_distance, kolmogorov_sf, ks_against_reference, ks_two_sample, psi};
+pub use stats::{
+    KsTest, PSI_EPSILON, js_distance, kolmogorov_sf, ks_against_reference, ks_two_sample, psi, psi_noise_quantile,
+};
 pub use window::{DriftWindow, FeatureStats};

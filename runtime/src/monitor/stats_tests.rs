@@ -104,3 +104,19 @@ fn js_distance_matches_scipy() {
     }
     assert_eq!(js_distance(&[0.0, 0.0], &[1.0, 2.0]), 0.0);
 }
+
+/// Chi-square quantiles from scipy (`scipy.stats.chi2.ppf(1 - alpha, bins - 1)`), scaled by `1/n + 1/N`.
+#[test]
+fn the_psi_noise_quantile_is_the_scaled_chi_square_quantile() {
+    for (bins, alpha, chi_square) in
+        [(10, 0.01, 21.665_994), (10, 0.001, 27.877_165), (4, 0.05, 7.814_728), (100, 0.01, 134.641_617)]
+    {
+        let quantile = psi_noise_quantile(bins, 200, 800, alpha);
+        let expected = chi_square * (1.0 / 200.0 + 1.0 / 800.0);
+        assert!((quantile / expected - 1.0).abs() < 0.01, "{bins} bins at {alpha}: {quantile} against {expected}");
+    }
+    assert_eq!(psi_noise_quantile(1, 200, 800, 0.01), 0.0);
+    assert_eq!(psi_noise_quantile(10, 0, 800, 0.01), 0.0);
+    // More inputs, less noise.
+    assert!(psi_noise_quantile(10, 2000, 800, 0.01) < psi_noise_quantile(10, 200, 800, 0.01));
+}

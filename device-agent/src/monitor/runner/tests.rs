@@ -376,8 +376,9 @@ fn a_shift_raises_a_drift_alert_with_evidence_and_clears_when_it_ends() {
     let report = alert_report(&raised[0].2);
     let alert = &report.alert;
     assert_eq!((alert.kind, alert.subject.as_str(), alert.statistic.as_str()), (AlertKind::Drift, "x", "psi"));
-    assert_eq!((alert.threshold, alert.severity), (0.25, Severity::Alert));
-    assert!(alert.value > 1.0, "{alert:?}");
+    // The alert band, raised to PSI's noise floor for a window this small.
+    assert_eq!(alert.severity, Severity::Alert);
+    assert!(alert.threshold > 0.25 && alert.value >= alert.threshold, "{alert:?}");
     let (topic, retained, payload) = &raised[1];
     assert_eq!((topic.as_str(), *retained), ("devices/dev-1/retrain/candidate", false));
     let candidate: wire::RetrainCandidate = serde_json::from_slice(payload).expect("a candidate");
