@@ -12,6 +12,8 @@
 
 mod alerts;
 mod drift;
+#[cfg(test)]
+mod eval;
 pub mod evidence;
 pub mod feedback;
 mod health;
