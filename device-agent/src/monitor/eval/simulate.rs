@@ -1,5 +1,5 @@
 //! The monitor thread's state ([`Runner`]) fed by hand with feature vectors drawn at random from a [`Pool`],
-//! under the `[[monitors]]` defaults. The alerts counted are the reports it publishes on the alerts topic, so
+//! under given `[[monitors]]` settings. The alerts counted are the reports it publishes on the alerts topic, so
 //! what is measured is the device's behaviour: windows, PSI/KS/JS judged with the Bonferroni correction, the
 //! agent's own signals, hysteresis.
 
@@ -19,7 +19,7 @@ const WARM_UP_WINDOWS: u64 = 10;
 /// How long each shift lasts, in inputs: five windows' worth, far more than detection needs.
 pub const SHIFT_INPUTS: u64 = 1000;
 /// Unshifted inputs after a shift within which its alerts must clear.
-const CLEAR_LIMIT: u64 = 2000;
+pub const CLEAR_LIMIT: u64 = 2000;
 
 /// A link that keeps the alert reports published (the simulated monitor publishes nothing else).
 struct KeptAlerts(Arc<Mutex<Vec<AlertReport>>>);
@@ -50,9 +50,9 @@ pub struct Simulation<'a> {
 }
 
 impl<'a> Simulation<'a> {
-    /// A monitor with the default settings for `pool`'s model; `seed` draws the stream.
-    pub fn new(pool: &'a Pool, seed: u64) -> Simulation<'a> {
-        let config = MonitorConfig { source: SOURCE.to_owned(), ..MonitorConfig::default() };
+    /// A monitor of `pool`'s model with `config`'s settings; `seed` draws the stream.
+    pub fn new(pool: &'a Pool, config: &MonitorConfig, seed: u64) -> Simulation<'a> {
+        let config = MonitorConfig { source: SOURCE.to_owned(), ..config.clone() };
         let published = Arc::new(Mutex::new(Vec::new()));
         let stats = Arc::new(MonitorStats::default());
         let settings = MonitorSettings {
@@ -109,8 +109,9 @@ impl<'a> Simulation<'a> {
         self.runner.observed(observation);
         self.inputs += 1;
         for report in self.published.lock().expect("not poisoned").drain(..) {
-            let same = |alert: &Alert| alert.kind == report.alert.kind && alert.subject == report.alert.subject;
-            if report.change == AlertChange::Raised && !self.active.iter().any(same) {
+            if report.change == AlertChange::Raised
+                && !self.active.iter().any(|alert| same_subject(alert, &report.alert))
+            {
                 self.raised.push(report.alert.clone());
             }
             self.active = report.active;
@@ -159,8 +160,8 @@ impl FalseAlarms {
 }
 
 /// Runs `windows` evaluated windows of the unshifted stream.
-pub fn false_alarms(pool: &Pool, windows: u64, seed: u64) -> FalseAlarms {
-    let mut simulation = Simulation::new(pool, seed);
+pub fn false_alarms(pool: &Pool, config: &MonitorConfig, windows: u64, seed: u64) -> FalseAlarms {
+    let mut simulation = Simulation::new(pool, config, seed);
     while simulation.windows() < windows {
         simulation.step(None);
     }
@@ -182,14 +183,20 @@ pub struct ShiftRun {
     pub before: usize,
     /// The first alert raised under the shift, and when.
     pub detected: Option<(Delay, Alert)>,
-    /// When every alert had cleared after the shift ended.
+    /// When every alert raised under the shift had cleared after it ended.
     pub cleared: Option<Delay>,
 }
 
+/// Whether two alerts are about the same thing (an escalation or a clear of the same alert).
+fn same_subject(a: &Alert, b: &Alert) -> bool {
+    a.kind == b.kind && a.subject == b.subject
+}
+
 /// Runs the stream unshifted for [`WARM_UP_WINDOWS`] and a random part of a stride, then under
-/// `pool.shifted[shift]` for [`SHIFT_INPUTS`], then unshifted until every alert cleared or [`CLEAR_LIMIT`].
-pub fn shift_run(pool: &Pool, shift: usize, seed: u64) -> ShiftRun {
-    let mut simulation = Simulation::new(pool, seed);
+/// `pool.shifted[shift]` for [`SHIFT_INPUTS`], then unshifted until the alerts the shift raised cleared or
+/// [`CLEAR_LIMIT`].
+pub fn shift_run(pool: &Pool, config: &MonitorConfig, shift: usize, seed: u64) -> ShiftRun {
+    let mut simulation = Simulation::new(pool, config, seed);
     while simulation.windows() < WARM_UP_WINDOWS {
         simulation.step(None);
     }
@@ -210,9 +217,11 @@ pub fn shift_run(pool: &Pool, shift: usize, seed: u64) -> ShiftRun {
         }
     }
     let ended = (simulation.inputs(), simulation.windows());
+    let shift_alerts = simulation.raised()[before..].to_vec();
+    let raised_by_shift = |active: &Alert| shift_alerts.iter().any(|raised| same_subject(raised, active));
     let mut cleared = None;
     for _ in 0..CLEAR_LIMIT {
-        if simulation.active().is_empty() {
+        if !simulation.active().iter().any(raised_by_shift) {
             cleared = Some(since(&simulation, ended));
             break;
         }
