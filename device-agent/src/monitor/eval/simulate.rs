@@ -19,7 +19,7 @@ const WARM_UP_WINDOWS: u64 = 10;
 /// How long each shift lasts, in inputs: five windows' worth, far more than detection needs.
 pub const SHIFT_INPUTS: u64 = 1000;
 /// Unshifted inputs after a shift within which its alerts must clear.
-pub const CLEAR_LIMIT: u64 = 2000;
+const CLEAR_LIMIT: u64 = 2000;
 
 /// A link that keeps the alert reports published (the simulated monitor publishes nothing else).
 struct KeptAlerts(Arc<Mutex<Vec<AlertReport>>>);
