@@ -1,5 +1,6 @@
 //! `device-agent`: runs camera and sensor frames through ONNX Runtime and reports predictions and health
-//! over MQTT. `run` is the daemon; `infer` tries a bundle on files; `bench` measures it.
+//! over MQTT. `run` is the daemon; `infer` tries a bundle on files; `bench` measures it; `model profile` stores
+//! a bundle's reference profile for monitoring.
 
 mod app;
 mod bench;
@@ -9,6 +10,7 @@ mod conditions;
 mod config;
 mod health;
 mod infer;
+mod model_profile;
 mod monitor;
 mod mqtt;
 mod outbox;
@@ -59,6 +61,9 @@ enum Command {
     Infer(InferArgs),
     /// Measure a bundle: frames/s, per-stage latency and peak RSS, next to bare `Session::run`.
     Bench(BenchArgs),
+    /// Prepare a model bundle for the device.
+    #[command(subcommand)]
+    Model(ModelCommand),
     /// Measure the spool on this machine's storage: append cost per fsync policy, bytes written per record,
     /// replay rate.
     SpoolBench(spool::bench::SpoolBenchArgs),
@@ -73,6 +78,13 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Run a bundle over validation inputs and store its reference profile for drift monitoring
+    /// (`profile.json`, listed in the manifest's `profile` key and `[checksums]`).
+    Profile(model_profile::ProfileArgs),
 }
 
 /// What `infer` and `bench` share: the bundle and how to run it.
@@ -168,6 +180,7 @@ fn main() -> ExitCode {
         Command::Run { config, check } => app::main(&config, check),
         Command::Infer(args) => infer::main(args),
         Command::Bench(args) => bench::main(args),
+        Command::Model(ModelCommand::Profile(args)) => model_profile::main(&args),
         Command::SpoolBench(args) => spool::bench::main(args),
         Command::CameraBench(args) => camera_bench::main(args),
         Command::Completions { shell } => {
@@ -196,7 +209,7 @@ mod tests {
         let mut script = Vec::new();
         completions(clap_complete::Shell::Bash, &mut script);
         let script = String::from_utf8(script).expect("UTF-8");
-        for name in ["run", "infer", "bench", "completions", "man"] {
+        for name in ["run", "infer", "bench", "model", "completions", "man"] {
             assert!(script.contains(&format!("cmd=\"device__agent__subcmd__{name}\"")), "{name} missing");
         }
     }
@@ -208,7 +221,7 @@ mod tests {
         let page =
             |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         let main = page("device-agent.1");
-        for name in ["run", "infer", "bench", "completions", "man"] {
+        for name in ["run", "infer", "bench", "model", "completions", "man"] {
             assert!(main.contains(&format!("device\\-agent\\-{name}(1)")), "{name} missing from device-agent.1");
             assert!(page(&format!("device-agent-{name}.1")).contains(".TH device-agent-"), "device-agent-{name}.1");
         }

@@ -5,6 +5,7 @@
 mod keygen;
 mod pack;
 mod push;
+mod retrain;
 mod sign;
 
 use anyhow::Context;
@@ -14,7 +15,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "edgectl", version, about = "Operate edge inference agents: keys, model packages, updates.")]
+#[command(
+    name = "edgectl",
+    version,
+    about = "Operate edge inference agents: keys, model packages, updates, retraining evidence."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -27,6 +32,9 @@ enum Command {
     /// Pack, sign and push model packages (over-the-air updates).
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Fetch the inputs a device kept when a drift alert was raised, ready for labelling.
+    #[command(subcommand)]
+    Retrain(RetrainCommand),
     /// Print the completion script for a shell.
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff), or write the pages of every command into a directory.
@@ -47,6 +55,15 @@ enum ModelCommand {
     Push(Box<push::PushArgs>),
     /// Ask a device to return to its previous model and wait for the outcome.
     Rollback(Box<push::RollbackArgs>),
+}
+
+#[derive(Subcommand)]
+enum RetrainCommand {
+    /// Ask a device (signed) for a retraining candidate's samples and write them, with candidate.json and a
+    /// labels.csv template, into a directory.
+    Fetch(Box<retrain::FetchArgs>),
+    /// Show a device's retraining candidate announcements.
+    List(Box<retrain::ListArgs>),
 }
 
 /// The ONNX Runtime library to record golden vectors with: the explicit path, else `ORT_DYLIB_PATH`, else the
@@ -79,6 +96,8 @@ fn main() -> ExitCode {
         Command::Model(ModelCommand::Sign(args)) => sign::main(&args),
         Command::Model(ModelCommand::Push(args)) => push::main(&args),
         Command::Model(ModelCommand::Rollback(args)) => push::rollback(&args),
+        Command::Retrain(RetrainCommand::Fetch(args)) => retrain::fetch(&args),
+        Command::Retrain(RetrainCommand::List(args)) => retrain::list(&args),
         Command::Completions { shell } => {
             completions(shell, &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
@@ -106,7 +125,8 @@ mod tests {
         completions(clap_complete::Shell::Bash, &mut script);
         let script = String::from_utf8(script).expect("UTF-8");
         let commands = ["keygen", "model", "model__subcmd__pack", "model__subcmd__sign", "model__subcmd__push"];
-        for name in commands.into_iter().chain(["model__subcmd__rollback", "completions", "man"]) {
+        let retrain = ["retrain", "retrain__subcmd__fetch", "retrain__subcmd__list"];
+        for name in commands.into_iter().chain(["model__subcmd__rollback", "completions", "man"]).chain(retrain) {
             assert!(
                 script.contains(&format!("cmd=\"edgectl__subcmd__{name}\"")),
                 "{name} missing from the completions"
@@ -121,9 +141,14 @@ mod tests {
         let page =
             |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         let (main, model) = (page("edgectl.1"), page("edgectl-model.1"));
-        for name in ["keygen", "model", "completions", "man"] {
+        for name in ["keygen", "model", "retrain", "completions", "man"] {
             assert!(main.contains(&format!("edgectl\\-{name}(1)")), "{name} missing from edgectl.1");
             assert!(page(&format!("edgectl-{name}.1")).contains(".TH edgectl-"), "edgectl-{name}.1");
+        }
+        let retrain = page("edgectl-retrain.1");
+        for name in ["fetch", "list"] {
+            assert!(retrain.contains(&format!("retrain\\-{name}(1)")), "{name} missing from edgectl-retrain.1");
+            assert!(page(&format!("edgectl-retrain-{name}.1")).contains("\\-\\-device"), "edgectl-retrain-{name}.1");
         }
         for name in ["pack", "sign", "push", "rollback"] {
             assert!(model.contains(&format!("model\\-{name}(1)")), "{name} missing from edgectl-model.1");

@@ -17,15 +17,15 @@ mod signer;
 mod transfer;
 
 pub use broker::BrokerArgs;
+pub(crate) use broker::{Broker, Inbound};
+pub(crate) use signer::{KeyArgs, Signer};
 
 use anyhow::{Result, bail};
-use broker::{Broker, Inbound};
 use chunks::ChunkCounts;
 use clap::Args;
 use package::Package;
 use protocol::update::{Instruction, Membership, Target as OrderTarget, UpdateState, UpdateStatus, UpdateTopics};
 use report::{DeviceOutcome, Phase, Summary, progress_line};
-use signer::{KeyArgs, Signer};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -320,7 +320,7 @@ fn own_prefix(target: &Target) -> Destination {
     }
 }
 
-fn device_target(device: &str, prefix: Option<&str>) -> Result<Target> {
+pub(crate) fn device_target(device: &str, prefix: Option<&str>) -> Result<Target> {
     check_name("device id", device)?;
     let prefix = match prefix {
         Some(prefix) => {
@@ -343,7 +343,7 @@ fn check_name(what: &str, name: &str) -> Result<()> {
 }
 
 /// A client id no other pusher has: two pushes at once must not throw each other off the broker.
-fn client_id() -> String {
+pub(crate) fn client_id() -> String {
     format!("push-{}-{}", std::process::id(), unix_time_ms())
 }
 

@@ -119,3 +119,81 @@ fn hex_sha256(bytes: &[u8]) -> String {
 fn read_to_string(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_owned(), source })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::monitor::ProfileBuilder;
+
+    /// A copy of the shipped activity classifier whose manifest lists `profile.json` (holding `profile`) with
+    /// the checksum `listed` (`None`: not in `[checksums]`).
+    fn bundle_with_profile(profile: &str, listed: Option<&str>) -> tempfile::TempDir {
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/activity-classifier");
+        let dir = tempfile::tempdir().expect("temp dir");
+        for file in ["model.onnx", "labels.txt"] {
+            std::fs::copy(shipped.join(file), dir.path().join(file)).expect("copied");
+        }
+        let mut manifest =
+            format!("profile = \"profile.json\"\n{}", read_to_string(&shipped.join(MANIFEST_FILE)).unwrap());
+        if let Some(sha256) = listed {
+            manifest.push_str(&format!("\n[checksums]\n\"profile.json\" = \"{sha256}\"\n"));
+        }
+        std::fs::write(dir.path().join(MANIFEST_FILE), manifest).expect("manifest written");
+        std::fs::write(dir.path().join("profile.json"), profile).expect("profile written");
+        dir
+    }
+
+    /// A profile of the activity classifier's features.
+    fn activity_profile() -> Profile {
+        let shipped = Bundle::load(Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/activity-classifier"))
+            .expect("shipped bundle");
+        let specs = FeatureExtractor::new(shipped.manifest(), shipped.labels()).specs().to_vec();
+        let mut builder = ProfileBuilder::new(&specs);
+        for i in 0..30 {
+            let mut vector: Vec<f32> = (0..specs.len()).map(|feature| (i * feature) as f32).collect();
+            vector[18] = (i % 4) as f32;
+            builder.add(&vector);
+        }
+        builder.build().expect("profile")
+    }
+
+    #[test]
+    fn a_listed_profile_loads_with_the_bundle() {
+        let profile = activity_profile();
+        let json = profile.to_json();
+        let dir = bundle_with_profile(&json, Some(&hex_sha256(json.as_bytes())));
+        let bundle = Bundle::load(dir.path()).expect("loads");
+        assert_eq!(bundle.profile().map(|p| p.as_ref()), Some(&profile));
+    }
+
+    #[test]
+    fn a_profile_outside_the_checksums_is_refused() {
+        let dir = bundle_with_profile(&activity_profile().to_json(), None);
+        let err = Bundle::load(dir.path()).expect_err("refused");
+        assert!(matches!(err, Error::Manifest { .. }), "{err:?}");
+        assert!(err.to_string().contains("`profile` \"profile.json\" is not listed in `[checksums]`"), "{err}");
+    }
+
+    #[test]
+    fn a_tampered_profile_is_refused_naming_it() {
+        let json = activity_profile().to_json();
+        let dir =
+            bundle_with_profile(&json.replacen("\"size\":30", "\"size\":31", 1), Some(&hex_sha256(json.as_bytes())));
+        let err = Bundle::load(dir.path()).expect_err("refused");
+        let Error::ChecksumMismatch { path, .. } = &err else { panic!("{err:?}") };
+        assert_eq!(path, &dir.path().join("profile.json"));
+    }
+
+    #[test]
+    fn a_profile_of_other_features_is_refused_naming_the_file_and_the_feature() {
+        let mut profile = activity_profile();
+        profile.features[0].name = "brightness".to_owned();
+        let json = profile.to_json();
+        let dir = bundle_with_profile(&json, Some(&hex_sha256(json.as_bytes())));
+        let err = Bundle::load(dir.path()).expect_err("refused");
+        let Error::Profile { path, message } = &err else { panic!("{err:?}") };
+        assert_eq!(path, &dir.path().join("profile.json"));
+        assert_eq!(message, "feature 0 is `brightness`, the model's is `acc_x.mean`");
+        assert_eq!(err.kind(), protocol::error::ErrorKind::Manifest);
+    }
+}

@@ -67,6 +67,15 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_shows_the_feedback_and_evidence_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/agent.example.toml");
+        let config = AgentConfig::load(&path).unwrap_or_else(|e| panic!("{}:\n{e}", path.display()));
+        let monitor = &config.monitors[0];
+        assert_eq!(monitor.feedback, Some(crate::config::FeedbackConfig::default()));
+        assert_eq!(monitor.evidence, Some(super::EvidenceConfig::default()));
+    }
+
+    #[test]
     fn the_directory_defaults_under_the_state_dir_and_is_required_without_it() {
         let state = format!("{UPDATE}state_dir = \"state\"\n");
         let mut config = parse(&state, "").expect("valid");
@@ -81,7 +90,7 @@ mod tests {
         assert_eq!(evidence.directory(None).as_deref(), Some(Path::new("/etc/agent/kept")));
 
         assert_eq!(
-            parse("", "samples = 0\nmax_bytes = 1000\n").err().expect("invalid"),
+            parse("", "samples = 0\nmax_bytes = 1000\n").expect_err("invalid"),
             [
                 "monitors[0].evidence.samples: must be between 1 and 10000",
                 "monitors[0].evidence.max_bytes: must be >= 65536",

@@ -153,6 +153,16 @@ mod tests {
         );
     }
 
+    /// `docs/agent.example.toml` shows every key at its default.
+    #[test]
+    fn the_documented_example_shows_the_defaults() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/agent.example.toml");
+        let config = AgentConfig::load(&path).unwrap_or_else(|e| panic!("{}:\n{e}", path.display()));
+        let monitor = &config.monitors[0];
+        let shown = MonitorConfig { feedback: None, evidence: None, ..monitor.clone() };
+        assert_eq!(shown, MonitorConfig { source: "wrist".into(), ..MonitorConfig::default() });
+    }
+
     #[test]
     fn every_problem_names_its_key() {
         let bad = "[[monitors]]\nsource = \"vib\"\nwindow = 1\nstride = 0\npublish_secs = 0\npsi_warn = 0.0\n\

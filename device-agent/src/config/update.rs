@@ -62,6 +62,14 @@ pub struct ProbationConfig {
     pub max_confidence_drop: f64,
     /// Refuse a model that would run on another execution provider than the one it replaces.
     pub require_same_provider: bool,
+    /// Roll back when the largest PSI of the new model's outputs against its own reference profile goes above
+    /// this (needs a `[[monitors]]` entry for the source and a profiled bundle); unset: not judged.
+    pub max_output_psi: Option<f64>,
+    /// Roll back when the new model's accuracy from feedback falls below this (0–1; needs `[monitors.feedback]`);
+    /// unset: not judged.
+    pub min_accuracy: Option<f64>,
+    /// Labelled predictions the new model needs before its accuracy is judged.
+    pub min_labelled: u32,
 }
 
 impl Default for ProbationConfig {
@@ -74,6 +82,9 @@ impl Default for ProbationConfig {
             min_p95_increase_ms: 1.0,
             max_confidence_drop: 0.2,
             require_same_provider: true,
+            max_output_psi: None,
+            min_accuracy: None,
+            min_labelled: 20,
         }
     }
 }
@@ -138,5 +149,47 @@ impl UpdateConfig {
         if !(probation.max_p95_ratio.is_finite() && probation.max_p95_ratio >= 1.0) {
             problems.push("update.probation.max_p95_ratio", "must be >= 1");
         }
+        if probation.max_output_psi.is_some_and(|psi| !(psi.is_finite() && psi > 0.0)) {
+            problems.push("update.probation.max_output_psi", "must be > 0");
+        }
+        if probation.min_accuracy.is_some_and(|accuracy| !(0.0..=1.0).contains(&accuracy)) {
+            problems.push("update.probation.min_accuracy", "must be between 0 and 1");
+        }
+        if probation.min_labelled == 0 {
+            problems.push("update.probation.min_labelled", "must be >= 1");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::AgentConfig;
+
+    const BASE: &str = "device_id = \"d\"\n[[sources]]\nname = \"imu\"\nmodel = \"m\"\nkind = \"mqtt_sensor\"\n\
+        [update]\ntrusted_keys = [\"0000000000000000000000000000000000000000000000000000000000000000\"]\n\
+        state_dir = \"state\"\n[update.probation]\n";
+
+    #[test]
+    fn monitored_probation_limits_are_optional_and_checked() {
+        let config = AgentConfig::parse(BASE).expect("valid");
+        let probation = config.update.expect("configured").probation;
+        assert_eq!((probation.max_output_psi, probation.min_accuracy, probation.min_labelled), (None, None, 20));
+        let set = format!("{BASE}max_output_psi = 0.25\nmin_accuracy = 0.9\nmin_labelled = 100\n");
+        let probation = AgentConfig::parse(&set).expect("valid").update.expect("configured").probation;
+        assert_eq!(
+            (probation.max_output_psi, probation.min_accuracy, probation.min_labelled),
+            (Some(0.25), Some(0.9), 100)
+        );
+        let bad = format!("{BASE}max_output_psi = 0.0\nmin_accuracy = 1.2\nmin_labelled = 0\n");
+        let errors: Vec<String> =
+            AgentConfig::parse(&bad).expect_err("invalid").0.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            errors,
+            [
+                "update.probation.max_output_psi: must be > 0",
+                "update.probation.min_accuracy: must be between 0 and 1",
+                "update.probation.min_labelled: must be >= 1",
+            ]
+        );
     }
 }

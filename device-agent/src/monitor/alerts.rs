@@ -3,10 +3,10 @@
 //!
 //! Hysteresis: an alert is raised after `raise_after` consecutive bad windows of its subject and cleared after
 //! `clear_after` consecutive good ones; a subject with no reading in a window (a class that stopped
-//! dominating) counts as good. Severity is `warn` unless the last `raise_after` windows were all in the
-//! `alert` band; an active `warn` escalates to `alert` (announced as a new raise) once that holds, and never
-//! de-escalates before it clears. The no-input alert is not windowed: its idle time is its hysteresis, so it
-//! is raised and cleared at once ([`AlertMachine::set_immediate`]).
+//! dominating) counts as good. Its severity is the band of the window that raised it; an active `warn` whose
+//! window reaches the `alert` band escalates (announced as a new raise, with the value and threshold of that
+//! window), and never de-escalates before it clears. The no-input alert is not windowed: its idle time is its
+//! hysteresis, so it is raised and cleared at once ([`AlertMachine::set_immediate`]).
 
 use protocol::wire::{Alert, AlertChange, AlertKind, Severity};
 
@@ -50,8 +50,6 @@ struct Track {
     kind: AlertKind,
     subject: String,
     bad_streak: u32,
-    /// Consecutive windows in the `alert` band.
-    alert_streak: u32,
     good_streak: u32,
     active: Option<Alert>,
 }
@@ -83,7 +81,6 @@ impl AlertMachine {
                         kind: reading.kind,
                         subject: reading.subject.clone(),
                         bad_streak: 0,
-                        alert_streak: 0,
                         good_streak: 0,
                         active: None,
                     });
@@ -149,7 +146,6 @@ impl Track {
     fn step(&mut self, reading: &Reading, raise_after: u32, clear_after: u32, now_ms: u64) -> Option<Change> {
         let Some(severity) = reading.bad else {
             self.bad_streak = 0;
-            self.alert_streak = 0;
             self.good_streak += 1;
             if self.good_streak < clear_after {
                 return None;
@@ -161,17 +157,15 @@ impl Track {
         };
         self.good_streak = 0;
         self.bad_streak += 1;
-        self.alert_streak = if severity == Severity::Alert { self.alert_streak + 1 } else { 0 };
-        let earned = if self.alert_streak >= raise_after { Severity::Alert } else { Severity::Warn };
         match &mut self.active {
             None if self.bad_streak >= raise_after => {
-                let raised = alert(reading, earned, now_ms);
+                let raised = alert(reading, severity, now_ms);
                 self.active = Some(raised.clone());
                 Some(Change::raised(raised))
             }
-            Some(active) if active.severity < earned => {
+            Some(active) if active.severity < severity => {
                 let since_ms = active.since_ms;
-                *active = Alert { since_ms, ..alert(reading, earned, now_ms) };
+                *active = Alert { since_ms, ..alert(reading, severity, now_ms) };
                 Some(Change { change: AlertChange::Raised, alert: active.clone(), escalation: true })
             }
             _ => None,
@@ -181,7 +175,6 @@ impl Track {
     /// A window without a reading of this subject: good.
     fn unread(&mut self, clear_after: u32) -> Option<Change> {
         self.bad_streak = 0;
-        self.alert_streak = 0;
         self.good_streak += 1;
         if self.good_streak < clear_after {
             return None;
@@ -245,15 +238,16 @@ mod tests {
     }
 
     #[test]
-    fn a_warn_escalates_to_alert_once_the_alert_band_holds() {
+    fn a_warn_escalates_to_alert_in_the_alert_band() {
         let mut machine = AlertMachine::new(2, 2);
-        let changes = run(&mut machine, &[0.15, 0.3, 0.3, 0.3, 0.15]);
+        let changes = run(&mut machine, &[0.3, 0.15, 0.3, 0.3, 0.15]);
         assert!(changes[0].is_empty());
         assert_eq!((changes[1][0].alert.severity, changes[1][0].escalation), (Severity::Warn, false));
         assert_eq!(changes[2].len(), 1);
         let escalated = &changes[2][0];
         assert_eq!((escalated.change, escalated.escalation), (AlertChange::Raised, true));
         assert_eq!((escalated.alert.severity, escalated.alert.since_ms), (Severity::Alert, 1));
+        assert_eq!((escalated.alert.value, escalated.alert.threshold), (0.3, 0.1));
         assert!(changes[3].is_empty());
         // Back in the warn band: still bad, still `alert` until it clears.
         assert!(changes[4].is_empty());

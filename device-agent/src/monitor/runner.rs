@@ -129,6 +129,20 @@ impl FeedbackState {
     }
 }
 
+/// One line per raise (a warning) and per clear.
+fn log_change(source: &str, change: AlertChange, alert: &Alert) {
+    let (kind, subject, statistic) = (alert.kind, alert.subject.as_str(), alert.statistic.as_str());
+    let (value, threshold) = (alert.value, alert.threshold);
+    match change {
+        AlertChange::Raised => {
+            log::warn!(source, subject; "Alert raised: {kind:?}, {statistic} {value} (threshold {threshold}).")
+        }
+        AlertChange::Cleared => {
+            log::info!(source, subject; "Alert cleared: {kind:?}, {statistic} {value} (threshold {threshold}).")
+        }
+    }
+}
+
 fn totals(report: &AccuracyReport) -> FeedbackTotals {
     FeedbackTotals {
         matched: report.matched_total,
@@ -315,9 +329,7 @@ impl Runner {
                     }
                 }
             }
-            let level = if change == AlertChange::Raised { log::Level::Warn } else { log::Level::Info };
-            log::log!(level, source = self.source.as_str(); "Alert {change:?}: {:?} {} {} = {} (threshold {}).",
-                alert.kind, alert.subject, alert.statistic, alert.value, alert.threshold);
+            log_change(&self.source, change, &alert);
             let report = AlertReport {
                 device: self.device.clone(),
                 source: self.source.clone(),

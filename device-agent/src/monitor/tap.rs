@@ -66,7 +66,8 @@ impl MonitorTap {
         self.model = Some(MonitoredModel::of(serving));
     }
 
-    /// Observes `job`, which `pipeline` (the one last given to [`MonitorTap::serve`]) inferred as `output`.
+    /// Observes `job`, inferred as `output` by the pipeline last given to [`MonitorTap::serve`], which computed
+    /// `features` ([`runtime::Pipeline::features`]).
     pub fn inferred(&mut self, job: &Job, features: Option<&[f32]>, output: &Output, timings: &StageTimings) {
         let outcome = Outcome::Inferred {
             features: features.map(<[f32]>::to_vec).unwrap_or_default(),

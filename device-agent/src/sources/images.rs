@@ -86,7 +86,7 @@ fn send(file: &Path, max_bytes: u64, feed: &Feed) {
 
 /// The file's bytes, or `None` if there are more than `max_bytes` (never reading more than one beyond, in
 /// case the file grows after its size was looked at).
-fn read_at_most(file: &Path, max_bytes: u64) -> std::io::Result<Option<Vec<u8>>> {
+pub fn read_at_most(file: &Path, max_bytes: u64) -> std::io::Result<Option<Vec<u8>>> {
     let file = std::fs::File::open(file)?;
     let size = file.metadata()?.len();
     if size > max_bytes {

@@ -164,6 +164,29 @@ pub fn judge(limits: &ProbationConfig, baseline: &ScoreSnapshot, candidate: &Sco
             limits.max_confidence_drop
         ));
     }
+    judge_monitored(limits, candidate)
+}
+
+/// The monitor's measures of the candidate alone, against its own reference profile and the ground truth: a
+/// baseline is not needed, and not judged when the monitor has not measured (no profile, no full window, too
+/// few labelled predictions).
+fn judge_monitored(limits: &ProbationConfig, candidate: &ScoreSnapshot) -> Verdict {
+    if let (Some(limit), Some(psi)) = (limits.max_output_psi, candidate.output_psi)
+        && psi > limit
+    {
+        return Verdict::Unhealthy(format!("output drift: PSI {psi:.3} against the reference profile (limit {limit})"));
+    }
+    if let (Some(limit), Some((correct, labelled))) = (limits.min_accuracy, candidate.accuracy)
+        && labelled >= limits.min_labelled.max(1)
+        && f64::from(correct) / f64::from(labelled) < limit
+    {
+        let accuracy = f64::from(correct) / f64::from(labelled);
+        return Verdict::Unhealthy(format!(
+            "accuracy {:.1}% over {labelled} labelled predictions (limit {:.1}%)",
+            accuracy * 100.0,
+            limit * 100.0
+        ));
+    }
     Verdict::Healthy
 }
 
@@ -236,6 +259,33 @@ mod tests {
         };
         assert_eq!(judge(&limits(), &idle, &scored(20, 0, 100_000, 0.9)), Verdict::Healthy);
         assert!(matches!(judge(&limits(), &idle, &scored(20, 20, 100, 0.9)), Verdict::Unhealthy(_)));
+    }
+
+    #[test]
+    fn output_drift_and_accuracy_are_judged_when_configured_and_measured() {
+        let configured =
+            ProbationConfig { max_output_psi: Some(0.25), min_accuracy: Some(0.8), min_labelled: 10, ..limits() };
+        let baseline = scored(100, 0, 100, 0.9);
+        let monitored = |output_psi, accuracy| ScoreSnapshot { output_psi, accuracy, ..scored(20, 0, 100, 0.9) };
+        for (candidate, verdict) in [
+            (monitored(None, None), None),
+            (monitored(Some(0.25), Some((8, 10))), None),
+            (monitored(Some(0.3), None), Some("output drift: PSI 0.300")),
+            (monitored(None, Some((7, 10))), Some("accuracy 70.0% over 10 labelled")),
+            (monitored(None, Some((0, 9))), None),
+        ] {
+            match (judge(&configured, &baseline, &candidate), verdict) {
+                (Verdict::Healthy, None) => {}
+                (Verdict::Unhealthy(reason), Some(expected)) => assert!(reason.contains(expected), "{reason}"),
+                (other, expected) => panic!("{candidate:?}: {other:?}, expected {expected:?}"),
+            }
+        }
+        let unset = limits();
+        assert_eq!(judge(&unset, &baseline, &monitored(Some(5.0), Some((0, 100)))), Verdict::Healthy);
+        assert_eq!(
+            judge(&configured, &baseline, &ScoreSnapshot { frames: 5, ..monitored(Some(5.0), None) }),
+            Verdict::TooEarly
+        );
     }
 
     #[test]

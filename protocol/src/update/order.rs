@@ -107,6 +107,10 @@ mod tests {
         let unknown = text.replace("\"model\":null", "\"model\":null,\"force\":true");
         assert!(serde_json::from_str::<Order>(&unknown).is_err(), "unknown fields are refused");
         assert!(serde_json::from_str::<Order>(r#"{"command":"rollback"}"#).is_err(), "the unsigned command is gone");
+        let fetch = r#"{"target":{"device":"wrist-01"},"counter":8,"expires_at_ms":9,"instruction":{"fetch_evidence":{"candidate":"1733318212345-0"}}}"#;
+        let order: Order = serde_json::from_str(fetch).unwrap();
+        assert_eq!(order.instruction, Instruction::FetchEvidence { candidate: "1733318212345-0".into() });
+        assert!(order.instruction.is_command(), "it comes on the command topic");
     }
 
     #[test]

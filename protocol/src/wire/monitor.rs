@@ -257,6 +257,25 @@ impl Message for RetrainCandidate {
     const KIND: MessageKind = MessageKind::RetrainCandidate;
 }
 
+/// `(at_ms, n)` of a candidate id `<at_ms>-<n>` (decimal digits only, so the id is a safe file name and a single
+/// topic level); `None` for anything else.
+pub fn parse_candidate_id(id: &str) -> Option<(u64, u64)> {
+    let (at_ms, n) = id.split_once('-')?;
+    let digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    if !digits(at_ms) || !digits(n) {
+        return None;
+    }
+    Some((at_ms.parse().ok()?, n.parse().ok()?))
+}
+
+/// Whether `id` is a sample's file name as the agent makes them (`<seq>.<extension>`): ASCII letters, digits
+/// and dots, starting with a digit, so never `.`, `..`, a path or a topic wildcard.
+pub fn is_sample_id(id: &str) -> bool {
+    id.len() <= 64
+        && id.starts_with(|c: char| c.is_ascii_digit())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.')
+}
+
 /// One input kept as evidence: its file, `<seq>.jpg`, `<seq>.png`, `<seq>.<pixel format>.raw`, `<seq>.csv` or
 /// `<seq>.bin` (an image that is neither JPEG nor PNG).
 ///
@@ -320,4 +339,45 @@ impl Message for RetrainFetch {
 pub struct SkippedSample {
     pub id: String,
     pub reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Format, Topics, decode, encode};
+
+    #[test]
+    fn candidate_and_sample_ids_are_safe_names() {
+        assert_eq!(parse_candidate_id("1733318212345-2"), Some((1_733_318_212_345, 2)));
+        for bad in ["", "-", "1-", "-1", "1-2-3", "../1-2", "1-2/..", "a-1", "1 -2", "+-1", "99999999999999999999999-0"]
+        {
+            assert_eq!(parse_candidate_id(bad), None, "{bad:?}");
+        }
+        assert!(is_sample_id("42.jpg") && is_sample_id("42.nv12.raw") && is_sample_id("7.csv"));
+        for bad in ["", ".", "..", ".hidden", "a.jpg", "4/2.jpg", "42.jpg/", "4\\2", "4#", "4+"] {
+            assert!(!is_sample_id(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn fetch_answers_round_trip_on_their_topics() {
+        let topics = Topics::new("devices/d1");
+        assert_eq!(topics.retrain_samples("5-0"), "devices/d1/retrain/samples/5-0");
+        assert_eq!(topics.retrain_fetched("5-0"), "devices/d1/retrain/fetched/5-0");
+        let answer = RetrainFetch {
+            device: "d1".into(),
+            candidate: "5-0".into(),
+            order: 42,
+            announcement: None,
+            published: vec!["1.jpg".into()],
+            skipped: vec![SkippedSample { id: "2.jpg".into(), reason: "too large".into() }],
+            error: None,
+        };
+        for format in [Format::Json, Format::Postcard] {
+            let bytes = encode(format, &answer).expect("encoded");
+            assert_eq!(decode::<RetrainFetch>(format, &bytes).expect("decoded"), answer);
+        }
+        let json: serde_json::Value = serde_json::from_slice(&encode(Format::Json, &answer).unwrap()).unwrap();
+        assert_eq!(json["skipped"][0]["reason"], "too large");
+    }
 }

@@ -110,7 +110,7 @@ impl FeatureExtractor {
     /// (no detections) have defined values.
     pub fn extract(&mut self, input: InputTensor<'_>, output: &Output, out: &mut Vec<f32>) {
         out.clear();
-        match &self.input {
+        match &mut self.input {
             InputFeatures::Image(features) => features.extract(input, out),
             InputFeatures::Sensor(features) => features.extract(input, out),
         }

@@ -3,9 +3,11 @@
 //! `candidate.json`, and each sample's bytes as stored, refused when larger than an MQTT packet carries. The
 //! update thread, which verifies orders, publishes what this reads (see `crate::update`).
 
-use super::store::{CANDIDATE_FILE, is_candidate_id, is_sample_id};
+use super::store::CANDIDATE_FILE;
 use crate::config::AgentConfig;
-use protocol::wire::{EvidenceSample, RetrainCandidate, RetrainFetch, SkippedSample, Topics};
+use protocol::wire::{
+    EvidenceSample, RetrainCandidate, RetrainFetch, SkippedSample, Topics, is_sample_id, parse_candidate_id,
+};
 use std::path::{Path, PathBuf};
 
 /// The directory of `source`'s candidates under an evidence `directory`.
@@ -34,7 +36,7 @@ pub struct Located {
 
 /// Finds candidate `id` in one of `dirs`; the error says why it cannot be fetched.
 pub fn locate(dirs: &[PathBuf], id: &str) -> Result<Located, String> {
-    if !is_candidate_id(id) {
+    if parse_candidate_id(id).is_none() {
         return Err(format!("{id:?} is not a candidate id (<at_ms>-<n>)"));
     }
     let mut found = dirs.iter().map(|dir| dir.join(id)).filter(|dir| dir.is_dir());

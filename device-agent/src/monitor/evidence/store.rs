@@ -2,7 +2,7 @@
 //! `candidate.json`. A candidate is written in `.tmp-<candidate>/` and renamed into place, so a reader (or the
 //! next start) sees all of it or nothing; a temporary left by a crash is removed at open.
 
-use protocol::wire::RetrainCandidate;
+use protocol::wire::{RetrainCandidate, parse_candidate_id as parse_id};
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -18,28 +18,6 @@ struct Stored {
     order: (u64, u64),
     samples: u64,
     bytes: u64,
-}
-
-/// Whether `id` is a candidate id as [`Store::free_id`] makes them (`<at_ms>-<n>`), and so safe as a file name.
-pub fn is_candidate_id(id: &str) -> bool {
-    parse_id(id).is_some()
-}
-
-fn parse_id(id: &str) -> Option<(u64, u64)> {
-    let (at_ms, n) = id.split_once('-')?;
-    let digits = |part: &str| !part.is_empty() && part.len() <= 20 && part.bytes().all(|b| b.is_ascii_digit());
-    if !digits(at_ms) || !digits(n) {
-        return None;
-    }
-    Some((at_ms.parse().ok()?, n.parse().ok()?))
-}
-
-/// Whether `id` is a sample's file name as `Sample::of` makes them (`<seq>.<extension>`): letters, digits and
-/// dots, starting with a digit, so never `.`, `..` or a path.
-pub fn is_sample_id(id: &str) -> bool {
-    id.len() <= 64
-        && id.starts_with(|c: char| c.is_ascii_digit())
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.')
 }
 
 /// The candidates of one source.
@@ -145,21 +123,4 @@ fn measure(dir: &Path) -> io::Result<(u64, u64)> {
         }
     }
     Ok((samples, bytes))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_are_safe_file_names() {
-        assert!(is_candidate_id("1733318212345-0"));
-        for bad in ["", "-", "1-", "-1", "1-2-3", "../1-2", "1-2/..", "a-1", "1 -2", "123456789012345678901-0"] {
-            assert!(!is_candidate_id(bad), "{bad:?}");
-        }
-        assert!(is_sample_id("42.jpg") && is_sample_id("42.nv12.raw"));
-        for bad in ["", ".", "..", ".hidden", "a.jpg", "4/2.jpg", "42.jpg/", "4\\2"] {
-            assert!(!is_sample_id(bad), "{bad:?}");
-        }
-    }
 }

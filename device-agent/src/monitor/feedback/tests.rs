@@ -15,6 +15,9 @@ fn label(seq: u64, label: &str) -> Feedback {
     Feedback { seq, label: Some(label.to_owned()), anomalous: None }
 }
 
+/// Labelled, correct, accuracy, and per class: precision, recall, support.
+type Expected = (u32, u32, Option<f32>, Vec<(Option<f32>, Option<f32>, u32)>);
+
 /// The same join computed directly from every prediction and every piece of feedback, without rings.
 #[derive(Default)]
 struct Offline {
@@ -40,8 +43,8 @@ impl Offline {
         }
     }
 
-    /// (labelled, correct, accuracy, per class (precision, recall, support)) over the last `window` pairs.
-    fn report(&self, window: usize, classes: usize) -> (u32, u32, Option<f32>, Vec<(Option<f32>, Option<f32>, u32)>) {
+    /// What the report must say over the last `window` pairs.
+    fn report(&self, window: usize, classes: usize) -> Expected {
         let ratio = |a: usize, b: usize| (b > 0).then(|| (a as f64 / b as f64) as f32);
         let last = &self.pairs[self.pairs.len().saturating_sub(window)..];
         let correct = last.iter().filter(|pair| pair.1 == pair.2).count();
