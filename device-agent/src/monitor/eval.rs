@@ -29,9 +29,10 @@ const SENSOR_SHIFTS: [SensorShift; 4] = [
 
 const FRAME_SHIFTS: [FrameShift; 3] = [FrameShift::Brightness(40), FrameShift::Blur(0.01), FrameShift::Noise(20.0)];
 
-/// The image classifier's false alarms allowed per 10,000 windows: its reference is a few hundred crops of seven
-/// pictures, a lumpy distribution whose two halves differ by more than windows of one sensor recording do.
-const IMAGE_FALSE_ALARMS_PER_10K: f64 = 100.0;
+/// The image classifier's false alarms allowed per 10,000 windows: its reference is 120 crops of seven pictures
+/// in CI (500 in `scripts/drift-eval.sh`), a lumpy distribution whose two halves differ by more than windows of one
+/// sensor recording do, and its predicted class spreads over 1000 categories.
+const IMAGE_FALSE_ALARMS_PER_10K: f64 = 200.0;
 
 /// The `[[monitors]]` defaults.
 fn defaults() -> MonitorConfig {
