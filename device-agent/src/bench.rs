@@ -1,6 +1,8 @@
 //! `device-agent bench`: the agent's pipeline against bare `Session::run` on the same model, threads and
 //! arena setting, each for a fixed time. Bare runs first so that peak RSS reads as "session alone", then
-//! "session plus the agent's stages".
+//! "session plus the agent's stages". `--monitor` measures the monitor's cost instead ([`monitor_cost`]).
+
+mod monitor_cost;
 
 use crate::BenchArgs;
 use crate::health::{nearest_rank, system};
@@ -38,14 +40,27 @@ impl<T> Measured<T> {
 pub fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let model = &args.model;
     let ort = OnnxRuntime::load(crate::ort_library(model.onnxruntime.as_deref()))?;
-    let bundle = Bundle::load(&model.model).with_context(|| format!("loading bundle {}", model.model.display()))?;
-    let inputs = load_inputs(&bundle, &model.inputs)?;
     if !(args.seconds > 0.0 && args.seconds.is_finite()) {
         bail!("--seconds must be a positive number");
     }
     let budget = Duration::from_secs_f64(args.seconds);
     // The engine runs at least one intra-op thread; 0 would hand the bare session ONNX Runtime's default (all cores).
     let threads = model.threads.max(1);
+    let options = EngineOptions {
+        providers: model.providers.clone(),
+        require: model.require,
+        intra_threads: threads,
+        cpu_arena: false,
+    };
+    if args.monitor {
+        if args.rounds == 0 {
+            bail!("--rounds must be at least 1");
+        }
+        monitor_cost::main(&ort, &model.model, &model.inputs, &options, budget, args.rounds)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let bundle = Bundle::load(&model.model).with_context(|| format!("loading bundle {}", model.model.display()))?;
+    let inputs = load_inputs(&bundle, &model.inputs)?;
 
     reset_peak_rss();
     let bare = bare_session_run(&ort, &bundle, threads, &inputs, budget)?;
@@ -53,12 +68,6 @@ pub fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
 
     // The bare session is dropped; restart the high-water mark so the second figure is this measurement's own.
     reset_peak_rss();
-    let options = EngineOptions {
-        providers: model.providers.clone(),
-        require: model.require,
-        intra_threads: threads,
-        cpu_arena: false,
-    };
     let mut pipeline = Pipeline::new(&ort, &bundle, &options)?;
     if pipeline.provider().active != ProviderKind::Cpu {
         eprintln!("note: the pipeline runs on {}, the bare baseline on CPU", pipeline.provider().active);

@@ -132,9 +132,16 @@ struct InferArgs {
 struct BenchArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Seconds to run each of the two measurements.
+    /// Seconds to run each of the two measurements (with `--monitor`: each side of each round).
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
+    /// Measure the cost of model monitoring instead: the pipeline with and without the monitor, in interleaved
+    /// rounds.
+    #[arg(long)]
+    monitor: bool,
+    /// Rounds of `--monitor`.
+    #[arg(long, default_value_t = 10, requires = "monitor")]
+    rounds: usize,
 }
 
 fn parse_provider(name: &str) -> Result<ProviderKind, String> {

@@ -124,6 +124,17 @@ impl AlertMachine {
         windowed.chain(self.immediate.drain(..)).map(Change::cleared).collect()
     }
 
+    /// Bytes held on the heap: room for the tracks, the subjects of the live ones and the active alerts.
+    #[cfg(test)]
+    pub fn heap_bytes(&self) -> usize {
+        let alert = |alert: &Alert| alert.subject.capacity() + alert.statistic.capacity();
+        let track = |track: &Track| track.subject.capacity() + track.active.as_ref().map_or(0, alert);
+        self.tracks.capacity() * size_of::<Track>()
+            + self.tracks.iter().map(track).sum::<usize>()
+            + self.immediate.capacity() * size_of::<Alert>()
+            + self.immediate.iter().map(alert).sum::<usize>()
+    }
+
     /// What is alerting now, windowed alerts first.
     #[cfg(test)]
     pub fn active(&self) -> Vec<Alert> {

@@ -12,6 +12,8 @@
 
 mod alerts;
 mod drift;
+#[cfg(test)]
+mod eval;
 pub mod evidence;
 pub mod feedback;
 mod health;
@@ -23,7 +25,7 @@ mod tap;
 
 pub use health::MonitorStats;
 pub use inbound::feedback_route;
-pub use runner::{MonitorSettings, MonitorTopics, MqttMonitorLink, start};
+pub use runner::{MonitorLink, MonitorSettings, MonitorTopics, MqttMonitorLink, start};
 pub use tap::MonitorTap;
 
 use crate::update::probation::ModelScore;

@@ -398,6 +398,16 @@ impl Runner {
         }
     }
 
+    /// Bytes the source's state holds on the heap: the monitor's, and the alerts held for the alerts topic.
+    #[cfg(test)]
+    pub(super) fn heap_bytes(&self) -> usize {
+        let alert = |alert: &Alert| alert.subject.capacity() + alert.statistic.capacity();
+        self.monitor.heap_bytes()
+            + self.active.capacity() * size_of::<Alert>()
+            + self.active.iter().map(alert).sum::<usize>()
+            + self.retained.as_ref().map_or(0, Vec::capacity)
+    }
+
     fn encode<M: wire::Message>(&self, message: &M) -> Option<Vec<u8>> {
         match wire::encode(self.format, message) {
             Ok(payload) => Some(payload),

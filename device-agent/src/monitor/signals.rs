@@ -69,6 +69,13 @@ impl SignalWindow {
         self.samples.clear();
     }
 
+    /// Bytes held on the heap: the samples and the summary's scratch space.
+    #[cfg(test)]
+    pub fn heap_bytes(&self) -> usize {
+        self.samples.capacity() * size_of::<Sample>()
+            + (self.latencies.capacity() + self.class_counts.capacity()) * size_of::<u32>()
+    }
+
     pub fn summary(&mut self) -> Summary {
         self.latencies.clear();
         self.latencies.extend(self.samples.iter().filter_map(|sample| sample.inference_us));

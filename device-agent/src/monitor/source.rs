@@ -229,4 +229,15 @@ impl SourceMonitor {
     pub fn features(&self) -> &[FeatureDrift] {
         &self.features
     }
+
+    /// Bytes the source's state holds on the heap: its windows, alert machine, references and latest features.
+    #[cfg(test)]
+    pub fn heap_bytes(&self) -> usize {
+        self.drift.as_ref().map_or(0, DriftWindow::heap_bytes)
+            + self.signals.heap_bytes()
+            + self.alerts.heap_bytes()
+            + self.references.class_shares.capacity() * size_of::<f64>()
+            + self.features.capacity() * size_of::<FeatureDrift>()
+            + self.features.iter().map(|feature| feature.feature.capacity()).sum::<usize>()
+    }
 }
