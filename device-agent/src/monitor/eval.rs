@@ -34,16 +34,9 @@ const FRAME_SHIFTS: [FrameShift; 3] = [FrameShift::Brightness(40), FrameShift::B
 /// sensor recording do, and its predicted class spreads over 1000 categories.
 const IMAGE_FALSE_ALARMS_PER_10K: f64 = 200.0;
 
-/// The `[[monitors]]` defaults.
+/// The `[[monitors]]` defaults: what is evaluated.
 fn defaults() -> MonitorConfig {
     MonitorConfig::default()
-}
-
-/// The defaults with `psi_warn` at `psi_alert`: a window of 200 puts PSI's sampling noise alone around 0.1 (about
-/// `(bins - 1) (1/n + 1/N)`), so the default warn band raises alerts on unchanged streams.
-fn warn_at_alert() -> MonitorConfig {
-    let defaults = MonitorConfig::default();
-    MonitorConfig { psi_warn: defaults.psi_alert, ..defaults }
 }
 
 fn setting(name: &str, default: u64) -> u64 {
@@ -74,7 +67,7 @@ fn no_alert_is_raised_while_nothing_changes() {
     );
     let mut failures = Vec::new();
     for (index, pool) in pools().iter().enumerate() {
-        for (name, config) in [("defaults", defaults()), ("psi_warn = psi_alert", warn_at_alert())] {
+        for (name, config) in [("defaults", defaults())] {
             let run = false_alarms(pool, &config, windows, 100 + index as u64);
             let mut subjects: Vec<&str> = run.raised.iter().map(|alert| alert.subject.as_str()).collect();
             subjects.sort_unstable();
@@ -90,7 +83,7 @@ fn no_alert_is_raised_while_nothing_changes() {
                 subjects.join(" ")
             );
             let allowed = if pool.bundle == "image-classifier" { IMAGE_FALSE_ALARMS_PER_10K } else { 0.0 };
-            if name != "defaults" && run.per_10k_windows() > allowed {
+            if run.per_10k_windows() > allowed {
                 failures.push((pool.bundle, run.raised));
             }
         }
@@ -101,7 +94,7 @@ fn no_alert_is_raised_while_nothing_changes() {
 #[test]
 fn every_shift_is_raised_within_the_bound_and_clears_after_it_ends() {
     let repeats = setting("DRIFT_EVAL_REPEATS", 2);
-    let config = warn_at_alert();
+    let config = defaults();
     // A shift the statistics see in a window of shifted inputs only is raised, at the latest, at the
     // `raise_after`-th evaluation after the window last held an unshifted input: `window + raise_after *
     // stride` inputs after it starts. Clearing mirrors it.
@@ -165,7 +158,7 @@ fn summary(delays: &[simulate::Delay]) -> String {
 #[test]
 fn the_drift_state_is_the_same_size_after_100000_inputs_as_after_the_first_window() {
     let pool = &pools()[0];
-    let mut simulation = Simulation::new(pool, &warn_at_alert(), 7);
+    let mut simulation = Simulation::new(pool, &defaults(), 7);
     let window = simulation.config().window;
     // The first window's inputs are replayed last, so that both evaluations see the same window and the alert
     // machine holds the same tracks: any difference is growth.
