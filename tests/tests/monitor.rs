@@ -140,11 +140,14 @@ fn a_shifted_channel_raises_a_drift_alert_that_clears_when_the_shift_ends() {
     let reference = feeder.send(&cycle(&windows, 0, passes, 0.0));
     assert_eq!(on(&reference, ALERTS).count(), 0, "an alert on the recording: {:?}", on(&reference, ALERTS).next());
 
-    // The offset, a stride at a time: raised within RAISE_AFTER evaluations.
+    // The offset, a stride at a time. A window of 71 against a reference of 71 puts PSI's noise floor near 0.84,
+    // so the alert comes once most of the window is shifted: within a window's worth of evaluations and then
+    // RAISE_AFTER.
+    let bound = windows.len().div_ceil(MONITOR_STRIDE) + RAISE_AFTER;
     let mut evaluations = 0;
     let raised = loop {
         evaluations += 1;
-        assert!(evaluations <= RAISE_AFTER, "no drift alert after {RAISE_AFTER} evaluations of the shift");
+        assert!(evaluations <= bound, "no drift alert after {bound} evaluations of the shift");
         let got = feeder.send(&cycle(&windows, passes + (evaluations - 1) * MONITOR_STRIDE, MONITOR_STRIDE, OFFSET));
         if let Some(report) = on(&got, ALERTS).map(Received::json).find(|report| is_acc_x_drift(&report["alert"])) {
             break report;
@@ -155,7 +158,8 @@ fn a_shifted_channel_raises_a_drift_alert_that_clears_when_the_shift_ends() {
     let alert = &raised["alert"];
     assert_eq!(alert["statistic"], "psi");
     let (value, threshold) = (alert["value"].as_f64().expect("value"), alert["threshold"].as_f64().expect("threshold"));
-    assert!(value >= threshold && [0.1, 0.25].contains(&((threshold * 1000.0).round() / 1000.0)), "{alert}");
+    // A band, raised to the noise floor for this window and reference.
+    assert!(value >= threshold && threshold >= 0.1, "{alert}");
     assert!(raised["active"].as_array().expect("active").iter().any(is_acc_x_drift));
 
     // Retained: a subscriber arriving now gets the active alerts.
