@@ -265,6 +265,20 @@ impl SensorInputSpec {
             SensorLayout::ChannelsLast => [1, self.window, self.channels],
         }
     }
+
+    /// The mean subtracted from each channel: 0 where `mean` is empty.
+    pub fn channel_means(&self) -> Vec<f32> {
+        self.per_channel(&self.mean, 0.0)
+    }
+
+    /// The standard deviation each channel is divided by: 1 where `std` is empty.
+    pub fn channel_stds(&self) -> Vec<f32> {
+        self.per_channel(&self.std, 1.0)
+    }
+
+    fn per_channel(&self, values: &[f32], default: f32) -> Vec<f32> {
+        (0..self.channels).map(|channel| values.get(channel).copied().unwrap_or(default)).collect()
+    }
 }
 
 /// Tensor layout of a sensor input.

@@ -1,5 +1,6 @@
 //! What the monitoring tests share: the scipy/numpy fixture, a seeded random source, the shipped manifests.
 
+use crate::Bundle;
 use crate::manifest::Manifest;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -47,20 +48,8 @@ pub fn models_dir() -> PathBuf {
 
 /// A shipped bundle's manifest and labels.
 pub fn shipped(bundle: &str) -> (Manifest, Vec<String>) {
-    let dir = models_dir().join(bundle);
-    let manifest = Manifest::parse(&std::fs::read_to_string(dir.join("manifest.toml")).expect("manifest"))
-        .expect("shipped manifest parses");
-    let labels = match &manifest.labels_file {
-        Some(file) => std::fs::read_to_string(dir.join(file))
-            .expect("labels")
-            .lines()
-            .map(str::trim)
-            .filter(|line| !line.is_empty())
-            .map(str::to_owned)
-            .collect(),
-        None => manifest.labels.clone(),
-    };
-    (manifest, labels)
+    let bundle = Bundle::load(models_dir().join(bundle)).expect("shipped bundle loads");
+    (bundle.manifest().clone(), bundle.labels().to_vec())
 }
 
 /// The shipped bundles.

@@ -22,15 +22,12 @@ impl SensorPreprocessor {
     /// A preprocessor for `spec`. An empty mean or std means none; otherwise they hold one value per channel
     /// (manifest validation checks that).
     pub fn new(spec: &SensorInputSpec) -> Self {
-        let per_channel = |values: &[f32], default: f32| -> Vec<f32> {
-            (0..spec.channels).map(|channel| values.get(channel).copied().unwrap_or(default)).collect()
-        };
         SensorPreprocessor {
             channels: spec.channels,
             samples: spec.window,
             layout: spec.layout,
-            mean: per_channel(&spec.mean, 0.0),
-            std: per_channel(&spec.std, 1.0),
+            mean: spec.channel_means(),
+            std: spec.channel_stds(),
             tensor: vec![0.0; spec.channels * spec.window],
         }
     }

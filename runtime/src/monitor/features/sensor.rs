@@ -18,15 +18,12 @@ pub(super) struct SensorFeatures {
 
 impl SensorFeatures {
     pub(super) fn new(spec: &SensorInputSpec) -> SensorFeatures {
-        let per_channel = |values: &[f32], default: f32| -> Vec<f32> {
-            (0..spec.channels).map(|channel| values.get(channel).copied().unwrap_or(default)).collect()
-        };
         SensorFeatures {
             channels: spec.channels,
             samples: spec.window,
             layout: spec.layout,
-            mean: per_channel(&spec.mean, 0.0),
-            std: per_channel(&spec.std, 1.0),
+            mean: spec.channel_means(),
+            std: spec.channel_stds(),
         }
     }
 
