@@ -37,7 +37,7 @@ def classification(out: np.ndarray, spec: dict, labels: list[str]) -> dict:
     if mode == "always" or (mode == "auto" and not is_distribution):
         e = np.exp(scores - scores.max())
         scores = e / e.sum()
-    top = sorted(range(len(scores)), key=lambda i: (-scores[i], i))[: spec.get("top_k", 5)]
+    top = np.argsort(-scores, kind="stable")[: spec.get("top_k", 5)]  # ties: the lower index first
     return {
         "classification": {
             "classes": [
@@ -97,6 +97,21 @@ def centerface(outs: dict, spec: dict, inp: dict, geometry: dict, labels: list[s
     }
 
 
+def decode_output(outs: dict, manifest: dict, labels: list[str], geometry=None) -> dict:
+    """The `output` of a prediction from the named output tensors, per the manifest's decoder."""
+    inp, out_spec = manifest["input"], manifest["output"]
+    decoder = out_spec["decoder"]
+    if decoder == "classification":
+        return classification(outs[out_spec["tensor"]], out_spec, labels)
+    if decoder == "centerface":
+        return centerface(outs, out_spec, inp, geometry, labels)
+    if decoder == "anomaly":
+        score = float(outs[out_spec["tensor"]].reshape(-1)[0])
+        threshold = float(np.float32(out_spec["threshold"]))
+        return {"anomaly": {"score": score, "threshold": threshold, "anomalous": score > threshold}}
+    raise ValueError(decoder)
+
+
 def stats(t: np.ndarray) -> dict:
     v = t.astype(np.float64).reshape(-1)
     return {"mean": float(v.mean()), "std": float(v.std()), "len": int(v.size)}
@@ -105,32 +120,19 @@ def stats(t: np.ndarray) -> dict:
 def run_bundle(name: str) -> dict:
     bundle = MODELS / name
     manifest = tomllib.loads((bundle / "manifest.toml").read_text())
-    inp, out_spec = manifest["input"], manifest["output"]
+    inp = manifest["input"]
     labels = labels_of(bundle, manifest)
     sess = ort.InferenceSession(str(bundle / manifest.get("model", "model.onnx")), providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]
 
-    def decode(outs: dict, geometry=None) -> dict:
-        decoder = out_spec["decoder"]
-        if decoder == "classification":
-            return classification(outs[out_spec["tensor"]], out_spec, labels)
-        if decoder == "centerface":
-            return centerface(outs, out_spec, inp, geometry, labels)
-        if decoder == "anomaly":
-            score = float(outs[out_spec["tensor"]].reshape(-1)[0])
-            threshold = float(np.float32(out_spec["threshold"]))
-            return {"anomaly": {"score": score, "threshold": threshold, "anomalous": score > threshold}}
-        raise ValueError(decoder)
-
     cases = []
     source = BUNDLES[name]
     if inp["kind"] == "image":
-        for frame in sorted((MODELS / source).iterdir()):
+        for frame in sorted(p for p in (MODELS / source).iterdir() if p.is_file()):  # not frames/raw/
             t, geometry, _ = image_tensor(frame, inp)
             outs = dict(zip(names, sess.run(names, {inp["tensor"]: t})))
-            cases.append(
-                {"input": f"{source}/{frame.name}", "input_stats": stats(t), "output": decode(outs, geometry)}
-            )
+            output = decode_output(outs, manifest, labels, geometry)
+            cases.append({"input": f"{source}/{frame.name}", "input_stats": stats(t), "output": output})
     else:
         header, rows = read_sensor_csv(MODELS / source)
         assert not inp.get("channel_names") or header == inp["channel_names"], header
@@ -138,7 +140,8 @@ def run_bundle(name: str) -> dict:
         for start in range(0, len(rows) - win + 1, win):
             t = sensor_tensor(rows, start, inp)
             outs = dict(zip(names, sess.run(names, {inp["tensor"]: t})))
-            cases.append({"input": source, "start_row": start, "input_stats": stats(t), "output": decode(outs)})
+            output = decode_output(outs, manifest, labels)
+            cases.append({"input": source, "start_row": start, "input_stats": stats(t), "output": output})
     return {"bundle": name, "onnxruntime": ort.__version__, "cases": cases}
 
 
