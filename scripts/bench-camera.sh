@@ -2,7 +2,7 @@
 # Camera frames on this machine: per-frame decode and preprocess of the release agent (`device-agent
 # camera-bench`) against the same work in Python with OpenCV (benches/python/camera_pipeline.py), in interleaved
 # rounds, for a 1080p H.264 stream (to the classifier's 224x224 centre crop and the face detector's 640x480
-# letterbox) and 1080p MJPEG parts (both models; the agent also with reduced-scale JPEG decoding); then frames/s
+# letterbox) and 1080p MJPEG parts (both models; the agent also with full-size JPEG decoding); then frames/s
 # the agent sustains end to end on the face detector from a live 30 fps RTSP stream, against bare Session::run.
 # Usage: scripts/bench-camera.sh [all|micro|e2e]. Environment: ROUNDS (default 5), FRAMES (per H.264 run, default
 # 300: the whole 10 s file), JPEG_FRAMES (per MJPEG run, default 150), E2E_SECONDS (default 30).
@@ -81,7 +81,7 @@ micro() {
           --frames "$FRAMES" --video "$H264")" >> "$results"
       else
         echo "$name agent $("$A" camera-bench -m "$model" --frames "$JPEG_FRAMES" --jpeg "${JPEGS[@]}")" >> "$results"
-        echo "$name agent-reduced $("$A" camera-bench -m "$model" --frames "$JPEG_FRAMES" --reduced-jpeg \
+        echo "$name agent-full-jpeg $("$A" camera-bench -m "$model" --frames "$JPEG_FRAMES" --full-jpeg \
           --jpeg "${JPEGS[@]}")" >> "$results"
         echo "$name python $("$PY" "$R/benches/python/camera_pipeline.py" --manifest "$model/manifest.toml" \
           --frames "$JPEG_FRAMES" --jpegs "${JPEGS[@]}")" >> "$results"
