@@ -126,8 +126,8 @@ python_run() {
   measure_window "$log"
   stop "$python"; stop "$sub"
   $RESULTS count --log "$log" --seconds "$SECONDS_PER_RUN" --bundle "$model" --models "$R/models" \
-    | python3 -c "import json, sys; r = json.load(sys.stdin); r |= json.load(open('$W/python.out')); print(json.dumps(r))" \
-    > "$W/python.json"
+    | python3 -c "import json, sys; r = json.load(sys.stdin); r |= json.load(open(sys.argv[1])); print(json.dumps(r))" \
+    "$W/python.out" > "$W/python.json"
 }
 
 : > "$V/results.jsonl"
