@@ -83,8 +83,8 @@ impl<T> Measured<T> {
         self.frames as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
-    fn cpu_ms_per_frame(&self) -> f64 {
-        self.cpu.as_secs_f64() * 1000.0 / self.frames.max(1) as f64
+    fn cpu_us_per_frame(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.frames.max(1) as f64
     }
 
     /// Runs `frame` until `budget` has passed, keeping what it returns as samples.
@@ -190,12 +190,12 @@ pub fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
         to_first_prediction.as_secs_f64()
     );
     // Frames/s from wall clock over the whole measurement, loop overhead included on every side.
-    println!("{:<24}{:>10}{:>10}{:>10}{:>12}{:>12}", "", "frames/s", "p50 ms", "p99 ms", "CPU ms/fr", "peak RSS");
+    println!("{:<24}{:>10}{:>10}{:>10}{:>12}{:>12}", "", "frames/s", "p50 ms", "p99 ms", "CPU µs/fr", "peak RSS");
     let mb = |b: Option<u64>| b.map(|b| format!("{:.1} MB", b as f64 / 1e6)).unwrap_or_else(|| "n/a".to_owned());
     let row = |name: &str, measured: Option<(f64, f64, Option<u64>)>, mut samples: Vec<u32>| {
         samples.sort_unstable();
         let (fps, cpu, rss) = match measured {
-            Some((fps, cpu, rss)) => (format!("{fps:.1}"), format!("{cpu:.2}"), mb(rss)),
+            Some((fps, cpu, rss)) => (format!("{fps:.1}"), format!("{cpu:.1}"), mb(rss)),
             None => Default::default(),
         };
         println!(
@@ -205,10 +205,10 @@ pub fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
         );
     };
     let stages = &agent.samples;
-    let summary = |m: &Measured<u32>| Some((m.fps(), m.cpu_ms_per_frame(), m.peak_rss));
+    let summary = |m: &Measured<u32>| Some((m.fps(), m.cpu_us_per_frame(), m.peak_rss));
     row("bare, ORT defaults", summary(&ort_defaults), ort_defaults.samples.clone());
     row("bare, agent's settings", summary(&bare), bare.samples.clone());
-    let agent_summary = Some((agent.fps(), agent.cpu_ms_per_frame(), agent.peak_rss));
+    let agent_summary = Some((agent.fps(), agent.cpu_us_per_frame(), agent.peak_rss));
     row("agent pipeline", agent_summary, stages.iter().map(StageTimings::total_us).collect());
     row("  decode", None, stages.iter().map(|t| t.decode_us).collect());
     row("  preprocess", None, stages.iter().map(|t| t.preprocess_us).collect());

@@ -163,6 +163,22 @@ mod tests {
     }
 
     #[test]
+    fn a_model_changed_after_loading_is_refused_when_a_session_reads_it() {
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/activity-classifier");
+        let dir = tempfile::tempdir().expect("temp dir");
+        for file in ["model.onnx", "labels.txt", MANIFEST_FILE] {
+            std::fs::copy(shipped.join(file), dir.path().join(file)).expect("copied");
+        }
+        let bundle = Bundle::load(dir.path()).expect("loads");
+        assert_eq!(bundle.read_model().expect("unchanged"), std::fs::read(shipped.join("model.onnx")).expect("model"));
+        let mut model = std::fs::read(dir.path().join("model.onnx")).expect("model");
+        model[0] ^= 1;
+        std::fs::write(dir.path().join("model.onnx"), model).expect("changed");
+        let err = bundle.read_model().expect_err("refused");
+        assert!(matches!(err, Error::ChecksumMismatch { what: "model", .. }), "{err:?}");
+    }
+
+    #[test]
     fn a_listed_profile_loads_with_the_bundle() {
         let profile = activity_profile();
         let json = profile.to_json();
