@@ -109,11 +109,11 @@ pub fn cpu_session(
 
 /// A builder with the engine's threading: `intra_threads` in the operator, one between operators.
 pub(crate) fn configured(ort: &OnnxRuntime, intra_threads: usize) -> ort::Result<SessionBuilder> {
-    Ok(Session::builder(ort.environment())?
+    Session::builder(ort.environment())?
         .with_intra_threads(intra_threads.max(1))
         .map_err(ort::Error::<()>::from)?
         .with_inter_threads(1)
-        .map_err(ort::Error::<()>::from)?)
+        .map_err(ort::Error::<()>::from)
 }
 
 /// A session on an ORT-format model read in place (its graph and its initializers): `bytes` must outlive it.
@@ -133,8 +133,10 @@ fn cache_while_building(builder: SessionBuilder, model: &[u8], entry: &CacheEntr
     let staged = entry.staging_path()?;
     let built = builder
         .with_optimized_model_path(&staged)
-        .and_then(|builder| builder.with_config_entry("session.save_model_format", "ORT"))
         .map_err(ort::Error::<()>::from)
+        .and_then(|builder| {
+            builder.with_config_entry("session.save_model_format", "ORT").map_err(ort::Error::<()>::from)
+        })
         .and_then(|mut builder| builder.commit_from_memory(model));
     let stored = built.map_err(std::io::Error::other).and_then(|session| entry.store(&staged).map(|()| session));
     if stored.is_err() {
