@@ -1,6 +1,6 @@
 //! One whole frame, for the classifier and the face detector: [`Pipeline::infer`] (decode, preprocess, run,
 //! postprocess) against [`Engine::run`] and bare `ort` `Session::run` on the same preprocessed tensor, with the
-//! settings the engine uses (1 intra-op thread, 1 inter-op thread, CPU provider with its arena off). The gap
+//! settings the engine uses (1 intra-op thread, 1 inter-op thread, the model family's session defaults). The gap
 //! between `engine-run` and `bare-session-run` is the engine's input view and output copy; the gap between
 //! `pipeline-infer` and `engine-run` is decode, preprocess and postprocess.
 
@@ -8,24 +8,13 @@ use benches::{CLASSIFIER, FACE_DETECTOR, OwnedTensor, bundle, frame, onnx_runtim
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use ort::session::Session;
 use ort::value::{Shape, TensorRef};
-use runtime::{Bundle, Engine, EngineOptions, Input, OnnxRuntime, Pipeline};
+use runtime::{Bundle, Engine, EngineOptions, Input, ModelFamily, OnnxRuntime, Pipeline};
 use std::hint::black_box;
 
 /// Bare ONNX Runtime session with the engine's settings for `EngineOptions::default()`.
 fn bare_session(ort: &OnnxRuntime, bundle: &Bundle, threads: usize) -> Session {
-    Session::builder(ort.environment())
-        .expect("session builder")
-        .with_intra_threads(threads)
-        .map_err(ort::Error::<()>::from)
-        .expect("intra threads")
-        .with_inter_threads(1)
-        .map_err(ort::Error::<()>::from)
-        .expect("inter threads")
-        .with_execution_providers([ort::ep::CPU::default().with_arena_allocator(false).build()])
-        .map_err(ort::Error::<()>::from)
-        .expect("CPU provider")
-        .commit_from_memory(bundle.model_bytes())
-        .expect("session commits")
+    let settings = EngineOptions::default().session.resolve(ModelFamily::of(bundle.manifest()));
+    runtime::cpu_session(ort, bundle, threads, &settings).expect("session commits")
 }
 
 fn one_frame(c: &mut Criterion, model: &str, frame_name: &str) {

@@ -128,7 +128,11 @@ fn prepare_sources(
     ort: &OnnxRuntime,
     mut slots: Option<&mut ModelSlots>,
 ) -> (Vec<ReadySource>, Vec<(String, anyhow::Error)>) {
-    let options = engine_options(config);
+    let mut options = engine_options(config);
+    // The cache is the state directory's: not written by `--check`, nor while the directory is unusable.
+    if slots.is_none() {
+        options.optimized_model_cache = None;
+    }
     let mut ready = Vec::new();
     let mut failed = Vec::new();
     for source in &config.sources {
@@ -180,7 +184,10 @@ fn engine_options(config: &AgentConfig) -> EngineOptions {
         providers: (!config.onnxruntime.providers.is_empty()).then(|| config.onnxruntime.providers.clone()),
         require: config.onnxruntime.require,
         intra_threads: config.onnxruntime.intra_threads,
-        cpu_arena: config.onnxruntime.cpu_arena,
+        session: config.onnxruntime.session_overrides(),
+        optimized_model_cache: config
+            .onnxruntime
+            .cache_dir(config.update.as_ref().and_then(|update| update.state_dir.as_deref())),
     }
 }
 

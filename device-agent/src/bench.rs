@@ -1,19 +1,28 @@
-//! `device-agent bench`: the agent's pipeline against bare `Session::run` on the same model, threads and
-//! arena setting, each for a fixed time. Bare runs first so that peak RSS reads as "session alone", then
-//! "session plus the agent's stages". `--monitor` measures the monitor's cost instead ([`monitor_cost`]).
+//! `device-agent bench`: the agent's pipeline against bare `Session::run` on the same model, threads and session
+//! settings, and against bare `Session::run` with ONNX Runtime's own defaults (the honest limit), each for a fixed
+//! time: frames/s, latency, CPU time per frame and peak RSS, plus the startup to the first prediction and the
+//! pipeline's RSS broken down by phase ([`rss`]). The pipeline runs first, in a fresh process, so that its
+//! breakdown and peak are its own; the bare sessions follow. `--monitor` measures the monitor's cost instead
+//! ([`monitor_cost`]).
 
 mod monitor_cost;
+mod rss;
 
 use crate::BenchArgs;
+use crate::config::Auto;
 use crate::health::{nearest_rank, system};
 use anyhow::{Context, bail};
+use clap::Args;
 use ort::session::Session;
 use ort::value::{Shape, TensorRef};
+use rss::RssSnapshot;
 use runtime::manifest::InputSpec;
 use runtime::preprocess::{ImagePreprocessor, SensorPreprocessor};
 use runtime::{
-    Bundle, EngineOptions, Input, InputTensor, OnnxRuntime, Pipeline, ProviderKind, SensorWindow, StageTimings,
+    Bundle, EngineOptions, GraphOptimization, Input, InputTensor, ModelFamily, OnnxRuntime, Pipeline, ProviderKind,
+    SensorWindow, SessionOverrides, SessionSettings, StageTimings,
 };
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -24,22 +33,90 @@ const MAX_SAMPLES: usize = 100_000;
 /// Runs before each measurement that are not counted: first-run allocations, page faults, thread pool start-up.
 const WARM_UP_RUNS: usize = 3;
 
-/// Frames run in one measurement and how long they took, wall clock.
+/// The session settings of `bench` (and of the agent's `[onnxruntime]` section): each `auto` (the model family's
+/// measured default) or a value.
+#[derive(Args, Clone)]
+pub struct SessionArgs {
+    /// ONNX Runtime's CPU memory arena: auto, true or false.
+    #[arg(long, default_value = "auto")]
+    cpu_arena: Auto<bool>,
+    /// Memory patterns: auto, true or false.
+    #[arg(long, default_value = "auto")]
+    memory_pattern: Auto<bool>,
+    /// Graph optimisation: auto, disable, basic, extended or all.
+    #[arg(long, default_value = "auto")]
+    graph_optimization: Auto<GraphOptimization>,
+    /// Intra-op spinning (with --threads >= 2): auto, true or false.
+    #[arg(long, default_value = "auto")]
+    intra_spinning: Auto<bool>,
+    /// The optimised-model cache's directory (default: none, the session is built from the bundle).
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+}
+
+impl SessionArgs {
+    fn overrides(&self) -> SessionOverrides {
+        SessionOverrides {
+            cpu_arena: self.cpu_arena.value(),
+            memory_pattern: self.memory_pattern.value(),
+            optimization: self.graph_optimization.value(),
+            intra_spinning: self.intra_spinning.value(),
+        }
+    }
+}
+
+/// Frames run in one measurement, how long they took (wall clock) and the process's CPU time meanwhile.
 struct Measured<T> {
     frames: u64,
     elapsed: Duration,
+    cpu: Duration,
     samples: Vec<T>,
+    peak_rss: Option<u64>,
 }
 
 impl<T> Measured<T> {
+    fn new() -> Measured<T> {
+        Measured { frames: 0, elapsed: Duration::ZERO, cpu: Duration::ZERO, samples: Vec::new(), peak_rss: None }
+    }
+
     fn fps(&self) -> f64 {
         self.frames as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    fn cpu_us_per_frame(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.frames.max(1) as f64
+    }
+
+    /// Runs `frame` until `budget` has passed, keeping what it returns as samples.
+    fn run(budget: Duration, mut frame: impl FnMut() -> anyhow::Result<T>) -> anyhow::Result<Measured<T>> {
+        reset_peak_rss();
+        let mut measured = Measured::new();
+        let cpu_before = system::cpu_time().unwrap_or_default();
+        let started = Instant::now();
+        loop {
+            let sample = frame()?;
+            measured.frames += 1;
+            if measured.samples.len() < MAX_SAMPLES {
+                measured.samples.push(sample);
+            }
+            if started.elapsed() >= budget {
+                break;
+            }
+        }
+        measured.elapsed = started.elapsed();
+        measured.cpu = system::cpu_time().unwrap_or_default().saturating_sub(cpu_before);
+        measured.peak_rss = system::peak_rss_bytes();
+        Ok(measured)
     }
 }
 
 pub fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let process_started = Instant::now();
+    let rss_start = RssSnapshot::take();
     let model = &args.model;
     let ort = OnnxRuntime::load(crate::ort_library(model.onnxruntime.as_deref()))?;
+    let ort_loaded = process_started.elapsed();
+    let rss_loaded = RssSnapshot::take();
     if !(args.seconds > 0.0 && args.seconds.is_finite()) {
         bail!("--seconds must be a positive number");
     }
@@ -50,7 +127,8 @@ pub fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
         providers: model.providers.clone(),
         require: model.require,
         intra_threads: threads,
-        cpu_arena: false,
+        session: args.session.overrides(),
+        optimized_model_cache: args.session.cache_dir.clone(),
     };
     if args.monitor {
         if args.rounds == 0 {
@@ -62,72 +140,93 @@ pub fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let bundle = Bundle::load(&model.model).with_context(|| format!("loading bundle {}", model.model.display()))?;
     let inputs = load_inputs(&bundle, &model.inputs)?;
 
-    reset_peak_rss();
-    let bare = bare_session_run(&ort, &bundle, threads, &inputs, budget)?;
-    let bare_peak_rss = system::peak_rss_bytes();
-
-    // The bare session is dropped; restart the high-water mark so the second figure is this measurement's own.
-    reset_peak_rss();
+    let build_started = Instant::now();
     let mut pipeline = Pipeline::new(&ort, &bundle, &options)?;
+    let built = build_started.elapsed();
+    let rss_built = RssSnapshot::take();
+    let first_started = Instant::now();
+    pipeline.infer(&inputs[0])?;
+    let first_prediction = first_started.elapsed();
+    let to_first_prediction = process_started.elapsed();
     if pipeline.provider().active != ProviderKind::Cpu {
-        eprintln!("note: the pipeline runs on {}, the bare baseline on CPU", pipeline.provider().active);
+        eprintln!("note: the pipeline runs on {}, the bare baselines on CPU", pipeline.provider().active);
     }
     for input in inputs.iter().cycle().take(WARM_UP_RUNS) {
         pipeline.infer(input)?;
     }
-    let mut agent = Measured { frames: 0, elapsed: Duration::ZERO, samples: Vec::<StageTimings>::new() };
-    let started = Instant::now();
-    for input in inputs.iter().cycle() {
-        let (_, timings) = pipeline.infer(input)?;
-        agent.frames += 1;
-        if agent.samples.len() < MAX_SAMPLES {
-            agent.samples.push(timings);
-        }
-        if started.elapsed() >= budget {
-            break;
-        }
-    }
-    agent.elapsed = started.elapsed();
-    let agent_peak_rss = system::peak_rss_bytes();
-    let stages = &agent.samples;
+    let rss_warm = RssSnapshot::take();
+    let mut next = inputs.iter().cycle();
+    let agent = Measured::run(budget, || {
+        let input = next.next().context("no inputs")?;
+        Ok(pipeline.infer(input)?.1)
+    })?;
+    let (settings, origin) = pipeline.session();
+    let settings = *settings;
+    let identity = pipeline.identity().clone();
+    drop(pipeline);
 
-    let identity = pipeline.identity();
+    let bare = bare_session_run(&ort, &bundle, threads, &settings, &inputs, budget)?;
+    let ort_defaults = bare_session_run(&ort, &bundle, threads, &SessionSettings::ORT_DEFAULTS, &inputs, budget)?;
+
     println!(
-        "model {} {} ({}), provider {}, intra_threads {}, {} input(s), {:.1} s per measurement",
+        "model {} {} ({}, {}), intra_threads {}, {} input(s), {:.1} s per measurement",
         identity.name,
         identity.version,
         &identity.sha256[..12],
-        pipeline.provider().active,
+        ModelFamily::of(bundle.manifest()).name(),
         threads,
         inputs.len(),
         args.seconds
     );
-    // Both from wall clock over the whole measurement, loop overhead included on both sides.
-    let agent_fps = agent.fps();
-    let bare_fps = bare.fps();
-    println!("{:<22}{:>10}{:>10}{:>10}", "", "frames/s", "p50 ms", "p99 ms");
-    let row = |name: &str, fps: Option<f64>, mut samples: Vec<u32>| {
+    println!("agent and bare:   {settings}");
+    println!("bare ORT default: {}", SessionSettings::ORT_DEFAULTS);
+    println!(
+        "startup: ONNX Runtime loaded {:.3} s, session built in {:.3} s (model from the {}), first prediction {:.3} s; \
+         {:.3} s from start to the first prediction",
+        ort_loaded.as_secs_f64(),
+        built.as_secs_f64(),
+        origin.name(),
+        first_prediction.as_secs_f64(),
+        to_first_prediction.as_secs_f64()
+    );
+    // Frames/s from wall clock over the whole measurement, loop overhead included on every side.
+    println!("{:<24}{:>10}{:>10}{:>10}{:>12}{:>12}", "", "frames/s", "p50 ms", "p99 ms", "CPU µs/fr", "peak RSS");
+    let mb = |b: Option<u64>| b.map(|b| format!("{:.1} MB", b as f64 / 1e6)).unwrap_or_else(|| "n/a".to_owned());
+    let row = |name: &str, measured: Option<(f64, f64, Option<u64>)>, mut samples: Vec<u32>| {
         samples.sort_unstable();
-        let fps = fps.map(|f| format!("{f:.1}")).unwrap_or_default();
-        println!("{name:<22}{fps:>10}{:>10.3}{:>10.3}", percentile_ms(&samples, 50), percentile_ms(&samples, 99));
+        let (fps, cpu, rss) = match measured {
+            Some((fps, cpu, rss)) => (format!("{fps:.1}"), format!("{cpu:.1}"), mb(rss)),
+            None => Default::default(),
+        };
+        println!(
+            "{name:<24}{fps:>10}{:>10.3}{:>10.3}{cpu:>12}{rss:>12}",
+            percentile_ms(&samples, 50),
+            percentile_ms(&samples, 99)
+        );
     };
-    row("bare Session::run", Some(bare_fps), bare.samples.clone());
-    row("agent pipeline", Some(agent_fps), stages.iter().map(StageTimings::total_us).collect());
+    let stages = &agent.samples;
+    let summary = |m: &Measured<u32>| Some((m.fps(), m.cpu_us_per_frame(), m.peak_rss));
+    row("bare, ORT defaults", summary(&ort_defaults), ort_defaults.samples.clone());
+    row("bare, agent's settings", summary(&bare), bare.samples.clone());
+    let agent_summary = Some((agent.fps(), agent.cpu_us_per_frame(), agent.peak_rss));
+    row("agent pipeline", agent_summary, stages.iter().map(StageTimings::total_us).collect());
     row("  decode", None, stages.iter().map(|t| t.decode_us).collect());
     row("  preprocess", None, stages.iter().map(|t| t.preprocess_us).collect());
     row("  inference", None, stages.iter().map(|t| t.inference_us).collect());
     row("  postprocess", None, stages.iter().map(|t| t.postprocess_us).collect());
     let mut inference: Vec<u32> = stages.iter().map(|t| t.inference_us).collect();
     inference.sort_unstable();
-    let mut bare_sorted = bare.samples;
+    let mut bare_sorted = bare.samples.clone();
     bare_sorted.sort_unstable();
     println!(
-        "ratio agent/bare: frames/s {:.3}, inference p50 {:.3}",
-        agent_fps / bare_fps,
+        "ratio agent/bare: frames/s {:.3} (÷ bare with ORT defaults {:.3}), inference p50 {:.3}",
+        agent.fps() / bare.fps(),
+        agent.fps() / ort_defaults.fps(),
         percentile_ms(&inference, 50) / percentile_ms(&bare_sorted, 50).max(1e-9)
     );
-    let mb = |b: Option<u64>| b.map(|b| format!("{:.1} MB", b as f64 / 1e6)).unwrap_or_else(|| "n/a".to_owned());
-    println!("peak RSS: bare session {}, the agent's pipeline {}", mb(bare_peak_rss), mb(agent_peak_rss));
+    println!("(the bare rows run after the pipeline is dropped: their peak RSS is the process's, the pipeline's freed");
+    println!(" memory that the allocator kept included)");
+    rss::print_breakdown(rss_start, rss_loaded, rss_built, rss_warm);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -158,27 +257,20 @@ fn first_window(csv: &[u8], channels: usize, window: usize) -> anyhow::Result<Se
     Ok(SensorWindow { channels, values })
 }
 
-/// Times bare `Session::run` with the engine's session settings, cycling over every input like the pipeline
-/// does (each preprocessed once, beforehand). A sample covers the run and freeing its outputs, as the engine's
-/// inference stage does; the engine's stage also copies the outputs out, which bare runs do not.
+/// Times bare `Session::run` on a CPU session with `settings`, cycling over every input like the pipeline does
+/// (each preprocessed once, beforehand). A sample covers the run and freeing its outputs, as the engine's inference
+/// stage does; the engine's stage also copies the outputs out, which bare runs do not.
 fn bare_session_run(
     ort: &OnnxRuntime,
     bundle: &Bundle,
     threads: usize,
+    settings: &SessionSettings,
     inputs: &[Input],
     budget: Duration,
 ) -> anyhow::Result<Measured<u32>> {
-    let manifest = bundle.manifest();
     let tensors = inputs.iter().map(|input| preprocess_once(bundle, input)).collect::<anyhow::Result<Vec<_>>>()?;
-    let mut session = Session::builder(ort.environment())?
-        .with_intra_threads(threads)
-        .map_err(ort::Error::<()>::from)?
-        .with_inter_threads(1)
-        .map_err(ort::Error::<()>::from)?
-        .with_execution_providers([ort::ep::CPU::default().with_arena_allocator(false).build()])
-        .map_err(ort::Error::<()>::from)?
-        .commit_from_memory(bundle.model_bytes())?;
-    let name = manifest.input.tensor().to_owned();
+    let mut session: Session = runtime::cpu_session(ort, bundle, threads, settings)?;
+    let name = bundle.manifest().input.tensor().to_owned();
     let mut run = |(f32_data, u8_data, shape): &(Vec<f32>, Vec<u8>, Vec<usize>)| -> anyhow::Result<()> {
         let shape = Shape::new(shape.iter().map(|d| *d as i64));
         let value = if u8_data.is_empty() {
@@ -192,21 +284,12 @@ fn bare_session_run(
     for tensor in tensors.iter().cycle().take(WARM_UP_RUNS) {
         run(tensor)?;
     }
-    let mut measured = Measured { frames: 0, elapsed: Duration::ZERO, samples: Vec::new() };
-    let started = Instant::now();
-    for tensor in tensors.iter().cycle() {
+    let mut next = tensors.iter().cycle();
+    Measured::run(budget, || {
         let run_started = Instant::now();
-        run(tensor)?;
-        measured.frames += 1;
-        if measured.samples.len() < MAX_SAMPLES {
-            measured.samples.push(u32::try_from(run_started.elapsed().as_micros()).unwrap_or(u32::MAX));
-        }
-        if started.elapsed() >= budget {
-            break;
-        }
-    }
-    measured.elapsed = started.elapsed();
-    Ok(measured)
+        run(next.next().context("no inputs")?)?;
+        Ok(u32::try_from(run_started.elapsed().as_micros()).unwrap_or(u32::MAX))
+    })
 }
 
 /// One input preprocessed for the bare session: f32 data, or u8 data, and the shape.

@@ -9,6 +9,7 @@ mod evidence;
 mod feedback;
 mod metrics;
 mod monitor;
+mod onnxruntime;
 mod rtsp;
 mod snapshot;
 mod spool;
@@ -16,7 +17,7 @@ mod supervision;
 mod update;
 
 use protocol::wire::{Format, Topics};
-use runtime::{ImageLimits, ProviderKind};
+use runtime::ImageLimits;
 use serde::{Deserialize, Deserializer};
 use std::collections::HashMap;
 use std::fmt;
@@ -26,6 +27,7 @@ pub use evidence::EvidenceConfig;
 pub use feedback::FeedbackConfig;
 pub use metrics::MetricsConfig;
 pub use monitor::MonitorConfig;
+pub use onnxruntime::{Auto, OnnxRuntimeConfig};
 pub use rtsp::{DecoderChoice, RtspSource, RtspTransport};
 pub use snapshot::SnapshotConfig;
 pub use spool::{Fsync, SpoolConfig};
@@ -52,31 +54,6 @@ pub struct AgentConfig {
     pub monitors: Vec<MonitorConfig>,
     /// The Prometheus endpoint.
     pub metrics: MetricsConfig,
-}
-
-/// `[onnxruntime]`: how sessions are built.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct OnnxRuntimeConfig {
-    /// The ONNX Runtime shared library; unset: `$ORT_DYLIB_PATH`, else `libonnxruntime.so.1`. Not relative to
-    /// the config file: a relative path is looked up beside the executable, then in the working directory, then
-    /// left to `dlopen`.
-    #[serde(deserialize_with = "empty_as_none")]
-    pub library: Option<PathBuf>,
-    /// Threads per session (`>= 1`).
-    pub intra_threads: usize,
-    /// ONNX Runtime's CPU memory arena: faster allocation, but it keeps its peak, which small boards feel.
-    pub cpu_arena: bool,
-    /// When not empty, replaces every bundle's `execution.providers`, best first.
-    pub providers: Vec<ProviderKind>,
-    /// Refuse to fall back to CPU when a preferred accelerator fails.
-    pub require: bool,
-}
-
-impl Default for OnnxRuntimeConfig {
-    fn default() -> Self {
-        OnnxRuntimeConfig { library: None, intra_threads: 1, cpu_arena: false, providers: Vec::new(), require: false }
-    }
 }
 
 /// `[mqtt]`: the broker connection.
@@ -724,20 +701,6 @@ impl AgentConfig {
                     }
                     None => first_stdin = Some(index),
                 }
-            }
-        }
-    }
-}
-
-impl OnnxRuntimeConfig {
-    fn validate(&self, problems: &mut Problems) {
-        if self.intra_threads < 1 {
-            problems.push("onnxruntime.intra_threads", "must be >= 1");
-        }
-        for (index, provider) in self.providers.iter().enumerate() {
-            if self.providers[..index].contains(provider) {
-                problems
-                    .push(format!("onnxruntime.providers[{index}]"), format!("{} is listed twice", provider.name()));
             }
         }
     }

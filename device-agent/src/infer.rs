@@ -46,7 +46,7 @@ pub fn main(args: InferArgs) -> anyhow::Result<ExitCode> {
         providers: model.providers.clone(),
         require: model.require,
         intra_threads: model.threads,
-        cpu_arena: false,
+        ..EngineOptions::default()
     };
     let pipeline = Pipeline::new(&ort, &bundle, &options)?;
     let printer = Arc::new(StdoutLines { errors: AtomicU64::new(0) });

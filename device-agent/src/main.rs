@@ -132,7 +132,7 @@ struct InferArgs {
 struct BenchArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Seconds to run each of the two measurements (with `--monitor`: each side of each round).
+    /// Seconds to run each of the three measurements (with `--monitor`: each side of each round).
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
     /// Measure the cost of model monitoring instead: the pipeline with and without the monitor, in interleaved
@@ -142,6 +142,8 @@ struct BenchArgs {
     /// Rounds of `--monitor`.
     #[arg(long, default_value_t = 10, requires = "monitor")]
     rounds: usize,
+    #[command(flatten)]
+    session: bench::SessionArgs,
 }
 
 fn parse_provider(name: &str) -> Result<ProviderKind, String> {

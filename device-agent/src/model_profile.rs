@@ -45,7 +45,7 @@ pub fn main(args: &ProfileArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let ort = OnnxRuntime::load(crate::ort_library(args.onnxruntime.as_deref()))?;
-    let options = EngineOptions { providers: None, require: false, intra_threads: args.threads, cpu_arena: false };
+    let options = EngineOptions { intra_threads: args.threads, ..EngineOptions::default() };
     let mut pipeline = Pipeline::new(&ort, &bundle, &options)?;
     pipeline.enable_monitoring();
     let mut builder = ProfileBuilder::new(pipeline.feature_specs());

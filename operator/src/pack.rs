@@ -87,8 +87,7 @@ fn pack_with_self_test(
 
     let staged = Bundle::load(staging).context("loading the staged bundle")?;
     let ort = OnnxRuntime::load(crate::ort_library(args.onnxruntime.as_deref()))?;
-    let options =
-        EngineOptions { providers: Some(vec![ProviderKind::Cpu]), require: false, intra_threads: 1, cpu_arena: false };
+    let options = EngineOptions { providers: Some(vec![ProviderKind::Cpu]), ..EngineOptions::default() };
     let mut pipeline = Pipeline::new(&ort, &staged, &options)?;
     let self_test = SelfTest::record(&staged, inputs, &mut pipeline).context("recording the golden vectors")?;
     std::fs::write(staging.join(SELF_TEST_FILE), self_test.to_json()).context("writing selftest.json")?;

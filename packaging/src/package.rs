@@ -81,8 +81,8 @@ pub fn pack(bundle_dir: &Path, out_path: &Path, key: Option<&SigningKey>) -> Res
         let line = format!("{line}\n");
         append(&mut builder, SIGNATURE_FILE, line.len() as u64, line.as_bytes()).map_err(io)?;
     }
-    let model = bundle.model_bytes();
-    append(&mut builder, &manifest.model, model.len() as u64, model).map_err(io)?;
+    let model = bundle.read_model()?;
+    append(&mut builder, &manifest.model, model.len() as u64, model.as_slice()).map_err(io)?;
     for (name, bytes) in &files {
         append(&mut builder, name, bytes.len() as u64, bytes.as_slice()).map_err(io)?;
     }

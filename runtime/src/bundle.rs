@@ -1,7 +1,8 @@
 //! A model bundle on disk: a directory with `manifest.toml`, the ONNX file, optional labels, optional
-//! golden self-test vectors and an optional reference profile for monitoring. The model bytes are read once, hashed, and handed to ONNX Runtime from memory, so
-//! the bytes that run are exactly the bytes that were checked; every other file listed in `[checksums]` is
-//! hashed too.
+//! golden self-test vectors and an optional reference profile for monitoring. The model is hashed when the bundle
+//! loads, and read and hashed again when a session is built from it ([`Bundle::read_model`]), so the bytes that
+//! run are exactly the bytes that were checked, and no copy of them stays in memory beside ONNX Runtime's own;
+//! every other file listed in `[checksums]` is hashed too.
 
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
@@ -23,7 +24,6 @@ pub struct Bundle {
     dir: PathBuf,
     manifest: Manifest,
     labels: Vec<String>,
-    model_bytes: Arc<[u8]>,
     profile: Option<Arc<Profile>>,
 }
 
@@ -36,14 +36,7 @@ impl Bundle {
         let text = read_to_string(&manifest_path)?;
         let manifest =
             Manifest::parse(&text).map_err(|message| Error::Manifest { path: manifest_path.clone(), message })?;
-        let model_path = dir.join(&manifest.model);
-        let model_bytes: Arc<[u8]> =
-            std::fs::read(&model_path).map_err(|source| Error::Io { path: model_path.clone(), source })?.into();
-        let actual = hex_sha256(&model_bytes);
-        if actual != manifest.sha256 {
-            let expected = manifest.sha256.clone();
-            return Err(Error::ChecksumMismatch { what: "model", path: model_path, expected, actual });
-        }
+        read_checked_model(&dir.join(&manifest.model), &manifest.sha256)?;
         for (file, expected) in &manifest.checksums {
             let path = dir.join(file);
             let bytes = std::fs::read(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
@@ -68,7 +61,7 @@ impl Bundle {
             }
             None => None,
         };
-        Ok(Bundle { dir, manifest, labels, model_bytes, profile })
+        Ok(Bundle { dir, manifest, labels, profile })
     }
 
     /// The bundle directory.
@@ -96,9 +89,10 @@ impl Bundle {
         self.profile.as_ref()
     }
 
-    /// The checked model bytes.
-    pub fn model_bytes(&self) -> &[u8] {
-        &self.model_bytes
+    /// Reads the model again and checks it against the manifest's sha256: the bytes to build a session from,
+    /// dropped once it is built (the bundle keeps no copy: ONNX Runtime holds the weights).
+    pub fn read_model(&self) -> Result<Vec<u8>> {
+        read_checked_model(&self.model_path(), &self.manifest.sha256)
     }
 
     /// Name, version and sha256.
@@ -111,8 +105,19 @@ impl Bundle {
     }
 }
 
+/// The model file's bytes, refused unless their sha256 is `expected`.
+fn read_checked_model(path: &Path, expected: &str) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_owned(), source })?;
+    let actual = hex_sha256(&bytes);
+    if actual != expected {
+        let expected = expected.to_owned();
+        return Err(Error::ChecksumMismatch { what: "model", path: path.to_owned(), expected, actual });
+    }
+    Ok(bytes)
+}
+
 /// Lower-case hex sha256 of `bytes`.
-fn hex_sha256(bytes: &[u8]) -> String {
+pub(crate) fn hex_sha256(bytes: &[u8]) -> String {
     hex::encode(digest(&SHA256, bytes))
 }
 
@@ -155,6 +160,22 @@ mod tests {
             builder.add(&vector);
         }
         builder.build().expect("profile")
+    }
+
+    #[test]
+    fn a_model_changed_after_loading_is_refused_when_a_session_reads_it() {
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/activity-classifier");
+        let dir = tempfile::tempdir().expect("temp dir");
+        for file in ["model.onnx", "labels.txt", MANIFEST_FILE] {
+            std::fs::copy(shipped.join(file), dir.path().join(file)).expect("copied");
+        }
+        let bundle = Bundle::load(dir.path()).expect("loads");
+        assert_eq!(bundle.read_model().expect("unchanged"), std::fs::read(shipped.join("model.onnx")).expect("model"));
+        let mut model = std::fs::read(dir.path().join("model.onnx")).expect("model");
+        model[0] ^= 1;
+        std::fs::write(dir.path().join("model.onnx"), model).expect("changed");
+        let err = bundle.read_model().expect_err("refused");
+        assert!(matches!(err, Error::ChecksumMismatch { what: "model", .. }), "{err:?}");
     }
 
     #[test]

@@ -5,11 +5,13 @@ use crate::bundle::Bundle;
 use crate::error::{Error, Result};
 use crate::manifest::{InputDtype, InputSpec, OutputSpec};
 use crate::onnx_runtime::OnnxRuntime;
-use crate::provider::{self, ActiveProvider, ProviderKind};
+use crate::provider::{ActiveProvider, ProviderKind};
+use crate::session_build::{self, ModelOrigin};
+use crate::session_settings::{ModelFamily, SessionOverrides, SessionSettings};
 use crate::tensor::{InputTensor, OutputTensor, Outputs};
 use ort::session::Session;
 use ort::value::{Shape, TensorElementType, TensorRef, ValueType};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// How a session is built; the agent's config fills it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,13 +22,21 @@ pub struct EngineOptions {
     pub require: bool,
     /// Threads ONNX Runtime may use inside one operator.
     pub intra_threads: usize,
-    /// ONNX Runtime's CPU memory arena: faster allocation, but it never shrinks (small boards want it off).
-    pub cpu_arena: bool,
+    /// ONNX Runtime's session settings; unset ones take the model family's measured default.
+    pub session: SessionOverrides,
+    /// The optimised-model cache's directory; `None`: every session is built from the bundle's ONNX file.
+    pub optimized_model_cache: Option<PathBuf>,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { providers: None, require: false, intra_threads: 1, cpu_arena: false }
+        EngineOptions {
+            providers: None,
+            require: false,
+            intra_threads: 1,
+            session: SessionOverrides::default(),
+            optimized_model_cache: None,
+        }
     }
 }
 
@@ -37,23 +47,28 @@ pub struct Engine {
     input_shape: Vec<i64>,
     outputs: Outputs,
     provider: ActiveProvider,
+    settings: SessionSettings,
+    origin: ModelOrigin,
+    /// The cached model the session reads in place; declared after `session` so that it is dropped after it.
+    _model_bytes: Option<Box<[u8]>>,
 }
 
 impl Engine {
     /// Builds the session for `bundle` and checks the manifest against the graph.
     pub fn new(ort: &OnnxRuntime, bundle: &Bundle, options: &EngineOptions) -> Result<Engine> {
         let model_path = bundle.model_path();
-        let load_error = |e: ort::Error| Error::ModelLoad { path: model_path.clone(), reason: e.to_string() };
-        let builder = Session::builder(ort.environment())
-            .map_err(load_error)?
-            .with_intra_threads(options.intra_threads.max(1))
-            .map_err(|e| load_error(e.into()))?
-            .with_inter_threads(1)
-            .map_err(|e| load_error(e.into()))?;
-        let requested = options.providers.as_deref().unwrap_or(&bundle.manifest().execution.providers);
-        let (mut builder, provider) = provider::register(builder, requested, options.require, options.cpu_arena)?;
-        let session = builder.commit_from_memory(bundle.model_bytes()).map_err(load_error)?;
         let manifest = bundle.manifest();
+        let settings = options.session.resolve(ModelFamily::of(manifest));
+        let requested = options.providers.as_deref().unwrap_or(&manifest.execution.providers);
+        let built = session_build::build(
+            ort,
+            bundle,
+            options.intra_threads,
+            &settings,
+            (requested, options.require),
+            options.optimized_model_cache.as_deref(),
+        )?;
+        let session = built.session;
         check_input(&model_path, &session, &manifest.input)?;
         let output_names = check_outputs(&model_path, &session, &manifest.output, bundle.labels().len())?;
         let input_shape = match &manifest.input {
@@ -63,7 +78,16 @@ impl Engine {
         let outputs = Outputs {
             tensors: output_names.into_iter().map(|name| OutputTensor { name, ..OutputTensor::default() }).collect(),
         };
-        Ok(Engine { session, input_name: manifest.input.tensor().to_owned(), input_shape, outputs, provider })
+        Ok(Engine {
+            session,
+            input_name: manifest.input.tensor().to_owned(),
+            input_shape,
+            outputs,
+            provider: built.provider,
+            settings,
+            origin: built.origin,
+            _model_bytes: built.model_bytes,
+        })
     }
 
     /// Runs the model on `input` (laid out as the manifest says) and returns its outputs as `f32`.
@@ -94,6 +118,16 @@ impl Engine {
     /// The provider selection for this session.
     pub fn provider(&self) -> &ActiveProvider {
         &self.provider
+    }
+
+    /// The settings the session was built with.
+    pub fn settings(&self) -> &SessionSettings {
+        &self.settings
+    }
+
+    /// Where the session's model came from.
+    pub fn origin(&self) -> ModelOrigin {
+        self.origin
     }
 }
 

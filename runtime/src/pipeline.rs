@@ -10,6 +10,7 @@ use crate::onnx_runtime::OnnxRuntime;
 use crate::postprocess::Decoder;
 use crate::preprocess::{ImageLimits, ImagePreprocessor, SensorPreprocessor};
 use crate::provider::ActiveProvider;
+use crate::{ModelOrigin, SessionSettings};
 use protocol::Output;
 use protocol::{ModelIdentity, StageTimings};
 use std::sync::Arc;
@@ -133,6 +134,11 @@ impl Pipeline {
     /// The requested and active execution providers.
     pub fn provider(&self) -> &ActiveProvider {
         self.engine.provider()
+    }
+
+    /// The session's settings and where its model came from (`bench` prints them).
+    pub fn session(&self) -> (&SessionSettings, ModelOrigin) {
+        (self.engine.settings(), self.engine.origin())
     }
 
     /// The model's class labels in output order (possibly empty).

@@ -1,4 +1,5 @@
 use super::*;
+use runtime::{GraphOptimization, ProviderKind};
 
 const MINIMAL: &str = r#"
 device_id = "cam-01"
@@ -16,6 +17,10 @@ device_id = "cam-01"
 library = "ort/libonnxruntime.so.1"
 intra_threads = 2
 cpu_arena = true
+memory_pattern = false
+graph_optimization = "extended"
+intra_spinning = false
+optimized_model_cache = false
 providers = ["cuda", "cpu"]
 require = true
 [mqtt]
@@ -95,7 +100,8 @@ fn defaults() {
     assert_eq!(config.onnxruntime, OnnxRuntimeConfig::default());
     assert_eq!(config.onnxruntime.library, None);
     assert_eq!(config.onnxruntime.intra_threads, 1);
-    assert!(!config.onnxruntime.cpu_arena && !config.onnxruntime.require);
+    assert_eq!(config.onnxruntime.session_overrides(), runtime::SessionOverrides::default());
+    assert!(config.onnxruntime.optimized_model_cache && !config.onnxruntime.require);
     assert_eq!(config.mqtt, MqttConfig::default());
     assert_eq!(config.mqtt.host, "127.0.0.1");
     assert_eq!(config.mqtt.port(), 1883);
@@ -155,7 +161,16 @@ fn every_key_is_read() {
     let config = AgentConfig::parse(FULL).expect("valid");
     assert_eq!(config.onnxruntime.providers, [ProviderKind::Cuda, ProviderKind::Cpu]);
     assert_eq!(config.onnxruntime.intra_threads, 2);
-    assert!(config.onnxruntime.cpu_arena && config.onnxruntime.require);
+    assert!(config.onnxruntime.require && !config.onnxruntime.optimized_model_cache);
+    assert_eq!(
+        config.onnxruntime.session_overrides(),
+        runtime::SessionOverrides {
+            cpu_arena: Some(true),
+            memory_pattern: Some(false),
+            optimization: Some(GraphOptimization::Extended),
+            intra_spinning: Some(false),
+        }
+    );
     assert_eq!(config.mqtt.port(), 8884);
     assert_eq!(config.mqtt_client_id(), "agent-7");
     assert_eq!(config.topics(), Topics::new("site/a"));

@@ -65,6 +65,13 @@ pub fn peak_rss_bytes() -> Option<u64> {
     status_kib(&status, "VmHWM").map(|kib| kib * 1024)
 }
 
+/// This process's user plus system CPU time so far, all threads (clock-tick resolution), `None` where `/proc`
+/// can't tell.
+pub fn cpu_time() -> Option<Duration> {
+    let ticks = stat_cpu_ticks(&read_proc("/proc/self/stat")?)?;
+    Some(Duration::from_secs_f64(ticks as f64 / clock_ticks_per_s() as f64))
+}
+
 /// The unit of `/proc/self/stat` times (`sysconf(_SC_CLK_TCK)`).
 fn clock_ticks_per_s() -> u64 {
     rustix::param::clock_ticks_per_second()
