@@ -74,6 +74,7 @@ pub fn run(
                 continue;
             }
             Next::Finished => {
+                outbox.finish();
                 if let Some(snapshots) = snapshots {
                     snapshots.finish();
                 }
