@@ -14,21 +14,22 @@ const WAIT: Duration = Duration::from_secs(60);
 const WINDOWS: u64 = 701;
 const MAX_PREDICTIONS: u64 = 50;
 
-/// Two sources on the same recording: `timed` publishes its last, partial batch after 50 ms; `held` would wait a
-/// minute, so its last batch leaves only when the agent shuts down.
+/// Two sources on the same recording: `timed` runs the classifier's dynamic-batch variant (inferring what waits
+/// in its queue as one batch) and publishes its last, partial batch after 50 ms; `held` runs the shipped
+/// classifier and would wait a minute, so its last batch leaves only when the agent shuts down.
 fn config(port: u16) -> String {
-    let source = |name: &str, max_delay_ms: u64| {
+    let source = |name: &str, model: &str, max_delay_ms: u64| {
         format!(
-            "[[sources]]\nname = \"{name}\"\nkind = \"csv\"\nmodel = \"{}\"\npath = \"{}\"\nstride = 1\n\
+            "[[sources]]\nname = \"{name}\"\nkind = \"csv\"\nmodel = \"{}\"\npath = \"{}\"\nstride = 1\nqueue = 64\n\
              [sources.batch]\nmax_predictions = {MAX_PREDICTIONS}\nmax_delay_ms = {max_delay_ms}\n",
-            models_dir().join("activity-classifier").display(),
+            models_dir().join(model).display(),
             models_dir().join("recordings/activity.csv").display()
         )
     };
     format!(
         "device_id = \"d\"\n[mqtt]\nhost = \"127.0.0.1\"\nport = {port}\n[health]\ninterval_secs = 1\n{}{}",
-        source("timed", 50),
-        source("held", 60_000)
+        source("timed", "testing/activity-classifier-batched", 50),
+        source("held", "activity-classifier", 60_000)
     )
 }
 
