@@ -8,9 +8,9 @@
 #            runs the windows waiting in the source's queue (64 deep) as one batch
 # and bare Session::run of the classifier on one window (`device-agent bench`), the limit.
 # Per run: windows/s inferred (health's frames_per_s, the start-up interval left out), predictions/s that arrived at
-# the subscriber (over the whole run, start-up and the drain at shutdown included), and every prediction that did
-# not arrive accounted for: predictions_unpublished (refused by the spool or link), the spool's dropped_predictions
-# (messages deleted over its byte budget) and the records still in the spool at exit.
+# the subscriber (over the whole run, start-up and the drain at shutdown included), predictions_unpublished (refused
+# by the spool or link), the spool's dropped_predictions (messages deleted over its byte budget), and the sequence
+# numbers missing below the highest that arrived (a window inferred whose prediction never came).
 # Usage: scripts/bench-sensor-batching.sh. Environment: ROUNDS (3), SECONDS_PER_RUN (20), STRIDE (100, the window:
 # how the recording source replays by default), THREADS (1 intra-op thread). Needs mosquitto (scripts/setup.sh).
 set -euo pipefail
@@ -68,8 +68,6 @@ TOML
   python3 -c "print($(date +%s.%N) - $started)" > "$out.seconds"
   sleep 1
   kill "$sub" "$health"; wait "$sub" "$health" 2>/dev/null || true
-  # What the spool still held at exit: its records were neither delivered nor dropped.
-  find "$W/spool/predictions" -name '*.seg' -printf '%s\n' 2>/dev/null | awk '{s+=$1} END {print s+0}' > "$out.spool_bytes"
 }
 
 echo "load average at start: $(cat /proc/loadavg)"
@@ -84,7 +82,7 @@ done
 echo "load average at end: $(cat /proc/loadavg)"
 
 python3 - "$W" "$ROUNDS" "$SECONDS_PER_RUN" "$STRIDE" "$THREADS" <<'PY'
-import json, statistics, sys
+import json, re, statistics, sys
 from pathlib import Path
 w, rounds = Path(sys.argv[1]), int(sys.argv[2])
 def spread(values, fmt="{:.0f}"):
@@ -95,22 +93,22 @@ print(f"activity classifier, recording replayed looping at full speed, stride {s
       f"{sys.argv[3]} s per run, {sys.argv[5]} intra-op thread(s), JSON at QoS 1; median (range) over {rounds} rounds")
 print(f"bare Session::run windows/s: {spread(bare)}")
 print(f"{'config':<9}{'inferred/s':>22}{'÷ bare':>8}{'arrived/s':>22}{'unpublished':>13}{'spool dropped':>15}"
-      f"{'spool left':>12}")
+      f"{'missing':>9}")
 for name in ["single", "publish", "batched"]:
-    inferred, arrived, unpublished, dropped, left = [], [], [], [], []
+    inferred, arrived, unpublished, dropped, missing = [], [], [], [], []
     for r in range(1, rounds + 1):
         out = w / f"{name}-{r}"
         reports = [json.loads(l) for l in out.with_suffix(".health.jsonl").read_text().splitlines() if l.strip()]
         sources = [next(s for s in rep["sources"] if s["name"] == "wrist") for rep in reports]
         inferred.append(statistics.mean(s["frames_per_s"] for s in sources[1:]) if len(sources) > 1 else 0.0)
         seconds = float(out.with_suffix(".seconds").read_text())
-        arrived.append(out.with_suffix(".predictions.txt").read_text().count('"seq":') / seconds)
+        seqs = [int(seq) for seq in re.findall(r'"seq":(\d+)', out.with_suffix(".predictions.txt").read_text())]
+        arrived.append(len(seqs) / seconds)
+        missing.append(max(seqs) + 1 - len(set(seqs)) if seqs else 0)
         unpublished.append(max(s["predictions_unpublished"] for s in sources))
         dropped.append(max((rep["spool"] or {}).get("dropped_predictions", 0) for rep in reports))
-        left.append(int(out.with_suffix(".spool_bytes").read_text()))
     ratio = statistics.median(inferred) / statistics.median(bare)
     print(f"{name:<9}{spread(inferred):>22}{ratio:>8.2f}{spread(arrived):>22}{max(unpublished):>13}{max(dropped):>15}"
-          f"{max(left):>12}")
-print("unpublished and spool dropped: the most over the rounds (dropped counts spool records: a batch is one); "
-      "spool left: bytes of predictions still in the spool at exit")
+          f"{max(missing):>9}")
+print("unpublished, spool dropped (spool records: a batch is one) and missing: the most over the rounds")
 PY
