@@ -361,7 +361,11 @@ fn start_workers(
             log::warn!(source = name.as_str(); "No preferred accelerator could be registered; running on CPU: {:?}.", provider.refused);
         }
         let stats = metrics.register(&name);
-        let outbox = Outbox::new(settings, &name, stats.clone());
+        let outbox = match source.config.batch() {
+            Some(limits) => Outbox::batched(settings, &name, stats.clone(), limits)
+                .with_context(|| format!("starting thread batch-{name}"))?,
+            None => Outbox::new(settings, &name, stats.clone()),
+        };
         let (feed, queue): (Arc<Feed>, JobQueue) = match &source.config {
             SourceConfig::Csv(c) => Feed::fifo(outbox.clone(), c.queue, clock.clone()),
             SourceConfig::Stdin(c) => Feed::fifo(outbox.clone(), c.queue, clock.clone()),

@@ -5,6 +5,7 @@
 //! port, client id and prefix, the TLS server name, inbound topics) are computed by the accessors next to
 //! them. Optional strings and paths treat `""` as unset, so a template with `client_id = ""` means "default".
 
+mod batch;
 mod evidence;
 mod feedback;
 mod metrics;
@@ -23,6 +24,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use batch::BatchConfig;
 pub use evidence::EvidenceConfig;
 pub use feedback::FeedbackConfig;
 pub use metrics::MetricsConfig;
@@ -277,6 +279,8 @@ pub struct CsvSource {
     pub repeat: bool,
     /// Windows waiting for inference; a full queue drops the new window.
     pub queue: usize,
+    /// Present: predictions are published in batches.
+    pub batch: Option<BatchConfig>,
 }
 
 impl Default for CsvSource {
@@ -289,6 +293,7 @@ impl Default for CsvSource {
             stride: None,
             repeat: false,
             queue: DEFAULT_SENSOR_QUEUE,
+            batch: None,
         }
     }
 }
@@ -302,11 +307,19 @@ pub struct StdinSource {
     /// As for [`CsvSource::stride`].
     pub stride: Option<u32>,
     pub queue: usize,
+    /// As for [`CsvSource::batch`].
+    pub batch: Option<BatchConfig>,
 }
 
 impl Default for StdinSource {
     fn default() -> Self {
-        StdinSource { name: String::new(), model: PathBuf::new(), stride: None, queue: DEFAULT_SENSOR_QUEUE }
+        StdinSource {
+            name: String::new(),
+            model: PathBuf::new(),
+            stride: None,
+            queue: DEFAULT_SENSOR_QUEUE,
+            batch: None,
+        }
     }
 }
 
@@ -321,6 +334,8 @@ pub struct MqttSensorSource {
     pub topic: Option<String>,
     pub encoding: Format,
     pub queue: usize,
+    /// As for [`CsvSource::batch`].
+    pub batch: Option<BatchConfig>,
 }
 
 impl Default for MqttSensorSource {
@@ -331,6 +346,7 @@ impl Default for MqttSensorSource {
             topic: None,
             encoding: Format::Json,
             queue: DEFAULT_SENSOR_QUEUE,
+            batch: None,
         }
     }
 }
@@ -522,6 +538,20 @@ impl SourceConfig {
             SourceConfig::Csv(_) | SourceConfig::Stdin(_) | SourceConfig::MqttSensor(_) => return None,
         };
         Some(ImageLimits { max_decoded_bytes, ..ImageLimits::default() })
+    }
+
+    /// How the source batches its predictions; `None`: one message per prediction (image sources always).
+    pub fn batch(&self) -> Option<BatchConfig> {
+        match self {
+            SourceConfig::Csv(s) => s.batch,
+            SourceConfig::Stdin(s) => s.batch,
+            SourceConfig::MqttSensor(s) => s.batch,
+            SourceConfig::Images(_)
+            | SourceConfig::MqttFrames(_)
+            | SourceConfig::V4l2(_)
+            | SourceConfig::HttpMjpeg(_)
+            | SourceConfig::Rtsp(_) => None,
+        }
     }
 
     /// The topic an MQTT source subscribes to (its own, or the default under `topics`); `None` for others.
@@ -846,6 +876,9 @@ impl SourceConfig {
             }
             SourceConfig::HttpMjpeg(s) => s.validate(key, problems),
             SourceConfig::Rtsp(s) => s.validate(key, problems),
+        }
+        if let Some(batch) = self.batch() {
+            batch.validate(key, problems);
         }
     }
 }

@@ -1,15 +1,20 @@
 //! A source's outbox: turns results and errors into wire messages, counts them in health, and hands them to
 //! the spool (or, without one, to the MQTT link) without blocking the worker on the network. A message that
 //! cannot be taken (the spool failed to write it, the link's queue is full or closed) is counted as
-//! unpublished, never silently lost.
+//! unpublished, never silently lost. With `[sources.batch]`, predictions leave several to a message
+//! ([`batch`]); error events always leave one by one.
+
+mod batch;
 
 use crate::clock::unix_time_ms as now_ms;
+use crate::config::BatchConfig;
 use crate::health::SourceStats;
 use crate::mqtt::{MqttHandle, PublishError, QoS};
 use crate::queue::Job;
 use crate::spool::{Class, Spool};
+use batch::{BatchTarget, Batcher};
 use protocol::error::{ErrorKind, ErrorStage};
-use protocol::wire::{self, ErrorEvent, Format, Prediction, Topics};
+use protocol::wire::{self, BatchedPrediction, ErrorEvent, Format, Prediction, Topics};
 use runtime::{Output, Pipeline, StageTimings};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,8 +53,32 @@ pub struct Outbox {
     topics: Arc<Topics>,
     format: Format,
     qos: OutboxQos,
+    sender: Sender,
+    stats: Arc<SourceStats>,
+    /// Present with `[sources.batch]`.
+    batcher: Option<Arc<Batcher>>,
+}
+
+/// Hands encoded messages to the spool or the link and counts the predictions they carry that were refused.
+#[derive(Clone)]
+struct Sender {
+    source: Arc<str>,
     link: Arc<dyn Publish>,
     stats: Arc<SourceStats>,
+}
+
+impl Sender {
+    /// Hands over `payload`, a message carrying `count` predictions or error events.
+    fn send(&self, class: Class, topic: String, qos: QoS, payload: Result<Vec<u8>, wire::WireError>, count: u64) {
+        let result = match payload {
+            Ok(payload) => self.link.publish(class, topic, qos, payload),
+            Err(error) => Err(format!("encoding: {error}")),
+        };
+        if let Err(reason) = result {
+            log::debug!(source = &*self.source, count; "Message not published: {reason}.");
+            self.stats.unpublished(count);
+        }
+    }
 }
 
 /// QoS of the two topics an outbox writes.
@@ -70,16 +99,45 @@ pub struct OutboxSettings {
 }
 
 impl Outbox {
-    /// The outbox of source `source`.
+    /// The outbox of source `source`, one message per prediction.
     pub fn new(settings: &OutboxSettings, source: &str, stats: Arc<SourceStats>) -> Outbox {
+        let source: Arc<str> = source.into();
         Outbox {
             device: settings.device.clone(),
-            source: source.into(),
+            source: source.clone(),
             topics: settings.topics.clone(),
             format: settings.format,
             qos: settings.qos,
-            link: settings.link.clone(),
+            sender: Sender { source, link: settings.link.clone(), stats: stats.clone() },
             stats,
+            batcher: None,
+        }
+    }
+
+    /// The outbox of source `source`, publishing its predictions in batches as `limits` says; its
+    /// `batch-<source>` thread runs until [`Outbox::finish`].
+    pub fn batched(
+        settings: &OutboxSettings,
+        source: &str,
+        stats: Arc<SourceStats>,
+        limits: BatchConfig,
+    ) -> std::io::Result<Outbox> {
+        let mut outbox = Outbox::new(settings, source, stats);
+        let target = BatchTarget {
+            device: settings.device.to_string(),
+            source: source.to_owned(),
+            topic: settings.topics.predictions(source),
+            qos: settings.qos.predictions,
+            format: settings.format,
+        };
+        outbox.batcher = Some(Batcher::start(limits, target, outbox.sender.clone())?);
+        Ok(outbox)
+    }
+
+    /// The source's worker has finished: the predictions still waiting in a batch are published.
+    pub fn finish(&self) {
+        if let Some(batcher) = &self.batcher {
+            batcher.finish();
         }
     }
 
@@ -108,12 +166,24 @@ impl Outbox {
         );
     }
 
-    /// Publishes the prediction `pipeline` made for `job`.
+    /// Publishes the prediction `pipeline` made for `job`, at once or with its batch.
     pub fn prediction(&self, job: &Job, pipeline: &Pipeline, output: Output, timings: StageTimings) {
         self.stats.frame_ok(&timings);
+        if let Some(batcher) = &self.batcher {
+            let prediction = BatchedPrediction {
+                seq: job.seq,
+                captured_at_ms: job.captured_at_ms,
+                output,
+                latency_us: timings,
+                total_us: timings.total_us(),
+                input: origin(job),
+            };
+            batcher.add(pipeline.identity(), pipeline.provider().active.name(), prediction);
+            return;
+        }
         let message = self.prediction_message(job, pipeline, output, timings);
         let topic = self.topics.predictions(&self.source);
-        self.send(Class::Predictions, topic, self.qos.predictions, wire::encode(self.format, &message));
+        self.sender.send(Class::Predictions, topic, self.qos.predictions, wire::encode(self.format, &message), 1);
     }
 
     /// The prediction message for `job`, exactly as it is published.
@@ -135,7 +205,7 @@ impl Outbox {
             output,
             latency_us: timings,
             total_us: timings.total_us(),
-            input: (!job.origin.is_empty()).then(|| job.origin.clone()),
+            input: origin(job),
         }
     }
 
@@ -165,19 +235,14 @@ impl Outbox {
         log::warn!(source = &*self.source, seq, stage = stage.as_str(), kind = kind.as_str(), input = origin; "No prediction for this input: {message}.");
         self.stats.error(kind);
         let event = self.error_message(seq, origin, stage, kind, message);
-        self.send(Class::Errors, self.topics.errors(&self.source), self.qos.errors, wire::encode(self.format, &event));
+        let topic = self.topics.errors(&self.source);
+        self.sender.send(Class::Errors, topic, self.qos.errors, wire::encode(self.format, &event), 1);
     }
+}
 
-    fn send(&self, class: Class, topic: String, qos: QoS, payload: Result<Vec<u8>, wire::WireError>) {
-        let result = match payload {
-            Ok(payload) => self.link.publish(class, topic, qos, payload),
-            Err(error) => Err(format!("encoding: {error}")),
-        };
-        if let Err(reason) = result {
-            log::debug!(source = &*self.source; "Message not published: {reason}.");
-            self.stats.unpublished();
-        }
-    }
+/// Where `job` came from, as a prediction names it.
+fn origin(job: &Job) -> Option<String> {
+    (!job.origin.is_empty()).then(|| job.origin.clone())
 }
 
 /// The one place an [`ErrorEvent`] is built: by outboxes, for sources that cannot start, and by the updater. An

@@ -222,6 +222,21 @@ impl<C> JobQueue<C> {
             None => Next::Finished,
         }
     }
+
+    /// Moves up to `max` jobs that are already waiting into `into`, without waiting for more; none while a control
+    /// message waits, since it goes before the next job. A worker that infers in batches adds them to the job
+    /// [`JobQueue::next`] gave it.
+    pub fn take_waiting(&self, max: usize, into: &mut Vec<Job>) {
+        let inbox = &*self.inbox;
+        let mut state = inbox.lock();
+        if !state.control.is_empty() || state.jobs.is_empty() || max == 0 {
+            return;
+        }
+        let taken = max.min(state.jobs.len());
+        into.extend(state.jobs.drain(..taken));
+        inbox.report_depth(&state);
+        inbox.room.notify_all();
+    }
 }
 
 impl<C> Drop for JobQueue<C> {
@@ -324,6 +339,26 @@ mod tests {
         assert!(readings.lock().unwrap().iter().all(|&(depth, capacity)| depth <= 2 && capacity == 2));
         assert_eq!(readings.lock().unwrap().last(), Some(&(0, 2)));
         sender.close();
+    }
+
+    #[test]
+    fn a_batch_takes_only_what_waits_and_never_passes_a_control_message() {
+        let (sender, queue, readings) = recorded(Policy::Fifo { capacity: 8 });
+        for seq in 1..=5 {
+            sender.put(job(seq)).unwrap();
+        }
+        let mut batch = Vec::new();
+        queue.take_waiting(3, &mut batch);
+        assert_eq!(batch.iter().map(|job| job.seq).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(readings.lock().unwrap().last(), Some(&(2, 8)));
+        queue.control().send(9).unwrap();
+        queue.take_waiting(3, &mut batch);
+        assert_eq!(batch.len(), 3, "the swap goes first");
+        assert!(matches!(queue.next(), Next::Control(9)));
+        queue.take_waiting(10, &mut batch);
+        assert_eq!(batch.iter().map(|job| job.seq).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+        queue.take_waiting(10, &mut batch);
+        assert_eq!(batch.len(), 5, "nothing waits: nothing is taken, nothing waited for");
     }
 
     #[test]

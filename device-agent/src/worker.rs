@@ -11,7 +11,7 @@ use crate::queue::{self, Next};
 use crate::snapshot::Snapshots;
 use crate::supervisor::Busy;
 use crate::update::probation::ModelScore;
-use runtime::Pipeline;
+use runtime::{BatchBuffers, Input, Pipeline};
 use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
 
@@ -40,7 +40,8 @@ pub type JobQueue = queue::JobQueue<Swap>;
 pub type SwapSender = queue::ControlSender<Swap>;
 
 /// Runs jobs through the serving pipeline and publishes each result or error until the queue finishes.
-/// Between jobs it sleeps until a job or a swap arrives. Returns what it served last. `busy` tells the
+/// Between jobs it sleeps until a job or a swap arrives. For a model that takes batches, the jobs already
+/// waiting behind the one it takes run with it as one batch (it never waits for more). Returns what it served last. `busy` tells the
 /// supervisor when the inference in progress began. `snapshots` (the source's, if it takes any) sees every
 /// prediction, and `monitor` (the source's, if it has one) every input; both finish with the worker.
 pub fn run(
@@ -57,6 +58,8 @@ pub fn run(
     }
     // The source's frame limits outlive its model: a pipeline the updater built gets them too.
     let image_limits = serving.pipeline.image_limits();
+    let mut max_batch = batch_limit(&serving, monitor.is_some());
+    let (mut jobs, mut results, mut buffers) = (Vec::new(), Vec::new(), BatchBuffers::default());
     loop {
         let job = match queue.next() {
             Next::Job(job) => job,
@@ -69,11 +72,13 @@ pub fn run(
                     monitor.serve(&mut swap.serving);
                 }
                 let old = std::mem::replace(&mut serving, swap.serving);
+                max_batch = batch_limit(&serving, monitor.is_some());
                 // The updater may have given up waiting; the old pipeline is then simply dropped.
                 let _ = swap.replaced.send(old);
                 continue;
             }
             Next::Finished => {
+                outbox.finish();
                 if let Some(snapshots) = snapshots {
                     snapshots.finish();
                 }
@@ -83,28 +88,45 @@ pub fn run(
                 return serving;
             }
         };
-        outbox.frame_in();
+        jobs.push(job);
+        queue.take_waiting(max_batch - 1, &mut jobs);
+        for _ in &jobs {
+            outbox.frame_in();
+        }
         busy.begin();
-        let result = serving.pipeline.infer(&job.input);
+        if let [job] = jobs.as_slice() {
+            results.push(serving.pipeline.infer(&job.input));
+        } else {
+            let inputs: Vec<&Input> = jobs.iter().map(|job| &job.input).collect();
+            serving.pipeline.infer_batch(&inputs, &mut buffers, &mut results);
+        }
         busy.end();
-        match result {
-            Ok((output, timings)) => {
-                serving.score.prediction(&output, &timings);
-                if let Some(snapshots) = &mut snapshots {
-                    snapshots.consider(&job, &output);
+        for (job, result) in jobs.drain(..).zip(results.drain(..)) {
+            match result {
+                Ok((output, timings)) => {
+                    serving.score.prediction(&output, &timings);
+                    if let Some(snapshots) = &mut snapshots {
+                        snapshots.consider(&job, &output);
+                    }
+                    if let Some(monitor) = &mut monitor {
+                        monitor.inferred(&job, serving.pipeline.features(), &output, &timings);
+                    }
+                    outbox.prediction(&job, &serving.pipeline, output, timings);
                 }
-                if let Some(monitor) = &mut monitor {
-                    monitor.inferred(&job, serving.pipeline.features(), &output, &timings);
+                Err(error) => {
+                    serving.score.failure();
+                    if let Some(monitor) = &mut monitor {
+                        monitor.failed(&job);
+                    }
+                    outbox.pipeline_error(&job, &error);
                 }
-                outbox.prediction(&job, &serving.pipeline, output, timings);
-            }
-            Err(error) => {
-                serving.score.failure();
-                if let Some(monitor) = &mut monitor {
-                    monitor.failed(&job);
-                }
-                outbox.pipeline_error(&job, &error);
             }
         }
     }
+}
+
+/// How many waiting windows the worker runs at once: a batch for a model that takes batches, except on a
+/// monitored source, whose monitor observes each window's own features; else one.
+fn batch_limit(serving: &Serving, monitored: bool) -> usize {
+    if monitored { 1 } else { serving.pipeline.max_batch() }
 }

@@ -21,7 +21,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+mod batch;
 mod monitor;
+pub use batch::*;
 pub use monitor::*;
 
 /// The version byte that opens every postcard envelope.
@@ -65,7 +67,7 @@ impl Topics {
         format!("{}/health", self.prefix)
     }
 
-    /// One [`Prediction`] per inference of `source`.
+    /// One [`Prediction`] per inference of `source`, or with batching on, a [`PredictionBatch`] per batch.
     pub fn predictions(&self, source: &str) -> String {
         format!("{}/predictions/{source}", self.prefix)
     }
@@ -123,7 +125,7 @@ impl Topics {
 
 /// What an envelope carries. postcard writes the variant index, so the order below is the wire value:
 /// Status = 0, Prediction = 1, Error = 2, Health = 3, SensorWindow = 4, MonitorReport = 5, AlertReport = 6,
-/// RetrainCandidate = 7, Feedback = 8, RetrainFetch = 9. Append only.
+/// RetrainCandidate = 7, Feedback = 8, RetrainFetch = 9, PredictionBatch = 10. Append only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageKind {
@@ -137,6 +139,7 @@ pub enum MessageKind {
     RetrainCandidate,
     Feedback,
     RetrainFetch,
+    PredictionBatch,
 }
 
 /// A payload type, tied to its [`MessageKind`] so that an envelope can't be labelled wrongly.

@@ -9,7 +9,7 @@ use crate::provider::{ActiveProvider, ProviderKind};
 use crate::session_build::{self, ModelOrigin};
 use crate::session_settings::{ModelFamily, SessionOverrides, SessionSettings};
 use crate::tensor::{InputTensor, OutputTensor, Outputs};
-use ort::session::Session;
+use ort::session::{Session, SessionOutputs};
 use ort::value::{Shape, TensorElementType, TensorRef, ValueType};
 use std::path::{Path, PathBuf};
 
@@ -99,19 +99,31 @@ impl Engine {
             InputTensor::U8(data) => TensorRef::from_array_view((shape, data)).map_err(inference_error)?.into_dyn(),
         };
         let results = self.session.run(ort::inputs![self.input_name.as_str() => value]).map_err(inference_error)?;
-        for tensor in &mut self.outputs.tensors {
-            let value = results.get(&tensor.name).ok_or_else(|| Error::Output {
-                tensor: tensor.name.clone(),
-                reason: "missing from the run's outputs".to_owned(),
-            })?;
-            let (shape, data) = value
-                .try_extract_tensor::<f32>()
-                .map_err(|e| Error::Output { tensor: tensor.name.clone(), reason: e.to_string() })?;
-            tensor.shape.clear();
-            tensor.shape.extend_from_slice(shape);
-            tensor.data.clear();
-            tensor.data.extend_from_slice(data);
-        }
+        copy_outputs(&results, &mut self.outputs)?;
+        Ok(&self.outputs)
+    }
+
+    /// Whether the graph takes any number of inputs stacked along the first dimension of its input and returns
+    /// them along the first dimension of every output the decoder reads: both are dynamic.
+    pub fn takes_batches(&self) -> bool {
+        let dynamic_first =
+            |value: &ValueType| tensor_type(value).is_some_and(|(_, shape)| shape.first().is_some_and(|d| *d < 0));
+        let input = self.session.inputs().iter().any(|i| i.name() == self.input_name && dynamic_first(i.dtype()));
+        let outputs =
+            self.outputs.tensors.iter().all(|tensor| {
+                self.session.outputs().iter().any(|o| o.name() == tensor.name && dynamic_first(o.dtype()))
+            });
+        input && outputs && !self.outputs.tensors.is_empty()
+    }
+
+    /// Runs the model once on `batch` `f32` inputs stacked in `input`, for a graph that [takes
+    /// batches](Engine::takes_batches); each output holds the batch's results along its first dimension.
+    pub fn run_batch(&mut self, input: &[f32], batch: usize) -> Result<&Outputs> {
+        let inference_error = |e: ort::Error| Error::Inference { reason: e.to_string() };
+        let dims = std::iter::once(batch as i64).chain(self.input_shape.iter().skip(1).copied());
+        let value = TensorRef::from_array_view((Shape::new(dims), input)).map_err(inference_error)?.into_dyn();
+        let results = self.session.run(ort::inputs![self.input_name.as_str() => value]).map_err(inference_error)?;
+        copy_outputs(&results, &mut self.outputs)?;
         Ok(&self.outputs)
     }
 
@@ -129,6 +141,24 @@ impl Engine {
     pub fn origin(&self) -> ModelOrigin {
         self.origin
     }
+}
+
+/// Copies the outputs the decoder reads out of a run's results into the reused buffers.
+fn copy_outputs(results: &SessionOutputs<'_>, outputs: &mut Outputs) -> Result<()> {
+    for tensor in &mut outputs.tensors {
+        let value = results.get(&tensor.name).ok_or_else(|| Error::Output {
+            tensor: tensor.name.clone(),
+            reason: "missing from the run's outputs".to_owned(),
+        })?;
+        let (shape, data) = value
+            .try_extract_tensor::<f32>()
+            .map_err(|e| Error::Output { tensor: tensor.name.clone(), reason: e.to_string() })?;
+        tensor.shape.clear();
+        tensor.shape.extend_from_slice(shape);
+        tensor.data.clear();
+        tensor.data.extend_from_slice(data);
+    }
+    Ok(())
 }
 
 /// Element type and shape of a graph input or output.

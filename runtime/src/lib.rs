@@ -44,7 +44,7 @@ pub use input::{Input, SensorWindow};
 pub use manifest::Manifest;
 pub use onnx_runtime::OnnxRuntime;
 // What a pipeline returns is the wire protocol's prediction payload.
-pub use pipeline::Pipeline;
+pub use pipeline::{BatchBuffers, MAX_BATCH, Pipeline};
 pub use preprocess::ImageLimits;
 pub use protocol::{BoundingBox, ClassScore, Detection, ModelIdentity, Output, Point, RawTensor, StageTimings};
 pub use provider::{ActiveProvider, ProviderKind};

@@ -1,5 +1,7 @@
 //! The pipeline: decode, preprocess, run, postprocess, each timed. One pipeline per worker thread.
 
+mod batch;
+
 use crate::bundle::Bundle;
 use crate::engine::{Engine, EngineOptions};
 use crate::error::{Error, Result};
@@ -15,6 +17,8 @@ use protocol::Output;
 use protocol::{ModelIdentity, StageTimings};
 use std::sync::Arc;
 use std::time::Instant;
+
+pub use batch::{BatchBuffers, MAX_BATCH};
 
 enum Preprocessor {
     Image(Box<ImagePreprocessor>),

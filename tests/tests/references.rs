@@ -6,7 +6,7 @@ use integration_tests::references::{self, Case};
 use integration_tests::{models_dir, onnx_runtime};
 use runtime::manifest::InputSpec;
 use runtime::preprocess::ImagePreprocessor;
-use runtime::{Bundle, EngineOptions, Input, InputTensor, Output, Pipeline, SensorWindow};
+use runtime::{BatchBuffers, Bundle, EngineOptions, Input, InputTensor, Output, Pipeline, SensorWindow};
 
 fn pipeline(bundle: &str) -> (Bundle, Pipeline) {
     let bundle = Bundle::load(models_dir().join(bundle)).expect("bundle loads");
@@ -139,6 +139,39 @@ fn activity_classifier_matches_python_onnxruntime() {
         for (g, w) in got.iter().zip(want) {
             assert_eq!(g.index, w.index, "row {:?}: {got:?} vs {want:?}", case.start_row);
             assert!((g.score - w.score).abs() < 1e-4, "row {:?}: {} vs {}", case.start_row, g.score, w.score);
+        }
+    }
+}
+
+/// The dynamic-batch variant of the activity classifier, run in batches, gives every window the prediction the
+/// shipped classifier gives it alone; a bad window in a batch gets its own error and spoils nothing else.
+#[test]
+fn batched_activity_classifier_matches_the_classifier_run_window_by_window() {
+    let (bundle, mut single) = pipeline("activity-classifier");
+    let (_, mut batched) = pipeline("testing/activity-classifier-batched");
+    assert_eq!((single.max_batch(), batched.max_batch()), (1, runtime::MAX_BATCH));
+    let refs = references::load("activity-classifier");
+    let mut inputs: Vec<Input> = refs.cases.iter().map(|case| input_of(&bundle, case)).collect();
+    inputs.insert(3, Input::Sensor(SensorWindow { channels: 6, values: vec![0.0; 6] }));
+    let (mut buffers, mut results) = (BatchBuffers::default(), Vec::new());
+    let all: Vec<&Input> = inputs.iter().collect();
+    batched.infer_batch(&all, &mut buffers, &mut results);
+    assert_eq!(results.len(), inputs.len());
+    for (index, (input, result)) in inputs.iter().zip(results).enumerate() {
+        match (single.infer(input), result) {
+            (Ok((want, _)), Ok((got, timings))) => {
+                let (Output::Classification { classes: want }, Output::Classification { classes: got }) = (&want, &got)
+                else {
+                    panic!("classification expected, got {got:?}")
+                };
+                for (g, w) in got.iter().zip(want) {
+                    assert_eq!(g.index, w.index, "window {index}: {got:?} vs {want:?}");
+                    assert!((g.score - w.score).abs() < 1e-5, "window {index}: {got:?} vs {want:?}");
+                }
+                assert_eq!(timings.decode_us, 0);
+            }
+            (Err(want), Err(got)) => assert_eq!(got.kind(), want.kind(), "window {index}"),
+            (want, got) => panic!("window {index}: {want:?} alone, {got:?} in a batch"),
         }
     }
 }

@@ -247,9 +247,9 @@ impl SourceStats {
         *lock(&self.errors).entry(kind).or_default() += 1;
     }
 
-    /// The MQTT link refused a prediction.
-    pub fn unpublished(&self) {
-        self.unpublished.fetch_add(1, Ordering::Relaxed);
+    /// The spool or the MQTT link refused a message carrying `count` predictions (or one error event).
+    pub fn unpublished(&self, count: u64) {
+        self.unpublished.fetch_add(count, Ordering::Relaxed);
     }
 
     /// The source's queue (or latest-frame slot: capacity 1) now holds `depth` of `capacity`.
@@ -532,7 +532,7 @@ mod tests {
         stats.error(ErrorKind::Io);
         stats.error(ErrorKind::Decode);
         stats.error(ErrorKind::Io);
-        stats.unpublished();
+        stats.unpublished(1);
         stats.set_queue(3, usize::MAX);
 
         let health = stats.snapshot_at(start + Duration::from_secs(1));

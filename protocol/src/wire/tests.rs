@@ -636,3 +636,83 @@ fn monitor_payloads_round_trip_in_both_formats() {
         assert_eq!(decode::<Feedback>(format, &bytes).expect("decodes"), feedback());
     }
 }
+
+/// Two predictions of `prediction()`'s source and model, seqs 0 and 1, the second without an input name.
+fn prediction_batch() -> PredictionBatch {
+    let first = prediction();
+    let batched = |seq: u64, captured_at_ms: u64, input: Option<String>| BatchedPrediction {
+        seq,
+        captured_at_ms,
+        output: first.output.clone(),
+        latency_us: first.latency_us,
+        total_us: first.total_us,
+        input,
+    };
+    PredictionBatch {
+        device: first.device.clone(),
+        source: first.source.clone(),
+        published_at_ms: first.published_at_ms,
+        model: first.model.clone(),
+        provider: first.provider.clone(),
+        predictions: vec![batched(0, 1000, first.input.clone()), batched(1, 1002, None)],
+    }
+}
+
+#[test]
+fn prediction_batch_postcard_bytes() {
+    #[rustfmt::skip]
+    let expected = [
+        0x01, 0x0A,                                     // envelope version 1, kind PredictionBatch
+        0x06, b'c', b'a', b'm', b'-', b'0', b'1',       // device
+        0x05, b'f', b'r', b'o', b'n', b't',             // source
+        0xE9, 0x07,                                     // published_at_ms 1001
+        0x01, b'm',                                     // model.name
+        0x05, b'1', b'.', b'0', b'.', b'0',             // model.version
+        0x02, b'a', b'b',                               // model.sha256
+        0x03, b'c', b'p', b'u',                         // provider
+        0x02,                                           // two predictions:
+        0x00,                                           //   seq 0
+        0xE8, 0x07,                                     //   captured_at_ms 1000
+        0x00, 0x01, 0x03, 0x03, b'c', b'a', b't', 0x00, 0x00, 0x00, 0x3F, // output: Classification [cat 0.5]
+        0x01, 0x02, 0xAC, 0x02, 0x04,                   //   latency_us 1, 2, 300, 4
+        0xB3, 0x02,                                     //   total_us 307
+        0x01, 0x05, b'a', b'.', b'j', b'p', b'g',       //   input Some("a.jpg")
+        0x01,                                           //   seq 1
+        0xEA, 0x07,                                     //   captured_at_ms 1002
+        0x00, 0x01, 0x03, 0x03, b'c', b'a', b't', 0x00, 0x00, 0x00, 0x3F, // output
+        0x01, 0x02, 0xAC, 0x02, 0x04,                   //   latency_us
+        0xB3, 0x02,                                     //   total_us
+        0x00,                                           //   input None
+    ];
+    assert_eq!(postcard(&prediction_batch()), expected);
+}
+
+#[test]
+fn json_prediction_batch_is_the_documented_object() {
+    let value = json_object(&prediction_batch());
+    let mut keys: Vec<&str> = value.as_object().expect("an object").keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["device", "model", "predictions", "provider", "published_at_ms", "source"]);
+    assert_eq!(
+        value["predictions"][1],
+        json!({"seq": 1, "captured_at_ms": 1002,
+               "output": {"classification": {"classes": [{"index": 3, "label": "cat", "score": 0.5}]}},
+               "latency_us": {"decode_us": 1, "preprocess_us": 2, "inference_us": 300, "postprocess_us": 4},
+               "total_us": 307, "input": null})
+    );
+}
+
+#[test]
+fn a_predictions_topic_message_decodes_as_a_batch_or_a_single_prediction() {
+    let expanded = prediction_batch().into_predictions();
+    assert_eq!(expanded[0], prediction());
+    assert_eq!(expanded[1], Prediction { seq: 1, captured_at_ms: 1002, input: None, ..prediction() });
+    for format in [Format::Json, Format::Postcard] {
+        let batch = encode(format, &prediction_batch()).expect("encodes");
+        assert_eq!(decode_predictions(format, &batch).expect("a batch"), expanded);
+        let single = encode(format, &prediction()).expect("encodes");
+        assert_eq!(decode_predictions(format, &single).expect("a prediction"), [prediction()]);
+        let status = encode(format, &online()).expect("encodes");
+        assert!(decode_predictions(format, &status).is_err(), "{format:?}: a status is neither");
+    }
+}
