@@ -68,10 +68,12 @@ pub(crate) fn build(
     if let Some(entry) = &entry
         && let Some(bytes) = entry.read()
     {
+        // Boxed before the session sees them: shrinking a Vec into a box may move its bytes, and the session
+        // keeps pointing at them.
+        let bytes = bytes.into_boxed_slice();
         match from_cache(first, &bytes) {
             Ok(session) => {
-                let model_bytes = Some(bytes.into_boxed_slice());
-                return Ok(BuiltSession { session, model_bytes, provider, origin: ModelOrigin::Cache });
+                return Ok(BuiltSession { session, model_bytes: Some(bytes), provider, origin: ModelOrigin::Cache });
             }
             Err(error) => {
                 log::warn!("Optimised model {} refused, rebuilding it: {error}", entry.path().display());
