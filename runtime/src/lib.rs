@@ -28,6 +28,7 @@ pub mod monitor;
 mod onnx_runtime;
 mod pipeline;
 pub mod postprocess;
+mod prepare;
 pub mod preprocess;
 mod provider;
 pub mod recording;
@@ -42,7 +43,8 @@ pub use manifest::Manifest;
 pub use onnx_runtime::OnnxRuntime;
 // What a pipeline returns is the wire protocol's prediction payload.
 pub use pipeline::Pipeline;
+pub use prepare::{Prepared, Preparer};
 pub use preprocess::ImageLimits;
 pub use protocol::{BoundingBox, ClassScore, Detection, ModelIdentity, Output, Point, RawTensor, StageTimings};
 pub use provider::{ActiveProvider, ProviderKind};
-pub use tensor::{InputTensor, OutputTensor, Outputs};
+pub use tensor::{InputTensor, InputTensorMut, OutputTensor, Outputs};
