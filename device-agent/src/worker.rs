@@ -1,13 +1,15 @@
 //! The inference worker: one named thread per source, owning that source's pipeline (one ONNX Runtime
-//! session). It takes jobs from the source's queue until the queue is closed and drained.
+//! session). It runs the jobs its [prepare thread](crate::prepare) has decoded and preprocessed, in the order of
+//! the source's queue, until that thread has ended (the queue closed and drained).
 //!
-//! Between two jobs it takes the [`Swap`]s its queue carries: the updater hands it a new pipeline and gets
+//! Between two jobs it takes the [`Swap`]s handed on with them: the updater hands it a new pipeline and gets
 //! the old one back. Sequence numbers are assigned at capture, so the swap drops nothing: the next job simply
 //! runs on the new model.
 
 use crate::monitor::MonitorTap;
 use crate::outbox::Outbox;
-use crate::queue::{self, Next};
+use crate::prepare::{Handoff, WorkerEnds};
+use crate::queue;
 use crate::snapshot::Snapshots;
 use crate::supervisor::Busy;
 use crate::update::probation::ModelScore;
@@ -33,19 +35,20 @@ pub struct Swap {
     pub replaced: SyncSender<Serving>,
 }
 
-/// A worker's queue: jobs, and swaps taken between two jobs.
+/// A source's queue: jobs, and swaps taken between two jobs.
 pub type JobQueue = queue::JobQueue<Swap>;
 
 /// Where the updater sends a worker its swaps.
 pub type SwapSender = queue::ControlSender<Swap>;
 
-/// Runs jobs through the serving pipeline and publishes each result or error until the queue finishes.
-/// Between jobs it sleeps until a job or a swap arrives. Returns what it served last. `busy` tells the
-/// supervisor when the inference in progress began. `snapshots` (the source's, if it takes any) sees every
-/// prediction, and `monitor` (the source's, if it has one) every input; both finish with the worker.
+/// Runs prepared jobs through the serving pipeline and publishes each result or error until the prepare
+/// thread ends, giving each buffer back as soon as the run has read it. Between jobs it sleeps until a job or
+/// a swap arrives. Returns what it served last. `busy` tells the supervisor when the inference in progress
+/// began. `snapshots` (the source's, if it takes any) sees every prediction, and `monitor` (the source's, if
+/// it has one) every input; both finish with the worker.
 pub fn run(
     mut serving: Serving,
-    queue: JobQueue,
+    ends: WorkerEnds,
     outbox: &Outbox,
     busy: &Busy,
     mut snapshots: Option<Snapshots>,
@@ -55,15 +58,10 @@ pub fn run(
     if let Some(monitor) = &mut monitor {
         monitor.serve(&mut serving);
     }
-    // The source's frame limits outlive its model: a pipeline the updater built gets them too.
-    let image_limits = serving.pipeline.image_limits();
     loop {
-        let job = match queue.next() {
-            Next::Job(job) => job,
-            Next::Control(mut swap) => {
-                if let Some(limits) = image_limits {
-                    swap.serving.pipeline.set_image_limits(limits);
-                }
+        let (job, prepared, outcome) = match ends.handoff.recv() {
+            Ok(Handoff::Job { job, prepared, outcome }) => (job, prepared, outcome),
+            Ok(Handoff::Swap(mut swap)) => {
                 outbox.serving(&swap.serving.pipeline);
                 if let Some(monitor) = &mut monitor {
                     monitor.serve(&mut swap.serving);
@@ -73,7 +71,7 @@ pub fn run(
                 let _ = swap.replaced.send(old);
                 continue;
             }
-            Next::Finished => {
+            Err(_) => {
                 if let Some(snapshots) = snapshots {
                     snapshots.finish();
                 }
@@ -84,9 +82,14 @@ pub fn run(
             }
         };
         outbox.frame_in();
-        busy.begin();
-        let result = serving.pipeline.infer(&job.input);
-        busy.end();
+        let result = outcome.and_then(|()| {
+            busy.begin();
+            let result = serving.pipeline.run(&prepared);
+            busy.end();
+            result
+        });
+        // The prepare thread has ended at shutdown; the buffer is then simply dropped.
+        let _ = ends.free.send(prepared);
         match result {
             Ok((output, timings)) => {
                 serving.score.prediction(&output, &timings);

@@ -84,14 +84,7 @@ impl Engine {
         let outputs = Outputs {
             tensors: output_names.into_iter().map(|name| OutputTensor::new(name, Vec::new(), Vec::new())).collect(),
         };
-        Ok(Engine {
-            session,
-            input_shape,
-            outputs,
-            provider,
-            copying,
-            binding: OutputBinding::Untried,
-        })
+        Ok(Engine { session, input_shape, outputs, provider, copying, binding: OutputBinding::Untried })
     }
 
     /// Runs the model on `input` (laid out as the manifest says) and returns its outputs as `f32`. The input
@@ -117,9 +110,11 @@ impl Engine {
         if let OutputBinding::Bound(options) = &self.binding {
             let taken = self.session.run_with_options(ort::inputs![input], options).map(|mut results| {
                 // The first bound run hands out the values it wrote into; later ones write into the same.
-                self.outputs.tensors.iter_mut().filter(|tensor| !tensor.is_bound()).all(|tensor| {
-                    results.remove(tensor.name()).map(|value| tensor.bind(value)).is_some()
-                })
+                self.outputs
+                    .tensors
+                    .iter_mut()
+                    .filter(|tensor| !tensor.is_bound())
+                    .all(|tensor| results.remove(tensor.name()).map(|value| tensor.bind(value)).is_some())
             });
             if let Ok(true) = taken {
                 return Ok(&self.outputs);

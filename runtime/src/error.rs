@@ -148,9 +148,7 @@ impl Error {
             Error::SensorShape { .. }
             | Error::NonFinite { .. }
             | Error::WrongInputKind { .. }
-            | Error::TensorMismatch { .. } => {
-                ErrorStage::Preprocess
-            }
+            | Error::TensorMismatch { .. } => ErrorStage::Preprocess,
             Error::Inference { .. } => ErrorStage::Inference,
             Error::Output { .. } => ErrorStage::Postprocess,
             Error::NonFiniteOutput { .. } => ErrorStage::Postprocess,

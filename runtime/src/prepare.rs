@@ -87,7 +87,8 @@ impl Preparer {
     /// A new preparer for the same spec, with the same limits and settings.
     pub(crate) fn like(&self) -> Preparer {
         let mut preparer = Preparer::new(self.spec.clone());
-        if let (Preprocessor::Image(new), Preprocessor::Image(this)) = (&mut preparer.preprocessor, &self.preprocessor) {
+        if let (Preprocessor::Image(new), Preprocessor::Image(this)) = (&mut preparer.preprocessor, &self.preprocessor)
+        {
             new.set_limits(this.limits());
             new.set_reduced_jpeg_decode(this.reduced_jpeg_decode());
         }

@@ -90,10 +90,8 @@ impl InputBuffer {
     /// True when it has the element type and shape `spec` gives, so it can take that spec's inputs.
     pub fn fits(&self, spec: &InputSpec) -> bool {
         let (dtype, shape) = input_layout(spec);
-        let same_type = matches!(
-            (&self.value, dtype),
-            (InputValue::F32(_), InputDtype::F32) | (InputValue::U8(_), InputDtype::U8)
-        );
+        let same_type =
+            matches!((&self.value, dtype), (InputValue::F32(_), InputDtype::F32) | (InputValue::U8(_), InputDtype::U8));
         same_type && shape == self.shape
     }
 

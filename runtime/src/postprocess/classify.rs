@@ -200,9 +200,7 @@ mod tests {
     }
 
     fn outputs(shape: &[i64], data: &[f32]) -> Outputs {
-        Outputs {
-            tensors: vec![OutputTensor::new("logits".to_owned(), shape.to_vec(), data.to_vec())],
-        }
+        Outputs { tensors: vec![OutputTensor::new("logits".to_owned(), shape.to_vec(), data.to_vec())] }
     }
 
     fn decoder(softmax: SoftmaxMode, top_k: usize) -> ClassificationDecoder {

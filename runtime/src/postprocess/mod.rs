@@ -92,7 +92,9 @@ impl Decoder {
 fn check_finite(tensor: &OutputTensor) -> Result<()> {
     match tensor.data().iter().position(|value| !value.is_finite()) {
         None => Ok(()),
-        Some(index) => Err(Error::NonFiniteOutput { tensor: tensor.name().to_owned(), index, value: tensor.data()[index] }),
+        Some(index) => {
+            Err(Error::NonFiniteOutput { tensor: tensor.name().to_owned(), index, value: tensor.data()[index] })
+        }
     }
 }
 
@@ -269,8 +271,7 @@ mod tests {
 
     #[test]
     fn dispatches_on_the_spec() {
-        let outputs =
-            Outputs { tensors: vec![OutputTensor::new("y", vec![1, 2], vec![0.25, 0.75])] };
+        let outputs = Outputs { tensors: vec![OutputTensor::new("y", vec![1, 2], vec![0.25, 0.75])] };
         let classify = OutputSpec::Classification(crate::manifest::ClassificationSpec {
             tensor: "y".to_owned(),
             softmax: crate::manifest::SoftmaxMode::Auto,

@@ -146,9 +146,7 @@ mod tests {
     fn outputs(anchors: &[[f32; 7]]) -> Outputs {
         // Transpose to the head's [1, 7, anchors] layout: one row per field.
         let data = (0..7).flat_map(|row| anchors.iter().map(move |anchor| anchor[row])).collect();
-        Outputs {
-            tensors: vec![OutputTensor::new("output0", vec![1, 7, anchors.len() as i64], data)],
-        }
+        Outputs { tensors: vec![OutputTensor::new("output0", vec![1, 7, anchors.len() as i64], data)] }
     }
 
     fn decoder(score_threshold: f32, max_detections: usize) -> Yolov8Decoder {
@@ -210,15 +208,12 @@ mod tests {
         let mut decoder = decoder(0.25, 100);
         for shape in [vec![1i64, 4, 5], vec![2, 7, 5], vec![7, 5]] {
             let len = shape.iter().product::<i64>() as usize;
-            let bad = Outputs {
-                tensors: vec![OutputTensor::new("output0".to_owned(), shape.clone(), vec![0.0; len])],
-            };
+            let bad = Outputs { tensors: vec![OutputTensor::new("output0".to_owned(), shape.clone(), vec![0.0; len])] };
             let err = decoder.decode(&bad, &[], &identity).unwrap_err().to_string();
             assert!(err.contains("output0: expected shape [1, 4 + classes, anchors]"), "{err}");
             assert!(err.contains(&format!("got {shape:?}")), "{err}");
         }
-        let empty =
-            Outputs { tensors: vec![OutputTensor::new("output0", vec![1, 7, 0], vec![])] };
+        let empty = Outputs { tensors: vec![OutputTensor::new("output0", vec![1, 7, 0], vec![])] };
         assert!(detections(decoder.decode(&empty, &[], &identity).unwrap()).is_empty());
     }
 }

@@ -66,7 +66,10 @@ impl SensorPreprocessor {
             });
         }
         if tensor.len() != expected_len {
-            return Err(Error::TensorMismatch { expected: format!("{expected_len} f32"), got: format!("{} f32", tensor.len()) });
+            return Err(Error::TensorMismatch {
+                expected: format!("{expected_len} f32"),
+                got: format!("{} f32", tensor.len()),
+            });
         }
         if self.channels == 0 {
             return Ok(());

@@ -1,0 +1,100 @@
+//! The prepare thread: one per source, named `prepare-<source>`, between the source's queue and its worker. It
+//! decodes and preprocesses the next input while the worker runs the previous one, so a second core works on
+//! decoding instead of the worker waiting for it.
+//!
+//! ```text
+//! source ──(latest slot | FIFO)──> prepare-<name> ──hand-off──> worker-<name>
+//!                                        ^───────free buffers───────┘
+//! ```
+//!
+//! [`BUFFERS`] (two) [`Prepared`] buffers circulate: one the worker runs, one being prepared. The channels and
+//! what happens when they are full:
+//!
+//! - **source queue** ([`crate::queue`], unchanged: latest-frame slot for cameras, FIFO for sensors). The
+//!   prepare thread takes a job from it only while it holds a free buffer, so it prepares one job ahead of the
+//!   worker, never more, and a camera frame that a newer one will replace in the slot is never decoded. Swaps
+//!   arrive there too, taken before jobs as before.
+//! - **hand-off** (prepare → worker, in order): prepared jobs, each with its buffer and its preparation's
+//!   outcome (a bad JPEG goes to the worker in order, to be published as before), and swaps. It never holds
+//!   more than the two buffered jobs and a swap, because a job needs a buffer: it is never full, and a send
+//!   fails only when the worker has ended.
+//! - **free buffers** (worker → prepare): the worker gives a buffer back as soon as the run has read it. The
+//!   prepare thread waits on it when it holds none; it ends when the worker has ended.
+//!
+//! A swap builds the new model's preparer (with the source's frame limits) and is handed on in order: jobs
+//! prepared before it run on the model they were prepared for, jobs after it on the new one. At shutdown the
+//! source queue closes; the prepare thread prepares what it holds and ends, closing the hand-off, and the worker
+//! runs what was handed off, then finishes.
+
+use crate::queue::{Job, Next};
+use crate::worker::{JobQueue, Swap};
+use runtime::{Prepared, Preparer};
+use std::sync::mpsc::{Receiver, Sender, channel};
+
+/// Buffers per source: one being run, one being prepared.
+pub const BUFFERS: usize = 2;
+
+/// What the worker takes from its prepare thread, in the order of the source's queue.
+pub enum Handoff {
+    /// A job and the buffer it was prepared into, with the preparation's outcome.
+    Job { job: Job, prepared: Prepared, outcome: runtime::Result<()> },
+    /// A new model to serve from the next job on.
+    Swap(Swap),
+}
+
+/// The prepare thread's ends of its channels.
+pub struct PrepareEnds {
+    handoff: Sender<Handoff>,
+    free: Receiver<Prepared>,
+}
+
+/// The worker's ends: what to run, and where to give buffers back.
+pub struct WorkerEnds {
+    pub handoff: Receiver<Handoff>,
+    pub free: Sender<Prepared>,
+}
+
+/// The channels between a prepare thread and its worker, with [`BUFFERS`] free buffers.
+pub fn channels() -> (PrepareEnds, WorkerEnds) {
+    let (handoff_sender, handoff) = channel();
+    let (free, free_receiver) = channel();
+    for _ in 0..BUFFERS {
+        // The receiver is alive: it is returned below.
+        let _ = free.send(Prepared::new());
+    }
+    (PrepareEnds { handoff: handoff_sender, free: free_receiver }, WorkerEnds { handoff, free })
+}
+
+/// Prepares the source's jobs for its worker until the queue is closed and drained, or the worker has ended.
+pub fn run(mut preparer: Preparer, queue: JobQueue, ends: PrepareEnds) {
+    // The source's frame limits outlive its model: a pipeline the updater built gets them too.
+    let image_limits = preparer.image_limits();
+    let mut held = None;
+    loop {
+        let mut prepared = match held.take() {
+            Some(prepared) => prepared,
+            None => match ends.free.recv() {
+                Ok(prepared) => prepared,
+                Err(_) => return,
+            },
+        };
+        let handoff = match queue.next() {
+            Next::Job(job) => {
+                let outcome = preparer.prepare(&job.input, &mut prepared);
+                Handoff::Job { job, prepared, outcome }
+            }
+            Next::Control(mut swap) => {
+                if let Some(limits) = image_limits {
+                    swap.serving.pipeline.set_image_limits(limits);
+                }
+                preparer = swap.serving.pipeline.preparer();
+                held = Some(prepared);
+                Handoff::Swap(swap)
+            }
+            Next::Finished => return,
+        };
+        if ends.handoff.send(handoff).is_err() {
+            return;
+        }
+    }
+}
