@@ -41,17 +41,22 @@ impl InputTensorMut<'_> {
     }
 }
 
-/// The element type and shape of an input spec's tensor.
-fn input_layout(spec: &InputSpec) -> (InputDtype, Vec<i64>) {
+/// The element type and shape of an input spec's tensor: the first `rank` of the dimensions (batch of one).
+/// An array, not a `Vec`: checking that a buffer fits allocates nothing.
+fn input_layout(spec: &InputSpec) -> (InputDtype, [i64; 4], usize) {
     match spec {
-        InputSpec::Image(image) => (image.dtype, image.shape().iter().map(|d| *d as i64).collect()),
-        InputSpec::Sensor(sensor) => (InputDtype::F32, sensor.shape().iter().map(|d| *d as i64).collect()),
+        InputSpec::Image(image) => (image.dtype, image.shape().map(|d| d as i64), 4),
+        InputSpec::Sensor(sensor) => {
+            let [batch, rows, columns] = sensor.shape().map(|d| d as i64);
+            (InputDtype::F32, [batch, rows, columns, 0], 3)
+        }
     }
 }
 
 /// The element type and shape of `spec`'s tensor, for messages: `f32 [1, 3, 224, 224]`.
 pub(crate) fn describe_input(spec: &InputSpec) -> String {
-    let (dtype, shape) = input_layout(spec);
+    let (dtype, dims, rank) = input_layout(spec);
+    let shape = &dims[..rank];
     let dtype = match dtype {
         InputDtype::F32 => "f32",
         InputDtype::U8 => "u8",
@@ -77,7 +82,8 @@ pub(crate) enum InputValue {
 impl InputBuffer {
     /// A zeroed tensor of the element type and shape `spec` gives (batch of one).
     pub fn new(spec: &InputSpec) -> Result<InputBuffer> {
-        let (dtype, shape) = input_layout(spec);
+        let (dtype, dims, rank) = input_layout(spec);
+        let shape = dims[..rank].to_vec();
         let len = shape.iter().product::<i64>() as usize;
         let error = |e: ort::Error| Error::Inference { reason: format!("creating the input tensor: {e}") };
         let value = match dtype {
@@ -89,10 +95,10 @@ impl InputBuffer {
 
     /// True when it has the element type and shape `spec` gives, so it can take that spec's inputs.
     pub fn fits(&self, spec: &InputSpec) -> bool {
-        let (dtype, shape) = input_layout(spec);
+        let (dtype, dims, rank) = input_layout(spec);
         let same_type =
             matches!((&self.value, dtype), (InputValue::F32(_), InputDtype::F32) | (InputValue::U8(_), InputDtype::U8));
-        same_type && shape == self.shape
+        same_type && dims[..rank] == self.shape[..]
     }
 
     /// The elements, to read.

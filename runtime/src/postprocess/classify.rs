@@ -84,17 +84,15 @@ impl ClassificationDecoder {
             return Err(output_error(tensor.name(), "class scores are NaN (NaN or infinite values in the output)"));
         }
         top_k(&self.probabilities, self.spec.top_k, &mut self.order);
-        let classes = self
-            .order
-            .iter()
-            .map(|&index| {
-                Ok(ClassScore {
-                    index: class_index(tensor.name(), index)?,
-                    label: label_for(labels, index),
-                    score: self.probabilities[index],
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        // Allocated at its final size: collecting `Result`s would grow it.
+        let mut classes = Vec::with_capacity(self.order.len());
+        for &index in &self.order {
+            classes.push(ClassScore {
+                index: class_index(tensor.name(), index)?,
+                label: label_for(labels, index),
+                score: self.probabilities[index],
+            });
+        }
         Ok(Output::Classification { classes })
     }
 }
