@@ -98,3 +98,89 @@ pub fn run(mut preparer: Preparer, queue: JobQueue, ends: PrepareEnds) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::{Policy, Queued, job_queue};
+    use crate::worker::Serving;
+    use runtime::{Bundle, EngineOptions, Input, OnnxRuntime, Pipeline};
+    use std::path::PathBuf;
+    use std::sync::mpsc::sync_channel;
+    use std::time::Duration;
+
+    /// Long enough never to fire on a working thread; a hung wait fails the test instead of the whole run.
+    const HANG: Duration = Duration::from_secs(30);
+
+    fn classifier(ort: &OnnxRuntime) -> Pipeline {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/image-classifier");
+        let bundle = Bundle::load(dir).expect("shipped bundle loads");
+        Pipeline::new(ort, &bundle, &EngineOptions::default()).expect("pipeline builds")
+    }
+
+    fn job(seq: u64, bytes: &[u8]) -> Job {
+        Job { seq, captured_at_ms: 0, origin: format!("frame {seq}"), input: Input::Image(bytes.to_vec()) }
+    }
+
+    /// The next hand-off's job: its seq, buffer and outcome.
+    fn next_job(worker: &WorkerEnds) -> (u64, Prepared, runtime::Result<()>) {
+        match worker.handoff.recv_timeout(HANG).expect("a hand-off") {
+            Handoff::Job { job, prepared, outcome } => (job.seq, prepared, outcome),
+            Handoff::Swap(_) => panic!("a job expected, got a swap"),
+        }
+    }
+
+    #[test]
+    fn prepares_one_job_ahead_in_order_and_never_decodes_a_frame_that_is_replaced() {
+        let ort = OnnxRuntime::load(crate::ort_library(None)).expect("ONNX Runtime loads ($ORT_DYLIB_PATH)");
+        let mut pipeline = classifier(&ort);
+        let cat = std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/frames/cat.jpg")).unwrap();
+        let (sender, queue) = job_queue(Policy::Latest, Box::new(|_, _| {}));
+        let control = queue.control();
+        let (prepare_ends, worker) = channels();
+        let preparer = pipeline.preparer();
+        let thread = std::thread::spawn(move || run(preparer, queue, prepare_ends));
+
+        sender.put(job(1, &cat)).unwrap();
+        let (seq, first, outcome) = next_job(&worker);
+        assert_eq!(seq, 1);
+        outcome.expect("a good JPEG prepares");
+        // A bad frame goes to the worker in order, with its error.
+        sender.put(job(2, b"not a jpeg")).unwrap();
+        let (seq, second, outcome) = next_job(&worker);
+        assert_eq!(seq, 2);
+        assert_eq!(outcome.unwrap_err().stage().as_str(), "decode");
+        // Both buffers are with the worker: frame 3 waits in the slot, and frame 4 replaces it undecoded.
+        sender.put(job(3, &cat)).unwrap();
+        assert_eq!(sender.put(job(4, &cat)), Ok(Queued::Replaced));
+        assert!(worker.handoff.recv_timeout(Duration::from_millis(100)).is_err(), "nothing prepared without a buffer");
+        // The worker runs what was prepared into the first buffer, then gives it back: frame 4 is prepared.
+        assert!(pipeline.run(&first).is_ok());
+        worker.free.send(first).unwrap();
+        let (seq, fourth, outcome) = next_job(&worker);
+        assert_eq!(seq, 4);
+        outcome.expect("prepares");
+        assert!(pipeline.run(&fourth).is_ok());
+
+        // A swap is handed on in order, and the jobs after it are prepared for the new model.
+        worker.free.send(second).unwrap();
+        let (replaced, _old) = sync_channel(1);
+        let swapped = Serving::new(classifier(&ort));
+        assert!(control.send(Swap { serving: swapped, replaced }).is_ok());
+        let Handoff::Swap(swap) = worker.handoff.recv_timeout(HANG).expect("a hand-off") else {
+            panic!("the swap expected")
+        };
+        let mut new_pipeline = swap.serving.pipeline;
+        worker.free.send(fourth).unwrap();
+        sender.put(job(5, &cat)).unwrap();
+        let (seq, fifth, outcome) = next_job(&worker);
+        assert_eq!(seq, 5);
+        outcome.expect("prepares");
+        assert!(new_pipeline.run(&fifth).is_ok());
+
+        // Shutdown: the closed queue ends the thread, which closes the hand-off.
+        sender.close();
+        thread.join().unwrap();
+        assert!(worker.handoff.recv_timeout(HANG).is_err(), "the hand-off is closed");
+    }
+}
