@@ -35,11 +35,12 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 pub const BUFFERS: usize = 2;
 
 /// What the worker takes from its prepare thread, in the order of the source's queue.
+#[expect(clippy::large_enum_variant, reason = "boxing jobs would allocate per job; the rare swap is boxed")]
 pub enum Handoff {
     /// A job and the buffer it was prepared into, with the preparation's outcome.
     Job { job: Job, prepared: Prepared, outcome: runtime::Result<()> },
-    /// A new model to serve from the next job on.
-    Swap(Swap),
+    /// A new model to serve from the next job on (boxed: a pipeline is large, and swaps are rare).
+    Swap(Box<Swap>),
 }
 
 /// The prepare thread's ends of its channels.
@@ -89,7 +90,7 @@ pub fn run(mut preparer: Preparer, queue: JobQueue, ends: PrepareEnds) {
                 }
                 preparer = swap.serving.pipeline.preparer();
                 held = Some(prepared);
-                Handoff::Swap(swap)
+                Handoff::Swap(Box::new(swap))
             }
             Next::Finished => return,
         };
