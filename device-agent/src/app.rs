@@ -6,11 +6,12 @@
 //!                                               broker <── mqtt <──tracked publish── spool-forwarder
 //! ```
 //! Threads are plain and named; every queue is bounded with the policy written in [`crate::queue`] and
-//! [`crate::prepare`], the spool by its byte budgets ([`crate::spool`]). The main thread is the [supervisor](crate::supervisor) (stuck
-//! inferences, systemd's watchdog). SIGTERM or SIGINT stops the sources, lets the prepare threads and workers drain their queues, lets
-//! the forwarder send (bounded) what the spool holds, publishes `offline` and waits (bounded) for the broker to
-//! acknowledge what was queued; what is left stays in the spool for the next start. An unusable state directory
-//! or spool does not stop the agent ([`crate::state_dir`], [`crate::conditions`]).
+//! [`crate::prepare`], the spool by its byte budgets ([`crate::spool`]). The main thread is the
+//! [supervisor](crate::supervisor) (stuck inferences, systemd's watchdog). SIGTERM or SIGINT stops the sources,
+//! lets the prepare threads and workers drain their queues, lets the forwarder send (bounded) what the spool
+//! holds, publishes `offline` and waits (bounded) for the broker to acknowledge what was queued; what is left
+//! stays in the spool for the next start. An unusable state directory or spool does not stop the agent
+//! ([`crate::state_dir`], [`crate::conditions`]).
 
 use crate::clock::{Clock, SystemClock};
 use crate::conditions::{AGENT, Condition, Conditions};
