@@ -1,16 +1,17 @@
 //! `device-agent run`: the whole topology in one place.
 //!
 //! ```text
-//! source-<name> ──(latest slot | FIFO)──> worker-<name> [pipeline] ──append──> spool (disk)
-//! mqtt (inbound frames/windows) ──────────^                   health ──append──^   │
-//!                                        broker <── mqtt <──tracked publish── spool-forwarder
+//! source-<name> ──(latest slot | FIFO)──> prepare-<name> ──(2 buffers)──> worker-<name> ──append──> spool (disk)
+//! mqtt (inbound frames/windows) ──────────^  [decode, preprocess]   [run, postprocess]  health ──append──^   │
+//!                                               broker <── mqtt <──tracked publish── spool-forwarder
 //! ```
-//! Threads are plain and named; every queue is bounded with the policy written in [`crate::queue`], the spool
-//! by its byte budgets ([`crate::spool`]). The main thread is the [supervisor](crate::supervisor) (stuck
-//! inferences, systemd's watchdog). SIGTERM or SIGINT stops the sources, lets the workers drain their queues, lets
-//! the forwarder send (bounded) what the spool holds, publishes `offline` and waits (bounded) for the broker to
-//! acknowledge what was queued; what is left stays in the spool for the next start. An unusable state directory
-//! or spool does not stop the agent ([`crate::state_dir`], [`crate::conditions`]).
+//! Threads are plain and named; every queue is bounded with the policy written in [`crate::queue`] and
+//! [`crate::prepare`], the spool by its byte budgets ([`crate::spool`]). The main thread is the
+//! [supervisor](crate::supervisor) (stuck inferences, systemd's watchdog). SIGTERM or SIGINT stops the sources,
+//! lets the prepare threads and workers drain their queues, lets the forwarder send (bounded) what the spool
+//! holds, publishes `offline` and waits (bounded) for the broker to acknowledge what was queued; what is left
+//! stays in the spool for the next start. An unusable state directory or spool does not stop the agent
+//! ([`crate::state_dir`], [`crate::conditions`]).
 
 use crate::clock::{Clock, SystemClock};
 use crate::conditions::{AGENT, Condition, Conditions};
@@ -19,6 +20,7 @@ use crate::health::{HealthReporter, Metrics};
 use crate::monitor::{self, MonitorSettings, MonitorTap, MonitorTopics, MqttMonitorLink, evidence};
 use crate::mqtt::{self, MqttHandle, QoS, Route};
 use crate::outbox::{Outbox, OutboxQos, OutboxSettings, Publish};
+use crate::prepare;
 use crate::shutdown::Shutdown;
 use crate::snapshot::{Publisher, Snapshots};
 use crate::sources::directory::WatchedDir;
@@ -396,8 +398,16 @@ fn start_workers(
         let busy = Arc::new(Busy::new(clock.clone()));
         watched.push(WatchedWorker { source: name.clone(), busy: busy.clone(), stats });
         let snapshots = start_snapshots(&name)?;
+        let (prepare_ends, worker_ends) = prepare::channels();
+        let preparer = serving.pipeline.preparer();
+        let monitored = monitor.is_some();
+        let max_batch = worker::batch_limit(&serving.pipeline, monitored);
+        // Joined before the worker: it ends first, once the source's queue is closed and drained.
+        workers.push(spawn_named(format!("prepare-{name}"), move || {
+            prepare::run(preparer, max_batch, monitored, queue, prepare_ends)
+        })?);
         workers.push(spawn_named(format!("worker-{name}"), move || {
-            worker::run(serving, queue, &outbox, &busy, snapshots, monitor);
+            worker::run(serving, worker_ends, &outbox, &busy, snapshots, monitor);
         })?);
         feeds.push(feed);
     }

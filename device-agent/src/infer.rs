@@ -1,5 +1,5 @@
-//! `device-agent infer`: the agent's own source, worker and outbox code, run once over files, with the
-//! payloads printed instead of published.
+//! `device-agent infer`: the agent's own source, prepare thread, worker and outbox code, run once over files,
+//! with the payloads printed instead of published.
 
 use crate::clock::SystemClock;
 use crate::config::DEFAULT_MAX_FILE_BYTES;
@@ -11,7 +11,7 @@ use crate::sources::images::{self, FileSet, ImageFiles};
 use crate::sources::recording::{self, Recording};
 use crate::spool::Class;
 use crate::supervisor::Busy;
-use crate::{EXIT_BAD_INPUT, InferArgs, health::SourceStats, worker};
+use crate::{EXIT_BAD_INPUT, InferArgs, health::SourceStats, prepare, worker};
 use anyhow::Context;
 use protocol::wire::{Format, Topics};
 use runtime::manifest::InputSpec;
@@ -93,8 +93,12 @@ pub fn main(args: InferArgs) -> anyhow::Result<ExitCode> {
             }
             feed.close();
         });
+        let (prepare_ends, worker_ends) = prepare::channels();
+        let preparer = pipeline.preparer();
+        let max_batch = worker::batch_limit(&pipeline, false);
+        scope.spawn(move || prepare::run(preparer, max_batch, false, queue, prepare_ends));
         let busy = Busy::new(Arc::new(SystemClock));
-        worker::run(worker::Serving::new(pipeline), queue, &outbox, &busy, None, None);
+        worker::run(worker::Serving::new(pipeline), worker_ends, &outbox, &busy, None, None);
     });
     Ok(if printer.errors.load(Ordering::Relaxed) == 0 { ExitCode::SUCCESS } else { ExitCode::from(EXIT_BAD_INPUT) })
 }

@@ -14,6 +14,7 @@ mod model_profile;
 mod monitor;
 mod mqtt;
 mod outbox;
+mod prepare;
 #[cfg(feature = "prometheus")]
 mod prometheus;
 mod queue;

@@ -1,17 +1,19 @@
 //! The inference worker: one named thread per source, owning that source's pipeline (one ONNX Runtime
-//! session). It takes jobs from the source's queue until the queue is closed and drained.
+//! session). It runs the jobs its [prepare thread](crate::prepare) has decoded and preprocessed, in the order of
+//! the source's queue, until that thread has ended (the queue closed and drained).
 //!
-//! Between two jobs it takes the [`Swap`]s its queue carries: the updater hands it a new pipeline and gets
+//! Between two jobs it takes the [`Swap`]s handed on with them: the updater hands it a new pipeline and gets
 //! the old one back. Sequence numbers are assigned at capture, so the swap drops nothing: the next job simply
 //! runs on the new model.
 
 use crate::monitor::MonitorTap;
 use crate::outbox::Outbox;
-use crate::queue::{self, Next};
+use crate::prepare::{Handoff, WorkerEnds};
+use crate::queue::{self, Job};
 use crate::snapshot::Snapshots;
 use crate::supervisor::Busy;
 use crate::update::probation::ModelScore;
-use runtime::{BatchBuffers, Input, Pipeline};
+use runtime::{BatchBuffers, Input, Output, Pipeline, StageTimings};
 use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
 
@@ -33,20 +35,21 @@ pub struct Swap {
     pub replaced: SyncSender<Serving>,
 }
 
-/// A worker's queue: jobs, and swaps taken between two jobs.
+/// A source's queue: jobs, and swaps taken between two jobs.
 pub type JobQueue = queue::JobQueue<Swap>;
 
 /// Where the updater sends a worker its swaps.
 pub type SwapSender = queue::ControlSender<Swap>;
 
-/// Runs jobs through the serving pipeline and publishes each result or error until the queue finishes.
-/// Between jobs it sleeps until a job or a swap arrives. For a model that takes batches, the jobs already
-/// waiting behind the one it takes run with it as one batch (it never waits for more). Returns what it served last. `busy` tells the
-/// supervisor when the inference in progress began. `snapshots` (the source's, if it takes any) sees every
-/// prediction, and `monitor` (the source's, if it has one) every input; both finish with the worker.
+/// Runs prepared jobs through the serving pipeline and publishes each result or error until the prepare
+/// thread ends, giving each buffer back as soon as the run has read it. Between jobs it sleeps until a job or
+/// a swap arrives. A batch (for a model that takes batches: the windows that were waiting together) runs as one
+/// inference. Returns what it served last. `busy` tells the supervisor when the inference in progress began.
+/// `snapshots` (the source's, if it takes any) sees every prediction, and `monitor` (the source's, if it has
+/// one) every input; both finish with the worker.
 pub fn run(
     mut serving: Serving,
-    queue: JobQueue,
+    ends: WorkerEnds,
     outbox: &Outbox,
     busy: &Busy,
     mut snapshots: Option<Snapshots>,
@@ -56,28 +59,44 @@ pub fn run(
     if let Some(monitor) = &mut monitor {
         monitor.serve(&mut serving);
     }
-    // The source's frame limits outlive its model: a pipeline the updater built gets them too.
-    let image_limits = serving.pipeline.image_limits();
-    let mut max_batch = batch_limit(&serving, monitor.is_some());
-    let (mut jobs, mut results, mut buffers) = (Vec::new(), Vec::new(), BatchBuffers::default());
+    let (mut results, mut buffers) = (Vec::new(), BatchBuffers::default());
     loop {
-        let job = match queue.next() {
-            Next::Job(job) => job,
-            Next::Control(mut swap) => {
-                if let Some(limits) = image_limits {
-                    swap.serving.pipeline.set_image_limits(limits);
+        match ends.handoff.recv() {
+            Ok(Handoff::Job { job, prepared, outcome }) => {
+                outbox.frame_in();
+                let result = outcome.and_then(|()| {
+                    busy.begin();
+                    let result = serving.pipeline.run(&prepared);
+                    busy.end();
+                    result
+                });
+                // The prepare thread has ended at shutdown; the buffer is then simply dropped.
+                let _ = ends.free.send(prepared);
+                publish(&mut serving, &job, result, outbox, &mut snapshots, &mut monitor);
+            }
+            Ok(Handoff::Batch { jobs, token }) => {
+                for _ in &jobs {
+                    outbox.frame_in();
                 }
+                let inputs: Vec<&Input> = jobs.iter().map(|job| &job.input).collect();
+                busy.begin();
+                serving.pipeline.infer_batch(&inputs, &mut buffers, &mut results);
+                busy.end();
+                let _ = ends.free.send(token);
+                for (job, result) in jobs.iter().zip(results.drain(..)) {
+                    publish(&mut serving, job, result, outbox, &mut snapshots, &mut monitor);
+                }
+            }
+            Ok(Handoff::Swap(mut swap)) => {
                 outbox.serving(&swap.serving.pipeline);
                 if let Some(monitor) = &mut monitor {
                     monitor.serve(&mut swap.serving);
                 }
                 let old = std::mem::replace(&mut serving, swap.serving);
-                max_batch = batch_limit(&serving, monitor.is_some());
                 // The updater may have given up waiting; the old pipeline is then simply dropped.
                 let _ = swap.replaced.send(old);
-                continue;
             }
-            Next::Finished => {
+            Err(_) => {
                 outbox.finish();
                 if let Some(snapshots) = snapshots {
                     snapshots.finish();
@@ -87,46 +106,42 @@ pub fn run(
                 }
                 return serving;
             }
-        };
-        jobs.push(job);
-        queue.take_waiting(max_batch - 1, &mut jobs);
-        for _ in &jobs {
-            outbox.frame_in();
-        }
-        busy.begin();
-        if let [job] = jobs.as_slice() {
-            results.push(serving.pipeline.infer(&job.input));
-        } else {
-            let inputs: Vec<&Input> = jobs.iter().map(|job| &job.input).collect();
-            serving.pipeline.infer_batch(&inputs, &mut buffers, &mut results);
-        }
-        busy.end();
-        for (job, result) in jobs.drain(..).zip(results.drain(..)) {
-            match result {
-                Ok((output, timings)) => {
-                    serving.score.prediction(&output, &timings);
-                    if let Some(snapshots) = &mut snapshots {
-                        snapshots.consider(&job, &output);
-                    }
-                    if let Some(monitor) = &mut monitor {
-                        monitor.inferred(&job, serving.pipeline.features(), &output, &timings);
-                    }
-                    outbox.prediction(&job, &serving.pipeline, output, timings);
-                }
-                Err(error) => {
-                    serving.score.failure();
-                    if let Some(monitor) = &mut monitor {
-                        monitor.failed(&job);
-                    }
-                    outbox.pipeline_error(&job, &error);
-                }
-            }
         }
     }
 }
 
-/// How many waiting windows the worker runs at once: a batch for a model that takes batches, except on a
-/// monitored source, whose monitor observes each window's own features; else one.
-fn batch_limit(serving: &Serving, monitored: bool) -> usize {
-    if monitored { 1 } else { serving.pipeline.max_batch() }
+/// Records one job's result in the model's score, the snapshots and the monitor, and publishes it.
+fn publish(
+    serving: &mut Serving,
+    job: &Job,
+    result: runtime::Result<(Output, StageTimings)>,
+    outbox: &Outbox,
+    snapshots: &mut Option<Snapshots>,
+    monitor: &mut Option<MonitorTap>,
+) {
+    match result {
+        Ok((output, timings)) => {
+            serving.score.prediction(&output, &timings);
+            if let Some(snapshots) = snapshots {
+                snapshots.consider(job, &output);
+            }
+            if let Some(monitor) = monitor {
+                monitor.inferred(job, serving.pipeline.features(), &output, &timings);
+            }
+            outbox.prediction(job, &serving.pipeline, output, timings);
+        }
+        Err(error) => {
+            serving.score.failure();
+            if let Some(monitor) = monitor {
+                monitor.failed(job);
+            }
+            outbox.pipeline_error(job, &error);
+        }
+    }
+}
+
+/// How many waiting windows run at once: a batch for a model that takes batches, except on a monitored source,
+/// whose monitor observes each window's own features; else one.
+pub fn batch_limit(pipeline: &Pipeline, monitored: bool) -> usize {
+    if monitored { 1 } else { pipeline.max_batch() }
 }

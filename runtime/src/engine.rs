@@ -1,5 +1,12 @@
 //! The engine: one ONNX Runtime session for one bundle, checked against its manifest when it is built.
 //! `Session::run` takes `&mut self`, so each worker thread owns its own engine.
+//!
+//! Outputs are not copied where their shapes stay put: after the first run, the engine allocates one tensor
+//! per output the decoder reads, at the shape that run gave, and has every later run write into them
+//! (ONNX Runtime's pre-allocated outputs); the decoder reads them in place. A run that refuses them (an
+//! output whose shape varies with the input, as a `raw` model's may) is retried copying, and the engine
+//! copies from then on. With a prepared input ([`Engine::run_prepared`]) a run makes no Rust allocation;
+//! ONNX Runtime's own (C++) allocations are its business.
 
 use crate::bundle::Bundle;
 use crate::error::{Error, Result};
@@ -8,9 +15,10 @@ use crate::onnx_runtime::OnnxRuntime;
 use crate::provider::{ActiveProvider, ProviderKind};
 use crate::session_build::{self, ModelOrigin};
 use crate::session_settings::{ModelFamily, SessionOverrides, SessionSettings};
-use crate::tensor::{InputTensor, OutputTensor, Outputs};
-use ort::session::{Session, SessionOutputs};
-use ort::value::{Shape, TensorElementType, TensorRef, ValueType};
+use crate::tensor::{InputBuffer, InputTensor, InputValue, OutputTensor, Outputs};
+use ort::memory::Allocator;
+use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session, SessionOutputs};
+use ort::value::{Shape, Tensor, TensorElementType, TensorRef, Value, ValueType, ValueTypeMarker};
 use std::path::{Path, PathBuf};
 
 /// How a session is built; the agent's config fills it.
@@ -49,8 +57,20 @@ pub struct Engine {
     provider: ActiveProvider,
     settings: SessionSettings,
     origin: ModelOrigin,
+    /// Runs that compute the outputs the decoder reads, to be copied out.
+    copying: RunOptions<HasSelectedOutputs>,
+    binding: OutputBinding,
     /// The cached model the session reads in place; declared after `session` so that it is dropped after it.
     _model_bytes: Option<Box<[u8]>>,
+}
+
+/// Whether runs write the outputs into tensors allocated once.
+enum OutputBinding {
+    /// Not yet: the first run gives the shapes.
+    Untried,
+    Bound(RunOptions<HasSelectedOutputs>),
+    /// A run refused them (or they could not be made), or the graph takes batches: copy.
+    Refused,
 }
 
 impl Engine {
@@ -75,10 +95,12 @@ impl Engine {
             InputSpec::Image(spec) => spec.shape().iter().map(|d| *d as i64).collect(),
             InputSpec::Sensor(spec) => spec.shape().iter().map(|d| *d as i64).collect(),
         };
+        let copying = select_outputs(&output_names, |selector, _| Ok(selector))
+            .map_err(|e| Error::ModelLoad { path: model_path.clone(), reason: e.to_string() })?;
         let outputs = Outputs {
-            tensors: output_names.into_iter().map(|name| OutputTensor { name, ..OutputTensor::default() }).collect(),
+            tensors: output_names.into_iter().map(|name| OutputTensor::new(name, Vec::new(), Vec::new())).collect(),
         };
-        Ok(Engine {
+        let mut engine = Engine {
             session,
             input_name: manifest.input.tensor().to_owned(),
             input_shape,
@@ -86,21 +108,34 @@ impl Engine {
             provider: built.provider,
             settings,
             origin: built.origin,
+            copying,
+            binding: OutputBinding::Untried,
             _model_bytes: built.model_bytes,
-        })
+        };
+        // A batch changes the outputs' first dimension from run to run: tensors of one shape cannot take them.
+        if engine.takes_batches() {
+            engine.binding = OutputBinding::Refused;
+        }
+        Ok(engine)
     }
 
-    /// Runs the model on `input` (laid out as the manifest says) and returns its outputs as `f32`.
+    /// Runs the model on `input` (laid out as the manifest says) and returns its outputs as `f32`. The input
+    /// is passed as a view, not copied; [`Engine::run_prepared`] also saves making that view.
     pub fn run(&mut self, input: InputTensor<'_>) -> Result<&Outputs> {
         let shape = Shape::new(self.input_shape.iter().copied());
-        let inference_error = |e: ort::Error| Error::Inference { reason: e.to_string() };
         let value = match input {
             InputTensor::F32(data) => TensorRef::from_array_view((shape, data)).map_err(inference_error)?.into_dyn(),
             InputTensor::U8(data) => TensorRef::from_array_view((shape, data)).map_err(inference_error)?.into_dyn(),
         };
-        let results = self.session.run(ort::inputs![self.input_name.as_str() => value]).map_err(inference_error)?;
-        copy_outputs(&results, &mut self.outputs)?;
-        Ok(&self.outputs)
+        self.run_value(&value)
+    }
+
+    /// Runs the model on a prepared input tensor, which ONNX Runtime reads in place.
+    pub(crate) fn run_prepared(&mut self, input: &InputBuffer) -> Result<&Outputs> {
+        match input.value() {
+            InputValue::F32(tensor) => self.run_value(tensor),
+            InputValue::U8(tensor) => self.run_value(tensor),
+        }
     }
 
     /// Whether the graph takes any number of inputs stacked along the first dimension of its input and returns
@@ -111,7 +146,7 @@ impl Engine {
         let input = self.session.inputs().iter().any(|i| i.name() == self.input_name && dynamic_first(i.dtype()));
         let outputs =
             self.outputs.tensors.iter().all(|tensor| {
-                self.session.outputs().iter().any(|o| o.name() == tensor.name && dynamic_first(o.dtype()))
+                self.session.outputs().iter().any(|o| o.name() == tensor.name() && dynamic_first(o.dtype()))
             });
         input && outputs && !self.outputs.tensors.is_empty()
     }
@@ -119,12 +154,48 @@ impl Engine {
     /// Runs the model once on `batch` `f32` inputs stacked in `input`, for a graph that [takes
     /// batches](Engine::takes_batches); each output holds the batch's results along its first dimension.
     pub fn run_batch(&mut self, input: &[f32], batch: usize) -> Result<&Outputs> {
-        let inference_error = |e: ort::Error| Error::Inference { reason: e.to_string() };
         let dims = std::iter::once(batch as i64).chain(self.input_shape.iter().skip(1).copied());
         let value = TensorRef::from_array_view((Shape::new(dims), input)).map_err(inference_error)?.into_dyn();
-        let results = self.session.run(ort::inputs![self.input_name.as_str() => value]).map_err(inference_error)?;
+        let inputs = ort::inputs![self.input_name.as_str() => value];
+        let results = self.session.run_with_options(inputs, &self.copying).map_err(inference_error)?;
         copy_outputs(&results, &mut self.outputs)?;
+        drop(results);
         Ok(&self.outputs)
+    }
+
+    fn run_value<T: ValueTypeMarker + ?Sized>(&mut self, input: &Value<T>) -> Result<&Outputs> {
+        if let OutputBinding::Bound(options) = &self.binding {
+            let taken = self.session.run_with_options(ort::inputs![input], options).map(|mut results| {
+                // The first bound run hands out the values it wrote into; later ones write into the same.
+                self.outputs
+                    .tensors
+                    .iter_mut()
+                    .filter(|tensor| !tensor.is_bound())
+                    .all(|tensor| results.remove(tensor.name()).map(|value| tensor.bind(value)).is_some())
+            });
+            if let Ok(true) = taken {
+                return Ok(&self.outputs);
+            }
+            // An output's shape changed, so the tensors no longer fit: copy from now on.
+            self.binding = OutputBinding::Refused;
+        }
+        let results = self.session.run_with_options(ort::inputs![input], &self.copying).map_err(inference_error)?;
+        copy_outputs(&results, &mut self.outputs)?;
+        drop(results);
+        if let OutputBinding::Untried = self.binding {
+            self.binding = self.bind_outputs().map_or(OutputBinding::Refused, OutputBinding::Bound);
+        }
+        Ok(&self.outputs)
+    }
+
+    /// Run options that have each output written into a tensor allocated now, of the shape the last run gave.
+    fn bind_outputs(&self) -> ort::Result<RunOptions<HasSelectedOutputs>> {
+        let names: Vec<String> = self.outputs.tensors.iter().map(|tensor| tensor.name().to_owned()).collect();
+        select_outputs(&names, |selector, name| {
+            let tensor = self.outputs.get(name).map_err(|e| ort::Error::new(e.to_string()))?;
+            let value = Tensor::<f32>::new(&Allocator::default(), tensor.shape().to_vec())?;
+            Ok(selector.preallocate(name, value))
+        })
     }
 
     /// The provider selection for this session.
@@ -146,19 +217,32 @@ impl Engine {
 /// Copies the outputs the decoder reads out of a run's results into the reused buffers.
 fn copy_outputs(results: &SessionOutputs<'_>, outputs: &mut Outputs) -> Result<()> {
     for tensor in &mut outputs.tensors {
-        let value = results.get(&tensor.name).ok_or_else(|| Error::Output {
-            tensor: tensor.name.clone(),
+        let value = results.get(tensor.name()).ok_or_else(|| Error::Output {
+            tensor: tensor.name().to_owned(),
             reason: "missing from the run's outputs".to_owned(),
         })?;
         let (shape, data) = value
             .try_extract_tensor::<f32>()
-            .map_err(|e| Error::Output { tensor: tensor.name.clone(), reason: e.to_string() })?;
-        tensor.shape.clear();
-        tensor.shape.extend_from_slice(shape);
-        tensor.data.clear();
-        tensor.data.extend_from_slice(data);
+            .map_err(|e| Error::Output { tensor: tensor.name().to_owned(), reason: e.to_string() })?;
+        tensor.copy_from(shape, data);
     }
     Ok(())
+}
+
+/// Run options that compute only `names`, each output's selection passed through `each` (to pre-allocate it).
+fn select_outputs(
+    names: &[String],
+    each: impl Fn(OutputSelector, &str) -> ort::Result<OutputSelector>,
+) -> ort::Result<RunOptions<HasSelectedOutputs>> {
+    let mut selector = OutputSelector::no_default();
+    for name in names {
+        selector = each(selector.with(name.as_str()), name)?;
+    }
+    Ok(RunOptions::new()?.with_outputs(selector))
+}
+
+fn inference_error(e: ort::Error) -> Error {
+    Error::Inference { reason: e.to_string() }
 }
 
 /// Element type and shape of a graph input or output.

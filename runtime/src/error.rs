@@ -94,6 +94,11 @@ pub enum Error {
     #[error("this model takes {expected} input, got {got}")]
     WrongInputKind { expected: &'static str, got: &'static str },
 
+    /// An input tensor is not the one the model takes: a buffer of another element type or size, or an
+    /// input prepared for another input spec (the model was replaced since) or not prepared at all.
+    #[error("the input tensor is {got}, the model takes {expected}")]
+    TensorMismatch { expected: String, got: String },
+
     /// `Session::run` failed.
     #[error("inference failed: {reason}")]
     Inference { reason: String },
@@ -126,7 +131,7 @@ impl Error {
             Error::ImageTooLarge { .. } | Error::DecodedTooLarge { .. } => ErrorKind::ImageTooLarge,
             Error::SensorShape { .. } => ErrorKind::SensorShape,
             Error::NonFinite { .. } => ErrorKind::NonFinite,
-            Error::WrongInputKind { .. } => ErrorKind::WrongInputKind,
+            Error::WrongInputKind { .. } | Error::TensorMismatch { .. } => ErrorKind::WrongInputKind,
             Error::Inference { .. } => ErrorKind::Inference,
             Error::Output { .. } => ErrorKind::Output,
             Error::NonFiniteOutput { .. } => ErrorKind::NonFiniteOutput,
@@ -140,9 +145,10 @@ impl Error {
             Error::EmptyInput | Error::Decode { .. } | Error::ImageTooLarge { .. } | Error::DecodedTooLarge { .. } => {
                 ErrorStage::Decode
             }
-            Error::SensorShape { .. } | Error::NonFinite { .. } | Error::WrongInputKind { .. } => {
-                ErrorStage::Preprocess
-            }
+            Error::SensorShape { .. }
+            | Error::NonFinite { .. }
+            | Error::WrongInputKind { .. }
+            | Error::TensorMismatch { .. } => ErrorStage::Preprocess,
             Error::Inference { .. } => ErrorStage::Inference,
             Error::Output { .. } => ErrorStage::Postprocess,
             Error::NonFiniteOutput { .. } => ErrorStage::Postprocess,

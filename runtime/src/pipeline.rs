@@ -1,16 +1,21 @@
 //! The pipeline: decode, preprocess, run, postprocess, each timed. One pipeline per worker thread.
+//!
+//! Decoding and preprocessing may run apart from the rest: a [`Preparer`] (from [`Pipeline::preparer`])
+//! writes a [`Prepared`] on one thread while [`Pipeline::run`] runs the previous one on another.
+//! [`Pipeline::infer`] does both in turn.
 
 mod batch;
 
 use crate::bundle::Bundle;
 use crate::engine::{Engine, EngineOptions};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::input::Input;
 use crate::manifest::InputSpec;
 use crate::monitor::{FeatureExtractor, FeatureSpec, Profile};
 use crate::onnx_runtime::OnnxRuntime;
 use crate::postprocess::Decoder;
-use crate::preprocess::{ImageLimits, ImagePreprocessor, SensorPreprocessor};
+use crate::prepare::{Prepared, Preparer, micros};
+use crate::preprocess::ImageLimits;
 use crate::provider::ActiveProvider;
 use crate::{ModelOrigin, SessionSettings};
 use protocol::Output;
@@ -20,14 +25,12 @@ use std::time::Instant;
 
 pub use batch::{BatchBuffers, MAX_BATCH};
 
-enum Preprocessor {
-    Image(Box<ImagePreprocessor>),
-    Sensor(SensorPreprocessor),
-}
-
-/// A bundle made runnable: preprocessor, engine and decoder with their buffers.
+/// A bundle made runnable: preparer, engine and decoder with their buffers.
 pub struct Pipeline {
-    preprocessor: Preprocessor,
+    input: Arc<InputSpec>,
+    /// What [`Pipeline::infer`] prepares with and into.
+    preparer: Preparer,
+    prepared: Prepared,
     engine: Engine,
     decoder: Decoder,
     identity: ModelIdentity,
@@ -42,13 +45,12 @@ impl Pipeline {
     pub fn new(ort: &OnnxRuntime, bundle: &Bundle, options: &EngineOptions) -> Result<Pipeline> {
         let engine = Engine::new(ort, bundle, options)?;
         let manifest = bundle.manifest();
-        let preprocessor = match &manifest.input {
-            InputSpec::Image(spec) => Preprocessor::Image(Box::new(ImagePreprocessor::new(spec))),
-            InputSpec::Sensor(spec) => Preprocessor::Sensor(SensorPreprocessor::new(spec)),
-        };
+        let input = Arc::new(manifest.input.clone());
         let decoder = Decoder::new(&manifest.output, bundle.labels().to_vec());
         Ok(Pipeline {
-            preprocessor,
+            preparer: Preparer::new(input.clone()),
+            input,
+            prepared: Prepared::new(),
             engine,
             decoder,
             identity: bundle.identity(),
@@ -58,50 +60,37 @@ impl Pipeline {
         })
     }
 
-    /// Runs one input through every stage. An error names its stage through [`Error::stage`]. With monitoring
-    /// on, the features are computed after decoding and counted in `postprocess_us`.
+    /// Runs one input through every stage: [`Preparer::prepare`] then [`Pipeline::run`], on the pipeline's
+    /// own preparer and buffer. An error names its stage through [`crate::Error::stage`].
     pub fn infer(&mut self, input: &Input) -> Result<(Output, StageTimings)> {
-        let mut timings = StageTimings::default();
-        let started = Instant::now();
-        let (tensor, geometry) = match (&mut self.preprocessor, input) {
-            (Preprocessor::Image(pre), Input::Image(bytes)) => {
-                pre.decode(bytes)?;
-                let decoded = Instant::now();
-                timings.decode_us = micros(started, decoded);
-                let prepared = pre.prepare();
-                // The frame is in the tensor now: an outsized one need not hold its memory until the next.
-                pre.release_outsized();
-                let geometry = prepared?;
-                timings.preprocess_us = micros(decoded, Instant::now());
-                (pre.tensor(), Some(geometry))
-            }
-            (Preprocessor::Image(pre), Input::Frame(frame)) => {
-                // Nothing to decode: the colour conversion is part of the resize, so it counts as preprocessing.
-                let geometry = pre.prepare_frame(frame);
-                pre.release_outsized();
-                let geometry = geometry?;
-                timings.preprocess_us = micros(started, Instant::now());
-                (pre.tensor(), Some(geometry))
-            }
-            (Preprocessor::Sensor(pre), Input::Sensor(window)) => {
-                pre.prepare(window)?;
-                timings.preprocess_us = micros(started, Instant::now());
-                (crate::tensor::InputTensor::F32(pre.tensor()), None)
-            }
-            (Preprocessor::Image(_), other) => {
-                return Err(Error::WrongInputKind { expected: "image", got: other.kind() });
-            }
-            (Preprocessor::Sensor(_), other) => {
-                return Err(Error::WrongInputKind { expected: "sensor", got: other.kind() });
-            }
-        };
+        self.preparer.prepare(input, &mut self.prepared)?;
+        // Taken out for the run, which borrows the pipeline mutably; an empty `Prepared` allocates nothing.
+        let prepared = std::mem::take(&mut self.prepared);
+        let result = self.run(&prepared);
+        self.prepared = prepared;
+        result
+    }
+
+    /// A preparer for this model's input, with the pipeline's frame limits and decode settings, to prepare
+    /// inputs on another thread for [`Pipeline::run`].
+    pub fn preparer(&self) -> Preparer {
+        self.preparer.like()
+    }
+
+    /// Runs the model on a prepared input and postprocesses it, with the decode and preprocess timings of
+    /// its preparation. [`crate::Error::TensorMismatch`] for an input prepared for another input spec (the
+    /// model was replaced since) or whose preparation failed. With monitoring on, the features are computed
+    /// here and counted in `postprocess_us`.
+    pub fn run(&mut self, prepared: &Prepared) -> Result<(Output, StageTimings)> {
+        let (tensor, geometry) = prepared.for_spec(&self.input)?;
+        let mut timings = prepared.timings();
         let run_started = Instant::now();
-        let outputs = self.engine.run(tensor)?;
+        let outputs = self.engine.run_prepared(tensor)?;
         let ran = Instant::now();
         timings.inference_us = micros(run_started, ran);
-        let output = self.decoder.decode(outputs, geometry.as_ref())?;
+        let output = self.decoder.decode(outputs, geometry)?;
         if let Some(features) = &mut self.monitored {
-            self.features.extract(tensor, &output, features);
+            self.features.extract(tensor.view(), &output, features);
         }
         timings.postprocess_us = micros(ran, Instant::now());
         Ok((output, timings))
@@ -109,25 +98,20 @@ impl Pipeline {
 
     /// The limits an image model holds frames to; `None` for a sensor model.
     pub fn image_limits(&self) -> Option<ImageLimits> {
-        match &self.preprocessor {
-            Preprocessor::Image(pre) => Some(pre.limits()),
-            Preprocessor::Sensor(_) => None,
-        }
+        self.preparer.image_limits()
     }
 
     /// Holds the frames of an image model to `limits`; a sensor model takes no frames, so it has none.
+    /// Preparers obtained from now on get them too.
     pub fn set_image_limits(&mut self, limits: ImageLimits) {
-        if let Preprocessor::Image(pre) = &mut self.preprocessor {
-            pre.set_limits(limits);
-        }
+        self.preparer.set_image_limits(limits);
     }
 
     /// Decodes the JPEGs of an image model at reduced scale where its input is much smaller (see
-    /// [`ImagePreprocessor::set_reduced_jpeg_decode`]; on by default); a sensor model takes no images.
+    /// [`crate::preprocess::ImagePreprocessor::set_reduced_jpeg_decode`]; on by default); a sensor model
+    /// takes no images. Preparers obtained from now on decode so too.
     pub fn set_reduced_jpeg_decode(&mut self, enabled: bool) {
-        if let Preprocessor::Image(pre) = &mut self.preprocessor {
-            pre.set_reduced_jpeg_decode(enabled);
-        }
+        self.preparer.set_reduced_jpeg_decode(enabled);
     }
 
     /// The model that runs.
@@ -172,8 +156,4 @@ impl Pipeline {
     pub fn profile(&self) -> Option<&Arc<Profile>> {
         self.profile.as_ref()
     }
-}
-
-fn micros(from: Instant, to: Instant) -> u32 {
-    u32::try_from(to.duration_since(from).as_micros()).unwrap_or(u32::MAX)
 }

@@ -4,9 +4,10 @@
 //! batch it is paid once per batch. Each window is still preprocessed, decoded and timed on its own, and its
 //! result is what [`Pipeline::infer`] would have given it.
 
-use super::{Pipeline, Preprocessor, micros};
+use super::{Pipeline, micros};
 use crate::error::{Error, Result};
 use crate::input::Input;
+use crate::manifest::InputSpec;
 use crate::tensor::{InputTensor, OutputTensor, Outputs};
 use protocol::{Output, StageTimings};
 use std::time::Instant;
@@ -21,14 +22,15 @@ pub const MAX_BATCH: usize = 64;
 pub struct BatchBuffers {
     input: Vec<f32>,
     row: Outputs,
+    row_shape: Vec<i64>,
 }
 
 impl Pipeline {
     /// How many inputs [`Pipeline::infer_batch`] runs at once: [`MAX_BATCH`] for a sensor model whose graph takes
     /// batches, else 1.
     pub fn max_batch(&self) -> usize {
-        match self.preprocessor {
-            Preprocessor::Sensor(_) if self.engine.takes_batches() => MAX_BATCH,
+        match *self.input {
+            InputSpec::Sensor(_) if self.engine.takes_batches() => MAX_BATCH,
             _ => 1,
         }
     }
@@ -60,27 +62,20 @@ impl Pipeline {
         results: &mut Vec<Result<(Output, StageTimings)>>,
     ) {
         let first = results.len();
-        let Preprocessor::Sensor(pre) = &mut self.preprocessor else {
-            // Image models take no batches (`max_batch` is 1); should one come, it runs one by one.
-            for input in inputs {
-                let result = self.infer(input);
-                results.push(result);
-            }
-            return;
-        };
         buffers.input.clear();
         let mut stacked = 0;
         for input in inputs {
-            let started = Instant::now();
-            let prepared = match input {
-                Input::Sensor(window) => pre.prepare(window),
-                other => Err(Error::WrongInputKind { expected: "sensor", got: other.kind() }),
-            };
-            results.push(prepared.map(|()| {
-                buffers.input.extend_from_slice(pre.tensor());
+            let prepared =
+                self.preparer.prepare(input, &mut self.prepared).and_then(|()| match self.prepared.tensor() {
+                    Some(InputTensor::F32(window)) => {
+                        buffers.input.extend_from_slice(window);
+                        Ok(self.prepared.timings())
+                    }
+                    // Only sensor models take batches (`max_batch`), and their windows are f32.
+                    _ => Err(Error::WrongInputKind { expected: "sensor", got: input.kind() }),
+                });
+            results.push(prepared.map(|timings| {
                 stacked += 1;
-                let timings =
-                    StageTimings { preprocess_us: micros(started, Instant::now()), ..StageTimings::default() };
                 // Replaced by the window's decoded output below.
                 (Output::Raw { tensors: Vec::new() }, timings)
             }));
@@ -105,7 +100,7 @@ impl Pipeline {
             let Ok((output, timings)) = result else { continue };
             let decode_started = Instant::now();
             timings.inference_us = inference_us;
-            let decoded = slice_row(outputs, row, stacked, &mut buffers.row)
+            let decoded = slice_row(outputs, row, stacked, &mut buffers.row, &mut buffers.row_shape)
                 .and_then(|()| self.decoder.decode(&buffers.row, None));
             match decoded {
                 Ok(decoded) => {
@@ -124,23 +119,27 @@ impl Pipeline {
 }
 
 /// Copies input `row` of a batched run's `outputs` (`batch` rows along each output's first dimension) into `into`,
-/// shaped as an unbatched run's: first dimension 1.
-fn slice_row(outputs: &Outputs, row: usize, batch: usize, into: &mut Outputs) -> Result<()> {
-    into.tensors.resize_with(outputs.tensors.len(), OutputTensor::default);
+/// shaped as an unbatched run's: first dimension 1. `shape` is scratch space for that shape.
+fn slice_row(outputs: &Outputs, row: usize, batch: usize, into: &mut Outputs, shape: &mut Vec<i64>) -> Result<()> {
+    let same_names = into.tensors.len() == outputs.tensors.len()
+        && into.tensors.iter().zip(&outputs.tensors).all(|(sliced, tensor)| sliced.name() == tensor.name());
+    if !same_names {
+        into.tensors =
+            outputs.tensors.iter().map(|tensor| OutputTensor::new(tensor.name(), Vec::new(), Vec::new())).collect();
+    }
     for (tensor, sliced) in outputs.tensors.iter().zip(&mut into.tensors) {
-        if tensor.shape.first() != Some(&(batch as i64)) || !tensor.data.len().is_multiple_of(batch) {
+        let data = tensor.data();
+        if tensor.shape().first() != Some(&(batch as i64)) || !data.len().is_multiple_of(batch) {
             return Err(Error::Output {
-                tensor: tensor.name.clone(),
-                reason: format!("shape {:?} does not hold a batch of {batch}", tensor.shape),
+                tensor: tensor.name().to_owned(),
+                reason: format!("shape {:?} does not hold a batch of {batch}", tensor.shape()),
             });
         }
-        let len = tensor.data.len() / batch;
-        sliced.name.clone_from(&tensor.name);
-        sliced.shape.clear();
-        sliced.shape.push(1);
-        sliced.shape.extend_from_slice(&tensor.shape[1..]);
-        sliced.data.clear();
-        sliced.data.extend_from_slice(&tensor.data[row * len..(row + 1) * len]);
+        let len = data.len() / batch;
+        shape.clear();
+        shape.push(1);
+        shape.extend_from_slice(&tensor.shape()[1..]);
+        sliced.copy_from(shape, &data[row * len..(row + 1) * len]);
     }
     Ok(())
 }

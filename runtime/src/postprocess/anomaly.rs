@@ -10,11 +10,11 @@ use protocol::Output;
 pub(super) fn decode(spec: &AnomalySpec, outputs: &Outputs) -> Result<Output> {
     let tensor = outputs.get(&spec.tensor)?;
     shape::element_count(tensor)?;
-    let &[score] = tensor.data.as_slice() else {
+    let &[score] = tensor.data() else {
         return Err(shape::shape_error(tensor, "one value (such as [1] or [1, 1])"));
     };
     if score.is_nan() {
-        return Err(output_error(&tensor.name, "the anomaly score is NaN"));
+        return Err(output_error(tensor.name(), "the anomaly score is NaN"));
     }
     Ok(Output::Anomaly { score, threshold: spec.threshold, anomalous: score > spec.threshold })
 }
@@ -25,7 +25,7 @@ mod tests {
     use crate::tensor::OutputTensor;
 
     fn outputs(shape: &[i64], data: &[f32]) -> Outputs {
-        Outputs { tensors: vec![OutputTensor { name: "score".to_owned(), shape: shape.to_vec(), data: data.to_vec() }] }
+        Outputs { tensors: vec![OutputTensor::new("score".to_owned(), shape.to_vec(), data.to_vec())] }
     }
 
     fn spec() -> AnomalySpec {

@@ -84,13 +84,13 @@ impl CenterFaceDecoder {
         let offset = grid_tensor(outputs, &self.spec.offset, 2, height, width)?;
         let landmarks = grid_tensor(outputs, &self.spec.landmarks, 2 * LANDMARKS, height, width)?;
         if height == 0 || width == 0 {
-            return Err(output_error(&heat.name, format!("the heat map is empty ({:?})", heat.shape)));
+            return Err(output_error(heat.name(), format!("the heat map is empty ({:?})", heat.shape())));
         }
         Ok(Maps {
-            heat: &heat.data,
-            scale: &scale.data,
-            offset: &offset.data,
-            landmarks: &landmarks.data,
+            heat: heat.data(),
+            scale: scale.data(),
+            offset: offset.data(),
+            landmarks: landmarks.data(),
             height,
             width,
         })
@@ -141,8 +141,8 @@ fn grid_tensor<'a>(
 ) -> Result<&'a OutputTensor> {
     let tensor = outputs.get(name)?;
     let wanted = [1, channels, height, width];
-    let matches = tensor.shape.len() == wanted.len()
-        && tensor.shape.iter().zip(wanted).all(|(&got, want)| usize::try_from(got) == Ok(want));
+    let matches = tensor.shape().len() == wanted.len()
+        && tensor.shape().iter().zip(wanted).all(|(&got, want)| usize::try_from(got) == Ok(want));
     if !matches {
         // Formatted only on failure: the check runs every frame.
         return Err(shape::shape_error(tensor, &format!("{wanted:?} (on the heat map's grid)")));
@@ -194,11 +194,8 @@ mod tests {
             }
         }
         let grid = GRID as i64;
-        let tensor = |name: &str, channels: i64, data: Vec<f32>| OutputTensor {
-            name: name.to_owned(),
-            shape: vec![1, channels, grid, grid],
-            data,
-        };
+        let tensor =
+            |name: &str, channels: i64, data: Vec<f32>| OutputTensor::new(name, vec![1, channels, grid, grid], data);
         Outputs {
             tensors: vec![
                 tensor("heat", 1, heat),
@@ -304,13 +301,14 @@ mod tests {
         let identity = geometry(320, 320, 1.0, 0.0, 0.0);
         let mut decoder = CenterFaceDecoder::new(&spec(10));
         let mut bad = outputs(&[]);
-        bad.tensors[1] = OutputTensor { name: "scale".to_owned(), shape: vec![1, 2, 40, 40], data: vec![0.0; 3200] };
+        bad.tensors[1] = OutputTensor::new("scale", vec![1, 2, 40, 40], vec![0.0; 3200]);
         let err = decoder.decode(&bad, &[], &identity).unwrap_err().to_string();
         assert!(err.contains("output scale: expected shape [1, 2, 80, 80]"), "{err}");
         assert!(err.contains("got [1, 2, 40, 40]"), "{err}");
 
         let mut bad = outputs(&[]);
-        bad.tensors[0].shape = vec![1, 2, 80, 40];
+        let heat = bad.tensors[0].data().to_vec();
+        bad.tensors[0] = OutputTensor::new("heat", vec![1, 2, 80, 40], heat);
         let err = decoder.decode(&bad, &[], &identity).unwrap_err().to_string();
         assert!(err.contains("output heat: expected shape [1, 1, h, w], got [1, 2, 80, 40]"), "{err}");
     }

@@ -78,23 +78,21 @@ impl ClassificationDecoder {
         let tensor = outputs.get(&self.spec.tensor)?;
         check_scores_shape(tensor)?;
         self.probabilities.clear();
-        self.probabilities.extend_from_slice(&tensor.data);
+        self.probabilities.extend_from_slice(tensor.data());
         apply_softmax(self.spec.softmax, &mut self.probabilities);
         if self.probabilities.iter().any(|p| p.is_nan()) {
-            return Err(output_error(&tensor.name, "class scores are NaN (NaN or infinite values in the output)"));
+            return Err(output_error(tensor.name(), "class scores are NaN (NaN or infinite values in the output)"));
         }
         top_k(&self.probabilities, self.spec.top_k, &mut self.order);
-        let classes = self
-            .order
-            .iter()
-            .map(|&index| {
-                Ok(ClassScore {
-                    index: class_index(&tensor.name, index)?,
-                    label: label_for(labels, index),
-                    score: self.probabilities[index],
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        // Allocated at its final size: collecting `Result`s would grow it.
+        let mut classes = Vec::with_capacity(self.order.len());
+        for &index in &self.order {
+            classes.push(ClassScore {
+                index: class_index(tensor.name(), index)?,
+                label: label_for(labels, index),
+                score: self.probabilities[index],
+            });
+        }
         Ok(Output::Classification { classes })
     }
 }
@@ -102,7 +100,7 @@ impl ClassificationDecoder {
 /// Scores come as `[N]` or `[1, N]`, with at least one class.
 fn check_scores_shape(tensor: &OutputTensor) -> Result<()> {
     const EXPECTED: &str = "[N] or [1, N]";
-    let classes = match tensor.shape.len() {
+    let classes = match tensor.shape().len() {
         1 => shape::dims::<1>(tensor, EXPECTED)?[0],
         2 => match shape::dims::<2>(tensor, EXPECTED)? {
             [1, classes] => classes,
@@ -200,9 +198,7 @@ mod tests {
     }
 
     fn outputs(shape: &[i64], data: &[f32]) -> Outputs {
-        Outputs {
-            tensors: vec![OutputTensor { name: "logits".to_owned(), shape: shape.to_vec(), data: data.to_vec() }],
-        }
+        Outputs { tensors: vec![OutputTensor::new("logits".to_owned(), shape.to_vec(), data.to_vec())] }
     }
 
     fn decoder(softmax: SoftmaxMode, top_k: usize) -> ClassificationDecoder {

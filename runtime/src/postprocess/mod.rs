@@ -67,7 +67,7 @@ impl Decoder {
     /// not turn into a published prediction (a NaN would be softmaxed, compared away or serialised as `null`).
     pub fn decode(&mut self, outputs: &Outputs, geometry: Option<&Geometry>) -> Result<Output> {
         for tensor in &outputs.tensors {
-            if self.reads.is_empty() || self.reads.contains(&tensor.name) {
+            if self.reads.is_empty() || self.reads.iter().any(|read| read == tensor.name()) {
                 check_finite(tensor)?;
             }
         }
@@ -90,9 +90,11 @@ impl Decoder {
 /// The first NaN or infinity in `tensor`, as an error: one linear pass per output and run (microseconds even for
 /// CenterFace's maps), after which the decoders may assume finite values.
 fn check_finite(tensor: &OutputTensor) -> Result<()> {
-    match tensor.data.iter().position(|value| !value.is_finite()) {
+    match tensor.data().iter().position(|value| !value.is_finite()) {
         None => Ok(()),
-        Some(index) => Err(Error::NonFiniteOutput { tensor: tensor.name.clone(), index, value: tensor.data[index] }),
+        Some(index) => {
+            Err(Error::NonFiniteOutput { tensor: tensor.name().to_owned(), index, value: tensor.data()[index] })
+        }
     }
 }
 
@@ -168,7 +170,7 @@ mod tests {
     }
 
     fn tensor(name: &str, shape: &[i64], data: Vec<f32>) -> OutputTensor {
-        OutputTensor { name: name.to_owned(), shape: shape.to_vec(), data }
+        OutputTensor::new(name.to_owned(), shape.to_vec(), data)
     }
 
     fn assert_non_finite(result: Result<Output>, want_tensor: &str, want_index: usize, want_nan: bool) {
@@ -269,8 +271,7 @@ mod tests {
 
     #[test]
     fn dispatches_on_the_spec() {
-        let outputs =
-            Outputs { tensors: vec![OutputTensor { name: "y".to_owned(), shape: vec![1, 2], data: vec![0.25, 0.75] }] };
+        let outputs = Outputs { tensors: vec![OutputTensor::new("y", vec![1, 2], vec![0.25, 0.75])] };
         let classify = OutputSpec::Classification(crate::manifest::ClassificationSpec {
             tensor: "y".to_owned(),
             softmax: crate::manifest::SoftmaxMode::Auto,

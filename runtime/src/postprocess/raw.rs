@@ -19,7 +19,7 @@ pub(super) fn decode(spec: &RawSpec, outputs: &Outputs) -> Result<Output> {
 /// A copy of `tensor`, once its shape is known to match its data.
 fn raw_tensor(tensor: &OutputTensor) -> Result<RawTensor> {
     shape::element_count(tensor)?;
-    Ok(RawTensor { name: tensor.name.clone(), shape: tensor.shape.clone(), data: tensor.data.clone() })
+    Ok(RawTensor { name: tensor.name().to_owned(), shape: tensor.shape().to_vec(), data: tensor.data().to_vec() })
 }
 
 #[cfg(test)]
@@ -27,11 +27,7 @@ mod tests {
     use super::*;
 
     fn outputs() -> Outputs {
-        let tensor = |name: &str, shape: &[i64], data: &[f32]| OutputTensor {
-            name: name.to_owned(),
-            shape: shape.to_vec(),
-            data: data.to_vec(),
-        };
+        let tensor = |name: &str, shape: &[i64], data: &[f32]| OutputTensor::new(name, shape.to_vec(), data.to_vec());
         Outputs { tensors: vec![tensor("a", &[2], &[1.0, 2.0]), tensor("b", &[1, 2, 1], &[3.0, 4.0])] }
     }
 
@@ -53,7 +49,7 @@ mod tests {
         let err = decode(&RawSpec { tensors: vec!["c".to_owned()] }, &outputs()).unwrap_err();
         assert!(matches!(&err, crate::Error::Output { tensor, .. } if tensor == "c"), "{err}");
         let mut bad = outputs();
-        bad.tensors[1].shape = vec![3];
+        bad.tensors[1] = OutputTensor::new("b", vec![3], vec![3.0, 4.0]);
         let err = decode(&RawSpec { tensors: vec![] }, &bad).unwrap_err().to_string();
         assert!(err.contains("output b: shape [3] does not hold 2 values"), "{err}");
     }

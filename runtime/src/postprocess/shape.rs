@@ -11,23 +11,23 @@ pub(super) fn output_error(tensor: &str, reason: impl Into<String>) -> Error {
 
 /// An [`Error::Output`] saying `tensor` should have been `expected`.
 pub(super) fn shape_error(tensor: &OutputTensor, expected: &str) -> Error {
-    output_error(&tensor.name, format!("expected shape {expected}, got {:?}", tensor.shape))
+    output_error(tensor.name(), format!("expected shape {expected}, got {:?}", tensor.shape()))
 }
 
 /// The number of values the shape announces, checked against the data actually there.
 pub(super) fn element_count(tensor: &OutputTensor) -> Result<usize> {
     let mut count = 1usize;
-    for &dim in &tensor.shape {
+    for &dim in tensor.shape() {
         let dim = usize::try_from(dim)
-            .map_err(|_| output_error(&tensor.name, format!("shape {:?} has a negative dimension", tensor.shape)))?;
+            .map_err(|_| output_error(tensor.name(), format!("shape {:?} has a negative dimension", tensor.shape())))?;
         count = count.checked_mul(dim).ok_or_else(|| {
-            output_error(&tensor.name, format!("shape {:?} overflows the address space", tensor.shape))
+            output_error(tensor.name(), format!("shape {:?} overflows the address space", tensor.shape()))
         })?;
     }
-    if count != tensor.data.len() {
+    if count != tensor.data().len() {
         return Err(output_error(
-            &tensor.name,
-            format!("shape {:?} does not hold {} values", tensor.shape, tensor.data.len()),
+            tensor.name(),
+            format!("shape {:?} does not hold {} values", tensor.shape(), tensor.data().len()),
         ));
     }
     Ok(count)
@@ -35,12 +35,12 @@ pub(super) fn element_count(tensor: &OutputTensor) -> Result<usize> {
 
 /// The dimensions of a rank-`R` tensor; `expected` describes the wanted shape in the error (`"[1, 1, h, w]"`).
 pub(super) fn dims<const R: usize>(tensor: &OutputTensor, expected: &str) -> Result<[usize; R]> {
-    if tensor.shape.len() != R {
+    if tensor.shape().len() != R {
         return Err(shape_error(tensor, expected));
     }
     element_count(tensor)?;
     let mut dims = [0usize; R];
-    for (dim, &announced) in dims.iter_mut().zip(&tensor.shape) {
+    for (dim, &announced) in dims.iter_mut().zip(tensor.shape()) {
         // Cannot fail: element_count accepted every dimension.
         *dim = usize::try_from(announced).unwrap_or(0);
     }
@@ -52,7 +52,7 @@ mod tests {
     use super::*;
 
     fn tensor(shape: &[i64], len: usize) -> OutputTensor {
-        OutputTensor { name: "t".to_owned(), shape: shape.to_vec(), data: vec![0.0; len] }
+        OutputTensor::new("t".to_owned(), shape.to_vec(), vec![0.0; len])
     }
 
     #[test]

@@ -49,12 +49,12 @@ impl Yolov8Decoder {
             _ => return Err(shape::shape_error(tensor, EXPECTED)),
         };
         if u32::try_from(classes).is_err() {
-            return Err(output_error(&tensor.name, format!("{classes} classes do not fit a u32 class index")));
+            return Err(output_error(tensor.name(), format!("{classes} classes do not fit a u32 class index")));
         }
         if anchors == 0 {
             return Ok(Output::Detection { detections: Vec::new() });
         }
-        let (boxes, scores) = tensor.data.split_at(BOX_ROWS * anchors);
+        let (boxes, scores) = tensor.data().split_at(BOX_ROWS * anchors);
         self.best_class_per_anchor(scores, anchors);
         self.collect_candidates(boxes, anchors);
         non_max_suppression(
@@ -71,7 +71,7 @@ impl Yolov8Decoder {
                 let candidate = &self.candidates[i];
                 let class = candidate.class_index as usize;
                 Ok(Detection {
-                    class_index: class_index(&tensor.name, class)?,
+                    class_index: class_index(tensor.name(), class)?,
                     label: label_for(labels, class),
                     score: candidate.score,
                     bbox: geometry.to_source_box(candidate.bbox),
@@ -146,9 +146,7 @@ mod tests {
     fn outputs(anchors: &[[f32; 7]]) -> Outputs {
         // Transpose to the head's [1, 7, anchors] layout: one row per field.
         let data = (0..7).flat_map(|row| anchors.iter().map(move |anchor| anchor[row])).collect();
-        Outputs {
-            tensors: vec![OutputTensor { name: "output0".to_owned(), shape: vec![1, 7, anchors.len() as i64], data }],
-        }
+        Outputs { tensors: vec![OutputTensor::new("output0", vec![1, 7, anchors.len() as i64], data)] }
     }
 
     fn decoder(score_threshold: f32, max_detections: usize) -> Yolov8Decoder {
@@ -210,15 +208,12 @@ mod tests {
         let mut decoder = decoder(0.25, 100);
         for shape in [vec![1i64, 4, 5], vec![2, 7, 5], vec![7, 5]] {
             let len = shape.iter().product::<i64>() as usize;
-            let bad = Outputs {
-                tensors: vec![OutputTensor { name: "output0".to_owned(), shape: shape.clone(), data: vec![0.0; len] }],
-            };
+            let bad = Outputs { tensors: vec![OutputTensor::new("output0".to_owned(), shape.clone(), vec![0.0; len])] };
             let err = decoder.decode(&bad, &[], &identity).unwrap_err().to_string();
             assert!(err.contains("output0: expected shape [1, 4 + classes, anchors]"), "{err}");
             assert!(err.contains(&format!("got {shape:?}")), "{err}");
         }
-        let empty =
-            Outputs { tensors: vec![OutputTensor { name: "output0".to_owned(), shape: vec![1, 7, 0], data: vec![] }] };
+        let empty = Outputs { tensors: vec![OutputTensor::new("output0", vec![1, 7, 0], vec![])] };
         assert!(detections(decoder.decode(&empty, &[], &identity).unwrap()).is_empty());
     }
 }

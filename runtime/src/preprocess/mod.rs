@@ -2,7 +2,9 @@
 //! normalise), a sensor window through [`SensorPreprocessor`] (check, standardise).
 //!
 //! Both keep every buffer from call to call, so a stream of same-sized frames allocates nothing of its own
-//! after the first (the JPEG and PNG decoders still make their own working buffers); frames over
+//! after the first (the JPEG and PNG decoders still make their own working buffers). They write the tensor
+//! into a buffer the caller keeps ([`ImagePreprocessor::prepare_into`], [`SensorPreprocessor::prepare_into`]:
+//! the pipeline's [`crate::Prepared`]), or into one of their own ([`ImagePreprocessor::prepare`]); frames over
 //! [`RETAINED_FRAME_BYTES`] are the exception, their buffers given back by
 //! [`ImagePreprocessor::release_outsized`]. Every frame is held to [`ImageLimits`] before anything of its
 //! size is allocated. Decoding and preparing are separate calls because the pipeline times them as separate
@@ -43,9 +45,9 @@ pub use sensor::SensorPreprocessor;
 use crate::error::{Error, Result};
 use crate::frame::Frame;
 use crate::manifest::ImageInputSpec;
-use crate::tensor::InputTensor;
+use crate::tensor::{InputTensor, InputTensorMut};
 use limits::DecodedSize;
-use normalize::Normalizer;
+use normalize::{Normalizer, OwnedTensor};
 use resize::FrameResizer;
 
 /// Turns encoded JPEG or PNG frames, and raw frames, into the model's input tensor.
@@ -56,6 +58,8 @@ pub struct ImagePreprocessor {
     normalizer: Normalizer,
     shape: [usize; 4],
     reduced_jpeg_decode: bool,
+    /// The tensor [`ImagePreprocessor::prepare`] writes, allocated by the first.
+    tensor: Option<OwnedTensor>,
 }
 
 impl ImagePreprocessor {
@@ -73,6 +77,7 @@ impl ImagePreprocessor {
             normalizer: Normalizer::new(spec),
             shape: spec.shape(),
             reduced_jpeg_decode: true,
+            tensor: None,
         }
     }
 
@@ -111,16 +116,26 @@ impl ImagePreprocessor {
         self.decoder.decode_for(bytes, &target)
     }
 
-    /// Resizes and normalises the last decoded frame into the tensor, returning how model coordinates map
-    /// back to it. [`Error::EmptyInput`] if no frame has been decoded (or the last decode failed).
+    /// Resizes and normalises the last decoded frame into the preprocessor's own tensor (see
+    /// [`ImagePreprocessor::tensor`]), returning how model coordinates map back to it. [`Error::EmptyInput`]
+    /// if no frame has been decoded (or the last decode failed).
     pub fn prepare(&mut self) -> Result<Geometry> {
+        let mut tensor = self.tensor.take().unwrap_or_else(|| self.normalizer.new_tensor());
+        let geometry = self.prepare_into(tensor.view_mut());
+        self.tensor = Some(tensor);
+        geometry
+    }
+
+    /// As [`ImagePreprocessor::prepare`], into `tensor`, which must have the spec's element type and size
+    /// ([`Error::TensorMismatch`]).
+    pub fn prepare_into(&mut self, tensor: InputTensorMut<'_>) -> Result<Geometry> {
         let (width, height) = self.decoder.dimensions();
         if width == 0 || height == 0 {
             return Err(Error::EmptyInput);
         }
         let (source, reduction) = self.decoder.source();
         let geometry = self.resizer.resize_reduced(self.decoder.rgb(), (width, height), source, reduction)?;
-        self.normalizer.write(self.resizer.canvas());
+        self.normalizer.write(self.resizer.canvas(), tensor)?;
         Ok(geometry)
     }
 
@@ -130,6 +145,15 @@ impl ImagePreprocessor {
     /// counted as its own data, its RGB8 size and the resize intermediate. Errors: [`Error::ImageTooLarge`],
     /// [`Error::DecodedTooLarge`].
     pub fn prepare_frame(&mut self, frame: &Frame) -> Result<Geometry> {
+        let mut tensor = self.tensor.take().unwrap_or_else(|| self.normalizer.new_tensor());
+        let geometry = self.prepare_frame_into(frame, tensor.view_mut());
+        self.tensor = Some(tensor);
+        geometry
+    }
+
+    /// As [`ImagePreprocessor::prepare_frame`], into `tensor`, which must have the spec's element type and
+    /// size ([`Error::TensorMismatch`]).
+    pub fn prepare_frame_into(&mut self, frame: &Frame, tensor: InputTensorMut<'_>) -> Result<Geometry> {
         let limits = self.decoder.limits();
         let (width, height) = (frame.width(), frame.height());
         limits.check_pixels(width, height)?;
@@ -141,13 +165,14 @@ impl ImagePreprocessor {
             other_bytes: self.resizer.intermediate_bytes((width, height), 1),
         })?;
         let geometry = self.resizer.resize_frame(frame)?;
-        self.normalizer.write(self.resizer.canvas());
+        self.normalizer.write(self.resizer.canvas(), tensor)?;
         Ok(geometry)
     }
 
-    /// The tensor as the last [`ImagePreprocessor::prepare`] wrote it.
+    /// The tensor as the last [`ImagePreprocessor::prepare`] or [`ImagePreprocessor::prepare_frame`] wrote it;
+    /// empty before the first.
     pub fn tensor(&self) -> InputTensor<'_> {
-        self.normalizer.tensor()
+        self.tensor.as_ref().map_or(InputTensor::F32(&[]), OwnedTensor::view)
     }
 
     /// The tensor shape, batch of one (as [`ImageInputSpec::shape`]).

@@ -4,26 +4,29 @@
 //! built and the per-frame loop is a table lookup. `f32` tables give exactly what the formula gives in `f32`
 //! (numpy's float32 arithmetic); `u8` tensors use identity tables, so both go through the same loop.
 
+use crate::error::{Error, Result};
 use crate::manifest::{ColorOrder, ImageInputSpec, ImageLayout, InputDtype};
-use crate::tensor::InputTensor;
+use crate::tensor::InputTensorMut;
 
 /// One lookup table per tensor channel, indexed by the 8-bit source value.
 type Tables<T> = [[T; 256]; 3];
 
-/// The tensor's storage, allocated once at its final size.
+/// The tables of the tensor's element type.
 #[derive(Debug)]
-enum TensorBuffer {
-    F32 { tables: Box<Tables<f32>>, data: Vec<f32> },
-    U8 { tables: Box<Tables<u8>>, data: Vec<u8> },
+enum ElementTables {
+    F32(Box<Tables<f32>>),
+    U8(Box<Tables<u8>>),
 }
 
-/// Writes the input tensor from RGB8 frames of the model's size, into one buffer kept across calls.
+/// Writes the input tensor from RGB8 frames of the model's size, into a buffer the caller keeps.
 #[derive(Debug)]
 pub(crate) struct Normalizer {
     color: ColorOrder,
     layout: ImageLayout,
     pixels: usize,
-    buffer: TensorBuffer,
+    /// Elements of the tensor: pixels times channels.
+    len: usize,
+    tables: ElementTables,
 }
 
 impl Normalizer {
@@ -31,8 +34,7 @@ impl Normalizer {
     /// tensor's channel order (for `bgr`, index 0 is blue); manifest validation checks that.
     pub fn new(spec: &ImageInputSpec) -> Normalizer {
         let pixels = spec.width as usize * spec.height as usize;
-        let len = pixels * spec.channels();
-        let buffer = match spec.dtype {
+        let tables = match spec.dtype {
             InputDtype::F32 => {
                 let mut tables = Box::new([[0.0; 256]; 3]);
                 for (channel, table) in tables.iter_mut().enumerate() {
@@ -42,30 +44,67 @@ impl Normalizer {
                         *entry = (value as f32 * spec.scale - mean) / std;
                     }
                 }
-                TensorBuffer::F32 { tables, data: vec![0.0; len] }
+                ElementTables::F32(tables)
             }
             InputDtype::U8 => {
                 let identity: [u8; 256] = std::array::from_fn(|value| value as u8);
-                TensorBuffer::U8 { tables: Box::new([identity; 3]), data: vec![0; len] }
+                ElementTables::U8(Box::new([identity; 3]))
             }
         };
-        Normalizer { color: spec.color, layout: spec.layout, pixels, buffer }
+        Normalizer { color: spec.color, layout: spec.layout, pixels, len: pixels * spec.channels(), tables }
     }
 
-    /// Writes the tensor from `rgb`, an RGB8 frame of the model's width x height.
-    pub fn write(&mut self, rgb: &[u8]) {
+    /// Writes `out` from `rgb`, an RGB8 frame of the model's width x height. [`Error::TensorMismatch`] when
+    /// `out` is not a tensor of the spec's element type and size.
+    pub fn write(&self, rgb: &[u8], out: InputTensorMut<'_>) -> Result<()> {
         debug_assert_eq!(rgb.len(), self.pixels * 3);
-        match &mut self.buffer {
-            TensorBuffer::F32 { tables, data } => write(self.color, self.layout, tables, rgb, data),
-            TensorBuffer::U8 { tables, data } => write(self.color, self.layout, tables, rgb, data),
+        let (expected, got) = (self.len, out.len());
+        match (&self.tables, out) {
+            (ElementTables::F32(tables), InputTensorMut::F32(data)) if got == expected => {
+                write(self.color, self.layout, tables, rgb, data);
+            }
+            (ElementTables::U8(tables), InputTensorMut::U8(data)) if got == expected => {
+                write(self.color, self.layout, tables, rgb, data);
+            }
+            (tables, out) => {
+                let kind = |f32: bool| if f32 { "f32" } else { "u8" };
+                return Err(Error::TensorMismatch {
+                    expected: format!("{expected} {}", kind(matches!(tables, ElementTables::F32(_)))),
+                    got: format!("{got} {}", kind(matches!(out, InputTensorMut::F32(_)))),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// A zeroed tensor to write: the spec's element type and size.
+    pub fn new_tensor(&self) -> OwnedTensor {
+        match self.tables {
+            ElementTables::F32(_) => OwnedTensor::F32(vec![0.0; self.len]),
+            ElementTables::U8(_) => OwnedTensor::U8(vec![0; self.len]),
+        }
+    }
+}
+
+/// A tensor in a plain buffer, for callers of [`super::ImagePreprocessor::prepare`].
+#[derive(Debug)]
+pub(crate) enum OwnedTensor {
+    F32(Vec<f32>),
+    U8(Vec<u8>),
+}
+
+impl OwnedTensor {
+    pub fn view(&self) -> crate::tensor::InputTensor<'_> {
+        match self {
+            OwnedTensor::F32(data) => crate::tensor::InputTensor::F32(data),
+            OwnedTensor::U8(data) => crate::tensor::InputTensor::U8(data),
         }
     }
 
-    /// The tensor as last written.
-    pub fn tensor(&self) -> InputTensor<'_> {
-        match &self.buffer {
-            TensorBuffer::F32 { data, .. } => InputTensor::F32(data),
-            TensorBuffer::U8 { data, .. } => InputTensor::U8(data),
+    pub fn view_mut(&mut self) -> InputTensorMut<'_> {
+        match self {
+            OwnedTensor::F32(data) => InputTensorMut::F32(data),
+            OwnedTensor::U8(data) => InputTensorMut::U8(data),
         }
     }
 }

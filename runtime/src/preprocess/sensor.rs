@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::input::SensorWindow;
 use crate::manifest::{SensorInputSpec, SensorLayout};
 
-/// Turns [`SensorWindow`]s into the model's input tensor, kept across calls.
+/// Turns [`SensorWindow`]s into the model's input tensor: its own, kept across calls, or the caller's.
 #[derive(Debug, Clone)]
 pub struct SensorPreprocessor {
     channels: usize,
@@ -15,6 +15,7 @@ pub struct SensorPreprocessor {
     mean: Vec<f32>,
     /// Per channel; one when the manifest gives no std.
     std: Vec<f32>,
+    /// The tensor [`SensorPreprocessor::prepare`] writes, allocated by the first.
     tensor: Vec<f32>,
 }
 
@@ -28,7 +29,7 @@ impl SensorPreprocessor {
             layout: spec.layout,
             mean: spec.channel_means(),
             std: spec.channel_stds(),
-            tensor: vec![0.0; spec.channels * spec.window],
+            tensor: Vec::new(),
         }
     }
 
@@ -36,6 +37,16 @@ impl SensorPreprocessor {
     /// samples ([`Error::SensorShape`]) and only finite values ([`Error::NonFinite`], naming the first bad
     /// one). On error the tensor is left as it was.
     pub fn prepare(&mut self, window: &SensorWindow) -> Result<()> {
+        let mut tensor = std::mem::take(&mut self.tensor);
+        tensor.resize(self.channels * self.samples, 0.0);
+        let prepared = self.prepare_into(window, &mut tensor);
+        self.tensor = tensor;
+        prepared
+    }
+
+    /// As [`SensorPreprocessor::prepare`], into `tensor`, which must hold channels x samples values
+    /// ([`Error::TensorMismatch`]).
+    pub fn prepare_into(&self, window: &SensorWindow, tensor: &mut [f32]) -> Result<()> {
         let expected_len = self.channels * self.samples;
         if window.channels != self.channels || window.values.len() != expected_len {
             // A ragged tail (values not a multiple of channels) counts as one more, partial, sample.
@@ -54,6 +65,12 @@ impl SensorPreprocessor {
                 value: window.values[index],
             });
         }
+        if tensor.len() != expected_len {
+            return Err(Error::TensorMismatch {
+                expected: format!("{expected_len} f32"),
+                got: format!("{} f32", tensor.len()),
+            });
+        }
         if self.channels == 0 {
             return Ok(());
         }
@@ -63,13 +80,13 @@ impl SensorPreprocessor {
                     SensorLayout::ChannelsFirst => channel * self.samples + sample,
                     SensorLayout::ChannelsLast => sample * self.channels + channel,
                 };
-                self.tensor[index] = (value - mean) / std;
+                tensor[index] = (value - mean) / std;
             }
         }
         Ok(())
     }
 
-    /// The tensor as the last successful [`SensorPreprocessor::prepare`] wrote it.
+    /// The tensor as the last successful [`SensorPreprocessor::prepare`] wrote it; empty before the first.
     pub fn tensor(&self) -> &[f32] {
         &self.tensor
     }

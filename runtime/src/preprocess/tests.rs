@@ -8,7 +8,7 @@ use image::codecs::png::PngEncoder;
 use image::{ExtendedColorType, ImageEncoder};
 use proptest::prelude::*;
 
-use super::normalize::Normalizer;
+use super::normalize::{Normalizer, OwnedTensor};
 use super::resize::{FrameResizer, Placement, ResizePlan};
 use super::*;
 use crate::input::SensorWindow;
@@ -705,10 +705,9 @@ proptest! {
             (Just(spec), proptest::collection::vec(any::<u8>(), len))
         })
     ) {
-        let mut normalizer = Normalizer::new(&spec);
-        normalizer.write(&rgb);
+        let tensor = normalized(&spec, &rgb);
         let (floats, bytes) = naive_tensor(&spec, &rgb);
-        match (spec.dtype, normalizer.tensor()) {
+        match (spec.dtype, tensor.view()) {
             (InputDtype::F32, InputTensor::F32(tensor)) => prop_assert_eq!(tensor, &floats[..]),
             (InputDtype::U8, InputTensor::U8(tensor)) => prop_assert_eq!(tensor, &bytes[..]),
             (dtype, _) => prop_assert!(false, "wrong tensor type for {:?}", dtype),
@@ -720,21 +719,36 @@ proptest! {
 fn gray_is_luma_rounded_as_numpy_rounds() {
     let mut spec = image_spec(5, 1);
     (spec.color, spec.dtype) = (ColorOrder::Gray, InputDtype::U8);
-    let mut normalizer = Normalizer::new(&spec);
     // Values numpy gives: 76.245 -> 76, 64.4 -> 64, and the exact halves 28.5 -> 28 and 37.5 -> 38 (to even).
-    normalizer.write(&[255, 0, 0, 0, 100, 50, 0, 0, 250, 0, 60, 20, 77, 77, 77]);
-    assert!(
-        matches!(normalizer.tensor(), InputTensor::U8(t) if t == [76, 64, 28, 38, 77]),
-        "{:?}",
-        normalizer.tensor()
-    );
+    let tensor = normalized(&spec, &[255, 0, 0, 0, 100, 50, 0, 0, 250, 0, 60, 20, 77, 77, 77]);
+    assert!(matches!(tensor.view(), InputTensor::U8(t) if t == [76, 64, 28, 38, 77]), "{:?}", tensor.view());
     // A gray frame (replicated to RGB by the decoder) comes back unchanged, for every level.
     let mut spec = image_spec(256, 1);
     (spec.color, spec.dtype) = (ColorOrder::Gray, InputDtype::U8);
-    let mut normalizer = Normalizer::new(&spec);
     let levels: Vec<u8> = (0..=255).collect();
-    normalizer.write(&levels.iter().flat_map(|&v| [v, v, v]).collect::<Vec<_>>());
-    assert!(matches!(normalizer.tensor(), InputTensor::U8(t) if t == &levels[..]));
+    let tensor = normalized(&spec, &levels.iter().flat_map(|&v| [v, v, v]).collect::<Vec<_>>());
+    assert!(matches!(tensor.view(), InputTensor::U8(t) if t == &levels[..]));
+}
+
+/// `rgb` normalised for `spec` into a new tensor.
+fn normalized(spec: &ImageInputSpec, rgb: &[u8]) -> OwnedTensor {
+    let normalizer = Normalizer::new(spec);
+    let mut tensor = normalizer.new_tensor();
+    normalizer.write(rgb, tensor.view_mut()).expect("the tensor is made for the spec");
+    tensor
+}
+
+#[test]
+fn a_tensor_of_another_type_or_size_is_refused() {
+    let spec = image_spec(2, 2);
+    let normalizer = Normalizer::new(&spec);
+    let rgb = [0u8; 12];
+    let mut bytes = vec![0u8; 12];
+    let err = normalizer.write(&rgb, InputTensorMut::U8(&mut bytes)).unwrap_err();
+    assert!(matches!(&err, Error::TensorMismatch { expected, got } if expected == "12 f32" && got == "12 u8"), "{err}");
+    let mut short = vec![0.0f32; 11];
+    let err = normalizer.write(&rgb, InputTensorMut::F32(&mut short)).unwrap_err();
+    assert!(matches!(&err, Error::TensorMismatch { got, .. } if got == "11 f32"), "{err}");
 }
 
 // ---------------------------------------------------------------------------------------------------------
