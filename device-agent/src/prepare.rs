@@ -35,7 +35,6 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 pub const BUFFERS: usize = 2;
 
 /// What the worker takes from its prepare thread, in the order of the source's queue.
-#[expect(clippy::large_enum_variant, reason = "boxing jobs would allocate per job; the rare swap is boxed")]
 pub enum Handoff {
     /// A job and the buffer it was prepared into, with the preparation's outcome.
     Job { job: Job, prepared: Prepared, outcome: runtime::Result<()> },
