@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The agent against its limit and against the Python pipeline a user would otherwise write, on the shipped bundles
 # and inputs, in interleaved rounds. Per round and model:
-#   bare     `device-agent bench`'s bare Session::run on tensors preprocessed beforehand (its first measurement);
+#   bare     `device-agent bench`'s bare Session::run with the agent's session settings, on tensors preprocessed
+#            beforehand;
 #   agent    the release agent end to end: one source feeding the model (image files looped at twice the bare rate,
 #            the newest frame winning; a recording replayed as fast as the worker takes windows), predictions as
 #            JSON at QoS 1 to a private Mosquitto, counted as they arrive; its peak RSS is VmHWM just before it stops;
@@ -139,10 +140,12 @@ for round in $(seq "$ROUNDS"); do
     # shellcheck disable=SC2086 # BENCH_ARGS is a list of arguments
     "$A" bench -m "$R/models/$model" --threads "$THREADS" --seconds "$SECONDS_PER_RUN" ${BENCH_ARGS:-} \
       "${inputs[@]}" > "$V/bench-$model.txt"
-    bare=$(awk '/^bare Session::run/ {print $3}' "$V/bench-$model.txt")
+    bare=$(awk '/^bare, agent.s settings/ {print $4}' "$V/bench-$model.txt")
+    bare_ort=$(awk '/^bare, ORT defaults/ {print $4}' "$V/bench-$model.txt")
     agent_run "$model" "$(python3 -c "print(round(2 * $bare, 1))")"
     python_run "$model"
-    echo "{\"model\":\"$model\",\"round\":$round,\"bare_fps\":$bare,\"agent\":$(cat "$W/agent.json")," \
+    echo "{\"model\":\"$model\",\"round\":$round,\"bare_fps\":$bare,\"bare_ort_defaults_fps\":$bare_ort," \
+      "\"agent\":$(cat "$W/agent.json"),"  \
       "\"python\":$(cat "$W/python.json")}" >> "$V/results.jsonl"
   done
 done

@@ -78,10 +78,11 @@ def table(args) -> None:
         run = json.loads(line)
         runs.setdefault(run["model"], []).append(run)
     print("| model | bare /s | agent /s (÷ bare) | Python /s (÷ bare) | agent ÷ Python | peak RSS agent / Python MB "
-          "| agent dropped / unpublished | top-1 disagreements agent / Python |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| agent dropped / unpublished | top-1 disagreements agent / Python | bare, ORT defaults /s (agent ÷ it) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for model, rounds in runs.items():
         bare = [r["bare_fps"] for r in rounds]
+        bare_ort = [r["bare_ort_defaults_fps"] for r in rounds]
         agent = [r["agent"]["fps"] for r in rounds]
         python = [r["python"]["fps"] for r in rounds]
         digits = 1 if statistics.median(bare) < 1000 else 0
@@ -91,7 +92,7 @@ def table(args) -> None:
         print(f"| {model} | {cell(bare, digits)} | {cell(agent, digits)} ({ratio(agent, bare)}) "
               f"| {cell(python, digits)} ({ratio(python, bare)}) | {ratio(agent, python)} "
               f"| {rss['agent']} / {rss['python']} | {lost['dropped']} / {lost['unpublished']} "
-              f"| {disagree['agent']} / {disagree['python']} |")
+              f"| {disagree['agent']} / {disagree['python']} | {cell(bare_ort, digits)} ({ratio(agent, bare_ort)}) |")
 
 
 def main() -> None:
