@@ -22,12 +22,8 @@ CLASSIFIER=$R/models/activity-classifier BATCHED=$R/models/testing/activity-clas
 RECORDING=$R/models/recordings/activity.csv
 
 (cd "$R" && cargo build --release -q -p device-agent)
-W=$(mktemp -d); chmod 755 "$W" # Mosquitto drops to its own user when started as root.
-pids=()
-trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$W"' EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\n' "$port" > "$W/m.conf"
-"$(command -v mosquitto || echo /usr/sbin/mosquitto)" -c "$W/m.conf" > "$W/m.log" 2>&1 & pids+=($!)
+# shellcheck source=scripts/lib/private-mosquitto.sh
+source "$R/scripts/lib/private-mosquitto.sh"
 sleep 0.5
 
 # One run of configuration $1: writes $W/<name>-<round>.{health.jsonl,predictions.txt,seconds}.
