@@ -165,7 +165,7 @@ impl Preparer {
     }
 
     /// Decodes the JPEGs of an image model at reduced scale where its input is much smaller (see
-    /// [`ImagePreprocessor::set_reduced_jpeg_decode`]; off by default); a sensor model takes no images.
+    /// [`ImagePreprocessor::set_reduced_jpeg_decode`]; on by default); a sensor model takes no images.
     pub fn set_reduced_jpeg_decode(&mut self, enabled: bool) {
         if let Preprocessor::Image(pre) = &mut self.preprocessor {
             pre.set_reduced_jpeg_decode(enabled);
