@@ -19,7 +19,7 @@ use crate::config::{AgentConfig, MjpegMode, SourceConfig, UpdateConfig};
 use crate::health::{HealthReporter, Metrics};
 use crate::monitor::{self, MonitorSettings, MonitorTap, MonitorTopics, MqttMonitorLink, evidence};
 use crate::mqtt::{self, MqttHandle, QoS, Route};
-use crate::outbox::{Outbox, OutboxQos, OutboxSettings, Publish};
+use crate::outbox::{Outbox, OutboxQos, OutboxSettings, PayloadLimit, Publish};
 use crate::prepare;
 use crate::shutdown::Shutdown;
 use crate::snapshot::{Publisher, Snapshots};
@@ -235,6 +235,11 @@ fn run(
             errors: mqtt::qos(config.mqtt.qos.errors),
         },
         link: output,
+        payload_limit: {
+            let (max_packet_bytes, large, format) =
+                (config.mqtt.max_packet_bytes, config.large_payloads.clone(), config.mqtt.format);
+            Arc::new(move |source| PayloadLimit::new(max_packet_bytes, &large, source, format))
+        },
     };
     let metrics = Arc::new(Metrics::new());
     let shutdown = Arc::new(Shutdown::default());

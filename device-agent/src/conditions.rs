@@ -149,7 +149,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::mqtt::QoS;
-    use crate::outbox::{OutboxQos, Publish};
+    use crate::outbox::{OutboxQos, PayloadLimit, Publish};
     use protocol::wire::{ErrorEvent, Format, Topics};
     use std::time::Duration;
 
@@ -183,6 +183,7 @@ pub(crate) mod tests {
             format: Format::Json,
             qos: OutboxQos { predictions: QoS::AtLeastOnce, errors: QoS::AtLeastOnce },
             link: recorder.clone(),
+            payload_limit: Arc::new(|_| PayloadLimit::none()),
         };
         (Conditions::new(settings, clock), recorder)
     }

@@ -8,6 +8,7 @@
 mod batch;
 mod evidence;
 mod feedback;
+mod large_payloads;
 mod metrics;
 mod monitor;
 mod onnxruntime;
@@ -27,6 +28,7 @@ use std::path::{Path, PathBuf};
 pub use batch::BatchConfig;
 pub use evidence::EvidenceConfig;
 pub use feedback::FeedbackConfig;
+pub use large_payloads::LargePayloadsConfig;
 pub use metrics::MetricsConfig;
 pub use monitor::MonitorConfig;
 pub use onnxruntime::{Auto, OnnxRuntimeConfig};
@@ -50,6 +52,8 @@ pub struct AgentConfig {
     pub update: Option<UpdateConfig>,
     pub supervision: SupervisionConfig,
     pub spool: SpoolConfig,
+    /// Predictions too large for one MQTT packet.
+    pub large_payloads: LargePayloadsConfig,
     /// Snapshots of image sources whose predictions match a rule.
     pub snapshots: Vec<SnapshotConfig>,
     /// Model monitors: drift, alerts, feedback and retraining evidence, per source.
@@ -639,6 +643,7 @@ impl AgentConfig {
             paths.extend(update.paths_mut());
         }
         paths.extend(self.spool.paths_mut());
+        paths.extend(self.large_payloads.paths_mut());
         for path in paths {
             // `join` keeps absolute paths as they are.
             *path = base_dir.join(&*path);
@@ -676,6 +681,7 @@ impl AgentConfig {
         }
         self.supervision.validate(&mut problems);
         self.spool.validate(&mut problems);
+        self.large_payloads.validate(&mut problems);
         self.metrics.validate(&mut problems);
         let topics = self.topics();
         snapshot::validate(

@@ -4,7 +4,7 @@
 use crate::clock::SystemClock;
 use crate::config::DEFAULT_MAX_FILE_BYTES;
 use crate::mqtt::QoS;
-use crate::outbox::{Outbox, OutboxQos, OutboxSettings, Publish};
+use crate::outbox::{Outbox, OutboxQos, OutboxSettings, PayloadLimit, Publish};
 use crate::shutdown::Shutdown;
 use crate::sources::Feed;
 use crate::sources::images::{self, FileSet, ImageFiles};
@@ -56,6 +56,7 @@ pub fn main(args: InferArgs) -> anyhow::Result<ExitCode> {
         format: Format::Json,
         qos: OutboxQos { predictions: QoS::AtLeastOnce, errors: QoS::AtLeastOnce },
         link: printer.clone(),
+        payload_limit: Arc::new(|_| PayloadLimit::none()),
     };
     let stats = Arc::new(SourceStats::new(&args.source));
     let outbox = Outbox::new(&settings, &args.source, stats);

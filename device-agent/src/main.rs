@@ -10,6 +10,7 @@ mod conditions;
 mod config;
 mod health;
 mod infer;
+mod kept_files;
 mod model_profile;
 mod monitor;
 mod mqtt;

@@ -2,7 +2,9 @@
 //! in error messages, the device's retained status as the link's presence, and the report of inbound messages
 //! skipped for their size.
 
-pub use ::mqtt::{MqttHandle, Outcome, OutcomeObserver, PendingLink, PublishError, QoS, Route, Sink, qos};
+pub use ::mqtt::{
+    MqttHandle, Outcome, OutcomeObserver, PendingLink, PublishError, QoS, Route, Sink, publish_packet_bytes, qos,
+};
 
 use crate::AGENT_VERSION;
 use crate::config::{AgentConfig, MqttConfig, TlsConfig};

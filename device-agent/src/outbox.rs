@@ -2,9 +2,13 @@
 //! the spool (or, without one, to the MQTT link) without blocking the worker on the network. A message that
 //! cannot be taken (the spool failed to write it, the link's queue is full or closed) is counted as
 //! unpublished, never silently lost. With `[sources.batch]`, predictions leave several to a message
-//! ([`batch`]); error events always leave one by one.
+//! ([`batch`]); error events always leave one by one. A prediction too large for one MQTT packet becomes an error
+//! event ([`oversize`]).
 
 mod batch;
+mod oversize;
+
+pub use oversize::PayloadLimit;
 
 use crate::clock::unix_time_ms as now_ms;
 use crate::config::BatchConfig;
@@ -65,6 +69,7 @@ struct Sender {
     source: Arc<str>,
     link: Arc<dyn Publish>,
     stats: Arc<SourceStats>,
+    limit: Arc<PayloadLimit>,
 }
 
 impl Sender {
@@ -96,6 +101,8 @@ pub struct OutboxSettings {
     pub format: Format,
     pub qos: OutboxQos,
     pub link: Arc<dyn Publish>,
+    /// The packet limit of each source's predictions, by source name.
+    pub payload_limit: Arc<dyn Fn(&str) -> PayloadLimit + Send + Sync>,
 }
 
 impl Outbox {
@@ -108,7 +115,12 @@ impl Outbox {
             topics: settings.topics.clone(),
             format: settings.format,
             qos: settings.qos,
-            sender: Sender { source, link: settings.link.clone(), stats: stats.clone() },
+            sender: Sender {
+                limit: Arc::new((settings.payload_limit)(&source)),
+                source,
+                link: settings.link.clone(),
+                stats: stats.clone(),
+            },
             stats,
             batcher: None,
         }
@@ -123,6 +135,12 @@ impl Outbox {
         limits: BatchConfig,
     ) -> std::io::Result<Outbox> {
         let mut outbox = Outbox::new(settings, source, stats);
+        // Cloned before it has a batcher, so the batcher does not hold itself.
+        let reporter = outbox.clone();
+        let refuse: batch::Refuse = Box::new(move |prediction, payload| {
+            let input = prediction.input.as_deref().unwrap_or_default();
+            reporter.refuse_oversized(prediction.seq, prediction.captured_at_ms, input, payload);
+        });
         let target = BatchTarget {
             device: settings.device.to_string(),
             source: source.to_owned(),
@@ -130,7 +148,7 @@ impl Outbox {
             qos: settings.qos.predictions,
             format: settings.format,
         };
-        outbox.batcher = Some(Batcher::start(limits, target, outbox.sender.clone())?);
+        outbox.batcher = Some(Batcher::start(limits, target, outbox.sender.clone(), refuse)?);
         Ok(outbox)
     }
 
@@ -183,7 +201,21 @@ impl Outbox {
         }
         let message = self.prediction_message(job, pipeline, output, timings);
         let topic = self.topics.predictions(&self.source);
-        self.sender.send(Class::Predictions, topic, self.qos.predictions, wire::encode(self.format, &message), 1);
+        let payload = wire::encode(self.format, &message);
+        if let Ok(bytes) = &payload
+            && !self.sender.limit.fits(&topic, self.qos.predictions, bytes.len())
+        {
+            self.refuse_oversized(job.seq, job.captured_at_ms, &job.origin, bytes);
+            return;
+        }
+        self.sender.send(Class::Predictions, topic, self.qos.predictions, payload, 1);
+    }
+
+    /// Reports prediction `seq`, encoded as `payload`, as too large to publish (and keeps it when so configured).
+    fn refuse_oversized(&self, seq: u64, captured_at_ms: u64, origin: &str, payload: &[u8]) {
+        let topic = self.topics.predictions(&self.source);
+        let message = self.sender.limit.refuse(&topic, self.qos.predictions, payload, seq, captured_at_ms);
+        self.report(seq, origin, ErrorStage::Publish, ErrorKind::PayloadTooLarge, &message);
     }
 
     /// The prediction message for `job`, exactly as it is published.

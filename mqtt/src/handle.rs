@@ -21,6 +21,24 @@ pub enum PublishError {
     /// Not a valid MQTT topic name (empty, or with wildcards), or not a valid filter.
     #[error("invalid MQTT topic")]
     InvalidTopic,
+    /// The publish packet would be over `max_packet_bytes`: rumqttc would refuse to write it and drop the
+    /// connection, so it is refused here instead.
+    #[error("the message is {bytes} bytes as an MQTT packet, over mqtt.max_packet_bytes ({limit})")]
+    TooLarge { bytes: usize, limit: usize },
+}
+
+/// The size of a PUBLISH packet of `payload_len` bytes on `topic` as rumqttc counts it against the outgoing
+/// limit: fixed header, remaining-length bytes, topic, packet id (QoS 1 and 2) and payload.
+pub fn publish_packet_bytes(topic: &str, qos: QoS, payload_len: usize) -> usize {
+    let packet_id = if qos == QoS::AtMostOnce { 0 } else { 2 };
+    let remaining = 2 + topic.len() + packet_id + payload_len;
+    let length_bytes = match remaining {
+        0..=127 => 1,
+        128..=16_383 => 2,
+        16_384..=2_097_151 => 3,
+        _ => 4,
+    };
+    1 + length_bytes + remaining
 }
 
 /// Why [`MqttHandle::wait_connected`] gave up.
@@ -50,11 +68,22 @@ pub struct MqttHandle {
     client: rumqttc::Client,
     shared: Arc<Shared>,
     presence: Option<Presence>,
+    max_packet_bytes: usize,
 }
 
 impl MqttHandle {
-    pub(crate) fn new(client: rumqttc::Client, shared: Arc<Shared>, presence: Option<Presence>) -> MqttHandle {
-        MqttHandle { client, shared, presence }
+    pub(crate) fn new(
+        client: rumqttc::Client,
+        shared: Arc<Shared>,
+        presence: Option<Presence>,
+        max_packet_bytes: usize,
+    ) -> MqttHandle {
+        MqttHandle { client, shared, presence, max_packet_bytes }
+    }
+
+    /// `max_packet_bytes`: the largest publish packet the link sends.
+    pub fn max_packet_bytes(&self) -> usize {
+        self.max_packet_bytes
     }
 
     /// Queues a publish. `Ok` means queued, not delivered: QoS >= 1 publishes are counted until acked
@@ -91,6 +120,10 @@ impl MqttHandle {
         }
         if !rumqttc::valid_topic(&topic) {
             return Err(PublishError::InvalidTopic);
+        }
+        let bytes = publish_packet_bytes(&topic, qos, payload.len());
+        if bytes > self.max_packet_bytes {
+            return Err(PublishError::TooLarge { bytes, limit: self.max_packet_bytes });
         }
         let counted = qos != QoS::AtMostOnce;
         if counted {
@@ -258,5 +291,23 @@ impl MqttHandle {
     #[cfg(test)]
     pub(crate) fn crash(&self) {
         self.shared.request_stop(Stop::Now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_packet_bytes_is_the_size_rumqttc_checks() {
+        for payload_len in [0, 1, 100, 124, 125, 126, 16_000, 16_380, 16_400, 2_097_000, 2_097_200] {
+            for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
+                let mut publish = rumqttc::Publish::new("devices/cam-01/predictions/front", qos, vec![0; payload_len]);
+                // rumqttc counts the packet id once one is assigned, as it is before the packet is written.
+                publish.pkid = u16::from(qos != QoS::AtMostOnce);
+                let got = publish_packet_bytes("devices/cam-01/predictions/front", qos, payload_len);
+                assert_eq!(got, publish.size(), "{payload_len} bytes at {qos:?}");
+            }
+        }
     }
 }

@@ -37,7 +37,7 @@ mod live_tests;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-pub use handle::{ConnectError, MqttHandle, PublishError, ShutdownReport};
+pub use handle::{ConnectError, MqttHandle, PublishError, ShutdownReport, publish_packet_bytes};
 pub use link::{OutcomeObserver, PendingLink, ReconnectHook, StartError};
 pub use options::{ClientAuth, Credentials, LinkOptions, Named, OptionsError, Password, TlsOptions};
 pub use oversize::{OversizeHook, Oversized};
@@ -63,7 +63,7 @@ pub fn connect(options: LinkOptions) -> Result<(MqttHandle, PendingLink), Option
     let (client, mut connection) = rumqttc::Client::new(rumqttc_options, queue_capacity);
     connection.eventloop.set_network_options(options.network_options());
     let shared = Arc::new(Shared::default());
-    let handle = MqttHandle::new(client, shared.clone(), presence.clone());
+    let handle = MqttHandle::new(client, shared.clone(), presence.clone(), options.max_packet_bytes);
     let oversize = Oversize::new(options.max_packet_bytes, options.max_skipped_packet_bytes);
     Ok((handle, PendingLink::new(connection, shared, presence, oversize)))
 }

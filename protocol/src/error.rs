@@ -88,6 +88,8 @@ wire_names! {
         Command => "command",
         /// Writing the agent's state directory (source `agent`): a condition of the device, not of an input.
         Storage => "storage",
+        /// Handing a prediction to the MQTT link.
+        Publish => "publish",
     }
 }
 
@@ -192,6 +194,8 @@ wire_names! {
         AuthFailed => "auth_failed",
         /// The stream's codec has no decoder here (H.265 with the software decoder, for example).
         UnsupportedCodec => "unsupported_codec",
+        /// A prediction too large for one MQTT packet (`mqtt.max_packet_bytes`): not published, the link stays up.
+        PayloadTooLarge => "payload_too_large",
     }
 }
 

@@ -36,6 +36,10 @@ impl Bundle {
         let text = read_to_string(&manifest_path)?;
         let manifest =
             Manifest::parse(&text).map_err(|message| Error::Manifest { path: manifest_path.clone(), message })?;
+        for (key, file) in manifest.named_files() {
+            check_inside(&dir, &key, file)
+                .map_err(|message| Error::Manifest { path: manifest_path.clone(), message })?;
+        }
         read_checked_model(&dir.join(&manifest.model), &manifest.sha256)?;
         for (file, expected) in &manifest.checksums {
             let path = dir.join(file);
@@ -114,6 +118,32 @@ fn read_checked_model(path: &Path, expected: &str) -> Result<Vec<u8>> {
         return Err(Error::ChecksumMismatch { what: "model", path: path.to_owned(), expected, actual });
     }
     Ok(bytes)
+}
+
+/// Refuses a file named by manifest key `key` that resolves (through symbolic links) outside the bundle
+/// directory `dir`, that is not a regular file (a FIFO would block the reader forever), or that cannot be
+/// resolved at all (a symbolic-link loop). A file that does not exist is left to the read that follows, which
+/// names it.
+fn check_inside(dir: &Path, key: &str, file: &str) -> std::result::Result<(), String> {
+    let resolve = |path: &Path| std::fs::canonicalize(path);
+    let root = resolve(dir).map_err(|e| format!("the bundle directory {} cannot be resolved: {e}", dir.display()))?;
+    let resolved = match resolve(&dir.join(file)) {
+        Ok(resolved) => resolved,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("`{key}` {file:?} cannot be resolved: {e}")),
+    };
+    if !resolved.starts_with(&root) {
+        return Err(format!(
+            "`{key}` {file:?} resolves to {}, outside the bundle directory {}",
+            resolved.display(),
+            root.display()
+        ));
+    }
+    match std::fs::metadata(&resolved) {
+        Ok(metadata) if metadata.is_file() => Ok(()),
+        Ok(_) => Err(format!("`{key}` {file:?} is not a regular file")),
+        Err(e) => Err(format!("`{key}` {file:?} cannot be read: {e}")),
+    }
 }
 
 /// Lower-case hex sha256 of `bytes`.

@@ -460,7 +460,8 @@ fn default_providers() -> Vec<ProviderKind> {
 impl Manifest {
     /// Parses `manifest.toml` text. `origin` names the file in errors.
     pub fn parse(text: &str) -> Result<Manifest, String> {
-        let manifest: Manifest = toml::from_str(text).map_err(|e| e.to_string())?;
+        let manifest: Manifest =
+            toml::from_str(text).map_err(|e| tagged_table_error(text).unwrap_or_else(|| e.to_string()))?;
         let problems = manifest.problems();
         if problems.is_empty() { Ok(manifest) } else { Err(problems.join("; ")) }
     }
@@ -473,6 +474,20 @@ impl Manifest {
             Ok(_) => Err(format!("the written manifest does not read back the same:\n{text}")),
             Err(message) => Err(format!("the written manifest does not read back: {message}\n{text}")),
         }
+    }
+
+    /// Every file the manifest names, with the key that names it: the model, the labels file, the self-test
+    /// vectors, the profile and each `[checksums]` entry.
+    pub fn named_files(&self) -> Vec<(String, &str)> {
+        let single = [
+            ("model", Some(&self.model)),
+            ("labels_file", self.labels_file.as_ref()),
+            ("self_test", self.self_test.as_ref()),
+            ("profile", self.profile.as_ref()),
+        ];
+        let single = single.into_iter().filter_map(|(key, path)| Some((key.to_owned(), path?.as_str())));
+        let listed = self.checksums.keys().map(|path| (format!("checksums.{path:?}"), path.as_str()));
+        single.chain(listed).collect()
     }
 
     /// Every rule of the bundle format this manifest breaks, each naming its key.
@@ -565,6 +580,13 @@ impl Manifest {
         if self.execution.providers.is_empty() {
             problems.push("`execution.providers` is empty".to_owned());
         }
+        for (key, path) in [("model", Some(&self.model)), ("labels_file", self.labels_file.as_ref())] {
+            if let Some(path) = path
+                && !is_package_path(path)
+            {
+                problems.push(format!("`{key}` {path:?} is not a plain relative path within the bundle"));
+            }
+        }
         if let Some(path) = &self.self_test
             && !is_package_path(path)
         {
@@ -595,6 +617,39 @@ impl Manifest {
         }
         problems
     }
+}
+
+/// toml reports a type error inside `[input]` or `[output]` at the table's header, without the key: those tables
+/// are tagged by `kind` and `decoder`, and serde buffers a tagged table before it picks the variant, losing the
+/// spans. This reads the table again as its variant's own type, which names the key (`input.pad_value: ...`).
+/// `None` when the text is not TOML, the tag is unknown, or the table reads without error.
+fn tagged_table_error(text: &str) -> Option<String> {
+    let document: toml::Table = text.parse().ok()?;
+    ["input", "output"].into_iter().find_map(|section| {
+        let mut table = document.get(section)?.as_table()?.clone();
+        let tag = if section == "input" { "kind" } else { "decoder" };
+        let variant = table.remove(tag)?.as_str()?.to_owned();
+        let body = toml::Value::Table(table);
+        let key = |path: String| format!("`{section}.{path}`");
+        let located = match (section, variant.as_str()) {
+            ("input", "image") => typed_error::<ImageInputSpec>(body),
+            ("input", "sensor") => typed_error::<SensorInputSpec>(body),
+            ("output", "classification") => typed_error::<ClassificationSpec>(body),
+            ("output", "centerface") => typed_error::<CenterFaceSpec>(body),
+            ("output", "yolov8") => typed_error::<Yolov8Spec>(body),
+            ("output", "anomaly") => typed_error::<AnomalySpec>(body),
+            ("output", "raw") => typed_error::<RawSpec>(body),
+            _ => None,
+        };
+        located.map(|(path, message)| format!("{}: {message}", key(path)))
+    })
+}
+
+/// The path and message of the first error reading `body` as a `T`.
+fn typed_error<T: serde::de::DeserializeOwned>(body: toml::Value) -> Option<(String, String)> {
+    serde_path_to_error::deserialize::<_, T>(body)
+        .err()
+        .map(|error| (error.path().to_string(), error.inner().to_string()))
 }
 
 #[cfg(test)]
@@ -699,6 +754,29 @@ tensor = "logits"
             let written = manifest.to_toml().unwrap();
             assert_eq!(Manifest::parse(&written), Ok(manifest), "{bundle}:\n{written}");
         }
+    }
+
+    #[test]
+    fn a_type_error_in_a_tagged_table_names_its_key() {
+        let err = Manifest::parse(&CLASSIFIER.replace("width = 224", "width = 224\npad_value = 127.5")).unwrap_err();
+        assert!(err.starts_with("`input.pad_value`: invalid type: floating point `127.5`"), "{err}");
+        let err = Manifest::parse(&CLASSIFIER.replace("std = [0.229, 0.224, 0.225]", "std = [0.229, \"x\", 0.225]"))
+            .unwrap_err();
+        assert!(err.starts_with("`input.std[1]`: invalid type: string \"x\""), "{err}");
+        let err = Manifest::parse(&format!("{CLASSIFIER}top_k = \"five\"\n")).unwrap_err();
+        assert!(err.starts_with("`output.top_k`: invalid type: string \"five\""), "{err}");
+        // Outside the tagged tables toml's own message already names the line and key.
+        let err = Manifest::parse(&CLASSIFIER.replace("name = \"demo\"", "name = 3")).unwrap_err();
+        assert!(err.contains("name = 3"), "{err}");
+    }
+
+    #[test]
+    fn every_named_file_must_be_a_plain_relative_path() {
+        let text =
+            CLASSIFIER.replace("labels = [\"a\", \"b\"]", "model = \"../x.onnx\"\nlabels_file = \"/etc/labels\"");
+        let err = Manifest::parse(&text).unwrap_err();
+        assert!(err.contains("`model` \"../x.onnx\" is not a plain relative path"), "{err}");
+        assert!(err.contains("`labels_file` \"/etc/labels\" is not a plain relative path"), "{err}");
     }
 
     #[test]

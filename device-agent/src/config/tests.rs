@@ -474,6 +474,11 @@ fn the_documented_example_loads_with_the_defaults_it_shows() {
     assert_eq!(config.update, Some(expected_update));
     let expected_spool = SpoolConfig { dir: path.parent().expect("docs/").join("spool"), ..SpoolConfig::default() };
     assert_eq!(config.spool, expected_spool);
+    let expected_large = LargePayloadsConfig {
+        dir: path.parent().expect("docs/").join("large-payloads"),
+        ..LargePayloadsConfig::default()
+    };
+    assert_eq!(config.large_payloads, expected_large);
     let kinds: Vec<&str> = config.sources.iter().map(SourceConfig::kind).collect();
     assert_eq!(kinds, ["images", "mqtt_frames", "http_mjpeg", "v4l2", "csv", "stdin", "mqtt_sensor", "rtsp"]);
     let SourceConfig::V4l2(usb) = &config.sources[3] else { panic!("v4l2") };
@@ -521,6 +526,28 @@ fn image_sources_take_memory_limits_with_defaults_for_small_boards() {
             "sources[0].max_file_bytes: must be > 0",
             "sources[0].max_decoded_bytes: must be >= 1048576 (1 MiB)",
             "sources[1].max_decoded_bytes: must be >= 1048576 (1 MiB)",
+        ]
+    );
+}
+
+#[test]
+fn large_payloads_defaults_and_rules() {
+    let config = AgentConfig::parse(MINIMAL).expect("valid");
+    assert_eq!(config.large_payloads, LargePayloadsConfig::default());
+    assert!(!config.large_payloads.store);
+    let text = with_source_keys(
+        "[large_payloads]
+store = true
+dir = \"\"
+keep_files = 0
+keep_bytes = 1000",
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "large_payloads.dir: must not be empty",
+            "large_payloads.keep_files: must be >= 1",
+            "large_payloads.keep_bytes: must be >= 1048576",
         ]
     );
 }

@@ -7,7 +7,9 @@
 //!   predictions still leave while the worker sleeps on its queue;
 //! - [`Batcher::finish`], when the worker finishes (shutdown), which also stops that thread.
 //!
-//! Nothing is dropped here: a batch the spool or the link refuses counts every prediction in it as unpublished.
+//! Nothing is dropped here: a batch the spool or the link refuses counts every prediction in it as unpublished. A
+//! batch too large for one MQTT packet is halved until its parts fit; a single prediction that does not is
+//! handed to [`Refuse`].
 
 use super::Sender;
 use crate::clock::unix_time_ms as now_ms;
@@ -20,6 +22,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+/// Reports one prediction, encoded as the payload, as too large for a packet of its own.
+pub type Refuse = Box<dyn Fn(&BatchedPrediction, &[u8]) + Send + Sync>;
+
 /// The batch being filled and the thread that publishes it when it has waited long enough.
 pub struct Batcher {
     pending: Mutex<Pending>,
@@ -30,6 +35,7 @@ pub struct Batcher {
     topic: String,
     qos: QoS,
     format: Format,
+    refuse: Refuse,
     timer: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -52,7 +58,12 @@ pub struct BatchTarget {
 
 impl Batcher {
     /// A batcher for one source, with its `batch-<source>` thread started.
-    pub fn start(limits: BatchConfig, target: BatchTarget, sender: Sender) -> std::io::Result<Arc<Batcher>> {
+    pub fn start(
+        limits: BatchConfig,
+        target: BatchTarget,
+        sender: Sender,
+        refuse: Refuse,
+    ) -> std::io::Result<Arc<Batcher>> {
         let batch = PredictionBatch {
             device: target.device,
             source: target.source.clone(),
@@ -69,6 +80,7 @@ impl Batcher {
             topic: target.topic,
             qos: target.qos,
             format: target.format,
+            refuse,
             timer: Mutex::new(None),
         });
         let timer = {
@@ -142,9 +154,27 @@ impl Batcher {
             return;
         }
         pending.batch.published_at_ms = now_ms();
-        let payload = wire::encode(self.format, &pending.batch);
+        self.publish_fitting(&mut pending.batch);
         pending.batch.predictions.clear();
-        self.sender.send(Class::Predictions, self.topic.clone(), self.qos, payload, count);
+    }
+
+    /// Hands `batch` over as one message, or as halves (recursively) when it is too large for one packet.
+    fn publish_fitting(&self, batch: &mut PredictionBatch) {
+        let count = batch.predictions.len();
+        let payload = wire::encode(self.format, batch);
+        match &payload {
+            Ok(bytes) if !self.sender.limit.fits(&self.topic, self.qos, bytes.len()) => {
+                if count == 1 {
+                    (self.refuse)(&batch.predictions[0], bytes);
+                    return;
+                }
+                let second = batch.predictions.split_off(count / 2);
+                self.publish_fitting(batch);
+                batch.predictions = second;
+                self.publish_fitting(batch);
+            }
+            _ => self.sender.send(Class::Predictions, self.topic.clone(), self.qos, payload, count as u64),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Pending> {
@@ -155,8 +185,10 @@ impl Batcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::LargePayloadsConfig;
     use crate::health::Metrics;
-    use crate::outbox::Publish;
+    use crate::mqtt::publish_packet_bytes;
+    use crate::outbox::{PayloadLimit, Publish};
     use protocol::wire::Prediction;
     use protocol::{Output, StageTimings};
     use std::sync::mpsc;
@@ -185,18 +217,30 @@ mod tests {
     struct Harness {
         batcher: Arc<Batcher>,
         published: mpsc::Receiver<Vec<u8>>,
+        /// The seqs of the predictions refused as too large.
+        refused: mpsc::Receiver<u64>,
         metrics: Metrics,
     }
 
     impl Harness {
         fn new(max_predictions: usize, max_delay_ms: u64, refuse: bool) -> Harness {
+            Harness::limited(max_predictions, max_delay_ms, refuse, PayloadLimit::none())
+        }
+
+        fn limited(max_predictions: usize, max_delay_ms: u64, refuse: bool, limit: PayloadLimit) -> Harness {
             let (taken, published) = mpsc::channel();
+            let (too_large, refused) = mpsc::channel();
             let metrics = Metrics::new();
             let sender = Sender {
                 source: "wrist".into(),
                 link: Arc::new(Link { taken: Mutex::new(taken), refuse }),
                 stats: metrics.register("wrist"),
+                limit: Arc::new(limit),
             };
+            let too_large = Mutex::new(too_large);
+            let refuse_oversized: Refuse = Box::new(move |prediction, _| {
+                let _ = too_large.lock().expect("refused").send(prediction.seq);
+            });
             let target = BatchTarget {
                 device: "d".into(),
                 source: "wrist".into(),
@@ -204,9 +248,9 @@ mod tests {
                 qos: QoS::AtLeastOnce,
                 format: Format::Json,
             };
-            let batcher =
-                Batcher::start(BatchConfig { max_predictions, max_delay_ms }, target, sender).expect("starts");
-            Harness { batcher, published, metrics }
+            let limits = BatchConfig { max_predictions, max_delay_ms };
+            let batcher = Batcher::start(limits, target, sender, refuse_oversized).expect("starts");
+            Harness { batcher, published, refused, metrics }
         }
 
         fn add(&self, model: &str, seqs: std::ops::Range<u64>) {
@@ -299,5 +343,36 @@ mod tests {
         assert_eq!(harness.unpublished(), 4);
         harness.batcher.finish();
         assert_eq!(harness.unpublished(), 6);
+    }
+
+    #[test]
+    fn a_batch_too_large_for_a_packet_is_halved_and_a_lone_oversized_prediction_refused() {
+        // The limit fits two of the harness's predictions, not four.
+        let probe = Harness::new(2, 60_000, false);
+        probe.add("m", 0..2);
+        let two = probe.published.recv_timeout(PATIENCE).expect("a batch of two");
+        let limit = publish_packet_bytes("d/predictions/wrist", QoS::AtLeastOnce, two.len() + 20);
+        let limit = PayloadLimit::new(limit, &LargePayloadsConfig::default(), "wrist", Format::Json);
+        let harness = Harness::limited(4, 60_000, false, limit);
+        harness.add("m", 0..4);
+        assert_eq!(seqs(&harness.next()), vec![0, 1]);
+        assert_eq!(seqs(&harness.next()), vec![2, 3]);
+
+        let model = ModelIdentity { name: "m".into(), version: "1".into(), sha256: "ab".into() };
+        let tensor = protocol::RawTensor { name: "big".into(), shape: vec![4096], data: vec![0.5; 4096] };
+        let big = BatchedPrediction {
+            seq: 9,
+            captured_at_ms: 9,
+            output: Output::Raw { tensors: vec![tensor] },
+            latency_us: StageTimings::default(),
+            total_us: 0,
+            input: None,
+        };
+        harness.batcher.add(&model, "cpu", big);
+        harness.add("m", 10..13);
+        assert_eq!(harness.refused.recv_timeout(PATIENCE), Ok(9));
+        assert_eq!(seqs(&harness.next()), vec![10]);
+        assert_eq!(seqs(&harness.next()), vec![11, 12]);
+        assert_eq!(harness.unpublished(), 0, "refused, not unpublished: the refusal reports it");
     }
 }

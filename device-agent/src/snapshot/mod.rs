@@ -13,9 +13,9 @@ mod draw;
 mod jpeg;
 mod limit;
 mod rule;
-mod store;
 
 use crate::config::SnapshotConfig;
+use crate::kept_files::KeptFiles;
 use crate::mqtt::{MqttHandle, QoS};
 use crate::queue::Job;
 use image::RgbImage;
@@ -29,7 +29,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use store::SnapshotDir;
 
 /// How long the snapshot thread waits for room in the MQTT link's queue while the broker is connected.
 const LINK_BACKPRESSURE: Duration = Duration::from_secs(1);
@@ -121,7 +120,7 @@ impl Snapshots {
         let store = config
             .directory
             .clone()
-            .map(|dir| SnapshotDir::new(dir, &config.source, config.keep_files, config.keep_bytes));
+            .map(|dir| KeptFiles::new(dir, &config.source, "jpg", config.keep_files, config.keep_bytes));
         let writer = Writer {
             device: device.to_owned(),
             source: config.source.clone(),
@@ -178,7 +177,7 @@ struct Writer {
     quality: u8,
     max_bytes: usize,
     publisher: Option<Publisher>,
-    store: Option<SnapshotDir>,
+    store: Option<KeptFiles>,
     stats: Arc<SnapshotStats>,
 }
 

@@ -116,7 +116,7 @@ mod tests {
     use crate::clock::{Clock, ManualClock};
     use crate::health::SourceStats;
     use crate::mqtt::QoS;
-    use crate::outbox::{Outbox, OutboxQos, OutboxSettings, Publish};
+    use crate::outbox::{Outbox, OutboxQos, OutboxSettings, PayloadLimit, Publish};
     use crate::queue::Next;
     use crate::spool::Class;
     use protocol::wire::{Format, Topics};
@@ -137,6 +137,7 @@ mod tests {
             format: Format::Json,
             qos: OutboxQos { predictions: QoS::AtMostOnce, errors: QoS::AtMostOnce },
             link: Arc::new(Nowhere),
+            payload_limit: Arc::new(|_| PayloadLimit::none()),
         };
         Outbox::new(&settings, "s", Arc::new(SourceStats::new("s")))
     }

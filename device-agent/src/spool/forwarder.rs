@@ -227,6 +227,11 @@ impl Forwarder {
                 log.discard(seq, "invalid topic");
                 true
             }
+            // Spooled under a larger `mqtt.max_packet_bytes` than the link's now: it can never be sent.
+            Err(error @ PublishError::TooLarge { .. }) => {
+                log.discard(seq, &error.to_string());
+                true
+            }
             Err(PublishError::QueueFull | PublishError::Closed) => {
                 log.lost(seq);
                 false

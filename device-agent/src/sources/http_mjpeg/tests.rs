@@ -3,7 +3,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{AgentConfig, HttpMjpegSource, MjpegMode, SourceConfig};
 use crate::health::SourceStats;
 use crate::mqtt::QoS;
-use crate::outbox::{Outbox, OutboxQos, OutboxSettings, Publish};
+use crate::outbox::{Outbox, OutboxQos, OutboxSettings, PayloadLimit, Publish};
 use crate::queue::{Job, Next};
 use crate::spool::Class;
 use protocol::wire::{Format, Topics};
@@ -124,6 +124,7 @@ fn start(port: u16, mode: Mode, watchdog: Duration, credentials_file: Option<Pat
         format: Format::Json,
         qos: OutboxQos { predictions: QoS::AtMostOnce, errors: QoS::AtMostOnce },
         link: Arc::new(errors.clone()),
+        payload_limit: Arc::new(|_| PayloadLimit::none()),
     };
     let outbox = Outbox::new(&settings, "cam", Arc::new(SourceStats::new("cam")));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);

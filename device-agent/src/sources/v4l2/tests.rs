@@ -9,7 +9,7 @@ use super::{V4l2Spec, run};
 use crate::clock::{Clock, ManualClock};
 use crate::health::SourceStats;
 use crate::mqtt::QoS;
-use crate::outbox::{Outbox, OutboxQos, OutboxSettings, Publish};
+use crate::outbox::{Outbox, OutboxQos, OutboxSettings, PayloadLimit, Publish};
 use crate::queue::Next as QueueNext;
 use crate::shutdown::Shutdown;
 use crate::sources::Feed;
@@ -205,6 +205,7 @@ fn camera_feed(clock: Arc<ManualClock>) -> (Arc<Published>, Arc<Feed>, crate::wo
         format: Format::Json,
         qos: OutboxQos { predictions: QoS::AtMostOnce, errors: QoS::AtMostOnce },
         link: published.clone(),
+        payload_limit: Arc::new(|_| PayloadLimit::none()),
     };
     let outbox = Outbox::new(&settings, "cam", Arc::new(SourceStats::new("cam")));
     let (feed, queue) = Feed::camera(outbox, clock);

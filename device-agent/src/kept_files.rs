@@ -1,49 +1,53 @@
-//! The snapshot directory: one JPEG per snapshot, the oldest deleted beyond a count and a byte budget.
+//! A directory of files kept per source (snapshots, large payloads), the oldest deleted beyond a count and a byte
+//! budget.
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// One source's snapshots in a directory (which other sources may share: each prunes only its own files).
+/// One source's files of one extension in a directory (which other sources may share: each prunes only its own
+/// files).
 #[derive(Debug)]
-pub struct SnapshotDir {
+pub struct KeptFiles {
     dir: PathBuf,
     source: String,
+    extension: &'static str,
     keep_files: usize,
     keep_bytes: u64,
 }
 
-impl SnapshotDir {
-    pub fn new(dir: PathBuf, source: &str, keep_files: usize, keep_bytes: u64) -> SnapshotDir {
-        SnapshotDir { dir, source: source.to_owned(), keep_files, keep_bytes }
+impl KeptFiles {
+    pub fn new(dir: PathBuf, source: &str, extension: &'static str, keep_files: usize, keep_bytes: u64) -> KeptFiles {
+        KeptFiles { dir, source: source.to_owned(), extension, keep_files, keep_bytes }
     }
 
-    /// The file of a snapshot: `<source>-<captured_at_ms>-<seq>.jpg`, the time zero-padded so that names sort
-    /// oldest first (the sequence restarts at each start of the agent; the time does not).
+    /// The file of an input: `<source>-<captured_at_ms>-<seq>.<extension>`, the time zero-padded so that names
+    /// sort oldest first (the sequence restarts at each start of the agent; the time does not).
     pub fn file_name(&self, captured_at_ms: u64, seq: u64) -> String {
-        format!("{}-{captured_at_ms:013}-{seq}.jpg", self.source)
+        format!("{}-{captured_at_ms:013}-{seq}.{}", self.source, self.extension)
     }
 
-    /// Writes `jpeg` (through a temporary file and a rename: a reader never sees half a file), then deletes
+    /// Writes `bytes` (through a temporary file and a rename: a reader never sees half a file), then deletes
     /// the source's oldest files beyond `keep_files` or `keep_bytes`. Returns the path written.
-    pub fn store(&self, captured_at_ms: u64, seq: u64, jpeg: &[u8]) -> io::Result<PathBuf> {
+    pub fn store(&self, captured_at_ms: u64, seq: u64, bytes: &[u8]) -> io::Result<PathBuf> {
         fs::create_dir_all(&self.dir)?;
         let name = self.file_name(captured_at_ms, seq);
         let path = self.dir.join(&name);
         let partial = self.dir.join(format!(".{name}.partial"));
-        fs::write(&partial, jpeg)?;
+        fs::write(&partial, bytes)?;
         fs::rename(&partial, &path)?;
         self.prune()?;
         Ok(path)
     }
 
-    /// Whether `name` is one of this source's snapshots: `<source>-`, 13 digits, `-`, digits, `.jpg` (so that
-    /// source `door` leaves source `door-2`'s files alone).
+    /// Whether `name` is one of this source's files: `<source>-`, 13 digits, `-`, digits, `.<extension>` (so
+    /// that source `door` leaves source `door-2`'s files alone).
     fn is_own(&self, name: &str) -> bool {
         let Some(rest) = name.strip_prefix(&self.source).and_then(|rest| rest.strip_prefix('-')) else {
             return false;
         };
-        let Some((time, seq)) = rest.strip_suffix(".jpg").and_then(|rest| rest.split_once('-')) else {
+        let suffix = rest.strip_suffix(self.extension).and_then(|rest| rest.strip_suffix('.'));
+        let Some((time, seq)) = suffix.and_then(|rest| rest.split_once('-')) else {
             return false;
         };
         let digits = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
@@ -98,7 +102,7 @@ mod tests {
     #[test]
     fn keeps_the_newest_files() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = SnapshotDir::new(dir.path().join("snaps"), "door", 2, 1 << 20);
+        let store = KeptFiles::new(dir.path().join("snaps"), "door", "jpg", 2, 1 << 20);
         for seq in 0..4 {
             let path = store.store(1_700_000_000_000 + seq * 1000, seq, b"jpeg").expect("stored");
             assert_eq!(fs::read(path).expect("written"), b"jpeg");
@@ -112,7 +116,7 @@ mod tests {
         fs::write(dir.path().join("yard-0000000000001-0.jpg"), [0u8; 100]).expect("written");
         fs::write(dir.path().join("door-2-0000000000000-0.jpg"), [0u8; 100]).expect("written");
         fs::write(dir.path().join("notes.txt"), [0u8; 100]).expect("written");
-        let store = SnapshotDir::new(dir.path().to_owned(), "door", 100, 250);
+        let store = KeptFiles::new(dir.path().to_owned(), "door", "jpg", 100, 250);
         for seq in 0..3 {
             store.store(seq, seq, &[0u8; 100]).expect("stored");
         }
@@ -131,7 +135,7 @@ mod tests {
 
     #[test]
     fn names_sort_by_capture_time() {
-        let store = SnapshotDir::new(PathBuf::new(), "door", 1, 1);
+        let store = KeptFiles::new(PathBuf::new(), "door", "jpg", 1, 1);
         assert!(store.file_name(999, 5) < store.file_name(1_700_000_000_000, 0));
     }
 }
