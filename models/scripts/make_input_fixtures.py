@@ -2,10 +2,10 @@
 
 - models/testing/filters/: a shipped frame (frames/astronaut.png, 512x512) downscaled to 96x72 and a 40x30 image
   (small.png, made here) upscaled to 96x72 with each `input.filter`, by the library each filter claims to match:
-  OpenCV (opencv-python-headless) for `bilinear` (INTER_LINEAR) and `area` (INTER_AREA downscaling, PIL's BOX
-  upscaling, where INTER_AREA interpolates bilinearly), PIL for `nearest`
-  (NEAREST, the same as OpenCV's INTER_NEAREST_EXACT), `bilinear_antialias` (BILINEAR), `bicubic` (BICUBIC) and
-  `lanczos` (LANCZOS); also tall.png (30x40) for the letterbox cases.
+  OpenCV (opencv-python-headless) for `bilinear` (INTER_LINEAR), PIL for `nearest` (NEAREST, the same as OpenCV's
+  INTER_NEAREST_EXACT), `bilinear_antialias` (BILINEAR), `area` (BOX; OpenCV's INTER_AREA at whole-number
+  ratios), `bicubic` (BICUBIC) and `lanczos` (LANCZOS); also tall.png (30x40) for the letterbox cases. It prints
+  how far OpenCV's and PIL's versions of a filter are apart.
 - models/testing/image-identity-{i8,i32,i64,rank3}/: bundles of one-node graphs (made with the `onnx` package) that
   return their input as f32 (`Cast`), so that the tensor the runtime builds is what they publish: integer inputs
   [1, 3, 24, 32] (stretch), and an f32 input without a batch axis, [3, 32, 32], letterboxed with the padding on
@@ -38,7 +38,6 @@ FILTERS = {
     "nearest": lambda im, size: np.asarray(Image.fromarray(im).resize(size, Image.NEAREST)),
     "bilinear": lambda im, size: cv2.resize(im, size, interpolation=cv2.INTER_LINEAR),
     "bilinear_antialias": lambda im, size: np.asarray(Image.fromarray(im).resize(size, Image.BILINEAR)),
-    "area": lambda im, size: cv2.resize(im, size, interpolation=cv2.INTER_AREA),
     "bicubic": lambda im, size: np.asarray(Image.fromarray(im).resize(size, Image.BICUBIC)),
     "lanczos": lambda im, size: np.asarray(Image.fromarray(im).resize(size, Image.LANCZOS)),
 }
@@ -65,9 +64,14 @@ def make_filter_fixtures() -> None:
     for name, resize in FILTERS.items():
         save_png(FILTERS_DIR / f"{name}-down.png", resize(frame, SIZE))
         save_png(FILTERS_DIR / f"{name}-up.png", resize(small, SIZE))
-    # Upscaling, OpenCV's INTER_AREA interpolates bilinearly; the runtime's `area` is a box filter both ways, as
-    # PIL's BOX is (each output pixel takes the source pixel it falls in).
-    save_png(FILTERS_DIR / "area-up.png", np.asarray(Image.fromarray(small).resize(SIZE, Image.BOX)))
+    # The runtime's `area` is a box filter, as PIL's BOX is: the source pixels whose centres fall in an output
+    # pixel's footprint count equally. OpenCV's INTER_AREA weighs the pixels the footprint's edges cut by the part
+    # they cover, the same at whole-number ratios only, and upscaling it interpolates bilinearly.
+    for label, source in [("down", frame), ("up", small)]:
+        save_png(FILTERS_DIR / f"area-{label}.png", np.asarray(Image.fromarray(source).resize(SIZE, Image.BOX)))
+    whole = cv2.resize(frame, (128, 128), interpolation=cv2.INTER_AREA).astype(int)
+    box = np.asarray(Image.fromarray(frame).resize((128, 128), Image.BOX)).astype(int)
+    print(f"area at a whole-number ratio (512 to 128): OpenCV INTER_AREA vs PIL BOX max {np.abs(whole - box).max()}")
     # How far PIL's and OpenCV's versions of the same filter are apart, for the documentation.
     for name, cv_flag, pil_flag in [("nearest", cv2.INTER_NEAREST_EXACT, Image.NEAREST),
                                     ("area", cv2.INTER_AREA, Image.BOX),

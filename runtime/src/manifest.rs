@@ -787,6 +787,81 @@ tensor = "logits"
     }
 
     #[test]
+    fn image_input_options_default_to_what_bundles_did_before() {
+        let InputSpec::Image(input) = Manifest::parse(CLASSIFIER).unwrap().input else { panic!("image input") };
+        assert_eq!(input.filter, ResizeFilter::BilinearAntialias);
+        assert_eq!(input.pad_side, PadSide::Center);
+        assert_eq!(input.padding(), Padding::Pixel(DEFAULT_PAD_VALUE));
+        assert_eq!((input.dtype, input.batch_axis), (InputDtype::F32, None));
+    }
+
+    #[test]
+    fn parses_the_image_input_options() {
+        let options = "resize = \"letterbox\"\nfilter = \"lanczos\"\npad_side = \"bottom_right\"\n\
+                       pad_value = 127.5\ndtype = \"f16\"\nbatch_axis = false";
+        let InputSpec::Image(input) =
+            Manifest::parse(&CLASSIFIER.replace("resize = \"center_crop\"", options)).unwrap().input
+        else {
+            panic!("image input")
+        };
+        assert_eq!((input.filter, input.pad_side), (ResizeFilter::Lanczos, PadSide::BottomRight));
+        assert_eq!(
+            (input.padding(), input.dtype, input.batch_axis),
+            (Padding::Pixel(127.5), InputDtype::F16, Some(false))
+        );
+        for (dtype, expected) in [("i8", InputDtype::I8), ("i32", InputDtype::I32), ("i64", InputDtype::I64)] {
+            let text = CLASSIFIER.replace("resize = \"center_crop\"", &format!("dtype = \"{dtype}\""));
+            let InputSpec::Image(input) = Manifest::parse(&text).unwrap().input else { panic!("image input") };
+            assert_eq!(input.dtype, expected);
+        }
+        let normalized =
+            CLASSIFIER.replace("resize = \"center_crop\"", "resize = \"letterbox\"\npad_value_normalized = 0.0");
+        let InputSpec::Image(input) = Manifest::parse(&normalized).unwrap().input else { panic!("image input") };
+        assert_eq!(input.padding(), Padding::Normalized(0.0));
+    }
+
+    #[test]
+    fn bad_image_input_options_are_named_by_key() {
+        let with =
+            |options: &str| Manifest::parse(&CLASSIFIER.replace("resize = \"center_crop\"", options)).unwrap_err();
+        let cases = [
+            (
+                "resize = \"letterbox\"\npad_value = 300",
+                "`input.pad_value` must be a pixel value within 0..=255, got 300",
+            ),
+            (
+                "resize = \"letterbox\"\npad_value = 127.5\ndtype = \"u8\"",
+                "`input.pad_value` 127.5 is not a whole pixel value, which a u8 tensor needs",
+            ),
+            (
+                "resize = \"letterbox\"\npad_value = 127.5\ndtype = \"i8\"",
+                "`input.pad_value` 127.5 is not a whole pixel value, which an i8 tensor needs",
+            ),
+            (
+                "resize = \"letterbox\"\npad_value = 0\npad_value_normalized = 0.0",
+                "give `input.pad_value` or `input.pad_value_normalized`, not both",
+            ),
+            ("resize = \"letterbox\"\npad_value_normalized = nan", "`input.pad_value_normalized` must be finite"),
+            (
+                "resize = \"letterbox\"\npad_value_normalized = 0.0\ndtype = \"i32\"",
+                "`input.pad_value_normalized` needs a float tensor (`input.dtype` f32 or f16), not i32",
+            ),
+            (
+                "pad_value_normalized = 0.0",
+                "`input.pad_value_normalized` has no effect unless `input.resize` is \"letterbox\"",
+            ),
+            ("pad_side = \"bottom_right\"", "`input.pad_side` has no effect unless `input.resize` is \"letterbox\""),
+            ("filter = \"cubic\"", "unknown variant `cubic`"),
+            ("pad_side = \"left\"", "unknown variant `left`"),
+            ("dtype = \"u16\"", "unknown variant `u16`"),
+        ];
+        for (options, expected) in cases {
+            let err = with(options);
+            assert!(err.contains(expected), "{options:?}: {err}");
+        }
+    }
+
+    #[test]
     fn refuses_an_image_input_too_large_to_allocate() {
         let huge = CLASSIFIER.replace("width = 224", "width = 100000").replace("height = 224", "height = 100000");
         let err = Manifest::parse(&huge).unwrap_err();
