@@ -61,6 +61,9 @@ fn differences(got: &[f32], want: &[f32]) -> (f32, f64) {
     (worst, differ as f64 / got.len() as f64)
 }
 
+/// The most levels (of 255) a value may be off, and the largest share of values that may be off at all.
+type Tolerance = (u8, f64);
+
 #[test]
 fn each_filter_matches_the_resize_it_names() {
     // Levels (of 255) and the share of values off, per filter, downscaling 512x512 to 96x72 then upscaling 40x30
@@ -71,7 +74,7 @@ fn each_filter_matches_the_resize_it_names() {
     // `nearest` samples the source at the output pixels' centres in f64 where PIL and OpenCV use 16.16 fixed
     // point: at a ratio of 16/3 a third of the columns fall on a pixel edge, where each picks the other
     // neighbour, a whole pixel off; a wrong filter changes nearly every value.
-    let tolerances: [(&str, (u8, f64), (u8, f64)); 6] = [
+    let tolerances: [(&str, Tolerance, Tolerance); 6] = [
         ("nearest", (u8::MAX, 0.25), (0, 0.0)),
         ("bilinear", (1, 0.30), (1, 0.30)),
         ("bilinear_antialias", (1, 0.01), (1, 0.01)),

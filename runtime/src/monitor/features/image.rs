@@ -100,10 +100,7 @@ impl ImageFeatures {
         }
     }
 
-    fn extract_from<T: Copy>(&mut self, data: &[T], out: &mut Vec<f32>)
-    where
-        T: AsF32,
-    {
+    fn extract_from<T: AsF32>(&mut self, data: &[T], out: &mut Vec<f32>) {
         let means = if self.channels == 3 { 3 } else { 0 };
         if data.len() < self.width * self.height * self.channels {
             // Not this model's tensor (a bug upstream): fixed-length zeros rather than a panic.
@@ -151,10 +148,7 @@ impl ImageFeatures {
     }
 
     /// Writes the luma of row `y` into `out` (one value per column).
-    fn luma_row<T: Copy>(&self, data: &[T], y: usize, out: &mut [f32])
-    where
-        T: AsF32,
-    {
+    fn luma_row<T: AsF32>(&self, data: &[T], y: usize, out: &mut [f32]) {
         let (width, [w0, w1, w2], offset) = (self.width, self.weight, self.luma_offset);
         match (self.layout, self.channels) {
             (_, 1) => {
@@ -178,10 +172,7 @@ impl ImageFeatures {
     }
 
     /// The sums of row `y`'s tensor values per channel (of a three-channel tensor).
-    fn channel_row_sums<T: Copy>(&self, data: &[T], y: usize) -> [f32; 3]
-    where
-        T: AsF32,
-    {
+    fn channel_row_sums<T: AsF32>(&self, data: &[T], y: usize) -> [f32; 3] {
         let width = self.width;
         match self.layout {
             ImageLayout::Nchw => std::array::from_fn(|channel| {
