@@ -522,6 +522,57 @@ proptest! {
 }
 
 #[test]
+fn a_letterbox_padded_bottom_right_keeps_the_image_at_the_origin() {
+    let bottom_right = Fit { pad_side: PadSide::BottomRight, ..fit(ResizeMode::Letterbox, 1.0, 0) };
+    // 1920x1080 into 640x640: 640x360 at the top, all 280 rows of padding below.
+    let plan = ResizePlan::new(bottom_right, (1920, 1080), (640, 640));
+    assert_eq!(plan.placement, Placement::Inset { left: 0, top: 0, width: 640, height: 360 });
+    assert_eq!((plan.geometry.offset_x, plan.geometry.offset_y), (0.0, 0.0));
+    let bbox = BoundingBox { x_min: 320.0, y_min: 180.0, x_max: 640.0, y_max: 360.0 };
+    let back = plan.geometry.to_source_box(bbox);
+    assert_eq!(back, BoundingBox { x_min: 960.0, y_min: 540.0, x_max: 1920.0, y_max: 1080.0 });
+    // A portrait frame: the padding on the right.
+    let plan = ResizePlan::new(bottom_right, (300, 400), (640, 640));
+    assert_eq!(plan.placement, Placement::Inset { left: 0, top: 0, width: 480, height: 640 });
+}
+
+#[test]
+fn a_fractional_or_normalised_pad_value_is_written_into_the_tensor_border() {
+    // A 4x2 frame into 4x4 letterboxed bottom-right: rows 2 and 3 are padding.
+    let rgb: Vec<u8> = (0..4 * 2).flat_map(|_| [255u8, 0, 51]).collect();
+    let mut spec = image_spec(4, 4);
+    (spec.resize, spec.pad_side, spec.mean, spec.std) =
+        (ResizeMode::Letterbox, PadSide::BottomRight, vec![0.5], vec![0.5]);
+    let inside = [1.0, -1.0, (51.0 / 255.0 - 0.5) / 0.5];
+    for (pad_value, pad_value_normalized, pad) in [(Some(127.5), None, 0.0), (None, Some(-0.25), -0.25)] {
+        for layout in [ImageLayout::Nchw, ImageLayout::Nhwc] {
+            (spec.pad_value, spec.pad_value_normalized, spec.layout) = (pad_value, pad_value_normalized, layout);
+            let mut preprocessor = ImagePreprocessor::new(&spec);
+            preprocessor.decode(&encode_png(4, 2, ExtendedColorType::Rgb8, &rgb)).unwrap();
+            preprocessor.prepare().unwrap();
+            let InputTensor::F32(tensor) = preprocessor.tensor() else { panic!("f32 tensor expected") };
+            for (index, value) in tensor.iter().enumerate() {
+                let (channel, pixel) = match layout {
+                    ImageLayout::Nchw => (index / 16, index % 16),
+                    ImageLayout::Nhwc => (index % 3, index / 3),
+                };
+                let expected = if pixel / 4 < 2 { inside[channel] } else { pad };
+                assert!((value - expected).abs() < 1e-6, "{layout:?} pad {pad}: [{index}] = {value}, not {expected}");
+            }
+        }
+    }
+    // In float16, the same values rounded to halves.
+    (spec.pad_value, spec.pad_value_normalized, spec.dtype, spec.layout) =
+        (Some(127.5), None, InputDtype::F16, ImageLayout::Nchw);
+    let mut preprocessor = ImagePreprocessor::new(&spec);
+    preprocessor.decode(&encode_png(4, 2, ExtendedColorType::Rgb8, &rgb)).unwrap();
+    preprocessor.prepare().unwrap();
+    let InputTensor::F16(tensor) = preprocessor.tensor() else { panic!("f16 tensor expected") };
+    assert_eq!(tensor[..8].iter().map(|v| v.to_f32()).collect::<Vec<_>>(), [1.0; 8]);
+    assert!(tensor[8..16].iter().all(|v| v.to_f32() == 0.0), "{tensor:?}");
+}
+
+#[test]
 fn worked_examples_of_each_mode() {
     // 1920x1080 into 640x640: letterbox to 640x360 with 140 rows above and below.
     let plan = ResizePlan::new(fit(ResizeMode::Letterbox, 1.0, 0), (1920, 1080), (640, 640));
@@ -693,7 +744,14 @@ fn normalize_spec() -> impl Strategy<Value = ImageInputSpec> {
         (1u32..=7, 1u32..=7),
         prop_oneof![Just(ColorOrder::Rgb), Just(ColorOrder::Bgr), Just(ColorOrder::Gray)],
         prop_oneof![Just(ImageLayout::Nchw), Just(ImageLayout::Nhwc)],
-        prop_oneof![Just(InputDtype::F32), Just(InputDtype::U8)],
+        prop_oneof![
+            Just(InputDtype::F32),
+            Just(InputDtype::U8),
+            Just(InputDtype::F16),
+            Just(InputDtype::I8),
+            Just(InputDtype::I32),
+            Just(InputDtype::I64)
+        ],
         prop_oneof![Just(1.0f32 / 255.0), Just(1.0f32), 0.001f32..2.0],
         any::<bool>(),
         proptest::collection::vec(-2.0f32..2.0, 3),
@@ -721,6 +779,18 @@ proptest! {
         match (spec.dtype, tensor.view()) {
             (InputDtype::F32, InputTensor::F32(tensor)) => prop_assert_eq!(tensor, &floats[..]),
             (InputDtype::U8, InputTensor::U8(tensor)) => prop_assert_eq!(tensor, &bytes[..]),
+            (InputDtype::F16, InputTensor::F16(tensor)) => {
+                prop_assert!(tensor.iter().zip(&floats).all(|(half, float)| *half == half::f16::from_f32(*float)));
+            }
+            (InputDtype::I8, InputTensor::I8(tensor)) => {
+                prop_assert!(tensor.iter().zip(&bytes).all(|(value, byte)| i16::from(*value) == i16::from(*byte) - 128));
+            }
+            (InputDtype::I32, InputTensor::I32(tensor)) => {
+                prop_assert!(tensor.iter().zip(&bytes).all(|(value, byte)| *value == i32::from(*byte)));
+            }
+            (InputDtype::I64, InputTensor::I64(tensor)) => {
+                prop_assert!(tensor.iter().zip(&bytes).all(|(value, byte)| *value == i64::from(*byte)));
+            }
             (dtype, _) => prop_assert!(false, "wrong tensor type for {:?}", dtype),
         }
     }
