@@ -130,6 +130,7 @@ pub fn preprocessed(bundle: &Bundle, frame: &Frame) -> (OwnedTensor, [usize; 4],
     let tensor = match pre.tensor() {
         InputTensor::F32(data) => OwnedTensor::F32(data.to_vec()),
         InputTensor::U8(data) => OwnedTensor::U8(data.to_vec()),
+        _ => panic!("the benches take f32 and u8 image inputs only, not {}", spec.dtype.name()),
     };
     (tensor, spec.shape(), geometry)
 }

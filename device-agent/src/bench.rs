@@ -303,6 +303,7 @@ fn preprocess_once(bundle: &Bundle, input: &Input) -> anyhow::Result<(Vec<f32>, 
             match pre.tensor() {
                 InputTensor::F32(data) => (data.to_vec(), Vec::new(), spec.shape().to_vec()),
                 InputTensor::U8(data) => (Vec::new(), data.to_vec(), spec.shape().to_vec()),
+                _ => bail!("the bare-session comparison takes f32 and u8 image inputs only, not {}", spec.dtype.name()),
             }
         }
         (InputSpec::Sensor(spec), Input::Sensor(window)) => {

@@ -15,10 +15,13 @@ use crate::onnx_runtime::OnnxRuntime;
 use crate::provider::{ActiveProvider, ProviderKind};
 use crate::session_build::{self, ModelOrigin};
 use crate::session_settings::{ModelFamily, SessionOverrides, SessionSettings};
-use crate::tensor::{InputBuffer, InputTensor, InputValue, OutputTensor, Outputs};
+use crate::tensor::{InputBuffer, InputTensor, OutputTensor, Outputs};
 use ort::memory::Allocator;
 use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session, SessionOutputs};
-use ort::value::{Shape, Tensor, TensorElementType, TensorRef, Value, ValueType, ValueTypeMarker};
+use ort::value::{
+    DynValueRef, PrimitiveTensorElementType, Shape, Tensor, TensorElementType, TensorRef, Value, ValueType,
+    ValueTypeMarker,
+};
 use std::path::{Path, PathBuf};
 
 /// How a session is built; the agent's config fills it.
@@ -52,6 +55,7 @@ impl Default for EngineOptions {
 pub struct Engine {
     session: Session,
     input_name: String,
+    /// The input's shape in a run: the manifest's, less the batch axis where the graph has none.
     input_shape: Vec<i64>,
     outputs: Outputs,
     provider: ActiveProvider,
@@ -89,12 +93,8 @@ impl Engine {
             options.optimized_model_cache.as_deref(),
         )?;
         let session = built.session;
-        check_input(&model_path, &session, &manifest.input)?;
+        let input_shape = check_input(&model_path, &session, &manifest.input)?;
         let output_names = check_outputs(&model_path, &session, &manifest.output, bundle.labels().len())?;
-        let input_shape = match &manifest.input {
-            InputSpec::Image(spec) => spec.shape().iter().map(|d| *d as i64).collect(),
-            InputSpec::Sensor(spec) => spec.shape().iter().map(|d| *d as i64).collect(),
-        };
         let copying = select_outputs(&output_names, |selector, _| Ok(selector))
             .map_err(|e| Error::ModelLoad { path: model_path.clone(), reason: e.to_string() })?;
         let outputs = Outputs {
@@ -122,20 +122,25 @@ impl Engine {
     /// Runs the model on `input` (laid out as the manifest says) and returns its outputs as `f32`. The input
     /// is passed as a view, not copied; [`Engine::run_prepared`] also saves making that view.
     pub fn run(&mut self, input: InputTensor<'_>) -> Result<&Outputs> {
-        let shape = Shape::new(self.input_shape.iter().copied());
+        let shape = &self.input_shape;
         let value = match input {
-            InputTensor::F32(data) => TensorRef::from_array_view((shape, data)).map_err(inference_error)?.into_dyn(),
-            InputTensor::U8(data) => TensorRef::from_array_view((shape, data)).map_err(inference_error)?.into_dyn(),
+            InputTensor::F32(data) => tensor_view(shape, data)?,
+            InputTensor::U8(data) => tensor_view(shape, data)?,
+            InputTensor::F16(data) => tensor_view(shape, data)?,
+            InputTensor::I8(data) => tensor_view(shape, data)?,
+            InputTensor::I32(data) => tensor_view(shape, data)?,
+            InputTensor::I64(data) => tensor_view(shape, data)?,
         };
         self.run_value(&value)
     }
 
-    /// Runs the model on a prepared input tensor, which ONNX Runtime reads in place.
+    /// Runs the model on a prepared input tensor, which ONNX Runtime reads in place. The buffer has a batch
+    /// axis; for a graph without one, a view of it without is made for the run.
     pub(crate) fn run_prepared(&mut self, input: &InputBuffer) -> Result<&Outputs> {
-        match input.value() {
-            InputValue::F32(tensor) => self.run_value(tensor),
-            InputValue::U8(tensor) => self.run_value(tensor),
+        if input.shape().len() != self.input_shape.len() {
+            return self.run(input.view());
         }
+        self.run_value(&input.value())
     }
 
     /// Whether the graph takes any number of inputs stacked along the first dimension of its input and returns
@@ -241,6 +246,15 @@ fn select_outputs(
     Ok(RunOptions::new()?.with_outputs(selector))
 }
 
+/// `data` as an ONNX Runtime value of `shape`, without copying it.
+fn tensor_view<'a, T: PrimitiveTensorElementType + Clone + std::fmt::Debug + 'static>(
+    shape: &[i64],
+    data: &'a [T],
+) -> Result<DynValueRef<'a>> {
+    let shape = Shape::new(shape.iter().copied());
+    Ok(TensorRef::from_array_view((shape, data)).map_err(inference_error)?.into_dyn())
+}
+
 fn inference_error(e: ort::Error) -> Error {
     Error::Inference { reason: e.to_string() }
 }
@@ -259,7 +273,10 @@ fn mismatch(path: &Path, what: impl Into<String>, manifest: impl Into<String>, g
     Error::ManifestMismatch { path: path.to_owned(), what: what.into(), manifest: manifest.into(), graph: graph.into() }
 }
 
-fn check_input(path: &Path, session: &Session, spec: &InputSpec) -> Result<()> {
+/// Checks the graph's input against the manifest's and returns the shape to run it with: the manifest's (batch of
+/// one), less the batch axis for an image model whose graph input has none (rank 3, or `input.batch_axis =
+/// false`). A graph that gives no rank is taken at the manifest's word.
+fn check_input(path: &Path, session: &Session, spec: &InputSpec) -> Result<Vec<i64>> {
     let names: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
     let Some(outlet) = session.inputs().iter().find(|i| i.name() == spec.tensor()) else {
         return Err(mismatch(path, "input tensor name", format!("{:?}", spec.tensor()), format!("{names:?}")));
@@ -270,13 +287,11 @@ fn check_input(path: &Path, session: &Session, spec: &InputSpec) -> Result<()> {
     let (ty, graph_shape) = tensor_type(outlet.dtype())
         .ok_or_else(|| mismatch(path, format!("input {:?} type", spec.tensor()), "a tensor", "not a tensor"))?;
     let (want_ty, want_shape): (TensorElementType, Vec<usize>) = match spec {
-        InputSpec::Image(image) => (
-            match image.dtype {
-                InputDtype::F32 => TensorElementType::Float32,
-                InputDtype::U8 => TensorElementType::Uint8,
-            },
-            image.shape().to_vec(),
-        ),
+        InputSpec::Image(image) => {
+            let batch_axis = image.batch_axis.unwrap_or(graph_shape.len() != 3);
+            let shape = image.shape();
+            (element_type(image.dtype), if batch_axis { shape.to_vec() } else { shape[1..].to_vec() })
+        }
         InputSpec::Sensor(sensor) => (TensorElementType::Float32, sensor.shape().to_vec()),
     };
     if ty != want_ty {
@@ -287,7 +302,21 @@ fn check_input(path: &Path, session: &Session, spec: &InputSpec) -> Result<()> {
             format!("{ty:?}"),
         ));
     }
-    check_dims(path, &format!("input {:?} shape", spec.tensor()), &want_shape, graph_shape)
+    if !graph_shape.is_empty() {
+        check_dims(path, &format!("input {:?} shape", spec.tensor()), &want_shape, graph_shape)?;
+    }
+    Ok(want_shape.into_iter().map(|d| d as i64).collect())
+}
+
+fn element_type(dtype: InputDtype) -> TensorElementType {
+    match dtype {
+        InputDtype::F32 => TensorElementType::Float32,
+        InputDtype::U8 => TensorElementType::Uint8,
+        InputDtype::F16 => TensorElementType::Float16,
+        InputDtype::I8 => TensorElementType::Int8,
+        InputDtype::I32 => TensorElementType::Int32,
+        InputDtype::I64 => TensorElementType::Int64,
+    }
 }
 
 /// Fixed graph dimensions must equal the manifest's; dynamic ones (-1) take whatever the manifest says.

@@ -144,9 +144,23 @@ pub struct ImageInputSpec {
     /// Divides after the mean, per channel (one value applies to all).
     #[serde(default = "default_std")]
     pub std: Vec<f32>,
-    /// Fill of the letterbox border, as a 0..=255 pixel value before normalisation.
-    #[serde(default = "default_pad_value")]
-    pub pad_value: u8,
+    /// Fill of the letterbox border, in pixel units (0..=255, before normalisation; 114 when neither this nor
+    /// `pad_value_normalized` is given). See [`ImageInputSpec::padding`].
+    #[serde(default)]
+    pub pad_value: Option<f32>,
+    /// Resampling filter.
+    #[serde(default)]
+    pub filter: ResizeFilter,
+    /// Where a letterbox puts its padding.
+    #[serde(default)]
+    pub pad_side: PadSide,
+    /// Fill of the letterbox border in the tensor's own units (after normalisation), for float tensors.
+    #[serde(default)]
+    pub pad_value_normalized: Option<f32>,
+    /// Whether the graph's input has a batch axis (`[1, C, H, W]`) or not (`[C, H, W]`); unset, the graph's
+    /// rank says (see [`crate::Engine`]).
+    #[serde(default)]
+    pub batch_axis: Option<bool>,
 }
 
 fn default_crop_fraction() -> f32 {
@@ -161,9 +175,8 @@ fn default_mean() -> Vec<f32> {
 fn default_std() -> Vec<f32> {
     vec![1.0]
 }
-fn default_pad_value() -> u8 {
-    114
-}
+/// The letterbox fill when the manifest gives none (Ultralytics' grey).
+pub const DEFAULT_PAD_VALUE: f32 = 114.0;
 
 impl ImageInputSpec {
     /// Number of colour channels the tensor holds.
@@ -171,6 +184,14 @@ impl ImageInputSpec {
         match self.color {
             ColorOrder::Gray => 1,
             ColorOrder::Rgb | ColorOrder::Bgr => 3,
+        }
+    }
+
+    /// The letterbox fill.
+    pub fn padding(&self) -> Padding {
+        match (self.pad_value, self.pad_value_normalized) {
+            (_, Some(normalized)) => Padding::Normalized(normalized),
+            (pixel, None) => Padding::Pixel(pixel.unwrap_or(DEFAULT_PAD_VALUE)),
         }
     }
 
@@ -217,6 +238,82 @@ pub enum InputDtype {
     F32,
     /// Raw 0..=255 pixels; `scale`, `mean` and `std` are ignored.
     U8,
+    /// 16-bit floats, normalised as `f32` is, then rounded to the nearest half.
+    F16,
+    /// Pixels minus 128 (-128..=127), the zero point of full-integer quantised models; `scale`, `mean` and `std`
+    /// are ignored.
+    I8,
+    /// Raw 0..=255 pixels as 32-bit integers; `scale`, `mean` and `std` are ignored.
+    I32,
+    /// Raw 0..=255 pixels as 64-bit integers; `scale`, `mean` and `std` are ignored.
+    I64,
+}
+
+impl InputDtype {
+    /// Its name in manifests and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            InputDtype::F32 => "f32",
+            InputDtype::U8 => "u8",
+            InputDtype::F16 => "f16",
+            InputDtype::I8 => "i8",
+            InputDtype::I32 => "i32",
+            InputDtype::I64 => "i64",
+        }
+    }
+
+    /// Whether the tensor holds normalised floats (`scale`, `mean` and `std` apply) rather than whole pixel values.
+    pub fn is_float(self) -> bool {
+        matches!(self, InputDtype::F32 | InputDtype::F16)
+    }
+}
+
+/// The resampling filter of a resize. The antialiasing ones widen their kernel by the scale factor when
+/// downscaling, so that every source pixel counts (PIL, and OpenCV's `INTER_AREA`); the others sample the source
+/// at the output pixels' centres whatever the scale (OpenCV's `INTER_NEAREST_EXACT` and `INTER_LINEAR`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResizeFilter {
+    /// The nearest source pixel.
+    Nearest,
+    /// Bilinear without antialiasing (OpenCV's `INTER_LINEAR`).
+    Bilinear,
+    /// Bilinear with antialiasing (PIL's `BILINEAR`).
+    #[default]
+    BilinearAntialias,
+    /// The mean of the source pixels each output pixel covers (OpenCV's `INTER_AREA`, PIL's `BOX`).
+    Area,
+    /// Catmull-Rom bicubic with antialiasing (PIL's `BICUBIC`).
+    Bicubic,
+    /// Lanczos with three lobes and antialiasing (PIL's `LANCZOS`).
+    Lanczos,
+}
+
+impl ResizeFilter {
+    /// Whether the kernel widens with the downscaling factor.
+    pub fn antialiases(self) -> bool {
+        !matches!(self, ResizeFilter::Nearest | ResizeFilter::Bilinear)
+    }
+}
+
+/// Where a letterbox puts its padding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PadSide {
+    /// Split between both sides, the image centred.
+    #[default]
+    Center,
+    /// All on the right and bottom, the image at the top-left corner (YOLOX, PaddleOCR).
+    BottomRight,
+}
+
+/// The letterbox fill, in the units it was given in.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Padding {
+    /// A 0..=255 pixel value, normalised as the image is.
+    Pixel(f32),
+    /// The value the tensor holds.
+    Normalized(f32),
 }
 
 /// How a frame of any size becomes `width` x `height`.
@@ -533,6 +630,7 @@ impl Manifest {
                 if !(spec.crop_fraction > 0.0 && spec.crop_fraction <= 1.0) {
                     problems.push("`input.crop_fraction` must be within (0, 1]".to_owned());
                 }
+                problems.extend(padding_problems(spec));
             }
             InputSpec::Sensor(spec) => {
                 if spec.channels == 0 || spec.window == 0 {
@@ -652,6 +750,46 @@ fn typed_error<T: serde::de::DeserializeOwned>(body: toml::Value) -> Option<(Str
         .map(|error| (error.path().to_string(), error.inner().to_string()))
 }
 
+/// What is wrong with an image input's letterbox keys.
+fn padding_problems(spec: &ImageInputSpec) -> Vec<String> {
+    let mut problems = Vec::new();
+    let letterbox = spec.resize == ResizeMode::Letterbox;
+    if let Some(pixel) = spec.pad_value {
+        if !(0.0..=255.0).contains(&pixel) {
+            problems.push(format!("`input.pad_value` must be a pixel value within 0..=255, got {pixel}"));
+        } else if !spec.dtype.is_float() && pixel.fract() != 0.0 {
+            problems.push(format!(
+                "`input.pad_value` {pixel} is not a whole pixel value, which a{} {} tensor needs",
+                if spec.dtype == InputDtype::I8 { "n" } else { "" },
+                spec.dtype.name()
+            ));
+        }
+    }
+    if let Some(normalized) = spec.pad_value_normalized {
+        if spec.pad_value.is_some() {
+            problems.push("give `input.pad_value` or `input.pad_value_normalized`, not both".to_owned());
+        }
+        if !normalized.is_finite() {
+            problems.push(format!("`input.pad_value_normalized` must be finite, got {normalized}"));
+        }
+        if !spec.dtype.is_float() {
+            problems.push(format!(
+                "`input.pad_value_normalized` needs a float tensor (`input.dtype` f32 or f16), not {}; give \
+                 `input.pad_value` in pixel units",
+                spec.dtype.name()
+            ));
+        }
+        if !letterbox {
+            problems
+                .push("`input.pad_value_normalized` has no effect unless `input.resize` is \"letterbox\"".to_owned());
+        }
+    }
+    if spec.pad_side != PadSide::Center && !letterbox {
+        problems.push("`input.pad_side` has no effect unless `input.resize` is \"letterbox\"".to_owned());
+    }
+    problems
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -701,6 +839,81 @@ tensor = "logits"
         assert!(err.contains("`task`"), "{err}");
         assert!(err.contains("`input.std` has 2 values"), "{err}");
         assert!(err.contains("non-zero"), "{err}");
+    }
+
+    #[test]
+    fn image_input_options_default_to_what_bundles_did_before() {
+        let InputSpec::Image(input) = Manifest::parse(CLASSIFIER).unwrap().input else { panic!("image input") };
+        assert_eq!(input.filter, ResizeFilter::BilinearAntialias);
+        assert_eq!(input.pad_side, PadSide::Center);
+        assert_eq!(input.padding(), Padding::Pixel(DEFAULT_PAD_VALUE));
+        assert_eq!((input.dtype, input.batch_axis), (InputDtype::F32, None));
+    }
+
+    #[test]
+    fn parses_the_image_input_options() {
+        let options = "resize = \"letterbox\"\nfilter = \"lanczos\"\npad_side = \"bottom_right\"\n\
+                       pad_value = 127.5\ndtype = \"f16\"\nbatch_axis = false";
+        let InputSpec::Image(input) =
+            Manifest::parse(&CLASSIFIER.replace("resize = \"center_crop\"", options)).unwrap().input
+        else {
+            panic!("image input")
+        };
+        assert_eq!((input.filter, input.pad_side), (ResizeFilter::Lanczos, PadSide::BottomRight));
+        assert_eq!(
+            (input.padding(), input.dtype, input.batch_axis),
+            (Padding::Pixel(127.5), InputDtype::F16, Some(false))
+        );
+        for (dtype, expected) in [("i8", InputDtype::I8), ("i32", InputDtype::I32), ("i64", InputDtype::I64)] {
+            let text = CLASSIFIER.replace("resize = \"center_crop\"", &format!("dtype = \"{dtype}\""));
+            let InputSpec::Image(input) = Manifest::parse(&text).unwrap().input else { panic!("image input") };
+            assert_eq!(input.dtype, expected);
+        }
+        let normalized =
+            CLASSIFIER.replace("resize = \"center_crop\"", "resize = \"letterbox\"\npad_value_normalized = 0.0");
+        let InputSpec::Image(input) = Manifest::parse(&normalized).unwrap().input else { panic!("image input") };
+        assert_eq!(input.padding(), Padding::Normalized(0.0));
+    }
+
+    #[test]
+    fn bad_image_input_options_are_named_by_key() {
+        let with =
+            |options: &str| Manifest::parse(&CLASSIFIER.replace("resize = \"center_crop\"", options)).unwrap_err();
+        let cases = [
+            (
+                "resize = \"letterbox\"\npad_value = 300",
+                "`input.pad_value` must be a pixel value within 0..=255, got 300",
+            ),
+            (
+                "resize = \"letterbox\"\npad_value = 127.5\ndtype = \"u8\"",
+                "`input.pad_value` 127.5 is not a whole pixel value, which a u8 tensor needs",
+            ),
+            (
+                "resize = \"letterbox\"\npad_value = 127.5\ndtype = \"i8\"",
+                "`input.pad_value` 127.5 is not a whole pixel value, which an i8 tensor needs",
+            ),
+            (
+                "resize = \"letterbox\"\npad_value = 0\npad_value_normalized = 0.0",
+                "give `input.pad_value` or `input.pad_value_normalized`, not both",
+            ),
+            ("resize = \"letterbox\"\npad_value_normalized = nan", "`input.pad_value_normalized` must be finite"),
+            (
+                "resize = \"letterbox\"\npad_value_normalized = 0.0\ndtype = \"i32\"",
+                "`input.pad_value_normalized` needs a float tensor (`input.dtype` f32 or f16), not i32",
+            ),
+            (
+                "pad_value_normalized = 0.0",
+                "`input.pad_value_normalized` has no effect unless `input.resize` is \"letterbox\"",
+            ),
+            ("pad_side = \"bottom_right\"", "`input.pad_side` has no effect unless `input.resize` is \"letterbox\""),
+            ("filter = \"cubic\"", "unknown variant `cubic`"),
+            ("pad_side = \"left\"", "unknown variant `left`"),
+            ("dtype = \"u16\"", "unknown variant `u16`"),
+        ];
+        for (options, expected) in cases {
+            let err = with(options);
+            assert!(err.contains(expected), "{options:?}: {err}");
+        }
     }
 
     #[test]
@@ -758,8 +971,8 @@ tensor = "logits"
 
     #[test]
     fn a_type_error_in_a_tagged_table_names_its_key() {
-        let err = Manifest::parse(&CLASSIFIER.replace("width = 224", "width = 224\npad_value = 127.5")).unwrap_err();
-        assert!(err.starts_with("`input.pad_value`: invalid type: floating point `127.5`"), "{err}");
+        let err = Manifest::parse(&CLASSIFIER.replace("width = 224", "width = 224\npad_value = \"grey\"")).unwrap_err();
+        assert!(err.starts_with("`input.pad_value`: invalid type: string \"grey\""), "{err}");
         let err = Manifest::parse(&CLASSIFIER.replace("std = [0.229, 0.224, 0.225]", "std = [0.229, \"x\", 0.225]"))
             .unwrap_err();
         assert!(err.starts_with("`input.std[1]`: invalid type: string \"x\""), "{err}");

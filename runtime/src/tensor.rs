@@ -6,7 +6,8 @@
 
 use crate::error::{Error, Result};
 use crate::manifest::{InputDtype, InputSpec};
-use ort::value::{DynValue, Tensor};
+use half::f16;
+use ort::value::{DynTensorRef, DynValue, PrimitiveTensorElementType, Tensor};
 
 /// A borrowed input tensor, in the element type the model takes.
 #[derive(Debug, Clone, Copy)]
@@ -15,6 +16,14 @@ pub enum InputTensor<'a> {
     F32(&'a [f32]),
     /// Raw bytes.
     U8(&'a [u8]),
+    /// 16-bit floats.
+    F16(&'a [f16]),
+    /// Signed bytes.
+    I8(&'a [i8]),
+    /// 32-bit integers.
+    I32(&'a [i32]),
+    /// 64-bit integers.
+    I64(&'a [i64]),
 }
 
 /// An input tensor to write, in the element type the model takes.
@@ -24,6 +33,14 @@ pub enum InputTensorMut<'a> {
     F32(&'a mut [f32]),
     /// Raw bytes.
     U8(&'a mut [u8]),
+    /// 16-bit floats.
+    F16(&'a mut [f16]),
+    /// Signed bytes.
+    I8(&'a mut [i8]),
+    /// 32-bit integers.
+    I32(&'a mut [i32]),
+    /// 64-bit integers.
+    I64(&'a mut [i64]),
 }
 
 impl InputTensorMut<'_> {
@@ -32,12 +49,70 @@ impl InputTensorMut<'_> {
         match self {
             InputTensorMut::F32(data) => data.len(),
             InputTensorMut::U8(data) => data.len(),
+            InputTensorMut::F16(data) => data.len(),
+            InputTensorMut::I8(data) => data.len(),
+            InputTensorMut::I32(data) => data.len(),
+            InputTensorMut::I64(data) => data.len(),
+        }
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> InputDtype {
+        match self {
+            InputTensorMut::F32(_) => InputDtype::F32,
+            InputTensorMut::U8(_) => InputDtype::U8,
+            InputTensorMut::F16(_) => InputDtype::F16,
+            InputTensorMut::I8(_) => InputDtype::I8,
+            InputTensorMut::I32(_) => InputDtype::I32,
+            InputTensorMut::I64(_) => InputDtype::I64,
         }
     }
 
     /// True when it holds no element.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// An input element as `f32`, for the monitor's image features (integer inputs hold pixel values, which an `f32`
+/// holds exactly).
+pub(crate) trait AsF32: Copy {
+    fn as_f32(self) -> f32;
+}
+
+impl AsF32 for f32 {
+    fn as_f32(self) -> f32 {
+        self
+    }
+}
+
+impl AsF32 for f16 {
+    fn as_f32(self) -> f32 {
+        self.to_f32()
+    }
+}
+
+impl AsF32 for u8 {
+    fn as_f32(self) -> f32 {
+        f32::from(self)
+    }
+}
+
+impl AsF32 for i8 {
+    fn as_f32(self) -> f32 {
+        f32::from(self)
+    }
+}
+
+impl AsF32 for i32 {
+    fn as_f32(self) -> f32 {
+        self as f32
+    }
+}
+
+impl AsF32 for i64 {
+    fn as_f32(self) -> f32 {
+        self as f32
     }
 }
 
@@ -56,12 +131,7 @@ fn input_layout(spec: &InputSpec) -> (InputDtype, [i64; 4], usize) {
 /// The element type and shape of `spec`'s tensor, for messages: `f32 [1, 3, 224, 224]`.
 pub(crate) fn describe_input(spec: &InputSpec) -> String {
     let (dtype, dims, rank) = input_layout(spec);
-    let shape = &dims[..rank];
-    let dtype = match dtype {
-        InputDtype::F32 => "f32",
-        InputDtype::U8 => "u8",
-    };
-    format!("{dtype} {shape:?}")
+    format!("{} {:?}", dtype.name(), &dims[..rank])
 }
 
 /// An input tensor as an ONNX Runtime value over a buffer allocated once at its final size: the preprocessor
@@ -74,9 +144,22 @@ pub(crate) struct InputBuffer {
 
 /// The ONNX Runtime value of an [`InputBuffer`].
 #[derive(Debug)]
-pub(crate) enum InputValue {
+enum InputValue {
     F32(Tensor<f32>),
     U8(Tensor<u8>),
+    F16(Tensor<f16>),
+    I8(Tensor<i8>),
+    I32(Tensor<i32>),
+    I64(Tensor<i64>),
+}
+
+/// A zeroed tensor of `shape`.
+fn zeroed<T>(shape: &[i64]) -> ort::Result<Tensor<T>>
+where
+    T: PrimitiveTensorElementType + Default + Clone + std::fmt::Debug + 'static,
+{
+    let len = shape.iter().product::<i64>() as usize;
+    Tensor::from_array((shape.to_vec(), vec![T::default(); len]))
 }
 
 impl InputBuffer {
@@ -84,11 +167,14 @@ impl InputBuffer {
     pub fn new(spec: &InputSpec) -> Result<InputBuffer> {
         let (dtype, dims, rank) = input_layout(spec);
         let shape = dims[..rank].to_vec();
-        let len = shape.iter().product::<i64>() as usize;
         let error = |e: ort::Error| Error::Inference { reason: format!("creating the input tensor: {e}") };
         let value = match dtype {
-            InputDtype::F32 => InputValue::F32(Tensor::from_array((shape.clone(), vec![0.0; len])).map_err(error)?),
-            InputDtype::U8 => InputValue::U8(Tensor::from_array((shape.clone(), vec![0; len])).map_err(error)?),
+            InputDtype::F32 => InputValue::F32(zeroed(&shape).map_err(error)?),
+            InputDtype::U8 => InputValue::U8(zeroed(&shape).map_err(error)?),
+            InputDtype::F16 => InputValue::F16(zeroed(&shape).map_err(error)?),
+            InputDtype::I8 => InputValue::I8(zeroed(&shape).map_err(error)?),
+            InputDtype::I32 => InputValue::I32(zeroed(&shape).map_err(error)?),
+            InputDtype::I64 => InputValue::I64(zeroed(&shape).map_err(error)?),
         };
         Ok(InputBuffer { shape, value })
     }
@@ -96,9 +182,23 @@ impl InputBuffer {
     /// True when it has the element type and shape `spec` gives, so it can take that spec's inputs.
     pub fn fits(&self, spec: &InputSpec) -> bool {
         let (dtype, dims, rank) = input_layout(spec);
-        let same_type =
-            matches!((&self.value, dtype), (InputValue::F32(_), InputDtype::F32) | (InputValue::U8(_), InputDtype::U8));
-        same_type && dims[..rank] == self.shape[..]
+        self.dtype() == dtype && dims[..rank] == self.shape[..]
+    }
+
+    fn dtype(&self) -> InputDtype {
+        match &self.value {
+            InputValue::F32(_) => InputDtype::F32,
+            InputValue::U8(_) => InputDtype::U8,
+            InputValue::F16(_) => InputDtype::F16,
+            InputValue::I8(_) => InputDtype::I8,
+            InputValue::I32(_) => InputDtype::I32,
+            InputValue::I64(_) => InputDtype::I64,
+        }
+    }
+
+    /// Its shape (batch of one).
+    pub fn shape(&self) -> &[i64] {
+        &self.shape
     }
 
     /// The elements, to read.
@@ -106,6 +206,10 @@ impl InputBuffer {
         match &self.value {
             InputValue::F32(tensor) => InputTensor::F32(tensor.extract_tensor().1),
             InputValue::U8(tensor) => InputTensor::U8(tensor.extract_tensor().1),
+            InputValue::F16(tensor) => InputTensor::F16(tensor.extract_tensor().1),
+            InputValue::I8(tensor) => InputTensor::I8(tensor.extract_tensor().1),
+            InputValue::I32(tensor) => InputTensor::I32(tensor.extract_tensor().1),
+            InputValue::I64(tensor) => InputTensor::I64(tensor.extract_tensor().1),
         }
     }
 
@@ -114,12 +218,23 @@ impl InputBuffer {
         match &mut self.value {
             InputValue::F32(tensor) => InputTensorMut::F32(tensor.extract_tensor_mut().1),
             InputValue::U8(tensor) => InputTensorMut::U8(tensor.extract_tensor_mut().1),
+            InputValue::F16(tensor) => InputTensorMut::F16(tensor.extract_tensor_mut().1),
+            InputValue::I8(tensor) => InputTensorMut::I8(tensor.extract_tensor_mut().1),
+            InputValue::I32(tensor) => InputTensorMut::I32(tensor.extract_tensor_mut().1),
+            InputValue::I64(tensor) => InputTensorMut::I64(tensor.extract_tensor_mut().1),
         }
     }
 
-    /// The value a run takes.
-    pub fn value(&self) -> &InputValue {
-        &self.value
+    /// The value a run takes (a reference-counted handle: nothing is copied or allocated).
+    pub fn value(&self) -> DynTensorRef<'_> {
+        match &self.value {
+            InputValue::F32(tensor) => tensor.upcast_ref(),
+            InputValue::U8(tensor) => tensor.upcast_ref(),
+            InputValue::F16(tensor) => tensor.upcast_ref(),
+            InputValue::I8(tensor) => tensor.upcast_ref(),
+            InputValue::I32(tensor) => tensor.upcast_ref(),
+            InputValue::I64(tensor) => tensor.upcast_ref(),
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::resize::FrameResizer;
+use super::resize::{Fit, FrameResizer};
 use super::tests::{image_spec, max_difference, pattern};
 use super::*;
 use crate::frame::{Frame, PixelFormat};
@@ -133,8 +133,7 @@ fn the_fused_strip_conversion_gives_what_converting_then_resizing_gives() {
         for spec in specs_for(width, height) {
             let mut fused = ImagePreprocessor::new(&spec);
             let fused_geometry = fused.prepare_frame(&frame).unwrap();
-            let mut resizer =
-                FrameResizer::new(spec.resize, spec.crop_fraction, spec.pad_value, spec.width, spec.height);
+            let mut resizer = FrameResizer::new(Fit::of(&spec), spec.width, spec.height);
             let geometry = resizer.resize(&rgb, width, height).unwrap();
             assert_eq!(fused_geometry, geometry, "{name} into {}x{}", spec.width, spec.height);
             let differ = u8_tensor(&fused) != resizer.canvas();
@@ -152,8 +151,7 @@ fn rgb_bgr_and_gray_frames_take_the_same_path_as_decoded_images() {
     let gray_rgb: Vec<u8> = gray.iter().flat_map(|&g| [g; 3]).collect();
     for spec in specs_for(width, height) {
         let expected = |rgb: &[u8]| {
-            let mut resizer =
-                FrameResizer::new(spec.resize, spec.crop_fraction, spec.pad_value, spec.width, spec.height);
+            let mut resizer = FrameResizer::new(Fit::of(&spec), spec.width, spec.height);
             resizer.resize(rgb, width, height).unwrap();
             resizer.canvas().to_vec()
         };

@@ -48,7 +48,7 @@ use crate::manifest::ImageInputSpec;
 use crate::tensor::{InputTensor, InputTensorMut};
 use limits::DecodedSize;
 use normalize::{Normalizer, OwnedTensor};
-use resize::FrameResizer;
+use resize::{Fit, FrameResizer};
 
 /// Turns encoded JPEG or PNG frames, and raw frames, into the model's input tensor.
 #[derive(Debug)]
@@ -73,7 +73,7 @@ impl ImagePreprocessor {
     pub fn with_limits(spec: &ImageInputSpec, limits: ImageLimits) -> Self {
         ImagePreprocessor {
             decoder: RgbDecoder::new(limits),
-            resizer: FrameResizer::new(spec.resize, spec.crop_fraction, spec.pad_value, spec.width, spec.height),
+            resizer: FrameResizer::new(Fit::of(spec), spec.width, spec.height),
             normalizer: Normalizer::new(spec),
             shape: spec.shape(),
             reduced_jpeg_decode: true,
@@ -135,7 +135,7 @@ impl ImagePreprocessor {
         }
         let (source, reduction) = self.decoder.source();
         let geometry = self.resizer.resize_reduced(self.decoder.rgb(), (width, height), source, reduction)?;
-        self.normalizer.write(self.resizer.canvas(), tensor)?;
+        self.normalizer.write(self.resizer.canvas(), self.resizer.inset(), tensor)?;
         Ok(geometry)
     }
 
@@ -165,7 +165,7 @@ impl ImagePreprocessor {
             other_bytes: self.resizer.intermediate_bytes((width, height), 1),
         })?;
         let geometry = self.resizer.resize_frame(frame)?;
-        self.normalizer.write(self.resizer.canvas(), tensor)?;
+        self.normalizer.write(self.resizer.canvas(), self.resizer.inset(), tensor)?;
         Ok(geometry)
     }
 

@@ -1,17 +1,18 @@
 //! Fitting an RGB8 frame of any size into the model's width x height (stretch, letterbox or centre crop), and
 //! the [`Geometry`] that maps model coordinates back to the frame.
 //!
-//! Resampling is fast_image_resize's bilinear convolution, which widens the kernel when downscaling as
-//! PIL's `BILINEAR` does (antialias), run rows first and columns second as PIL runs it; the Python references
-//! resize with PIL, and on the shipped PNG frames the result is within one level of theirs, with under 1% of
-//! values one level off.
+//! Resampling is fast_image_resize's, with the manifest's filter (`input.filter`), run rows first and columns
+//! second as PIL runs it. The default, bilinear with antialiasing, is its convolution, which widens the kernel
+//! when downscaling as PIL's `BILINEAR` does; the Python references resize with PIL, and on the shipped PNG
+//! frames the result is within one level of theirs, with under 1% of values one level off. How far each other
+//! filter is from OpenCV's or PIL's is measured in docs/bundle-format.md.
 
 use fast_image_resize::images::{CroppedImageMut, Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 
 use crate::error::{Error, Result};
 use crate::frame::{Frame, PixelFormat};
-use crate::manifest::ResizeMode;
+use crate::manifest::{ImageInputSpec, PadSide, Padding, ResizeFilter, ResizeMode};
 use protocol::{BoundingBox, Point};
 
 /// How model coordinates relate to source-image pixels: `model_x = source_x * scale_x + offset_x`, and the
@@ -61,6 +62,50 @@ impl Geometry {
     }
 }
 
+/// How frames are fitted into the model's input: the manifest's resize keys.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Fit {
+    pub mode: ResizeMode,
+    /// For `center_crop`: the share of the short side kept.
+    pub crop_fraction: f32,
+    /// For `letterbox`: where the padding goes.
+    pub pad_side: PadSide,
+    pub filter: ResizeFilter,
+    /// The canvas's letterbox fill; a fill that is no whole pixel value is the normaliser's to write.
+    pub pad_value: u8,
+}
+
+impl Fit {
+    /// The fit `spec` asks for.
+    pub fn of(spec: &ImageInputSpec) -> Fit {
+        let pad_value = match spec.padding() {
+            Padding::Pixel(value) => value.round().clamp(0.0, 255.0) as u8,
+            Padding::Normalized(_) => 0,
+        };
+        Fit {
+            mode: spec.resize,
+            crop_fraction: spec.crop_fraction,
+            pad_side: spec.pad_side,
+            filter: spec.filter,
+            pad_value,
+        }
+    }
+}
+
+/// fast_image_resize's algorithm for a filter.
+fn algorithm(filter: ResizeFilter) -> ResizeAlg {
+    match filter {
+        ResizeFilter::Nearest => ResizeAlg::Nearest,
+        // Interpolation keeps the kernel's support whatever the scale, as OpenCV's INTER_LINEAR does.
+        ResizeFilter::Bilinear => ResizeAlg::Interpolation(FilterType::Bilinear),
+        ResizeFilter::BilinearAntialias => ResizeAlg::Convolution(FilterType::Bilinear),
+        ResizeFilter::Area => ResizeAlg::Convolution(FilterType::Box),
+        // PIL's bicubic is Catmull-Rom (a = -0.5).
+        ResizeFilter::Bicubic => ResizeAlg::Convolution(FilterType::CatmullRom),
+        ResizeFilter::Lanczos => ResizeAlg::Convolution(FilterType::Lanczos3),
+    }
+}
+
 /// Where the resized source goes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Placement {
@@ -82,7 +127,7 @@ pub(crate) struct ResizePlan {
 impl ResizePlan {
     /// The plan for a `source` (width, height) frame into a `model` (width, height) input. Sizes must be
     /// positive; manifest validation and the decoder see to that.
-    pub fn new(mode: ResizeMode, crop_fraction: f32, source: (u32, u32), model: (u32, u32)) -> ResizePlan {
+    pub fn new(fit: Fit, source: (u32, u32), model: (u32, u32)) -> ResizePlan {
         let (w, h) = (f64::from(source.0), f64::from(source.1));
         let (model_w, model_h) = (f64::from(model.0), f64::from(model.1));
         let geometry = |scale_x: f64, scale_y: f64, offset_x: f64, offset_y: f64| Geometry {
@@ -93,25 +138,28 @@ impl ResizePlan {
             offset_x: offset_x as f32,
             offset_y: offset_y as f32,
         };
-        match mode {
+        match fit.mode {
             ResizeMode::Stretch => {
                 ResizePlan { geometry: geometry(model_w / w, model_h / h, 0.0, 0.0), placement: Placement::Whole }
             }
             ResizeMode::Letterbox => {
                 let scale = (model_w / w).min(model_h / h);
                 // Python's round() (ties to even), as the reference letterbox computes it; at least one pixel.
-                let fit = |side: f64, model_side: u32| {
+                let fitted = |side: f64, model_side: u32| {
                     ((side * scale).round_ties_even() as u32).clamp(model_side.min(1), model_side)
                 };
-                let (width, height) = (fit(w, model.0), fit(h, model.1));
-                let (left, top) = ((model.0 - width) / 2, (model.1 - height) / 2);
+                let (width, height) = (fitted(w, model.0), fitted(h, model.1));
+                let (left, top) = match fit.pad_side {
+                    PadSide::Center => ((model.0 - width) / 2, (model.1 - height) / 2),
+                    PadSide::BottomRight => (0, 0),
+                };
                 ResizePlan {
                     geometry: geometry(f64::from(width) / w, f64::from(height) / h, f64::from(left), f64::from(top)),
                     placement: Placement::Inset { left, top, width, height },
                 }
             }
             ResizeMode::CenterCrop => {
-                let scale = (model_w / w).max(model_h / h) / f64::from(crop_fraction);
+                let scale = (model_w / w).max(model_h / h) / f64::from(fit.crop_fraction);
                 // The box is inside the source by construction; min() only absorbs rounding.
                 let (width, height) = ((model_w / scale).min(w), (model_h / scale).min(h));
                 let (left, top) = (((w - width) / 2.0).max(0.0), ((h - height) / 2.0).max(0.0));
@@ -149,12 +197,12 @@ const JPEG_REDUCTIONS: [u32; 3] = [8, 4, 2];
 /// Resizes frames into a model-sized RGB8 canvas kept across calls.
 #[derive(Debug)]
 pub(crate) struct FrameResizer {
-    mode: ResizeMode,
-    crop_fraction: f32,
-    pad_value: u8,
+    fit: Fit,
     width: u32,
     height: u32,
     canvas: Vec<u8>,
+    /// Where the last frame went in a letterbox: left, top, width and height of the canvas rectangle.
+    inset: Option<(u32, u32, u32, u32)>,
     /// The frame resampled along its rows only: the first of two passes (see [`FrameResizer::resize`]).
     rows_resampled: Vec<u8>,
     /// A few rows of a raw frame as RGB8 (see [`FrameResizer::resize_frame`]).
@@ -166,20 +214,19 @@ pub(crate) struct FrameResizer {
 }
 
 impl FrameResizer {
-    /// A resizer into `width` x `height`; `pad_value` fills the letterbox border.
-    pub fn new(mode: ResizeMode, crop_fraction: f32, pad_value: u8, width: u32, height: u32) -> FrameResizer {
+    /// A resizer into `width` x `height`.
+    pub fn new(fit: Fit, width: u32, height: u32) -> FrameResizer {
         FrameResizer {
-            mode,
-            crop_fraction,
-            pad_value,
+            fit,
             width,
             height,
-            canvas: vec![pad_value; width as usize * height as usize * 3],
+            canvas: vec![fit.pad_value; width as usize * height as usize * 3],
+            inset: None,
             rows_resampled: Vec::new(),
             strip: Vec::new(),
             converted: Vec::new(),
             resizer: Resizer::new(),
-            options: ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)),
+            options: ResizeOptions::new().resize_alg(algorithm(fit.filter)),
         }
     }
 
@@ -200,7 +247,7 @@ impl FrameResizer {
         reduction: u32,
     ) -> Result<Geometry> {
         let layout = self.layout(source, reduction);
-        self.fill_border(&layout);
+        self.start_canvas(&layout);
         let image = ImageRef::new(decoded.0, decoded.1, rgb, PixelType::U8x3).map_err(resize_error)?;
         if layout.two_passes {
             self.rows_resampled.resize(layout.target.2 as usize * decoded.1 as usize * 3, 0);
@@ -238,7 +285,7 @@ impl FrameResizer {
             self.converted = converted;
             return resized;
         }
-        self.fill_border(&layout);
+        self.start_canvas(&layout);
         self.rows_resampled.resize(layout.target.2 as usize * height as usize * 3, 0);
         let mut strip = std::mem::take(&mut self.strip);
         strip.resize(width as usize * STRIP_ROWS as usize * 3, 0);
@@ -256,8 +303,12 @@ impl FrameResizer {
 
     /// The largest reduction (8, 4 or 2; 1 for none) a JPEG decoder may apply to a `source` (width, height)
     /// image for this resize: the box read must keep at least as many pixels as the canvas rectangle it
-    /// fills, both ways, so that nothing is upscaled afterwards.
+    /// fills, both ways, so that nothing is upscaled afterwards. None for a filter without antialiasing: it
+    /// samples a few source pixels where a reduced decode would average blocks of them.
     pub fn max_reduction(&self, source: (u32, u32)) -> u32 {
+        if !self.fit.filter.antialiases() {
+            return 1;
+        }
         let layout = self.layout(source, 1);
         let (_, _, box_width, box_height) = layout.source_box;
         let (_, _, width, height) = layout.target;
@@ -291,7 +342,7 @@ impl FrameResizer {
     /// What resizing a `source` (width, height) frame, decoded at `1 / reduction`, does: the plan, the
     /// box read from the decoded image and the canvas rectangle written.
     fn layout(&self, source: (u32, u32), reduction: u32) -> ResizeLayout {
-        let plan = ResizePlan::new(self.mode, self.crop_fraction, source, (self.width, self.height));
+        let plan = ResizePlan::new(self.fit, source, (self.width, self.height));
         let whole_source = (0.0, 0.0, f64::from(source.0), f64::from(source.1));
         let whole_canvas = (0, 0, self.width, self.height);
         let (source_box, target) = match plan.placement {
@@ -308,10 +359,12 @@ impl FrameResizer {
         ResizeLayout { plan, source_box, target, two_passes: resample_rows && resample_columns }
     }
 
-    /// Pads the canvas around a letterbox's inset.
-    fn fill_border(&mut self, layout: &ResizeLayout) {
+    /// Pads the canvas around a letterbox's inset, and remembers the inset.
+    fn start_canvas(&mut self, layout: &ResizeLayout) {
+        self.inset = None;
         if let Placement::Inset { .. } = layout.plan.placement {
-            fill_border(&mut self.canvas, self.width, layout.target, self.pad_value);
+            fill_border(&mut self.canvas, self.width, layout.target, self.fit.pad_value);
+            self.inset = Some(layout.target);
         }
     }
 
@@ -346,6 +399,11 @@ impl FrameResizer {
     /// The last resized frame, RGB8, model width x height.
     pub fn canvas(&self) -> &[u8] {
         &self.canvas
+    }
+
+    /// Where the last frame went in a letterbox (left, top, width, height); `None` when it filled the canvas.
+    pub fn inset(&self) -> Option<(u32, u32, u32, u32)> {
+        self.inset
     }
 }
 

@@ -9,10 +9,12 @@ use image::{ExtendedColorType, ImageEncoder};
 use proptest::prelude::*;
 
 use super::normalize::{Normalizer, OwnedTensor};
-use super::resize::{FrameResizer, Placement, ResizePlan};
+use super::resize::{Fit, FrameResizer, Placement, ResizePlan};
 use super::*;
 use crate::input::SensorWindow;
-use crate::manifest::{ColorOrder, ImageLayout, InputDtype, ResizeMode, SensorInputSpec, SensorLayout};
+use crate::manifest::{
+    ColorOrder, ImageLayout, InputDtype, PadSide, ResizeFilter, ResizeMode, SensorInputSpec, SensorLayout,
+};
 use protocol::{BoundingBox, Point};
 
 // ---------------------------------------------------------------------------------------------------------
@@ -31,8 +33,17 @@ pub(super) fn image_spec(width: u32, height: u32) -> ImageInputSpec {
         scale: 1.0 / 255.0,
         mean: vec![0.0],
         std: vec![1.0],
-        pad_value: 114,
+        pad_value: None,
+        filter: ResizeFilter::BilinearAntialias,
+        pad_side: PadSide::Center,
+        pad_value_normalized: None,
+        batch_axis: None,
     }
+}
+
+/// The default fit of `mode` (centred letterbox, bilinear with antialiasing).
+pub(super) fn fit(mode: ResizeMode, crop_fraction: f32, pad_value: u8) -> Fit {
+    Fit { mode, crop_fraction, pad_side: PadSide::Center, filter: ResizeFilter::BilinearAntialias, pad_value }
 }
 
 fn encode_png(width: u32, height: u32, color: ExtendedColorType, data: &[u8]) -> Vec<u8> {
@@ -454,7 +465,7 @@ proptest! {
         mode in mode(), source in (1u32..=6000, 1u32..=6000), model in (1u32..=1536, 1u32..=1536),
         crop_fraction in 0.5f32..=1.0,
     ) {
-        let plan = ResizePlan::new(mode, crop_fraction, source, model);
+        let plan = ResizePlan::new(fit(mode, crop_fraction, 0), source, model);
         let (w, h) = (source.0 as f32, source.1 as f32);
         let corners_and_centre = [(0.0, 0.0), (w, h), (w, 0.0), (w / 2.0, h / 2.0)].map(|(x, y)| Point { x, y });
         for point in corners_and_centre {
@@ -468,7 +479,7 @@ proptest! {
     fn letterbox_puts_the_whole_source_inside_with_symmetric_padding(
         source in (1u32..=6000, 1u32..=6000), model in (1u32..=1536, 1u32..=1536),
     ) {
-        let plan = ResizePlan::new(ResizeMode::Letterbox, 1.0, source, model);
+        let plan = ResizePlan::new(fit(ResizeMode::Letterbox, 1.0, 0), source, model);
         let geometry = plan.geometry;
         let top_left = geometry.to_model(Point { x: 0.0, y: 0.0 });
         let bottom_right = geometry.to_model(Point { x: source.0 as f32, y: source.1 as f32 });
@@ -492,7 +503,7 @@ proptest! {
     fn center_crop_box_is_inside_the_source(
         source in (1u32..=6000, 1u32..=6000), model in (1u32..=1536, 1u32..=1536), crop_fraction in 0.3f32..=1.0,
     ) {
-        let plan = ResizePlan::new(ResizeMode::CenterCrop, crop_fraction, source, model);
+        let plan = ResizePlan::new(fit(ResizeMode::CenterCrop, crop_fraction, 0), source, model);
         let Placement::Crop { left, top, width, height } = plan.placement else { panic!("center crop crops") };
         let (w, h) = (f64::from(source.0), f64::from(source.1));
         prop_assert!(left >= 0.0 && top >= 0.0 && left + width <= w && top + height <= h);
@@ -511,26 +522,77 @@ proptest! {
 }
 
 #[test]
+fn a_letterbox_padded_bottom_right_keeps_the_image_at_the_origin() {
+    let bottom_right = Fit { pad_side: PadSide::BottomRight, ..fit(ResizeMode::Letterbox, 1.0, 0) };
+    // 1920x1080 into 640x640: 640x360 at the top, all 280 rows of padding below.
+    let plan = ResizePlan::new(bottom_right, (1920, 1080), (640, 640));
+    assert_eq!(plan.placement, Placement::Inset { left: 0, top: 0, width: 640, height: 360 });
+    assert_eq!((plan.geometry.offset_x, plan.geometry.offset_y), (0.0, 0.0));
+    let bbox = BoundingBox { x_min: 320.0, y_min: 180.0, x_max: 640.0, y_max: 360.0 };
+    let back = plan.geometry.to_source_box(bbox);
+    assert_eq!(back, BoundingBox { x_min: 960.0, y_min: 540.0, x_max: 1920.0, y_max: 1080.0 });
+    // A portrait frame: the padding on the right.
+    let plan = ResizePlan::new(bottom_right, (300, 400), (640, 640));
+    assert_eq!(plan.placement, Placement::Inset { left: 0, top: 0, width: 480, height: 640 });
+}
+
+#[test]
+fn a_fractional_or_normalised_pad_value_is_written_into_the_tensor_border() {
+    // A 4x2 frame into 4x4 letterboxed bottom-right: rows 2 and 3 are padding.
+    let rgb: Vec<u8> = (0..4 * 2).flat_map(|_| [255u8, 0, 51]).collect();
+    let mut spec = image_spec(4, 4);
+    (spec.resize, spec.pad_side, spec.mean, spec.std) =
+        (ResizeMode::Letterbox, PadSide::BottomRight, vec![0.5], vec![0.5]);
+    let inside = [1.0, -1.0, (51.0 / 255.0 - 0.5) / 0.5];
+    for (pad_value, pad_value_normalized, pad) in [(Some(127.5), None, 0.0), (None, Some(-0.25), -0.25)] {
+        for layout in [ImageLayout::Nchw, ImageLayout::Nhwc] {
+            (spec.pad_value, spec.pad_value_normalized, spec.layout) = (pad_value, pad_value_normalized, layout);
+            let mut preprocessor = ImagePreprocessor::new(&spec);
+            preprocessor.decode(&encode_png(4, 2, ExtendedColorType::Rgb8, &rgb)).unwrap();
+            preprocessor.prepare().unwrap();
+            let InputTensor::F32(tensor) = preprocessor.tensor() else { panic!("f32 tensor expected") };
+            for (index, value) in tensor.iter().enumerate() {
+                let (channel, pixel) = match layout {
+                    ImageLayout::Nchw => (index / 16, index % 16),
+                    ImageLayout::Nhwc => (index % 3, index / 3),
+                };
+                let expected = if pixel / 4 < 2 { inside[channel] } else { pad };
+                assert!((value - expected).abs() < 1e-6, "{layout:?} pad {pad}: [{index}] = {value}, not {expected}");
+            }
+        }
+    }
+    // In float16, the same values rounded to halves.
+    (spec.pad_value, spec.pad_value_normalized, spec.dtype, spec.layout) =
+        (Some(127.5), None, InputDtype::F16, ImageLayout::Nchw);
+    let mut preprocessor = ImagePreprocessor::new(&spec);
+    preprocessor.decode(&encode_png(4, 2, ExtendedColorType::Rgb8, &rgb)).unwrap();
+    preprocessor.prepare().unwrap();
+    let InputTensor::F16(tensor) = preprocessor.tensor() else { panic!("f16 tensor expected") };
+    assert_eq!(tensor[..8].iter().map(|v| v.to_f32()).collect::<Vec<_>>(), [1.0; 8]);
+    assert!(tensor[8..16].iter().all(|v| v.to_f32() == 0.0), "{tensor:?}");
+}
+
+#[test]
 fn worked_examples_of_each_mode() {
     // 1920x1080 into 640x640: letterbox to 640x360 with 140 rows above and below.
-    let plan = ResizePlan::new(ResizeMode::Letterbox, 1.0, (1920, 1080), (640, 640));
+    let plan = ResizePlan::new(fit(ResizeMode::Letterbox, 1.0, 0), (1920, 1080), (640, 640));
     assert_eq!(plan.placement, Placement::Inset { left: 0, top: 140, width: 640, height: 360 });
     assert_eq!((plan.geometry.scale_x, plan.geometry.offset_y), (1.0 / 3.0, 140.0));
     // Python's round(): 5 * 0.5 = 2.5 rounds to 2, so the inset is 2 wide and the padding (4 - 2) / 2 = 1.
-    let plan = ResizePlan::new(ResizeMode::Letterbox, 1.0, (5, 8), (4, 4));
+    let plan = ResizePlan::new(fit(ResizeMode::Letterbox, 1.0, 0), (5, 8), (4, 4));
     assert_eq!(plan.placement, Placement::Inset { left: 1, top: 0, width: 2, height: 4 });
     // 256x256 crop 0.875 into 224x224: the centre 224x224 (0.875 of the side) at scale 1.
-    let plan = ResizePlan::new(ResizeMode::CenterCrop, 0.875, (256, 256), (224, 224));
+    let plan = ResizePlan::new(fit(ResizeMode::CenterCrop, 0.875, 0), (256, 256), (224, 224));
     assert_eq!(plan.placement, Placement::Crop { left: 16.0, top: 16.0, width: 224.0, height: 224.0 });
     assert_eq!((plan.geometry.scale_x, plan.geometry.offset_x), (1.0, -16.0));
     // 400x200 into 100x100 stretch: independent scales.
-    let plan = ResizePlan::new(ResizeMode::Stretch, 1.0, (400, 200), (100, 100));
+    let plan = ResizePlan::new(fit(ResizeMode::Stretch, 1.0, 0), (400, 200), (100, 100));
     assert_eq!((plan.geometry.scale_x, plan.geometry.scale_y), (0.25, 0.5));
 }
 
 #[test]
 fn source_boxes_are_clamped_to_the_source_image() {
-    let geometry = ResizePlan::new(ResizeMode::Letterbox, 1.0, (1920, 1080), (640, 640)).geometry;
+    let geometry = ResizePlan::new(fit(ResizeMode::Letterbox, 1.0, 0), (1920, 1080), (640, 640)).geometry;
     let bbox = geometry.to_source_box(BoundingBox { x_min: -10.0, y_min: 100.0, x_max: 320.0, y_max: 600.0 });
     assert_eq!(bbox, BoundingBox { x_min: 0.0, y_min: 0.0, x_max: 960.0, y_max: 1080.0 });
     let inside = geometry.to_source_box(BoundingBox { x_min: 64.0, y_min: 150.0, x_max: 128.0, y_max: 200.0 });
@@ -557,12 +619,12 @@ proptest! {
         colour in any::<[u8; 3]>(), pad_value in any::<u8>(), crop_fraction in 0.5f32..=1.0,
     ) {
         let rgb: Vec<u8> = (0..source.0 * source.1).flat_map(|_| colour).collect();
-        let mut resizer = FrameResizer::new(mode, crop_fraction, pad_value, model.0, model.1);
+        let mut resizer = FrameResizer::new(fit(mode, crop_fraction, pad_value), model.0, model.1);
         // Twice, so that a stale canvas from the first frame would show.
         for _ in 0..2 {
             resizer.resize(&rgb, source.0, source.1).unwrap();
         }
-        let inset = match ResizePlan::new(mode, crop_fraction, source, model).placement {
+        let inset = match ResizePlan::new(fit(mode, crop_fraction, 0), source, model).placement {
             Placement::Inset { left, top, width, height } => (left, top, width, height),
             _ => (0, 0, model.0, model.1),
         };
@@ -580,7 +642,7 @@ fn halving_a_gradient_averages_two_by_two_blocks() {
     let (w, h) = (64u32, 48u32);
     let value = |x: u32, y: u32| [(3 * x) as u8, (5 * y) as u8, (x + 2 * y) as u8];
     let rgb: Vec<u8> = (0..h).flat_map(|y| (0..w).flat_map(move |x| value(x, y))).collect();
-    let mut resizer = FrameResizer::new(ResizeMode::Stretch, 1.0, 0, w / 2, h / 2);
+    let mut resizer = FrameResizer::new(fit(ResizeMode::Stretch, 1.0, 0), w / 2, h / 2);
     let geometry = resizer.resize(&rgb, w, h).unwrap();
     assert_eq!((geometry.scale_x, geometry.scale_y), (0.5, 0.5));
     for y in 0..h / 2 {
@@ -635,7 +697,7 @@ fn resizing_matches_pil_to_within_a_level_on_a_few_values() {
         (ResizeMode::Stretch, 1.0, (10, 7), &PIL_STRETCH_10X7[..], 2),
         (ResizeMode::CenterCrop, 0.8, (9, 9), &PIL_CENTER_CROP_9X9[..], 4),
     ] {
-        let mut resizer = FrameResizer::new(mode, crop_fraction, 0, width, height);
+        let mut resizer = FrameResizer::new(fit(mode, crop_fraction, 0), width, height);
         resizer.resize(&rgb, 23, 17).unwrap();
         assert!(max_difference(resizer.canvas(), pil) <= 1, "{mode:?}");
         let off = resizer.canvas().iter().zip(pil).filter(|(a, b)| a != b).count();
@@ -682,7 +744,14 @@ fn normalize_spec() -> impl Strategy<Value = ImageInputSpec> {
         (1u32..=7, 1u32..=7),
         prop_oneof![Just(ColorOrder::Rgb), Just(ColorOrder::Bgr), Just(ColorOrder::Gray)],
         prop_oneof![Just(ImageLayout::Nchw), Just(ImageLayout::Nhwc)],
-        prop_oneof![Just(InputDtype::F32), Just(InputDtype::U8)],
+        prop_oneof![
+            Just(InputDtype::F32),
+            Just(InputDtype::U8),
+            Just(InputDtype::F16),
+            Just(InputDtype::I8),
+            Just(InputDtype::I32),
+            Just(InputDtype::I64)
+        ],
         prop_oneof![Just(1.0f32 / 255.0), Just(1.0f32), 0.001f32..2.0],
         any::<bool>(),
         proptest::collection::vec(-2.0f32..2.0, 3),
@@ -710,6 +779,18 @@ proptest! {
         match (spec.dtype, tensor.view()) {
             (InputDtype::F32, InputTensor::F32(tensor)) => prop_assert_eq!(tensor, &floats[..]),
             (InputDtype::U8, InputTensor::U8(tensor)) => prop_assert_eq!(tensor, &bytes[..]),
+            (InputDtype::F16, InputTensor::F16(tensor)) => {
+                prop_assert!(tensor.iter().zip(&floats).all(|(half, float)| *half == half::f16::from_f32(*float)));
+            }
+            (InputDtype::I8, InputTensor::I8(tensor)) => {
+                prop_assert!(tensor.iter().zip(&bytes).all(|(value, byte)| i16::from(*value) == i16::from(*byte) - 128));
+            }
+            (InputDtype::I32, InputTensor::I32(tensor)) => {
+                prop_assert!(tensor.iter().zip(&bytes).all(|(value, byte)| *value == i32::from(*byte)));
+            }
+            (InputDtype::I64, InputTensor::I64(tensor)) => {
+                prop_assert!(tensor.iter().zip(&bytes).all(|(value, byte)| *value == i64::from(*byte)));
+            }
             (dtype, _) => prop_assert!(false, "wrong tensor type for {:?}", dtype),
         }
     }
@@ -734,7 +815,7 @@ fn gray_is_luma_rounded_as_numpy_rounds() {
 fn normalized(spec: &ImageInputSpec, rgb: &[u8]) -> OwnedTensor {
     let normalizer = Normalizer::new(spec);
     let mut tensor = normalizer.new_tensor();
-    normalizer.write(rgb, tensor.view_mut()).expect("the tensor is made for the spec");
+    normalizer.write(rgb, None, tensor.view_mut()).expect("the tensor is made for the spec");
     tensor
 }
 
@@ -744,10 +825,10 @@ fn a_tensor_of_another_type_or_size_is_refused() {
     let normalizer = Normalizer::new(&spec);
     let rgb = [0u8; 12];
     let mut bytes = vec![0u8; 12];
-    let err = normalizer.write(&rgb, InputTensorMut::U8(&mut bytes)).unwrap_err();
+    let err = normalizer.write(&rgb, None, InputTensorMut::U8(&mut bytes)).unwrap_err();
     assert!(matches!(&err, Error::TensorMismatch { expected, got } if expected == "12 f32" && got == "12 u8"), "{err}");
     let mut short = vec![0.0f32; 11];
-    let err = normalizer.write(&rgb, InputTensorMut::F32(&mut short)).unwrap_err();
+    let err = normalizer.write(&rgb, None, InputTensorMut::F32(&mut short)).unwrap_err();
     assert!(matches!(&err, Error::TensorMismatch { got, .. } if got == "11 f32"), "{err}");
 }
 
@@ -759,7 +840,8 @@ fn letterboxed_frame_becomes_padded_normalised_tensor() {
     let (colour, pad) = ([200u8, 100, 50], 114u8);
     let rgb: Vec<u8> = (0..40 * 20).flat_map(|_| colour).collect();
     let mut spec = image_spec(16, 16);
-    (spec.resize, spec.pad_value, spec.mean, spec.std) = (ResizeMode::Letterbox, pad, vec![0.5], vec![0.25]);
+    (spec.resize, spec.pad_value, spec.mean, spec.std) =
+        (ResizeMode::Letterbox, Some(f32::from(pad)), vec![0.5], vec![0.25]);
     let mut preprocessor = ImagePreprocessor::new(&spec);
     assert_eq!(preprocessor.decode(&encode_png(40, 20, ExtendedColorType::Rgb8, &rgb)).unwrap(), (40, 20));
     let geometry = preprocessor.prepare().unwrap();

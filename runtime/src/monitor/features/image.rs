@@ -8,7 +8,7 @@
 //! loops run along contiguous rows, which the compiler vectorises.
 
 use crate::manifest::{ColorOrder, ImageInputSpec, ImageLayout, InputDtype};
-use crate::tensor::InputTensor;
+use crate::tensor::{AsF32, InputTensor};
 
 /// The most luma values computed per frame: three rows for each sampled row.
 const LUMA_BUDGET: usize = 3 * 128 * 128;
@@ -40,9 +40,11 @@ impl ImageFeatures {
         let (width, height, channels) = (spec.width as usize, spec.height as usize, spec.channels());
         let mut gain = [1.0; 3];
         let mut offset = [0.0; 3];
-        // `(pixel * scale - mean) / std` is undone as `value * std / scale + mean / scale`; a scale of 0 (or a u8
-        // tensor, which is not normalised) leaves the tensor's own units.
-        if spec.dtype == InputDtype::F32 && spec.scale.is_finite() && spec.scale != 0.0 {
+        // `(pixel * scale - mean) / std` is undone as `value * std / scale + mean / scale`; a scale of 0 (or an
+        // integer tensor, which is not normalised) leaves the tensor's own units, but for i8's offset of -128.
+        if spec.dtype == InputDtype::I8 {
+            offset = [128.0; 3];
+        } else if spec.dtype.is_float() && spec.scale.is_finite() && spec.scale != 0.0 {
             for channel in 0..channels {
                 let per_channel =
                     |values: &[f32], default| values.get(channel).or(values.first()).copied().unwrap_or(default);
@@ -91,13 +93,14 @@ impl ImageFeatures {
         match tensor {
             InputTensor::F32(data) => self.extract_from(data, out),
             InputTensor::U8(data) => self.extract_from(data, out),
+            InputTensor::F16(data) => self.extract_from(data, out),
+            InputTensor::I8(data) => self.extract_from(data, out),
+            InputTensor::I32(data) => self.extract_from(data, out),
+            InputTensor::I64(data) => self.extract_from(data, out),
         }
     }
 
-    fn extract_from<T: Copy>(&mut self, data: &[T], out: &mut Vec<f32>)
-    where
-        f32: From<T>,
-    {
+    fn extract_from<T: AsF32>(&mut self, data: &[T], out: &mut Vec<f32>) {
         let means = if self.channels == 3 { 3 } else { 0 };
         if data.len() < self.width * self.height * self.channels {
             // Not this model's tensor (a bug upstream): fixed-length zeros rather than a panic.
@@ -145,46 +148,40 @@ impl ImageFeatures {
     }
 
     /// Writes the luma of row `y` into `out` (one value per column).
-    fn luma_row<T: Copy>(&self, data: &[T], y: usize, out: &mut [f32])
-    where
-        f32: From<T>,
-    {
+    fn luma_row<T: AsF32>(&self, data: &[T], y: usize, out: &mut [f32]) {
         let (width, [w0, w1, w2], offset) = (self.width, self.weight, self.luma_offset);
         match (self.layout, self.channels) {
             (_, 1) => {
                 for (luma, &value) in out.iter_mut().zip(&data[y * width..(y + 1) * width]) {
-                    *luma = w0 * f32::from(value) + offset;
+                    *luma = w0 * value.as_f32() + offset;
                 }
             }
             (ImageLayout::Nchw, _) => {
                 let plane = width * self.height;
                 let row = |channel: usize| &data[channel * plane + y * width..channel * plane + (y + 1) * width];
                 for (((luma, &v0), &v1), &v2) in out.iter_mut().zip(row(0)).zip(row(1)).zip(row(2)) {
-                    *luma = w0 * f32::from(v0) + w1 * f32::from(v1) + w2 * f32::from(v2) + offset;
+                    *luma = w0 * v0.as_f32() + w1 * v1.as_f32() + w2 * v2.as_f32() + offset;
                 }
             }
             (ImageLayout::Nhwc, _) => {
                 for (luma, pixel) in out.iter_mut().zip(data[y * width * 3..(y + 1) * width * 3].chunks_exact(3)) {
-                    *luma = w0 * f32::from(pixel[0]) + w1 * f32::from(pixel[1]) + w2 * f32::from(pixel[2]) + offset;
+                    *luma = w0 * pixel[0].as_f32() + w1 * pixel[1].as_f32() + w2 * pixel[2].as_f32() + offset;
                 }
             }
         }
     }
 
     /// The sums of row `y`'s tensor values per channel (of a three-channel tensor).
-    fn channel_row_sums<T: Copy>(&self, data: &[T], y: usize) -> [f32; 3]
-    where
-        f32: From<T>,
-    {
+    fn channel_row_sums<T: AsF32>(&self, data: &[T], y: usize) -> [f32; 3] {
         let width = self.width;
         match self.layout {
             ImageLayout::Nchw => std::array::from_fn(|channel| {
                 let start = channel * width * self.height + y * width;
-                lane_sum(&data[start..start + width], f32::from)
+                lane_sum(&data[start..start + width], T::as_f32)
             }),
             ImageLayout::Nhwc => data[y * width * 3..(y + 1) * width * 3]
                 .chunks_exact(3)
-                .fold([0.0; 3], |sums, pixel| std::array::from_fn(|channel| sums[channel] + f32::from(pixel[channel]))),
+                .fold([0.0; 3], |sums, pixel| std::array::from_fn(|channel| sums[channel] + pixel[channel].as_f32())),
         }
     }
 }
