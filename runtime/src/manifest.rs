@@ -32,6 +32,14 @@ pub struct Manifest {
     /// A text file in the bundle with one label per line.
     #[serde(default)]
     pub labels_file: Option<String>,
+    /// A key of the ONNX model's metadata (`metadata_props`) holding the labels: a JSON list, a Python dict of
+    /// index to name, or one label per line. Read when the engine is built.
+    #[serde(default)]
+    pub labels_metadata: Option<String>,
+    /// Labels read from lines (`labels_file`, `labels_metadata`) are kept verbatim, but for the line ending:
+    /// not trimmed, blank lines kept (a line holding one space is the label " ").
+    #[serde(default)]
+    pub labels_verbatim: bool,
     /// The golden self-test vectors in the bundle (conventionally `selftest.json`), run before an update serves.
     #[serde(default)]
     pub self_test: Option<String>,
@@ -325,7 +333,7 @@ impl OutputSpec {
             OutputSpec::Classification(s) => vec![&s.tensor],
             OutputSpec::Centerface(s) => vec![&s.heatmap, &s.scale, &s.offset, &s.landmarks],
             OutputSpec::Yolov8(s) => vec![&s.tensor],
-            OutputSpec::Anomaly(s) => vec![&s.tensor],
+            OutputSpec::Anomaly(s) => std::iter::once(&s.tensor).chain(&s.label_tensor).map(String::as_str).collect(),
             OutputSpec::Raw(s) => s.tensors.iter().map(String::as_str).collect(),
         }
     }
@@ -419,14 +427,50 @@ fn default_yolo_iou() -> f32 {
     0.45
 }
 
-/// One anomaly score compared with a threshold (score above it: anomalous).
+/// One anomaly score compared with a threshold (by default, a score above it is anomalous), and optionally the
+/// model's own label output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AnomalySpec {
     /// The output holding the score.
     pub tensor: String,
-    /// Scores above it are anomalous.
+    /// Scores beyond it, on the side `direction` says, are anomalous.
     pub threshold: f32,
+    /// Which side of the threshold is anomalous.
+    #[serde(default)]
+    pub direction: AnomalyDirection,
+    /// An integer output holding the model's own label (scikit-learn's outlier detectors: 1 inlier, -1 outlier).
+    #[serde(default)]
+    pub label_tensor: Option<String>,
+    /// The value of `label_tensor` that means anomalous; -1 (scikit-learn's convention) when not given.
+    #[serde(default)]
+    pub anomalous_label: Option<i64>,
+}
+
+impl AnomalySpec {
+    /// Whether `score` is anomalous: beyond the threshold, on the side `direction` says.
+    pub fn is_anomalous(&self, score: f32) -> bool {
+        match self.direction {
+            AnomalyDirection::Higher => score > self.threshold,
+            AnomalyDirection::Lower => score < self.threshold,
+        }
+    }
+
+    /// The label value that means anomalous.
+    pub fn anomalous_label(&self) -> i64 {
+        self.anomalous_label.unwrap_or(-1)
+    }
+}
+
+/// Which side of an anomaly threshold is anomalous.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnomalyDirection {
+    /// Scores above the threshold (a reconstruction error, a distance).
+    #[default]
+    Higher,
+    /// Scores below the threshold (scikit-learn's `decision_function`: negative means outlier).
+    Lower,
 }
 
 /// Output tensors published as they are.
@@ -487,8 +531,15 @@ impl Manifest {
         if self.output.task() != self.task {
             problems.push(format!("`task` is {:?} but `output.decoder` decodes {:?}", self.task, self.output.task()));
         }
-        if !self.labels.is_empty() && self.labels_file.is_some() {
-            problems.push("give `labels` or `labels_file`, not both".to_owned());
+        let label_sources = [!self.labels.is_empty(), self.labels_file.is_some(), self.labels_metadata.is_some()];
+        if label_sources.iter().filter(|given| **given).count() > 1 {
+            problems.push("give one of `labels`, `labels_file` and `labels_metadata`".to_owned());
+        }
+        if self.labels_metadata.as_ref().is_some_and(|key| key.is_empty()) {
+            problems.push("`labels_metadata` is empty; name a key of the model's metadata".to_owned());
+        }
+        if self.labels_verbatim && self.labels_file.is_none() && self.labels_metadata.is_none() {
+            problems.push("`labels_verbatim` applies only to `labels_file` or `labels_metadata`".to_owned());
         }
         match &self.input {
             InputSpec::Image(spec) => {
@@ -557,8 +608,16 @@ impl Manifest {
             {
                 problems.push("`output.score_threshold` and `output.iou_threshold` must be within 0..=1".to_owned())
             }
-            OutputSpec::Anomaly(spec) if !spec.threshold.is_finite() => {
-                problems.push("`output.threshold` must be finite".to_owned())
+            OutputSpec::Anomaly(spec) => {
+                if !spec.threshold.is_finite() {
+                    problems.push("`output.threshold` must be finite".to_owned())
+                }
+                if spec.label_tensor.as_ref() == Some(&spec.tensor) {
+                    problems.push("`output.label_tensor` must be another output than `output.tensor`".to_owned())
+                }
+                if spec.anomalous_label.is_some() && spec.label_tensor.is_none() {
+                    problems.push("`output.anomalous_label` needs `output.label_tensor`".to_owned())
+                }
             }
             _ => {}
         }

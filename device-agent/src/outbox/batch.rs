@@ -212,7 +212,13 @@ mod tests {
         fn add(&self, model: &str, seqs: std::ops::Range<u64>) {
             let model = ModelIdentity { name: model.into(), version: "1".into(), sha256: "ab".into() };
             for seq in seqs {
-                let output = Output::Anomaly { score: seq as f32, threshold: 1.0, anomalous: false };
+                let output = Output::Anomaly {
+                    score: seq as f32,
+                    threshold: 1.0,
+                    anomalous: false,
+                    label: None,
+                    label_anomalous: None,
+                };
                 let timings = StageTimings::default();
                 let prediction = BatchedPrediction {
                     seq,

@@ -172,13 +172,14 @@ fn prediction_postcard_bytes() {
 
 #[test]
 fn anomaly_output_postcard_bytes() {
-    let anomaly =
-        Prediction { output: Output::Anomaly { score: 0.5, threshold: 2.0, anomalous: false }, ..prediction() };
+    let output =
+        Output::Anomaly { score: 0.5, threshold: 2.0, anomalous: false, label: Some(-1), label_anomalous: None };
+    let anomaly = Prediction { output, ..prediction() };
     let bytes = postcard(&anomaly);
-    // Variant 2, two f32, a bool; then the same latency, total and input as above.
+    // Variant 2, two f32, a bool, Some(-1) as a zigzag varint, None; then the same latency, total and input as above.
     #[rustfmt::skip]
     let tail = [
-        0x02, 0x00, 0x00, 0x00, 0x3F, 0x00, 0x00, 0x00, 0x40, 0x00,
+        0x02, 0x00, 0x00, 0x00, 0x3F, 0x00, 0x00, 0x00, 0x40, 0x00, 0x01, 0x01, 0x00,
         0x01, 0x02, 0xAC, 0x02, 0x04, 0xB3, 0x02,
         0x01, 0x05, b'a', b'.', b'j', b'p', b'g',
     ];
