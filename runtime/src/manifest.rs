@@ -750,7 +750,13 @@ tensor = "logits"
     #[test]
     fn shipped_manifests_round_trip_through_toml() {
         let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
-        for bundle in ["activity-classifier", "image-classifier", "face-detector", "vibration-anomaly"] {
+        for bundle in [
+            "activity-classifier",
+            "image-classifier",
+            "face-detector",
+            "vibration-anomaly",
+            "vibration-isolation-forest",
+        ] {
             let text = std::fs::read_to_string(models.join(bundle).join("manifest.toml")).unwrap();
             let mut manifest = Manifest::parse(&text).unwrap();
             manifest.self_test = Some("selftest.json".to_owned());
@@ -758,6 +764,46 @@ tensor = "logits"
             let written = manifest.to_toml().unwrap();
             assert_eq!(Manifest::parse(&written), Ok(manifest), "{bundle}:\n{written}");
         }
+    }
+
+    #[test]
+    fn label_sources_are_exclusive_and_named_in_errors() {
+        let metadata = CLASSIFIER.replace("labels = [\"a\", \"b\"]", "labels_metadata = \"classes\"");
+        let m = Manifest::parse(&metadata).unwrap();
+        assert_eq!((m.labels_metadata.as_deref(), m.labels_verbatim), (Some("classes"), false));
+        let verbatim = metadata.replace("labels_metadata", "labels_verbatim = true\nlabels_file");
+        assert!(Manifest::parse(&verbatim).unwrap().labels_verbatim);
+        let both = CLASSIFIER.replace("labels = ", "labels_metadata = \"classes\"\nlabels = ");
+        let err = Manifest::parse(&both).unwrap_err();
+        assert!(err.contains("give one of `labels`, `labels_file` and `labels_metadata`"), "{err}");
+        let empty = CLASSIFIER.replace("labels = [\"a\", \"b\"]", "labels_metadata = \"\"");
+        assert!(Manifest::parse(&empty).unwrap_err().contains("`labels_metadata` is empty"));
+        let alone = CLASSIFIER.replace("labels = ", "labels_verbatim = true\nlabels = ");
+        let err = Manifest::parse(&alone).unwrap_err();
+        assert!(err.contains("`labels_verbatim` applies only to `labels_file` or `labels_metadata`"), "{err}");
+    }
+
+    #[test]
+    fn anomaly_direction_and_label_keys_default_to_the_old_behaviour_and_are_checked() {
+        let anomaly = CLASSIFIER.replace("task = \"classification\"", "task = \"anomaly\"").replace(
+            "decoder = \"classification\"\ntensor = \"logits\"",
+            "decoder = \"anomaly\"\ntensor = \"score\"\nthreshold = 0.0",
+        );
+        let OutputSpec::Anomaly(spec) = Manifest::parse(&anomaly).unwrap().output else { panic!("anomaly expected") };
+        assert_eq!((spec.direction, &spec.label_tensor, spec.anomalous_label()), (AnomalyDirection::Higher, &None, -1));
+        assert!(spec.is_anomalous(0.1) && !spec.is_anomalous(0.0) && !spec.is_anomalous(-0.1));
+        let lower = format!("{anomaly}direction = \"lower\"\nlabel_tensor = \"label\"\nanomalous_label = 0\n");
+        let OutputSpec::Anomaly(spec) = Manifest::parse(&lower).unwrap().output else { panic!("anomaly expected") };
+        assert_eq!(
+            (spec.direction, spec.label_tensor.as_deref(), spec.anomalous_label()),
+            (AnomalyDirection::Lower, Some("label"), 0)
+        );
+        assert!(spec.is_anomalous(-0.1) && !spec.is_anomalous(0.0) && !spec.is_anomalous(0.1));
+        assert!(Manifest::parse(&format!("{anomaly}direction = \"sideways\"\n")).unwrap_err().contains("sideways"));
+        let same = Manifest::parse(&format!("{anomaly}label_tensor = \"score\"\n")).unwrap_err();
+        assert!(same.contains("`output.label_tensor` must be another output than `output.tensor`"), "{same}");
+        let orphan = Manifest::parse(&format!("{anomaly}anomalous_label = -1\n")).unwrap_err();
+        assert!(orphan.contains("`output.anomalous_label` needs `output.label_tensor`"), "{orphan}");
     }
 
     #[test]

@@ -102,3 +102,51 @@ fn int64_bool_float16_and_int32_outputs_are_published_by_raw_as_onnxruntime_give
     let dtypes: Vec<_> = tensors.iter().map(|t| serde_json::to_string(&t.dtype).expect("dtype")).collect();
     assert_eq!(dtypes, ["\"int64\"", "\"bool\"", "\"float16\"", "\"int32\""]);
 }
+
+/// A copy of `bundle` (its model and manifest) with each `(from, to)` of `edits` replaced in its manifest.
+fn edited(bundle: &str, edits: &[(&str, &str)]) -> tempfile::TempDir {
+    let shipped = models_dir().join(bundle);
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(shipped.join("model.onnx"), dir.path().join("model.onnx")).expect("model copied");
+    let mut manifest = std::fs::read_to_string(shipped.join("manifest.toml")).expect("manifest");
+    for (from, to) in edits {
+        assert!(manifest.contains(from), "{bundle}: {from:?}");
+        manifest = manifest.replace(from, to);
+    }
+    std::fs::write(dir.path().join("manifest.toml"), manifest).expect("manifest written");
+    dir
+}
+
+fn load_error(dir: &tempfile::TempDir) -> String {
+    let bundle = Bundle::load(dir.path()).expect("the manifest parses");
+    let Err(err) = Pipeline::new(&onnx_runtime(), &bundle, &EngineOptions::default()) else { panic!("refused") };
+    assert_eq!(err.kind().as_str(), "manifest_mismatch", "{err}");
+    err.to_string()
+}
+
+#[test]
+fn outputs_of_a_type_the_decoder_cannot_read_and_missing_metadata_labels_are_refused_at_load() {
+    let classify_integers = edited(
+        "testing/typed-outputs",
+        &[
+            ("task = \"raw\"", "task = \"classification\""),
+            ("decoder = \"raw\"", "decoder = \"classification\"\ntensor = \"argmax\""),
+        ],
+    );
+    let err = load_error(&classify_integers);
+    assert!(err.contains("output \"argmax\" element type: the manifest says a floating-point type"), "{err}");
+    assert!(err.contains("Int64"), "{err}");
+
+    let float_label = edited(
+        "vibration-isolation-forest",
+        &[("tensor = \"scores\"", "tensor = \"label\""), ("label_tensor = \"label\"", "label_tensor = \"scores\"")],
+    );
+    let err = load_error(&float_label);
+    assert!(err.contains("output \"label\" element type: the manifest says a floating-point type"), "{err}");
+
+    let missing_key =
+        edited("testing/activity-logistic", &[("labels_metadata = \"classes\"", "labels_metadata = \"names\"")]);
+    let err = load_error(&missing_key);
+    assert!(err.contains("`labels_metadata` key \"names\""), "{err}");
+    assert!(err.contains("no such metadata key (keys: [\"classes\"])"), "{err}");
+}
