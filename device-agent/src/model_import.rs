@@ -116,7 +116,8 @@ impl MlModel {
         if onnx.is_badvalue() {
             let names: Vec<&str> = flavors.as_hash().into_iter().flatten().filter_map(|(k, _)| k.as_str()).collect();
             bail!(
-                "{shown}: `flavors.onnx` is missing: the model was not saved with the onnx flavour (flavours: {names:?})"
+                "{shown}: `flavors.onnx` is missing: the model was not saved with the onnx flavour \
+                 (flavours: {names:?})"
             );
         }
         let data =
@@ -453,7 +454,8 @@ mod tests {
                 "`signature.inputs` is not a JSON list",
             ),
             (
-                "flavors:\n  onnx:\n    data: model.onnx\nsignature:\n  inputs: '[{\"name\": \"x\", \"type\": \"double\"}]'\n",
+                "flavors:\n  onnx:\n    data: model.onnx\nsignature:\n  \
+                 inputs: '[{\"name\": \"x\", \"type\": \"double\"}]'\n",
                 "`signature.inputs` names \"x\", the graph has [\"window\"]",
             ),
         ];
