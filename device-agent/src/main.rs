@@ -11,6 +11,7 @@ mod config;
 mod health;
 mod infer;
 mod kept_files;
+mod model_import;
 mod model_profile;
 mod monitor;
 mod mqtt;
@@ -89,6 +90,9 @@ enum ModelCommand {
     /// Run a bundle over validation inputs and store its reference profile for drift monitoring
     /// (`profile.json`, listed in the manifest's `profile` key and `[checksums]`).
     Profile(model_profile::ProfileArgs),
+    /// Write a bundle skeleton from an MLflow model saved with the `onnx` flavour: the model copied, a manifest
+    /// whose input and output sections come from the signature and the graph, TODO comments for the rest.
+    Import(model_import::ImportArgs),
 }
 
 /// What `infer` and `bench` share: the bundle and how to run it.
@@ -187,6 +191,7 @@ fn main() -> ExitCode {
         Command::Infer(args) => infer::main(args),
         Command::Bench(args) => bench::main(args),
         Command::Model(ModelCommand::Profile(args)) => model_profile::main(&args),
+        Command::Model(ModelCommand::Import(args)) => model_import::main(&args),
         Command::SpoolBench(args) => spool::bench::main(args),
         Command::CameraBench(args) => camera_bench::main(args),
         Command::Completions { shell } => {

@@ -13,9 +13,10 @@ pub enum Output {
     /// Objects found, best first, in source-image pixels.
     #[allow(missing_docs)]
     Detection { detections: Vec<Detection> },
-    /// An anomaly score and the verdict against the manifest's threshold.
+    /// An anomaly score and the verdict against the manifest's threshold (in the manifest's direction); with a
+    /// label output, also the model's own label and whether it is the manifest's anomalous label.
     #[allow(missing_docs)]
-    Anomaly { score: f32, threshold: f32, anomalous: bool },
+    Anomaly { score: f32, threshold: f32, anomalous: bool, label: Option<i64>, label_anomalous: Option<bool> },
     /// Output tensors as they are.
     #[allow(missing_docs)]
     Raw { tensors: Vec<RawTensor> },
@@ -92,6 +93,37 @@ pub struct RawTensor {
     pub name: String,
     /// Its shape.
     pub shape: Vec<i64>,
-    /// Its values, row-major, as f32.
+    /// Its values, row-major, as f32, for floating-point tensors (float16 and float64 converted); empty otherwise.
     pub data: Vec<f32>,
+    /// The element type of the graph output.
+    pub dtype: TensorDtype,
+    /// Its values, row-major, for integer and bool tensors (bool as 0 or 1); empty otherwise.
+    pub integers: Vec<i64>,
+}
+
+/// The element type of an output tensor.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[allow(missing_docs)]
+pub enum TensorDtype {
+    #[default]
+    Float32,
+    Float16,
+    Float64,
+    Int8,
+    Int16,
+    Int32,
+    Int64,
+    Uint8,
+    Uint16,
+    Uint32,
+    Uint64,
+    Bool,
+}
+
+impl TensorDtype {
+    /// True for the floating-point types, whose values a [`RawTensor`] carries in `data`.
+    pub fn is_float(self) -> bool {
+        matches!(self, TensorDtype::Float32 | TensorDtype::Float16 | TensorDtype::Float64)
+    }
 }

@@ -8,7 +8,8 @@
 //!   it knows, so that needs no version bump), never reordered or renamed. The golden-byte tests at the bottom pin the exact bytes.
 //!
 //! postcard primitives, for reading the schemas: integers wider than `u8` are LEB128 varints (`u32`, `u64`;
-//! the `i64` dimensions of a raw tensor's shape are zigzag varints), `u8` is one raw byte, `f32` is 4 bytes little-endian, `bool` is one byte,
+//! the `i64`s of a raw tensor's shape and integers and of an anomaly's label are zigzag varints), `u8` is one raw
+//! byte, `f32` is 4 bytes little-endian, `bool` is one byte,
 //! `String` and `Vec` are a varint length then the items, `Option` is `0x00`, or `0x01` then the value, and an
 //! enum is the varint index of its variant (declaration order) then the variant's fields.
 //!

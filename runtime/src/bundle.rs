@@ -5,6 +5,7 @@
 //! every other file listed in `[checksums]` is hashed too.
 
 use crate::error::{Error, Result};
+use crate::labels;
 use crate::manifest::Manifest;
 use crate::monitor::{FeatureExtractor, Profile};
 use protocol::ModelIdentity;
@@ -50,12 +51,7 @@ impl Bundle {
             }
         }
         let labels = match &manifest.labels_file {
-            Some(file) => read_to_string(&dir.join(file))?
-                .lines()
-                .map(str::trim)
-                .filter(|line| !line.is_empty())
-                .map(str::to_owned)
-                .collect(),
+            Some(file) => labels::from_lines(&read_to_string(&dir.join(file))?, manifest.labels_verbatim),
             None => manifest.labels.clone(),
         };
         let profile = match &manifest.profile {
@@ -83,7 +79,8 @@ impl Bundle {
         &self.manifest
     }
 
-    /// Class labels in output order (possibly empty).
+    /// Class labels in output order (possibly empty), from `labels` or `labels_file`; labels in the model's metadata
+    /// (`labels_metadata`) are read with the session: see [`crate::Engine::labels`].
     pub fn labels(&self) -> &[String] {
         &self.labels
     }

@@ -15,13 +15,14 @@ use crate::onnx_runtime::OnnxRuntime;
 use crate::provider::{ActiveProvider, ProviderKind};
 use crate::session_build::{self, ModelOrigin};
 use crate::session_settings::{ModelFamily, SessionOverrides, SessionSettings};
-use crate::tensor::{InputBuffer, InputTensor, OutputTensor, Outputs};
+use crate::tensor::{InputBuffer, InputTensor, OutputTensor, Outputs, output_dtype};
 use ort::memory::Allocator;
 use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session, SessionOutputs};
 use ort::value::{
     DynValueRef, PrimitiveTensorElementType, Shape, Tensor, TensorElementType, TensorRef, Value, ValueType,
     ValueTypeMarker,
 };
+use protocol::TensorDtype;
 use std::path::{Path, PathBuf};
 
 /// How a session is built; the agent's config fills it.
@@ -64,6 +65,8 @@ pub struct Engine {
     /// Runs that compute the outputs the decoder reads, to be copied out.
     copying: RunOptions<HasSelectedOutputs>,
     binding: OutputBinding,
+    /// The class labels: the bundle's, or those of the model's metadata.
+    labels: Vec<String>,
     /// The cached model the session reads in place; declared after `session` so that it is dropped after it.
     _model_bytes: Option<Box<[u8]>>,
 }
@@ -94,7 +97,11 @@ impl Engine {
         )?;
         let session = built.session;
         let input_shape = check_input(&model_path, &session, &manifest.input)?;
-        let output_names = check_outputs(&model_path, &session, &manifest.output, bundle.labels().len())?;
+        let labels = match &manifest.labels_metadata {
+            Some(key) => metadata_labels(&model_path, &session, key, manifest.labels_verbatim)?,
+            None => bundle.labels().to_vec(),
+        };
+        let output_names = check_outputs(&model_path, &session, &manifest.output, labels.len())?;
         let copying = select_outputs(&output_names, |selector, _| Ok(selector))
             .map_err(|e| Error::ModelLoad { path: model_path.clone(), reason: e.to_string() })?;
         let outputs = Outputs {
@@ -110,16 +117,34 @@ impl Engine {
             origin: built.origin,
             copying,
             binding: OutputBinding::Untried,
+            labels,
             _model_bytes: built.model_bytes,
         };
-        // A batch changes the outputs' first dimension from run to run: tensors of one shape cannot take them.
-        if engine.takes_batches() {
+        // A batch changes the outputs' first dimension from run to run: tensors of one shape cannot take them. The
+        // pre-allocated tensors are f32: outputs of other types are converted as they are copied.
+        if engine.takes_batches() || !engine.outputs_are_f32() {
             engine.binding = OutputBinding::Refused;
         }
         Ok(engine)
     }
 
-    /// Runs the model on `input` (laid out as the manifest says) and returns its outputs as `f32`. The input
+    /// The class labels in output order (possibly empty): the bundle's `labels` or `labels_file`, or the value of its
+    /// `labels_metadata` key in the model's metadata.
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    /// Whether every output the decoder reads is a tensor of f32.
+    fn outputs_are_f32(&self) -> bool {
+        self.outputs.tensors.iter().all(|tensor| {
+            self.session.outputs().iter().any(|o| {
+                o.name() == tensor.name()
+                    && tensor_type(o.dtype()).is_some_and(|(ty, _)| ty == TensorElementType::Float32)
+            })
+        })
+    }
+
+    /// Runs the model on `input` (laid out as the manifest says) and returns its outputs. The input
     /// is passed as a view, not copied; [`Engine::run_prepared`] also saves making that view.
     pub fn run(&mut self, input: InputTensor<'_>) -> Result<&Outputs> {
         let shape = &self.input_shape;
@@ -226,10 +251,7 @@ fn copy_outputs(results: &SessionOutputs<'_>, outputs: &mut Outputs) -> Result<(
             tensor: tensor.name().to_owned(),
             reason: "missing from the run's outputs".to_owned(),
         })?;
-        let (shape, data) = value
-            .try_extract_tensor::<f32>()
-            .map_err(|e| Error::Output { tensor: tensor.name().to_owned(), reason: e.to_string() })?;
-        tensor.copy_from(shape, data);
+        tensor.copy_from(value)?;
     }
     Ok(())
 }
@@ -340,13 +362,46 @@ fn check_outputs(path: &Path, session: &Session, spec: &OutputSpec, labels: usiz
         let Some((ty, shape)) = info else {
             return Err(mismatch(path, format!("output {name:?} type"), "a tensor", "not a tensor"));
         };
-        if *ty != TensorElementType::Float32 {
-            return Err(mismatch(path, format!("output {name:?} element type"), "Float32", format!("{ty:?}")));
+        let readable = output_dtype(*ty).filter(|dtype| reads_type(spec, name, *dtype));
+        if readable.is_none() {
+            let want = if matches!(spec, OutputSpec::Raw(_)) {
+                "a numeric or bool type"
+            } else if is_label_output(spec, name) {
+                "an integer type"
+            } else {
+                "a floating-point type (float32, float16 or float64)"
+            };
+            return Err(mismatch(path, format!("output {name:?} element type"), want, format!("{ty:?}")));
         }
         check_output_shape(path, name, spec, shape, labels)?;
         selected.push((*name).to_owned());
     }
     Ok(selected)
+}
+
+/// Whether the decoder of `spec` reads output `name` of element type `dtype`: `raw` reads any, the anomaly decoder's
+/// label output integers, every other output floats.
+fn reads_type(spec: &OutputSpec, name: &str, dtype: TensorDtype) -> bool {
+    match spec {
+        OutputSpec::Raw(_) => true,
+        _ if is_label_output(spec, name) => !dtype.is_float() && dtype != TensorDtype::Bool,
+        _ => dtype.is_float(),
+    }
+}
+
+fn is_label_output(spec: &OutputSpec, name: &str) -> bool {
+    matches!(spec, OutputSpec::Anomaly(anomaly) if anomaly.label_tensor.as_deref() == Some(name))
+}
+
+/// The labels in the model's metadata under `key`, as [`crate::labels::from_metadata`] reads them.
+fn metadata_labels(path: &Path, session: &Session, key: &str, verbatim: bool) -> Result<Vec<String>> {
+    let what = || format!("`labels_metadata` key {key:?}");
+    let metadata = session.metadata().map_err(|e| mismatch(path, what(), "labels", e.to_string()))?;
+    let Some(value) = metadata.custom(key) else {
+        let keys = metadata.custom_keys().unwrap_or_default();
+        return Err(mismatch(path, what(), "labels", format!("no such metadata key (keys: {keys:?})")));
+    };
+    crate::labels::from_metadata(&value, verbatim).map_err(|reason| mismatch(path, what(), "labels", reason))
 }
 
 fn check_output_shape(path: &Path, name: &str, spec: &OutputSpec, shape: &[i64], labels: usize) -> Result<()> {

@@ -32,6 +32,14 @@ pub struct Manifest {
     /// A text file in the bundle with one label per line.
     #[serde(default)]
     pub labels_file: Option<String>,
+    /// A key of the ONNX model's metadata (`metadata_props`) holding the labels: a JSON list, a Python dict of
+    /// index to name, or one label per line. Read when the engine is built.
+    #[serde(default)]
+    pub labels_metadata: Option<String>,
+    /// Labels read from lines (`labels_file`, `labels_metadata`) are kept verbatim, but for the line ending:
+    /// not trimmed, blank lines kept (a line holding one space is the label " ").
+    #[serde(default)]
+    pub labels_verbatim: bool,
     /// The golden self-test vectors in the bundle (conventionally `selftest.json`), run before an update serves.
     #[serde(default)]
     pub self_test: Option<String>,
@@ -422,7 +430,7 @@ impl OutputSpec {
             OutputSpec::Classification(s) => vec![&s.tensor],
             OutputSpec::Centerface(s) => vec![&s.heatmap, &s.scale, &s.offset, &s.landmarks],
             OutputSpec::Yolov8(s) => vec![&s.tensor],
-            OutputSpec::Anomaly(s) => vec![&s.tensor],
+            OutputSpec::Anomaly(s) => std::iter::once(&s.tensor).chain(&s.label_tensor).map(String::as_str).collect(),
             OutputSpec::Raw(s) => s.tensors.iter().map(String::as_str).collect(),
         }
     }
@@ -516,14 +524,50 @@ fn default_yolo_iou() -> f32 {
     0.45
 }
 
-/// One anomaly score compared with a threshold (score above it: anomalous).
+/// One anomaly score compared with a threshold (by default, a score above it is anomalous), and optionally the
+/// model's own label output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AnomalySpec {
     /// The output holding the score.
     pub tensor: String,
-    /// Scores above it are anomalous.
+    /// Scores beyond it, on the side `direction` says, are anomalous.
     pub threshold: f32,
+    /// Which side of the threshold is anomalous.
+    #[serde(default)]
+    pub direction: AnomalyDirection,
+    /// An integer output holding the model's own label (scikit-learn's outlier detectors: 1 inlier, -1 outlier).
+    #[serde(default)]
+    pub label_tensor: Option<String>,
+    /// The value of `label_tensor` that means anomalous; -1 (scikit-learn's convention) when not given.
+    #[serde(default)]
+    pub anomalous_label: Option<i64>,
+}
+
+impl AnomalySpec {
+    /// Whether `score` is anomalous: beyond the threshold, on the side `direction` says.
+    pub fn is_anomalous(&self, score: f32) -> bool {
+        match self.direction {
+            AnomalyDirection::Higher => score > self.threshold,
+            AnomalyDirection::Lower => score < self.threshold,
+        }
+    }
+
+    /// The label value that means anomalous.
+    pub fn anomalous_label(&self) -> i64 {
+        self.anomalous_label.unwrap_or(-1)
+    }
+}
+
+/// Which side of an anomaly threshold is anomalous.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnomalyDirection {
+    /// Scores above the threshold (a reconstruction error, a distance).
+    #[default]
+    Higher,
+    /// Scores below the threshold (scikit-learn's `decision_function`: negative means outlier).
+    Lower,
 }
 
 /// Output tensors published as they are.
@@ -599,8 +643,15 @@ impl Manifest {
         if self.output.task() != self.task {
             problems.push(format!("`task` is {:?} but `output.decoder` decodes {:?}", self.task, self.output.task()));
         }
-        if !self.labels.is_empty() && self.labels_file.is_some() {
-            problems.push("give `labels` or `labels_file`, not both".to_owned());
+        let label_sources = [!self.labels.is_empty(), self.labels_file.is_some(), self.labels_metadata.is_some()];
+        if label_sources.iter().filter(|given| **given).count() > 1 {
+            problems.push("give one of `labels`, `labels_file` and `labels_metadata`".to_owned());
+        }
+        if self.labels_metadata.as_ref().is_some_and(|key| key.is_empty()) {
+            problems.push("`labels_metadata` is empty; name a key of the model's metadata".to_owned());
+        }
+        if self.labels_verbatim && self.labels_file.is_none() && self.labels_metadata.is_none() {
+            problems.push("`labels_verbatim` applies only to `labels_file` or `labels_metadata`".to_owned());
         }
         match &self.input {
             InputSpec::Image(spec) => {
@@ -670,8 +721,16 @@ impl Manifest {
             {
                 problems.push("`output.score_threshold` and `output.iou_threshold` must be within 0..=1".to_owned())
             }
-            OutputSpec::Anomaly(spec) if !spec.threshold.is_finite() => {
-                problems.push("`output.threshold` must be finite".to_owned())
+            OutputSpec::Anomaly(spec) => {
+                if !spec.threshold.is_finite() {
+                    problems.push("`output.threshold` must be finite".to_owned())
+                }
+                if spec.label_tensor.as_ref() == Some(&spec.tensor) {
+                    problems.push("`output.label_tensor` must be another output than `output.tensor`".to_owned())
+                }
+                if spec.anomalous_label.is_some() && spec.label_tensor.is_none() {
+                    problems.push("`output.anomalous_label` needs `output.label_tensor`".to_owned())
+                }
             }
             _ => {}
         }
@@ -959,7 +1018,13 @@ tensor = "logits"
     #[test]
     fn shipped_manifests_round_trip_through_toml() {
         let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
-        for bundle in ["activity-classifier", "image-classifier", "face-detector", "vibration-anomaly"] {
+        for bundle in [
+            "activity-classifier",
+            "image-classifier",
+            "face-detector",
+            "vibration-anomaly",
+            "vibration-isolation-forest",
+        ] {
             let text = std::fs::read_to_string(models.join(bundle).join("manifest.toml")).unwrap();
             let mut manifest = Manifest::parse(&text).unwrap();
             manifest.self_test = Some("selftest.json".to_owned());
@@ -990,6 +1055,46 @@ tensor = "logits"
         let err = Manifest::parse(&text).unwrap_err();
         assert!(err.contains("`model` \"../x.onnx\" is not a plain relative path"), "{err}");
         assert!(err.contains("`labels_file` \"/etc/labels\" is not a plain relative path"), "{err}");
+    }
+
+    #[test]
+    fn label_sources_are_exclusive_and_named_in_errors() {
+        let metadata = CLASSIFIER.replace("labels = [\"a\", \"b\"]", "labels_metadata = \"classes\"");
+        let m = Manifest::parse(&metadata).unwrap();
+        assert_eq!((m.labels_metadata.as_deref(), m.labels_verbatim), (Some("classes"), false));
+        let verbatim = metadata.replace("labels_metadata", "labels_verbatim = true\nlabels_file");
+        assert!(Manifest::parse(&verbatim).unwrap().labels_verbatim);
+        let both = CLASSIFIER.replace("labels = ", "labels_metadata = \"classes\"\nlabels = ");
+        let err = Manifest::parse(&both).unwrap_err();
+        assert!(err.contains("give one of `labels`, `labels_file` and `labels_metadata`"), "{err}");
+        let empty = CLASSIFIER.replace("labels = [\"a\", \"b\"]", "labels_metadata = \"\"");
+        assert!(Manifest::parse(&empty).unwrap_err().contains("`labels_metadata` is empty"));
+        let alone = CLASSIFIER.replace("labels = ", "labels_verbatim = true\nlabels = ");
+        let err = Manifest::parse(&alone).unwrap_err();
+        assert!(err.contains("`labels_verbatim` applies only to `labels_file` or `labels_metadata`"), "{err}");
+    }
+
+    #[test]
+    fn anomaly_direction_and_label_keys_default_to_the_old_behaviour_and_are_checked() {
+        let anomaly = CLASSIFIER.replace("task = \"classification\"", "task = \"anomaly\"").replace(
+            "decoder = \"classification\"\ntensor = \"logits\"",
+            "decoder = \"anomaly\"\ntensor = \"score\"\nthreshold = 0.0",
+        );
+        let OutputSpec::Anomaly(spec) = Manifest::parse(&anomaly).unwrap().output else { panic!("anomaly expected") };
+        assert_eq!((spec.direction, &spec.label_tensor, spec.anomalous_label()), (AnomalyDirection::Higher, &None, -1));
+        assert!(spec.is_anomalous(0.1) && !spec.is_anomalous(0.0) && !spec.is_anomalous(-0.1));
+        let lower = format!("{anomaly}direction = \"lower\"\nlabel_tensor = \"label\"\nanomalous_label = 0\n");
+        let OutputSpec::Anomaly(spec) = Manifest::parse(&lower).unwrap().output else { panic!("anomaly expected") };
+        assert_eq!(
+            (spec.direction, spec.label_tensor.as_deref(), spec.anomalous_label()),
+            (AnomalyDirection::Lower, Some("label"), 0)
+        );
+        assert!(spec.is_anomalous(-0.1) && !spec.is_anomalous(0.0) && !spec.is_anomalous(0.1));
+        assert!(Manifest::parse(&format!("{anomaly}direction = \"sideways\"\n")).unwrap_err().contains("sideways"));
+        let same = Manifest::parse(&format!("{anomaly}label_tensor = \"score\"\n")).unwrap_err();
+        assert!(same.contains("`output.label_tensor` must be another output than `output.tensor`"), "{same}");
+        let orphan = Manifest::parse(&format!("{anomaly}anomalous_label = -1\n")).unwrap_err();
+        assert!(orphan.contains("`output.anomalous_label` needs `output.label_tensor`"), "{orphan}");
     }
 
     #[test]

@@ -46,7 +46,8 @@ impl Pipeline {
         let engine = Engine::new(ort, bundle, options)?;
         let manifest = bundle.manifest();
         let input = Arc::new(manifest.input.clone());
-        let decoder = Decoder::new(&manifest.output, bundle.labels().to_vec());
+        let decoder = Decoder::new(&manifest.output, engine.labels().to_vec());
+        let features = FeatureExtractor::new(manifest, engine.labels());
         Ok(Pipeline {
             preparer: Preparer::new(input.clone()),
             input,
@@ -54,7 +55,7 @@ impl Pipeline {
             engine,
             decoder,
             identity: bundle.identity(),
-            features: FeatureExtractor::new(manifest, bundle.labels()),
+            features,
             monitored: None,
             profile: bundle.profile().cloned(),
         })

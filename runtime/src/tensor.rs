@@ -7,7 +7,10 @@
 use crate::error::{Error, Result};
 use crate::manifest::{InputDtype, InputSpec};
 use half::f16;
-use ort::value::{DynTensorRef, DynValue, PrimitiveTensorElementType, Tensor};
+use ort::value::{DynTensorRef, DynValue, PrimitiveTensorElementType, Tensor, TensorElementType, ValueType};
+use protocol::TensorDtype;
+use std::fmt::{Debug, Display};
+use std::ops::Range;
 
 /// A borrowed input tensor, in the element type the model takes.
 #[derive(Debug, Clone, Copy)]
@@ -238,32 +241,60 @@ impl InputBuffer {
     }
 }
 
-/// One output of a run, as `f32`: read in place from the ONNX Runtime value the engine bound to it, or copied
-/// out of the run where its shape is not known to stay the same.
+/// One output of a run: floating-point values as `f32` (float16 and float64 converted, so that every decoder reads
+/// them alike), integer and bool values as `i64`. An `f32` output is read in place from the ONNX Runtime value the
+/// engine bound to it, or copied out of the run where its shape is not known to stay the same.
 #[derive(Debug, Default)]
 pub struct OutputTensor {
     name: String,
     shape: Vec<i64>,
+    dtype: TensorDtype,
     data: OutputData,
 }
 
 #[derive(Debug)]
 enum OutputData {
-    Copied(Vec<f32>),
-    /// A value the engine pre-allocated with `shape`, which every run overwrites.
+    Floats(Vec<f32>),
+    Integers(Vec<i64>),
+    /// An f32 value the engine pre-allocated with `shape`, which every run overwrites.
     Bound(DynValue),
 }
 
 impl Default for OutputData {
     fn default() -> Self {
-        OutputData::Copied(Vec::new())
+        OutputData::Floats(Vec::new())
     }
 }
 
+/// The [`TensorDtype`] of an ONNX Runtime element type; `None` for those an output cannot be read as (strings,
+/// bfloat16, complex, 4-bit and 8-bit floats).
+pub(crate) fn output_dtype(ty: TensorElementType) -> Option<TensorDtype> {
+    Some(match ty {
+        TensorElementType::Float32 => TensorDtype::Float32,
+        TensorElementType::Float16 => TensorDtype::Float16,
+        TensorElementType::Float64 => TensorDtype::Float64,
+        TensorElementType::Int8 => TensorDtype::Int8,
+        TensorElementType::Int16 => TensorDtype::Int16,
+        TensorElementType::Int32 => TensorDtype::Int32,
+        TensorElementType::Int64 => TensorDtype::Int64,
+        TensorElementType::Uint8 => TensorDtype::Uint8,
+        TensorElementType::Uint16 => TensorDtype::Uint16,
+        TensorElementType::Uint32 => TensorDtype::Uint32,
+        TensorElementType::Uint64 => TensorDtype::Uint64,
+        TensorElementType::Bool => TensorDtype::Bool,
+        _ => return None,
+    })
+}
+
 impl OutputTensor {
-    /// An output called `name` of `shape` holding `data`, row-major.
+    /// An f32 output called `name` of `shape` holding `data`, row-major.
     pub fn new(name: impl Into<String>, shape: Vec<i64>, data: Vec<f32>) -> OutputTensor {
-        OutputTensor { name: name.into(), shape, data: OutputData::Copied(data) }
+        OutputTensor { name: name.into(), shape, dtype: TensorDtype::Float32, data: OutputData::Floats(data) }
+    }
+
+    /// An integer or bool output (`dtype`) called `name` of `shape` holding `values`, row-major.
+    pub fn from_integers(name: impl Into<String>, shape: Vec<i64>, dtype: TensorDtype, values: Vec<i64>) -> Self {
+        OutputTensor { name: name.into(), shape, dtype, data: OutputData::Integers(values) }
     }
 
     /// The graph output's name.
@@ -276,13 +307,40 @@ impl OutputTensor {
         &self.shape
     }
 
-    /// Its values in the last run, row-major.
+    /// The graph output's element type.
+    pub fn dtype(&self) -> TensorDtype {
+        self.dtype
+    }
+
+    /// Its values in the last run, row-major, for a floating-point output; empty for an integer or bool one.
     pub fn data(&self) -> &[f32] {
         match &self.data {
-            OutputData::Copied(data) => data,
+            OutputData::Floats(data) => data,
+            OutputData::Integers(_) => &[],
             // The engine bound a CPU tensor of f32, which always extracts.
             OutputData::Bound(value) => value.try_extract_tensor::<f32>().map_or(&[], |(_, data)| data),
         }
+    }
+
+    /// Its values in the last run, row-major, for an integer or bool output (bool as 0 or 1); empty otherwise.
+    pub fn integers(&self) -> &[i64] {
+        match &self.data {
+            OutputData::Integers(values) => values,
+            OutputData::Floats(_) | OutputData::Bound(_) => &[],
+        }
+    }
+
+    /// Number of values it holds.
+    pub fn len(&self) -> usize {
+        match &self.data {
+            OutputData::Integers(values) => values.len(),
+            OutputData::Floats(_) | OutputData::Bound(_) => self.data().len(),
+        }
+    }
+
+    /// True when it holds no value.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// True when runs write it in place.
@@ -290,31 +348,107 @@ impl OutputTensor {
         matches!(self.data, OutputData::Bound(_))
     }
 
-    /// Copies a run's `shape` and `data` in, reusing the buffers (and unbinding it).
-    pub(crate) fn copy_from(&mut self, shape: &[i64], data: &[f32]) {
-        self.shape.clear();
-        self.shape.extend_from_slice(shape);
-        if let OutputData::Copied(copied) = &mut self.data {
-            copied.clear();
-            copied.extend_from_slice(data);
-        } else {
-            self.data = OutputData::Copied(data.to_vec());
+    /// Copies a run's `value` in, converted as its element type says, reusing the buffers (and unbinding it).
+    pub(crate) fn copy_from(&mut self, value: &DynValue) -> Result<()> {
+        let ty = match value.dtype() {
+            ValueType::Tensor { ty, .. } => *ty,
+            other => return Err(self.error(format!("not a tensor but {other}"))),
+        };
+        let dtype = output_dtype(ty).ok_or_else(|| self.error(format!("elements of type {ty} cannot be read")))?;
+        self.dtype = dtype;
+        match dtype {
+            TensorDtype::Float32 => self.copy_floats(value, |v: &f32| *v),
+            TensorDtype::Float16 => self.copy_floats(value, |v: &half::f16| v.to_f32()),
+            // Narrowed: every decoder computes in f32, and a raw f64 output is published as f32.
+            TensorDtype::Float64 => self.copy_floats(value, |v: &f64| *v as f32),
+            TensorDtype::Int8 => self.copy_integers(value, |v: &i8| Some(i64::from(*v))),
+            TensorDtype::Int16 => self.copy_integers(value, |v: &i16| Some(i64::from(*v))),
+            TensorDtype::Int32 => self.copy_integers(value, |v: &i32| Some(i64::from(*v))),
+            TensorDtype::Int64 => self.copy_integers(value, |v: &i64| Some(*v)),
+            TensorDtype::Uint8 => self.copy_integers(value, |v: &u8| Some(i64::from(*v))),
+            TensorDtype::Uint16 => self.copy_integers(value, |v: &u16| Some(i64::from(*v))),
+            TensorDtype::Uint32 => self.copy_integers(value, |v: &u32| Some(i64::from(*v))),
+            TensorDtype::Uint64 => self.copy_integers(value, |v: &u64| i64::try_from(*v).ok()),
+            TensorDtype::Bool => self.copy_integers(value, |v: &bool| Some(i64::from(*v))),
         }
     }
 
-    /// From now on, reads `value`, which runs overwrite in place.
+    fn copy_floats<T: PrimitiveTensorElementType + Debug>(
+        &mut self,
+        value: &DynValue,
+        convert: impl Fn(&T) -> f32,
+    ) -> Result<()> {
+        let (shape, data) = value.try_extract_tensor::<T>().map_err(|e| self.error(e.to_string()))?;
+        self.set_shape(shape);
+        match &mut self.data {
+            OutputData::Floats(floats) => {
+                floats.clear();
+                floats.extend(data.iter().map(convert));
+            }
+            _ => self.data = OutputData::Floats(data.iter().map(convert).collect()),
+        }
+        Ok(())
+    }
+
+    /// As [`OutputTensor::copy_floats`]; `convert` gives `None` for a value no `i64` holds.
+    fn copy_integers<T: PrimitiveTensorElementType + Debug + Display>(
+        &mut self,
+        value: &DynValue,
+        convert: impl Fn(&T) -> Option<i64>,
+    ) -> Result<()> {
+        let (shape, data) = value.try_extract_tensor::<T>().map_err(|e| self.error(e.to_string()))?;
+        if let Some(big) = data.iter().find(|v| convert(v).is_none()) {
+            return Err(self.error(format!("the value {big} does not fit an i64")));
+        }
+        self.set_shape(shape);
+        let values = data.iter().filter_map(convert);
+        match &mut self.data {
+            OutputData::Integers(integers) => {
+                integers.clear();
+                integers.extend(values);
+            }
+            _ => self.data = OutputData::Integers(values.collect()),
+        }
+        Ok(())
+    }
+
+    /// Copies the values `range` of `from` in, as a tensor of `shape` and `from`'s type (a row of a batch).
+    pub(crate) fn copy_slice(&mut self, shape: &[i64], from: &OutputTensor, range: Range<usize>) {
+        self.set_shape(shape);
+        self.dtype = from.dtype;
+        match (&mut self.data, &from.data) {
+            (OutputData::Integers(integers), OutputData::Integers(values)) => {
+                integers.clear();
+                integers.extend_from_slice(&values[range]);
+            }
+            (_, OutputData::Integers(values)) => self.data = OutputData::Integers(values[range].to_vec()),
+            (OutputData::Floats(floats), _) => {
+                floats.clear();
+                floats.extend_from_slice(&from.data()[range]);
+            }
+            (_, _) => self.data = OutputData::Floats(from.data()[range].to_vec()),
+        }
+    }
+
+    fn set_shape(&mut self, shape: &[i64]) {
+        self.shape.clear();
+        self.shape.extend_from_slice(shape);
+    }
+
+    fn error(&self, reason: String) -> Error {
+        Error::Output { tensor: self.name.clone(), reason }
+    }
+
+    /// From now on, reads `value`, an f32 tensor which runs overwrite in place.
     pub(crate) fn bind(&mut self, value: DynValue) {
         self.data = OutputData::Bound(value);
     }
 
-    /// The shape as `usize`s, checking it holds exactly `data().len()` elements.
+    /// The shape as `usize`s, checking it holds exactly `len()` elements.
     pub fn dims(&self) -> Result<Vec<usize>> {
         let dims: Vec<usize> = self.shape.iter().map(|d| usize::try_from(*d).unwrap_or(0)).collect();
-        if dims.iter().product::<usize>() != self.data().len() {
-            return Err(Error::Output {
-                tensor: self.name.clone(),
-                reason: format!("shape {:?} does not hold {} values", self.shape, self.data().len()),
-            });
+        if dims.iter().product::<usize>() != self.len() {
+            return Err(self.error(format!("shape {:?} does not hold {} values", self.shape, self.len())));
         }
         Ok(dims)
     }
@@ -323,13 +457,21 @@ impl OutputTensor {
 impl Clone for OutputTensor {
     /// A copy that no run overwrites.
     fn clone(&self) -> Self {
-        OutputTensor::new(self.name.clone(), self.shape.clone(), self.data().to_vec())
+        let data = match &self.data {
+            OutputData::Integers(values) => OutputData::Integers(values.clone()),
+            OutputData::Floats(_) | OutputData::Bound(_) => OutputData::Floats(self.data().to_vec()),
+        };
+        OutputTensor { name: self.name.clone(), shape: self.shape.clone(), dtype: self.dtype, data }
     }
 }
 
 impl PartialEq for OutputTensor {
     fn eq(&self, other: &Self) -> bool {
-        self.name == other.name && self.shape == other.shape && self.data() == other.data()
+        self.name == other.name
+            && self.shape == other.shape
+            && self.dtype == other.dtype
+            && self.data() == other.data()
+            && self.integers() == other.integers()
     }
 }
 

@@ -256,7 +256,13 @@ mod tests {
         fn add(&self, model: &str, seqs: std::ops::Range<u64>) {
             let model = ModelIdentity { name: model.into(), version: "1".into(), sha256: "ab".into() };
             for seq in seqs {
-                let output = Output::Anomaly { score: seq as f32, threshold: 1.0, anomalous: false };
+                let output = Output::Anomaly {
+                    score: seq as f32,
+                    threshold: 1.0,
+                    anomalous: false,
+                    label: None,
+                    label_anomalous: None,
+                };
                 let timings = StageTimings::default();
                 let prediction = BatchedPrediction {
                     seq,
@@ -359,7 +365,13 @@ mod tests {
         assert_eq!(seqs(&harness.next()), vec![2, 3]);
 
         let model = ModelIdentity { name: "m".into(), version: "1".into(), sha256: "ab".into() };
-        let tensor = protocol::RawTensor { name: "big".into(), shape: vec![4096], data: vec![0.5; 4096] };
+        let tensor = protocol::RawTensor {
+            name: "big".into(),
+            shape: vec![4096],
+            data: vec![0.5; 4096],
+            dtype: protocol::TensorDtype::Float32,
+            integers: Vec::new(),
+        };
         let big = BatchedPrediction {
             seq: 9,
             captured_at_ms: 9,

@@ -90,7 +90,8 @@ mod tests {
 
     #[test]
     fn anomalies_match_when_flagged_or_above_the_score() {
-        let anomaly = |score, anomalous| Output::Anomaly { score, threshold: 0.5, anomalous };
+        let anomaly =
+            |score, anomalous| Output::Anomaly { score, threshold: 0.5, anomalous, label: None, label_anomalous: None };
         assert_eq!(rule(&[], 0.5, None).matches(&anomaly(0.9, true)), Some(Vec::new()));
         assert_eq!(rule(&[], 0.5, None).matches(&anomaly(0.4, false)), None);
         assert_eq!(rule(&[], 0.5, Some(0.3)).matches(&anomaly(0.4, false)), Some(Vec::new()));

@@ -2,7 +2,7 @@
 //! field names, round trips and malformed sensor windows.
 
 use super::*;
-use crate::ClassScore;
+use crate::{ClassScore, RawTensor};
 use serde_json::{Value, json};
 
 fn identity() -> ModelIdentity {
@@ -172,13 +172,38 @@ fn prediction_postcard_bytes() {
 
 #[test]
 fn anomaly_output_postcard_bytes() {
-    let anomaly =
-        Prediction { output: Output::Anomaly { score: 0.5, threshold: 2.0, anomalous: false }, ..prediction() };
+    let output =
+        Output::Anomaly { score: 0.5, threshold: 2.0, anomalous: false, label: Some(-1), label_anomalous: None };
+    let anomaly = Prediction { output, ..prediction() };
     let bytes = postcard(&anomaly);
-    // Variant 2, two f32, a bool; then the same latency, total and input as above.
+    // Variant 2, two f32, a bool, Some(-1) as a zigzag varint, None; then the same latency, total and input as above.
     #[rustfmt::skip]
     let tail = [
-        0x02, 0x00, 0x00, 0x00, 0x3F, 0x00, 0x00, 0x00, 0x40, 0x00,
+        0x02, 0x00, 0x00, 0x00, 0x3F, 0x00, 0x00, 0x00, 0x40, 0x00, 0x01, 0x01, 0x00,
+        0x01, 0x02, 0xAC, 0x02, 0x04, 0xB3, 0x02,
+        0x01, 0x05, b'a', b'.', b'j', b'p', b'g',
+    ];
+    assert!(bytes.ends_with(&tail), "{bytes:02X?}");
+}
+
+#[test]
+fn raw_tensors_carry_their_element_type_and_integer_values() {
+    let label = RawTensor {
+        name: "label".to_owned(),
+        shape: vec![1],
+        data: vec![],
+        dtype: crate::TensorDtype::Int64,
+        integers: vec![-1],
+    };
+    let output = Output::Raw { tensors: vec![label] };
+    let json = serde_json::to_string(&output).unwrap();
+    assert_eq!(json, r#"{"raw":{"tensors":[{"name":"label","shape":[1],"data":[],"dtype":"int64","integers":[-1]}]}}"#);
+    let bytes = postcard(&Prediction { output, ..prediction() });
+    // Variant 3, one tensor: name, shape [1] (zigzag 2), no data, dtype 6 (int64), integers [-1] (zigzag 1); then the
+    // same latency, total and input as above.
+    #[rustfmt::skip]
+    let tail = [
+        0x03, 0x01, 0x05, b'l', b'a', b'b', b'e', b'l', 0x01, 0x02, 0x00, 0x06, 0x01, 0x01,
         0x01, 0x02, 0xAC, 0x02, 0x04, 0xB3, 0x02,
         0x01, 0x05, b'a', b'.', b'j', b'p', b'g',
     ];

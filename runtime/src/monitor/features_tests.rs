@@ -228,7 +228,7 @@ fn output_features_have_values_for_the_empty_cases() {
     let window = vec![0.0f32; 150];
     anomaly.extract(
         InputTensor::F32(&window),
-        &Output::Anomaly { score: 1.5, threshold: 1.0, anomalous: true },
+        &Output::Anomaly { score: 1.5, threshold: 1.0, anomalous: true, label: None, label_anomalous: None },
         &mut out,
     );
     assert_eq!(out.len(), 10);

@@ -128,18 +128,17 @@ fn slice_row(outputs: &Outputs, row: usize, batch: usize, into: &mut Outputs, sh
             outputs.tensors.iter().map(|tensor| OutputTensor::new(tensor.name(), Vec::new(), Vec::new())).collect();
     }
     for (tensor, sliced) in outputs.tensors.iter().zip(&mut into.tensors) {
-        let data = tensor.data();
-        if tensor.shape().first() != Some(&(batch as i64)) || !data.len().is_multiple_of(batch) {
+        if tensor.shape().first() != Some(&(batch as i64)) || !tensor.len().is_multiple_of(batch) {
             return Err(Error::Output {
                 tensor: tensor.name().to_owned(),
                 reason: format!("shape {:?} does not hold a batch of {batch}", tensor.shape()),
             });
         }
-        let len = data.len() / batch;
+        let len = tensor.len() / batch;
         shape.clear();
         shape.push(1);
         shape.extend_from_slice(&tensor.shape()[1..]);
-        sliced.copy_from(shape, &data[row * len..(row + 1) * len]);
+        sliced.copy_slice(shape, tensor, row * len..(row + 1) * len);
     }
     Ok(())
 }

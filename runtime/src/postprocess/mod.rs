@@ -242,7 +242,13 @@ mod tests {
         assert_non_finite(Decoder::new(&yolo, vec![]).decode(&outputs, Some(&geometry)), "output0", 2, false);
 
         // Anomaly: an infinite score would otherwise be published as anomalous.
-        let anomaly = OutputSpec::Anomaly(AnomalySpec { tensor: "score".to_owned(), threshold: 0.5 });
+        let anomaly = OutputSpec::Anomaly(AnomalySpec {
+            tensor: "score".to_owned(),
+            threshold: 0.5,
+            direction: crate::manifest::AnomalyDirection::Higher,
+            label_tensor: None,
+            anomalous_label: None,
+        });
         let outputs = Outputs { tensors: vec![tensor("score", &[1], vec![f32::INFINITY])] };
         assert_non_finite(Decoder::new(&anomaly, vec![]).decode(&outputs, None), "score", 0, false);
 
@@ -289,7 +295,13 @@ mod tests {
             panic!("raw expected")
         };
         assert_eq!(tensors.len(), 1);
-        let anomaly = OutputSpec::Anomaly(AnomalySpec { tensor: "y".to_owned(), threshold: 0.5 });
+        let anomaly = OutputSpec::Anomaly(AnomalySpec {
+            tensor: "y".to_owned(),
+            threshold: 0.5,
+            direction: crate::manifest::AnomalyDirection::Lower,
+            label_tensor: None,
+            anomalous_label: None,
+        });
         assert!(Decoder::new(&anomaly, vec![]).decode(&outputs, None).is_err());
     }
 }

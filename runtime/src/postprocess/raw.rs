@@ -16,15 +16,23 @@ pub(super) fn decode(spec: &RawSpec, outputs: &Outputs) -> Result<Output> {
     Ok(Output::Raw { tensors })
 }
 
-/// A copy of `tensor`, once its shape is known to match its data.
+/// A copy of `tensor`, once its shape is known to match its data: floating-point values in `data`, integer and bool
+/// ones in `integers`.
 fn raw_tensor(tensor: &OutputTensor) -> Result<RawTensor> {
     shape::element_count(tensor)?;
-    Ok(RawTensor { name: tensor.name().to_owned(), shape: tensor.shape().to_vec(), data: tensor.data().to_vec() })
+    Ok(RawTensor {
+        name: tensor.name().to_owned(),
+        shape: tensor.shape().to_vec(),
+        data: tensor.data().to_vec(),
+        dtype: tensor.dtype(),
+        integers: tensor.integers().to_vec(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use protocol::TensorDtype;
 
     fn outputs() -> Outputs {
         let tensor = |name: &str, shape: &[i64], data: &[f32]| OutputTensor::new(name, shape.to_vec(), data.to_vec());
@@ -42,6 +50,19 @@ mod tests {
         assert_eq!(names(&all), vec![("a", &[2i64][..], &[1.0f32, 2.0][..]), ("b", &[1, 2, 1], &[3.0, 4.0])]);
         let listed = decode(&RawSpec { tensors: vec!["b".to_owned(), "a".to_owned()] }, &outputs()).unwrap();
         assert_eq!(names(&listed), vec![("b", &[1i64, 2, 1][..], &[3.0f32, 4.0][..]), ("a", &[2], &[1.0, 2.0])]);
+    }
+
+    #[test]
+    fn publishes_integer_and_bool_tensors_as_integers_with_their_type() {
+        let outputs = Outputs {
+            tensors: vec![
+                OutputTensor::from_integers("label", vec![1], TensorDtype::Int64, vec![-1]),
+                OutputTensor::from_integers("flags", vec![2], TensorDtype::Bool, vec![1, 0]),
+            ],
+        };
+        let Output::Raw { tensors } = decode(&RawSpec { tensors: vec![] }, &outputs).unwrap() else { panic!() };
+        let summary: Vec<_> = tensors.iter().map(|t| (t.dtype, t.integers.as_slice(), t.data.is_empty())).collect();
+        assert_eq!(summary, vec![(TensorDtype::Int64, &[-1i64][..], true), (TensorDtype::Bool, &[1, 0], true)]);
     }
 
     #[test]

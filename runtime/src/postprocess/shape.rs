@@ -24,10 +24,10 @@ pub(super) fn element_count(tensor: &OutputTensor) -> Result<usize> {
             output_error(tensor.name(), format!("shape {:?} overflows the address space", tensor.shape()))
         })?;
     }
-    if count != tensor.data().len() {
+    if count != tensor.len() {
         return Err(output_error(
             tensor.name(),
-            format!("shape {:?} does not hold {} values", tensor.shape(), tensor.data().len()),
+            format!("shape {:?} does not hold {} values", tensor.shape(), tensor.len()),
         ));
     }
     Ok(count)
