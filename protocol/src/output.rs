@@ -45,6 +45,31 @@ pub struct Detection {
     pub bbox: BoundingBox,
     /// Keypoints the model gives (CenterFace: eyes, nose, mouth corners); empty otherwise.
     pub landmarks: Vec<Point>,
+    /// What the cascade's second-stage models gave on this detection's crop; empty without a cascade, and for a
+    /// detection whose label the cascade does not crop.
+    pub stages: Vec<StageOutput>,
+}
+
+/// One second-stage model's result on a detection's crop (see `docs/bundle-format.md`, "Cascades").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageOutput {
+    /// The second-stage model's name (its manifest's `name`).
+    pub model: String,
+    /// What became of the crop.
+    pub result: StageResult,
+}
+
+/// What a second-stage model gave on one crop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageResult {
+    /// The second model's decoded result on the crop.
+    Output(Output),
+    /// Not run: the frame had more detections to crop than the cascade's `max_crops`, and this one scored lower.
+    Skipped,
+    /// The second stage failed on this crop; the detection itself stands. `kind` is an error event's kind.
+    #[allow(missing_docs)]
+    Failed { kind: String, message: String },
 }
 
 /// An axis-aligned box, corners in pixels.

@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 mod bundle;
+pub mod cascade;
 mod engine;
 mod error;
 mod frame;
@@ -48,7 +49,9 @@ pub use onnx_runtime::OnnxRuntime;
 pub use pipeline::{BatchBuffers, MAX_BATCH, Pipeline};
 pub use prepare::{Prepared, Preparer};
 pub use preprocess::ImageLimits;
-pub use protocol::{BoundingBox, ClassScore, Detection, ModelIdentity, Output, Point, RawTensor, StageTimings};
+pub use protocol::{
+    BoundingBox, ClassScore, Detection, ModelIdentity, Output, Point, RawTensor, StageOutput, StageResult, StageTimings,
+};
 pub use provider::{ActiveProvider, ProviderKind};
 pub use session_build::{ModelOrigin, cpu_session};
 pub use session_settings::{GraphOptimization, ModelFamily, SessionOverrides, SessionSettings};

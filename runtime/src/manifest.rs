@@ -50,6 +50,9 @@ pub struct Manifest {
     /// `model pack` fills it in; [`crate::Bundle::load`] checks every entry.
     #[serde(default)]
     pub checksums: BTreeMap<String, String>,
+    /// A second-stage bundle run on each detection's crop (`[cascade]`); `None`: the detections as they are.
+    #[serde(default)]
+    pub cascade: Option<CascadeSpec>,
 }
 
 fn default_model_file() -> String {
@@ -438,6 +441,54 @@ pub struct RawSpec {
     pub tensors: Vec<String>,
 }
 
+/// `[cascade]`: a second-stage bundle run on the crop of each detection, its results nested in the detection.
+/// The agent's config may give one per source instead (`[sources.cascade]`, the same keys).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CascadeSpec {
+    /// The second stage's bundle directory: in a manifest, a subdirectory of the bundle (one plain component).
+    pub bundle: String,
+    /// The detection labels cropped (empty: all).
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// At most this many crops per frame, the best-scoring first; the others are marked skipped.
+    #[serde(default = "default_max_crops")]
+    pub max_crops: usize,
+    /// Added to each side of a box, as a fraction of the box's width (left, right) and height (top, bottom).
+    #[serde(default)]
+    pub margin: f32,
+    /// Grow the shorter side of the crop, about its centre, to the longer one's length.
+    #[serde(default)]
+    pub square: bool,
+}
+
+/// The most crops a frame may ask for: more than a second stage runs in a frame's time on a device.
+pub const MAX_CASCADE_CROPS: usize = 256;
+
+fn default_max_crops() -> usize {
+    8
+}
+
+impl CascadeSpec {
+    /// Every rule the crop keys break, each naming its key under `prefix` (`cascade`, `sources[0].cascade`).
+    pub fn problems(&self, prefix: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.bundle.trim().is_empty() {
+            problems.push(format!("`{prefix}.bundle` is empty"));
+        }
+        if !(1..=MAX_CASCADE_CROPS).contains(&self.max_crops) {
+            problems.push(format!("`{prefix}.max_crops` must be within 1..={MAX_CASCADE_CROPS}"));
+        }
+        if !(0.0..=1.0).contains(&self.margin) {
+            problems.push(format!("`{prefix}.margin` must be within 0..=1 (a fraction of the box)"));
+        }
+        if self.labels.iter().any(|label| label.trim().is_empty()) {
+            problems.push(format!("`{prefix}.labels` holds an empty label"));
+        }
+        problems
+    }
+}
+
 /// Execution-provider preferences of the bundle.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -576,6 +627,19 @@ impl Manifest {
             } else if !self.checksums.contains_key(path) {
                 problems
                     .push(format!("`profile` {path:?} is not listed in `[checksums]`, so no signature would cover it"));
+            }
+        }
+        if let Some(cascade) = &self.cascade {
+            problems.extend(cascade.problems("cascade"));
+            // One component: the second bundle's files are then two-component package paths.
+            if cascade.bundle.contains('/') || !is_package_path(&cascade.bundle) {
+                problems.push(format!(
+                    "`cascade.bundle` {:?} must name a subdirectory of the bundle (one plain path component)",
+                    cascade.bundle
+                ));
+            }
+            if self.task != Task::Detection {
+                problems.push(format!("`cascade` needs a detector to crop from; this model's task is {:?}", self.task));
             }
         }
         for (path, sha256) in &self.checksums {
