@@ -137,7 +137,7 @@ fn prepare_sources(
     }
     let mut ready = Vec::new();
     let mut failed = Vec::new();
-    for source in &config.sources {
+    for (index, source) in config.sources.iter().enumerate() {
         let candidates = match slots.as_deref_mut().map(|slots| slots.candidates(source.model())) {
             Some(Ok(candidates)) => candidates,
             Some(Err(error)) => {
@@ -149,7 +149,7 @@ fn prepare_sources(
         let mut errors = Vec::new();
         let loaded = candidates
             .iter()
-            .find_map(|dir| load_source(source, dir, ort, &options).map_err(|error| errors.push(error)).ok());
+            .find_map(|dir| load_source(index, source, dir, ort, &options).map_err(|error| errors.push(error)).ok());
         match loaded {
             Some((bundle, pipeline)) => {
                 if let Some(error) = errors.first() {
@@ -166,7 +166,9 @@ fn prepare_sources(
     (ready, failed)
 }
 
+/// Loads `source` (the `index`th) with the bundle in `dir`, and its cascade if its config gives one.
 fn load_source(
+    index: usize,
     source: &SourceConfig,
     dir: &Path,
     ort: &OnnxRuntime,
@@ -175,10 +177,19 @@ fn load_source(
     let bundle = Bundle::load(dir).with_context(|| format!("loading bundle {}", dir.display()))?;
     check_input_kind(source, &bundle)?;
     let mut pipeline = Pipeline::new(ort, &bundle, options)?;
+    if let Some(cascade) = source.cascade() {
+        let key = cascade_key(index);
+        pipeline.set_cascade(ort, &bundle, Path::new(&cascade.bundle), cascade.clone(), options, &key)?;
+    }
     if let Some(limits) = source.image_limits() {
         pipeline.set_image_limits(limits);
     }
     Ok((bundle, pipeline))
+}
+
+/// The config key of the `index`th source's cascade, which its errors name.
+pub fn cascade_key(index: usize) -> String {
+    format!("sources[{index}].cascade")
 }
 
 fn engine_options(config: &AgentConfig) -> EngineOptions {

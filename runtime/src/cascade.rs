@@ -4,8 +4,8 @@
 //!
 //! The crop rule ([`crop_rect`]): the box in source pixels grows by `margin` times its width on the left and on
 //! the right and by `margin` times its height at the top and the bottom; with `square`, its shorter side then
-//! grows about the centre to the longer one's length; its edges are rounded outwards to whole pixels and it is
-//! clipped to the frame. The crop is cut from the source frame at full resolution (RGB8) and goes through the
+//! grows by half the difference at each end, to the longer one's length; its edges are rounded outwards to whole
+//! pixels and it is clipped to the frame. The crop is cut from the source frame at full resolution (RGB8) and goes through the
 //! second bundle's own preprocessing, as a frame of that size would. A second graph that takes batches runs the
 //! frame's crops in one run. No threads: the cascade runs inside [`crate::Pipeline::run`].
 
@@ -35,15 +35,19 @@ pub struct CropRect {
 /// `None` when nothing of it lies inside the frame.
 pub fn crop_rect(bbox: &BoundingBox, margin: f32, square: bool, frame: (u32, u32)) -> Option<CropRect> {
     let (width, height) = (bbox.x_max - bbox.x_min, bbox.y_max - bbox.y_min);
-    let (mut half_w, mut half_h) = (width * (0.5 + margin), height * (0.5 + margin));
+    let (mut left, mut right) = (bbox.x_min - margin * width, bbox.x_max + margin * width);
+    let (mut top, mut bottom) = (bbox.y_min - margin * height, bbox.y_max + margin * height);
     if square {
-        half_w = half_w.max(half_h);
-        half_h = half_w;
+        let grow = ((bottom - top) - (right - left)) / 2.0;
+        if grow > 0.0 {
+            (left, right) = (left - grow, right + grow);
+        } else {
+            (top, bottom) = (top + grow, bottom - grow);
+        }
     }
-    let (centre_x, centre_y) = ((bbox.x_min + bbox.x_max) / 2.0, (bbox.y_min + bbox.y_max) / 2.0);
     let clip = |value: f32, size: u32| value.clamp(0.0, size as f32) as u32;
-    let (left, right) = (clip((centre_x - half_w).floor(), frame.0), clip((centre_x + half_w).ceil(), frame.0));
-    let (top, bottom) = (clip((centre_y - half_h).floor(), frame.1), clip((centre_y + half_h).ceil(), frame.1));
+    let (left, right) = (clip(left.floor(), frame.0), clip(right.ceil(), frame.0));
+    let (top, bottom) = (clip(top.floor(), frame.1), clip(bottom.ceil(), frame.1));
     (right > left && bottom > top).then_some(CropRect { x: left, y: top, width: right - left, height: bottom - top })
 }
 
@@ -72,7 +76,8 @@ pub fn problems(
     spec: &CascadeSpec,
     prefix: &str,
 ) -> Vec<String> {
-    let mut problems = spec.problems(prefix);
+    let mut problems: Vec<String> =
+        spec.problems(prefix).into_iter().map(|(key, why)| format!("`{key}` {why}")).collect();
     if first.task != Task::Detection {
         problems.push(format!("`{prefix}` needs a detector to crop from; {} is a {:?} model", first.name, first.task));
     }
@@ -203,4 +208,57 @@ fn add(timings: &mut StageTimings, stage: &StageTimings) {
     timings.preprocess_us = timings.preprocess_us.saturating_add(stage.preprocess_us);
     timings.inference_us = timings.inference_us.saturating_add(stage.inference_us);
     timings.postprocess_us = timings.postprocess_us.saturating_add(stage.postprocess_us);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bbox(x_min: f32, y_min: f32, x_max: f32, y_max: f32) -> BoundingBox {
+        BoundingBox { x_min, y_min, x_max, y_max }
+    }
+
+    fn rect(x: u32, y: u32, width: u32, height: u32) -> Option<CropRect> {
+        Some(CropRect { x, y, width, height })
+    }
+
+    #[test]
+    fn a_crop_rounds_the_box_outwards() {
+        assert_eq!(crop_rect(&bbox(10.2, 20.7, 30.5, 40.0), 0.0, false, (100, 100)), rect(10, 20, 21, 20));
+    }
+
+    #[test]
+    fn the_margin_is_a_fraction_of_each_side() {
+        // 20 wide, 40 high: 0.25 of them is 5 left and right, 10 above and below.
+        assert_eq!(crop_rect(&bbox(40.0, 40.0, 60.0, 80.0), 0.25, false, (200, 200)), rect(35, 30, 30, 60));
+    }
+
+    #[test]
+    fn square_grows_the_shorter_side_about_the_centre() {
+        assert_eq!(crop_rect(&bbox(40.0, 40.0, 60.0, 80.0), 0.0, true, (200, 200)), rect(30, 40, 40, 40));
+        assert_eq!(crop_rect(&bbox(40.0, 40.0, 80.0, 50.0), 0.0, true, (200, 200)), rect(40, 25, 40, 40));
+        // The margin applies first, each side by its own length; the square then evens them.
+        assert_eq!(crop_rect(&bbox(40.0, 40.0, 60.0, 80.0), 0.5, true, (200, 200)), rect(10, 20, 80, 80));
+    }
+
+    #[test]
+    fn a_crop_is_clipped_to_the_frame_and_none_outside_it() {
+        assert_eq!(crop_rect(&bbox(-10.0, 90.0, 20.0, 130.0), 0.0, false, (100, 100)), rect(0, 90, 20, 10));
+        assert_eq!(crop_rect(&bbox(-10.0, 90.0, 20.0, 130.0), 0.0, true, (100, 100)), rect(0, 90, 25, 10));
+        assert_eq!(crop_rect(&bbox(120.0, 10.0, 140.0, 30.0), 0.1, false, (100, 100)), None);
+        assert_eq!(crop_rect(&bbox(50.0, 50.0, 50.0, 50.0), 0.0, false, (100, 100)), None);
+    }
+
+    #[test]
+    fn crop_frame_copies_the_rectangle_rows() {
+        let (width, height) = (4u32, 3u32);
+        let rgb: Vec<u8> = (0..width * height * 3).map(|byte| byte as u8).collect();
+        let frame = Frame::packed(PixelFormat::Rgb8, width, height, rgb).unwrap();
+        let crop = crop_frame(&frame, CropRect { x: 1, y: 1, width: 2, height: 2 }, Vec::new()).unwrap();
+        assert_eq!((crop.width(), crop.height()), (2, 2));
+        // Row 1 starts at byte 12, row 2 at 24; column 1 is 3 bytes in.
+        assert_eq!(crop.data(), [15, 16, 17, 18, 19, 20, 27, 28, 29, 30, 31, 32]);
+        let outside = crop_frame(&frame, CropRect { x: 3, y: 2, width: 2, height: 1 }, Vec::new());
+        assert!(matches!(outside, Err(Error::Decode { .. })), "{outside:?}");
+    }
 }

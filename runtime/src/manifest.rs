@@ -470,20 +470,20 @@ fn default_max_crops() -> usize {
 }
 
 impl CascadeSpec {
-    /// Every rule the crop keys break, each naming its key under `prefix` (`cascade`, `sources[0].cascade`).
-    pub fn problems(&self, prefix: &str) -> Vec<String> {
+    /// Every rule the crop keys break: the key (under `prefix`: `cascade`, `sources[0].cascade`) and why.
+    pub fn problems(&self, prefix: &str) -> Vec<(String, String)> {
         let mut problems = Vec::new();
         if self.bundle.trim().is_empty() {
-            problems.push(format!("`{prefix}.bundle` is empty"));
+            problems.push((format!("{prefix}.bundle"), "is empty".to_owned()));
         }
         if !(1..=MAX_CASCADE_CROPS).contains(&self.max_crops) {
-            problems.push(format!("`{prefix}.max_crops` must be within 1..={MAX_CASCADE_CROPS}"));
+            problems.push((format!("{prefix}.max_crops"), format!("must be within 1..={MAX_CASCADE_CROPS}")));
         }
         if !(0.0..=1.0).contains(&self.margin) {
-            problems.push(format!("`{prefix}.margin` must be within 0..=1 (a fraction of the box)"));
+            problems.push((format!("{prefix}.margin"), "must be within 0..=1 (a fraction of the box)".to_owned()));
         }
         if self.labels.iter().any(|label| label.trim().is_empty()) {
-            problems.push(format!("`{prefix}.labels` holds an empty label"));
+            problems.push((format!("{prefix}.labels"), "holds an empty label".to_owned()));
         }
         problems
     }
@@ -630,7 +630,7 @@ impl Manifest {
             }
         }
         if let Some(cascade) = &self.cascade {
-            problems.extend(cascade.problems("cascade"));
+            problems.extend(cascade.problems("cascade").into_iter().map(|(key, why)| format!("`{key}` {why}")));
             // One component: the second bundle's files are then two-component package paths.
             if cascade.bundle.contains('/') || !is_package_path(&cascade.bundle) {
                 problems.push(format!(
@@ -763,6 +763,23 @@ tensor = "logits"
             let written = manifest.to_toml().unwrap();
             assert_eq!(Manifest::parse(&written), Ok(manifest), "{bundle}:\n{written}");
         }
+    }
+
+    #[test]
+    fn a_cascade_names_a_subdirectory_and_each_bad_key() {
+        let detector = CLASSIFIER
+            .replace("task = \"classification\"", "task = \"detection\"")
+            .replace("decoder = \"classification\"\ntensor = \"logits\"", "decoder = \"yolov8\"\ntensor = \"out\"");
+        let good = format!("{detector}[cascade]\nbundle = \"classifier\"\nlabels = [\"a\"]\nsquare = true\n");
+        let cascade = Manifest::parse(&good).unwrap().cascade.unwrap();
+        assert_eq!((cascade.max_crops, cascade.margin, cascade.square), (8, 0.0, true));
+        let bad = format!("{detector}[cascade]\nbundle = \"../x\"\nmax_crops = 0\nmargin = 2.0\n");
+        let err = Manifest::parse(&bad).unwrap_err();
+        assert!(err.contains("`cascade.bundle` \"../x\" must name a subdirectory of the bundle"), "{err}");
+        assert!(err.contains("`cascade.max_crops` must be within 1..=256"), "{err}");
+        assert!(err.contains("`cascade.margin` must be within 0..=1"), "{err}");
+        let on_a_classifier = format!("{CLASSIFIER}[cascade]\nbundle = \"classifier\"\n");
+        assert!(Manifest::parse(&on_a_classifier).unwrap_err().contains("`cascade` needs a detector"));
     }
 
     #[test]
