@@ -123,11 +123,6 @@ impl Cascade {
         }
     }
 
-    /// The second stage.
-    pub(crate) fn stage(&self) -> &Pipeline {
-        &self.stage
-    }
-
     /// Runs the second stage on the crops of `detections` in `source` (RGB8, full size; `None` if the frame was
     /// not kept) and nests each result, or its error, in its detection; the detections over `max_crops` are
     /// marked skipped. The second stage's times are added to `timings`, stage by stage (cropping counts as

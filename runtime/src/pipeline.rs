@@ -86,11 +86,6 @@ impl Pipeline {
         Ok(())
     }
 
-    /// The second stage's model, when the pipeline runs a cascade.
-    pub fn cascade_identity(&self) -> Option<&ModelIdentity> {
-        self.cascade.as_ref().map(|cascade| cascade.stage().identity())
-    }
-
     /// The pipeline of `bundle` alone, without its cascade.
     fn first_stage(ort: &OnnxRuntime, bundle: &Bundle, options: &EngineOptions) -> Result<Pipeline> {
         let engine = Engine::new(ort, bundle, options)?;
