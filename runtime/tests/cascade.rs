@@ -70,9 +70,8 @@ fn a_bundle_cascade_gives_each_face_the_classifier_result_on_its_crop() {
 fn a_bundle_cascade_of_a_sensor_model_is_refused_naming_the_key() {
     let ort = onnx_runtime();
     let dir = detector_with("activity-classifier", "");
-    let error = Pipeline::new(&ort, &Bundle::load(dir.path()).unwrap(), &EngineOptions::default())
-        .err()
-        .expect("refused");
+    let error =
+        Pipeline::new(&ort, &Bundle::load(dir.path()).unwrap(), &EngineOptions::default()).err().expect("refused");
     assert!(matches!(error, Error::Cascade { .. }), "{error:?}");
     let message = error.to_string();
     assert!(message.contains("`cascade.bundle`: activity-classifier takes sensor windows"), "{message}");
