@@ -5,9 +5,9 @@
 //! The crop rule ([`crop_rect`]): the box in source pixels grows by `margin` times its width on the left and on
 //! the right and by `margin` times its height at the top and the bottom; with `square`, its shorter side then
 //! grows by half the difference at each end, to the longer one's length; its edges are rounded outwards to whole
-//! pixels and it is clipped to the frame. The crop is cut from the source frame at full resolution (RGB8) and goes through the
-//! second bundle's own preprocessing, as a frame of that size would. A second graph that takes batches runs the
-//! frame's crops in one run. No threads: the cascade runs inside [`crate::Pipeline::run`].
+//! pixels and it is clipped to the frame. The crop is cut from the source frame at full resolution (RGB8) and
+//! goes through the second bundle's own preprocessing, as a frame of that size would. A second graph that takes
+//! batches runs the frame's crops in one run. No threads: the cascade runs inside [`crate::Pipeline::run`].
 
 use crate::error::{Error, Result};
 use crate::frame::{Frame, PixelFormat};
