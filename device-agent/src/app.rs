@@ -33,7 +33,7 @@ use crate::sources::{Feed, stdin};
 use crate::spool::{self, Class, Spool, SpoolError, forwarder};
 use crate::state_dir::StateDir;
 use crate::supervisor::{Busy, Supervisor, SupervisorParts, Watchdog, WatchedWorker};
-use crate::update::{self, ModelSlots, ServedModel, UpdateQos, Updater, UpdaterParts, WorkerLink};
+use crate::update::{self, ConfiguredCascade, ModelSlots, ServedModel, UpdateQos, Updater, UpdaterParts, WorkerLink};
 use crate::worker::{JobQueue, Serving};
 use crate::{EXIT_CONFIG, worker};
 use anyhow::{Context, anyhow};
@@ -62,6 +62,8 @@ struct ReadySource {
     config: SourceConfig,
     bundle: Bundle,
     pipeline: Pipeline,
+    /// The cascade its config gives, which updates keep.
+    cascade: Option<ConfiguredCascade>,
 }
 
 pub fn main(config_path: &Path, check: bool) -> anyhow::Result<ExitCode> {
@@ -137,7 +139,10 @@ fn prepare_sources(
     }
     let mut ready = Vec::new();
     let mut failed = Vec::new();
-    for source in &config.sources {
+    for (index, source) in config.sources.iter().enumerate() {
+        let cascade = source
+            .cascade()
+            .map(|spec| ConfiguredCascade { spec: spec.clone(), key: format!("sources[{index}].cascade") });
         let candidates = match slots.as_deref_mut().map(|slots| slots.candidates(source.model())) {
             Some(Ok(candidates)) => candidates,
             Some(Err(error)) => {
@@ -147,15 +152,15 @@ fn prepare_sources(
             None => vec![source.model().to_owned()],
         };
         let mut errors = Vec::new();
-        let loaded = candidates
-            .iter()
-            .find_map(|dir| load_source(source, dir, ort, &options).map_err(|error| errors.push(error)).ok());
+        let loaded = candidates.iter().find_map(|dir| {
+            load_source(source, cascade.as_ref(), dir, ort, &options).map_err(|error| errors.push(error)).ok()
+        });
         match loaded {
             Some((bundle, pipeline)) => {
                 if let Some(error) = errors.first() {
                     log::error!(source = source.name(); "The newest model did not load, an older one serves: {error:#}.");
                 }
-                ready.push(ReadySource { config: source.clone(), bundle, pipeline });
+                ready.push(ReadySource { config: source.clone(), bundle, pipeline, cascade });
             }
             None => {
                 let error = errors.into_iter().next().unwrap_or_else(|| anyhow!("no bundle to load"));
@@ -166,8 +171,10 @@ fn prepare_sources(
     (ready, failed)
 }
 
+/// Loads `source` with the bundle in `dir`, and the cascade its config gives, if any.
 fn load_source(
     source: &SourceConfig,
+    cascade: Option<&ConfiguredCascade>,
     dir: &Path,
     ort: &OnnxRuntime,
     options: &EngineOptions,
@@ -175,6 +182,9 @@ fn load_source(
     let bundle = Bundle::load(dir).with_context(|| format!("loading bundle {}", dir.display()))?;
     check_input_kind(source, &bundle)?;
     let mut pipeline = Pipeline::new(ort, &bundle, options)?;
+    if let Some(cascade) = cascade {
+        cascade.attach(&mut pipeline, ort, &bundle, options)?;
+    }
     if let Some(limits) = source.image_limits() {
         pipeline.set_image_limits(limits);
     }
@@ -398,6 +408,7 @@ fn start_workers(
                 control: queue.control(),
                 provider: serving.pipeline.provider().active.name().to_owned(),
                 takes_images: matches!(source.bundle.manifest().input, InputSpec::Image(_)),
+                cascade: source.cascade.clone(),
             },
         });
         let busy = Arc::new(Busy::new(clock.clone()));

@@ -20,6 +20,7 @@ mod update;
 
 use protocol::wire::{Format, Topics};
 use runtime::ImageLimits;
+use runtime::manifest::CascadeSpec;
 use serde::{Deserialize, Deserializer};
 use std::collections::HashMap;
 use std::fmt;
@@ -222,6 +223,8 @@ pub struct ImagesSource {
     pub max_file_bytes: u64,
     /// Most memory one frame may take once decoded (see [`runtime::ImageLimits`]).
     pub max_decoded_bytes: u64,
+    /// A second-stage bundle run on each detection's crop (`[sources.cascade]`), instead of the bundle's own.
+    pub cascade: Option<CascadeSpec>,
 }
 
 impl Default for ImagesSource {
@@ -236,13 +239,14 @@ impl Default for ImagesSource {
             watch: false,
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
             max_decoded_bytes: DEFAULT_MAX_DECODED_BYTES,
+            cascade: None,
         }
     }
 }
 
 /// `kind = "mqtt_frames"`. Camera-like: only the latest frame is kept. A frame's encoded size is bounded by
 /// `mqtt.max_packet_bytes`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MqttFramesSource {
     pub name: String,
@@ -252,6 +256,8 @@ pub struct MqttFramesSource {
     pub topic: Option<String>,
     /// As for [`ImagesSource::max_decoded_bytes`].
     pub max_decoded_bytes: u64,
+    /// A second-stage bundle run on each detection's crop (`[sources.cascade]`), instead of the bundle's own.
+    pub cascade: Option<CascadeSpec>,
 }
 
 impl Default for MqttFramesSource {
@@ -261,6 +267,7 @@ impl Default for MqttFramesSource {
             model: PathBuf::new(),
             topic: None,
             max_decoded_bytes: DEFAULT_MAX_DECODED_BYTES,
+            cascade: None,
         }
     }
 }
@@ -374,6 +381,8 @@ pub struct V4l2Source {
     pub watchdog_secs: u64,
     /// As for [`ImagesSource::max_decoded_bytes`].
     pub max_decoded_bytes: u64,
+    /// A second-stage bundle run on each detection's crop (`[sources.cascade]`), instead of the bundle's own.
+    pub cascade: Option<CascadeSpec>,
 }
 
 impl Default for V4l2Source {
@@ -388,6 +397,7 @@ impl Default for V4l2Source {
             fps: None,
             watchdog_secs: 5,
             max_decoded_bytes: DEFAULT_MAX_DECODED_BYTES,
+            cascade: None,
         }
     }
 }
@@ -424,6 +434,8 @@ pub struct HttpMjpegSource {
     pub max_part_bytes: u64,
     /// As for [`ImagesSource::max_decoded_bytes`].
     pub max_decoded_bytes: u64,
+    /// A second-stage bundle run on each detection's crop (`[sources.cascade]`), instead of the bundle's own.
+    pub cascade: Option<CascadeSpec>,
 }
 
 impl Default for HttpMjpegSource {
@@ -438,6 +450,7 @@ impl Default for HttpMjpegSource {
             watchdog_secs: 10,
             max_part_bytes: DEFAULT_MAX_FILE_BYTES,
             max_decoded_bytes: DEFAULT_MAX_DECODED_BYTES,
+            cascade: None,
         }
     }
 }
@@ -544,6 +557,29 @@ impl SourceConfig {
         Some(ImageLimits { max_decoded_bytes, ..ImageLimits::default() })
     }
 
+    /// The second stage run on the crops of the source's detections, replacing the bundle's own `[cascade]`.
+    pub fn cascade(&self) -> Option<&CascadeSpec> {
+        match self {
+            SourceConfig::Images(s) => s.cascade.as_ref(),
+            SourceConfig::MqttFrames(s) => s.cascade.as_ref(),
+            SourceConfig::V4l2(s) => s.cascade.as_ref(),
+            SourceConfig::HttpMjpeg(s) => s.cascade.as_ref(),
+            SourceConfig::Rtsp(s) => s.cascade.as_ref(),
+            SourceConfig::Csv(_) | SourceConfig::Stdin(_) | SourceConfig::MqttSensor(_) => None,
+        }
+    }
+
+    fn cascade_mut(&mut self) -> Option<&mut CascadeSpec> {
+        match self {
+            SourceConfig::Images(s) => s.cascade.as_mut(),
+            SourceConfig::MqttFrames(s) => s.cascade.as_mut(),
+            SourceConfig::V4l2(s) => s.cascade.as_mut(),
+            SourceConfig::HttpMjpeg(s) => s.cascade.as_mut(),
+            SourceConfig::Rtsp(s) => s.cascade.as_mut(),
+            SourceConfig::Csv(_) | SourceConfig::Stdin(_) | SourceConfig::MqttSensor(_) => None,
+        }
+    }
+
     /// How the source batches its predictions; `None`: one message per prediction (image sources always).
     pub fn batch(&self) -> Option<BatchConfig> {
         match self {
@@ -647,6 +683,10 @@ impl AgentConfig {
         for path in paths {
             // `join` keeps absolute paths as they are.
             *path = base_dir.join(&*path);
+        }
+        // A cascade's bundle is text, as in a manifest: the config's text is UTF-8, only its directory may not be.
+        for cascade in self.sources.iter_mut().filter_map(SourceConfig::cascade_mut) {
+            cascade.bundle = base_dir.join(&cascade.bundle).to_string_lossy().into_owned();
         }
     }
 
@@ -821,6 +861,11 @@ impl SourceConfig {
         }
         if self.model().as_os_str().is_empty() {
             problems.push(format!("{key}.model"), "is required");
+        }
+        if let Some(cascade) = self.cascade() {
+            for (key, why) in cascade.problems(&format!("{key}.cascade")) {
+                problems.push(key, why);
+            }
         }
         match self {
             SourceConfig::Images(s) => {

@@ -9,4 +9,4 @@ pub mod update;
 pub mod wire;
 
 pub use model::{ModelIdentity, StageTimings};
-pub use output::{BoundingBox, ClassScore, Detection, Output, Point, RawTensor, TensorDtype};
+pub use output::{BoundingBox, ClassScore, Detection, Output, Point, RawTensor, StageOutput, StageResult, TensorDtype};

@@ -46,6 +46,33 @@ pub struct Detection {
     pub bbox: BoundingBox,
     /// Keypoints the model gives (CenterFace: eyes, nose, mouth corners); empty otherwise.
     pub landmarks: Vec<Point>,
+    /// What the cascade's second-stage models gave on this detection's crop; empty without a cascade, and for a
+    /// detection whose label the cascade does not crop. Defaults to empty when absent, so that JSON written before
+    /// it (the shipped references, older agents' payloads) still reads.
+    #[serde(default)]
+    pub stages: Vec<StageOutput>,
+}
+
+/// One second-stage model's result on a detection's crop (see `docs/bundle-format.md`, "Cascades").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageOutput {
+    /// The second-stage model's name (its manifest's `name`).
+    pub model: String,
+    /// What became of the crop.
+    pub result: StageResult,
+}
+
+/// What a second-stage model gave on one crop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageResult {
+    /// The second model's decoded result on the crop.
+    Output(Output),
+    /// Not run: the frame had more detections to crop than the cascade's `max_crops`, and this one scored lower.
+    Skipped,
+    /// The second stage failed on this crop; the detection itself stands. `kind` is an error event's kind.
+    #[allow(missing_docs)]
+    Failed { kind: String, message: String },
 }
 
 /// An axis-aligned box, corners in pixels.
@@ -125,5 +152,37 @@ impl TensorDtype {
     /// True for the floating-point types, whose values a [`RawTensor`] carries in `data`.
     pub fn is_float(self) -> bool {
         matches!(self, TensorDtype::Float32 | TensorDtype::Float16 | TensorDtype::Float64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn face(stages: Vec<StageOutput>) -> Detection {
+        let bbox = BoundingBox { x_min: 1.0, y_min: 2.0, x_max: 3.0, y_max: 4.0 };
+        Detection { class_index: 0, label: "face".into(), score: 0.9, bbox, landmarks: Vec::new(), stages }
+    }
+
+    #[test]
+    fn nested_stages_round_trip_and_json_without_them_reads() {
+        let stage = |result| StageOutput { model: "id".into(), result };
+        let classes = Output::Classification { classes: vec![ClassScore { index: 3, label: "x".into(), score: 0.5 }] };
+        let failed = StageResult::Failed { kind: "empty_input".into(), message: "input is empty".into() };
+        let output = Output::Detection {
+            detections: vec![face(vec![stage(StageResult::Output(classes))]), face(vec![stage(StageResult::Skipped)])],
+        };
+        let nested = Output::Detection { detections: vec![face(vec![stage(failed)])] };
+        for output in [output, nested] {
+            let json = serde_json::to_string(&output).unwrap();
+            assert_eq!(serde_json::from_str::<Output>(&json).unwrap(), output, "{json}");
+            let bytes = postcard::to_allocvec(&output).unwrap();
+            assert_eq!(postcard::from_bytes::<Output>(&bytes).unwrap(), output);
+        }
+        let skipped = serde_json::to_value(stage(StageResult::Skipped)).unwrap();
+        assert_eq!(skipped, serde_json::json!({"model": "id", "result": "skipped"}));
+        let old = r#"{"detection":{"detections":[{"class_index":0,"label":"face","score":0.9,
+            "bbox":{"x_min":1.0,"y_min":2.0,"x_max":3.0,"y_max":4.0},"landmarks":[]}]}}"#;
+        assert_eq!(serde_json::from_str::<Output>(old).unwrap(), Output::Detection { detections: vec![face(vec![])] });
     }
 }

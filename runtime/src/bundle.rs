@@ -37,8 +37,11 @@ impl Bundle {
         let text = read_to_string(&manifest_path)?;
         let manifest =
             Manifest::parse(&text).map_err(|message| Error::Manifest { path: manifest_path.clone(), message })?;
-        for (key, file) in manifest.named_files() {
-            check_inside(&dir, &key, file)
+        let cascade =
+            manifest.cascade.iter().map(|cascade| ("cascade.bundle".to_owned(), cascade.bundle.as_str(), true));
+        let files = manifest.named_files().into_iter().map(|(key, file)| (key, file, false));
+        for (key, path, directory) in files.chain(cascade) {
+            check_inside(&dir, &key, path, directory)
                 .map_err(|message| Error::Manifest { path: manifest_path.clone(), message })?;
         }
         read_checked_model(&dir.join(&manifest.model), &manifest.sha256)?;
@@ -117,11 +120,11 @@ fn read_checked_model(path: &Path, expected: &str) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Refuses a file named by manifest key `key` that resolves (through symbolic links) outside the bundle
-/// directory `dir`, that is not a regular file (a FIFO would block the reader forever), or that cannot be
-/// resolved at all (a symbolic-link loop). A file that does not exist is left to the read that follows, which
-/// names it.
-fn check_inside(dir: &Path, key: &str, file: &str) -> std::result::Result<(), String> {
+/// Refuses a file (or, with `directory`, a directory: a cascade's second stage) named by manifest key `key` that
+/// resolves (through symbolic links) outside the bundle directory `dir`, that is not a regular file (a FIFO would
+/// block the reader forever) or directory, or that cannot be resolved at all (a symbolic-link loop). A path that
+/// does not exist is left to the read that follows, which names it.
+fn check_inside(dir: &Path, key: &str, file: &str, directory: bool) -> std::result::Result<(), String> {
     let resolve = |path: &Path| std::fs::canonicalize(path);
     let root = resolve(dir).map_err(|e| format!("the bundle directory {} cannot be resolved: {e}", dir.display()))?;
     let resolved = match resolve(&dir.join(file)) {
@@ -137,7 +140,9 @@ fn check_inside(dir: &Path, key: &str, file: &str) -> std::result::Result<(), St
         ));
     }
     match std::fs::metadata(&resolved) {
-        Ok(metadata) if metadata.is_file() => Ok(()),
+        Ok(metadata) if directory && metadata.is_dir() => Ok(()),
+        Ok(metadata) if !directory && metadata.is_file() => Ok(()),
+        Ok(_) if directory => Err(format!("`{key}` {file:?} is not a directory")),
         Ok(_) => Err(format!("`{key}` {file:?} is not a regular file")),
         Err(e) => Err(format!("`{key}` {file:?} cannot be read: {e}")),
     }

@@ -46,6 +46,10 @@ pub enum Error {
     #[error("profile {path}: {message}")]
     Profile { path: PathBuf, message: String },
 
+    /// A cascade's second stage does not fit its first (`problems` name their keys, joined by `; `).
+    #[error("cascade: {problems}")]
+    Cascade { problems: String },
+
     /// The manifest describes inputs or outputs the graph does not have.
     #[error("model {path}: {what}: the manifest says {manifest}, the graph has {graph}")]
     ManifestMismatch { path: PathBuf, what: String, manifest: String, graph: String },
@@ -122,6 +126,8 @@ impl Error {
             Error::ChecksumMismatch { .. } => ErrorKind::ChecksumMismatch,
             // A bad profile makes a bad bundle, as a bad manifest does.
             Error::Profile { .. } => ErrorKind::Manifest,
+            // A cascade is configured in a manifest or beside one: its mistakes are the configuration's.
+            Error::Cascade { .. } => ErrorKind::Manifest,
             Error::ManifestMismatch { .. } => ErrorKind::ManifestMismatch,
             Error::ModelLoad { .. } => ErrorKind::ModelLoad,
             Error::Provider { .. } => ErrorKind::Provider,

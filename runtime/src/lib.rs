@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 mod bundle;
+pub mod cascade;
 mod engine;
 mod error;
 mod frame;
@@ -50,7 +51,8 @@ pub use pipeline::{BatchBuffers, MAX_BATCH, Pipeline};
 pub use prepare::{Prepared, Preparer};
 pub use preprocess::ImageLimits;
 pub use protocol::{
-    BoundingBox, ClassScore, Detection, ModelIdentity, Output, Point, RawTensor, StageTimings, TensorDtype,
+    BoundingBox, ClassScore, Detection, ModelIdentity, Output, Point, RawTensor, StageOutput, StageResult,
+    StageTimings, TensorDtype,
 };
 pub use provider::{ActiveProvider, ProviderKind};
 pub use session_build::{ModelOrigin, cpu_session};

@@ -58,6 +58,9 @@ pub struct Manifest {
     /// `model pack` fills it in; [`crate::Bundle::load`] checks every entry.
     #[serde(default)]
     pub checksums: BTreeMap<String, String>,
+    /// A second-stage bundle run on each detection's crop (`[cascade]`); `None`: the detections as they are.
+    #[serde(default)]
+    pub cascade: Option<CascadeSpec>,
 }
 
 fn default_model_file() -> String {
@@ -579,6 +582,54 @@ pub struct RawSpec {
     pub tensors: Vec<String>,
 }
 
+/// `[cascade]`: a second-stage bundle run on the crop of each detection, its results nested in the detection.
+/// The agent's config may give one per source instead (`[sources.cascade]`, the same keys).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CascadeSpec {
+    /// The second stage's bundle directory: in a manifest, a subdirectory of the bundle (one plain component).
+    pub bundle: String,
+    /// The detection labels cropped (empty: all).
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// At most this many crops per frame, the best-scoring first; the others are marked skipped.
+    #[serde(default = "default_max_crops")]
+    pub max_crops: usize,
+    /// Added to each side of a box, as a fraction of the box's width (left, right) and height (top, bottom).
+    #[serde(default)]
+    pub margin: f32,
+    /// Grow the shorter side of the crop, about its centre, to the longer one's length.
+    #[serde(default)]
+    pub square: bool,
+}
+
+/// The most crops a frame may ask for: more than a second stage runs in a frame's time on a device.
+pub const MAX_CASCADE_CROPS: usize = 256;
+
+fn default_max_crops() -> usize {
+    8
+}
+
+impl CascadeSpec {
+    /// Every rule the crop keys break: the key (under `prefix`: `cascade`, `sources[0].cascade`) and why.
+    pub fn problems(&self, prefix: &str) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        if self.bundle.trim().is_empty() {
+            problems.push((format!("{prefix}.bundle"), "is empty".to_owned()));
+        }
+        if !(1..=MAX_CASCADE_CROPS).contains(&self.max_crops) {
+            problems.push((format!("{prefix}.max_crops"), format!("must be within 1..={MAX_CASCADE_CROPS}")));
+        }
+        if !(0.0..=1.0).contains(&self.margin) {
+            problems.push((format!("{prefix}.margin"), "must be within 0..=1 (a fraction of the box)".to_owned()));
+        }
+        if self.labels.iter().any(|label| label.trim().is_empty()) {
+            problems.push((format!("{prefix}.labels"), "holds an empty label".to_owned()));
+        }
+        problems
+    }
+}
+
 /// Execution-provider preferences of the bundle.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -755,6 +806,19 @@ impl Manifest {
             } else if !self.checksums.contains_key(path) {
                 problems
                     .push(format!("`profile` {path:?} is not listed in `[checksums]`, so no signature would cover it"));
+            }
+        }
+        if let Some(cascade) = &self.cascade {
+            problems.extend(cascade.problems("cascade").into_iter().map(|(key, why)| format!("`{key}` {why}")));
+            // One component: the second bundle's files are then two-component package paths.
+            if cascade.bundle.contains('/') || !is_package_path(&cascade.bundle) {
+                problems.push(format!(
+                    "`cascade.bundle` {:?} must name a subdirectory of the bundle (one plain path component)",
+                    cascade.bundle
+                ));
+            }
+            if self.task != Task::Detection {
+                problems.push(format!("`cascade` needs a detector to crop from; this model's task is {:?}", self.task));
             }
         }
         for (path, sha256) in &self.checksums {
@@ -1095,6 +1159,23 @@ tensor = "logits"
         assert!(same.contains("`output.label_tensor` must be another output than `output.tensor`"), "{same}");
         let orphan = Manifest::parse(&format!("{anomaly}anomalous_label = -1\n")).unwrap_err();
         assert!(orphan.contains("`output.anomalous_label` needs `output.label_tensor`"), "{orphan}");
+    }
+
+    #[test]
+    fn a_cascade_names_a_subdirectory_and_each_bad_key() {
+        let detector = CLASSIFIER
+            .replace("task = \"classification\"", "task = \"detection\"")
+            .replace("decoder = \"classification\"\ntensor = \"logits\"", "decoder = \"yolov8\"\ntensor = \"out\"");
+        let good = format!("{detector}[cascade]\nbundle = \"classifier\"\nlabels = [\"a\"]\nsquare = true\n");
+        let cascade = Manifest::parse(&good).unwrap().cascade.unwrap();
+        assert_eq!((cascade.max_crops, cascade.margin, cascade.square), (8, 0.0, true));
+        let bad = format!("{detector}[cascade]\nbundle = \"../x\"\nmax_crops = 0\nmargin = 2.0\n");
+        let err = Manifest::parse(&bad).unwrap_err();
+        assert!(err.contains("`cascade.bundle` \"../x\" must name a subdirectory of the bundle"), "{err}");
+        assert!(err.contains("`cascade.max_crops` must be within 1..=256"), "{err}");
+        assert!(err.contains("`cascade.margin` must be within 0..=1"), "{err}");
+        let on_a_classifier = format!("{CLASSIFIER}[cascade]\nbundle = \"classifier\"\n");
+        assert!(Manifest::parse(&on_a_classifier).unwrap_err().contains("`cascade` needs a detector"));
     }
 
     #[test]

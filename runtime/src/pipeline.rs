@@ -7,10 +7,11 @@
 mod batch;
 
 use crate::bundle::Bundle;
+use crate::cascade::{self, Cascade};
 use crate::engine::{Engine, EngineOptions};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::input::Input;
-use crate::manifest::InputSpec;
+use crate::manifest::{CascadeSpec, InputSpec};
 use crate::monitor::{FeatureExtractor, FeatureSpec, Profile};
 use crate::onnx_runtime::OnnxRuntime;
 use crate::postprocess::Decoder;
@@ -20,6 +21,7 @@ use crate::provider::ActiveProvider;
 use crate::{ModelOrigin, SessionSettings};
 use protocol::Output;
 use protocol::{ModelIdentity, StageTimings};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -38,11 +40,53 @@ pub struct Pipeline {
     /// The features of the last input that inferred; `None` while monitoring is off, empty before the first.
     monitored: Option<Vec<f32>>,
     profile: Option<Arc<Profile>>,
+    /// The second stage run on each detection's crop (boxed: it holds a pipeline of its own).
+    cascade: Option<Box<Cascade>>,
 }
 
 impl Pipeline {
-    /// Builds the engine for `bundle` (checking the manifest against the graph) and the stages around it.
+    /// Builds the engine for `bundle` (checking the manifest against the graph) and the stages around it,
+    /// with the second stage of its `[cascade]` if it has one (loaded from its subdirectory and checked with
+    /// [`cascade::problems`]).
     pub fn new(ort: &OnnxRuntime, bundle: &Bundle, options: &EngineOptions) -> Result<Pipeline> {
+        let mut pipeline = Pipeline::first_stage(ort, bundle, options)?;
+        if let Some(spec) = &bundle.manifest().cascade {
+            pipeline.set_cascade(ort, bundle, &bundle.dir().join(&spec.bundle), spec.clone(), options, "cascade")?;
+        }
+        Ok(pipeline)
+    }
+
+    /// Runs `spec`'s second stage, the bundle in `second`, on the crops of this pipeline's detections from now
+    /// on (replacing the bundle's own `[cascade]`). `first` is this pipeline's bundle; problems name their keys
+    /// under `prefix` ([`Error::Cascade`]). Preparers obtained from now on keep each frame for the crops.
+    pub fn set_cascade(
+        &mut self,
+        ort: &OnnxRuntime,
+        first: &Bundle,
+        second: &Path,
+        spec: CascadeSpec,
+        options: &EngineOptions,
+        prefix: &str,
+    ) -> Result<()> {
+        let second = Bundle::load(second).map_err(|error| match error {
+            Error::Manifest { path, message } => {
+                Error::Cascade { problems: format!("`{prefix}.bundle`: manifest {}: {message}", path.display()) }
+            }
+            other => Error::Cascade { problems: format!("`{prefix}.bundle`: {other}") },
+        })?;
+        let problems = cascade::problems(first.manifest(), first.labels(), second.manifest(), &spec, prefix);
+        if !problems.is_empty() {
+            return Err(Error::Cascade { problems: problems.join("; ") });
+        }
+        let stage = Pipeline::first_stage(ort, &second, options)
+            .map_err(|error| Error::Cascade { problems: format!("`{prefix}.bundle`: {error}") })?;
+        self.cascade = Some(Box::new(Cascade::new(spec, stage)));
+        self.preparer.set_keep_source();
+        Ok(())
+    }
+
+    /// The pipeline of `bundle` alone, without its cascade.
+    fn first_stage(ort: &OnnxRuntime, bundle: &Bundle, options: &EngineOptions) -> Result<Pipeline> {
         let engine = Engine::new(ort, bundle, options)?;
         let manifest = bundle.manifest();
         let input = Arc::new(manifest.input.clone());
@@ -58,6 +102,7 @@ impl Pipeline {
             features,
             monitored: None,
             profile: bundle.profile().cloned(),
+            cascade: None,
         })
     }
 
@@ -89,11 +134,14 @@ impl Pipeline {
         let outputs = self.engine.run_prepared(tensor)?;
         let ran = Instant::now();
         timings.inference_us = micros(run_started, ran);
-        let output = self.decoder.decode(outputs, geometry)?;
+        let mut output = self.decoder.decode(outputs, geometry)?;
         if let Some(features) = &mut self.monitored {
             self.features.extract(tensor.view(), &output, features);
         }
         timings.postprocess_us = micros(ran, Instant::now());
+        if let (Some(cascade), Output::Detection { detections }) = (&mut self.cascade, &mut output) {
+            cascade.run(prepared.source(), detections, &mut timings);
+        }
         Ok((output, timings))
     }
 

@@ -7,6 +7,7 @@
 //! refuses one made for another spec (after a model update) rather than run it.
 
 use crate::error::{Error, Result};
+use crate::frame::{Frame, PixelFormat};
 use crate::input::Input;
 use crate::manifest::InputSpec;
 use crate::preprocess::{Geometry, ImageLimits, ImagePreprocessor, SensorPreprocessor};
@@ -24,6 +25,9 @@ pub struct Prepared {
     spec: Option<Arc<InputSpec>>,
     geometry: Option<Geometry>,
     timings: StageTimings,
+    /// The source frame in RGB8 at full size, kept for a cascade to crop from; `None` unless the preparer keeps
+    /// sources ([`Preparer::set_keep_source`]) and the last preparation succeeded.
+    source: Option<Frame>,
 }
 
 impl Prepared {
@@ -40,6 +44,11 @@ impl Prepared {
     /// How long decoding and preprocessing took (the other stages are zero).
     pub fn timings(&self) -> StageTimings {
         self.timings
+    }
+
+    /// The source frame in RGB8, full size, when the preparer keeps sources.
+    pub(crate) fn source(&self) -> Option<&Frame> {
+        self.spec.as_ref().and(self.source.as_ref())
     }
 
     /// The tensor and geometry, if the last preparation succeeded and was for `spec`; otherwise
@@ -72,6 +81,8 @@ enum Preprocessor {
 pub struct Preparer {
     spec: Arc<InputSpec>,
     preprocessor: Preprocessor,
+    /// Whether each image is kept whole in the [`Prepared`] (a cascade crops it).
+    keep_source: bool,
 }
 
 impl Preparer {
@@ -81,7 +92,7 @@ impl Preparer {
             InputSpec::Image(image) => Preprocessor::Image(Box::new(ImagePreprocessor::new(image))),
             InputSpec::Sensor(sensor) => Preprocessor::Sensor(SensorPreprocessor::new(sensor)),
         };
-        Preparer { spec, preprocessor }
+        Preparer { spec, preprocessor, keep_source: false }
     }
 
     /// A new preparer for the same spec, with the same limits and settings.
@@ -92,6 +103,7 @@ impl Preparer {
             new.set_limits(this.limits());
             new.set_reduced_jpeg_decode(this.reduced_jpeg_decode());
         }
+        preparer.keep_source = self.keep_source;
         preparer
     }
 
@@ -114,9 +126,13 @@ impl Preparer {
         let timings = &mut prepared.timings;
         prepared.geometry = match (&mut self.preprocessor, input) {
             (Preprocessor::Image(pre), Input::Image(bytes)) => {
-                pre.decode(bytes)?;
+                let (width, height) = pre.decode(bytes)?;
                 let decoded = Instant::now();
                 timings.decode_us = micros(started, decoded);
+                if self.keep_source {
+                    // Decoded full size (keeping sources turns reduced decoding off), so the copy is the source.
+                    keep_source(&mut prepared.source, width, height, |rgb| rgb.extend_from_slice(pre.decoded_rgb()))?;
+                }
                 let geometry = pre.prepare_into(tensor.view_mut());
                 // The frame is in the tensor now: an outsized one need not hold its memory until the next.
                 pre.release_outsized();
@@ -124,6 +140,10 @@ impl Preparer {
                 Some(geometry?)
             }
             (Preprocessor::Image(pre), Input::Frame(frame)) => {
+                if self.keep_source {
+                    let rgb = frame.to_rgb8();
+                    keep_source(&mut prepared.source, frame.width(), frame.height(), |kept| *kept = rgb)?;
+                }
                 // Nothing to decode: the colour conversion is part of the resize, so it counts as preprocessing.
                 let geometry = pre.prepare_frame_into(frame, tensor.view_mut());
                 pre.release_outsized();
@@ -165,12 +185,29 @@ impl Preparer {
     }
 
     /// Decodes the JPEGs of an image model at reduced scale where its input is much smaller (see
-    /// [`ImagePreprocessor::set_reduced_jpeg_decode`]; on by default); a sensor model takes no images.
+    /// [`ImagePreprocessor::set_reduced_jpeg_decode`]; on by default, off while sources are kept); a sensor
+    /// model takes no images.
     pub fn set_reduced_jpeg_decode(&mut self, enabled: bool) {
         if let Preprocessor::Image(pre) = &mut self.preprocessor {
-            pre.set_reduced_jpeg_decode(enabled);
+            pre.set_reduced_jpeg_decode(enabled && !self.keep_source);
         }
     }
+
+    /// Keeps each image whole, RGB8 at full size, in the [`Prepared`], for a cascade to crop: JPEGs are then
+    /// decoded full size, so that crops are cut from the source's own pixels.
+    pub(crate) fn set_keep_source(&mut self) {
+        self.keep_source = true;
+        self.set_reduced_jpeg_decode(false);
+    }
+}
+
+/// Writes the source image into `kept` (its buffer reused), `fill` appending its RGB8 rows to the empty buffer.
+fn keep_source(kept: &mut Option<Frame>, width: u32, height: u32, fill: impl FnOnce(&mut Vec<u8>)) -> Result<()> {
+    let mut rgb = kept.take().map(Frame::into_data).unwrap_or_default();
+    rgb.clear();
+    fill(&mut rgb);
+    *kept = Some(Frame::packed(PixelFormat::Rgb8, width, height, rgb)?);
+    Ok(())
 }
 
 /// Microseconds from `from` to `to`, saturating.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// `kind = "rtsp"`. Camera-like: the decoder keeps up with the stream, only the newest frame is inferred.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RtspSource {
     pub name: String,
@@ -28,6 +28,8 @@ pub struct RtspSource {
     pub decoder_device: PathBuf,
     /// As for [`super::ImagesSource::max_decoded_bytes`]; a stream whose frames are larger is refused.
     pub max_decoded_bytes: u64,
+    /// As for [`super::ImagesSource::cascade`].
+    pub cascade: Option<runtime::manifest::CascadeSpec>,
 }
 
 impl Default for RtspSource {
@@ -44,6 +46,7 @@ impl Default for RtspSource {
             decoder: DecoderChoice::Software,
             decoder_device: PathBuf::from("/dev/video10"),
             max_decoded_bytes: DEFAULT_MAX_DECODED_BYTES,
+            cascade: None,
         }
     }
 }

@@ -691,3 +691,27 @@ fn snapshot_defaults_and_rules() {
         format!("{MINIMAL}{small_packets}[[snapshots]]\nsource = \"front-door\"\npublish = false\ndirectory = \"s\"\n");
     assert!(AgentConfig::parse(&text).is_ok(), "stored only: no packet to fit");
 }
+
+#[test]
+fn an_image_source_takes_a_cascade_resolved_against_the_config() {
+    let text = format!(
+        "{MINIMAL}[sources.cascade]\nbundle = \"models/face-id\"\nlabels = [\"face\"]\nmax_crops = 2\nmargin = 0.1\n"
+    );
+    let mut config = AgentConfig::parse(&text).unwrap();
+    config.resolve_paths(Path::new("/etc/agent"));
+    let cascade = config.sources[0].cascade().expect("a cascade");
+    assert_eq!(cascade.bundle, "/etc/agent/models/face-id");
+    assert_eq!(
+        (cascade.labels.as_slice(), cascade.max_crops, cascade.margin, cascade.square),
+        (&["face".to_owned()][..], 2, 0.1, false)
+    );
+
+    let bad = text.replace("max_crops = 2", "max_crops = 0").replace("margin = 0.1", "margin = 1.5");
+    let errors = AgentConfig::parse(&bad).unwrap_err().to_string();
+    assert!(errors.contains("sources[0].cascade.max_crops: must be within 1..=256"), "{errors}");
+    assert!(errors.contains("sources[0].cascade.margin: must be within 0..=1"), "{errors}");
+
+    let on_sensors = "device_id = \"d\"\n[[sources]]\nname = \"w\"\nkind = \"csv\"\nmodel = \"m\"\npath = \"a.csv\"\n\
+                      [sources.cascade]\nbundle = \"b\"\n";
+    assert!(AgentConfig::parse(on_sensors).unwrap_err().to_string().contains("unknown field `cascade`"));
+}

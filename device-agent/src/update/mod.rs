@@ -24,7 +24,7 @@ mod updater;
 
 pub use boot::ModelSlots;
 pub(crate) use fsutil::available_space;
-pub use updater::{ServedModel, UpdateQos, Updater, UpdaterParts, WorkerLink};
+pub use updater::{ConfiguredCascade, ServedModel, UpdateQos, Updater, UpdaterParts, WorkerLink};
 
 use crate::mqtt::{QoS, Route};
 use protocol::update::{UpdateTopics, parse_chunk_topic};

@@ -21,8 +21,9 @@ use packaging::{PublicKey, SelfTest};
 use protocol::error::{ErrorKind, ErrorStage};
 use protocol::update::{UpdateStatus, UpdateTopics};
 use protocol::wire::{self, Format, Topics};
+use runtime::manifest::CascadeSpec;
 use runtime::{Bundle, EngineOptions, ModelIdentity, OnnxRuntime, Pipeline};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{RecvTimeoutError, sync_channel};
@@ -66,6 +67,29 @@ pub struct WorkerLink {
     pub provider: String,
     /// Whether the source feeds images (the candidate must take the same kind of input).
     pub takes_images: bool,
+    /// The cascade the source's config gives, attached to every pipeline built for it.
+    pub cascade: Option<ConfiguredCascade>,
+}
+
+/// A source's `[sources.cascade]`: the second stage stays the config's while updates replace the first.
+#[derive(Debug, Clone)]
+pub struct ConfiguredCascade {
+    pub spec: CascadeSpec,
+    /// Its key in the config (`sources[0].cascade`), which its errors name.
+    pub key: String,
+}
+
+impl ConfiguredCascade {
+    /// Runs the cascade on `pipeline`, the pipeline of `bundle`.
+    pub fn attach(
+        &self,
+        pipeline: &mut Pipeline,
+        ort: &OnnxRuntime,
+        bundle: &Bundle,
+        options: &EngineOptions,
+    ) -> runtime::Result<()> {
+        pipeline.set_cascade(ort, bundle, Path::new(&self.spec.bundle), self.spec.clone(), options, &self.key)
+    }
 }
 
 /// A model (by manifest name) that one or more sources serve.
@@ -101,10 +125,10 @@ pub struct UpdaterParts<P> {
     pub link: P,
 }
 
-/// What the shell keeps of a served model: its slots and its workers' control channels.
+/// What the shell keeps of a served model: its slots and its workers' control channels and cascades.
 struct ServedSlots {
     store: SlotStore,
-    workers: Vec<(String, SwapSender)>,
+    workers: Vec<(String, SwapSender, Option<ConfiguredCascade>)>,
 }
 
 /// The candidate between [`Action::Unpack`] and [`Action::SwapIn`].
@@ -297,7 +321,7 @@ impl<P: Publisher> Updater<P> {
             }
             Action::CheckPackage => return Some(Event::PackageChecked(self.check_package())),
             Action::Unpack { model } => return Some(Event::Unpacked(self.unpack(model))),
-            Action::BuildPipeline { .. } => return Some(Event::PipelineBuilt(self.build_pipeline())),
+            Action::BuildPipeline { model } => return Some(Event::PipelineBuilt(self.build_pipeline(model))),
             Action::SelfTest => return Some(Event::SelfTested(self.self_test())),
             Action::DropCandidate => self.candidate = None,
             Action::Activate { model, update_id, version } => {
@@ -389,9 +413,13 @@ impl<P: Publisher> Updater<P> {
         Ok(candidate)
     }
 
-    fn build_pipeline(&mut self) -> Result<String, Refusal> {
+    fn build_pipeline(&mut self, model: usize) -> Result<String, Refusal> {
         let candidate = self.candidate.as_mut().ok_or_else(|| Refusal::failed("no candidate is unpacked"))?;
-        let pipeline = Pipeline::new(&self.ort, &candidate.bundle, &self.options).map_err(rejected)?;
+        let mut pipeline = Pipeline::new(&self.ort, &candidate.bundle, &self.options).map_err(rejected)?;
+        // The pipelines are built in the order of the model's workers.
+        if let Some((_, _, Some(cascade))) = self.models[model].workers.get(candidate.pipelines.len()) {
+            cascade.attach(&mut pipeline, &self.ort, &candidate.bundle, &self.options).map_err(rejected)?;
+        }
         let provider = pipeline.provider().active.name().to_owned();
         candidate.pipelines.push(pipeline);
         Ok(provider)
@@ -425,8 +453,11 @@ impl<P: Publisher> Updater<P> {
         let bundle = Bundle::load(&previous).map_err(|e| e.to_string())?;
         let mut serving = Vec::new();
         let mut providers = Vec::new();
-        for _ in &served.workers {
-            let pipeline = Pipeline::new(&self.ort, &bundle, &self.options).map_err(|e| e.to_string())?;
+        for (_, _, cascade) in &served.workers {
+            let mut pipeline = Pipeline::new(&self.ort, &bundle, &self.options).map_err(|e| e.to_string())?;
+            if let Some(cascade) = cascade {
+                cascade.attach(&mut pipeline, &self.ort, &bundle, &self.options).map_err(|e| e.to_string())?;
+            }
             providers.push(pipeline.provider().active.name().to_owned());
             serving.push(Serving::new(pipeline));
         }
@@ -439,7 +470,7 @@ impl<P: Publisher> Updater<P> {
     fn swap_all(&mut self, model: usize, serving: Vec<Serving>) -> (Vec<Serving>, Vec<ScoreSnapshot>) {
         let mut replaced = Vec::new();
         let mut baselines = Vec::new();
-        for ((source, control), new) in self.models[model].workers.iter().zip(serving) {
+        for ((source, control, _), new) in self.models[model].workers.iter().zip(serving) {
             let (reply, old) = sync_channel(1);
             if control.send(Swap { serving: new, replaced: reply }).is_err() {
                 continue; // The worker has ended (shutdown): nothing serves there any more.
@@ -555,7 +586,7 @@ fn split_model(model: ServedModel) -> (ModelView, ServedSlots) {
             })
             .collect(),
     };
-    let workers = workers.into_iter().map(|worker| (worker.source, worker.control)).collect();
+    let workers = workers.into_iter().map(|worker| (worker.source, worker.control, worker.cascade)).collect();
     (view, ServedSlots { store, workers })
 }
 
@@ -614,6 +645,7 @@ mod tests {
                     control,
                     provider: "cpu".into(),
                     takes_images: false,
+                    cascade: None,
                 }],
             }],
             evidence_dirs: Vec::new(),

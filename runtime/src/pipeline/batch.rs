@@ -7,7 +7,8 @@
 use super::{Pipeline, micros};
 use crate::error::{Error, Result};
 use crate::input::Input;
-use crate::manifest::InputSpec;
+use crate::manifest::{InputDtype, InputSpec};
+use crate::preprocess::Geometry;
 use crate::tensor::{InputTensor, OutputTensor, Outputs};
 use protocol::{Output, StageTimings};
 use std::time::Instant;
@@ -21,6 +22,8 @@ pub const MAX_BATCH: usize = 64;
 #[derive(Debug, Default)]
 pub struct BatchBuffers {
     input: Vec<f32>,
+    /// Each stacked image's geometry (`None` for sensor windows), for its decoder.
+    geometries: Vec<Option<Geometry>>,
     row: Outputs,
     row_shape: Vec<i64>,
 }
@@ -31,6 +34,15 @@ impl Pipeline {
     pub fn max_batch(&self) -> usize {
         match *self.input {
             InputSpec::Sensor(_) if self.engine.takes_batches() => MAX_BATCH,
+            _ => 1,
+        }
+    }
+
+    /// How many crops a cascade runs at once on this model as its second stage: [`MAX_BATCH`] for an image model
+    /// with an f32 input whose graph takes batches, else 1.
+    pub(crate) fn crop_batch(&self) -> usize {
+        match &*self.input {
+            InputSpec::Image(spec) if spec.dtype == InputDtype::F32 && self.engine.takes_batches() => MAX_BATCH,
             _ => 1,
         }
     }
@@ -46,7 +58,19 @@ impl Pipeline {
         results: &mut Vec<Result<(Output, StageTimings)>>,
     ) {
         results.clear();
-        for chunk in inputs.chunks(self.max_batch()) {
+        self.infer_in_chunks(inputs, self.max_batch(), buffers, results);
+    }
+
+    /// As [`Pipeline::infer_batch`], `chunk` inputs per run (appending to `results`): a cascade runs its crops so
+    /// on a second stage that takes batches.
+    pub(crate) fn infer_in_chunks(
+        &mut self,
+        inputs: &[&Input],
+        chunk: usize,
+        buffers: &mut BatchBuffers,
+        results: &mut Vec<Result<(Output, StageTimings)>>,
+    ) {
+        for chunk in inputs.chunks(chunk) {
             if chunk.len() == 1 {
                 results.push(self.infer(chunk[0]));
             } else {
@@ -63,16 +87,22 @@ impl Pipeline {
     ) {
         let first = results.len();
         buffers.input.clear();
+        buffers.geometries.clear();
         let mut stacked = 0;
         for input in inputs {
             let prepared =
                 self.preparer.prepare(input, &mut self.prepared).and_then(|()| match self.prepared.tensor() {
                     Some(InputTensor::F32(window)) => {
                         buffers.input.extend_from_slice(window);
+                        let (_, geometry) = self.prepared.for_spec(&self.input)?;
+                        buffers.geometries.push(geometry.copied());
                         Ok(self.prepared.timings())
                     }
-                    // Only sensor models take batches (`max_batch`), and their windows are f32.
-                    _ => Err(Error::WrongInputKind { expected: "sensor", got: input.kind() }),
+                    // Batches are run for f32 inputs only: sensor windows, and a cascade's f32 image crops.
+                    _ => Err(Error::TensorMismatch {
+                        expected: "f32".to_owned(),
+                        got: "another element type".to_owned(),
+                    }),
                 });
             results.push(prepared.map(|timings| {
                 stacked += 1;
@@ -101,7 +131,7 @@ impl Pipeline {
             let decode_started = Instant::now();
             timings.inference_us = inference_us;
             let decoded = slice_row(outputs, row, stacked, &mut buffers.row, &mut buffers.row_shape)
-                .and_then(|()| self.decoder.decode(&buffers.row, None));
+                .and_then(|()| self.decoder.decode(&buffers.row, buffers.geometries[row].as_ref()));
             match decoded {
                 Ok(decoded) => {
                     if let Some(features) = &mut self.monitored {
