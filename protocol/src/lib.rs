@@ -9,4 +9,4 @@ pub mod update;
 pub mod wire;
 
 pub use model::{ModelIdentity, StageTimings};
-pub use output::{BoundingBox, ClassScore, Detection, Output, Point, RawTensor};
+pub use output::{BoundingBox, ClassMask, ClassScore, Detection, Keypoint, Mask, Output, Point, RawTensor};

@@ -85,6 +85,8 @@ pub enum Task {
     Anomaly,
     /// Tensors as they are.
     Raw,
+    /// A class per pixel, published as masks.
+    Segmentation,
 }
 
 /// The input tensor and how a frame or window becomes it.
@@ -300,12 +302,17 @@ pub enum OutputSpec {
     Classification(ClassificationSpec),
     /// CenterFace face detection.
     Centerface(CenterFaceSpec),
-    /// YOLOv8 object detection.
+    /// YOLOv8 / YOLO11 object detection, with keypoints (pose) or instance masks (seg) when the head has them.
+    #[serde(alias = "yolo")]
     Yolov8(Yolov8Spec),
     /// Anomaly score against a threshold.
     Anomaly(AnomalySpec),
     /// Output tensors as they are.
     Raw(RawSpec),
+    /// SSD-style boxes and class scores (decoded boxes, before or after the model's own NMS).
+    Ssd(SsdSpec),
+    /// Semantic segmentation: per-pixel class scores or one probability map, published as masks.
+    Segmentation(SegmentationSpec),
 }
 
 impl OutputSpec {
@@ -313,9 +320,10 @@ impl OutputSpec {
     pub fn task(&self) -> Task {
         match self {
             OutputSpec::Classification(_) => Task::Classification,
-            OutputSpec::Centerface(_) | OutputSpec::Yolov8(_) => Task::Detection,
+            OutputSpec::Centerface(_) | OutputSpec::Yolov8(_) | OutputSpec::Ssd(_) => Task::Detection,
             OutputSpec::Anomaly(_) => Task::Anomaly,
             OutputSpec::Raw(_) => Task::Raw,
+            OutputSpec::Segmentation(_) => Task::Segmentation,
         }
     }
 
@@ -324,9 +332,15 @@ impl OutputSpec {
         match self {
             OutputSpec::Classification(s) => vec![&s.tensor],
             OutputSpec::Centerface(s) => vec![&s.heatmap, &s.scale, &s.offset, &s.landmarks],
-            OutputSpec::Yolov8(s) => vec![&s.tensor],
+            OutputSpec::Yolov8(s) => [Some(&s.tensor), s.protos.as_ref()].into_iter().flatten().map(String::as_str).collect(),
             OutputSpec::Anomaly(s) => vec![&s.tensor],
             OutputSpec::Raw(s) => s.tensors.iter().map(String::as_str).collect(),
+            OutputSpec::Ssd(s) => [Some(&s.boxes), Some(&s.scores), s.classes.as_ref(), s.count.as_ref()]
+                .into_iter()
+                .flatten()
+                .map(String::as_str)
+                .collect(),
+            OutputSpec::Segmentation(s) => vec![&s.tensor],
         }
     }
 }
@@ -395,7 +409,8 @@ fn default_max_detections() -> usize {
     100
 }
 
-/// YOLOv8 head: `[1, 4 + classes, anchors]`, boxes as centre x, centre y, width, height in input pixels.
+/// YOLOv8 / YOLO11 head: `[1, 4 + classes + 3 * keypoints + mask coefficients, anchors]`, boxes as centre x,
+/// centre y, width, height in input pixels.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Yolov8Spec {
@@ -410,6 +425,23 @@ pub struct Yolov8Spec {
     /// At most this many boxes.
     #[serde(default = "default_max_detections")]
     pub max_detections: usize,
+    /// Pose heads: keypoints per box, each x, y (input pixels) and a score, after the class scores.
+    #[serde(default)]
+    pub keypoints: usize,
+    /// Segmentation heads: the prototype masks output `[1, coefficients, h, w]`; the head's last rows are the
+    /// per-box coefficients.
+    #[serde(default)]
+    pub protos: Option<String>,
+    /// Overlapping boxes suppress each other whatever their class (`false`: only within a class).
+    #[serde(default)]
+    pub agnostic_nms: bool,
+    /// The most runs one instance mask may have before it is published at a coarser stride.
+    #[serde(default = "default_max_mask_runs")]
+    pub max_mask_runs: usize,
+}
+
+fn default_max_mask_runs() -> usize {
+    4096
 }
 
 fn default_yolo_threshold() -> f32 {
@@ -438,6 +470,81 @@ pub struct RawSpec {
     pub tensors: Vec<String>,
 }
 
+/// SSD-style outputs: one box per row and its class scores, or (post-NMS layouts) its class and score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SsdSpec {
+    /// The boxes output `[1, boxes, 4]` (or `[boxes, 4]`).
+    pub boxes: String,
+    /// The scores output: `[1, boxes, classes]`, or `[1, boxes]` when `classes` is given.
+    pub scores: String,
+    /// Post-NMS layouts: the class of each box `[1, boxes]` (a number per box).
+    #[serde(default)]
+    pub classes: Option<String>,
+    /// Post-NMS layouts: how many leading rows are valid (`num_detections`, one value).
+    #[serde(default)]
+    pub count: Option<String>,
+    /// The order of a box's four numbers.
+    #[serde(default)]
+    pub box_format: BoxFormat,
+    /// Box coordinates are fractions of the input width and height (`false`: input pixels).
+    #[serde(default = "default_true")]
+    pub normalized: bool,
+    /// A score column that is the background, never a detection (0 for most SSD heads with a background class).
+    #[serde(default)]
+    pub background_class: Option<u32>,
+    /// Added to the class column to index the labels (TF's post-NMS classes count from 1: give -1).
+    #[serde(default)]
+    pub class_offset: i32,
+    /// Minimum class score.
+    #[serde(default = "default_face_threshold")]
+    pub score_threshold: f32,
+    /// Overlap above which the weaker box is dropped.
+    #[serde(default = "default_yolo_iou")]
+    pub iou_threshold: f32,
+    /// At most this many boxes.
+    #[serde(default = "default_max_detections")]
+    pub max_detections: usize,
+    /// Overlapping boxes suppress each other whatever their class (`false`: only within a class).
+    #[serde(default)]
+    pub agnostic_nms: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The order of a box's four numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BoxFormat {
+    /// `x_min, y_min, x_max, y_max`.
+    #[default]
+    Corners,
+    /// `y_min, x_min, y_max, x_max` (TensorFlow's detection API).
+    CornersYx,
+    /// `centre x, centre y, width, height`.
+    Centre,
+}
+
+/// Semantic segmentation: `[1, classes, h, w]` class scores (the best class per pixel), or `[1, 1, h, w]` one
+/// class's probability against `threshold`; the map covers the model input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentationSpec {
+    /// The map output.
+    pub tensor: String,
+    /// One-class maps: a pixel belongs to the class when its value is above it.
+    #[serde(default = "default_face_threshold")]
+    pub threshold: f32,
+    /// A class never published (the background of most multi-class models).
+    #[serde(default)]
+    pub background_class: Option<u32>,
+    /// The most runs one class mask may have before it is published at a coarser stride.
+    #[serde(default = "default_max_mask_runs")]
+    pub max_mask_runs: usize,
+}
+
 /// Execution-provider preferences of the bundle.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -455,6 +562,35 @@ impl Default for ExecutionSpec {
 
 fn default_providers() -> Vec<ProviderKind> {
     vec![ProviderKind::Cpu]
+}
+
+impl OutputSpec {
+    /// The rules of the keypoint, mask and SSD keys, each naming its key.
+    fn mask_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        // A mask of one cell has at most two runs, so the stride halving always ends.
+        let max_mask_runs = match self {
+            OutputSpec::Yolov8(spec) => Some(spec.max_mask_runs),
+            OutputSpec::Segmentation(spec) => Some(spec.max_mask_runs),
+            _ => None,
+        };
+        if max_mask_runs.is_some_and(|runs| runs < 2) {
+            problems.push("`output.max_mask_runs` must be at least 2".to_owned());
+        }
+        match self {
+            OutputSpec::Yolov8(spec) if spec.keypoints > 0 && spec.protos.is_some() => {
+                problems.push("give `output.keypoints` or `output.protos`, not both".to_owned())
+            }
+            OutputSpec::Segmentation(spec) if !(spec.threshold.is_finite()) => {
+                problems.push("`output.threshold` must be finite".to_owned())
+            }
+            OutputSpec::Ssd(spec) if spec.count.is_some() && spec.classes.is_none() => {
+                problems.push("`output.count` needs `output.classes` (the post-NMS layout)".to_owned())
+            }
+            _ => {}
+        }
+        problems
+    }
 }
 
 impl Manifest {
@@ -542,8 +678,11 @@ impl Manifest {
                 if spec.std.iter().any(|s| *s == 0.0 || !s.is_finite()) {
                     problems.push("`input.std` values must be finite and non-zero".to_owned());
                 }
-                if matches!(self.output, OutputSpec::Centerface(_) | OutputSpec::Yolov8(_)) {
-                    problems.push("detection decoders need an image input".to_owned());
+                if matches!(
+                    self.output,
+                    OutputSpec::Centerface(_) | OutputSpec::Yolov8(_) | OutputSpec::Ssd(_) | OutputSpec::Segmentation(_)
+                ) {
+                    problems.push("detection and segmentation decoders need an image input".to_owned());
                 }
             }
         }
@@ -553,6 +692,7 @@ impl Manifest {
             }
             OutputSpec::Centerface(CenterFaceSpec { score_threshold, iou_threshold, .. })
             | OutputSpec::Yolov8(Yolov8Spec { score_threshold, iou_threshold, .. })
+            | OutputSpec::Ssd(SsdSpec { score_threshold, iou_threshold, .. })
                 if !(0.0..=1.0).contains(score_threshold) || !(0.0..=1.0).contains(iou_threshold) =>
             {
                 problems.push("`output.score_threshold` and `output.iou_threshold` must be within 0..=1".to_owned())
@@ -562,6 +702,7 @@ impl Manifest {
             }
             _ => {}
         }
+        problems.extend(self.output.mask_problems());
         if self.execution.providers.is_empty() {
             problems.push("`execution.providers` is empty".to_owned());
         }

@@ -13,7 +13,7 @@ use crate::input::Input;
 use crate::manifest::InputSpec;
 use crate::monitor::{FeatureExtractor, FeatureSpec, Profile};
 use crate::onnx_runtime::OnnxRuntime;
-use crate::postprocess::Decoder;
+use crate::postprocess::{Decoder, InputSize};
 use crate::prepare::{Prepared, Preparer, micros};
 use crate::preprocess::ImageLimits;
 use crate::provider::ActiveProvider;
@@ -46,7 +46,10 @@ impl Pipeline {
         let engine = Engine::new(ort, bundle, options)?;
         let manifest = bundle.manifest();
         let input = Arc::new(manifest.input.clone());
-        let decoder = Decoder::new(&manifest.output, bundle.labels().to_vec());
+        let mut decoder = Decoder::new(&manifest.output, bundle.labels().to_vec());
+        if let InputSpec::Image(image) = &manifest.input {
+            decoder = decoder.with_input_size(InputSize { width: image.width, height: image.height });
+        }
         Ok(Pipeline {
             preparer: Preparer::new(input.clone()),
             input,
