@@ -332,7 +332,9 @@ impl OutputSpec {
         match self {
             OutputSpec::Classification(s) => vec![&s.tensor],
             OutputSpec::Centerface(s) => vec![&s.heatmap, &s.scale, &s.offset, &s.landmarks],
-            OutputSpec::Yolov8(s) => [Some(&s.tensor), s.protos.as_ref()].into_iter().flatten().map(String::as_str).collect(),
+            OutputSpec::Yolov8(s) => {
+                [Some(&s.tensor), s.protos.as_ref()].into_iter().flatten().map(String::as_str).collect()
+            }
             OutputSpec::Anomaly(s) => vec![&s.tensor],
             OutputSpec::Raw(s) => s.tensors.iter().map(String::as_str).collect(),
             OutputSpec::Ssd(s) => [Some(&s.boxes), Some(&s.scores), s.classes.as_ref(), s.count.as_ref()]
@@ -680,7 +682,10 @@ impl Manifest {
                 }
                 if matches!(
                     self.output,
-                    OutputSpec::Centerface(_) | OutputSpec::Yolov8(_) | OutputSpec::Ssd(_) | OutputSpec::Segmentation(_)
+                    OutputSpec::Centerface(_)
+                        | OutputSpec::Yolov8(_)
+                        | OutputSpec::Ssd(_)
+                        | OutputSpec::Segmentation(_)
                 ) {
                     problems.push("detection and segmentation decoders need an image input".to_owned());
                 }
@@ -832,7 +837,14 @@ tensor = "logits"
     #[test]
     fn shipped_manifests_round_trip_through_toml() {
         let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
-        for bundle in ["activity-classifier", "image-classifier", "face-detector", "vibration-anomaly"] {
+        for bundle in [
+            "activity-classifier",
+            "image-classifier",
+            "face-detector",
+            "vibration-anomaly",
+            "body-part-detector",
+            "testing/text-segmentation",
+        ] {
             let text = std::fs::read_to_string(models.join(bundle).join("manifest.toml")).unwrap();
             let mut manifest = Manifest::parse(&text).unwrap();
             manifest.self_test = Some("selftest.json".to_owned());
@@ -840,6 +852,82 @@ tensor = "logits"
             let written = manifest.to_toml().unwrap();
             assert_eq!(Manifest::parse(&written), Ok(manifest), "{bundle}:\n{written}");
         }
+    }
+
+    const DETECTOR: &str = r#"
+name = "demo"
+version = "1.0.0"
+task = "detection"
+sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+[input]
+kind = "image"
+tensor = "images"
+width = 640
+height = 640
+[output]
+decoder = "yolo"
+tensor = "output0"
+"#;
+
+    #[test]
+    fn yolo_is_yolov8_with_keypoints_or_masks() {
+        let m = Manifest::parse(DETECTOR).unwrap();
+        let OutputSpec::Yolov8(spec) = &m.output else { panic!("yolo expected") };
+        assert_eq!(
+            (spec.keypoints, spec.protos.as_deref(), spec.agnostic_nms, spec.max_mask_runs),
+            (0, None, false, 4096)
+        );
+        // The old name still reads, and the written name stays the one older agents know.
+        let old = Manifest::parse(&DETECTOR.replace("\"yolo\"", "\"yolov8\"")).unwrap();
+        assert_eq!(old, m);
+        assert!(m.to_toml().unwrap().contains("decoder = \"yolov8\""));
+
+        let pose = Manifest::parse(&format!("{DETECTOR}keypoints = 17\n")).unwrap();
+        assert_eq!(pose.output.tensors(), vec!["output0"]);
+        let seg = Manifest::parse(&format!("{DETECTOR}protos = \"output1\"\nmax_mask_runs = 100\n")).unwrap();
+        assert_eq!(seg.output.tensors(), vec!["output0", "output1"]);
+        let both = Manifest::parse(&format!("{DETECTOR}keypoints = 17\nprotos = \"output1\"\nmax_mask_runs = 1\n"));
+        let err = both.unwrap_err();
+        assert!(err.contains("give `output.keypoints` or `output.protos`, not both"), "{err}");
+        assert!(err.contains("`output.max_mask_runs` must be at least 2"), "{err}");
+    }
+
+    #[test]
+    fn ssd_keys_have_defaults_and_checks() {
+        let ssd = DETECTOR.replace(
+            "decoder = \"yolo\"\ntensor = \"output0\"",
+            "decoder = \"ssd\"\nboxes = \"boxes\"\nscores = \"scores\"",
+        );
+        let m = Manifest::parse(&ssd).unwrap();
+        let OutputSpec::Ssd(spec) = &m.output else { panic!("ssd expected") };
+        assert_eq!(
+            (spec.box_format, spec.normalized, spec.background_class, spec.class_offset),
+            (BoxFormat::Corners, true, None, 0)
+        );
+        assert_eq!(m.output.tensors(), vec!["boxes", "scores"]);
+        let err = Manifest::parse(&format!("{ssd}count = \"num\"\nscore_threshold = 2.0\n")).unwrap_err();
+        assert!(err.contains("`output.count` needs `output.classes`"), "{err}");
+        assert!(err.contains("`output.score_threshold`"), "{err}");
+        let post_nms =
+            format!("{ssd}classes = \"classes\"\ncount = \"num\"\nbox_format = \"corners_yx\"\nclass_offset = -1\n");
+        let m = Manifest::parse(&post_nms).unwrap();
+        assert_eq!(m.output.tensors(), vec!["boxes", "scores", "classes", "num"]);
+        assert!(Manifest::parse(&format!("{ssd}box_format = \"xywh\"\n")).unwrap_err().contains("xywh"));
+    }
+
+    #[test]
+    fn segmentation_needs_its_task_and_an_image() {
+        let seg = DETECTOR
+            .replace("task = \"detection\"", "task = \"segmentation\"")
+            .replace("decoder = \"yolo\"\ntensor = \"output0\"", "decoder = \"segmentation\"\ntensor = \"map\"");
+        let m = Manifest::parse(&seg).unwrap();
+        let OutputSpec::Segmentation(spec) = &m.output else { panic!("segmentation expected") };
+        assert_eq!((spec.threshold, spec.background_class, spec.max_mask_runs), (0.5, None, 4096));
+        let err = Manifest::parse(&seg.replace("task = \"segmentation\"", "task = \"detection\"")).unwrap_err();
+        assert!(err.contains("`task`"), "{err}");
+        let err = Manifest::parse(&format!("{seg}threshold = nan\nmax_mask_runs = 0\n")).unwrap_err();
+        assert!(err.contains("`output.threshold` must be finite"), "{err}");
+        assert!(err.contains("`output.max_mask_runs` must be at least 2"), "{err}");
     }
 
     #[test]

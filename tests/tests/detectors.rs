@@ -39,7 +39,9 @@ fn body_part_detector_matches_nudenet_and_the_decoder_reference() {
     let mut compared = 0;
     for case in refs["cases"].as_array().expect("cases") {
         let frame = case["input"].as_str().expect("input");
-        let Output::Detection { detections } = infer(&mut pipeline, frame) else { panic!("{frame}: detection expected") };
+        let Output::Detection { detections } = infer(&mut pipeline, frame) else {
+            panic!("{frame}: detection expected")
+        };
         let got: Vec<([f32; 4], u32, f32)> = detections
             .iter()
             .map(|d| ([d.bbox.x_min, d.bbox.y_min, d.bbox.x_max, d.bbox.y_max], d.class_index, d.score))
@@ -70,7 +72,10 @@ fn body_part_detector_matches_nudenet_and_the_decoder_reference() {
             let best = got.iter().max_by(|a, b| iou(a.0, want_box).total_cmp(&iou(b.0, want_box))).unwrap();
             assert!(iou(best.0, want_box) > 0.85, "{frame}: {:?} vs nudenet {want_box:?}", best.0);
             assert_eq!(u64::from(best.1), p["class_index"].as_u64().unwrap(), "{frame}");
-            assert_eq!(detections.iter().find(|d| d.class_index == best.1).unwrap().label, p["label"].as_str().unwrap());
+            assert_eq!(
+                detections.iter().find(|d| d.class_index == best.1).unwrap().label,
+                p["label"].as_str().unwrap()
+            );
             assert!((best.2 - p["score"].as_f64().unwrap() as f32).abs() < 0.25, "{frame}: score vs nudenet");
             compared += 1;
         }

@@ -35,7 +35,8 @@ pub(super) fn encode(rect: PixelRect, max_runs: usize, mut inside: impl FnMut(f3
     loop {
         let (width, height) = (rect.width.div_ceil(stride), rect.height.div_ceil(stride));
         let last_try = width <= 1 && height <= 1;
-        if let Some(counts) = runs(rect, stride, width, height, if last_try { usize::MAX } else { max_runs }, &mut inside)
+        if let Some(counts) =
+            runs(rect, stride, width, height, if last_try { usize::MAX } else { max_runs }, &mut inside)
         {
             return Mask { x: rect.x, y: rect.y, width, height, stride, counts };
         }

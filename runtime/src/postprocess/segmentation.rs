@@ -70,7 +70,11 @@ impl SegmentationDecoder {
                 on_map && cell_classes[cell_y as usize * width + cell_x as usize] == class
             });
             let index = class as usize;
-            masks.push(ClassMask { class_index: class_index(tensor.name(), index)?, label: label_for(labels, index), mask });
+            masks.push(ClassMask {
+                class_index: class_index(tensor.name(), index)?,
+                label: label_for(labels, index),
+                mask,
+            });
         }
         Ok(Output::Segmentation { masks })
     }
@@ -141,7 +145,10 @@ mod tests {
                 .decode(&outputs, &labels, &geometry(8, 8, 0.5, 0.0, 0.0), input)
                 .unwrap(),
         );
-        assert_eq!(found.iter().map(|m| (m.class_index, m.label.as_str())).collect::<Vec<_>>(), [(1, "road"), (2, "car")]);
+        assert_eq!(
+            found.iter().map(|m| (m.class_index, m.label.as_str())).collect::<Vec<_>>(),
+            [(1, "road"), (2, "car")]
+        );
         let road = decode(&found[0].mask);
         assert_eq!((found[0].mask.width, found[0].mask.height, found[0].mask.stride), (8, 8, 1));
         let at = |cells: &[bool], x: usize, y: usize| cells[y * 8 + x];
@@ -167,9 +174,8 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].mask.counts, vec![0, 8]);
         let below = Outputs { tensors: vec![OutputTensor::new("map", vec![1, 1, 4, 4], vec![0.5; 16])] };
-        let none = SegmentationDecoder::new(&spec(None))
-            .decode(&below, &[], &geometry(4, 2, 1.0, 0.0, 1.0), input)
-            .unwrap();
+        let none =
+            SegmentationDecoder::new(&spec(None)).decode(&below, &[], &geometry(4, 2, 1.0, 0.0, 1.0), input).unwrap();
         assert_eq!(masks(none), vec![]);
     }
 

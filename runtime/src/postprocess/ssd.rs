@@ -143,8 +143,12 @@ impl SsdDecoder {
             BoxFormat::CornersYx => (b, a, d, c),
             BoxFormat::Centre => (a - c / 2.0, b - d / 2.0, a + c / 2.0, b + d / 2.0),
         };
-        let bbox =
-            BoundingBox { x_min: x_min * scale_x, y_min: y_min * scale_y, x_max: x_max * scale_x, y_max: y_max * scale_y };
+        let bbox = BoundingBox {
+            x_min: x_min * scale_x,
+            y_min: y_min * scale_y,
+            x_max: x_max * scale_x,
+            y_max: y_max * scale_y,
+        };
         self.candidates.push(Candidate { bbox, score, class_index });
     }
 }
@@ -165,11 +169,7 @@ fn rows_of(tensor: &OutputTensor, width: usize, expected: &str) -> Result<usize>
 
 /// `tensor` must have a row per box.
 fn check_rows(tensor: &OutputTensor, rows: usize, boxes: usize) -> Result<()> {
-    if rows == boxes {
-        Ok(())
-    } else {
-        Err(output_error(tensor.name(), format!("has {rows} rows for {boxes} boxes")))
-    }
+    if rows == boxes { Ok(()) } else { Err(output_error(tensor.name(), format!("has {rows} rows for {boxes} boxes"))) }
 }
 
 #[cfg(test)]
@@ -215,9 +215,8 @@ mod tests {
             0.7, 0.2, 0.9, 0.4, // face 0.6
         ];
         let scores = vec![0.1, 0.9, 0.2, 0.8, 0.95, 0.05, 0.4, 0.6];
-        let outputs = Outputs {
-            tensors: vec![tensor("boxes", &[1, 4, 4], boxes), tensor("scores", &[1, 4, 2], scores)],
-        };
+        let outputs =
+            Outputs { tensors: vec![tensor("boxes", &[1, 4, 4], boxes), tensor("scores", &[1, 4, 2], scores)] };
         let labels = vec!["background".to_owned(), "face".to_owned()];
         // A 640 x 480 frame stretched to 320 x 240: scale 0.5.
         let found = detections(

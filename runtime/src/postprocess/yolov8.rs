@@ -95,10 +95,8 @@ impl Yolov8Decoder {
             let class = candidate.class_index as usize;
             let bbox = geometry.to_source_box(candidate.bbox);
             let keypoints = self.keypoints(extra, anchors, anchor, geometry);
-            let mask = match &protos {
-                Some(protos) => Some(self.instance_mask(protos, extra, anchors, anchor, &bbox, geometry)),
-                None => None,
-            };
+            let mask =
+                protos.as_ref().map(|protos| self.instance_mask(protos, extra, anchors, anchor, &bbox, geometry));
             detections.push(Detection {
                 class_index: class_index(tensor.name(), class)?,
                 label: label_for(labels, class),
@@ -307,6 +305,65 @@ mod tests {
         assert_box_near(&found[1].bbox, [82.0, 0.0, 122.0, 40.0]);
         assert_box_near(&found[2].bbox, [260.0, 100.0, 340.0, 140.0]);
         assert_box_near(&found[3].bbox, [16.0, 36.0, 24.0, 44.0]);
+    }
+
+    /// One class, two anchors of a pose head with two keypoints: rows cx, cy, w, h, score, then x, y, score per
+    /// keypoint.
+    fn pose_outputs() -> Outputs {
+        let anchors: [[f32; 11]; 2] = [
+            [50.0, 50.0, 20.0, 40.0, 0.9, 45.0, 35.0, 0.8, 55.0, 65.0, 0.1],
+            [150.0, 50.0, 20.0, 20.0, 0.1, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+        ];
+        let data = (0..11).flat_map(|row| anchors.iter().map(move |anchor| anchor[row])).collect();
+        Outputs { tensors: vec![OutputTensor::new("output0", vec![1, 11, 2], data)] }
+    }
+
+    #[test]
+    fn pose_heads_give_keypoints_in_source_pixels() {
+        let mut decoder = Yolov8Decoder::new(&Yolov8Spec { keypoints: 2, ..decoder(0.25, 10).spec });
+        // Letterboxed: scale 0.5, 40 rows of padding on top.
+        let found =
+            detections(decoder.decode(&pose_outputs(), &[], &geometry(640, 480, 0.5, 0.0, 40.0), None).unwrap());
+        assert_eq!(found.len(), 1);
+        assert_eq!((found[0].class_index, found[0].score), (0, 0.9));
+        assert_box_near(&found[0].bbox, [80.0, 0.0, 120.0, 60.0]);
+        let keypoints: Vec<[f32; 3]> = found[0].keypoints.iter().map(|k| [k.x, k.y, k.score]).collect();
+        assert_eq!(keypoints, vec![[90.0, -10.0, 0.8], [110.0, 50.0, 0.1]], "not clamped: a joint may be outside");
+        assert!(found[0].mask.is_none());
+    }
+
+    #[test]
+    fn segmentation_heads_give_instance_masks_within_the_box() {
+        // One class and one anchor with two mask coefficients; 2 prototypes on a 4 x 4 grid over an 8 x 8 input
+        // (one prototype cell per 2 x 2 input pixels). Prototype 0 is 1 on the bottom-left quarter and -1
+        // elsewhere, prototype 1 is 5 everywhere; coefficients (1, 0) leave prototype 0's sign.
+        let head = vec![4.0, 4.0, 8.0, 8.0, 0.9, 1.0, 0.0]; // a box over the whole input
+        let left: Vec<f32> = (0..16).map(|i| if i % 4 < 2 && i >= 8 { 1.0 } else { -1.0 }).collect();
+        let top = vec![5.0; 16];
+        let head = || OutputTensor::new("output0", vec![1, 7, 1], head.clone());
+        let outputs =
+            Outputs { tensors: vec![head(), OutputTensor::new("protos", vec![1, 2, 4, 4], [left, top].concat())] };
+        let spec = Yolov8Spec { protos: Some("protos".to_owned()), ..decoder(0.25, 10).spec };
+        let input = Some(InputSize { width: 8, height: 8 });
+        // A 16 x 16 source stretched onto the 8 x 8 input.
+        let found = detections(
+            Yolov8Decoder::new(&spec).decode(&outputs, &[], &geometry(16, 16, 0.5, 0.0, 0.0), input).unwrap(),
+        );
+        assert_eq!(found.len(), 1);
+        let mask = found[0].mask.as_ref().expect("a mask");
+        assert_eq!((mask.x, mask.y, mask.width, mask.height, mask.stride), (0, 0, 16, 16, 1));
+        let cells = crate::postprocess::mask::decode(mask);
+        let inside = |x: usize, y: usize| cells[y * 16 + x];
+        assert!(inside(0, 15) && inside(3, 12) && !inside(12, 12) && !inside(3, 3) && !inside(12, 3));
+        // The bilinear zero crossing lies halfway between cell centres, between source pixels 7 and 8 on both axes,
+        // and rounds off the quarter's inner corner: 63 of its 64 pixels.
+        assert_eq!(cells.iter().filter(|&&c| c).count(), 63);
+        assert!(!inside(7, 8) && inside(6, 8) && inside(7, 9));
+        // Without the protos output the decoder names what it misses.
+        let err = Yolov8Decoder::new(&spec)
+            .decode(&Outputs { tensors: vec![head()] }, &[], &geometry(16, 16, 0.5, 0.0, 0.0), input)
+            .unwrap_err();
+        assert!(err.to_string().contains("protos"), "{err}");
     }
 
     #[test]
