@@ -59,15 +59,17 @@ impl SegmentationDecoder {
         let (cells_per_input_x, cells_per_input_y) =
             (width as f32 / input.width as f32, height as f32 / input.height as f32);
         let image = PixelRect::image(geometry.source_width, geometry.source_height);
+        let (source_width, source_height) = (geometry.source_width as f32, geometry.source_height as f32);
         let cell_classes = &self.cell_classes;
         let mut masks = Vec::with_capacity(present.len());
         for class in present {
             let mask = mask::encode(image, self.spec.max_mask_runs, |x, y| {
                 let model = geometry.to_model(Point { x, y });
                 let (cell_x, cell_y) = ((model.x * cells_per_input_x).floor(), (model.y * cells_per_input_y).floor());
-                // Outside the map (a letterbox border maps inside; a crop's cut-off parts do not): no class.
+                // Cells past the image's edge (at a stride above 1) and the parts a crop cut off have no class.
+                let on_image = x < source_width && y < source_height;
                 let on_map = cell_x >= 0.0 && cell_y >= 0.0 && cell_x < width as f32 && cell_y < height as f32;
-                on_map && cell_classes[cell_y as usize * width + cell_x as usize] == class
+                on_image && on_map && cell_classes[cell_y as usize * width + cell_x as usize] == class
             });
             let index = class as usize;
             masks.push(ClassMask {
@@ -177,6 +179,24 @@ mod tests {
         let none =
             SegmentationDecoder::new(&spec(None)).decode(&below, &[], &geometry(4, 2, 1.0, 0.0, 1.0), input).unwrap();
         assert_eq!(masks(none), vec![]);
+    }
+
+    #[test]
+    fn cells_past_the_image_edge_are_outside_at_a_coarser_stride() {
+        // A 3 x 3 source letterboxed at the top left of a 4 x 4 input whose padding the map also calls text; one
+        // cell of the source is not text, so full resolution needs more than 3 runs and stride 2 is used. Its
+        // cell centred at (3, 1) lies past the image: outside, whatever the map says about the padding there.
+        let mut map = vec![0.9; 16];
+        map[1] = 0.0;
+        let outputs = Outputs { tensors: vec![OutputTensor::new("map", vec![1, 1, 4, 4], map)] };
+        let spec = SegmentationSpec { max_mask_runs: 3, ..spec(None) };
+        let input = Some(InputSize { width: 4, height: 4 });
+        let found = masks(
+            SegmentationDecoder::new(&spec).decode(&outputs, &[], &geometry(3, 3, 1.0, 0.0, 0.0), input).unwrap(),
+        );
+        let mask = &found[0].mask;
+        assert_eq!((mask.width, mask.height, mask.stride), (2, 2, 2));
+        assert_eq!(mask.counts, vec![0, 1, 3]);
     }
 
     #[test]

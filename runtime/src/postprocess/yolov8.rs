@@ -146,9 +146,11 @@ impl Yolov8Decoder {
         }
         let logits = &self.instance_logits;
         mask::encode(PixelRect::around(bbox), self.spec.max_mask_runs, |x, y| {
+            // Cropped to the box, as ultralytics does (and cells past it at a stride above 1 stay outside).
+            let in_box = x >= bbox.x_min && x < bbox.x_max && y >= bbox.y_min && y < bbox.y_max;
             let model = geometry.to_model(Point { x, y });
             let (cell_x, cell_y) = (model.x * protos.cells_per_input_x, model.y * protos.cells_per_input_y);
-            mask::bilinear(logits, protos.width, protos.height, cell_x, cell_y) > 0.0
+            in_box && mask::bilinear(logits, protos.width, protos.height, cell_x, cell_y) > 0.0
         })
     }
 
