@@ -90,6 +90,8 @@ def centerface(outs: dict, spec: dict, inp: dict, geometry: dict, labels: list[s
                     "score": score,
                     "bbox": {"x_min": ux(b[0]), "y_min": uy(b[1]), "x_max": ux(b[2]), "y_max": uy(b[3])},
                     "landmarks": [{"x": ux(x), "y": uy(y)} for x, y in pts],
+                    "keypoints": [],
+                    "mask": None,
                 }
                 for score, b, pts in kept
             ]

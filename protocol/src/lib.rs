@@ -9,4 +9,7 @@ pub mod update;
 pub mod wire;
 
 pub use model::{ModelIdentity, StageTimings};
-pub use output::{BoundingBox, ClassScore, Detection, Output, Point, RawTensor, StageOutput, StageResult, TensorDtype};
+pub use output::{
+    BoundingBox, ClassMask, ClassScore, Detection, Keypoint, Mask, Output, Point, RawTensor, StageOutput, StageResult,
+    TensorDtype,
+};

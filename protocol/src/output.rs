@@ -20,6 +20,9 @@ pub enum Output {
     /// Output tensors as they are.
     #[allow(missing_docs)]
     Raw { tensors: Vec<RawTensor> },
+    /// Semantic segmentation: one mask per class present in the frame, in class order.
+    #[allow(missing_docs)]
+    Segmentation { masks: Vec<ClassMask> },
 }
 
 /// One class and its probability.
@@ -46,6 +49,13 @@ pub struct Detection {
     pub bbox: BoundingBox,
     /// Keypoints the model gives (CenterFace: eyes, nose, mouth corners); empty otherwise.
     pub landmarks: Vec<Point>,
+    /// Pose keypoints with their confidence, in the model's keypoint order (COCO: nose, eyes, ears, ...);
+    /// empty for models without a pose head.
+    #[serde(default)]
+    pub keypoints: Vec<Keypoint>,
+    /// The instance mask (YOLOv8-seg), within the box; `None` for models without masks.
+    #[serde(default)]
+    pub mask: Option<Mask>,
     /// What the cascade's second-stage models gave on this detection's crop; empty without a cascade, and for a
     /// detection whose label the cascade does not crop. Defaults to empty when absent, so that JSON written before
     /// it (the shipped references, older agents' payloads) still reads.
@@ -73,6 +83,51 @@ pub enum StageResult {
     /// The second stage failed on this crop; the detection itself stands. `kind` is an error event's kind.
     #[allow(missing_docs)]
     Failed { kind: String, message: String },
+}
+
+/// A pose keypoint in source-image pixels (not clamped: a hidden joint may lie outside the image).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Keypoint {
+    /// Horizontal, from the left.
+    pub x: f32,
+    /// Vertical, from the top.
+    pub y: f32,
+    /// The model's confidence that the keypoint is present and visible, 0..=1.
+    pub score: f32,
+}
+
+/// A binary mask over a rectangle of the source image, run-length encoded.
+///
+/// The rectangle `x, y, width * stride, height * stride` (source pixels, clipped to the image) is cut into
+/// `width` x `height` square cells of `stride` pixels (1: one cell per pixel). `counts` are row-major run
+/// lengths over the cells, alternating outside and inside the mask and starting with outside (so a mask whose
+/// first cell is inside starts with 0); they add up to `width * height`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mask {
+    /// Left edge of the rectangle, source pixels.
+    pub x: u32,
+    /// Top edge of the rectangle, source pixels.
+    pub y: u32,
+    /// Cells per row.
+    pub width: u32,
+    /// Rows of cells.
+    pub height: u32,
+    /// Source pixels per cell side: 1, or a power of two when the mask at full resolution would have more runs
+    /// than the bundle allows.
+    pub stride: u32,
+    /// Run lengths, outside first.
+    pub counts: Vec<u32>,
+}
+
+/// The mask of one class in a semantic segmentation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassMask {
+    /// Class position in the model's output.
+    pub class_index: u32,
+    /// Class label.
+    pub label: String,
+    /// The pixels of this class.
+    pub mask: Mask,
 }
 
 /// An axis-aligned box, corners in pixels.
@@ -161,7 +216,16 @@ mod tests {
 
     fn face(stages: Vec<StageOutput>) -> Detection {
         let bbox = BoundingBox { x_min: 1.0, y_min: 2.0, x_max: 3.0, y_max: 4.0 };
-        Detection { class_index: 0, label: "face".into(), score: 0.9, bbox, landmarks: Vec::new(), stages }
+        Detection {
+            class_index: 0,
+            label: "face".into(),
+            score: 0.9,
+            bbox,
+            landmarks: Vec::new(),
+            keypoints: Vec::new(),
+            mask: None,
+            stages,
+        }
     }
 
     #[test]

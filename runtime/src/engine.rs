@@ -435,19 +435,50 @@ fn check_output_shape(path: &Path, name: &str, spec: &OutputSpec, shape: &[i64],
             }
             Ok(())
         }
-        OutputSpec::Yolov8(_) => {
+        OutputSpec::Yolov8(yolo) if yolo.protos.as_deref() == Some(name) => {
+            if shape.len() != 4 {
+                return Err(mismatch(path, what, "[1, coefficients, h, w]", format!("{shape:?}")));
+            }
+            Ok(())
+        }
+        OutputSpec::Yolov8(yolo) => {
             if shape.len() != 3 {
                 return Err(mismatch(path, what, "[1, 4 + classes, anchors]", format!("{shape:?}")));
             }
+            // With protos the coefficient rows come on top; their number is the protos' to say at run time.
+            let keypoint_rows = 3 * yolo.keypoints;
             match fixed(1) {
-                Some(rows) if labels > 0 && rows as usize != 4 + labels => Err(mismatch(
-                    path,
-                    format!("output {name:?} rows"),
-                    format!("4 + {labels} labels"),
-                    format!("{rows}"),
-                )),
+                Some(rows) if labels > 0 && yolo.protos.is_none() && rows as usize != 4 + labels + keypoint_rows => {
+                    Err(mismatch(
+                        path,
+                        format!("output {name:?} rows"),
+                        format!("4 + {labels} labels + {keypoint_rows} keypoint values"),
+                        format!("{rows}"),
+                    ))
+                }
                 _ => Ok(()),
             }
+        }
+        OutputSpec::Ssd(ssd) => {
+            let (expected, ranks): (&str, &[usize]) = if name == ssd.boxes {
+                ("[1, boxes, 4]", &[2, 3])
+            } else if ssd.count.as_deref() == Some(name) {
+                ("one value", &[1, 2])
+            } else if name == ssd.scores && ssd.classes.is_none() {
+                ("[1, boxes, classes]", &[2, 3])
+            } else {
+                ("[1, boxes]", &[1, 2])
+            };
+            if !ranks.contains(&shape.len()) || (name == ssd.boxes && fixed(shape.len() - 1).is_some_and(|d| d != 4)) {
+                return Err(mismatch(path, what, expected, format!("{shape:?}")));
+            }
+            Ok(())
+        }
+        OutputSpec::Segmentation(_) => {
+            if shape.len() != 4 {
+                return Err(mismatch(path, what, "[1, classes, h, w]", format!("{shape:?}")));
+            }
+            Ok(())
         }
         OutputSpec::Anomaly(_) => {
             if shape.iter().all(|d| *d >= 0) && shape.iter().product::<i64>() != 1 {

@@ -96,6 +96,8 @@ pub enum Task {
     Anomaly,
     /// Tensors as they are.
     Raw,
+    /// A class per pixel, published as masks.
+    Segmentation,
 }
 
 /// The input tensor and how a frame or window becomes it.
@@ -408,12 +410,17 @@ pub enum OutputSpec {
     Classification(ClassificationSpec),
     /// CenterFace face detection.
     Centerface(CenterFaceSpec),
-    /// YOLOv8 object detection.
+    /// YOLOv8 / YOLO11 object detection, with keypoints (pose) or instance masks (seg) when the head has them.
+    #[serde(alias = "yolo")]
     Yolov8(Yolov8Spec),
     /// Anomaly score against a threshold.
     Anomaly(AnomalySpec),
     /// Output tensors as they are.
     Raw(RawSpec),
+    /// SSD-style boxes and class scores (decoded boxes, before or after the model's own NMS).
+    Ssd(SsdSpec),
+    /// Semantic segmentation: per-pixel class scores or one probability map, published as masks.
+    Segmentation(SegmentationSpec),
 }
 
 impl OutputSpec {
@@ -421,9 +428,10 @@ impl OutputSpec {
     pub fn task(&self) -> Task {
         match self {
             OutputSpec::Classification(_) => Task::Classification,
-            OutputSpec::Centerface(_) | OutputSpec::Yolov8(_) => Task::Detection,
+            OutputSpec::Centerface(_) | OutputSpec::Yolov8(_) | OutputSpec::Ssd(_) => Task::Detection,
             OutputSpec::Anomaly(_) => Task::Anomaly,
             OutputSpec::Raw(_) => Task::Raw,
+            OutputSpec::Segmentation(_) => Task::Segmentation,
         }
     }
 
@@ -432,9 +440,17 @@ impl OutputSpec {
         match self {
             OutputSpec::Classification(s) => vec![&s.tensor],
             OutputSpec::Centerface(s) => vec![&s.heatmap, &s.scale, &s.offset, &s.landmarks],
-            OutputSpec::Yolov8(s) => vec![&s.tensor],
+            OutputSpec::Yolov8(s) => {
+                [Some(&s.tensor), s.protos.as_ref()].into_iter().flatten().map(String::as_str).collect()
+            }
             OutputSpec::Anomaly(s) => std::iter::once(&s.tensor).chain(&s.label_tensor).map(String::as_str).collect(),
             OutputSpec::Raw(s) => s.tensors.iter().map(String::as_str).collect(),
+            OutputSpec::Ssd(s) => [Some(&s.boxes), Some(&s.scores), s.classes.as_ref(), s.count.as_ref()]
+                .into_iter()
+                .flatten()
+                .map(String::as_str)
+                .collect(),
+            OutputSpec::Segmentation(s) => vec![&s.tensor],
         }
     }
 }
@@ -503,7 +519,8 @@ fn default_max_detections() -> usize {
     100
 }
 
-/// YOLOv8 head: `[1, 4 + classes, anchors]`, boxes as centre x, centre y, width, height in input pixels.
+/// YOLOv8 / YOLO11 head: `[1, 4 + classes + 3 * keypoints + mask coefficients, anchors]`, boxes as centre x,
+/// centre y, width, height in input pixels.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Yolov8Spec {
@@ -518,6 +535,23 @@ pub struct Yolov8Spec {
     /// At most this many boxes.
     #[serde(default = "default_max_detections")]
     pub max_detections: usize,
+    /// Pose heads: keypoints per box, each x, y (input pixels) and a score, after the class scores.
+    #[serde(default)]
+    pub keypoints: usize,
+    /// Segmentation heads: the prototype masks output `[1, coefficients, h, w]`; the head's last rows are the
+    /// per-box coefficients.
+    #[serde(default)]
+    pub protos: Option<String>,
+    /// Overlapping boxes suppress each other whatever their class (`false`: only within a class).
+    #[serde(default)]
+    pub agnostic_nms: bool,
+    /// The most runs one instance mask may have before it is published at a coarser stride.
+    #[serde(default = "default_max_mask_runs")]
+    pub max_mask_runs: usize,
+}
+
+fn default_max_mask_runs() -> usize {
+    4096
 }
 
 fn default_yolo_threshold() -> f32 {
@@ -630,6 +664,81 @@ impl CascadeSpec {
     }
 }
 
+/// SSD-style outputs: one box per row and its class scores, or (post-NMS layouts) its class and score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SsdSpec {
+    /// The boxes output `[1, boxes, 4]` (or `[boxes, 4]`).
+    pub boxes: String,
+    /// The scores output: `[1, boxes, classes]`, or `[1, boxes]` when `classes` is given.
+    pub scores: String,
+    /// Post-NMS layouts: the class of each box `[1, boxes]` (a number per box).
+    #[serde(default)]
+    pub classes: Option<String>,
+    /// Post-NMS layouts: how many leading rows are valid (`num_detections`, one value).
+    #[serde(default)]
+    pub count: Option<String>,
+    /// The order of a box's four numbers.
+    #[serde(default)]
+    pub box_format: BoxFormat,
+    /// Box coordinates are fractions of the input width and height (`false`: input pixels).
+    #[serde(default = "default_true")]
+    pub normalized: bool,
+    /// A score column that is the background, never a detection (0 for most SSD heads with a background class).
+    #[serde(default)]
+    pub background_class: Option<u32>,
+    /// Added to the class column to index the labels (TF's post-NMS classes count from 1: give -1).
+    #[serde(default)]
+    pub class_offset: i32,
+    /// Minimum class score.
+    #[serde(default = "default_face_threshold")]
+    pub score_threshold: f32,
+    /// Overlap above which the weaker box is dropped.
+    #[serde(default = "default_yolo_iou")]
+    pub iou_threshold: f32,
+    /// At most this many boxes.
+    #[serde(default = "default_max_detections")]
+    pub max_detections: usize,
+    /// Overlapping boxes suppress each other whatever their class (`false`: only within a class).
+    #[serde(default)]
+    pub agnostic_nms: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The order of a box's four numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BoxFormat {
+    /// `x_min, y_min, x_max, y_max`.
+    #[default]
+    Corners,
+    /// `y_min, x_min, y_max, x_max` (TensorFlow's detection API).
+    CornersYx,
+    /// `centre x, centre y, width, height`.
+    Centre,
+}
+
+/// Semantic segmentation: `[1, classes, h, w]` class scores (the best class per pixel), or `[1, 1, h, w]` one
+/// class's probability against `threshold`; the map covers the model input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentationSpec {
+    /// The map output.
+    pub tensor: String,
+    /// One-class maps: a pixel belongs to the class when its value is above it.
+    #[serde(default = "default_face_threshold")]
+    pub threshold: f32,
+    /// A class never published (the background of most multi-class models).
+    #[serde(default)]
+    pub background_class: Option<u32>,
+    /// The most runs one class mask may have before it is published at a coarser stride.
+    #[serde(default = "default_max_mask_runs")]
+    pub max_mask_runs: usize,
+}
+
 /// Execution-provider preferences of the bundle.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -647,6 +756,35 @@ impl Default for ExecutionSpec {
 
 fn default_providers() -> Vec<ProviderKind> {
     vec![ProviderKind::Cpu]
+}
+
+impl OutputSpec {
+    /// The rules of the keypoint, mask and SSD keys, each naming its key.
+    fn mask_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        // A mask of one cell has at most two runs, so the stride halving always ends.
+        let max_mask_runs = match self {
+            OutputSpec::Yolov8(spec) => Some(spec.max_mask_runs),
+            OutputSpec::Segmentation(spec) => Some(spec.max_mask_runs),
+            _ => None,
+        };
+        if max_mask_runs.is_some_and(|runs| runs < 2) {
+            problems.push("`output.max_mask_runs` must be at least 2".to_owned());
+        }
+        match self {
+            OutputSpec::Yolov8(spec) if spec.keypoints > 0 && spec.protos.is_some() => {
+                problems.push("give `output.keypoints` or `output.protos`, not both".to_owned())
+            }
+            OutputSpec::Segmentation(spec) if !(spec.threshold.is_finite()) => {
+                problems.push("`output.threshold` must be finite".to_owned())
+            }
+            OutputSpec::Ssd(spec) if spec.count.is_some() && spec.classes.is_none() => {
+                problems.push("`output.count` needs `output.classes` (the post-NMS layout)".to_owned())
+            }
+            _ => {}
+        }
+        problems
+    }
 }
 
 impl Manifest {
@@ -757,8 +895,14 @@ impl Manifest {
                 if spec.std.iter().any(|s| *s == 0.0 || !s.is_finite()) {
                     problems.push("`input.std` values must be finite and non-zero".to_owned());
                 }
-                if matches!(self.output, OutputSpec::Centerface(_) | OutputSpec::Yolov8(_)) {
-                    problems.push("detection decoders need an image input".to_owned());
+                if matches!(
+                    self.output,
+                    OutputSpec::Centerface(_)
+                        | OutputSpec::Yolov8(_)
+                        | OutputSpec::Ssd(_)
+                        | OutputSpec::Segmentation(_)
+                ) {
+                    problems.push("detection and segmentation decoders need an image input".to_owned());
                 }
             }
         }
@@ -768,6 +912,7 @@ impl Manifest {
             }
             OutputSpec::Centerface(CenterFaceSpec { score_threshold, iou_threshold, .. })
             | OutputSpec::Yolov8(Yolov8Spec { score_threshold, iou_threshold, .. })
+            | OutputSpec::Ssd(SsdSpec { score_threshold, iou_threshold, .. })
                 if !(0.0..=1.0).contains(score_threshold) || !(0.0..=1.0).contains(iou_threshold) =>
             {
                 problems.push("`output.score_threshold` and `output.iou_threshold` must be within 0..=1".to_owned())
@@ -785,6 +930,7 @@ impl Manifest {
             }
             _ => {}
         }
+        problems.extend(self.output.mask_problems());
         if self.execution.providers.is_empty() {
             problems.push("`execution.providers` is empty".to_owned());
         }
@@ -857,9 +1003,11 @@ fn tagged_table_error(text: &str) -> Option<String> {
             ("input", "sensor") => typed_error::<SensorInputSpec>(body),
             ("output", "classification") => typed_error::<ClassificationSpec>(body),
             ("output", "centerface") => typed_error::<CenterFaceSpec>(body),
-            ("output", "yolov8") => typed_error::<Yolov8Spec>(body),
+            ("output", "yolov8" | "yolo") => typed_error::<Yolov8Spec>(body),
             ("output", "anomaly") => typed_error::<AnomalySpec>(body),
             ("output", "raw") => typed_error::<RawSpec>(body),
+            ("output", "ssd") => typed_error::<SsdSpec>(body),
+            ("output", "segmentation") => typed_error::<SegmentationSpec>(body),
             _ => None,
         };
         located.map(|(path, message)| format!("{}: {message}", key(path)))
@@ -1088,6 +1236,8 @@ tensor = "logits"
             "face-detector",
             "vibration-anomaly",
             "vibration-isolation-forest",
+            "body-part-detector",
+            "testing/text-segmentation",
         ] {
             let text = std::fs::read_to_string(models.join(bundle).join("manifest.toml")).unwrap();
             let mut manifest = Manifest::parse(&text).unwrap();
@@ -1096,6 +1246,82 @@ tensor = "logits"
             let written = manifest.to_toml().unwrap();
             assert_eq!(Manifest::parse(&written), Ok(manifest), "{bundle}:\n{written}");
         }
+    }
+
+    const DETECTOR: &str = r#"
+name = "demo"
+version = "1.0.0"
+task = "detection"
+sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+[input]
+kind = "image"
+tensor = "images"
+width = 640
+height = 640
+[output]
+decoder = "yolo"
+tensor = "output0"
+"#;
+
+    #[test]
+    fn yolo_is_yolov8_with_keypoints_or_masks() {
+        let m = Manifest::parse(DETECTOR).unwrap();
+        let OutputSpec::Yolov8(spec) = &m.output else { panic!("yolo expected") };
+        assert_eq!(
+            (spec.keypoints, spec.protos.as_deref(), spec.agnostic_nms, spec.max_mask_runs),
+            (0, None, false, 4096)
+        );
+        // The old name still reads, and the written name stays the one older agents know.
+        let old = Manifest::parse(&DETECTOR.replace("\"yolo\"", "\"yolov8\"")).unwrap();
+        assert_eq!(old, m);
+        assert!(m.to_toml().unwrap().contains("decoder = \"yolov8\""));
+
+        let pose = Manifest::parse(&format!("{DETECTOR}keypoints = 17\n")).unwrap();
+        assert_eq!(pose.output.tensors(), vec!["output0"]);
+        let seg = Manifest::parse(&format!("{DETECTOR}protos = \"output1\"\nmax_mask_runs = 100\n")).unwrap();
+        assert_eq!(seg.output.tensors(), vec!["output0", "output1"]);
+        let both = Manifest::parse(&format!("{DETECTOR}keypoints = 17\nprotos = \"output1\"\nmax_mask_runs = 1\n"));
+        let err = both.unwrap_err();
+        assert!(err.contains("give `output.keypoints` or `output.protos`, not both"), "{err}");
+        assert!(err.contains("`output.max_mask_runs` must be at least 2"), "{err}");
+    }
+
+    #[test]
+    fn ssd_keys_have_defaults_and_checks() {
+        let ssd = DETECTOR.replace(
+            "decoder = \"yolo\"\ntensor = \"output0\"",
+            "decoder = \"ssd\"\nboxes = \"boxes\"\nscores = \"scores\"",
+        );
+        let m = Manifest::parse(&ssd).unwrap();
+        let OutputSpec::Ssd(spec) = &m.output else { panic!("ssd expected") };
+        assert_eq!(
+            (spec.box_format, spec.normalized, spec.background_class, spec.class_offset),
+            (BoxFormat::Corners, true, None, 0)
+        );
+        assert_eq!(m.output.tensors(), vec!["boxes", "scores"]);
+        let err = Manifest::parse(&format!("{ssd}count = \"num\"\nscore_threshold = 2.0\n")).unwrap_err();
+        assert!(err.contains("`output.count` needs `output.classes`"), "{err}");
+        assert!(err.contains("`output.score_threshold`"), "{err}");
+        let post_nms =
+            format!("{ssd}classes = \"classes\"\ncount = \"num\"\nbox_format = \"corners_yx\"\nclass_offset = -1\n");
+        let m = Manifest::parse(&post_nms).unwrap();
+        assert_eq!(m.output.tensors(), vec!["boxes", "scores", "classes", "num"]);
+        assert!(Manifest::parse(&format!("{ssd}box_format = \"xywh\"\n")).unwrap_err().contains("xywh"));
+    }
+
+    #[test]
+    fn segmentation_needs_its_task_and_an_image() {
+        let seg = DETECTOR
+            .replace("task = \"detection\"", "task = \"segmentation\"")
+            .replace("decoder = \"yolo\"\ntensor = \"output0\"", "decoder = \"segmentation\"\ntensor = \"map\"");
+        let m = Manifest::parse(&seg).unwrap();
+        let OutputSpec::Segmentation(spec) = &m.output else { panic!("segmentation expected") };
+        assert_eq!((spec.threshold, spec.background_class, spec.max_mask_runs), (0.5, None, 4096));
+        let err = Manifest::parse(&seg.replace("task = \"segmentation\"", "task = \"detection\"")).unwrap_err();
+        assert!(err.contains("`task`"), "{err}");
+        let err = Manifest::parse(&format!("{seg}threshold = nan\nmax_mask_runs = 0\n")).unwrap_err();
+        assert!(err.contains("`output.threshold` must be finite"), "{err}");
+        assert!(err.contains("`output.max_mask_runs` must be at least 2"), "{err}");
     }
 
     #[test]

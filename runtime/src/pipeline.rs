@@ -14,7 +14,7 @@ use crate::input::Input;
 use crate::manifest::{CascadeSpec, InputSpec};
 use crate::monitor::{FeatureExtractor, FeatureSpec, Profile};
 use crate::onnx_runtime::OnnxRuntime;
-use crate::postprocess::Decoder;
+use crate::postprocess::{Decoder, InputSize};
 use crate::prepare::{Prepared, Preparer, micros};
 use crate::preprocess::ImageLimits;
 use crate::provider::ActiveProvider;
@@ -90,7 +90,10 @@ impl Pipeline {
         let engine = Engine::new(ort, bundle, options)?;
         let manifest = bundle.manifest();
         let input = Arc::new(manifest.input.clone());
-        let decoder = Decoder::new(&manifest.output, engine.labels().to_vec());
+        let mut decoder = Decoder::new(&manifest.output, engine.labels().to_vec());
+        if let InputSpec::Image(image) = &manifest.input {
+            decoder = decoder.with_input_size(InputSize { width: image.width, height: image.height });
+        }
         let features = FeatureExtractor::new(manifest, engine.labels());
         Ok(Pipeline {
             preparer: Preparer::new(input.clone()),

@@ -38,7 +38,7 @@ impl Rule {
                 let above = self.min_anomaly_score.is_some_and(|min| *score >= min);
                 (*anomalous || above).then(Vec::new)
             }
-            Output::Raw { .. } => None,
+            Output::Raw { .. } | Output::Segmentation { .. } => None,
         }
     }
 
@@ -58,7 +58,16 @@ mod tests {
 
     fn detection(label: &str, score: f32, x_min: f32) -> Detection {
         let bbox = BoundingBox { x_min, y_min: 0.0, x_max: x_min + 10.0, y_max: 10.0 };
-        Detection { class_index: 0, label: label.into(), score, bbox, landmarks: Vec::new(), stages: Vec::new() }
+        Detection {
+            class_index: 0,
+            label: label.into(),
+            score,
+            bbox,
+            landmarks: Vec::new(),
+            keypoints: Vec::new(),
+            mask: None,
+            stages: Vec::new(),
+        }
     }
 
     #[test]

@@ -115,7 +115,7 @@ fn top_confidence(output: &Output) -> Option<f32> {
         Output::Detection { detections } if !detections.is_empty() => {
             Some(detections.iter().map(|d| d.score).sum::<f32>() / detections.len() as f32)
         }
-        Output::Detection { .. } | Output::Anomaly { .. } | Output::Raw { .. } => None,
+        Output::Detection { .. } | Output::Anomaly { .. } | Output::Raw { .. } | Output::Segmentation { .. } => None,
     }
 }
 

@@ -86,9 +86,9 @@ impl FeatureExtractor {
                 }
                 OutputFeatures::Classification { predicted_class: categories > 0 }
             }
-            OutputSpec::Centerface(_) | OutputSpec::Yolov8(_) => OutputFeatures::Detection,
+            OutputSpec::Centerface(_) | OutputSpec::Yolov8(_) | OutputSpec::Ssd(_) => OutputFeatures::Detection,
             OutputSpec::Anomaly(_) => OutputFeatures::Anomaly,
-            OutputSpec::Raw(_) => OutputFeatures::Raw,
+            OutputSpec::Raw(_) | OutputSpec::Segmentation(_) => OutputFeatures::Raw,
         };
         let output_names: &[&str] = match output {
             OutputFeatures::Classification { .. } => &["top1_confidence"],

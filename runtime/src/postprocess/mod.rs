@@ -7,9 +7,12 @@
 mod anomaly;
 mod centerface;
 mod classify;
+mod mask;
 mod nms;
 mod raw;
+mod segmentation;
 mod shape;
+mod ssd;
 mod yolov8;
 
 pub use classify::{apply_softmax, is_distribution, softmax, top_k};
@@ -22,6 +25,8 @@ use crate::tensor::{OutputTensor, Outputs};
 use centerface::CenterFaceDecoder;
 use classify::ClassificationDecoder;
 use protocol::Output;
+use segmentation::SegmentationDecoder;
+use ssd::SsdDecoder;
 use yolov8::Yolov8Decoder;
 
 /// Decodes the outputs of one model, as its manifest's `output` section says.
@@ -31,6 +36,17 @@ pub struct Decoder {
     labels: Vec<String>,
     /// The outputs the decoder reads (empty: all of them), checked for NaN and infinity before decoding.
     reads: Vec<String>,
+    /// The model's image input size, for normalised boxes and masks.
+    input: Option<InputSize>,
+}
+
+/// The width and height of a model's image input, in pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputSize {
+    /// Pixels per row.
+    pub width: u32,
+    /// Rows.
+    pub height: u32,
 }
 
 #[derive(Debug)]
@@ -40,6 +56,8 @@ enum DecoderKind {
     Yolov8(Yolov8Decoder),
     Anomaly(AnomalySpec),
     Raw(RawSpec),
+    Ssd(SsdDecoder),
+    Segmentation(SegmentationDecoder),
 }
 
 impl Decoder {
@@ -51,9 +69,17 @@ impl Decoder {
             OutputSpec::Yolov8(spec) => DecoderKind::Yolov8(Yolov8Decoder::new(spec)),
             OutputSpec::Anomaly(spec) => DecoderKind::Anomaly(spec.clone()),
             OutputSpec::Raw(spec) => DecoderKind::Raw(spec.clone()),
+            OutputSpec::Ssd(spec) => DecoderKind::Ssd(SsdDecoder::new(spec)),
+            OutputSpec::Segmentation(spec) => DecoderKind::Segmentation(SegmentationDecoder::new(spec)),
         };
         let reads = spec.tensors().into_iter().map(str::to_owned).collect();
-        Decoder { kind, labels, reads }
+        Decoder { kind, labels, reads, input: None }
+    }
+
+    /// The decoder for a model whose image input is `input`: normalised SSD boxes and masks need it.
+    pub fn with_input_size(mut self, input: InputSize) -> Self {
+        self.input = Some(input);
+        self
     }
 
     /// The class labels in output order (possibly empty).
@@ -79,10 +105,18 @@ impl Decoder {
             }
             DecoderKind::Yolov8(decoder) => {
                 let geometry = geometry.ok_or_else(|| missing_geometry(decoder.tensor()))?;
-                decoder.decode(outputs, &self.labels, geometry)
+                decoder.decode(outputs, &self.labels, geometry, self.input)
             }
             DecoderKind::Anomaly(spec) => anomaly::decode(spec, outputs),
             DecoderKind::Raw(spec) => raw::decode(spec, outputs),
+            DecoderKind::Ssd(decoder) => {
+                let geometry = geometry.ok_or_else(|| missing_geometry(decoder.tensor()))?;
+                decoder.decode(outputs, &self.labels, geometry, self.input)
+            }
+            DecoderKind::Segmentation(decoder) => {
+                let geometry = geometry.ok_or_else(|| missing_geometry(decoder.tensor()))?;
+                decoder.decode(outputs, &self.labels, geometry, self.input)
+            }
         }
     }
 }
@@ -160,6 +194,10 @@ mod tests {
             score_threshold: 0.25,
             iou_threshold: 0.45,
             max_detections: 10,
+            keypoints: 0,
+            protos: None,
+            agnostic_nms: false,
+            max_mask_runs: 4096,
         });
         for (spec, tensor) in [(centerface, "heat"), (yolo, "output0")] {
             let err = Decoder::new(&spec, vec![]).decode(&Outputs::default(), None).unwrap_err();
@@ -237,6 +275,10 @@ mod tests {
             score_threshold: 0.25,
             iou_threshold: 0.45,
             max_detections: 10,
+            keypoints: 0,
+            protos: None,
+            agnostic_nms: false,
+            max_mask_runs: 4096,
         });
         let outputs = Outputs { tensors: vec![tensor("output0", &[1, 5, 1], vec![1.0, 1.0, f32::INFINITY, 2.0, 0.9])] };
         assert_non_finite(Decoder::new(&yolo, vec![]).decode(&outputs, Some(&geometry)), "output0", 2, false);
