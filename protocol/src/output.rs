@@ -19,6 +19,9 @@ pub enum Output {
     /// Output tensors as they are.
     #[allow(missing_docs)]
     Raw { tensors: Vec<RawTensor> },
+    /// Text read by a recogniser (CTC): the characters, and the mean probability of the ones kept (0 when none).
+    #[allow(missing_docs)]
+    Text { text: String, score: f32 },
 }
 
 /// One class and its probability.
@@ -45,6 +48,10 @@ pub struct Detection {
     pub bbox: BoundingBox,
     /// Keypoints the model gives (CenterFace: eyes, nose, mouth corners); empty otherwise.
     pub landmarks: Vec<Point>,
+    /// A rotated box's 4 corners in source-image pixels, clockwise from the top left (text detectors); empty for
+    /// axis-aligned detectors, whose box is `bbox`. Defaults to empty, so that predictions written before it read.
+    #[serde(default)]
+    pub polygon: Vec<Point>,
 }
 
 /// An axis-aligned box, corners in pixels.

@@ -71,7 +71,9 @@ impl ModelFamily {
     pub fn of(manifest: &Manifest) -> ModelFamily {
         match (&manifest.input, &manifest.output) {
             (InputSpec::Sensor(_), _) => ModelFamily::Sensor,
-            (InputSpec::Image(_), OutputSpec::Centerface(_) | OutputSpec::Yolov8(_)) => ModelFamily::Detector,
+            (InputSpec::Image(_), OutputSpec::Centerface(_) | OutputSpec::Yolov8(_) | OutputSpec::Dbnet(_)) => {
+                ModelFamily::Detector
+            }
             (InputSpec::Image(_), _) => ModelFamily::ImageClassifier,
         }
     }

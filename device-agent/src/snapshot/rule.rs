@@ -58,7 +58,7 @@ mod tests {
 
     fn detection(label: &str, score: f32, x_min: f32) -> Detection {
         let bbox = BoundingBox { x_min, y_min: 0.0, x_max: x_min + 10.0, y_max: 10.0 };
-        Detection { class_index: 0, label: label.into(), score, bbox, landmarks: Vec::new() }
+        Detection { class_index: 0, label: label.into(), score, bbox, landmarks: Vec::new(), polygon: Vec::new() }
     }
 
     #[test]

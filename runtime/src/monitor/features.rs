@@ -60,7 +60,7 @@ enum OutputFeatures {
     Detection,
     /// `anomaly_score`.
     Anomaly,
-    /// Nothing: raw tensors have no meaning the runtime knows.
+    /// Nothing: raw tensors have no meaning the runtime knows, and recognised text no number to watch.
     Raw,
 }
 
@@ -86,9 +86,9 @@ impl FeatureExtractor {
                 }
                 OutputFeatures::Classification { predicted_class: categories > 0 }
             }
-            OutputSpec::Centerface(_) | OutputSpec::Yolov8(_) => OutputFeatures::Detection,
+            OutputSpec::Centerface(_) | OutputSpec::Yolov8(_) | OutputSpec::Dbnet(_) => OutputFeatures::Detection,
             OutputSpec::Anomaly(_) => OutputFeatures::Anomaly,
-            OutputSpec::Raw(_) => OutputFeatures::Raw,
+            OutputSpec::Raw(_) | OutputSpec::Ctc(_) => OutputFeatures::Raw,
         };
         let output_names: &[&str] = match output {
             OutputFeatures::Classification { .. } => &["top1_confidence"],

@@ -7,6 +7,8 @@
 mod anomaly;
 mod centerface;
 mod classify;
+mod ctc;
+mod dbnet;
 mod nms;
 mod raw;
 mod shape;
@@ -16,11 +18,12 @@ pub use classify::{apply_softmax, is_distribution, softmax, top_k};
 pub use nms::{Candidate, Suppression, non_max_suppression};
 
 use crate::error::{Error, Result};
-use crate::manifest::{AnomalySpec, OutputSpec, RawSpec};
+use crate::manifest::{AnomalySpec, CtcSpec, OutputSpec, RawSpec};
 use crate::preprocess::Geometry;
 use crate::tensor::{OutputTensor, Outputs};
 use centerface::CenterFaceDecoder;
 use classify::ClassificationDecoder;
+use dbnet::DbnetDecoder;
 use protocol::Output;
 use yolov8::Yolov8Decoder;
 
@@ -40,6 +43,8 @@ enum DecoderKind {
     Yolov8(Yolov8Decoder),
     Anomaly(AnomalySpec),
     Raw(RawSpec),
+    Dbnet(DbnetDecoder),
+    Ctc(CtcSpec),
 }
 
 impl Decoder {
@@ -51,6 +56,8 @@ impl Decoder {
             OutputSpec::Yolov8(spec) => DecoderKind::Yolov8(Yolov8Decoder::new(spec)),
             OutputSpec::Anomaly(spec) => DecoderKind::Anomaly(spec.clone()),
             OutputSpec::Raw(spec) => DecoderKind::Raw(spec.clone()),
+            OutputSpec::Dbnet(spec) => DecoderKind::Dbnet(DbnetDecoder::new(spec)),
+            OutputSpec::Ctc(spec) => DecoderKind::Ctc(spec.clone()),
         };
         let reads = spec.tensors().into_iter().map(str::to_owned).collect();
         Decoder { kind, labels, reads }
@@ -83,6 +90,11 @@ impl Decoder {
             }
             DecoderKind::Anomaly(spec) => anomaly::decode(spec, outputs),
             DecoderKind::Raw(spec) => raw::decode(spec, outputs),
+            DecoderKind::Dbnet(decoder) => {
+                let geometry = geometry.ok_or_else(|| missing_geometry(decoder.tensor()))?;
+                decoder.decode(outputs, &self.labels, geometry)
+            }
+            DecoderKind::Ctc(spec) => ctc::decode(spec, outputs, &self.labels),
         }
     }
 }

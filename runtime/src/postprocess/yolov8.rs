@@ -76,6 +76,7 @@ impl Yolov8Decoder {
                     score: candidate.score,
                     bbox: geometry.to_source_box(candidate.bbox),
                     landmarks: Vec::new(),
+                    polygon: Vec::new(),
                 })
             })
             .collect::<Result<Vec<_>>>()?;

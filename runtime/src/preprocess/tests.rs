@@ -32,6 +32,7 @@ pub(super) fn image_spec(width: u32, height: u32) -> ImageInputSpec {
         mean: vec![0.0],
         std: vec![1.0],
         pad_value: 114,
+        dynamic_size: None,
     }
 }
 
