@@ -210,7 +210,11 @@ providers = ["cpu"]
 
 
 def toml_label(label: str) -> str:
-    return json.dumps(label)  # a JSON string is a TOML basic string (\\uXXXX escapes included)
+    """A TOML basic string: UTF-8, with quotes, backslashes and control characters escaped (JSON escapes them
+    alike), and a whitespace character written as its \\uXXXX escape, so that it reads as what it is."""
+    if label.isspace():
+        return "".join(f"\\u{ord(c):04x}" for c in label).join('""')
+    return json.dumps(label, ensure_ascii=False)
 
 
 def main() -> None:

@@ -112,8 +112,10 @@ impl Engine {
             binding: OutputBinding::Untried,
             _model_bytes: built.model_bytes,
         };
-        // A batch changes the outputs' first dimension from run to run: tensors of one shape cannot take them.
-        if engine.takes_batches() {
+        // A batch changes the outputs' first dimension from run to run, and an input sized per frame their
+        // height and width: tensors of one shape cannot take them.
+        let sized_per_frame = matches!(&manifest.input, InputSpec::Image(image) if image.dynamic_size.is_some());
+        if engine.takes_batches() || sized_per_frame {
             engine.binding = OutputBinding::Refused;
         }
         Ok(engine)

@@ -106,17 +106,15 @@ impl Preparer {
         prepared.spec = None;
         prepared.geometry = None;
         prepared.timings = StageTimings::default();
-        let tensor = match &mut prepared.tensor {
-            Some(tensor) if tensor.fits(&self.spec) => tensor,
-            other => other.insert(InputBuffer::new(&self.spec)?),
-        };
+        let slot = &mut prepared.tensor;
         let started = Instant::now();
         let timings = &mut prepared.timings;
         prepared.geometry = match (&mut self.preprocessor, input) {
             (Preprocessor::Image(pre), Input::Image(bytes)) => {
-                pre.decode(bytes)?;
+                let source = pre.decode(bytes)?;
                 let decoded = Instant::now();
                 timings.decode_us = micros(started, decoded);
+                let tensor = image_buffer(slot, &self.spec, pre.shape_for(source))?;
                 let geometry = pre.prepare_into(tensor.view_mut());
                 // The frame is in the tensor now: an outsized one need not hold its memory until the next.
                 pre.release_outsized();
@@ -125,12 +123,17 @@ impl Preparer {
             }
             (Preprocessor::Image(pre), Input::Frame(frame)) => {
                 // Nothing to decode: the colour conversion is part of the resize, so it counts as preprocessing.
+                let tensor = image_buffer(slot, &self.spec, pre.shape_for((frame.width(), frame.height())))?;
                 let geometry = pre.prepare_frame_into(frame, tensor.view_mut());
                 pre.release_outsized();
                 timings.preprocess_us = micros(started, Instant::now());
                 Some(geometry?)
             }
             (Preprocessor::Sensor(pre), Input::Sensor(window)) => {
+                let tensor = match slot {
+                    Some(tensor) if tensor.fits(&self.spec) => tensor,
+                    other => other.insert(InputBuffer::new(&self.spec)?),
+                };
                 let InputTensorMut::F32(data) = tensor.view_mut() else {
                     return Err(Error::TensorMismatch { expected: "f32".to_owned(), got: "u8".to_owned() });
                 };
@@ -171,6 +174,24 @@ impl Preparer {
             pre.set_reduced_jpeg_decode(enabled);
         }
     }
+}
+
+/// The buffer in `slot` for an image of `shape` (the spec's, or the frame's own where the input is sized per
+/// frame), replaced when it has another shape.
+fn image_buffer<'a>(
+    slot: &'a mut Option<InputBuffer>,
+    spec: &InputSpec,
+    shape: [usize; 4],
+) -> Result<&'a mut InputBuffer> {
+    let InputSpec::Image(image) = spec else {
+        return Err(Error::WrongInputKind { expected: "sensor", got: "image" });
+    };
+    let shape = shape.map(|d| d as i64);
+    let tensor = match slot.take() {
+        Some(tensor) if tensor.fits_shape(image.dtype, &shape) => tensor,
+        _ => InputBuffer::with_shape(image.dtype, &shape)?,
+    };
+    Ok(slot.insert(tensor))
 }
 
 /// Microseconds from `from` to `to`, saturating.

@@ -83,7 +83,12 @@ impl InputBuffer {
     /// A zeroed tensor of the element type and shape `spec` gives (batch of one).
     pub fn new(spec: &InputSpec) -> Result<InputBuffer> {
         let (dtype, dims, rank) = input_layout(spec);
-        let shape = dims[..rank].to_vec();
+        InputBuffer::with_shape(dtype, &dims[..rank])
+    }
+
+    /// A zeroed tensor of `dtype` and `shape` (an input sized per frame).
+    pub fn with_shape(dtype: InputDtype, shape: &[i64]) -> Result<InputBuffer> {
+        let shape = shape.to_vec();
         let len = shape.iter().product::<i64>() as usize;
         let error = |e: ort::Error| Error::Inference { reason: format!("creating the input tensor: {e}") };
         let value = match dtype {
@@ -96,9 +101,14 @@ impl InputBuffer {
     /// True when it has the element type and shape `spec` gives, so it can take that spec's inputs.
     pub fn fits(&self, spec: &InputSpec) -> bool {
         let (dtype, dims, rank) = input_layout(spec);
+        self.fits_shape(dtype, &dims[..rank])
+    }
+
+    /// True when it has `dtype` and `shape`.
+    pub fn fits_shape(&self, dtype: InputDtype, shape: &[i64]) -> bool {
         let same_type =
             matches!((&self.value, dtype), (InputValue::F32(_), InputDtype::F32) | (InputValue::U8(_), InputDtype::U8));
-        same_type && dims[..rank] == self.shape[..]
+        same_type && shape == &self.shape[..]
     }
 
     /// The elements, to read.

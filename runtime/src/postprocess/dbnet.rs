@@ -252,16 +252,24 @@ fn mean_inside(map: &[f32], width: usize, height: usize, corners: &[[f64; 2]; 4]
     if count == 0 { 0.0 } else { (sum / count as f64) as f32 }
 }
 
-/// Whether `point` lies inside or on the convex polygon `corners` (either winding).
+/// Whether the pixel at `point` is filled when OpenCV's `fillPoly` fills the convex polygon `corners` (either
+/// winding): its centre is inside, or it is a pixel of an edge as OpenCV draws it, at most half a pixel off the
+/// edge along the edge's minor axis.
 fn inside(corners: &[[f64; 2]; 4], point: [f64; 2]) -> bool {
-    let (mut positive, mut negative) = (false, false);
-    for (i, a) in corners.iter().enumerate() {
-        let b = corners[(i + 1) % corners.len()];
-        let cross = (b[0] - a[0]) * (point[1] - a[1]) - (b[1] - a[1]) * (point[0] - a[0]);
-        positive |= cross > 1e-9;
-        negative |= cross < -1e-9;
-    }
-    !(positive && negative)
+    let edge = |i: usize| (corners[i], corners[(i + 1) % corners.len()]);
+    let doubled_area: f64 = (0..corners.len())
+        .map(|i| {
+            let (a, b) = edge(i);
+            a[0] * b[1] - b[0] * a[1]
+        })
+        .sum();
+    let winding = if doubled_area < 0.0 { -1.0 } else { 1.0 };
+    (0..corners.len()).all(|i| {
+        let (a, b) = edge(i);
+        let (dx, dy) = (b[0] - a[0], b[1] - a[1]);
+        let cross = winding * (dx * (point[1] - a[1]) - dy * (point[0] - a[0]));
+        cross >= -0.5 * dx.abs().max(dy.abs()) - 1e-9
+    })
 }
 
 /// The detection for a rectangle in map pixels: corners in source pixels, clamped into the image, clockwise

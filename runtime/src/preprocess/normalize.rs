@@ -23,9 +23,7 @@ enum ElementTables {
 pub(crate) struct Normalizer {
     color: ColorOrder,
     layout: ImageLayout,
-    pixels: usize,
-    /// Elements of the tensor: pixels times channels.
-    len: usize,
+    channels: usize,
     tables: ElementTables,
 }
 
@@ -33,7 +31,6 @@ impl Normalizer {
     /// A normaliser for `spec`. Mean and std hold one value for all channels or one per channel, in the
     /// tensor's channel order (for `bgr`, index 0 is blue); manifest validation checks that.
     pub fn new(spec: &ImageInputSpec) -> Normalizer {
-        let pixels = spec.width as usize * spec.height as usize;
         let tables = match spec.dtype {
             InputDtype::F32 => {
                 let mut tables = Box::new([[0.0; 256]; 3]);
@@ -51,14 +48,14 @@ impl Normalizer {
                 ElementTables::U8(Box::new([identity; 3]))
             }
         };
-        Normalizer { color: spec.color, layout: spec.layout, pixels, len: pixels * spec.channels(), tables }
+        Normalizer { color: spec.color, layout: spec.layout, channels: spec.channels(), tables }
     }
 
-    /// Writes `out` from `rgb`, an RGB8 frame of the model's width x height. [`Error::TensorMismatch`] when
-    /// `out` is not a tensor of the spec's element type and size.
+    /// Writes `out` from `rgb`, an RGB8 frame of the tensor's width x height (the model's, or the frame's own
+    /// where the input size is chosen per frame). [`Error::TensorMismatch`] when `out` is not a tensor of the
+    /// spec's element type and that size.
     pub fn write(&self, rgb: &[u8], out: InputTensorMut<'_>) -> Result<()> {
-        debug_assert_eq!(rgb.len(), self.pixels * 3);
-        let (expected, got) = (self.len, out.len());
+        let (expected, got) = (rgb.len() / 3 * self.channels, out.len());
         match (&self.tables, out) {
             (ElementTables::F32(tables), InputTensorMut::F32(data)) if got == expected => {
                 write(self.color, self.layout, tables, rgb, data);
@@ -77,11 +74,11 @@ impl Normalizer {
         Ok(())
     }
 
-    /// A zeroed tensor to write: the spec's element type and size.
-    pub fn new_tensor(&self) -> OwnedTensor {
+    /// A zeroed tensor of `len` elements to write, of the spec's element type.
+    pub fn new_tensor(&self, len: usize) -> OwnedTensor {
         match self.tables {
-            ElementTables::F32(_) => OwnedTensor::F32(vec![0.0; self.len]),
-            ElementTables::U8(_) => OwnedTensor::U8(vec![0; self.len]),
+            ElementTables::F32(_) => OwnedTensor::F32(vec![0.0; len]),
+            ElementTables::U8(_) => OwnedTensor::U8(vec![0; len]),
         }
     }
 }
@@ -94,6 +91,13 @@ pub(crate) enum OwnedTensor {
 }
 
 impl OwnedTensor {
+    pub fn len(&self) -> usize {
+        match self {
+            OwnedTensor::F32(data) => data.len(),
+            OwnedTensor::U8(data) => data.len(),
+        }
+    }
+
     pub fn view(&self) -> crate::tensor::InputTensor<'_> {
         match self {
             OwnedTensor::F32(data) => crate::tensor::InputTensor::F32(data),

@@ -734,7 +734,7 @@ fn gray_is_luma_rounded_as_numpy_rounds() {
 /// `rgb` normalised for `spec` into a new tensor.
 fn normalized(spec: &ImageInputSpec, rgb: &[u8]) -> OwnedTensor {
     let normalizer = Normalizer::new(spec);
-    let mut tensor = normalizer.new_tensor();
+    let mut tensor = normalizer.new_tensor(spec.shape().iter().product());
     normalizer.write(rgb, tensor.view_mut()).expect("the tensor is made for the spec");
     tensor
 }
