@@ -3,10 +3,10 @@
 //! per frame, the tensor, the DBNet boxes and the CTC text.
 //!
 //! rapidocr resizes with OpenCV's `INTER_LINEAR`; the runtime resizes with its bilinear convolution (PIL's
-//! filter). Both frames here are scaled up (by 2.05 for the detector, 1.1 to 1.4 for the crops), where the two
-//! filters sample the same positions with the same triangle weights and differ by their fixed-point rounding
-//! (and at the frame's outer pixels, where OpenCV repeats the edge and PIL renormalises the weights), so tensors
-//! agree to a level or two on most values, more on a few at high-contrast stroke edges.
+//! filter). Scaling up (the detector frame by 2.05, the 44-row crop by 1.09), the two filters sample the same
+//! positions with the same triangle weights and differ only by their fixed-point rounding: measured within one
+//! level. Scaling down (the 51- and 52-row crops into 48 rows), PIL's filter widens to cover every source pixel
+//! and OpenCV's does not: measured up to 19 levels at stroke edges, 0.7 on average.
 
 use integration_tests::{models_dir, onnx_runtime};
 use runtime::manifest::InputSpec;
@@ -64,6 +64,7 @@ fn check_tensor(bundle: &Bundle, case: &Case, level: f32, (max_levels, mean_leve
     let worst = differences.iter().copied().fold(0.0, f32::max);
     let mean = differences.iter().sum::<f32>() / differences.len() as f32;
     assert!(worst <= max_levels && mean <= mean_levels, "{}: worst {worst} levels, mean {mean}", case.input);
+    eprintln!("{}: tensor within {worst} levels of rapidocr's, {mean} on average", case.input);
 }
 
 #[test]
@@ -71,8 +72,8 @@ fn text_detector_finds_rapidocrs_boxes() {
     let bundle = Bundle::load(models_dir().join("text-detector")).expect("bundle loads");
     let mut pipeline = pipeline(&bundle);
     for case in reference("text-detector").cases {
-        // One level is 1/255 over the smallest std (0.224).
-        check_tensor(&bundle, &case, 1.0 / 255.0 / 0.224, (24.0, 0.5));
+        // One level is 1/255 over the smallest std (0.224); scaled up, so within the rounding (see the top).
+        check_tensor(&bundle, &case, 1.0 / 255.0 / 0.224, (2.0, 0.1));
         let (output, _) = pipeline.infer(&Input::Image(frame(&case))).expect("infers");
         let Output::Detection { detections } = output else { panic!("detections expected") };
         assert_eq!(detections.len(), case.boxes.len(), "{}: {detections:?}", case.input);
@@ -106,13 +107,13 @@ fn text_recognizer_reads_rapidocrs_text() {
     assert_eq!(bundle.labels().len(), 6623, "the model's character list, U+3000 included");
     let mut pipeline = pipeline(&bundle);
     for case in reference("text-recognizer").cases {
-        // One level is 1/255 / 0.5.
-        check_tensor(&bundle, &case, 2.0 / 255.0, (24.0, 0.5));
+        // One level is 1/255 / 0.5; two crops are scaled down, where the filters differ (see the top).
+        check_tensor(&bundle, &case, 2.0 / 255.0, (24.0, 1.0));
         let (output, _) = pipeline.infer(&Input::Image(frame(&case))).expect("infers");
         let Output::Text { text, score } = output else { panic!("text expected") };
         assert_eq!(text, case.text, "{}", case.input);
-        // The mean best probability over ~20 kept steps, each near 1: the resize differences move it by less
-        // than 1e-2.
+        // The mean best probability over some 20 kept steps, each near 1: the resize differences above move it
+        // by less than 1e-2.
         assert!((score - case.score).abs() < 1e-2, "{}: score {score} vs {}", case.input, case.score);
     }
 }
