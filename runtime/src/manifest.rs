@@ -900,6 +900,47 @@ tensor = "logits"
     }
 
     #[test]
+    fn the_text_bundles_parse_and_dynamic_sizes_and_text_decoders_are_checked_by_key() {
+        let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+        let read = |bundle: &str| std::fs::read_to_string(models.join(bundle).join("manifest.toml")).unwrap();
+        let detector = Manifest::parse(&read("text-detector")).unwrap();
+        let InputSpec::Image(input) = &detector.input else { panic!("image input expected") };
+        let dynamic = input.dynamic_size.as_ref().expect("sized per frame");
+        assert_eq!((dynamic.mode, dynamic.limit, dynamic.min_side()), (DynamicSizeMode::LimitSide, SideLimit::Min, 32));
+        assert!(matches!(&detector.output, OutputSpec::Dbnet(spec) if spec.dilate && spec.unclip_ratio == 1.6));
+        let recognizer = Manifest::parse(&read("text-recognizer")).unwrap();
+        assert_eq!(recognizer.task, Task::Text);
+        assert_eq!(recognizer.labels.len(), 6623);
+        assert!(recognizer.labels.contains(&"\u{3000}".to_owned()), "the ideographic space is a label");
+
+        let text = read("text-detector");
+        let bad = text
+            .replace("multiple_of = 32", "multiple_of = 32\npad = 1.0")
+            .replace("min_side = 32", "min_side = 40")
+            .replace("max_side = 2048", "max_side = 8192")
+            .replace("threshold = 0.3", "threshold = 1.3")
+            .replace("unclip_ratio = 1.6", "unclip_ratio = -1.0");
+        let err = Manifest::parse(&bad).unwrap_err();
+        for key in ["dynamic_size.min_side` must be a positive multiple", "dynamic_size.max_side` allows 8192 x 8192"] {
+            assert!(err.contains(key), "{key}: {err}");
+        }
+        for key in ["dynamic_size.pad`", "`output.threshold`", "`output.unclip_ratio`"] {
+            assert!(err.contains(key), "{key}: {err}");
+        }
+        let no_limit = text.replace("limit_side = 736\n", "");
+        assert!(Manifest::parse(&no_limit).unwrap_err().contains("`input.dynamic_size.limit_side` must be given"));
+        let letterboxed = text.replace("resize = \"stretch\"", "resize = \"letterbox\"");
+        assert!(Manifest::parse(&letterboxed).unwrap_err().contains("leave `input.resize` unset"));
+        let sensor_ctc = CLASSIFIER
+            .replace("task = \"classification\"", "task = \"text\"")
+            .replace("kind = \"image\"", "kind = \"sensor\"\nchannels = 3\nwindow = 10")
+            .replace("width = 224\nheight = 224\nresize = \"center_crop\"\n", "")
+            .replace("mean = [0.485, 0.456, 0.406]\nstd = [0.229, 0.224, 0.225]\n", "")
+            .replace("decoder = \"classification\"", "decoder = \"ctc\"");
+        assert!(Manifest::parse(&sensor_ctc).unwrap_err().contains("the `ctc` decoder needs an image input"));
+    }
+
+    #[test]
     fn rejects_unknown_keys_and_versions_that_are_not_semver() {
         assert!(Manifest::parse(&CLASSIFIER.replace("labels =", "lables =")).unwrap_err().contains("lables"));
         assert!(Manifest::parse(&CLASSIFIER.replace("1.2.3", "1.2")).is_err());
