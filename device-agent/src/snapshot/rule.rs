@@ -38,7 +38,7 @@ impl Rule {
                 let above = self.min_anomaly_score.is_some_and(|min| *score >= min);
                 (*anomalous || above).then(Vec::new)
             }
-            Output::Raw { .. } => None,
+            Output::Raw { .. } | Output::Text { .. } => None,
         }
     }
 
