@@ -912,6 +912,9 @@ tensor = "logits"
         assert_eq!(recognizer.task, Task::Text);
         assert_eq!(recognizer.labels.len(), 6623);
         assert!(recognizer.labels.contains(&"\u{3000}".to_owned()), "the ideographic space is a label");
+        for manifest in [&detector, &recognizer] {
+            assert_eq!(Manifest::parse(&manifest.to_toml().unwrap()).as_ref(), Ok(manifest), "round trip");
+        }
 
         let text = read("text-detector");
         let bad = text

@@ -3,7 +3,8 @@
 //!
 //! A [`Prepared`] owns its input tensor, allocated once at its final size and written in place, so
 //! preparing a stream of inputs into recycled [`Prepared`]s allocates nothing of its own (the JPEG and PNG
-//! decoders make their own working buffers). It remembers the input spec it was prepared for: a pipeline
+//! decoders make their own working buffers); an input sized per frame (`input.dynamic_size`) is reallocated
+//! when a frame's size differs from the last one's. It remembers the input spec it was prepared for: a pipeline
 //! refuses one made for another spec (after a model update) rather than run it.
 
 use crate::error::{Error, Result};
