@@ -8,7 +8,14 @@ use std::path::Path;
 fn face(x_min: f32, score: f32) -> Output {
     let bbox = BoundingBox { x_min, y_min: 4.0, x_max: x_min + 20.0, y_max: 30.0 };
     Output::Detection {
-        detections: vec![Detection { class_index: 0, label: "face".into(), score, bbox, landmarks: Vec::new(), polygon: Vec::new() }],
+        detections: vec![Detection {
+            class_index: 0,
+            label: "face".into(),
+            score,
+            bbox,
+            landmarks: Vec::new(),
+            polygon: Vec::new(),
+        }],
     }
 }
 
