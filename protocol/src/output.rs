@@ -23,6 +23,9 @@ pub enum Output {
     /// Semantic segmentation: one mask per class present in the frame, in class order.
     #[allow(missing_docs)]
     Segmentation { masks: Vec<ClassMask> },
+    /// Text read by a recogniser (CTC): the characters, and the mean probability of the ones kept (0 when none).
+    #[allow(missing_docs)]
+    Text { text: String, score: f32 },
 }
 
 /// One class and its probability.
@@ -49,6 +52,10 @@ pub struct Detection {
     pub bbox: BoundingBox,
     /// Keypoints the model gives (CenterFace: eyes, nose, mouth corners); empty otherwise.
     pub landmarks: Vec<Point>,
+    /// A rotated box's 4 corners in source-image pixels, clockwise from the top left (text detectors); empty for
+    /// axis-aligned detectors, whose box is `bbox`. Defaults to empty, so that predictions written before it read.
+    #[serde(default)]
+    pub polygon: Vec<Point>,
     /// Pose keypoints with their confidence, in the model's keypoint order (COCO: nose, eyes, ears, ...);
     /// empty for models without a pose head.
     #[serde(default)]
@@ -222,6 +229,7 @@ mod tests {
             score: 0.9,
             bbox,
             landmarks: Vec::new(),
+            polygon: Vec::new(),
             keypoints: Vec::new(),
             mask: None,
             stages,

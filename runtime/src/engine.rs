@@ -120,9 +120,11 @@ impl Engine {
             labels,
             _model_bytes: built.model_bytes,
         };
-        // A batch changes the outputs' first dimension from run to run: tensors of one shape cannot take them. The
-        // pre-allocated tensors are f32: outputs of other types are converted as they are copied.
-        if engine.takes_batches() || !engine.outputs_are_f32() {
+        // A batch changes the outputs' first dimension from run to run, and an input sized per frame their
+        // height and width: tensors of one shape cannot take them. The pre-allocated tensors are f32: outputs of
+        // other types are converted as they are copied.
+        let sized_per_frame = matches!(&manifest.input, InputSpec::Image(image) if image.dynamic_size.is_some());
+        if engine.takes_batches() || sized_per_frame || !engine.outputs_are_f32() {
             engine.binding = OutputBinding::Refused;
         }
         Ok(engine)
@@ -487,5 +489,27 @@ fn check_output_shape(path: &Path, name: &str, spec: &OutputSpec, shape: &[i64],
             Ok(())
         }
         OutputSpec::Raw(_) => Ok(()),
+        OutputSpec::Dbnet(_) => {
+            if shape.len() != 4 || fixed(1).is_some_and(|c| c != 1) {
+                return Err(mismatch(path, what, "[1, 1, h, w]", format!("{shape:?}")));
+            }
+            Ok(())
+        }
+        OutputSpec::Ctc(ctc) => {
+            if shape.len() != 3 {
+                return Err(mismatch(path, what, "[1, steps, classes]", format!("{shape:?}")));
+            }
+            // The blank comes first and the optional space last; the labels are the classes between.
+            let classes = labels + 1 + usize::from(ctc.use_space_char);
+            match fixed(2) {
+                Some(got) if labels > 0 && got as usize != classes => Err(mismatch(
+                    path,
+                    format!("output {name:?} classes"),
+                    format!("{classes} (blank, {labels} labels{})", if ctc.use_space_char { ", space" } else { "" }),
+                    format!("{got}"),
+                )),
+                _ => Ok(()),
+            }
+        }
     }
 }

@@ -98,6 +98,8 @@ pub enum Task {
     Raw,
     /// A class per pixel, published as masks.
     Segmentation,
+    /// Text read from an image.
+    Text,
 }
 
 /// The input tensor and how a frame or window becomes it.
@@ -174,6 +176,118 @@ pub struct ImageInputSpec {
     /// rank says (see [`crate::Engine`]).
     #[serde(default)]
     pub batch_axis: Option<bool>,
+    /// The input size chosen per frame, for models with a dynamic height and width; `None`: `width` x `height`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dynamic_size: Option<DynamicSize>,
+}
+
+/// How a frame's input size is chosen, for models whose graph input has a dynamic height and width.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DynamicSize {
+    /// How the size follows the frame.
+    pub mode: DynamicSizeMode,
+    /// For `limit_side`: the side length the frame is scaled towards (see `limit`).
+    #[serde(default)]
+    pub limit_side: Option<u32>,
+    /// For `limit_side`: which side is held to `limit_side`.
+    #[serde(default)]
+    pub limit: SideLimit,
+    /// Each side is rounded to a multiple of this (`limit_side`: nearest; `fixed_height`: the width, up).
+    #[serde(default = "default_multiple_of")]
+    pub multiple_of: u32,
+    /// No side is shorter (`fixed_height`: the width, padded on the right up to it); default `multiple_of`.
+    #[serde(default)]
+    pub min_side: Option<u32>,
+    /// No side is longer (the frame is scaled down to fit, keeping its aspect ratio).
+    #[serde(default = "default_max_side")]
+    pub max_side: u32,
+    /// For `fixed_height`: the value of the tensor's padded elements, in tensor units (after normalisation).
+    #[serde(default)]
+    pub pad: f32,
+}
+
+fn default_multiple_of() -> u32 {
+    1
+}
+fn default_max_side() -> u32 {
+    2048
+}
+
+impl DynamicSize {
+    /// The shortest side: `min_side`, or `multiple_of` when not given.
+    pub fn min_side(&self) -> u32 {
+        self.min_side.unwrap_or(self.multiple_of)
+    }
+
+    /// Every rule this breaks for an input of `height` rows, each naming its key.
+    fn problems(&self, height: u32) -> Vec<String> {
+        let mut problems = Vec::new();
+        let key = |name: &str| format!("`input.dynamic_size.{name}`");
+        if self.multiple_of == 0 {
+            problems.push(format!("{} must be at least 1", key("multiple_of")));
+            return problems;
+        }
+        let (min_side, max_side) = (self.min_side(), self.max_side);
+        for (name, side) in [("min_side", min_side), ("max_side", max_side)] {
+            if side == 0 || side % self.multiple_of != 0 {
+                problems.push(format!(
+                    "{} must be a positive multiple of `multiple_of` ({})",
+                    key(name),
+                    self.multiple_of
+                ));
+            }
+        }
+        if min_side > max_side {
+            problems.push(format!("{} ({min_side}) is over `max_side` ({max_side})", key("min_side")));
+        }
+        // The largest tensor a frame can ask for is allocated per frame: hold it to what a fixed input may be.
+        let largest_rows = match self.mode {
+            DynamicSizeMode::LimitSide => max_side,
+            DynamicSizeMode::FixedHeight => height,
+        };
+        if u64::from(max_side) * u64::from(largest_rows) > MAX_INPUT_PIXELS {
+            problems.push(format!(
+                "{} allows {max_side} x {largest_rows}, over {MAX_INPUT_PIXELS} pixels",
+                key("max_side")
+            ));
+        }
+        match (self.mode, self.limit_side) {
+            (DynamicSizeMode::LimitSide, None | Some(0)) => {
+                problems.push(format!("{} must be given and positive for mode `limit_side`", key("limit_side")))
+            }
+            (DynamicSizeMode::FixedHeight, Some(_)) => {
+                problems.push(format!("{} applies to mode `limit_side` only", key("limit_side")))
+            }
+            _ => {}
+        }
+        if !self.pad.is_finite() || (self.mode == DynamicSizeMode::LimitSide && self.pad != 0.0) {
+            problems.push(format!("{} must be finite, and applies to mode `fixed_height` only", key("pad")));
+        }
+        problems
+    }
+}
+
+/// How a dynamic input size follows the frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DynamicSizeMode {
+    /// Keep the aspect ratio, scale as `limit` says, round each side to `multiple_of` (DBNet text detectors).
+    LimitSide,
+    /// Height `input.height`, width from the aspect ratio, content on the left, padded on the right to
+    /// `min_side` (CTC text recognisers).
+    FixedHeight,
+}
+
+/// Which side of the frame `limit_side` holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SideLimit {
+    /// The longer side is scaled down to `limit_side` when over it (smaller frames keep their size).
+    #[default]
+    Max,
+    /// The shorter side is scaled up to `limit_side` when under it (larger frames keep their size).
+    Min,
 }
 
 fn default_crop_fraction() -> f32 {
@@ -421,6 +535,10 @@ pub enum OutputSpec {
     Ssd(SsdSpec),
     /// Semantic segmentation: per-pixel class scores or one probability map, published as masks.
     Segmentation(SegmentationSpec),
+    /// DBNet text detection: a probability map to rotated boxes.
+    Dbnet(DbnetSpec),
+    /// CTC text recognition: per-timestep class probabilities to text.
+    Ctc(CtcSpec),
 }
 
 impl OutputSpec {
@@ -432,6 +550,8 @@ impl OutputSpec {
             OutputSpec::Anomaly(_) => Task::Anomaly,
             OutputSpec::Raw(_) => Task::Raw,
             OutputSpec::Segmentation(_) => Task::Segmentation,
+            OutputSpec::Dbnet(_) => Task::Detection,
+            OutputSpec::Ctc(_) => Task::Text,
         }
     }
 
@@ -451,6 +571,8 @@ impl OutputSpec {
                 .map(String::as_str)
                 .collect(),
             OutputSpec::Segmentation(s) => vec![&s.tensor],
+            OutputSpec::Dbnet(s) => vec![&s.tensor],
+            OutputSpec::Ctc(s) => vec![&s.tensor],
         }
     }
 }
@@ -664,6 +786,60 @@ impl CascadeSpec {
     }
 }
 
+/// DBNet head: `[1, 1, h, w]` text probabilities at the input's resolution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DbnetSpec {
+    /// The probability map output.
+    pub tensor: String,
+    /// Probability above which a pixel is text.
+    #[serde(default = "default_dbnet_threshold")]
+    pub threshold: f32,
+    /// Minimum mean probability inside a region's box.
+    #[serde(default = "default_dbnet_box_threshold")]
+    pub box_threshold: f32,
+    /// How far a box is grown: by `area * unclip_ratio / perimeter` on every side.
+    #[serde(default = "default_unclip_ratio")]
+    pub unclip_ratio: f32,
+    /// Dilate the text pixels by a 2x2 square first (PaddleOCR's `use_dilation`).
+    #[serde(default)]
+    pub dilate: bool,
+    /// At most this many regions are considered.
+    #[serde(default = "default_dbnet_candidates")]
+    pub max_detections: usize,
+}
+
+fn default_dbnet_threshold() -> f32 {
+    0.3
+}
+fn default_dbnet_box_threshold() -> f32 {
+    0.5
+}
+fn default_unclip_ratio() -> f32 {
+    1.6
+}
+fn default_dbnet_candidates() -> usize {
+    1000
+}
+
+impl DbnetSpec {
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (key, value) in [("threshold", self.threshold), ("box_threshold", self.box_threshold)] {
+            if !(0.0..=1.0).contains(&value) {
+                problems.push(format!("`output.{key}` must be within 0..=1"));
+            }
+        }
+        if !(self.unclip_ratio.is_finite() && self.unclip_ratio >= 0.0) {
+            problems.push("`output.unclip_ratio` must be finite and not negative".to_owned());
+        }
+        if self.max_detections == 0 {
+            problems.push("`output.max_detections` must be at least 1".to_owned());
+        }
+        problems
+    }
+}
+
 /// SSD-style outputs: one box per row and its class scores, or (post-NMS layouts) its class and score.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -737,6 +913,17 @@ pub struct SegmentationSpec {
     /// The most runs one class mask may have before it is published at a coarser stride.
     #[serde(default = "default_max_mask_runs")]
     pub max_mask_runs: usize,
+}
+
+/// CTC head: `[1, t, classes]` per-timestep probabilities; class 0 is the blank, class `i` the label `i - 1`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CtcSpec {
+    /// The probabilities output.
+    pub tensor: String,
+    /// The last class is a space, after the labels (PaddleOCR's `use_space_char`).
+    #[serde(default)]
+    pub use_space_char: bool,
 }
 
 /// Execution-provider preferences of the bundle.
@@ -871,6 +1058,13 @@ impl Manifest {
                     problems.push("`input.crop_fraction` must be within (0, 1]".to_owned());
                 }
                 problems.extend(padding_problems(spec));
+                if let Some(dynamic) = &spec.dynamic_size {
+                    if spec.resize != ResizeMode::Stretch {
+                        problems
+                            .push("`input.dynamic_size` fits the frame itself: leave `input.resize` unset".to_owned());
+                    }
+                    problems.extend(dynamic.problems(spec.height));
+                }
             }
             InputSpec::Sensor(spec) => {
                 if spec.channels == 0 || spec.window == 0 {
@@ -901,8 +1095,12 @@ impl Manifest {
                         | OutputSpec::Yolov8(_)
                         | OutputSpec::Ssd(_)
                         | OutputSpec::Segmentation(_)
+                        | OutputSpec::Dbnet(_)
                 ) {
                     problems.push("detection and segmentation decoders need an image input".to_owned());
+                }
+                if matches!(self.output, OutputSpec::Ctc(_)) {
+                    problems.push("the `ctc` decoder needs an image input".to_owned());
                 }
             }
         }
@@ -928,6 +1126,7 @@ impl Manifest {
                     problems.push("`output.anomalous_label` needs `output.label_tensor`".to_owned())
                 }
             }
+            OutputSpec::Dbnet(spec) => problems.extend(spec.problems()),
             _ => {}
         }
         problems.extend(self.output.mask_problems());
@@ -1008,6 +1207,8 @@ fn tagged_table_error(text: &str) -> Option<String> {
             ("output", "raw") => typed_error::<RawSpec>(body),
             ("output", "ssd") => typed_error::<SsdSpec>(body),
             ("output", "segmentation") => typed_error::<SegmentationSpec>(body),
+            ("output", "dbnet") => typed_error::<DbnetSpec>(body),
+            ("output", "ctc") => typed_error::<CtcSpec>(body),
             _ => None,
         };
         located.map(|(path, message)| format!("{}: {message}", key(path)))
@@ -1402,6 +1603,50 @@ tensor = "output0"
         assert!(err.contains("`cascade.margin` must be within 0..=1"), "{err}");
         let on_a_classifier = format!("{CLASSIFIER}[cascade]\nbundle = \"classifier\"\n");
         assert!(Manifest::parse(&on_a_classifier).unwrap_err().contains("`cascade` needs a detector"));
+    }
+
+    #[test]
+    fn the_text_bundles_parse_and_dynamic_sizes_and_text_decoders_are_checked_by_key() {
+        let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+        let read = |bundle: &str| std::fs::read_to_string(models.join(bundle).join("manifest.toml")).unwrap();
+        let detector = Manifest::parse(&read("text-detector")).unwrap();
+        let InputSpec::Image(input) = &detector.input else { panic!("image input expected") };
+        let dynamic = input.dynamic_size.as_ref().expect("sized per frame");
+        assert_eq!((dynamic.mode, dynamic.limit, dynamic.min_side()), (DynamicSizeMode::LimitSide, SideLimit::Min, 32));
+        assert!(matches!(&detector.output, OutputSpec::Dbnet(spec) if spec.dilate && spec.unclip_ratio == 1.6));
+        let recognizer = Manifest::parse(&read("text-recognizer")).unwrap();
+        assert_eq!(recognizer.task, Task::Text);
+        assert_eq!(recognizer.labels.len(), 6623);
+        assert!(recognizer.labels.contains(&"\u{3000}".to_owned()), "the ideographic space is a label");
+        for manifest in [&detector, &recognizer] {
+            assert_eq!(Manifest::parse(&manifest.to_toml().unwrap()).as_ref(), Ok(manifest), "round trip");
+        }
+
+        let text = read("text-detector");
+        let bad = text
+            .replace("multiple_of = 32", "multiple_of = 32\npad = 1.0")
+            .replace("min_side = 32", "min_side = 40")
+            .replace("max_side = 2048", "max_side = 8192")
+            .replace("threshold = 0.3", "threshold = 1.3")
+            .replace("unclip_ratio = 1.6", "unclip_ratio = -1.0");
+        let err = Manifest::parse(&bad).unwrap_err();
+        for key in ["dynamic_size.min_side` must be a positive multiple", "dynamic_size.max_side` allows 8192 x 8192"] {
+            assert!(err.contains(key), "{key}: {err}");
+        }
+        for key in ["dynamic_size.pad`", "`output.threshold`", "`output.unclip_ratio`"] {
+            assert!(err.contains(key), "{key}: {err}");
+        }
+        let no_limit = text.replace("limit_side = 736\n", "");
+        assert!(Manifest::parse(&no_limit).unwrap_err().contains("`input.dynamic_size.limit_side` must be given"));
+        let letterboxed = text.replace("resize = \"stretch\"", "resize = \"letterbox\"");
+        assert!(Manifest::parse(&letterboxed).unwrap_err().contains("leave `input.resize` unset"));
+        let sensor_ctc = CLASSIFIER
+            .replace("task = \"classification\"", "task = \"text\"")
+            .replace("kind = \"image\"", "kind = \"sensor\"\nchannels = 3\nwindow = 10")
+            .replace("width = 224\nheight = 224\nresize = \"center_crop\"\n", "")
+            .replace("mean = [0.485, 0.456, 0.406]\nstd = [0.229, 0.224, 0.225]\n", "")
+            .replace("decoder = \"classification\"", "decoder = \"ctc\"");
+        assert!(Manifest::parse(&sensor_ctc).unwrap_err().contains("the `ctc` decoder needs an image input"));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! A [`Prepared`] owns its input tensor, allocated once at its final size and written in place, so
 //! preparing a stream of inputs into recycled [`Prepared`]s allocates nothing of its own (the JPEG and PNG
-//! decoders make their own working buffers). It remembers the input spec it was prepared for: a pipeline
+//! decoders make their own working buffers); an input sized per frame (`input.dynamic_size`) is reallocated
+//! when a frame's size differs from the last one's. It remembers the input spec it was prepared for: a pipeline
 //! refuses one made for another spec (after a model update) rather than run it.
 
 use crate::error::{Error, Result};
@@ -118,21 +119,20 @@ impl Preparer {
         prepared.spec = None;
         prepared.geometry = None;
         prepared.timings = StageTimings::default();
-        let tensor = match &mut prepared.tensor {
-            Some(tensor) if tensor.fits(&self.spec) => tensor,
-            other => other.insert(InputBuffer::new(&self.spec)?),
-        };
+        let slot = &mut prepared.tensor;
         let started = Instant::now();
         let timings = &mut prepared.timings;
         prepared.geometry = match (&mut self.preprocessor, input) {
             (Preprocessor::Image(pre), Input::Image(bytes)) => {
-                let (width, height) = pre.decode(bytes)?;
+                let source = pre.decode(bytes)?;
                 let decoded = Instant::now();
                 timings.decode_us = micros(started, decoded);
                 if self.keep_source {
                     // Decoded full size (keeping sources turns reduced decoding off), so the copy is the source.
+                    let (width, height) = source;
                     keep_source(&mut prepared.source, width, height, |rgb| rgb.extend_from_slice(pre.decoded_rgb()))?;
                 }
+                let tensor = image_buffer(slot, &self.spec, pre.shape_for(source))?;
                 let geometry = pre.prepare_into(tensor.view_mut());
                 // The frame is in the tensor now: an outsized one need not hold its memory until the next.
                 pre.release_outsized();
@@ -145,12 +145,17 @@ impl Preparer {
                     keep_source(&mut prepared.source, frame.width(), frame.height(), |kept| *kept = rgb)?;
                 }
                 // Nothing to decode: the colour conversion is part of the resize, so it counts as preprocessing.
+                let tensor = image_buffer(slot, &self.spec, pre.shape_for((frame.width(), frame.height())))?;
                 let geometry = pre.prepare_frame_into(frame, tensor.view_mut());
                 pre.release_outsized();
                 timings.preprocess_us = micros(started, Instant::now());
                 Some(geometry?)
             }
             (Preprocessor::Sensor(pre), Input::Sensor(window)) => {
+                let tensor = match slot {
+                    Some(tensor) if tensor.fits(&self.spec) => tensor,
+                    other => other.insert(InputBuffer::new(&self.spec)?),
+                };
                 let InputTensorMut::F32(data) = tensor.view_mut() else {
                     return Err(Error::TensorMismatch { expected: "f32".to_owned(), got: "u8".to_owned() });
                 };
@@ -208,6 +213,24 @@ fn keep_source(kept: &mut Option<Frame>, width: u32, height: u32, fill: impl FnO
     fill(&mut rgb);
     *kept = Some(Frame::packed(PixelFormat::Rgb8, width, height, rgb)?);
     Ok(())
+}
+
+/// The buffer in `slot` for an image of `shape` (the spec's, or the frame's own where the input is sized per
+/// frame), replaced when it has another shape.
+fn image_buffer<'a>(
+    slot: &'a mut Option<InputBuffer>,
+    spec: &InputSpec,
+    shape: [usize; 4],
+) -> Result<&'a mut InputBuffer> {
+    let InputSpec::Image(image) = spec else {
+        return Err(Error::WrongInputKind { expected: "sensor", got: "image" });
+    };
+    let shape = shape.map(|d| d as i64);
+    let tensor = match slot.take() {
+        Some(tensor) if tensor.fits_shape(image.dtype, &shape) => tensor,
+        _ => InputBuffer::with_shape(image.dtype, &shape)?,
+    };
+    Ok(slot.insert(tensor))
 }
 
 /// Microseconds from `from` to `to`, saturating.

@@ -71,9 +71,10 @@ impl ModelFamily {
     pub fn of(manifest: &Manifest) -> ModelFamily {
         match (&manifest.input, &manifest.output) {
             (InputSpec::Sensor(_), _) => ModelFamily::Sensor,
-            (InputSpec::Image(_), OutputSpec::Centerface(_) | OutputSpec::Yolov8(_) | OutputSpec::Ssd(_)) => {
-                ModelFamily::Detector
-            }
+            (
+                InputSpec::Image(_),
+                OutputSpec::Centerface(_) | OutputSpec::Yolov8(_) | OutputSpec::Ssd(_) | OutputSpec::Dbnet(_),
+            ) => ModelFamily::Detector,
             (InputSpec::Image(_), _) => ModelFamily::ImageClassifier,
         }
     }

@@ -169,7 +169,12 @@ impl InputBuffer {
     /// A zeroed tensor of the element type and shape `spec` gives (batch of one).
     pub fn new(spec: &InputSpec) -> Result<InputBuffer> {
         let (dtype, dims, rank) = input_layout(spec);
-        let shape = dims[..rank].to_vec();
+        InputBuffer::with_shape(dtype, &dims[..rank])
+    }
+
+    /// A zeroed tensor of `dtype` and `shape` (an input sized per frame).
+    pub fn with_shape(dtype: InputDtype, shape: &[i64]) -> Result<InputBuffer> {
+        let shape = shape.to_vec();
         let error = |e: ort::Error| Error::Inference { reason: format!("creating the input tensor: {e}") };
         let value = match dtype {
             InputDtype::F32 => InputValue::F32(zeroed(&shape).map_err(error)?),
@@ -185,7 +190,12 @@ impl InputBuffer {
     /// True when it has the element type and shape `spec` gives, so it can take that spec's inputs.
     pub fn fits(&self, spec: &InputSpec) -> bool {
         let (dtype, dims, rank) = input_layout(spec);
-        self.dtype() == dtype && dims[..rank] == self.shape[..]
+        self.fits_shape(dtype, &dims[..rank])
+    }
+
+    /// True when it has `dtype` and `shape`.
+    pub fn fits_shape(&self, dtype: InputDtype, shape: &[i64]) -> bool {
+        self.dtype() == dtype && shape == &self.shape[..]
     }
 
     fn dtype(&self) -> InputDtype {

@@ -109,6 +109,6 @@ fn predicted(output: &Output) -> Option<Predicted> {
     match output {
         Output::Classification { classes } => classes.first().map(|class| Predicted::Class { index: class.index }),
         Output::Anomaly { anomalous, .. } => Some(Predicted::Anomaly { anomalous: *anomalous }),
-        Output::Detection { .. } | Output::Raw { .. } | Output::Segmentation { .. } => None,
+        Output::Detection { .. } | Output::Raw { .. } | Output::Segmentation { .. } | Output::Text { .. } => None,
     }
 }

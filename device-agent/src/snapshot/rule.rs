@@ -38,7 +38,7 @@ impl Rule {
                 let above = self.min_anomaly_score.is_some_and(|min| *score >= min);
                 (*anomalous || above).then(Vec::new)
             }
-            Output::Raw { .. } | Output::Segmentation { .. } => None,
+            Output::Raw { .. } | Output::Segmentation { .. } | Output::Text { .. } => None,
         }
     }
 
@@ -64,6 +64,7 @@ mod tests {
             score,
             bbox,
             landmarks: Vec::new(),
+            polygon: Vec::new(),
             keypoints: Vec::new(),
             mask: None,
             stages: Vec::new(),

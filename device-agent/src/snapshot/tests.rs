@@ -14,6 +14,7 @@ fn face(x_min: f32, score: f32) -> Output {
             score,
             bbox,
             landmarks: Vec::new(),
+            polygon: Vec::new(),
             keypoints: Vec::new(),
             mask: None,
             stages: Vec::new(),

@@ -108,13 +108,15 @@ impl ModelScore {
     }
 }
 
-/// The confidence of a prediction: the best class's probability, or the mean score of the detections.
+/// The confidence of a prediction: the best class's probability, the mean score of the detections, or the score
+/// of the text read.
 fn top_confidence(output: &Output) -> Option<f32> {
     match output {
         Output::Classification { classes } => classes.first().map(|class| class.score),
         Output::Detection { detections } if !detections.is_empty() => {
             Some(detections.iter().map(|d| d.score).sum::<f32>() / detections.len() as f32)
         }
+        Output::Text { score, .. } => Some(*score),
         Output::Detection { .. } | Output::Anomaly { .. } | Output::Raw { .. } | Output::Segmentation { .. } => None,
     }
 }

@@ -60,7 +60,7 @@ enum OutputFeatures {
     Detection,
     /// `anomaly_score`.
     Anomaly,
-    /// Nothing: raw tensors have no meaning the runtime knows.
+    /// Nothing: raw tensors have no meaning the runtime knows, and recognised text no number to watch.
     Raw,
 }
 
@@ -86,9 +86,11 @@ impl FeatureExtractor {
                 }
                 OutputFeatures::Classification { predicted_class: categories > 0 }
             }
-            OutputSpec::Centerface(_) | OutputSpec::Yolov8(_) | OutputSpec::Ssd(_) => OutputFeatures::Detection,
+            OutputSpec::Centerface(_) | OutputSpec::Yolov8(_) | OutputSpec::Ssd(_) | OutputSpec::Dbnet(_) => {
+                OutputFeatures::Detection
+            }
             OutputSpec::Anomaly(_) => OutputFeatures::Anomaly,
-            OutputSpec::Raw(_) | OutputSpec::Segmentation(_) => OutputFeatures::Raw,
+            OutputSpec::Raw(_) | OutputSpec::Segmentation(_) | OutputSpec::Ctc(_) => OutputFeatures::Raw,
         };
         let output_names: &[&str] = match output {
             OutputFeatures::Classification { .. } => &["top1_confidence"],

@@ -218,6 +218,7 @@ fn output_features_have_values_for_the_empty_cases() {
         score,
         bbox: BoundingBox { x_min: 10.0, y_min: 10.0, x_max: 10.0 + side, y_max: 10.0 + side },
         landmarks: vec![],
+        polygon: vec![],
         keypoints: vec![],
         mask: None,
         stages: vec![],

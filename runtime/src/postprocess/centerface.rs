@@ -68,6 +68,7 @@ impl CenterFaceDecoder {
                 score: self.candidates[i].score,
                 bbox: geometry.to_source_box(self.candidates[i].bbox),
                 landmarks: self.landmarks[i].iter().map(|&p| geometry.to_source(p)).collect(),
+                polygon: Vec::new(),
                 keypoints: Vec::new(),
                 mask: None,
                 stages: Vec::new(),

@@ -7,6 +7,8 @@
 mod anomaly;
 mod centerface;
 mod classify;
+mod ctc;
+mod dbnet;
 mod mask;
 mod nms;
 mod raw;
@@ -19,11 +21,12 @@ pub use classify::{apply_softmax, is_distribution, softmax, top_k};
 pub use nms::{Candidate, Suppression, non_max_suppression};
 
 use crate::error::{Error, Result};
-use crate::manifest::{AnomalySpec, OutputSpec, RawSpec};
+use crate::manifest::{AnomalySpec, CtcSpec, OutputSpec, RawSpec};
 use crate::preprocess::Geometry;
 use crate::tensor::{OutputTensor, Outputs};
 use centerface::CenterFaceDecoder;
 use classify::ClassificationDecoder;
+use dbnet::DbnetDecoder;
 use protocol::Output;
 use segmentation::SegmentationDecoder;
 use ssd::SsdDecoder;
@@ -58,6 +61,8 @@ enum DecoderKind {
     Raw(RawSpec),
     Ssd(SsdDecoder),
     Segmentation(SegmentationDecoder),
+    Dbnet(DbnetDecoder),
+    Ctc(CtcSpec),
 }
 
 impl Decoder {
@@ -71,6 +76,8 @@ impl Decoder {
             OutputSpec::Raw(spec) => DecoderKind::Raw(spec.clone()),
             OutputSpec::Ssd(spec) => DecoderKind::Ssd(SsdDecoder::new(spec)),
             OutputSpec::Segmentation(spec) => DecoderKind::Segmentation(SegmentationDecoder::new(spec)),
+            OutputSpec::Dbnet(spec) => DecoderKind::Dbnet(DbnetDecoder::new(spec)),
+            OutputSpec::Ctc(spec) => DecoderKind::Ctc(spec.clone()),
         };
         let reads = spec.tensors().into_iter().map(str::to_owned).collect();
         Decoder { kind, labels, reads, input: None }
@@ -117,6 +124,11 @@ impl Decoder {
                 let geometry = geometry.ok_or_else(|| missing_geometry(decoder.tensor()))?;
                 decoder.decode(outputs, &self.labels, geometry, self.input)
             }
+            DecoderKind::Dbnet(decoder) => {
+                let geometry = geometry.ok_or_else(|| missing_geometry(decoder.tensor()))?;
+                decoder.decode(outputs, &self.labels, geometry)
+            }
+            DecoderKind::Ctc(spec) => ctc::decode(spec, outputs, &self.labels),
         }
     }
 }

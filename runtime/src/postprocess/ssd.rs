@@ -90,6 +90,7 @@ impl SsdDecoder {
                     score: candidate.score,
                     bbox: geometry.to_source_box(candidate.bbox),
                     landmarks: Vec::new(),
+                    polygon: Vec::new(),
                     keypoints: Vec::new(),
                     mask: None,
                     stages: Vec::new(),

@@ -103,6 +103,7 @@ impl Yolov8Decoder {
                 score: candidate.score,
                 bbox,
                 landmarks: Vec::new(),
+                polygon: Vec::new(),
                 keypoints,
                 mask,
                 stages: Vec::new(),

@@ -26,6 +26,7 @@
 //! ```
 
 mod decode;
+mod dynamic;
 #[cfg(test)]
 mod frame_tests;
 mod limits;
@@ -44,8 +45,9 @@ pub use sensor::SensorPreprocessor;
 
 use crate::error::{Error, Result};
 use crate::frame::Frame;
-use crate::manifest::ImageInputSpec;
+use crate::manifest::{DynamicSize, ImageInputSpec, ImageLayout};
 use crate::tensor::{InputTensor, InputTensorMut};
+use dynamic::FrameSize;
 use limits::DecodedSize;
 use normalize::{Normalizer, OwnedTensor};
 use resize::{Fit, FrameResizer};
@@ -57,6 +59,9 @@ pub struct ImagePreprocessor {
     resizer: FrameResizer,
     normalizer: Normalizer,
     shape: [usize; 4],
+    /// The input size chosen per frame, with `input.height`; `None`: always `shape`.
+    dynamic: Option<(DynamicSize, u32)>,
+    layout: (ImageLayout, usize),
     reduced_jpeg_decode: bool,
     /// The tensor [`ImagePreprocessor::prepare`] writes, allocated by the first.
     tensor: Option<OwnedTensor>,
@@ -76,6 +81,8 @@ impl ImagePreprocessor {
             resizer: FrameResizer::new(Fit::of(spec), spec.width, spec.height),
             normalizer: Normalizer::new(spec),
             shape: spec.shape(),
+            dynamic: spec.dynamic_size.clone().map(|dynamic| (dynamic, spec.height)),
+            layout: (spec.layout, spec.channels()),
             reduced_jpeg_decode: true,
             tensor: None,
         }
@@ -112,7 +119,8 @@ impl ImagePreprocessor {
     /// intermediate too), [`Error::Decode`]; after one, [`ImagePreprocessor::prepare`] refuses to run until a
     /// frame decodes.
     pub fn decode(&mut self, bytes: &[u8]) -> Result<(u32, u32)> {
-        let target = ResizeTarget { resizer: &self.resizer, reduce: self.reduced_jpeg_decode };
+        let target =
+            ResizeTarget { resizer: &self.resizer, reduce: self.reduced_jpeg_decode, dynamic: self.dynamic.as_ref() };
         self.decoder.decode_for(bytes, &target)
     }
 
@@ -120,23 +128,60 @@ impl ImagePreprocessor {
     /// [`ImagePreprocessor::tensor`]), returning how model coordinates map back to it. [`Error::EmptyInput`]
     /// if no frame has been decoded (or the last decode failed).
     pub fn prepare(&mut self) -> Result<Geometry> {
-        let mut tensor = self.tensor.take().unwrap_or_else(|| self.normalizer.new_tensor());
+        let mut tensor = self.own_tensor(self.decoder.source().0);
         let geometry = self.prepare_into(tensor.view_mut());
         self.tensor = Some(tensor);
         geometry
     }
 
-    /// As [`ImagePreprocessor::prepare`], into `tensor`, which must have the spec's element type and size
-    /// ([`Error::TensorMismatch`]).
+    /// As [`ImagePreprocessor::prepare`], into `tensor`, which must have the spec's element type and the size
+    /// [`ImagePreprocessor::shape_for`] gives for the frame ([`Error::TensorMismatch`]).
     pub fn prepare_into(&mut self, tensor: InputTensorMut<'_>) -> Result<Geometry> {
         let (width, height) = self.decoder.dimensions();
         if width == 0 || height == 0 {
             return Err(Error::EmptyInput);
         }
         let (source, reduction) = self.decoder.source();
+        let size = self.fit_to(source);
         let geometry = self.resizer.resize_reduced(self.decoder.rgb(), (width, height), source, reduction)?;
-        self.normalizer.write(self.resizer.canvas(), self.resizer.inset(), tensor)?;
+        self.write_tensor(size, tensor)?;
         Ok(geometry)
+    }
+
+    /// The tensor shape for a `source` (width, height) frame: [`ImagePreprocessor::shape`], or the frame's own
+    /// where the manifest has the input size chosen per frame (`input.dynamic_size`).
+    pub fn shape_for(&self, source: (u32, u32)) -> [usize; 4] {
+        match &self.dynamic {
+            Some((dynamic, height)) => FrameSize::new(dynamic, *height, source).shape(self.layout.0, self.layout.1),
+            None => self.shape,
+        }
+    }
+
+    /// Sizes the resizer for a `source` frame where the input size is chosen per frame; that size.
+    fn fit_to(&mut self, source: (u32, u32)) -> Option<FrameSize> {
+        let (dynamic, height) = self.dynamic.as_ref()?;
+        let size = FrameSize::new(dynamic, *height, source);
+        self.resizer.set_size(size.content_width, size.height);
+        Some(size)
+    }
+
+    /// Normalises the resized frame into `tensor`, padded on the right where the frame's size asks for it.
+    fn write_tensor(&self, size: Option<FrameSize>, tensor: InputTensorMut<'_>) -> Result<()> {
+        match (size, &self.dynamic) {
+            (Some(size), Some((dynamic, _))) if size.content_width < size.width => {
+                dynamic::write_padded(&self.normalizer, self.resizer.canvas(), tensor, size, self.layout, dynamic.pad)
+            }
+            _ => self.normalizer.write(self.resizer.canvas(), self.resizer.inset(), tensor),
+        }
+    }
+
+    /// The preprocessor's own tensor, sized for a `source` frame (reused when it has that size already).
+    fn own_tensor(&mut self, source: (u32, u32)) -> OwnedTensor {
+        let len = self.shape_for(source).iter().product();
+        match self.tensor.take() {
+            Some(tensor) if tensor.len() == len => tensor,
+            _ => self.normalizer.new_tensor(len),
+        }
     }
 
     /// Converts, resizes and normalises a raw frame into the tensor, returning how model coordinates map
@@ -145,18 +190,19 @@ impl ImagePreprocessor {
     /// counted as its own data, its RGB8 size and the resize intermediate. Errors: [`Error::ImageTooLarge`],
     /// [`Error::DecodedTooLarge`].
     pub fn prepare_frame(&mut self, frame: &Frame) -> Result<Geometry> {
-        let mut tensor = self.tensor.take().unwrap_or_else(|| self.normalizer.new_tensor());
+        let mut tensor = self.own_tensor((frame.width(), frame.height()));
         let geometry = self.prepare_frame_into(frame, tensor.view_mut());
         self.tensor = Some(tensor);
         geometry
     }
 
     /// As [`ImagePreprocessor::prepare_frame`], into `tensor`, which must have the spec's element type and
-    /// size ([`Error::TensorMismatch`]).
+    /// the size [`ImagePreprocessor::shape_for`] gives for the frame ([`Error::TensorMismatch`]).
     pub fn prepare_frame_into(&mut self, frame: &Frame, tensor: InputTensorMut<'_>) -> Result<Geometry> {
         let limits = self.decoder.limits();
         let (width, height) = (frame.width(), frame.height());
         limits.check_pixels(width, height)?;
+        let size = self.fit_to((width, height));
         limits.check_decoded(&DecodedSize {
             width,
             height,
@@ -165,7 +211,7 @@ impl ImagePreprocessor {
             other_bytes: self.resizer.intermediate_bytes((width, height), 1),
         })?;
         let geometry = self.resizer.resize_frame(frame)?;
-        self.normalizer.write(self.resizer.canvas(), self.resizer.inset(), tensor)?;
+        self.write_tensor(size, tensor)?;
         Ok(geometry)
     }
 
@@ -175,7 +221,8 @@ impl ImagePreprocessor {
         self.tensor.as_ref().map_or(InputTensor::F32(&[]), OwnedTensor::view)
     }
 
-    /// The tensor shape, batch of one (as [`ImageInputSpec::shape`]).
+    /// The tensor shape, batch of one (as [`ImageInputSpec::shape`]; see [`ImagePreprocessor::shape_for`] for
+    /// inputs sized per frame).
     pub fn shape(&self) -> [usize; 4] {
         self.shape
     }
@@ -199,6 +246,8 @@ impl ImagePreprocessor {
 struct ResizeTarget<'a> {
     resizer: &'a FrameResizer,
     reduce: bool,
+    /// The input size chosen per frame, with `input.height`.
+    dynamic: Option<&'a (DynamicSize, u32)>,
 }
 
 /// The smallest JPEG reduction taken. At 1/2, jpeg-decoder's slower entropy decoding costs about what the
@@ -209,11 +258,19 @@ pub const MIN_JPEG_REDUCTION: u32 = 4;
 
 impl DecodeTarget for ResizeTarget<'_> {
     fn other_bytes(&self, source: (u32, u32), reduction: u32) -> u64 {
-        self.resizer.intermediate_bytes(source, reduction)
+        match self.dynamic {
+            // The resizer is sized for the last frame: count the most this one's resize can need.
+            Some((dynamic, height)) => {
+                let size = FrameSize::new(dynamic, *height, source);
+                u64::from(size.content_width) * u64::from(source.1.div_ceil(reduction)) * 3
+            }
+            None => self.resizer.intermediate_bytes(source, reduction),
+        }
     }
 
     fn max_reduction(&self, source: (u32, u32)) -> u32 {
-        let reduction = if self.reduce { self.resizer.max_reduction(source) } else { 1 };
+        // Frames sized per frame are decoded whole: text models read fine strokes, and most are scaled up.
+        let reduction = if self.reduce && self.dynamic.is_none() { self.resizer.max_reduction(source) } else { 1 };
         if reduction >= MIN_JPEG_REDUCTION { reduction } else { 1 }
     }
 }

@@ -40,11 +40,9 @@ pub(crate) type Inset = (u32, u32, u32, u32);
 pub(crate) struct Normalizer {
     color: ColorOrder,
     layout: ImageLayout,
+    /// The model's width: a letterbox's (whose input size is fixed).
     width: usize,
-    pixels: usize,
     channels: usize,
-    /// Elements of the tensor: pixels times channels.
-    len: usize,
     dtype: InputDtype,
     tables: ElementTables,
     /// Each tensor channel's letterbox fill, where the canvas cannot hold it (see the module's notes).
@@ -55,7 +53,6 @@ impl Normalizer {
     /// A normaliser for `spec`. Mean and std hold one value for all channels or one per channel, in the
     /// tensor's channel order (for `bgr`, index 0 is blue); manifest validation checks that.
     pub fn new(spec: &ImageInputSpec) -> Normalizer {
-        let pixels = spec.width as usize * spec.height as usize;
         let normalised = |channel: usize, value: f32| {
             let mean = per_channel(&spec.mean, channel, 0.0);
             let std = per_channel(&spec.std, channel, 1.0);
@@ -82,24 +79,23 @@ impl Normalizer {
             color: spec.color,
             layout: spec.layout,
             width: spec.width as usize,
-            pixels,
             channels,
-            len: pixels * channels,
             dtype: spec.dtype,
             tables,
             pad: pad.filter(|_| spec.dtype.is_float()),
         }
     }
 
-    /// Writes `out` from `rgb`, an RGB8 frame of the model's width x height whose letterbox `inset` (if any)
-    /// holds the image. [`Error::TensorMismatch`] when `out` is not a tensor of the spec's element type and size.
+    /// Writes `out` from `rgb`, an RGB8 frame of the tensor's width x height (the model's, or the frame's own
+    /// where the input size is chosen per frame) whose letterbox `inset` (if any) holds the image.
+    /// [`Error::TensorMismatch`] when `out` is not a tensor of the spec's element type and that size.
     pub fn write(&self, rgb: &[u8], inset: Option<Inset>, out: InputTensorMut<'_>) -> Result<()> {
-        debug_assert_eq!(rgb.len(), self.pixels * 3);
+        let len = rgb.len() / 3 * self.channels;
         let mismatch = |out: &InputTensorMut<'_>| Error::TensorMismatch {
-            expected: format!("{} {}", self.len, self.dtype.name()),
+            expected: format!("{len} {}", self.dtype.name()),
             got: format!("{} {}", out.len(), out.dtype().name()),
         };
-        if out.len() != self.len {
+        if out.len() != len {
             return Err(mismatch(&out));
         }
         let border = self.pad.zip(inset);
@@ -126,9 +122,8 @@ impl Normalizer {
         }
     }
 
-    /// A zeroed tensor to write: the spec's element type and size.
-    pub fn new_tensor(&self) -> OwnedTensor {
-        let len = self.len;
+    /// A zeroed tensor of `len` elements to write, of the spec's element type.
+    pub fn new_tensor(&self, len: usize) -> OwnedTensor {
         match self.tables {
             ElementTables::F32(_) => OwnedTensor::F32(vec![0.0; len]),
             ElementTables::U8(_) => OwnedTensor::U8(vec![0; len]),
@@ -152,6 +147,17 @@ pub(crate) enum OwnedTensor {
 }
 
 impl OwnedTensor {
+    pub fn len(&self) -> usize {
+        match self {
+            OwnedTensor::F32(data) => data.len(),
+            OwnedTensor::U8(data) => data.len(),
+            OwnedTensor::F16(data) => data.len(),
+            OwnedTensor::I8(data) => data.len(),
+            OwnedTensor::I32(data) => data.len(),
+            OwnedTensor::I64(data) => data.len(),
+        }
+    }
+
     pub fn view(&self) -> InputTensor<'_> {
         match self {
             OwnedTensor::F32(data) => InputTensor::F32(data),

@@ -230,6 +230,14 @@ impl FrameResizer {
         }
     }
 
+    /// Resizes into `width` x `height` from now on (an input size chosen per frame).
+    pub fn set_size(&mut self, width: u32, height: u32) {
+        if (width, height) != (self.width, self.height) {
+            (self.width, self.height) = (width, height);
+            self.canvas.resize(width as usize * height as usize * 3, self.fit.pad_value);
+        }
+    }
+
     /// Resizes `rgb` (`source_width` x `source_height`, RGB8) into the canvas.
     pub fn resize(&mut self, rgb: &[u8], source_width: u32, source_height: u32) -> Result<Geometry> {
         let size = (source_width, source_height);

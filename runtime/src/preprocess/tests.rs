@@ -38,6 +38,7 @@ pub(super) fn image_spec(width: u32, height: u32) -> ImageInputSpec {
         pad_side: PadSide::Center,
         pad_value_normalized: None,
         batch_axis: None,
+        dynamic_size: None,
     }
 }
 
@@ -814,7 +815,7 @@ fn gray_is_luma_rounded_as_numpy_rounds() {
 /// `rgb` normalised for `spec` into a new tensor.
 fn normalized(spec: &ImageInputSpec, rgb: &[u8]) -> OwnedTensor {
     let normalizer = Normalizer::new(spec);
-    let mut tensor = normalizer.new_tensor();
+    let mut tensor = normalizer.new_tensor(spec.shape().iter().product());
     normalizer.write(rgb, None, tensor.view_mut()).expect("the tensor is made for the spec");
     tensor
 }
