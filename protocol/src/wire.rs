@@ -27,8 +27,10 @@ mod monitor;
 pub use batch::*;
 pub use monitor::*;
 
-/// The version byte that opens every postcard envelope.
-pub const ENVELOPE_VERSION: u8 = 1;
+/// The version byte that opens every postcard envelope. 2 since predictions' outputs grew inside (a detection's
+/// `polygon`, `keypoints`, `mask` and `stages`, an anomaly's label, a raw tensor's type, the segmentation and text
+/// outputs): fields followed by others, which a reader of version 1 would misread.
+pub const ENVELOPE_VERSION: u8 = 2;
 
 /// How a payload is encoded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

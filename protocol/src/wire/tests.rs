@@ -130,7 +130,7 @@ fn json_object<M: Message>(message: &M) -> Value {
 fn status_postcard_bytes() {
     #[rustfmt::skip]
     let expected = [
-        0x01, 0x00,                                     // envelope version 1, kind Status
+        0x02, 0x00,                                     // envelope version 2, kind Status
         0x00,                                           // state Online
         0x06, b'c', b'a', b'm', b'-', b'0', b'1',       // device
         0x05, b'0', b'.', b'1', b'.', b'0',             // agent_version
@@ -148,7 +148,7 @@ fn status_postcard_bytes() {
 fn prediction_postcard_bytes() {
     #[rustfmt::skip]
     let expected = [
-        0x01, 0x01,                                     // envelope version 1, kind Prediction
+        0x02, 0x01,                                     // envelope version 2, kind Prediction
         0x06, b'c', b'a', b'm', b'-', b'0', b'1',       // device
         0x05, b'f', b'r', b'o', b'n', b't',             // source
         0x00,                                           // seq 0
@@ -214,7 +214,7 @@ fn raw_tensors_carry_their_element_type_and_integer_values() {
 fn error_event_postcard_bytes() {
     #[rustfmt::skip]
     let expected = [
-        0x01, 0x02,                                     // envelope version 1, kind Error
+        0x02, 0x02,                                     // envelope version 2, kind Error
         0x06, b'c', b'a', b'm', b'-', b'0', b'1',       // device
         0x05, b'f', b'r', b'o', b'n', b't',             // source
         0xAC, 0x02,                                     // seq 300
@@ -231,7 +231,7 @@ fn error_event_postcard_bytes() {
 fn health_postcard_bytes() {
     #[rustfmt::skip]
     let expected = [
-        0x01, 0x03,                                     // envelope version 1, kind Health
+        0x02, 0x03,                                     // envelope version 2, kind Health
         0x01, b'd',                                     // device
         0x05, b'0', b'.', b'1', b'.', b'0',             // agent_version
         0x05,                                           // uptime_s
@@ -298,7 +298,7 @@ fn sensor_window_postcard_bytes() {
     let window = SensorWindowMsg { channels: 2, values: vec![1.0, -1.0] };
     #[rustfmt::skip]
     let expected = [
-        0x01, 0x04,                                     // envelope version 1, kind SensorWindow
+        0x02, 0x04,                                     // envelope version 2, kind SensorWindow
         0x02,                                           // channels
         0x02, 0x00, 0x00, 0x80, 0x3F, 0x00, 0x00, 0x80, 0xBF, // values [1.0, -1.0]
     ];
@@ -563,7 +563,7 @@ const DRIFT_ALERT_BYTES: [u8; 18] = [
 fn monitor_report_postcard_bytes() {
     #[rustfmt::skip]
     let head = [
-        0x01, 0x05,                                     // envelope version 1, kind MonitorReport
+        0x02, 0x05,                                     // envelope version 2, kind MonitorReport
         0x01, b'd',                                     // device
         0x01, b's',                                     // source
         0x01, b'm', 0x01, b'1', 0x02, b'a', b'b',       // model
@@ -596,7 +596,7 @@ fn monitor_report_postcard_bytes() {
 fn alert_report_and_feedback_postcard_bytes() {
     #[rustfmt::skip]
     let head = [
-        0x01, 0x06,                                     // envelope version 1, kind AlertReport
+        0x02, 0x06,                                     // envelope version 2, kind AlertReport
         0x01, b'd',                                     // device
         0x01, b's',                                     // source
         0xE8, 0x07,                                     // at_ms 1000
@@ -607,7 +607,7 @@ fn alert_report_and_feedback_postcard_bytes() {
 
     #[rustfmt::skip]
     let expected = [
-        0x01, 0x08,                                     // envelope version 1, kind Feedback
+        0x02, 0x08,                                     // envelope version 2, kind Feedback
         0x2A,                                           // seq 42
         0x01, 0x07, b'w', b'a', b'l', b'k', b'i', b'n', b'g', // label Some("walking")
         0x00,                                           // anomalous None
@@ -687,7 +687,7 @@ fn prediction_batch() -> PredictionBatch {
 fn prediction_batch_postcard_bytes() {
     #[rustfmt::skip]
     let expected = [
-        0x01, 0x0A,                                     // envelope version 1, kind PredictionBatch
+        0x02, 0x0A,                                     // envelope version 2, kind PredictionBatch
         0x06, b'c', b'a', b'm', b'-', b'0', b'1',       // device
         0x05, b'f', b'r', b'o', b'n', b't',             // source
         0xE9, 0x07,                                     // published_at_ms 1001
