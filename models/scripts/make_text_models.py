@@ -56,7 +56,9 @@ def render_line(text: str, size: int) -> Image.Image:
 
 
 def render_frames() -> tuple[str, list[str]]:
-    frames = MODELS / "frames"
+    # A directory of their own: image sources and the drift evaluation read every file of frames/ itself.
+    frames = MODELS / "frames" / "text"
+    frames.mkdir(exist_ok=True)
     page = Image.new("RGB", (640, 360), (245, 242, 235))
     for text, size, left, top, angle in DETECTOR_LINES:
         line = render_line(text, size).convert("RGBA")
@@ -68,7 +70,7 @@ def render_frames() -> tuple[str, list[str]]:
     for stem, text, size in RECOGNIZER_CROPS:
         render_line(text, size).save(frames / f"{stem}.png", optimize=True)
         crops.append(stem)
-    return "frames/text-lines.png", [f"frames/{stem}.png" for stem in crops]
+    return "frames/text/text-lines.png", [f"frames/text/{stem}.png" for stem in crops]
 
 
 def sample(tensor: np.ndarray) -> list[float]:
