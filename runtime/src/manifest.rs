@@ -1439,6 +1439,7 @@ tensor = "logits"
             "vibration-isolation-forest",
             "body-part-detector",
             "pose-detector",
+            "pedestrian-detector",
             "testing/text-segmentation",
         ] {
             let text = std::fs::read_to_string(models.join(bundle).join("manifest.toml")).unwrap();
