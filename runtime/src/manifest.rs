@@ -1438,6 +1438,8 @@ tensor = "logits"
             "vibration-anomaly",
             "vibration-isolation-forest",
             "body-part-detector",
+            "pose-detector",
+            "pedestrian-detector",
             "testing/text-segmentation",
         ] {
             let text = std::fs::read_to_string(models.join(bundle).join("manifest.toml")).unwrap();
