@@ -104,12 +104,12 @@ fn postcard_payloads_carry_a_versioned_envelope() {
         count(got, "devices/cam-01/predictions/wrist") > 0 && count(got, "devices/cam-01/status") > 0
     });
     let prediction = got.iter().find(|m| m.topic == "devices/cam-01/predictions/wrist").unwrap();
-    // Envelope: version 1, kind 1 (prediction), then the body: device "cam-01" as a length-prefixed string.
-    assert_eq!(&prediction.payload[..3], &[1, 1, 6]);
+    // Envelope: version 2, kind 1 (prediction), then the body: device "cam-01" as a length-prefixed string.
+    assert_eq!(&prediction.payload[..3], &[2, 1, 6]);
     assert_eq!(&prediction.payload[3..9], b"cam-01");
     assert!(prediction.payload.windows(19).any(|w| w == b"activity-classifier"));
     let status = got.iter().find(|m| m.topic == "devices/cam-01/status").unwrap();
-    assert_eq!(&status.payload[..3], &[1, 0, 0], "version 1, kind status, state online");
+    assert_eq!(&status.payload[..3], &[2, 0, 0], "version 2, kind status, state online");
     drop(agent);
 }
 

@@ -140,7 +140,7 @@ fn status_postcard_bytes() {
 
     let will = Status { state: State::Offline, since_ms: None, ..online() };
     let will_bytes = postcard(&will);
-    assert_eq!(will_bytes[..3], [0x01, 0x00, 0x01]); // Offline
+    assert_eq!(will_bytes[..3], [0x02, 0x00, 0x01]); // Offline
     assert_eq!(will_bytes.last(), Some(&0x00)); // since_ms None
 }
 
@@ -408,8 +408,13 @@ fn round_trips_in_both_formats() {
 fn postcard_envelope_is_checked() {
     let mut bytes = postcard(&online());
     assert!(matches!(decode::<Prediction>(Format::Postcard, &bytes), Err(WireError::UnexpectedKind { .. })));
-    bytes[0] = 2;
-    assert!(matches!(decode::<Status>(Format::Postcard, &bytes), Err(WireError::UnsupportedVersion(2))));
+    // A version-1 payload (before the outputs grew inside predictions) is refused, as is a later version.
+    for version in [1, 3] {
+        bytes[0] = version;
+        assert!(
+            matches!(decode::<Status>(Format::Postcard, &bytes), Err(WireError::UnsupportedVersion(v)) if v == version)
+        );
+    }
     let mut bytes = postcard(&online());
     bytes.push(0);
     assert!(matches!(decode::<Status>(Format::Postcard, &bytes), Err(WireError::TrailingBytes(1))));
@@ -457,7 +462,7 @@ fn malformed_sensor_windows_are_errors() {
     for end in 0..valid.len() {
         assert!(decode_sensor_window(Format::Postcard, &valid[..end]).is_err(), "truncated at {end}");
     }
-    let huge_length = [0x01, 0x04, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F, 0x00];
+    let huge_length = [0x02, 0x04, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F, 0x00];
     assert!(decode_sensor_window(Format::Postcard, &huge_length).is_err());
     let ragged = postcard(&SensorWindowMsg { channels: 2, values: vec![1.0, 2.0, 3.0] });
     let error = decode_sensor_window(Format::Postcard, &ragged).expect_err("ragged");
