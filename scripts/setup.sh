@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need on Debian 12 with rustup Rust and Python 3, idempotently:
 # Mosquitto (the tests start their own brokers), OpenSSL (TLS test certificates), Prometheus (the /metrics test),
+# podman, buildah and runc (the container tests),
 # and libonnxruntime from the `onnxruntime` wheel on PyPI. Run as root (or with sudo available).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -12,5 +13,8 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 # The Prometheus test's server (tests/tests/prometheus.rs starts its own on a loopback port with its own config and
 # storage; the packaged service is not used).
 "$root/scripts/apt-install.sh" prometheus
+# The container tests (tests/tests/container.rs, kubernetes.rs) and cross/image.sh: buildah builds the image from
+# scratch (nothing is pulled), podman runs it with runc (crun fails on rlimits and cgroups in containers like CI's).
+"$root/scripts/apt-install.sh" podman buildah runc
 # The distribution's broker service is not used: every test and the demo start their own on a loopback port.
 "$root/scripts/fetch-onnxruntime.sh" x86_64

@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod broker;
+pub mod container;
 pub mod fixtures;
 pub mod profile;
 pub mod references;
