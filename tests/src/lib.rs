@@ -1,5 +1,6 @@
 //! Helpers for the integration tests: a real Mosquitto on a loopback ephemeral port, an MQTT subscriber, the
-//! agent binary as a child process, and the paths of the shipped models and references.
+//! agent binary as a child process, the agent's OCI image under podman, and the paths of the shipped models and
+//! references.
 
 pub mod agent;
 pub mod broker;
