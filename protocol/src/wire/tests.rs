@@ -115,6 +115,7 @@ fn health() -> Health {
             failed: 0,
         }],
         monitors: Vec::new(),
+        at_ms: 1_700_000_000_000,
     }
 }
 
@@ -388,6 +389,19 @@ fn cameras_snapshots_and_monitors_are_appended_after_the_spool() {
     let (older_prefix, appended) = bytes.split_at(bytes.len() - 3);
     assert_eq!(appended, [0x00, 0x00, 0x00]);
     assert!(postcard(&health()).starts_with(older_prefix));
+}
+
+/// `at_ms` was appended after `monitors`: its varint ends the body, and a JSON report without it reads as 0.
+#[test]
+fn the_health_time_is_appended_last() {
+    let bytes = postcard(&health());
+    let without = postcard(&Health { at_ms: 0, ..health() });
+    assert_eq!(bytes[..without.len() - 1], without[..without.len() - 1]);
+    assert_eq!(without.last(), Some(&0x00));
+    let mut json = json_object(&health());
+    json.as_object_mut().expect("an object").remove("at_ms");
+    let read: Health = serde_json::from_value(json).expect("reads without at_ms");
+    assert_eq!(read, Health { at_ms: 0, ..health() });
 }
 
 #[test]
