@@ -151,8 +151,9 @@ fn last_state<'a>(watch: &'a mut Push, device: &str) -> Option<&'a str> {
 fn wait_for(watch: &mut Push, done: impl Fn(&mut Push) -> bool) {
     let deadline = Instant::now() + WAIT;
     while !done(watch) {
-        assert!(watch.running(), "the watch ended: {:#?}\n{}", watch.lines(), watch.stderr());
-        assert!(Instant::now() < deadline, "the watch never showed it: {:#?}\n{}", watch.lines(), watch.stderr());
+        let stderr = watch.stderr();
+        assert!(watch.running(), "the watch ended: {:#?}\n{stderr}", watch.lines());
+        assert!(Instant::now() < deadline, "the watch never showed it: {:#?}\n{stderr}", watch.lines());
         std::thread::sleep(Duration::from_millis(100));
     }
 }
