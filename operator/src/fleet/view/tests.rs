@@ -104,7 +104,7 @@ fn a_prefix_collects_every_topic_of_a_device_in_either_format() {
     let health = changed.health.as_ref().expect("health");
     assert_eq!((health.at_ms, health.errors, health.rss_bytes), (4_000, 3, 30 << 20));
     assert!(changed.problems.is_empty());
-    assert_eq!(view.rows(), [changed.clone()]);
+    assert_eq!(view.rows(), std::slice::from_ref(&changed));
 
     let json = serde_json::to_value(&changed).expect("JSON");
     assert_eq!(json["state"], "online");
