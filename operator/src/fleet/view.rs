@@ -182,6 +182,8 @@ impl FleetView {
                     format!("{topic}: prefix {:?} is empty or has MQTT wildcards", membership.prefix),
                 ),
             Ok(membership) if membership.device == member => {
+                // A sound membership replaces an unusable one.
+                self.devices.remove(&problem_key(member));
                 if self.devices.contains_key(&membership.prefix) {
                     return Observed::default();
                 }
@@ -200,7 +202,7 @@ impl FleetView {
 
     /// A membership that can't be taken: the member is listed with the problem and no prefix to follow.
     fn member_problem(&mut self, member: &str, problem: String) -> Observed {
-        let key = format!("(membership of {member})");
+        let key = problem_key(member);
         let device =
             self.devices.entry(key.clone()).or_insert_with(|| Device { id: member.to_owned(), ..Device::default() });
         device.problems.insert(key.clone(), problem);
@@ -308,6 +310,11 @@ impl Device {
             problems: self.problems.values().cloned().collect(),
         }
     }
+}
+
+/// Where a member whose membership can't be used is listed: not a prefix, so that no topic falls under it.
+fn problem_key(member: &str) -> String {
+    format!("(membership of {member})")
 }
 
 /// A payload in either of the agent's formats (`mqtt.format`): a JSON object opens with `{`, a postcard

@@ -187,6 +187,10 @@ fn a_group_follows_its_members_on_their_own_prefixes() {
     let wild = view.observe("groups/lab/members/e", membership("e", "devices/+").as_bytes());
     assert!(wild.joined.is_none() && wild.changed.expect("a row").problems[0].contains("wildcards"));
 
+    let fixed = view.observe("groups/lab/members/e", membership("e", "devices/e").as_bytes());
+    assert_eq!(fixed.joined.as_deref(), Some("devices/e"));
+    assert!(fixed.changed.expect("a row").problems.is_empty());
+
     let left = view.observe("groups/lab/members/a", b"");
     assert_eq!(left.left.as_deref(), Some("site/a"));
     let devices: Vec<String> = view.rows().into_iter().map(|row| row.device).collect();
