@@ -512,6 +512,7 @@ fn start_forwarder(config: &AgentConfig, spool: Arc<Spool>, link: &MqttHandle) -
         config.spool.replay_rate,
         config.spool.fsync_interval(),
     );
+    let forwarder = if config.health.retain { forwarder.retain_live(Class::Health) } else { forwarder };
     forwarder.spawn().context("starting thread spool-forwarder")
 }
 

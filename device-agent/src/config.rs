@@ -172,11 +172,13 @@ pub struct TlsConfig {
 pub struct HealthConfig {
     /// Seconds between health reports (`>= 1`).
     pub interval_secs: u64,
+    /// Publish each report retained, so that a new subscriber (the fleet view) sees the last one at once.
+    pub retain: bool,
 }
 
 impl Default for HealthConfig {
     fn default() -> Self {
-        HealthConfig { interval_secs: 10 }
+        HealthConfig { interval_secs: 10, retain: true }
     }
 }
 

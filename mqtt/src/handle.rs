@@ -101,10 +101,11 @@ impl MqttHandle {
         &self,
         topic: String,
         qos: QoS,
+        retain: bool,
         payload: Vec<u8>,
         token: u64,
     ) -> Result<(), PublishError> {
-        self.enqueue(topic, qos, false, payload, Some(token))
+        self.enqueue(topic, qos, retain, payload, Some(token))
     }
 
     fn enqueue(

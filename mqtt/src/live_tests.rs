@@ -312,7 +312,7 @@ fn every_tracked_publish_gets_exactly_one_outcome_across_broker_restarts() {
         while let Some(&token) = to_send.front() {
             // The last tenth at QoS 0: acknowledged once written.
             let qos = if token >= TOKENS * 9 / 10 { QoS::AtMostOnce } else { QoS::AtLeastOnce };
-            match handle.try_publish_tracked("devices/live-8/tracked".into(), qos, payload.clone(), token) {
+            match handle.try_publish_tracked("devices/live-8/tracked".into(), qos, false, payload.clone(), token) {
                 Ok(()) => {
                     queued[token as usize] += 1;
                     to_send.pop_front();

@@ -2,6 +2,7 @@
 //! over-the-air pushes and rollbacks through the same MQTT link code the devices run.
 #![forbid(unsafe_code)]
 
+mod fleet;
 mod keygen;
 mod pack;
 mod push;
@@ -32,6 +33,9 @@ enum Command {
     /// Pack, sign and push model packages (over-the-air updates).
     #[command(subcommand)]
     Model(ModelCommand),
+    /// See every device of a prefix or a group: online or not, versions, models, updates, alerts, health.
+    #[command(subcommand)]
+    Fleet(FleetCommand),
     /// Fetch the inputs a device kept when a drift alert was raised, ready for labelling.
     #[command(subcommand)]
     Retrain(RetrainCommand),
@@ -55,6 +59,12 @@ enum ModelCommand {
     Push(Box<push::PushArgs>),
     /// Ask a device to return to its previous model and wait for the outcome.
     Rollback(Box<push::RollbackArgs>),
+}
+
+#[derive(Subcommand)]
+enum FleetCommand {
+    /// List the devices from their retained messages, as a table or JSON lines; --watch follows the changes.
+    List(Box<fleet::ListArgs>),
 }
 
 #[derive(Subcommand)]
@@ -96,6 +106,7 @@ fn main() -> ExitCode {
         Command::Model(ModelCommand::Sign(args)) => sign::main(&args),
         Command::Model(ModelCommand::Push(args)) => push::main(&args),
         Command::Model(ModelCommand::Rollback(args)) => push::rollback(&args),
+        Command::Fleet(FleetCommand::List(args)) => fleet::list(&args),
         Command::Retrain(RetrainCommand::Fetch(args)) => retrain::fetch(&args),
         Command::Retrain(RetrainCommand::List(args)) => retrain::list(&args),
         Command::Completions { shell } => {
@@ -125,7 +136,7 @@ mod tests {
         completions(clap_complete::Shell::Bash, &mut script);
         let script = String::from_utf8(script).expect("UTF-8");
         let commands = ["keygen", "model", "model__subcmd__pack", "model__subcmd__sign", "model__subcmd__push"];
-        let retrain = ["retrain", "retrain__subcmd__fetch", "retrain__subcmd__list"];
+        let retrain = ["retrain", "retrain__subcmd__fetch", "retrain__subcmd__list", "fleet", "fleet__subcmd__list"];
         for name in commands.into_iter().chain(["model__subcmd__rollback", "completions", "man"]).chain(retrain) {
             assert!(
                 script.contains(&format!("cmd=\"edgectl__subcmd__{name}\"")),
@@ -141,7 +152,7 @@ mod tests {
         let page =
             |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         let (main, model) = (page("edgectl.1"), page("edgectl-model.1"));
-        for name in ["keygen", "model", "retrain", "completions", "man"] {
+        for name in ["keygen", "model", "fleet", "retrain", "completions", "man"] {
             assert!(main.contains(&format!("edgectl\\-{name}(1)")), "{name} missing from edgectl.1");
             assert!(page(&format!("edgectl-{name}.1")).contains(".TH edgectl-"), "edgectl-{name}.1");
         }

@@ -335,7 +335,7 @@ pub(crate) fn device_target(device: &str, prefix: Option<&str>) -> Result<Target
 }
 
 /// Device ids and group names are single topic levels.
-fn check_name(what: &str, name: &str) -> Result<()> {
+pub(crate) fn check_name(what: &str, name: &str) -> Result<()> {
     if name.is_empty() || name.contains(['/', '+', '#']) {
         bail!("{what} {name:?}: must be one MQTT topic level (not empty, no '/', '+' or '#')");
     }
@@ -347,7 +347,7 @@ pub(crate) fn client_id() -> String {
     format!("push-{}-{}", std::process::id(), unix_time_ms())
 }
 
-fn unix_time_ms() -> u64 {
+pub(crate) fn unix_time_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
 }
 

@@ -236,7 +236,8 @@ impl Message for ErrorEvent {
 /// postcard body: `device`, `agent_version`, `uptime_s`, `cpu_percent`, `rss_bytes`, `peak_rss_bytes`,
 /// `temperature_c`, `mqtt_reconnects`, `sources` (each a [`SourceHealth`]), `health_unpublished`, `arch`,
 /// `mqtt_oversized`, `conditions` (each a [`Condition`]), `spool` (an `Option` of [`SpoolHealth`]), `cameras`
-/// (each a [`CameraHealth`]), `snapshots` (each a [`SnapshotHealth`]), `monitors` (each a [`MonitorHealth`]).
+/// (each a [`CameraHealth`]), `snapshots` (each a [`SnapshotHealth`]), `monitors` (each a [`MonitorHealth`]),
+/// `at_ms`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Health {
     pub device: String,
@@ -270,6 +271,10 @@ pub struct Health {
     pub snapshots: Vec<SnapshotHealth>,
     /// The model monitor of each source that has a `[[monitors]]` entry.
     pub monitors: Vec<MonitorHealth>,
+    /// When the report was made (Unix ms), so that a retained report's age is known; 0 in a JSON report from an
+    /// agent before it was added.
+    #[serde(default)]
+    pub at_ms: u64,
 }
 
 /// A lasting condition in a [`Health`] report: `{"kind":"state_dir_read_only","source":"agent",

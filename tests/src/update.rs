@@ -34,6 +34,11 @@ fn cli(args: &[OsString]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// Runs `edgectl` with `args` and returns its stdout; panics with its stderr when it fails.
+pub fn edgectl(args: &[&str]) -> String {
+    cli(&os(&args.iter().map(|arg| arg as &dyn AsRef<std::ffi::OsStr>).collect::<Vec<_>>()))
+}
+
 fn os(parts: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
     parts.iter().map(|part| part.as_ref().to_owned()).collect()
 }
@@ -165,6 +170,11 @@ impl Push {
             &device,
             &"--json",
         ]))
+    }
+
+    /// Any other `edgectl` command that prints JSON lines (`fleet list --watch --json`), as a child to follow.
+    pub fn command(args: &[&str]) -> Push {
+        Push::spawn(args.iter().map(OsString::from).collect())
     }
 
     fn spawn(args: Vec<OsString>) -> Push {

@@ -48,6 +48,7 @@ client_key_file = "client.key"
 server_name = "broker"
 [health]
 interval_secs = 3
+retain = false
 [[sources]]
 name = "front-door"
 model = "models/classifier"
@@ -180,7 +181,7 @@ fn every_key_is_read() {
     assert_eq!((config.mqtt.connect_timeout_secs, config.mqtt.max_skipped_packet_bytes), (3, 131072));
     let tls = config.mqtt.tls.as_ref().expect("tls");
     assert_eq!(tls.server_name.as_deref(), Some("broker"));
-    assert_eq!(config.health.interval_secs, 3);
+    assert_eq!((config.health.interval_secs, config.health.retain), (3, false));
     assert_eq!(config.sources.len(), 5);
     assert_eq!(config.sources[1].inbound_topic(&config.topics()).as_deref(), Some("cameras/door"));
     assert_eq!(config.sources[4].inbound_topic(&config.topics()).as_deref(), Some("site/a/sensor/imu"));

@@ -38,6 +38,8 @@ pub struct HealthReporter {
     spool: Option<Arc<Spool>>,
     topic: String,
     qos: QoS,
+    /// `health.retain`; through the spool, its forwarder retains the live reports instead.
+    retain: bool,
     format: Format,
     interval: Duration,
     clock: Arc<dyn Clock>,
@@ -62,6 +64,7 @@ impl HealthReporter {
             metrics,
             topic: config.topics().health(),
             qos: mqtt::qos(config.mqtt.qos.health),
+            retain: config.health.retain,
             format: config.mqtt.format,
             interval: Duration::from_secs(config.health.interval_secs),
             mqtt,
@@ -141,7 +144,7 @@ impl HealthReporter {
         };
         let mqtt = MqttCounters { reconnects: self.mqtt.reconnects(), oversized: self.metrics.mqtt_oversized() };
         let degraded = Degraded { conditions: self.conditions.snapshot(), spool };
-        report(&self.device, system, sources, mqtt, unpublished, degraded)
+        report(&self.device, self.clock.unix_time_ms(), system, sources, mqtt, unpublished, degraded)
     }
 
     /// Raises `spool_failing` while appends fail (some did since the last report), and clears it after an
@@ -164,7 +167,9 @@ impl HealthReporter {
         let payload = wire::encode(self.format, health).map_err(|e| e.to_string())?;
         match &self.spool {
             Some(spool) => spool.publish(Class::Health, self.topic.clone(), self.qos, payload),
-            None => self.mqtt.try_publish(self.topic.clone(), self.qos, false, payload).map_err(|e| e.to_string()),
+            None => {
+                self.mqtt.try_publish(self.topic.clone(), self.qos, self.retain, payload).map_err(|e| e.to_string())
+            }
         }
     }
 }
@@ -209,6 +214,7 @@ struct Degraded {
 
 fn report(
     device: &str,
+    at_ms: u64,
     system: SystemSample,
     sources: SourceReports,
     mqtt: MqttCounters,
@@ -233,6 +239,7 @@ fn report(
         cameras: sources.cameras,
         snapshots: sources.snapshots,
         monitors: sources.monitors,
+        at_ms,
     }
 }
 

@@ -494,6 +494,7 @@ mod tests {
                 failed: 1,
             }],
             monitors: vec![monitor_health()],
+            at_ms: 1_700_000_000_000,
         }
     }
 

@@ -102,7 +102,7 @@ impl Link for Acknowledging {
         true
     }
 
-    fn publish(&self, _record: Record, token: u64) -> Result<(), PublishError> {
+    fn publish(&self, _record: Record, _retain: bool, token: u64) -> Result<(), PublishError> {
         self.0.inbox().outcome(token, Outcome::Acknowledged);
         Ok(())
     }

@@ -23,8 +23,8 @@ const REPLAY_BURST: Duration = Duration::from_millis(100);
 /// What the forwarder publishes through: the MQTT link, or a stand-in in tests.
 pub trait Link: Send + Sync {
     fn is_connected(&self) -> bool;
-    /// Queues `record` as a tracked publish whose outcome comes back with `token`.
-    fn publish(&self, record: Record, token: u64) -> Result<(), PublishError>;
+    /// Queues `record` as a tracked publish (retained if `retain`) whose outcome comes back with `token`.
+    fn publish(&self, record: Record, retain: bool, token: u64) -> Result<(), PublishError>;
 }
 
 impl Link for MqttHandle {
@@ -32,8 +32,8 @@ impl Link for MqttHandle {
         MqttHandle::is_connected(self)
     }
 
-    fn publish(&self, record: Record, token: u64) -> Result<(), PublishError> {
-        self.try_publish_tracked(record.topic, mqtt::qos(record.qos), record.payload, token)
+    fn publish(&self, record: Record, retain: bool, token: u64) -> Result<(), PublishError> {
+        self.try_publish_tracked(record.topic, mqtt::qos(record.qos), retain, record.payload, token)
     }
 }
 
@@ -103,6 +103,9 @@ pub struct Forwarder {
     window: usize,
     replay: Pace,
     fsync_interval: Duration,
+    /// The class whose live records go retained (health, with `health.retain`); replayed ones never do, so that
+    /// an old record replayed after an outage cannot replace the newest one the broker keeps.
+    retained: Option<Class>,
 }
 
 /// The running thread.
@@ -130,7 +133,13 @@ impl Forwarder {
         replay_rate: f64,
         fsync_interval: Duration,
     ) -> Self {
-        Forwarder { spool, link, window: window.max(1), replay: Pace::new(replay_rate), fsync_interval }
+        Forwarder { spool, link, window: window.max(1), replay: Pace::new(replay_rate), fsync_interval, retained: None }
+    }
+
+    /// Publishes the live records of `class` retained.
+    pub fn retain_live(mut self, class: Class) -> Self {
+        self.retained = Some(class);
+        self
     }
 
     pub fn spawn(self) -> io::Result<Running> {
@@ -189,7 +198,7 @@ impl Forwarder {
         for class in Class::ALL {
             while in_flight < self.window {
                 let Some(seq) = logs.class(class).next_live() else { break };
-                if !self.publish(logs, class, seq) {
+                if !self.publish(logs, class, seq, self.retained == Some(class)) {
                     return None;
                 }
                 in_flight += 1;
@@ -202,7 +211,7 @@ impl Forwarder {
                 }
                 let Some(seq) = logs.class(class).next_backlog() else { break };
                 self.replay.take(now);
-                if !self.publish(logs, class, seq) {
+                if !self.publish(logs, class, seq, false) {
                     return None;
                 }
                 in_flight += 1;
@@ -212,7 +221,7 @@ impl Forwarder {
     }
 
     /// Hands record `seq` to the link; false when the link refused it (it is sent again later).
-    fn publish(&self, logs: &mut Logs, class: Class, seq: u64) -> bool {
+    fn publish(&self, logs: &mut Logs, class: Class, seq: u64, retain: bool) -> bool {
         let log = logs.class(class);
         let record = match log.read(seq) {
             Ok(record) => record,
@@ -221,7 +230,7 @@ impl Forwarder {
                 return true;
             }
         };
-        match self.link.publish(record, token(class, seq)) {
+        match self.link.publish(record, retain, token(class, seq)) {
             Ok(()) => true,
             Err(PublishError::InvalidTopic) => {
                 log.discard(seq, "invalid topic");

@@ -115,6 +115,7 @@ fn health() -> Health {
             failed: 0,
         }],
         monitors: Vec::new(),
+        at_ms: 1_700_000_000_000,
     }
 }
 
@@ -289,6 +290,7 @@ fn health_postcard_bytes() {
         0x01, b'c',                                     //   source
         0x02, 0x01, 0x07, 0x00, 0x01, 0x00,             //   published, stored, rate_limited, busy, too_large, failed
         0x00,                                           // no monitors
+        0x80, 0xD0, 0x95, 0xFF, 0xBC, 0x31,             // at_ms 1_700_000_000_000
     ];
     assert_eq!(postcard(&health()), expected);
 }
@@ -383,11 +385,25 @@ fn json_error_and_health_field_names() {
 /// plus three empty lists, so a reader of the older schema reads its prefix unchanged.
 #[test]
 fn cameras_snapshots_and_monitors_are_appended_after_the_spool() {
-    let before = Health { cameras: Vec::new(), snapshots: Vec::new(), monitors: Vec::new(), ..health() };
+    // `at_ms` 0 (one byte), appended after them, is not what this is about.
+    let before = Health { cameras: Vec::new(), snapshots: Vec::new(), monitors: Vec::new(), at_ms: 0, ..health() };
     let bytes = postcard(&before);
-    let (older_prefix, appended) = bytes.split_at(bytes.len() - 3);
-    assert_eq!(appended, [0x00, 0x00, 0x00]);
-    assert!(postcard(&health()).starts_with(older_prefix));
+    let (older_prefix, appended) = bytes.split_at(bytes.len() - 4);
+    assert_eq!(appended, [0x00, 0x00, 0x00, 0x00]);
+    assert!(postcard(&Health { at_ms: 0, ..health() }).starts_with(older_prefix));
+}
+
+/// `at_ms` was appended after `monitors`: its varint ends the body, and a JSON report without it reads as 0.
+#[test]
+fn the_health_time_is_appended_last() {
+    let bytes = postcard(&health());
+    let without = postcard(&Health { at_ms: 0, ..health() });
+    assert_eq!(bytes[..without.len() - 1], without[..without.len() - 1]);
+    assert_eq!(without.last(), Some(&0x00));
+    let mut json = json_object(&health());
+    json.as_object_mut().expect("an object").remove("at_ms");
+    let read: Health = serde_json::from_value(json).expect("reads without at_ms");
+    assert_eq!(read, Health { at_ms: 0, ..health() });
 }
 
 #[test]

@@ -12,6 +12,7 @@ struct StandIn {
     /// Tokens lost the first time they are published.
     lose_once: Mutex<HashSet<u64>>,
     published: Mutex<Vec<(Class, u64)>>,
+    retained: Mutex<Vec<(Class, u64)>>,
 }
 
 impl Link for StandIn {
@@ -19,10 +20,13 @@ impl Link for StandIn {
         self.connected.load(Ordering::SeqCst)
     }
 
-    fn publish(&self, record: Record, token: u64) -> Result<(), PublishError> {
+    fn publish(&self, record: Record, retain: bool, token: u64) -> Result<(), PublishError> {
         let (class, seq) = untoken(token).expect("a valid token");
         assert_eq!(record.seq, seq);
         self.published.lock().expect("lock").push((class, seq));
+        if retain {
+            self.retained.lock().expect("lock").push((class, seq));
+        }
         let outcome =
             if self.lose_once.lock().expect("lock").remove(&token) { Outcome::Lost } else { Outcome::Acknowledged };
         self.spool.inbox().outcome(token, outcome);
@@ -72,9 +76,12 @@ fn the_backlog_replays_in_order_after_the_link_comes_back_and_lost_records_go_ag
         connected: AtomicBool::new(false),
         lose_once: Mutex::new([token(Class::Predictions, 3), token(Class::Predictions, 7)].into()),
         published: Mutex::new(Vec::new()),
+        retained: Mutex::new(Vec::new()),
     });
-    let running =
-        Forwarder::new(spool.clone(), link.clone(), 4, 2000.0, Duration::from_millis(50)).spawn().expect("spawned");
+    let running = Forwarder::new(spool.clone(), link.clone(), 4, 2000.0, Duration::from_millis(50))
+        .retain_live(Class::Health)
+        .spawn()
+        .expect("spawned");
     for seq in 0..10 {
         spool.append(Class::Predictions, "p", 1, &[seq]).expect("appended");
     }
@@ -95,9 +102,14 @@ fn the_backlog_replays_in_order_after_the_link_comes_back_and_lost_records_go_ag
     let twice: Vec<u64> = (0..10).filter(|seq| predictions.iter().filter(|p| *p == seq).count() == 2).collect();
     assert_eq!((predictions.len(), twice), (12, vec![3, 7]));
     assert!(published.contains(&(Class::Health, 0)));
+    // The health record waited out the outage: replayed, so not retained.
+    assert!(link.retained.lock().expect("lock").is_empty(), "replayed records go unretained");
 
     // Live records go at once, and stopping drains them.
     spool.append(Class::Errors, "e", 1, b"e").expect("appended");
+    spool.append(Class::Health, "h", 0, b"h").expect("appended");
+    wait_for("the live health record", || link.published.lock().expect("lock").contains(&(Class::Health, 1)));
+    assert_eq!(*link.retained.lock().expect("lock"), [(Class::Health, 1)], "only live health goes retained");
     running.stop(Instant::now() + Duration::from_secs(5));
     assert_eq!(spool.health().records, 0);
     assert!(link.published.lock().expect("lock").contains(&(Class::Errors, 0)));
