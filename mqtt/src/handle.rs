@@ -1,6 +1,6 @@
 //! [`MqttHandle`]: publishes and subscribes through the link, and shuts it down.
 
-use crate::shared::{Shared, Stop, lock};
+use crate::shared::{Kept, Shared, Stop, lock};
 use crate::{Liveness, Presence, Route, unix_time_ms};
 use rumqttc::QoS;
 use std::sync::Arc;
@@ -143,6 +143,31 @@ impl MqttHandle {
                 Err(self.refusal())
             }
         }
+    }
+
+    /// Keeps `payload` as the retained message of `topic` on whichever broker the link is connected to: published
+    /// now when connected, and again after every ConnAck (after the subscriptions and the `online` status),
+    /// since a clean session, another broker or another node of a cluster may not have it. Replaces what was
+    /// kept for `topic`. A refusal now (a full queue) is no loss: the next connect publishes it.
+    pub fn retain_on_connect(&self, topic: &str, qos: QoS, payload: Vec<u8>) -> Result<(), PublishError> {
+        if !rumqttc::valid_topic(topic) {
+            return Err(PublishError::InvalidTopic);
+        }
+        let bytes = publish_packet_bytes(topic, qos, payload.len());
+        if bytes > self.max_packet_bytes {
+            return Err(PublishError::TooLarge { bytes, limit: self.max_packet_bytes });
+        }
+        // Held while publishing: two callers for one topic leave the broker with the payload kept last.
+        let mut kept = lock(&self.shared.kept);
+        let message = Kept { topic: topic.to_owned(), qos, payload };
+        match kept.iter_mut().find(|kept| kept.topic == topic) {
+            Some(slot) => *slot = message.clone(),
+            None => kept.push(message.clone()),
+        }
+        if !self.shared.is_connected() {
+            return Ok(());
+        }
+        self.try_publish(message.topic, qos, true, message.payload)
     }
 
     /// Queues a publish, waiting while the queue is full (the broker is slow or away), but not past `deadline`.

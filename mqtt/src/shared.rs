@@ -3,10 +3,19 @@
 
 use crate::Route;
 use crate::state::AckLedger;
+use rumqttc::QoS;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
+
+/// A retained message the link publishes on every connect.
+#[derive(Debug, Clone)]
+pub(crate) struct Kept {
+    pub(crate) topic: String,
+    pub(crate) qos: QoS,
+    pub(crate) payload: Vec<u8>,
+}
 
 /// How the thread should end, once asked to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +41,9 @@ pub(crate) struct Shared {
     /// One entry per publish in rumqttc's request queue, in queue order: its token when tracked (see
     /// [`crate::state::Tracker`]). Handles push and queue under this lock, so both orders agree.
     pub(crate) queued: Mutex<VecDeque<Option<u64>>>,
+    /// Retained messages published again after every ConnAck ([`crate::MqttHandle::retain_on_connect`]), one
+    /// per topic.
+    pub(crate) kept: Mutex<Vec<Kept>>,
     /// Why the last connection attempt failed; cleared on connect.
     last_error: Mutex<Option<String>>,
     stop: Mutex<Option<Stop>>,
