@@ -12,5 +12,8 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 # The Prometheus test's server (tests/tests/prometheus.rs starts its own on a loopback port with its own config and
 # storage; the packaged service is not used).
 "$root/scripts/apt-install.sh" prometheus
+# The NATS cluster of the fleet and failover tests (tests/src/nats.rs: three nodes with their MQTT gateway, started
+# by the tests on loopback ports; the packaged service is not used).
+"$root/scripts/apt-install.sh" nats-server
 # The distribution's broker service is not used: every test and the demo start their own on a loopback port.
 "$root/scripts/fetch-onnxruntime.sh" x86_64

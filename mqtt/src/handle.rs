@@ -69,6 +69,8 @@ pub struct MqttHandle {
     shared: Arc<Shared>,
     presence: Option<Presence>,
     max_packet_bytes: usize,
+    /// How many brokers the link has: a first connection has failed once each has been tried.
+    brokers: u64,
 }
 
 impl MqttHandle {
@@ -77,8 +79,9 @@ impl MqttHandle {
         shared: Arc<Shared>,
         presence: Option<Presence>,
         max_packet_bytes: usize,
+        brokers: usize,
     ) -> MqttHandle {
-        MqttHandle { client, shared, presence, max_packet_bytes }
+        MqttHandle { client, shared, presence, max_packet_bytes, brokers: brokers as u64 }
     }
 
     /// `max_packet_bytes`: the largest publish packet the link sends.
@@ -230,12 +233,13 @@ impl MqttHandle {
         self.client.try_unsubscribe(topic).map_err(|_| self.refusal())
     }
 
-    /// Waits until the broker accepts the connection. The first failed attempt is the error: a wrong address or
-    /// password will not fix itself. The link keeps trying in the background either way.
+    /// Waits until a broker accepts the connection. Once an attempt on each broker has failed, the last failure
+    /// is the error: a wrong address or password will not fix itself. The link keeps trying in the background
+    /// either way.
     pub fn wait_connected(&self, timeout: Duration) -> Result<(), ConnectError> {
         let mut failure = None;
         let connected = self.shared.wait_until(Instant::now() + timeout, || {
-            failure = self.shared.last_error();
+            failure = self.shared.failure_after(self.brokers);
             self.shared.is_connected() || failure.is_some() || self.shared.is_closed()
         });
         match (self.shared.is_connected(), failure) {

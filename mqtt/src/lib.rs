@@ -70,7 +70,7 @@ pub fn connect(options: LinkOptions) -> Result<(MqttHandle, PendingLink), Option
     let (client, mut connection) = rumqttc::Client::new(per_broker[0].clone(), queue_capacity);
     connection.eventloop.set_network_options(options.network_options());
     let shared = Arc::new(Shared::default());
-    let handle = MqttHandle::new(client, shared.clone(), presence.clone(), options.max_packet_bytes);
+    let handle = MqttHandle::new(client, shared.clone(), presence.clone(), options.max_packet_bytes, per_broker.len());
     let oversize = Oversize::new(options.max_packet_bytes, options.max_skipped_packet_bytes);
     Ok((handle, PendingLink::new(connection, per_broker, shared, presence, oversize)))
 }

@@ -46,6 +46,8 @@ pub(crate) struct Shared {
     pub(crate) kept: Mutex<Vec<Kept>>,
     /// Why the last connection attempt failed; cleared on connect.
     last_error: Mutex<Option<String>>,
+    /// Failed attempts since the last connect: once there are as many as brokers, every one has failed.
+    failures: AtomicU64,
     stop: Mutex<Option<Stop>>,
     stop_requested: Condvar,
     /// Counts what the thread handled; waits sleep until it changes.
@@ -67,15 +69,21 @@ impl Shared {
         self.connected.store(connected, Ordering::SeqCst);
         if connected {
             *lock(&self.last_error) = None;
+            self.failures.store(0, Ordering::SeqCst);
         }
     }
 
     pub(crate) fn connection_failed(&self, error: String) {
         self.connected.store(false, Ordering::SeqCst);
         *lock(&self.last_error) = Some(error);
+        self.failures.fetch_add(1, Ordering::SeqCst);
     }
 
-    pub(crate) fn last_error(&self) -> Option<String> {
+    /// Why the last attempt failed, once at least `attempts` attempts in a row have.
+    pub(crate) fn failure_after(&self, attempts: u64) -> Option<String> {
+        if self.failures.load(Ordering::SeqCst) < attempts {
+            return None;
+        }
         lock(&self.last_error).clone()
     }
 
