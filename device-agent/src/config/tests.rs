@@ -498,7 +498,7 @@ fn the_documented_example_loads_with_the_defaults_it_shows() {
     let config = AgentConfig::load(&path).unwrap_or_else(|e| panic!("{}:\n{e}", path.display()));
     assert_eq!(config.device_id, "cam-01");
     assert_eq!(config.onnxruntime, OnnxRuntimeConfig::default());
-    assert_eq!(config.mqtt, MqttConfig { port: Some(1883), ..MqttConfig::default() });
+    assert_eq!(config.mqtt, MqttConfig { host: Some("127.0.0.1".into()), port: Some(1883), ..MqttConfig::default() });
     assert_eq!(config.health, HealthConfig::default());
     let expected_update = UpdateConfig {
         trusted_keys: vec!["8fee9cd46a57751ef3b0bad45a1643678736734cc8385af5ca62cf6a5e82dcb6".into()],
