@@ -648,7 +648,8 @@ fn announce_membership(link: &MqttHandle, config: &AgentConfig) {
     let Ok(payload) = serde_json::to_vec(&membership) else { return };
     for group in &update.groups {
         let topic = UpdateTopics::group(group).member(&config.device_id);
-        if let Err(e) = link.try_publish(topic, QoS::AtLeastOnce, true, payload.clone()) {
+        // Kept: a broker failed over to, or a cluster node, may not have it.
+        if let Err(e) = link.retain_on_connect(&topic, QoS::AtLeastOnce, payload.clone()) {
             log::warn!(group = group.as_str(); "Group membership not published: {e}.");
         }
     }

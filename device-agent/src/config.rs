@@ -18,6 +18,7 @@ mod spool;
 mod supervision;
 mod update;
 
+use ::mqtt::BrokerAddress;
 use protocol::wire::{Format, Topics};
 use runtime::ImageLimits;
 use runtime::manifest::CascadeSpec;
@@ -67,9 +68,13 @@ pub struct AgentConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MqttConfig {
-    pub host: String,
+    /// Unset: 127.0.0.1, unless `brokers` lists the brokers. See [`MqttConfig::brokers`].
+    pub host: Option<String>,
     /// Unset: 1883, or 8883 with TLS. See [`MqttConfig::port`].
     pub port: Option<u16>,
+    /// `host:port`, `host` or `[ipv6]:port` entries, tried in order and round robin on failure: instead of
+    /// `host` and `port` (the port of an entry without one is the default port).
+    pub brokers: Option<Vec<String>>,
     /// Unset: the device id. See [`AgentConfig::mqtt_client_id`].
     #[serde(deserialize_with = "empty_as_none")]
     pub client_id: Option<String>,
@@ -103,8 +108,9 @@ pub struct MqttConfig {
 impl Default for MqttConfig {
     fn default() -> Self {
         MqttConfig {
-            host: "127.0.0.1".into(),
+            host: None,
             port: None,
+            brokers: None,
             client_id: None,
             prefix: None,
             keep_alive_secs: 10,
@@ -129,6 +135,15 @@ impl MqttConfig {
             (Some(port), _) => port,
             (None, Some(_)) => 8883,
             (None, None) => 1883,
+        }
+    }
+
+    /// The brokers to use, in order: `brokers`, else `host` (default 127.0.0.1) and the port. Entries that do not
+    /// parse are left out here; validation reports them.
+    pub fn brokers(&self) -> Vec<BrokerAddress> {
+        match &self.brokers {
+            Some(entries) => entries.iter().filter_map(|entry| BrokerAddress::parse(entry, self.port()).ok()).collect(),
+            None => vec![BrokerAddress::new(self.host.as_deref().unwrap_or("127.0.0.1"), self.port())],
         }
     }
 }
@@ -786,12 +801,13 @@ impl AgentConfig {
 
 impl MqttConfig {
     fn validate(&self, problems: &mut Problems) {
-        if self.host.is_empty() {
+        if self.host.as_deref() == Some("") {
             problems.push("mqtt.host", "must not be empty");
         }
         if self.port == Some(0) {
             problems.push("mqtt.port", "must be > 0");
         }
+        self.validate_brokers(problems);
         if let Some(why) = self.prefix.as_deref().and_then(topic_problem) {
             problems.push("mqtt.prefix", why);
         }
@@ -1047,6 +1063,25 @@ impl fmt::Display for ConfigErrors {
 }
 
 impl std::error::Error for ConfigErrors {}
+
+impl MqttConfig {
+    fn validate_brokers(&self, problems: &mut Problems) {
+        let Some(entries) = &self.brokers else { return };
+        for (key, given) in [("mqtt.host", self.host.is_some()), ("mqtt.port", self.port.is_some())] {
+            if given {
+                problems.push("mqtt.brokers", format!("{key} is given too: list the brokers in one of them only"));
+            }
+        }
+        if entries.is_empty() {
+            problems.push("mqtt.brokers", "must list at least one broker");
+        }
+        for (index, entry) in entries.iter().enumerate() {
+            if let Err(e) = BrokerAddress::parse(entry, self.port()) {
+                problems.push(format!("mqtt.brokers[{index}]"), e.to_string());
+            }
+        }
+    }
+}
 
 #[derive(Default)]
 struct Problems(Vec<ConfigError>);

@@ -40,8 +40,7 @@ fn link_options(config: &AgentConfig) -> Result<LinkOptions> {
     };
     Ok(LinkOptions {
         client_id: config.mqtt_client_id().to_owned(),
-        host: mqtt.host.clone(),
-        port: mqtt.port(),
+        brokers: mqtt.brokers(),
         keep_alive: Duration::from_secs(mqtt.keep_alive_secs),
         connect_timeout: Duration::from_secs(mqtt.connect_timeout_secs),
         max_packet_bytes: mqtt.max_packet_bytes,

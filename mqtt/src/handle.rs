@@ -1,6 +1,6 @@
 //! [`MqttHandle`]: publishes and subscribes through the link, and shuts it down.
 
-use crate::shared::{Shared, Stop, lock};
+use crate::shared::{Kept, Shared, Stop, lock};
 use crate::{Liveness, Presence, Route, unix_time_ms};
 use rumqttc::QoS;
 use std::sync::Arc;
@@ -69,6 +69,8 @@ pub struct MqttHandle {
     shared: Arc<Shared>,
     presence: Option<Presence>,
     max_packet_bytes: usize,
+    /// How many brokers the link has: a first connection has failed once each has been tried.
+    brokers: u64,
 }
 
 impl MqttHandle {
@@ -77,8 +79,9 @@ impl MqttHandle {
         shared: Arc<Shared>,
         presence: Option<Presence>,
         max_packet_bytes: usize,
+        brokers: usize,
     ) -> MqttHandle {
-        MqttHandle { client, shared, presence, max_packet_bytes }
+        MqttHandle { client, shared, presence, max_packet_bytes, brokers: brokers as u64 }
     }
 
     /// `max_packet_bytes`: the largest publish packet the link sends.
@@ -146,6 +149,31 @@ impl MqttHandle {
         }
     }
 
+    /// Keeps `payload` as the retained message of `topic` on whichever broker the link is connected to: published
+    /// now when connected, and again after every ConnAck (after the subscriptions and the `online` status),
+    /// since a clean session, another broker or another node of a cluster may not have it. Replaces what was
+    /// kept for `topic`. A refusal now (a full queue) is no loss: the next connect publishes it.
+    pub fn retain_on_connect(&self, topic: &str, qos: QoS, payload: Vec<u8>) -> Result<(), PublishError> {
+        if !rumqttc::valid_topic(topic) {
+            return Err(PublishError::InvalidTopic);
+        }
+        let bytes = publish_packet_bytes(topic, qos, payload.len());
+        if bytes > self.max_packet_bytes {
+            return Err(PublishError::TooLarge { bytes, limit: self.max_packet_bytes });
+        }
+        // Held while publishing: two callers for one topic leave the broker with the payload kept last.
+        let mut kept = lock(&self.shared.kept);
+        let message = Kept { topic: topic.to_owned(), qos, payload };
+        match kept.iter_mut().find(|kept| kept.topic == topic) {
+            Some(slot) => *slot = message.clone(),
+            None => kept.push(message.clone()),
+        }
+        if !self.shared.is_connected() {
+            return Ok(());
+        }
+        self.try_publish(message.topic, qos, true, message.payload)
+    }
+
     /// Queues a publish, waiting while the queue is full (the broker is slow or away), but not past `deadline`.
     pub fn publish_until(
         &self,
@@ -206,12 +234,13 @@ impl MqttHandle {
         self.client.try_unsubscribe(topic).map_err(|_| self.refusal())
     }
 
-    /// Waits until the broker accepts the connection. The first failed attempt is the error: a wrong address or
-    /// password will not fix itself. The link keeps trying in the background either way.
+    /// Waits until a broker accepts the connection. Once an attempt on each broker has failed, the last failure
+    /// is the error: a wrong address or password will not fix itself. The link keeps trying in the background
+    /// either way.
     pub fn wait_connected(&self, timeout: Duration) -> Result<(), ConnectError> {
         let mut failure = None;
         let connected = self.shared.wait_until(Instant::now() + timeout, || {
-            failure = self.shared.last_error();
+            failure = self.shared.failure_after(self.brokers);
             self.shared.is_connected() || failure.is_some() || self.shared.is_closed()
         });
         match (self.shared.is_connected(), failure) {

@@ -9,7 +9,12 @@
 //! - **Backpressure** is rumqttc's bounded request queue ([`LinkOptions::queue_capacity`]): a full queue is
 //!   [`PublishError::QueueFull`], which callers count and move on, or wait out ([`MqttHandle::publish_until`]).
 //! - **Sessions** are clean. On every ConnAck the link queues, ahead of everything else, the subscriptions of its
-//!   routes and then the retained `online` [`Presence`] status. The last will is the retained `offline` status.
+//!   routes, the retained `online` [`Presence`] status, and then every message kept with
+//!   [`MqttHandle::retain_on_connect`]. The last will is the retained `offline` status. Clean, because a
+//!   clustered broker may not hold a session across its nodes, and the link redoes everything a session would
+//!   keep on whichever broker it reaches.
+//! - **Failover**: [`LinkOptions::brokers`] lists the brokers; a failed attempt or a lost connection moves the
+//!   link to the next one (round robin), with the same backoff, reset by a ConnAck.
 //! - **Reconnects** back off from 0.5 s, doubling up to 10 s, with one log line per change of state (a
 //!   certificate error or a refusal is named as such). The first connection is not a reconnect.
 //! - **Dead links** are noticed within 2 × [`LinkOptions::keep_alive`] (see there).
@@ -23,6 +28,7 @@
 //! - **Shutdown** ([`MqttHandle::shutdown`]) publishes `offline`, waits (bounded) until every QoS >= 1 publish is
 //!   acknowledged, then disconnects cleanly, so SIGTERM doesn't lose queued messages.
 
+mod brokers;
 mod failure;
 mod handle;
 mod link;
@@ -37,6 +43,7 @@ mod live_tests;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
+pub use brokers::{AddressError, BrokerAddress};
 pub use handle::{ConnectError, MqttHandle, PublishError, ShutdownReport, publish_packet_bytes};
 pub use link::{OutcomeObserver, PendingLink, ReconnectHook, StartError};
 pub use options::{ClientAuth, Credentials, LinkOptions, Named, OptionsError, Password, TlsOptions};
@@ -58,14 +65,14 @@ pub fn connect(options: LinkOptions) -> Result<(MqttHandle, PendingLink), Option
         Some(presence) => Some(presence.encode(Liveness::Offline, None).map_err(OptionsError::Will)?),
         None => None,
     };
-    let rumqttc_options = options.build(will)?;
-    let queue_capacity = rumqttc_options.request_channel_capacity();
-    let (client, mut connection) = rumqttc::Client::new(rumqttc_options, queue_capacity);
+    let per_broker = options.build(will)?;
+    let queue_capacity = per_broker[0].request_channel_capacity();
+    let (client, mut connection) = rumqttc::Client::new(per_broker[0].clone(), queue_capacity);
     connection.eventloop.set_network_options(options.network_options());
     let shared = Arc::new(Shared::default());
-    let handle = MqttHandle::new(client, shared.clone(), presence.clone(), options.max_packet_bytes);
+    let handle = MqttHandle::new(client, shared.clone(), presence.clone(), options.max_packet_bytes, per_broker.len());
     let oversize = Oversize::new(options.max_packet_bytes, options.max_skipped_packet_bytes);
-    Ok((handle, PendingLink::new(connection, shared, presence, oversize)))
+    Ok((handle, PendingLink::new(connection, per_broker, shared, presence, oversize)))
 }
 
 /// The QoS for a configured level (0, 1 or 2; anything above reads as 2).

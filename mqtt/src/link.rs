@@ -1,14 +1,16 @@
-//! The `mqtt` thread: polls the connection, answers every ConnAck with the subscriptions and the online status,
-//! hands inbound messages to their routes, settles acks, and backs off between reconnects.
+//! The `mqtt` thread: polls the connection, answers every ConnAck with the subscriptions, the online status and
+//! the kept retained messages, hands inbound messages to their routes, settles acks, and backs off between
+//! reconnects, moving to the next broker after every failure.
 
+use crate::brokers::Rotation;
 use crate::failure::Failure;
 use crate::oversize::{Oversize, OversizeHook, Refusal};
 use crate::shared::{Shared, Stop, lock};
 use crate::state::{Backoff, Connectivity, Outcome, Tracker, unacked_in};
 use crate::{Liveness, Message, Presence, Route, unix_time_ms};
 use rumqttc::{
-    ConnectionError, Event, Outgoing, Packet, PubAck, PubComp, Publish, QoS, Request, Subscribe, SubscribeFilter,
-    SubscribeReasonCode,
+    ConnectionError, Event, MqttOptions, Outgoing, Packet, PubAck, PubComp, Publish, QoS, Request, Subscribe,
+    SubscribeFilter, SubscribeReasonCode,
 };
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -36,6 +38,8 @@ pub type OutcomeObserver = Box<dyn FnMut(u64, Outcome) + Send>;
 /// A link whose handle exists but whose thread has not started: nothing is sent before [`PendingLink::start`].
 pub struct PendingLink {
     connection: rumqttc::Connection,
+    /// rumqttc's options for each broker, in order; the connection starts with the first.
+    per_broker: Vec<MqttOptions>,
     shared: Arc<Shared>,
     presence: Option<Presence>,
     on_reconnect: Option<ReconnectHook>,
@@ -46,11 +50,12 @@ pub struct PendingLink {
 impl PendingLink {
     pub(crate) fn new(
         connection: rumqttc::Connection,
+        per_broker: Vec<MqttOptions>,
         shared: Arc<Shared>,
         presence: Option<Presence>,
         oversize: Oversize,
     ) -> PendingLink {
-        PendingLink { connection, shared, presence, on_reconnect: None, on_outcome: None, oversize }
+        PendingLink { connection, per_broker, shared, presence, on_reconnect: None, on_outcome: None, oversize }
     }
 
     /// Has `hook` called after every reconnection, for a client that must redo what the broker forgot (a clean
@@ -82,6 +87,8 @@ impl PendingLink {
         lock(&self.shared.routes).extend(routes);
         let link = Link {
             connection: self.connection,
+            rotation: Rotation::new(self.per_broker.len()),
+            per_broker: self.per_broker,
             shared: self.shared,
             presence: self.presence,
             on_reconnect: self.on_reconnect,
@@ -99,6 +106,8 @@ impl PendingLink {
 /// The thread's side of the link.
 struct Link {
     connection: rumqttc::Connection,
+    per_broker: Vec<MqttOptions>,
+    rotation: Rotation,
     shared: Arc<Shared>,
     presence: Option<Presence>,
     on_reconnect: Option<ReconnectHook>,
@@ -215,19 +224,40 @@ impl Link {
             pending.push_back(Request::Subscribe(Subscribe::new_many(filters)));
         }
         drop(routes);
-        let Some(presence) = &self.presence else { return };
-        match presence.encode(Liveness::Online, Some(unix_time_ms())) {
-            Ok(payload) => {
-                let mut online = Publish::new(presence.topic.clone(), presence.qos, payload);
-                online.retain = true;
-                if online.qos != QoS::AtMostOnce {
-                    self.shared.ledger.accept();
-                }
-                pending.push_back(Request::Publish(online));
-                self.tracker.online_queued();
+        let mut own = Vec::new();
+        if let Some(presence) = &self.presence {
+            match presence.encode(Liveness::Online, Some(unix_time_ms())) {
+                Ok(payload) => own.push(Publish::new(presence.topic.clone(), presence.qos, payload)),
+                Err(e) => log::warn!("Encoding the online status failed: {e}."),
             }
-            Err(e) => log::warn!("Encoding the online status failed: {e}."),
         }
+        // After `online`: a peer that sees the device online then sees its state, never a stale one alone.
+        own.extend(
+            lock(&self.shared.kept).iter().map(|kept| Publish::new(&kept.topic, kept.qos, kept.payload.clone())),
+        );
+        self.tracker.own_queued(own.len());
+        for mut publish in own {
+            publish.retain = true;
+            if publish.qos != QoS::AtMostOnce {
+                self.shared.ledger.accept();
+            }
+            pending.push_back(Request::Publish(publish));
+        }
+    }
+
+    /// Moves to the next broker (when there is more than one), keeping the read limit learnt so far.
+    fn fail_over(&mut self) {
+        let Some(next) = self.rotation.advance() else { return };
+        let mut options = self.per_broker[next].clone();
+        self.oversize.apply_read_limit(&mut options);
+        let (host, port) = options.broker_address();
+        log::info!(
+            "MQTT moving to broker {} of {}: {}.",
+            next + 1,
+            self.per_broker.len(),
+            crate::BrokerAddress::new(host, port)
+        );
+        self.connection.eventloop.mqtt_options = options;
     }
 
     fn deliver(&mut self, publish: &Publish) {
@@ -258,6 +288,9 @@ impl Link {
                 // It comes back at every subscription: retry seldom until someone clears it.
                 Refusal::AboveCeiling => delay = BACKOFF_MAX,
             }
+        } else {
+            // The packet, not the broker, was at fault in an oversize refusal; anything else moves on.
+            self.fail_over();
         }
         // Until a first connection the link is still starting: the first ConnAck is not a reconnect.
         let next = if previous == Connectivity::Starting { Connectivity::Starting } else { Connectivity::Down };

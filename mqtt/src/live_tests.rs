@@ -33,8 +33,7 @@ fn options_at(port: u16, device: &str) -> LinkOptions {
     let presence = Presence { topic: status_topic(device), qos: QoS::AtLeastOnce, payload: Arc::new(JsonStatus) };
     LinkOptions {
         client_id: device.to_owned(),
-        host: "127.0.0.1".into(),
-        port,
+        brokers: vec![BrokerAddress::new("127.0.0.1", port)],
         keep_alive: Duration::from_secs(5),
         connect_timeout: Duration::from_secs(5),
         max_packet_bytes: 256 * 1024,
@@ -351,5 +350,44 @@ fn every_tracked_publish_gets_exactly_one_outcome_across_broker_restarts() {
     assert!(mismatched.is_empty(), "(token, queued, outcomes): {mismatched:?}");
     eprintln!("{TOKENS} tokens, {lost} lost and re-sent");
     assert_eq!(handle.shutdown(Duration::from_secs(5)).unacked, 0);
+    thread.join().expect("mqtt thread ends");
+}
+
+#[test]
+fn a_stopped_broker_fails_over_to_the_next_with_the_kept_retained_messages() {
+    let first = Broker::start(None);
+    let second = Broker::start(None);
+    let brokers = vec![BrokerAddress::new("127.0.0.1", first.port()), BrokerAddress::new("127.0.0.1", second.port())];
+    let (handle, thread) = start(LinkOptions { brokers, ..options(&first, "failover-1", None) }, Vec::new());
+    handle.wait_connected(Duration::from_secs(10)).expect("connected");
+    online_status(&first, "failover-1");
+    let kept = "devices/failover-1/update/status";
+    handle.retain_on_connect(kept, QoS::AtLeastOnce, b"old".to_vec()).expect("kept");
+    handle.retain_on_connect(kept, QoS::AtLeastOnce, b"installed".to_vec()).expect("kept");
+    wait_for("the kept message on the first broker", || first.retained(kept).as_deref() == Some(b"installed"));
+    assert_eq!(second.retained(kept), None, "the second broker has seen nothing yet");
+
+    drop(first);
+    // The second broker never had them: the link publishes them there after its ConnAck.
+    let online = online_status(&second, "failover-1");
+    assert_eq!(online["state"], "online");
+    wait_for("the kept message on the second broker", || second.retained(kept).as_deref() == Some(b"installed"));
+    assert_eq!(handle.reconnects(), 1);
+    assert_eq!(handle.retain_on_connect("bad/+", QoS::AtLeastOnce, Vec::new()), Err(PublishError::InvalidTopic));
+    assert_eq!(handle.shutdown(Duration::from_secs(5)), ShutdownReport { unacked: 0, closed: true });
+    thread.join().expect("mqtt thread ends");
+}
+
+#[test]
+fn an_unreachable_first_broker_is_passed_over() {
+    let broker = Broker::start(None);
+    let dead = BrokerAddress::new("127.0.0.1", crate::testing::free_port());
+    let brokers = vec![dead, BrokerAddress::new("127.0.0.1", broker.port())];
+    let (handle, thread) = start(LinkOptions { brokers, ..options(&broker, "failover-2", None) }, Vec::new());
+    // The first broker's refusal is not the answer while another broker is left to try.
+    handle.wait_connected(Duration::from_secs(10)).expect("connected to the second broker");
+    assert_eq!(online_status(&broker, "failover-2")["state"], "online");
+    assert_eq!(handle.reconnects(), 0, "the first connection is not a reconnect");
+    assert_eq!(handle.shutdown(Duration::from_secs(5)), ShutdownReport { unacked: 0, closed: true });
     thread.join().expect("mqtt thread ends");
 }

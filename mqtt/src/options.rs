@@ -2,7 +2,7 @@
 //! material) fails here, at start, with the setting's name in the message; rumqttc's own setters assert on
 //! values the callers have already checked.
 
-use crate::{EncodeError, Presence, tls};
+use crate::{BrokerAddress, EncodeError, Presence, tls};
 use rumqttc::{LastWill, MqttOptions, NetworkOptions, TlsConfiguration, Transport};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -24,8 +24,9 @@ impl<T> Named<T> {
 #[derive(Clone)]
 pub struct LinkOptions {
     pub client_id: String,
-    pub host: String,
-    pub port: u16,
+    /// The brokers, tried in order (round robin) whenever a connection attempt fails or a connection is lost;
+    /// at least one. TLS settings apply to each, verified against its own host.
+    pub brokers: Vec<BrokerAddress>,
     /// A PINGREQ goes out every `keep_alive` whatever the traffic; a link whose PINGRESP has not come back by the
     /// next one is dead. So a dead link (a partition, a silent broker) is noticed within 2 × `keep_alive`.
     /// rumqttc keeps its socket to itself, so TCP keep-alive and `TCP_USER_TIMEOUT` cannot be set: this is the
@@ -102,12 +103,22 @@ pub enum OptionsError {
     Verifier { name: String, source: rustls::client::VerifierBuilderError },
     #[error("encoding the last will")]
     Will(#[source] EncodeError),
+    #[error("no MQTT broker given")]
+    NoBrokers,
 }
 
 impl LinkOptions {
-    /// The rumqttc options, with `will` (the encoded `offline` status) as the retained last will.
-    pub(crate) fn build(&self, will: Option<Vec<u8>>) -> Result<MqttOptions, OptionsError> {
-        let mut options = MqttOptions::new(self.client_id.clone(), self.host.clone(), self.port);
+    /// The rumqttc options for each broker, in order, with `will` (the encoded `offline` status) as the
+    /// retained last will. Built all at start, so that a file or TLS problem shows then, not at a failover.
+    pub(crate) fn build(&self, will: Option<Vec<u8>>) -> Result<Vec<MqttOptions>, OptionsError> {
+        if self.brokers.is_empty() {
+            return Err(OptionsError::NoBrokers);
+        }
+        self.brokers.iter().map(|broker| self.build_for(broker, will.clone())).collect()
+    }
+
+    fn build_for(&self, broker: &BrokerAddress, will: Option<Vec<u8>>) -> Result<MqttOptions, OptionsError> {
+        let mut options = MqttOptions::new(self.client_id.clone(), broker.host.clone(), broker.port);
         options
             .set_keep_alive(self.keep_alive)
             // A fresh session on every connect: the link subscribes again itself, and the broker keeps no backlog
@@ -122,7 +133,7 @@ impl LinkOptions {
             options.set_credentials(credentials.username.clone(), credentials.password.read()?);
         }
         if let Some(tls) = &self.tls {
-            let client_config = tls::client_config(tls, &self.host)?;
+            let client_config = tls::client_config(tls, &broker.host)?;
             options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(client_config)));
         }
         Ok(options)
@@ -178,8 +189,7 @@ mod tests {
     fn options() -> LinkOptions {
         LinkOptions {
             client_id: "cam-01".into(),
-            host: "broker".into(),
-            port: 1883,
+            brokers: vec![BrokerAddress::new("broker", 1883)],
             keep_alive: Duration::from_secs(7),
             connect_timeout: Duration::from_secs(3),
             max_packet_bytes: 4096,
@@ -222,7 +232,7 @@ mod tests {
         let presence =
             Presence { topic: "devices/cam-01/status".into(), qos: QoS::AtLeastOnce, payload: Arc::new(Text) };
         let with_status = LinkOptions { presence: Some(presence), ..options() };
-        let built = with_status.build(Some(b"offline".to_vec())).expect("valid");
+        let built = with_status.build(Some(b"offline".to_vec())).expect("valid").remove(0);
         assert_eq!(built.broker_address(), ("broker".to_owned(), 1883));
         assert_eq!(built.client_id(), "cam-01");
         assert_eq!(built.keep_alive(), Duration::from_secs(7));
@@ -239,7 +249,18 @@ mod tests {
         assert_eq!(will.qos, QoS::AtLeastOnce);
         assert!(will.retain);
         assert!(crate::connect(with_status).is_ok());
-        assert!(options().build(None).expect("valid").last_will().is_none());
+        assert!(options().build(None).expect("valid")[0].last_will().is_none());
+    }
+
+    #[test]
+    fn one_set_of_options_per_broker_in_order() {
+        let brokers = vec![BrokerAddress::new("a", 1883), BrokerAddress::new("::1", 1884)];
+        let built = LinkOptions { brokers, ..options() }.build(None).expect("valid");
+        let addresses: Vec<(String, u16)> = built.iter().map(MqttOptions::broker_address).collect();
+        assert_eq!(addresses, [("a".to_owned(), 1883), ("::1".to_owned(), 1884)]);
+        assert!(built.iter().all(|options| options.client_id() == "cam-01" && options.keep_alive().as_secs() == 7));
+        let none = LinkOptions { brokers: Vec::new(), ..options() };
+        assert_eq!(error_text(&none), "no MQTT broker given");
     }
 
     #[test]
@@ -247,7 +268,7 @@ mod tests {
         let login = |password| {
             let credentials = Credentials { username: "agent".into(), password };
             let options = LinkOptions { credentials: Some(credentials), ..options() }.build(None).expect("valid");
-            options.credentials().expect("credentials")
+            options[0].credentials().expect("credentials")
         };
         let inline = login(Password::Inline("secret".into()));
         assert_eq!((inline.username.as_str(), inline.password.as_str()), ("agent", "secret"));

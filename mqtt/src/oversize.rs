@@ -68,7 +68,7 @@ impl Oversize {
     pub(crate) fn refused(&mut self, bytes: usize, options: &mut MqttOptions) -> Refusal {
         if bytes <= self.ceiling {
             self.reading = self.reading.max(bytes);
-            options.set_max_packet_size(self.reading, self.limit);
+            self.apply_read_limit(options);
             return Refusal::Readable;
         }
         if self.unreadable != Some(bytes) {
@@ -76,6 +76,11 @@ impl Oversize {
             self.report(Oversized { topic: None, bytes, limit: self.limit });
         }
         Refusal::AboveCeiling
+    }
+
+    /// Sets the read limit of the next connections on `options` (also on the options of a broker failed over to).
+    pub(crate) fn apply_read_limit(&self, options: &mut MqttOptions) {
+        options.set_max_packet_size(self.reading, self.limit);
     }
 
     /// Whether `publish` is over the limit; if so it is reported, and must not be delivered.

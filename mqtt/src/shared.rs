@@ -3,10 +3,19 @@
 
 use crate::Route;
 use crate::state::AckLedger;
+use rumqttc::QoS;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
+
+/// A retained message the link publishes on every connect.
+#[derive(Debug, Clone)]
+pub(crate) struct Kept {
+    pub(crate) topic: String,
+    pub(crate) qos: QoS,
+    pub(crate) payload: Vec<u8>,
+}
 
 /// How the thread should end, once asked to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,8 +41,13 @@ pub(crate) struct Shared {
     /// One entry per publish in rumqttc's request queue, in queue order: its token when tracked (see
     /// [`crate::state::Tracker`]). Handles push and queue under this lock, so both orders agree.
     pub(crate) queued: Mutex<VecDeque<Option<u64>>>,
+    /// Retained messages published again after every ConnAck ([`crate::MqttHandle::retain_on_connect`]), one
+    /// per topic.
+    pub(crate) kept: Mutex<Vec<Kept>>,
     /// Why the last connection attempt failed; cleared on connect.
     last_error: Mutex<Option<String>>,
+    /// Failed attempts since the last connect: once there are as many as brokers, every one has failed.
+    failures: AtomicU64,
     stop: Mutex<Option<Stop>>,
     stop_requested: Condvar,
     /// Counts what the thread handled; waits sleep until it changes.
@@ -55,15 +69,21 @@ impl Shared {
         self.connected.store(connected, Ordering::SeqCst);
         if connected {
             *lock(&self.last_error) = None;
+            self.failures.store(0, Ordering::SeqCst);
         }
     }
 
     pub(crate) fn connection_failed(&self, error: String) {
         self.connected.store(false, Ordering::SeqCst);
         *lock(&self.last_error) = Some(error);
+        self.failures.fetch_add(1, Ordering::SeqCst);
     }
 
-    pub(crate) fn last_error(&self) -> Option<String> {
+    /// Why the last attempt failed, once at least `attempts` attempts in a row have.
+    pub(crate) fn failure_after(&self, attempts: u64) -> Option<String> {
+        if self.failures.load(Ordering::SeqCst) < attempts {
+            return None;
+        }
         lock(&self.last_error).clone()
     }
 

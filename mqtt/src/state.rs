@@ -92,8 +92,8 @@ pub enum Outcome {
 /// rumqttc reports a publish by packet id only, but it writes publishes in the order they were queued and
 /// says so (`Outgoing::Publish(pkid)`) for each. So the handles queue a token (or `None` for an untracked
 /// publish) in a FIFO in the same order as their publishes (under one lock), and the link pops one entry per
-/// publish written. The link's own `online` status goes out ahead of the queue (rumqttc's `pending`), without
-/// an entry. When a connection breaks, rumqttc moves what was written and unacked (with its packet id) and
+/// publish written. The link's own publishes at ConnAck (the `online` status, the kept retained messages) go
+/// out ahead of the queue (rumqttc's `pending`), without an entry. When a connection breaks, rumqttc moves what was written and unacked (with its packet id) and
 /// what was still queued (packet id 0) into `pending`, which the next clean ConnAck discards: those are lost.
 #[derive(Debug, Default)]
 pub(crate) struct Tracker {
@@ -101,17 +101,17 @@ pub(crate) struct Tracker {
     in_flight: HashMap<u16, u64>,
     /// Taken from the queue but held by rumqttc until a packet id frees up (`Outgoing::AwaitAck`).
     collided: Option<(u16, Option<u64>)>,
-    /// The `online` status is in `pending`, not written yet.
-    online_unsent: bool,
+    /// The link's own publishes in `pending`, not written yet.
+    own_unsent: usize,
 }
 
 /// Receives outcomes.
 pub(crate) type Report<'a> = &'a mut dyn FnMut(u64, Outcome);
 
 impl Tracker {
-    /// The link queued its `online` status ahead of everything (at ConnAck).
-    pub(crate) fn online_queued(&mut self) {
-        self.online_unsent = true;
+    /// The link queued `count` publishes of its own ahead of everything (at ConnAck).
+    pub(crate) fn own_queued(&mut self, count: usize) {
+        self.own_unsent = count;
     }
 
     /// rumqttc wrote a publish (`Outgoing::Publish(pkid)`; 0 for QoS 0).
@@ -146,7 +146,7 @@ impl Tracker {
 
     /// The connection broke and rumqttc moved its work into `pending` (which a clean session discards): every
     /// written publish is lost, and so is every queued one that was drained into `pending` (packet id 0, in
-    /// queue order, the link's `online` status aside).
+    /// queue order, the link's own publishes aside).
     pub(crate) fn connection_lost(
         &mut self,
         pending: &VecDeque<Request>,
@@ -160,15 +160,19 @@ impl Tracker {
             report(token, Outcome::Lost);
         }
         let queued = pending.iter().filter(|request| matches!(request, Request::Publish(p) if p.pkid == 0)).count();
-        let drained = queued.saturating_sub(usize::from(std::mem::take(&mut self.online_unsent)));
+        let drained = queued.saturating_sub(std::mem::take(&mut self.own_unsent));
         for token in fifo.drain(..drained.min(fifo.len())).flatten() {
             report(token, Outcome::Lost);
         }
     }
 
-    /// The next entry of the queue's FIFO, or none for the `online` status.
+    /// The next entry of the queue's FIFO, or none for one of the link's own publishes.
     fn next_entry(&mut self, fifo: &mut VecDeque<Option<u64>>) -> Option<u64> {
-        if std::mem::take(&mut self.online_unsent) { None } else { fifo.pop_front().flatten() }
+        if self.own_unsent > 0 {
+            self.own_unsent -= 1;
+            return None;
+        }
+        fifo.pop_front().flatten()
     }
 }
 
@@ -256,7 +260,7 @@ mod tests {
     fn written_publishes_map_packet_ids_to_tokens() {
         let mut tracker = Tracker::default();
         let mut fifo: VecDeque<Option<u64>> = [Some(10), None, Some(11), Some(12)].into();
-        tracker.online_queued();
+        tracker.own_queued(1);
         // The online status, then the queue in order: 10, an untracked publish, 11, and 12 at QoS 0.
         for pkid in [1, 2, 3, 4] {
             assert_eq!(outcomes(|report| tracker.written(pkid, &mut fifo, report)), []);
@@ -289,15 +293,29 @@ mod tests {
     fn an_unsent_online_status_is_not_a_queued_publish() {
         let mut tracker = Tracker::default();
         let mut fifo: VecDeque<Option<u64>> = [Some(1), Some(2)].into();
-        tracker.online_queued();
+        tracker.own_queued(1);
         let pending: VecDeque<Request> = [publish(0), publish(0)].into();
         let lost = outcomes(|report| tracker.connection_lost(&pending, &mut fifo, report));
         assert_eq!(lost, [(1, Outcome::Lost)]);
         // After the next ConnAck, the online status is queued anew and written first.
-        tracker.online_queued();
+        tracker.own_queued(1);
         tracker.written(1, &mut fifo, &mut |_, _| {});
         tracker.written(2, &mut fifo, &mut |_, _| {});
         assert_eq!(outcomes(|report| tracker.acknowledged(2, report)), [(2, Outcome::Acknowledged)]);
+    }
+
+    #[test]
+    fn the_links_own_publishes_take_no_queue_entries() {
+        let mut tracker = Tracker::default();
+        let mut fifo: VecDeque<Option<u64>> = [Some(1), Some(2)].into();
+        // The online status and two kept retained messages, then the queue.
+        tracker.own_queued(3);
+        for pkid in [1, 2, 3, 4] {
+            tracker.written(pkid, &mut fifo, &mut |_, _| {});
+        }
+        assert_eq!(outcomes(|report| tracker.acknowledged(3, report)), []);
+        assert_eq!(outcomes(|report| tracker.acknowledged(4, report)), [(1, Outcome::Acknowledged)]);
+        assert_eq!(fifo, [Some(2)]);
     }
 
     #[test]

@@ -24,6 +24,13 @@ fn workspace_binary(name: &str, package: &str) -> PathBuf {
     binary
 }
 
+/// An `[mqtt]` table listing `brokers` (`host:port`) as `mqtt.brokers`, with a 5 s keep-alive (so that a dead
+/// broker is noticed within 10 s) and a 2 s connection attempt.
+pub fn mqtt_brokers_table(brokers: &[String]) -> String {
+    let list: Vec<String> = brokers.iter().map(|broker| format!("{broker:?}")).collect();
+    format!("[mqtt]\nbrokers = [{}]\nkeep_alive_secs = 5\nconnect_timeout_secs = 2\n", list.join(", "))
+}
+
 /// A running agent.
 pub struct Agent {
     child: Child,

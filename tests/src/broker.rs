@@ -107,3 +107,16 @@ pub fn write_readable(path: &PathBuf, contents: &[u8]) {
     std::fs::write(path, contents).expect("write file");
     let _ = std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o644));
 }
+
+/// The retained payload of `topic` on the MQTT broker at `127.0.0.1:port` (any broker: Mosquitto, a NATS node),
+/// as a late subscriber gets it within 3 s; `None` when there is none or the broker does not answer.
+pub fn retained(port: u16, topic: &str) -> Option<String> {
+    let port = port.to_string();
+    let output = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &port, "-q", "1", "-t", topic, "-C", "1", "-W", "3"])
+        .stderr(Stdio::null())
+        .output()
+        .expect("mosquitto_sub runs (scripts/setup.sh installs mosquitto-clients)");
+    let text = String::from_utf8_lossy(&output.stdout).trim_end().to_owned();
+    (output.status.success() && !text.is_empty()).then_some(text)
+}

@@ -1,7 +1,7 @@
 //! Over-the-air updates through the real CLI: keys, packages, `model push` / `model rollback` as child
 //! processes, agent configs with an `[update]` section, and what the agents publish about it.
 
-use crate::agent::{Agent, operator_binary};
+use crate::agent::{Agent, mqtt_brokers_table, operator_binary};
 use crate::fixtures::edited_bundle;
 use crate::models_dir;
 use crate::subscriber::{Received, Subscriber, summary};
@@ -151,8 +151,16 @@ impl Push {
     /// `model push <package> --broker 127.0.0.1:<port> --key <keys> --json <args>` (`args`: the target and
     /// options).
     pub fn start(package: &Path, port: u16, keys: &Keys, args: &[&str]) -> Push {
-        let broker = format!("127.0.0.1:{port}");
-        let mut all = os(&[&"model", &"push", &package, &"--broker", &broker, &"--key", &keys.private(), &"--json"]);
+        Push::start_listing(package, &[format!("127.0.0.1:{port}")], keys, args)
+    }
+
+    /// Like [`Push::start`], with one `--broker` per entry of `brokers` (`host:port`), in order.
+    pub fn start_listing(package: &Path, brokers: &[String], keys: &Keys, args: &[&str]) -> Push {
+        let mut all = os(&[&"model", &"push", &package]);
+        for broker in brokers {
+            all.extend(os(&[&"--broker", broker]));
+        }
+        all.extend(os(&[&"--key", &keys.private(), &"--json"]));
         all.extend(args.iter().map(OsString::from));
         Push::spawn(all)
     }
@@ -294,6 +302,8 @@ impl PushOutcome {
 pub struct ConfigBuilder {
     device: String,
     port: u16,
+    /// Set: `mqtt.brokers` instead of the broker at `port`.
+    brokers: Option<Vec<String>>,
     sources: Vec<String>,
     update: BTreeMap<String, String>,
     probation: BTreeMap<String, String>,
@@ -307,6 +317,7 @@ impl ConfigBuilder {
         let mut builder = ConfigBuilder {
             device: device.to_owned(),
             port,
+            brokers: None,
             sources: Vec::new(),
             update: BTreeMap::new(),
             probation: BTreeMap::new(),
@@ -319,6 +330,13 @@ impl ConfigBuilder {
             .probation("min_frames", 5)
             .probation("max_p95_ratio", 10);
         builder
+    }
+
+    /// Lists `brokers` (`host:port`) as `mqtt.brokers`, instead of the broker at `port` (see
+    /// [`mqtt_brokers_table`]).
+    pub fn brokers(mut self, brokers: Vec<String>) -> ConfigBuilder {
+        self.brokers = Some(brokers);
+        self
     }
 
     /// Adds a `[[sources]]` table (see [`csv_loop`], [`images_loop`]).
@@ -340,11 +358,11 @@ impl ConfigBuilder {
     }
 
     pub fn build(&self) -> String {
-        let mut text = format!(
-            "device_id = {}\n[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nkeep_alive_secs = 5\n[health]\ninterval_secs = 1\n",
-            quoted(&self.device),
-            self.port
-        );
+        let mqtt = match &self.brokers {
+            Some(brokers) => mqtt_brokers_table(brokers),
+            None => format!("[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nkeep_alive_secs = 5\n", self.port),
+        };
+        let mut text = format!("device_id = {}\n{mqtt}[health]\ninterval_secs = 1\n", quoted(&self.device));
         for source in &self.sources {
             text.push_str(source);
         }

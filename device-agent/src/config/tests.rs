@@ -104,7 +104,7 @@ fn defaults() {
     assert_eq!(config.onnxruntime.session_overrides(), runtime::SessionOverrides::default());
     assert!(config.onnxruntime.optimized_model_cache && !config.onnxruntime.require);
     assert_eq!(config.mqtt, MqttConfig::default());
-    assert_eq!(config.mqtt.host, "127.0.0.1");
+    assert_eq!(config.mqtt.brokers(), [::mqtt::BrokerAddress::new("127.0.0.1", 1883)]);
     assert_eq!(config.mqtt.port(), 1883);
     assert_eq!(config.mqtt_client_id(), "cam-01");
     assert_eq!(config.topics(), Topics::new("devices/cam-01"));
@@ -185,6 +185,40 @@ fn every_key_is_read() {
     assert_eq!(config.sources.len(), 5);
     assert_eq!(config.sources[1].inbound_topic(&config.topics()).as_deref(), Some("cameras/door"));
     assert_eq!(config.sources[4].inbound_topic(&config.topics()).as_deref(), Some("site/a/sensor/imu"));
+}
+
+#[test]
+fn a_list_of_brokers_takes_the_default_port_of_the_transport() {
+    let text = format!(
+        "{MINIMAL}[mqtt]\nbrokers = [\"a.local:1884\", \"b.local\", \"[::1]:1885\"]\n[mqtt.tls]\nca_file = \"ca.pem\"\n"
+    );
+    let config = AgentConfig::parse(&text).expect("valid");
+    let brokers: Vec<String> = config.mqtt.brokers().iter().map(ToString::to_string).collect();
+    assert_eq!(brokers, ["a.local:1884", "b.local:8883", "[::1]:1885"]);
+    let one = AgentConfig::parse(&format!("{MINIMAL}[mqtt]\nhost = \"broker\"\nport = 1999\n")).expect("valid");
+    assert_eq!(one.mqtt.brokers(), [::mqtt::BrokerAddress::new("broker", 1999)]);
+}
+
+#[test]
+fn broker_list_problems_name_the_keys_and_entries() {
+    let both = errors(&format!("{MINIMAL}[mqtt]\nhost = \"a\"\nport = 1883\nbrokers = [\"b:1883\"]\n"));
+    assert_eq!(
+        both,
+        [
+            "mqtt.brokers: mqtt.host is given too: list the brokers in one of them only",
+            "mqtt.brokers: mqtt.port is given too: list the brokers in one of them only"
+        ]
+    );
+    let bad = errors(&format!("{MINIMAL}[mqtt]\nbrokers = [\"ok:1883\", \"b:http\", \":1883\", \"[::1\"]\n"));
+    assert_eq!(
+        bad,
+        [
+            "mqtt.brokers[1]: \"b:http\": invalid port \"http\"",
+            "mqtt.brokers[2]: \":1883\": no host",
+            "mqtt.brokers[3]: \"[::1\": missing ']'"
+        ]
+    );
+    assert_eq!(errors(&format!("{MINIMAL}[mqtt]\nbrokers = []\n")), ["mqtt.brokers: must list at least one broker"]);
 }
 
 #[test]
@@ -465,7 +499,7 @@ fn the_documented_example_loads_with_the_defaults_it_shows() {
     let config = AgentConfig::load(&path).unwrap_or_else(|e| panic!("{}:\n{e}", path.display()));
     assert_eq!(config.device_id, "cam-01");
     assert_eq!(config.onnxruntime, OnnxRuntimeConfig::default());
-    assert_eq!(config.mqtt, MqttConfig { port: Some(1883), ..MqttConfig::default() });
+    assert_eq!(config.mqtt, MqttConfig { host: Some("127.0.0.1".into()), port: Some(1883), ..MqttConfig::default() });
     assert_eq!(config.health, HealthConfig::default());
     let expected_update = UpdateConfig {
         trusted_keys: vec!["8fee9cd46a57751ef3b0bad45a1643678736734cc8385af5ca62cf6a5e82dcb6".into()],

@@ -47,6 +47,10 @@ pub trait Publisher: Send {
 
     /// Queues a message (QoS 1, not retained), waiting for room while the broker is connected, until `deadline`.
     fn publish_paced(&self, topic: String, payload: Vec<u8>, deadline: Instant) -> Result<(), PublishError>;
+
+    /// Keeps a retained message on the broker: published now, and again on every connect (another broker or
+    /// cluster node may not have it), replacing what was kept for `topic`.
+    fn retain(&self, topic: String, qos: QoS, payload: Vec<u8>) -> Result<(), PublishError>;
 }
 
 impl Publisher for MqttHandle {
@@ -56,6 +60,10 @@ impl Publisher for MqttHandle {
 
     fn publish_paced(&self, topic: String, payload: Vec<u8>, deadline: Instant) -> Result<(), PublishError> {
         self.publish_while_connected(&topic, QoS::AtLeastOnce, false, &payload, deadline)
+    }
+
+    fn retain(&self, topic: String, qos: QoS, payload: Vec<u8>) -> Result<(), PublishError> {
+        self.retain_on_connect(&topic, qos, payload)
     }
 }
 
@@ -507,7 +515,7 @@ impl<P: Publisher> Updater<P> {
         self.drops.last_sent = Some(status.clone());
         match serde_json::to_vec(&status) {
             Ok(payload) => {
-                if let Err(e) = self.link.publish(self.own.status(), self.qos.status, true, payload) {
+                if let Err(e) = self.link.retain(self.own.status(), self.qos.status, payload) {
                     log::warn!("Update status not published: {e}.");
                 }
             }
@@ -611,6 +619,10 @@ mod tests {
 
         fn publish_paced(&self, topic: String, payload: Vec<u8>, _: Instant) -> Result<(), PublishError> {
             self.publish(topic, QoS::AtLeastOnce, false, payload)
+        }
+
+        fn retain(&self, topic: String, qos: QoS, payload: Vec<u8>) -> Result<(), PublishError> {
+            self.publish(topic, qos, true, payload)
         }
     }
 

@@ -72,7 +72,7 @@ fn a_partition_is_noticed_within_twice_the_keep_alive_and_heals() {
     let proxy = Proxy::start(broker.port());
     let keep_alive = Duration::from_secs(2);
     let link_options = LinkOptions {
-        port: proxy.port(),
+        brokers: vec![BrokerAddress::new("127.0.0.1", proxy.port())],
         keep_alive,
         connect_timeout: Duration::from_secs(1),
         ..options(&broker, "partition-1", None)

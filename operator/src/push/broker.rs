@@ -2,9 +2,12 @@
 //! events), with every subscription's messages handed over a channel. Sessions are clean; the link subscribes
 //! again on every reconnect and says so, so that the push can repeat its announcements.
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use clap::Args;
-use mqtt::{ClientAuth, Credentials, LinkOptions, Message, MqttHandle, Named, Password, QoS, Route, Sink, TlsOptions};
+use mqtt::{
+    BrokerAddress, ClientAuth, Credentials, LinkOptions, Message, MqttHandle, Named, Password, QoS, Route, Sink,
+    TlsOptions,
+};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
@@ -23,9 +26,10 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Where the broker is and how to log in: what `model push` and `model rollback` share.
 #[derive(Args, Debug, Clone)]
 pub struct BrokerArgs {
-    /// The MQTT broker: `host`, `host:port` or `[ipv6]:port` (port default 1883, 8883 with TLS).
-    #[arg(long, value_name = "HOST[:PORT]")]
-    pub broker: String,
+    /// The MQTT broker: `host`, `host:port` or `[ipv6]:port` (port default 1883, 8883 with TLS). Repeat it to
+    /// list several: they are tried in order, and the next one is used whenever a connection fails or is lost.
+    #[arg(long, value_name = "HOST[:PORT]", required = true)]
+    pub broker: Vec<String>,
     /// MQTT user name.
     #[arg(long)]
     pub username: Option<String>,
@@ -47,7 +51,11 @@ impl BrokerArgs {
     /// Link options for a clean session as `client_id`, for packets up to `max_packet` bytes.
     fn options(&self, client_id: &str, max_packet: usize) -> Result<LinkOptions> {
         let default_port = if self.tls_ca.is_some() { 8883 } else { 1883 };
-        let (host, port) = host_and_port(&self.broker, default_port)?;
+        let brokers = self
+            .broker
+            .iter()
+            .map(|broker| BrokerAddress::parse(broker, default_port).map_err(|e| anyhow!("--broker {e}")))
+            .collect::<Result<Vec<_>>>()?;
         let password = match &self.password_file {
             Some(path) => Password::File(Named::new("--password-file", path.clone())),
             None => Password::Inline(String::new()),
@@ -67,8 +75,7 @@ impl BrokerArgs {
         });
         Ok(LinkOptions {
             client_id: client_id.to_owned(),
-            host,
-            port,
+            brokers,
             keep_alive: KEEP_ALIVE,
             connect_timeout: ATTEMPT_TIMEOUT,
             max_packet_bytes: max_packet,
@@ -80,32 +87,6 @@ impl BrokerArgs {
             presence: None,
         })
     }
-}
-
-/// `host[:port]`, `[ipv6][:port]`, or a bare IPv6 address, with `default_port` where none is given.
-fn host_and_port(broker: &str, default_port: u16) -> Result<(String, u16)> {
-    let parse_port =
-        |port: &str| port.parse::<u16>().map_err(|_| anyhow!("--broker {broker:?}: invalid port {port:?}"));
-    let (host, port) = if let Some(rest) = broker.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').ok_or_else(|| anyhow!("--broker {broker:?}: missing ']'"))?;
-        match after {
-            "" => (host, default_port),
-            _ => match after.strip_prefix(':') {
-                Some(port) => (host, parse_port(port)?),
-                None => bail!("--broker {broker:?}: expected ':' after ']'"),
-            },
-        }
-    } else {
-        match broker.rsplit_once(':') {
-            // More than one ':' and no brackets: an IPv6 address without a port.
-            Some((host, port)) if !host.contains(':') => (host, parse_port(port)?),
-            _ => (broker, default_port),
-        }
-    };
-    if host.is_empty() {
-        bail!("--broker {broker:?}: no host");
-    }
-    Ok((host.to_owned(), port))
 }
 
 /// What the broker did.
@@ -141,7 +122,7 @@ impl Broker {
     /// Connects as `client_id` and waits for the broker to accept; the first failure is the error.
     pub fn connect(args: &BrokerArgs, client_id: &str, max_packet: usize) -> Result<Broker> {
         let options = args.options(client_id, max_packet)?;
-        let address = format!("{}:{}", options.host, options.port);
+        let address = options.brokers.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
         let (sender, inbound) = mpsc::channel();
         let (link, pending) = mqtt::connect(options)?;
         let reconnected = sender.clone();
@@ -185,24 +166,5 @@ impl Broker {
         if self.link.shutdown(CLOSE_TIMEOUT).closed {
             let _ = self.thread.join();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn broker_addresses() {
-        let parse = |text: &str| host_and_port(text, 1883).map_err(|e| e.to_string());
-        assert_eq!(parse("broker"), Ok(("broker".to_owned(), 1883)));
-        assert_eq!(parse("broker:8883"), Ok(("broker".to_owned(), 8883)));
-        assert_eq!(parse("10.0.0.1:1884"), Ok(("10.0.0.1".to_owned(), 1884)));
-        assert_eq!(parse("[::1]:1885"), Ok(("::1".to_owned(), 1885)));
-        assert_eq!(parse("[::1]"), Ok(("::1".to_owned(), 1883)));
-        assert_eq!(parse("fe80::1"), Ok(("fe80::1".to_owned(), 1883)));
-        assert!(parse("broker:http").is_err_and(|e| e.contains("invalid port")));
-        assert!(parse(":1883").is_err_and(|e| e.contains("no host")));
-        assert!(parse("[::1]x").is_err());
     }
 }
