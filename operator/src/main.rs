@@ -6,6 +6,7 @@ mod keygen;
 mod pack;
 mod push;
 mod retrain;
+mod rollout;
 mod sign;
 
 use anyhow::Context;
@@ -32,6 +33,9 @@ enum Command {
     /// Pack, sign and push model packages (over-the-air updates).
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Pause, resume, abort or show a group's rollout (`model push --group --wave-rate|--ramp`).
+    #[command(subcommand)]
+    Rollout(rollout::RolloutCommand),
     /// Fetch the inputs a device kept when a drift alert was raised, ready for labelling.
     #[command(subcommand)]
     Retrain(RetrainCommand),
@@ -96,6 +100,7 @@ fn main() -> ExitCode {
         Command::Model(ModelCommand::Sign(args)) => sign::main(&args),
         Command::Model(ModelCommand::Push(args)) => push::main(&args),
         Command::Model(ModelCommand::Rollback(args)) => push::rollback(&args),
+        Command::Rollout(command) => rollout::main(&command),
         Command::Retrain(RetrainCommand::Fetch(args)) => retrain::fetch(&args),
         Command::Retrain(RetrainCommand::List(args)) => retrain::list(&args),
         Command::Completions { shell } => {
