@@ -7,6 +7,7 @@ mod keygen;
 mod pack;
 mod push;
 mod retrain;
+mod rollout;
 mod sign;
 
 use anyhow::Context;
@@ -36,6 +37,9 @@ enum Command {
     /// See every device of a prefix or a group: online or not, versions, models, updates, alerts, health.
     #[command(subcommand)]
     Fleet(FleetCommand),
+    /// Pause, resume, abort or show a group's rollout (`model push --group --wave-rate|--ramp`).
+    #[command(subcommand)]
+    Rollout(rollout::RolloutCommand),
     /// Fetch the inputs a device kept when a drift alert was raised, ready for labelling.
     #[command(subcommand)]
     Retrain(RetrainCommand),
@@ -107,6 +111,7 @@ fn main() -> ExitCode {
         Command::Model(ModelCommand::Push(args)) => push::main(&args),
         Command::Model(ModelCommand::Rollback(args)) => push::rollback(&args),
         Command::Fleet(FleetCommand::List(args)) => fleet::list(&args),
+        Command::Rollout(command) => rollout::main(&command),
         Command::Retrain(RetrainCommand::Fetch(args)) => retrain::fetch(&args),
         Command::Retrain(RetrainCommand::List(args)) => retrain::list(&args),
         Command::Completions { shell } => {

@@ -14,23 +14,24 @@ mod chunks;
 mod package;
 mod report;
 mod signer;
-mod transfer;
+pub(crate) mod transfer;
 
+pub(crate) use crate::rollout::WaveArgs;
+use anyhow::{Result, bail};
 pub use broker::BrokerArgs;
 pub(crate) use broker::{Broker, Inbound};
-pub(crate) use signer::{KeyArgs, Signer};
-
-use anyhow::{Result, bail};
-use chunks::ChunkCounts;
+pub(crate) use chunks::ChunkCounts;
 use clap::Args;
-use package::Package;
+pub(crate) use package::Package;
 use protocol::update::{Instruction, Membership, Target as OrderTarget, UpdateState, UpdateStatus, UpdateTopics};
-use report::{DeviceOutcome, Phase, Summary, progress_line};
+pub(crate) use report::Phase;
+use report::{DeviceOutcome, Summary, progress_line};
+pub(crate) use signer::{CLOCK_SLACK, KeyArgs, Signer};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use transfer::{Destination, Settings, Target};
+pub(crate) use transfer::{Destination, Settings, Target};
 
 /// Room in a packet for the topic and the MQTT header around a chunk.
 const PACKET_OVERHEAD: usize = 1024;
@@ -82,6 +83,8 @@ pub struct PushArgs {
     /// Print one JSON object per line instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub waves: WaveArgs,
 }
 
 #[derive(Args, Debug)]
@@ -116,7 +119,7 @@ pub enum Canary {
 
 impl Canary {
     /// The number of canaries among `members` devices: at least one, at most all.
-    fn count(self, members: usize) -> usize {
+    pub(crate) fn count(self, members: usize) -> usize {
         let wanted = match self {
             Canary::Devices(count) => count,
             Canary::Percent(percent) => (members * percent as usize).div_ceil(100),
@@ -174,6 +177,18 @@ pub fn main(args: &PushArgs) -> Result<ExitCode> {
             )?;
             (outcomes, UpdateTopics::device(&targets[0].prefix))
         }
+        Some(group) if args.waves.waves() => {
+            let push = crate::rollout::Push {
+                group,
+                waves: &args.waves,
+                canary: args.canary,
+                timeout: Duration::from_secs(args.timeout),
+                json: args.json,
+            };
+            let status = crate::rollout::run_waves(&push, &mut broker, &mut package, &mut signer);
+            broker.close();
+            return status;
+        }
         Some(group) => {
             let members = discover_members(&mut broker, group)?;
             let mut outcomes = Vec::new();
@@ -201,7 +216,7 @@ pub fn main(args: &PushArgs) -> Result<ExitCode> {
             if canaries_committed {
                 let topics = UpdateTopics::group(group);
                 let order_target = OrderTarget::Group(group.clone());
-                let destinations = vec![Destination { topics, order_target, targets: members }];
+                let destinations = vec![Destination { topics, order_target, targets: members, stamp: None }];
                 let phase = settings(Phase::Group);
                 outcomes = transfer::run(&mut broker, &mut package, &mut signer, destinations, phase, &mut counts)?;
             }
@@ -274,7 +289,7 @@ pub fn rollback(args: &RollbackArgs) -> Result<ExitCode> {
 }
 
 /// The members of `group`, sorted by device id, from their retained membership messages.
-fn discover_members(broker: &mut Broker, group: &str) -> Result<Vec<Target>> {
+pub(crate) fn discover_members(broker: &mut Broker, group: &str) -> Result<Vec<Target>> {
     let filter = UpdateTopics::group(group).member_filter();
     broker.subscribe(&filter)?;
     let started = Instant::now();
@@ -312,11 +327,12 @@ fn discover_members(broker: &mut Broker, group: &str) -> Result<Vec<Target>> {
 }
 
 /// The destination of a device pushed to on its own prefix.
-fn own_prefix(target: &Target) -> Destination {
+pub(crate) fn own_prefix(target: &Target) -> Destination {
     Destination {
         topics: UpdateTopics::device(&target.prefix),
         order_target: OrderTarget::Device(target.device.clone()),
         targets: vec![target.clone()],
+        stamp: None,
     }
 }
 

@@ -19,19 +19,31 @@ pub struct Opened {
 
 /// Signs `order` with `key`.
 pub fn seal(order: &Order, key: &SigningKey) -> Envelope {
-    let signed = serde_json::to_string(order).expect("an order is plain data and always encodes");
+    seal_text(serde_json::to_string(order).expect("an order is plain data and always encodes"), key)
+}
+
+/// Signs `signed`, any JSON text an operator vouches for (an order, or an operator tool's own record), with `key`.
+pub fn seal_text(signed: String, key: &SigningKey) -> Envelope {
     let signature = key.sign(signed.as_bytes()).to_string();
     Envelope { signed, signature }
+}
+
+/// Reads an envelope (JSON) and checks its signature, over what is `signed` ("the order", "the rollout
+/// state"...), against `trusted`; returns the signed text and the key that signed.
+pub fn open_text(signed: &'static str, payload: &[u8], trusted: &[PublicKey]) -> Result<(String, PublicKey)> {
+    let envelope: Envelope = serde_json::from_slice(payload)
+        .map_err(|e| Error::MalformedOrder { message: format!("{signed} is not an envelope: {e}") })?;
+    let signer = verify_line(signed, envelope.signed.as_bytes(), &envelope.signature, trusted)?;
+    Ok((envelope.signed, signer))
 }
 
 /// Reads an envelope (JSON) and checks its signature against `trusted` before reading the order inside: what
 /// an untrusted sender wrote is never parsed further than the envelope.
 pub fn open(payload: &[u8], trusted: &[PublicKey]) -> Result<Opened> {
-    let malformed = |what: &str, e: serde_json::Error| Error::MalformedOrder { message: format!("{what}: {e}") };
-    let envelope: Envelope = serde_json::from_slice(payload).map_err(|e| malformed("not an envelope", e))?;
-    let signer = verify_line("the order", envelope.signed.as_bytes(), &envelope.signature, trusted)?;
-    let order = serde_json::from_str(&envelope.signed).map_err(|e| malformed("signed text", e))?;
-    Ok(Opened { order, digest: hex_sha256(envelope.signed.as_bytes()), signer })
+    let (signed, signer) = open_text("the order", payload, trusted)?;
+    let order =
+        serde_json::from_str(&signed).map_err(|e| Error::MalformedOrder { message: format!("signed text: {e}") })?;
+    Ok(Opened { order, digest: hex_sha256(signed.as_bytes()), signer })
 }
 
 #[cfg(test)]

@@ -218,6 +218,13 @@ impl Push {
         &self.seen
     }
 
+    /// Kills the process (SIGKILL: it gets no chance to tidy up) and returns the lines it printed.
+    pub fn kill(mut self) -> Vec<Value> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.lines().to_vec()
+    }
+
     /// Whether the process still runs.
     pub fn running(&mut self) -> bool {
         self.child.try_wait().expect("try_wait").is_none()

@@ -155,6 +155,13 @@ impl Broker {
             .with_context(|| format!("publishing to {topic} on {}", self.address))
     }
 
+    /// Publishes `payload` to `topic` with QoS 1, retained (an empty payload clears what is retained there).
+    pub fn publish_retained(&self, topic: &str, payload: &[u8], deadline: Instant) -> Result<()> {
+        self.link
+            .publish_until(topic, QoS::AtLeastOnce, true, payload, deadline)
+            .with_context(|| format!("publishing retained to {topic} on {}", self.address))
+    }
+
     /// The next thing the broker did, waiting up to `wait`; `None` when nothing happened in time.
     pub fn recv(&mut self, wait: Duration) -> Option<Inbound> {
         // The broker holds a sender, so the channel never disconnects.

@@ -15,6 +15,8 @@ pub enum Phase {
     Canary,
     /// `--group`: every member, on the group base.
     Group,
+    /// `model push --group` in waves (`--wave-rate`, `--ramp`): each device on its own prefix.
+    Wave,
     /// `model rollback`.
     Rollback,
 }
@@ -25,6 +27,7 @@ impl Phase {
             Phase::Devices => "devices",
             Phase::Canary => "canary",
             Phase::Group => "group",
+            Phase::Wave => "wave",
             Phase::Rollback => "rollback",
         }
     }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Added to an order's lifetime: the devices' clocks may be this far ahead of the workstation's.
-const CLOCK_SLACK: Duration = Duration::from_secs(300);
+pub(crate) const CLOCK_SLACK: Duration = Duration::from_secs(300);
 
 #[derive(Args, Debug)]
 pub struct KeyArgs {
@@ -40,9 +40,30 @@ impl Signer {
         self.last_counter = counter;
         let expires = now + valid_for + CLOCK_SLACK;
         let expires_at_ms = u64::try_from(expires.as_millis()).unwrap_or(u64::MAX);
+        Ok((self.seal_stamped(target, instruction, counter, expires_at_ms)?, counter))
+    }
+
+    /// The envelope (JSON) of an order with a counter and expiry decided before (a rollout's wave): the same
+    /// text signed again is the same order.
+    pub fn seal_stamped(
+        &self,
+        target: Target,
+        instruction: Instruction,
+        counter: u64,
+        expires_at_ms: u64,
+    ) -> Result<Vec<u8>> {
         let order = Order { target, counter, expires_at_ms, instruction };
         let envelope = packaging::order::seal(&order, &self.key);
-        Ok((serde_json::to_vec(&envelope).context("encoding the order")?, counter))
+        serde_json::to_vec(&envelope).context("encoding the order")
+    }
+
+    /// The envelope (JSON) of `text`, signed: what the operator tool itself keeps or sends besides orders.
+    pub fn seal_text(&self, text: String) -> Result<Vec<u8>> {
+        serde_json::to_vec(&packaging::order::seal_text(text, &self.key)).context("encoding the envelope")
+    }
+
+    pub fn public_key(&self) -> packaging::PublicKey {
+        self.key.public_key()
     }
 }
 

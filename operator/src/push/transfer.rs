@@ -6,6 +6,7 @@ use super::chunks::{ChunkCounts, ChunkQueue, DUPLICATE_WINDOW};
 use super::package::Package;
 use super::report::{DeviceOutcome, Phase, progress_line, whole_percent};
 use super::signer::Signer;
+use crate::rollout::Stamp;
 use anyhow::{Result, bail};
 use protocol::update::{
     Announcement, ChunkRequest, Instruction, Target as OrderTarget, UpdateState, UpdateStatus, UpdateTopics,
@@ -32,6 +33,8 @@ pub struct Destination {
     pub topics: UpdateTopics,
     pub order_target: OrderTarget,
     pub targets: Vec<Target>,
+    /// The counter and expiry of the order, when decided before (a rollout's wave); else fresh ones.
+    pub stamp: Option<Stamp>,
 }
 
 /// How a transfer reports and how long it waits.
@@ -154,7 +157,12 @@ impl<'a> Transfer<'a> {
         for destination in destinations {
             let announcement = package.announcement(&destination.topics);
             let instruction = Instruction::Announce(announcement.clone());
-            let (payload, counter) = signer.seal(destination.order_target, instruction, settings.timeout)?;
+            let (payload, counter) = match destination.stamp {
+                Some(Stamp { counter, expires_at_ms }) => {
+                    (signer.seal_stamped(destination.order_target, instruction, counter, expires_at_ms)?, counter)
+                }
+                None => signer.seal(destination.order_target, instruction, settings.timeout)?,
+            };
             let duplicate_window = if destination.targets.len() > 1 { DUPLICATE_WINDOW } else { Duration::ZERO };
             for target in destination.targets {
                 let topics = UpdateTopics::device(&target.prefix);

@@ -1,0 +1,155 @@
+//! Rollouts in waves end to end (`model push --group --wave-rate|--ramp`): real agents on a real Mosquitto, the
+//! sensor model on a CSV recording, `edgectl` killed and run again.
+
+use integration_tests::agent::Agent;
+use integration_tests::broker::Broker;
+use integration_tests::update::{
+    ConfigBuilder, Push, WAIT, Watch, Workbench, at_version, calm_window, csv_loop, model,
+};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+const PUSH_WAIT: Duration = Duration::from_secs(120);
+const DEVICES: [&str; 4] = ["fleet-1", "fleet-2", "fleet-3", "fleet-4"];
+
+/// Agents in group `fleet` running the activity classifier on a recording, with a 2 s probation.
+fn agents(broker: &Broker, bench: &Workbench, states: &[tempfile::TempDir]) -> Vec<Agent> {
+    DEVICES
+        .iter()
+        .zip(states)
+        .map(|(device, state)| {
+            let config = ConfigBuilder::new(device, broker.port(), &bench.trusted.public, state.path())
+                .source(csv_loop("wrist", &model("activity-classifier"), 50))
+                .update("groups", "[\"fleet\"]")
+                // As tests/update.rs: only the slow model's p95 stands out on a loaded machine.
+                .probation("max_p95_ratio", 4)
+                .probation("min_frames", 50)
+                .probation("window_secs", 2)
+                .build();
+            Agent::start(&config)
+        })
+        .collect()
+}
+
+fn events<'a>(lines: &'a [Value], event: &str) -> Vec<&'a Value> {
+    lines.iter().filter(|line| line["event"] == event).collect()
+}
+
+/// Each device's order counters answering `update_id`, from its statuses.
+fn orders(watch: &Watch, update_id: &str) -> BTreeMap<String, BTreeSet<u64>> {
+    DEVICES
+        .iter()
+        .map(|device| {
+            let counters = watch
+                .statuses(device)
+                .into_iter()
+                .filter(|status| status.update_id.as_deref() == Some(update_id))
+                .filter_map(|status| status.order)
+                .collect();
+            (device.to_string(), counters)
+        })
+        .collect()
+}
+
+/// Canary then rate waves, all commit in wave order; the tool is killed after the second wave began and its
+/// re-run finishes the rollout, each device having seen one order only.
+#[test]
+fn waves_commit_in_order_and_a_killed_rollout_is_finished_by_a_rerun() {
+    let broker = Broker::start();
+    let bench = Workbench::new();
+    let states: Vec<tempfile::TempDir> = DEVICES.iter().map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut watch = Watch::new(broker.port(), "devices/+/update/status");
+    let agents = agents(&broker, &bench, &states);
+    let logs = || agents.iter().map(|a| a.log()).collect::<Vec<_>>().join("\n----\n");
+    watch.until(WAIT, logs, |w| DEVICES.iter().all(|d| !w.statuses(d).is_empty()));
+
+    let v110 = at_version("activity-classifier", "1.1.0");
+    let package = bench.signed(v110.path(), &calm_window());
+    // Canary, then 60 devices a minute in 2 s waves: waves of 1, 2, 1.
+    let args = ["--group", "fleet", "--canary", "1", "--wave-rate", "60", "--wave-secs", "2", "--soak-secs", "1"];
+    let mut first = Push::start(&package, broker.port(), &bench.trusted, &args);
+    let deadline = Instant::now() + PUSH_WAIT;
+    while events(first.lines(), "wave_started").len() < 2 {
+        let lines = first.lines().to_vec();
+        assert!(first.running() && Instant::now() < deadline, "{lines:?}\n{}", first.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let killed = first.kill();
+    let waves = events(&killed, "wave_started");
+    assert_eq!((&waves[0]["wave"], &waves[0]["devices"]), (&Value::from(0), &serde_json::json!(["fleet-1"])));
+    assert_eq!(events(&killed, "gate")[0]["passed"], true, "{killed:?}");
+
+    let outcome = Push::start(&package, broker.port(), &bench.trusted, &args).finish(PUSH_WAIT);
+    assert!(outcome.success, "{outcome:#?}\n{}", logs());
+    let summary = events(&outcome.lines, "summary")[0];
+    assert_eq!(
+        (&summary["end"], &summary["committed"], &summary["failed"]),
+        (&"finished".into(), &4.into(), &0.into())
+    );
+    let id = summary["update_id"].as_str().unwrap().to_owned();
+    // The re-run started only the waves the first run had not.
+    let rerun: Vec<&Value> = events(&outcome.lines, "wave_started").into_iter().map(|line| &line["wave"]).collect();
+    assert_eq!(rerun, [&Value::from(2)], "{:?}", outcome.lines);
+    let durations: Vec<&Value> = summary["waves"].as_array().unwrap().iter().map(|w| &w["duration_s"]).collect();
+    assert!(durations.iter().all(|d| d.as_f64().is_some()), "{summary}");
+
+    watch.until(WAIT, logs, |w| DEVICES.iter().all(|d| w.reported(d, "committed", Some(&id))));
+    for (device, counters) in orders(&watch, &id) {
+        assert_eq!(counters.len(), 1, "{device} saw one order: {counters:?}");
+    }
+    // Waves in order: a later wave's devices started downloading after the earlier wave's committed.
+    let at = |device: &str, state: &str| {
+        watch
+            .statuses(device)
+            .iter()
+            .find(|s| s.update_id.as_deref() == Some(&id) && s.state.as_str() == state)
+            .unwrap()
+            .at_ms
+    };
+    assert!(at("fleet-1", "committed") <= at("fleet-2", "downloading"));
+    assert!(at("fleet-3", "committed") <= at("fleet-4", "downloading"));
+}
+
+/// A model that is slower on these devices rolls back in probation: past --max-failures the rollout aborts and
+/// the devices not reached never get an announcement.
+#[test]
+fn failures_past_the_budget_abort_and_the_rest_never_hear_of_it() {
+    let broker = Broker::start();
+    let bench = Workbench::new();
+    let states: Vec<tempfile::TempDir> = DEVICES.iter().map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut watch = Watch::new(broker.port(), "devices/+/update/#");
+    let agents = agents(&broker, &bench, &states);
+    let logs = || agents.iter().map(|a| a.log()).collect::<Vec<_>>().join("\n----\n");
+    watch.until(WAIT, logs, |w| DEVICES.iter().all(|d| !w.statuses(d).is_empty()));
+
+    let slow = at_version("testing/activity-classifier-slow", "1.2.0");
+    let package = bench.signed(slow.path(), &calm_window());
+    let args = [
+        "--group",
+        "fleet",
+        "--ramp",
+        "exponential",
+        "--first-wave",
+        "2",
+        "--max-failures",
+        "40%",
+        "--min-finished",
+        "2",
+        "--soak-secs",
+        "1",
+        "--timeout",
+        "60",
+    ];
+    let outcome = Push::start(&package, broker.port(), &bench.trusted, &args).finish(PUSH_WAIT);
+    assert_eq!(outcome.code, Some(1), "{outcome:#?}\n{}", logs());
+    let aborted = events(&outcome.lines, "aborted");
+    assert!(aborted[0]["reason"].as_str().unwrap().contains("more than --max-failures 40%"), "{aborted:?}");
+    let summary = events(&outcome.lines, "summary")[0];
+    assert_eq!((&summary["end"], &summary["not_reached"]), (&"aborted".into(), &2.into()), "{summary}");
+    watch.drain(Duration::from_secs(2));
+    for device in ["fleet-3", "fleet-4"] {
+        let announce = format!("devices/{device}/update/announce");
+        assert!(!watch.seen.iter().any(|m| m.topic == announce), "{device} got an announcement");
+    }
+}
