@@ -2,6 +2,7 @@
 //! over-the-air pushes and rollbacks through the same MQTT link code the devices run.
 #![forbid(unsafe_code)]
 
+mod fleet;
 mod keygen;
 mod pack;
 mod push;
@@ -35,6 +36,9 @@ enum Command {
     /// Fetch the inputs a device kept when a drift alert was raised, ready for labelling.
     #[command(subcommand)]
     Retrain(RetrainCommand),
+    /// Commands about many devices at once.
+    #[command(subcommand)]
+    Fleet(FleetCommand),
     /// Print the completion script for a shell.
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff), or write the pages of every command into a directory.
@@ -55,6 +59,13 @@ enum ModelCommand {
     Push(Box<push::PushArgs>),
     /// Ask a device to return to its previous model and wait for the outcome.
     Rollback(Box<push::RollbackArgs>),
+}
+
+#[derive(Subcommand)]
+enum FleetCommand {
+    /// Run N simulated devices (MQTT sessions, health, predictions, the real update machine) to load-test a broker
+    /// and a rollout.
+    Simulate(Box<fleet::simulate::SimulateArgs>),
 }
 
 #[derive(Subcommand)]
@@ -96,6 +107,7 @@ fn main() -> ExitCode {
         Command::Model(ModelCommand::Sign(args)) => sign::main(&args),
         Command::Model(ModelCommand::Push(args)) => push::main(&args),
         Command::Model(ModelCommand::Rollback(args)) => push::rollback(&args),
+        Command::Fleet(FleetCommand::Simulate(args)) => fleet::simulate::main(&args),
         Command::Retrain(RetrainCommand::Fetch(args)) => retrain::fetch(&args),
         Command::Retrain(RetrainCommand::List(args)) => retrain::list(&args),
         Command::Completions { shell } => {
@@ -126,7 +138,9 @@ mod tests {
         let script = String::from_utf8(script).expect("UTF-8");
         let commands = ["keygen", "model", "model__subcmd__pack", "model__subcmd__sign", "model__subcmd__push"];
         let retrain = ["retrain", "retrain__subcmd__fetch", "retrain__subcmd__list"];
-        for name in commands.into_iter().chain(["model__subcmd__rollback", "completions", "man"]).chain(retrain) {
+        let fleet = ["fleet", "fleet__subcmd__simulate"];
+        let others = ["model__subcmd__rollback", "completions", "man"];
+        for name in commands.into_iter().chain(others).chain(retrain).chain(fleet) {
             assert!(
                 script.contains(&format!("cmd=\"edgectl__subcmd__{name}\"")),
                 "{name} missing from the completions"
@@ -141,7 +155,7 @@ mod tests {
         let page =
             |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         let (main, model) = (page("edgectl.1"), page("edgectl-model.1"));
-        for name in ["keygen", "model", "retrain", "completions", "man"] {
+        for name in ["keygen", "model", "retrain", "fleet", "completions", "man"] {
             assert!(main.contains(&format!("edgectl\\-{name}(1)")), "{name} missing from edgectl.1");
             assert!(page(&format!("edgectl-{name}.1")).contains(".TH edgectl-"), "edgectl-{name}.1");
         }
@@ -149,6 +163,11 @@ mod tests {
         for name in ["fetch", "list"] {
             assert!(retrain.contains(&format!("retrain\\-{name}(1)")), "{name} missing from edgectl-retrain.1");
             assert!(page(&format!("edgectl-retrain-{name}.1")).contains("\\-\\-device"), "edgectl-retrain-{name}.1");
+        }
+        assert!(page("edgectl-fleet.1").contains("fleet\\-simulate(1)"), "simulate missing from edgectl-fleet.1");
+        let simulate = page("edgectl-fleet-simulate.1");
+        for flag in ["\\-\\-devices", "\\-\\-fail\\-self\\-test\\-every", "\\-\\-trusted\\-key", "\\-\\-json"] {
+            assert!(simulate.contains(flag), "{flag} missing from edgectl-fleet-simulate.1");
         }
         for name in ["pack", "sign", "push", "rollback"] {
             assert!(model.contains(&format!("model\\-{name}(1)")), "{name} missing from edgectl-model.1");

@@ -83,7 +83,7 @@ impl BrokerArgs {
 }
 
 /// `host[:port]`, `[ipv6][:port]`, or a bare IPv6 address, with `default_port` where none is given.
-fn host_and_port(broker: &str, default_port: u16) -> Result<(String, u16)> {
+pub(crate) fn host_and_port(broker: &str, default_port: u16) -> Result<(String, u16)> {
     let parse_port =
         |port: &str| port.parse::<u16>().map_err(|_| anyhow!("--broker {broker:?}: invalid port {port:?}"));
     let (host, port) = if let Some(rest) = broker.strip_prefix('[') {

@@ -1,0 +1,3 @@
+//! `edgectl fleet`: commands about many devices at once.
+
+pub mod simulate;
