@@ -5,7 +5,7 @@
 //! becomes the baseline and the candidate starts a fresh one; [`judge`] compares the two.
 
 use crate::health::nearest_rank;
-pub use device_update::judge::{ScoreSnapshot, Verdict, judge};
+pub use device_update::judge::ScoreSnapshot;
 use runtime::{Output, StageTimings};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -101,6 +101,7 @@ fn top_confidence(output: &Output) -> Option<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use device_update::judge::{Verdict, judge};
     use device_update::settings::ProbationLimits;
     use runtime::ClassScore;
 

@@ -297,7 +297,7 @@ impl Report {
 
     fn take(&mut self, event: FleetEvent) -> Result<()> {
         match event {
-            FleetEvent::Ready { .. } => {
+            FleetEvent::Ready => {
                 self.ready += 1;
                 if self.ready == self.devices {
                     let elapsed_ms = self.started.elapsed().as_millis();

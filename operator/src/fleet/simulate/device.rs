@@ -11,7 +11,7 @@ use device_update::progress::Progress;
 use device_update::settings::{ProbationLimits, UpdateSettings};
 use mqtt::{EncodeError, Liveness, MqttHandle, QoS, Route, StatusPayload};
 use protocol::error::{ErrorKind, ErrorStage};
-use protocol::update::{Announcement, Membership, UpdateState, UpdateStatus, UpdateTopics, parse_chunk_topic};
+use protocol::update::{Announcement, Membership, UpdateStatus, UpdateTopics, parse_chunk_topic};
 use protocol::wire::{self, ErrorEvent, Format, Health, Prediction, SourceHealth, State, Status, Topics};
 use protocol::{ClassScore, ModelIdentity, Output, StageTimings};
 use std::sync::Arc;
@@ -249,7 +249,7 @@ impl SimulatedDevice {
                 Ok(Inbound::Chunk { id, index, payload }) => Event::Chunk { id, index, payload },
                 Ok(Inbound::Command(payload)) => Event::Command { payload, wall_ms: unix_time_ms() },
                 Ok(Inbound::Subscribed) => {
-                    self.fleet.send(FleetEvent::Ready { index: self.index });
+                    self.fleet.send(FleetEvent::Ready);
                     continue;
                 }
                 Err(RecvTimeoutError::Timeout) => Event::Tick,
