@@ -90,9 +90,7 @@ pub struct SimulateArgs {
 /// What the devices tell the main thread.
 pub enum FleetEvent {
     /// Connected, subscribed, online.
-    Ready {
-        index: u32,
-    },
+    Ready,
     Outcome(UpdateStatus),
     /// Disconnected at shutdown: `closed` cleanly, with `unacked` publishes not acknowledged.
     Stopped {
