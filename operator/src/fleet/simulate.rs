@@ -91,7 +91,7 @@ pub struct SimulateArgs {
 pub enum FleetEvent {
     /// Connected, subscribed, online.
     Ready,
-    Outcome(UpdateStatus),
+    Outcome(Box<UpdateStatus>),
     /// Disconnected at shutdown: `closed` cleanly, with `unacked` publishes not acknowledged.
     Stopped {
         index: u32,

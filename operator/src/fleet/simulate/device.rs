@@ -387,7 +387,7 @@ impl SimulatedDevice {
         let topic = self.update_status_topic.clone();
         self.publish_json(topic, QoS::AtLeastOnce, true, &status);
         if status.state.is_final() && status.order.is_some() {
-            self.fleet.send(FleetEvent::Outcome(status));
+            self.fleet.send(FleetEvent::Outcome(Box::new(status)));
         }
     }
 

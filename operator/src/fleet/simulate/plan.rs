@@ -60,13 +60,13 @@ impl Tally {
 mod tests {
     use super::*;
 
-    fn plan(first_index: u32, devices: u32) -> FleetPlan {
+    fn fleet(first_index: u32, devices: u32) -> FleetPlan {
         FleetPlan { id_prefix: "sim-".into(), first_index, devices, failing: Vec::new(), fail_every: None }
     }
 
     #[test]
     fn ids_are_the_prefix_and_a_four_digit_index() {
-        let plan = plan(7, 3);
+        let plan = fleet(7, 3);
         let ids: Vec<String> = plan.indices().map(|index| plan.device_id(index)).collect();
         assert_eq!(ids, ["sim-0007", "sim-0008", "sim-0009"]);
         assert_eq!(plan.device_id(12345), "sim-12345", "wider indices are not cut");
@@ -74,16 +74,16 @@ mod tests {
 
     #[test]
     fn every_kth_device_and_the_named_ones_fail_their_self_test() {
-        let plan = FleetPlan { fail_every: Some(5), failing: vec!["sim-0002".into()], ..plan(0, 12) };
+        let plan = FleetPlan { fail_every: Some(5), failing: vec!["sim-0002".into()], ..fleet(0, 12) };
         let failing: Vec<u32> = plan.indices().filter(|&index| plan.fails_self_test(index)).collect();
         assert_eq!(failing, [2, 4, 9]);
-        let every = FleetPlan { fail_every: Some(1), ..plan(0, 3) };
+        let every = FleetPlan { fail_every: Some(1), ..fleet(0, 3) };
         assert!(every.indices().all(|index| every.fails_self_test(index)), "K = 1 fails them all");
     }
 
     #[test]
     fn failing_ids_outside_the_fleet_are_reported() {
-        let plan = FleetPlan { failing: vec!["sim-0001".into(), "sim-0100".into(), "cam-01".into()], ..plan(0, 10) };
+        let plan = FleetPlan { failing: vec!["sim-0001".into(), "sim-0100".into(), "cam-01".into()], ..fleet(0, 10) };
         assert_eq!(plan.unknown_failing(), ["sim-0100", "cam-01"]);
     }
 
