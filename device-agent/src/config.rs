@@ -38,7 +38,7 @@ pub use rtsp::{DecoderChoice, RtspSource, RtspTransport};
 pub use snapshot::SnapshotConfig;
 pub use spool::{Fsync, SpoolConfig};
 pub use supervision::SupervisionConfig;
-pub use update::{ProbationConfig, UpdateConfig};
+pub use update::UpdateConfig;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]

@@ -34,7 +34,7 @@ enum Command {
     /// Pack, sign and push model packages (over-the-air updates).
     #[command(subcommand)]
     Model(ModelCommand),
-    /// See every device of a prefix or a group: online or not, versions, models, updates, alerts, health.
+    /// Many devices at once: list them (online or not, versions, models, updates, alerts, health), or simulate them.
     #[command(subcommand)]
     Fleet(FleetCommand),
     /// Pause, resume, abort or show a group's rollout (`model push --group --wave-rate|--ramp`).
@@ -69,6 +69,9 @@ enum ModelCommand {
 enum FleetCommand {
     /// List the devices from their retained messages, as a table or JSON lines; --watch follows the changes.
     List(Box<fleet::ListArgs>),
+    /// Run N simulated devices (MQTT sessions, health, predictions, the real update machine) to load-test a broker
+    /// and a rollout.
+    Simulate(Box<fleet::simulate::SimulateArgs>),
 }
 
 #[derive(Subcommand)]
@@ -112,6 +115,7 @@ fn main() -> ExitCode {
         Command::Model(ModelCommand::Rollback(args)) => push::rollback(&args),
         Command::Fleet(FleetCommand::List(args)) => fleet::list(&args),
         Command::Rollout(command) => rollout::main(&command),
+        Command::Fleet(FleetCommand::Simulate(args)) => fleet::simulate::main(&args),
         Command::Retrain(RetrainCommand::Fetch(args)) => retrain::fetch(&args),
         Command::Retrain(RetrainCommand::List(args)) => retrain::list(&args),
         Command::Completions { shell } => {
@@ -141,8 +145,10 @@ mod tests {
         completions(clap_complete::Shell::Bash, &mut script);
         let script = String::from_utf8(script).expect("UTF-8");
         let commands = ["keygen", "model", "model__subcmd__pack", "model__subcmd__sign", "model__subcmd__push"];
-        let retrain = ["retrain", "retrain__subcmd__fetch", "retrain__subcmd__list", "fleet", "fleet__subcmd__list"];
-        for name in commands.into_iter().chain(["model__subcmd__rollback", "completions", "man"]).chain(retrain) {
+        let retrain = ["retrain", "retrain__subcmd__fetch", "retrain__subcmd__list"];
+        let fleet = ["fleet", "fleet__subcmd__list", "fleet__subcmd__simulate", "rollout"];
+        let others = ["model__subcmd__rollback", "completions", "man"];
+        for name in commands.into_iter().chain(others).chain(retrain).chain(fleet) {
             assert!(
                 script.contains(&format!("cmd=\"edgectl__subcmd__{name}\"")),
                 "{name} missing from the completions"
@@ -157,7 +163,7 @@ mod tests {
         let page =
             |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         let (main, model) = (page("edgectl.1"), page("edgectl-model.1"));
-        for name in ["keygen", "model", "fleet", "retrain", "completions", "man"] {
+        for name in ["keygen", "model", "fleet", "rollout", "retrain", "completions", "man"] {
             assert!(main.contains(&format!("edgectl\\-{name}(1)")), "{name} missing from edgectl.1");
             assert!(page(&format!("edgectl-{name}.1")).contains(".TH edgectl-"), "edgectl-{name}.1");
         }
@@ -165,6 +171,11 @@ mod tests {
         for name in ["fetch", "list"] {
             assert!(retrain.contains(&format!("retrain\\-{name}(1)")), "{name} missing from edgectl-retrain.1");
             assert!(page(&format!("edgectl-retrain-{name}.1")).contains("\\-\\-device"), "edgectl-retrain-{name}.1");
+        }
+        assert!(page("edgectl-fleet.1").contains("fleet\\-simulate(1)"), "simulate missing from edgectl-fleet.1");
+        let simulate = page("edgectl-fleet-simulate.1");
+        for flag in ["\\-\\-devices", "\\-\\-fail\\-self\\-test\\-every", "\\-\\-trusted\\-key", "\\-\\-json"] {
+            assert!(simulate.contains(flag), "{flag} missing from edgectl-fleet-simulate.1");
         }
         for name in ["pack", "sign", "push", "rollback"] {
             assert!(model.contains(&format!("model\\-{name}(1)")), "{name} missing from edgectl-model.1");

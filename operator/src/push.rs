@@ -9,7 +9,7 @@
 //! Ctrl-C and SIGTERM end the push at once, by their default action: the devices keep what they have staged,
 //! and a later push of the same package resumes it.
 
-mod broker;
+pub(crate) mod broker;
 mod chunks;
 mod package;
 mod report;

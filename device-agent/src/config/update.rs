@@ -1,9 +1,9 @@
 //! `[update]`: over-the-air model updates. Absent: the agent takes no updates.
 
 use super::{Problems, empty_as_none, is_identifier};
+use device_update::settings::{ProbationLimits, UpdateSettings};
 use serde::Deserialize;
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// `[update]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -30,15 +30,17 @@ pub struct UpdateConfig {
 }
 
 impl Default for UpdateConfig {
+    /// The machine's defaults: one place says them.
     fn default() -> Self {
+        let settings = UpdateSettings::default();
         UpdateConfig {
             trusted_keys: Vec::new(),
             state_dir: None,
-            groups: Vec::new(),
-            max_package_bytes: 512 * 1024 * 1024,
-            reserve_bytes: 16 * 1024 * 1024,
-            request_window: 16,
-            request_timeout_secs: 5.0,
+            groups: settings.groups,
+            max_package_bytes: settings.max_package_bytes,
+            reserve_bytes: settings.reserve_bytes,
+            request_window: settings.request_window,
+            request_timeout_secs: settings.request_timeout_secs,
             probation: ProbationConfig::default(),
         }
     }
@@ -74,30 +76,51 @@ pub struct ProbationConfig {
 
 impl Default for ProbationConfig {
     fn default() -> Self {
+        let limits = ProbationLimits::default();
         ProbationConfig {
-            window_secs: 60.0,
-            min_frames: 20,
-            max_error_rate_increase: 0.05,
-            max_p95_ratio: 2.0,
-            min_p95_increase_ms: 1.0,
-            max_confidence_drop: 0.2,
-            require_same_provider: true,
-            max_output_psi: None,
-            min_accuracy: None,
-            min_labelled: 20,
+            window_secs: limits.window_secs,
+            min_frames: limits.min_frames,
+            max_error_rate_increase: limits.max_error_rate_increase,
+            max_p95_ratio: limits.max_p95_ratio,
+            min_p95_increase_ms: limits.min_p95_increase_ms,
+            max_confidence_drop: limits.max_confidence_drop,
+            require_same_provider: limits.require_same_provider,
+            max_output_psi: limits.max_output_psi,
+            min_accuracy: limits.min_accuracy,
+            min_labelled: limits.min_labelled,
         }
     }
 }
 
 impl ProbationConfig {
-    pub fn window(&self) -> Duration {
-        Duration::from_secs_f64(self.window_secs)
+    /// The limits as the update machine takes them.
+    pub fn limits(&self) -> ProbationLimits {
+        ProbationLimits {
+            window_secs: self.window_secs,
+            min_frames: self.min_frames,
+            max_error_rate_increase: self.max_error_rate_increase,
+            max_p95_ratio: self.max_p95_ratio,
+            min_p95_increase_ms: self.min_p95_increase_ms,
+            max_confidence_drop: self.max_confidence_drop,
+            require_same_provider: self.require_same_provider,
+            max_output_psi: self.max_output_psi,
+            min_accuracy: self.min_accuracy,
+            min_labelled: self.min_labelled,
+        }
     }
 }
 
 impl UpdateConfig {
-    pub fn request_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.request_timeout_secs)
+    /// The settings as the update machine takes them.
+    pub fn settings(&self) -> UpdateSettings {
+        UpdateSettings {
+            groups: self.groups.clone(),
+            max_package_bytes: self.max_package_bytes,
+            reserve_bytes: self.reserve_bytes,
+            request_window: self.request_window,
+            request_timeout_secs: self.request_timeout_secs,
+            probation: self.probation.limits(),
+        }
     }
 
     pub(super) fn paths_mut(&mut self) -> impl Iterator<Item = &mut PathBuf> {

@@ -2,8 +2,8 @@
 //! commands from MQTT, stages the package, verifies it, hands the new pipelines to the workers and judges
 //! them on probation. `docs/updates.md` describes the procedure for users.
 //!
-//! The decisions are a pure state machine (`machine`: events and the time in, `effects` out); the thread
-//! (`updater`) is the shell that carries the effects out.
+//! The decisions are a pure state machine (the `device-update` crate's `machine`: events and the time in,
+//! `effects` out); the thread (`updater`) is the shell that carries the effects out.
 //!
 //! ```text
 //! mqtt ──(bounded, never blocks)──> update ──Swap──> worker-<name> (one per source of the model)
@@ -13,11 +13,8 @@
 //! ```
 
 mod boot;
-mod effects;
 pub(crate) mod fsutil;
-mod machine;
 pub mod probation;
-mod progress;
 mod slots;
 mod staging;
 mod updater;
@@ -27,6 +24,7 @@ pub(crate) use fsutil::available_space;
 pub use updater::{ConfiguredCascade, ServedModel, UpdateQos, Updater, UpdaterParts, WorkerLink};
 
 use crate::mqtt::{QoS, Route};
+use device_update::{effects, machine, progress};
 use protocol::update::{UpdateTopics, parse_chunk_topic};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

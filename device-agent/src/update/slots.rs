@@ -20,6 +20,7 @@
 //! have killed the agent gets no second chance.
 
 use super::fsutil::{fsync_dir, fsync_tree, remove_dir_all_if_exists, tmp_path, write_atomic};
+pub(super) use device_update::machine::Recovery;
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io;
@@ -63,19 +64,6 @@ impl Default for SlotState {
     fn default() -> Self {
         SlotState { active: Slot::Factory, previous: None, phase: Phase::Committed, update_id: None, version: None }
     }
-}
-
-/// What [`SlotStore::open`] found and repaired.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Recovery {
-    None,
-    /// The agent stopped while update `update_id` was on probation; the bundle before it is active again.
-    RolledBack {
-        update_id: String,
-        version: String,
-    },
-    /// `state.json` could not be parsed (the reason); the factory bundle is active.
-    Reset(String),
 }
 
 /// The candidate slot between [`SlotStore::begin_candidate`] and [`SlotStore::activate`].

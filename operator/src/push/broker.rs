@@ -15,8 +15,10 @@ use std::time::{Duration, Instant};
 
 /// How long to wait for the first connection before giving up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-/// Requests queued before `publish` has to wait; QoS 1 flow control happens behind it (inflight).
-const REQUEST_QUEUE: usize = 64;
+/// Requests queued before `publish` has to wait; QoS 1 flow control happens behind it (inflight). Subscribing
+/// and unsubscribing never wait, and a group push queues two of each per member: 64 failed at 50 members (found
+/// by `fleet simulate`), so room for a thousand members.
+const REQUEST_QUEUE: usize = 4096;
 /// How long to let the acknowledgements and the disconnect go out on close.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 const KEEP_ALIVE: Duration = Duration::from_secs(30);

@@ -2,8 +2,8 @@
 //! back, and the rollback command for a committed model.
 
 use super::{Machine, Phase, Recording, RecordingKind, Trial};
-use crate::update::effects::{Action, Loaded};
-use crate::update::probation::{ScoreSnapshot, Verdict, judge};
+use crate::effects::{Action, Loaded};
+use crate::judge::{ScoreSnapshot, Verdict, judge};
 use protocol::update::{UpdateState, UpdateStatus};
 use std::time::{Duration, Instant};
 

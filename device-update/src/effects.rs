@@ -2,8 +2,8 @@
 //! ([`Action`]). An action that has an outcome is answered with the event its documentation names, at once,
 //! before any other event: the machine never has two effects in flight.
 
-use super::probation::ScoreSnapshot;
-use super::progress::Progress;
+use crate::judge::ScoreSnapshot;
+use crate::progress::Progress;
 use protocol::error::{ErrorKind, ErrorStage};
 use protocol::update::{Announcement, ChunkRequest, UpdateState, UpdateStatus, UpdateTopics};
 use serde::{Deserialize, Serialize};
@@ -77,7 +77,7 @@ pub enum Action {
     /// Publishes on the status topic, retained.
     PublishStatus(UpdateStatus),
     /// Publishes the samples of retraining candidate `candidate`, then the answer to order `order` (see
-    /// `crate::monitor::evidence::fetch`).
+    /// the agent's `monitor::evidence::fetch`).
     PublishEvidence {
         candidate: String,
         order: u64,

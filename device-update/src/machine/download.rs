@@ -2,8 +2,8 @@
 //! progress, and the hand-over to verification once every chunk is in.
 
 use super::{Download, Install, Machine, Opening, Phase};
-use crate::update::effects::{Action, Disk, Refusal};
-use crate::update::progress::Progress;
+use crate::effects::{Action, Disk, Refusal};
+use crate::progress::Progress;
 use packaging::hex_sha256;
 use protocol::update::{Announcement, ChunkRequest, UpdateState, UpdateStatus};
 use std::collections::BTreeSet;

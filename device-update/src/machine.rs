@@ -4,7 +4,7 @@
 //! needs a [`Event::Tick`].
 //!
 //! Every outcome is published, retained, on `<prefix>/update/status`, and the last one is kept in
-//! `<state_dir>/last-status.json`: a device that restarts says the same thing, and does not retry an update it
+//! the shell's store (the agent's `<state_dir>/last-status.json`): a device that restarts says the same thing, and does not retry an update it
 //! refused on its merits or judged on probation (a package is identified by its sha256, so a fixed package is
 //! a new update). Statuses leave here with `at_ms` 0: the shell stamps them with the wall clock when it
 //! publishes.
@@ -14,11 +14,10 @@
 //! if it is not below the model's floor (the [`Guard`]), unless a signed announcement authorises that very
 //! version as a downgrade.
 
-use super::effects::{Action, Candidate, Disk, Event, Guard, LastStatus, Refusal};
-use super::probation::ScoreSnapshot;
-use super::progress::Progress;
-use super::slots::Recovery;
-use crate::config::UpdateConfig;
+use crate::effects::{Action, Candidate, Disk, Event, Guard, LastStatus, Refusal};
+use crate::judge::ScoreSnapshot;
+use crate::progress::Progress;
+use crate::settings::UpdateSettings;
 use download::{PERSIST_INTERVAL, PROGRESS_INTERVAL, persist};
 use orders::{Offer, Pending};
 use packaging::PublicKey;
@@ -52,14 +51,27 @@ pub struct ModelView {
     pub workers: Vec<WorkerView>,
 }
 
+/// What opening a model's slots repaired, as the shell found them at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovery {
+    None,
+    /// The device stopped while update `update_id` was on probation; the bundle before it is active again.
+    RolledBack {
+        update_id: String,
+        version: String,
+    },
+    /// The slots' state could not be read (the reason); the factory bundle is active.
+    Reset(String),
+}
+
 /// Fixed for the life of the machine.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub device: String,
-    pub config: UpdateConfig,
+    pub config: UpdateSettings,
     /// The largest chunk an MQTT packet carries.
     pub max_chunk: usize,
-    /// `config.trusted_keys`, parsed: the keys that sign packages and orders.
+    /// The trusted keys, parsed: the keys that sign packages and orders.
     pub trusted: Vec<PublicKey>,
 }
 

@@ -4,8 +4,8 @@
 
 use super::trial::JUDGE_INTERVAL;
 use super::{Install, Machine, Phase, Trial};
-use crate::update::effects::{Action, Candidate, Refusal};
-use crate::update::probation::ScoreSnapshot;
+use crate::effects::{Action, Candidate, Refusal};
+use crate::judge::ScoreSnapshot;
 use protocol::update::{UpdateState, UpdateStatus};
 use std::time::Instant;
 

@@ -3,7 +3,7 @@
 //! refused after a restart too.
 
 use super::{Machine, report_error};
-use crate::update::effects::{Action, Disk, Guard};
+use crate::effects::{Action, Disk, Guard};
 use protocol::error::{ErrorKind, ErrorStage};
 use protocol::update::{Announcement, Order, UpdateTopics};
 

@@ -3,8 +3,8 @@
 //! says), and records every action in order. The rows of the failure table in `docs/troubleshooting.md` are marked `README:`.
 
 use super::*;
-use crate::config::ProbationConfig;
-use crate::update::effects::Loaded;
+use crate::effects::Loaded;
+use crate::settings::ProbationLimits;
 use packaging::{SigningKey, hex_sha256};
 use protocol::update::{Order, Target};
 use std::time::Duration;
@@ -19,14 +19,14 @@ fn own() -> UpdateTopics {
     UpdateTopics::device("devices/d1")
 }
 
-fn config() -> UpdateConfig {
-    UpdateConfig {
+fn config() -> UpdateSettings {
+    UpdateSettings {
         max_package_bytes: 10_000,
         reserve_bytes: 100,
         request_window: WINDOW,
         request_timeout_secs: 5.0,
-        probation: ProbationConfig { window_secs: 10.0, min_frames: 3, ..ProbationConfig::default() },
-        ..UpdateConfig::default()
+        probation: ProbationLimits { window_secs: 10.0, min_frames: 3, ..ProbationLimits::default() },
+        ..UpdateSettings::default()
     }
 }
 
@@ -159,7 +159,7 @@ impl Device {
     }
 
     /// The machine again, with `config`, as a restart would make it.
-    fn reconfigure(&mut self, config: UpdateConfig) {
+    fn reconfigure(&mut self, config: UpdateSettings) {
         let machine = &self.machine;
         let (models, last, guard) = (machine.models.clone(), machine.last.clone(), machine.guard.clone());
         self.machine = Machine::new(settings(&self.key, config), models, last, guard);
@@ -318,7 +318,7 @@ fn count(actions: &[Action], wanted: impl Fn(&Action) -> bool) -> usize {
 }
 
 /// Settings of device `d1` that trust `key`.
-fn settings(key: &SigningKey, config: UpdateConfig) -> Settings {
+fn settings(key: &SigningKey, config: UpdateSettings) -> Settings {
     Settings { device: "d1".into(), config, max_chunk: 4096, trusted: vec![key.public_key()] }
 }
 
@@ -579,7 +579,7 @@ fn announcements_that_cannot_be_taken_are_refused_and_not_remembered() {
 #[test]
 fn a_package_of_more_than_2_pow_20_chunks_is_refused() {
     let mut device = Device::new();
-    device.reconfigure(UpdateConfig { max_package_bytes: u64::MAX, ..config() });
+    device.reconfigure(UpdateSettings { max_package_bytes: u64::MAX, ..config() });
     let (state, reason, _) = outcome(&device.announce(&Announcement { size: (1 << 20) + 1, chunk_size: 1, ..offer() }));
     assert_eq!(
         (state, reason.as_str()),
@@ -908,8 +908,8 @@ fn a_package_refused_after_download_reports_why_and_keeps_the_running_model() {
 #[test]
 fn a_candidate_on_another_provider_is_taken_unless_required_the_same() {
     let mut device = Device::new();
-    device.reconfigure(UpdateConfig {
-        probation: ProbationConfig { require_same_provider: false, ..config().probation },
+    device.reconfigure(UpdateSettings {
+        probation: ProbationLimits { require_same_provider: false, ..config().probation },
         ..config()
     });
     device.answers.built = Ok("cuda".into());
@@ -1171,7 +1171,7 @@ fn evidence_fetches_are_signed_orders() {
 #[test]
 fn orders_for_others_are_refused_and_orders_for_its_groups_taken() {
     let mut device = Device::new();
-    device.reconfigure(UpdateConfig { groups: vec!["lab".into()], ..config() });
+    device.reconfigure(UpdateSettings { groups: vec!["lab".into()], ..config() });
     for target in [Target::Device("d2".into()), Target::Group("field".into())] {
         let order = device.sign(target, Instruction::Rollback { model: None });
         let actions = device.command_json(Device::sealed(&order, &device.key));
