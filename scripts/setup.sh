@@ -16,7 +16,6 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 # The container tests (tests/tests/container.rs, kubernetes.rs) and cross/image.sh: buildah builds the image from
 # scratch (nothing is pulled), podman runs it with runc (crun fails on rlimits and cgroups in containers like CI's).
 "$root/scripts/apt-install.sh" podman buildah runc
-
 # The NATS cluster of the fleet and failover tests (tests/src/nats.rs: three nodes with their MQTT gateway, started
 # by the tests on loopback ports; the packaged service is not used).
 "$root/scripts/apt-install.sh" nats-server

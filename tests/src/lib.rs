@@ -6,6 +6,7 @@ pub mod agent;
 pub mod broker;
 pub mod container;
 pub mod fixtures;
+pub mod fleet;
 pub mod nats;
 pub mod profile;
 pub mod references;
