@@ -50,7 +50,11 @@ impl Simulator {
         let deadline = Instant::now() + ready_within;
         while !simulator.lines().iter().any(|line| line["event"] == "ready") {
             assert!(simulator.running(), "the simulator exited before it was ready:\n{}", simulator.stderr());
-            assert!(Instant::now() < deadline, "the simulator was not ready within {ready_within:?}:\n{}", simulator.stderr());
+            assert!(
+                Instant::now() < deadline,
+                "the simulator was not ready within {ready_within:?}:\n{}",
+                simulator.stderr()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         simulator

@@ -12,6 +12,7 @@ use integration_tests::subscriber::{Received, Subscriber};
 use integration_tests::update::{ConfigBuilder, Push, Workbench, at_version, calm_window, csv_loop, model};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 const GROUP: &str = "fleet";
@@ -28,10 +29,16 @@ struct Fleet {
     _states: Vec<tempfile::TempDir>,
     simulators: Vec<Simulator>,
     devices: Vec<String>,
+    /// One fleet at a time: two would share two cores between six brokers and thousands of sessions. Last, so
+    /// that it is released after everything else has stopped.
+    _serial: MutexGuard<'static, ()>,
 }
+
+static SERIAL: Mutex<()> = Mutex::new(());
 
 impl Fleet {
     fn start(real: usize, simulated: usize, simulator_args: &[&str]) -> Fleet {
+        let serial = SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let cluster = NatsCluster::start();
         let bench = Workbench::new();
         let mut devices = Vec::new();
@@ -50,22 +57,39 @@ impl Fleet {
             states.push(state);
             devices.push(device);
         }
-        // Three simulators, one per node first in its list.
+        // One simulator: its device i starts on node i mod 3 and fails over to the others.
         let mut simulators = Vec::new();
-        let per_simulator = simulated.div_ceil(3);
-        for (part, first) in (real..real + simulated).step_by(per_simulator.max(1)).enumerate() {
-            let count = per_simulator.min(real + simulated - first);
-            let (count_text, first_text) = (count.to_string(), first.to_string());
+        if simulated > 0 {
+            let (count, first) = (simulated.to_string(), real.to_string());
             let mut args = vec![
-                "--devices", &count_text, "--first-index", &first_text, "--id-prefix", "sim-", "--group", GROUP,
-                "--model", "activity-classifier", "--version", "1.0.0", "--trusted-key", &bench.trusted.public,
-                "--rate", "0.2", "--health-secs", "5", "--probation-secs", "2", "--install-ms", "100",
+                "--devices",
+                &count,
+                "--first-index",
+                &first,
+                "--id-prefix",
+                "sim-",
+                "--group",
+                GROUP,
+                "--model",
+                "activity-classifier",
+                "--version",
+                "1.0.0",
+                "--trusted-key",
+                &bench.trusted.public,
+                "--rate",
+                "0.2",
+                "--health-secs",
+                "5",
+                "--probation-secs",
+                "2",
+                "--install-ms",
+                "100",
             ];
             args.extend_from_slice(simulator_args);
-            simulators.push(Simulator::start(&rotated(&cluster.brokers(), part), &args, READY_WAIT));
-            devices.extend((first..first + count).map(|i| format!("sim-{i:04}")));
+            simulators.push(Simulator::start(&cluster.brokers(), &args, READY_WAIT));
+            devices.extend((real..real + simulated).map(|i| format!("sim-{i:04}")));
         }
-        let fleet = Fleet { cluster, bench, agents, _states: states, simulators, devices };
+        let fleet = Fleet { cluster, bench, agents, _states: states, simulators, devices, _serial: serial };
         fleet.wait_online();
         fleet
     }
@@ -195,7 +219,8 @@ fn wave_times(lines: &[Value]) -> Vec<(u64, u64, f64)> {
     waves
         .iter()
         .map(|wave| {
-            let devices = wave["devices"].as_array().map_or_else(|| wave["devices"].as_u64().unwrap_or(0), |d| d.len() as u64);
+            let devices =
+                wave["devices"].as_array().map_or_else(|| wave["devices"].as_u64().unwrap_or(0), |d| d.len() as u64);
             (wave["wave"].as_u64().unwrap_or_default(), devices, wave["duration_s"].as_f64().unwrap_or_default())
         })
         .collect()
@@ -222,7 +247,20 @@ fn a_thousand_devices_take_a_canary_then_waves_at_a_set_rate() {
     let push = fleet.push(
         &package,
         &fleet.cluster.brokers(),
-        &["--canary", "10", "--wave-rate", "1200", "--wave-secs", "10", "--soak-secs", "2", "--max-failures", "2%", "--min-finished", "20"],
+        &[
+            "--canary",
+            "10",
+            "--wave-rate",
+            "1200",
+            "--wave-secs",
+            "10",
+            "--soak-secs",
+            "2",
+            "--max-failures",
+            "2%",
+            "--min-finished",
+            "20",
+        ],
     );
     let outcome = push.finish(ROLLOUT_WAIT);
     let elapsed = started.elapsed();
@@ -250,7 +288,20 @@ fn a_node_killed_mid_rollout_leaves_no_device_half_updated() {
     let mut push = fleet.push(
         &package,
         &fleet.cluster.brokers(),
-        &["--canary", "10", "--wave-rate", "1200", "--wave-secs", "10", "--soak-secs", "2", "--max-failures", "5%", "--min-finished", "20"],
+        &[
+            "--canary",
+            "10",
+            "--wave-rate",
+            "1200",
+            "--wave-secs",
+            "10",
+            "--soak-secs",
+            "2",
+            "--max-failures",
+            "5%",
+            "--min-finished",
+            "20",
+        ],
     );
     first_gate_passed(&mut push);
     fleet.cluster.kill(0);
@@ -280,8 +331,11 @@ fn failing_devices_abort_the_rollout_and_the_rest_never_hear_of_it() {
     let announcements = Subscriber::connect(fleet.cluster.mqtt_port(1), "devices/+/update/announce");
     // Waves of ten every 5 s: the canary and three waves commit; the fifth wave's failures pass 10% of the
     // finished devices.
-    let args = ["--canary", "10", "--wave-rate", "120", "--wave-secs", "5", "--soak-secs", "1", "--max-failures", "10%"];
-    let outcome = fleet.push(&package, &fleet.cluster.brokers(), &[&args[..], &["--min-finished", "10"]].concat()).finish(ROLLOUT_WAIT);
+    let args =
+        ["--canary", "10", "--wave-rate", "120", "--wave-secs", "5", "--soak-secs", "1", "--max-failures", "10%"];
+    let outcome = fleet
+        .push(&package, &fleet.cluster.brokers(), &[&args[..], &["--min-finished", "10"]].concat())
+        .finish(ROLLOUT_WAIT);
     assert!(!outcome.success, "the rollout must abort: {:#?}", summary(&outcome.lines));
     assert!(outcome.lines.iter().any(|line| line["event"] == "aborted"), "{:?}", outcome.lines);
     let announced: BTreeSet<String> =
@@ -295,7 +349,12 @@ fn failing_devices_abort_the_rollout_and_the_rest_never_hear_of_it() {
     assert_eq!(reached, announced, "only the announced devices moved");
     let rejected: Vec<&String> = failing.iter().filter(|d| states[*d]["state"] == "rejected").collect();
     assert!(rejected.len() >= 5, "the failing devices were rejected: {states:?}");
-    eprintln!("aborted after {} of {} devices were announced, {} rejected", announced.len(), fleet.devices.len(), rejected.len());
+    eprintln!(
+        "aborted after {} of {} devices were announced, {} rejected",
+        announced.len(),
+        fleet.devices.len(),
+        rejected.len()
+    );
 }
 
 #[test]
@@ -303,7 +362,20 @@ fn an_operator_killed_mid_rollout_finishes_it_when_run_again_without_pushing_twi
     let fleet = Fleet::start(2, 118, &[]);
     let package = fleet.package();
     let announcements = Subscriber::connect(fleet.cluster.mqtt_port(2), "devices/+/update/announce");
-    let args = ["--canary", "5", "--wave-rate", "600", "--wave-secs", "10", "--soak-secs", "2", "--max-failures", "5%", "--min-finished", "10"];
+    let args = [
+        "--canary",
+        "5",
+        "--wave-rate",
+        "600",
+        "--wave-secs",
+        "10",
+        "--soak-secs",
+        "2",
+        "--max-failures",
+        "5%",
+        "--min-finished",
+        "10",
+    ];
     let mut first = fleet.push(&package, &fleet.cluster.brokers(), &args);
     first_gate_passed(&mut first);
     drop(first); // SIGKILL

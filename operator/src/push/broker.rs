@@ -141,7 +141,11 @@ impl Broker {
     /// Subscribes to `filter` (QoS 1), now and after every reconnect.
     pub fn subscribe(&mut self, filter: &str) -> Result<()> {
         let route =
-            Route { topic: filter.to_owned(), qos: QoS::AtLeastOnce, sink: Box::new(Forward(self.sender.clone())) };
+            // QoS 0: a pusher subscribes and unsubscribes per device and per wave. On NATS every QoS 1 subscription
+            // is a JetStream consumer made and deleted, and on NATS 2.9.10 a session's subscriptions stopped
+            // delivering after about a hundred of them. Nothing is lost that matters: after a reconnect the link
+            // subscribes again and the broker resends the retained statuses, and devices repeat their requests.
+            Route { topic: filter.to_owned(), qos: QoS::AtMostOnce, sink: Box::new(Forward(self.sender.clone())) };
         self.link.subscribe(route).with_context(|| format!("subscribing to {filter}"))
     }
 
