@@ -160,7 +160,8 @@ pub fn main(args: &PushArgs) -> Result<ExitCode> {
     // The signed announcement carries the hash of every chunk; JSON inside JSON escapes its quotes.
     let announcement_bytes = serde_json::to_vec(&package.announcement(&UpdateTopics::group("")))?.len() * 2;
     let max_packet = (args.chunk_size as usize).max(announcement_bytes) + PACKET_OVERHEAD;
-    let max_packet = max_packet.max(MIN_MAX_PACKET);
+    // A rollout's record, retained on the broker, names every member: room for a large group.
+    let max_packet = max_packet.max(MIN_MAX_PACKET).max(crate::rollout::MAX_PACKET);
     let mut broker = Broker::connect(&args.broker, &client_id(), max_packet)?;
     let mut counts = ChunkCounts::default();
     let settings = |phase| Settings { phase, json: args.json, timeout: Duration::from_secs(args.timeout) };

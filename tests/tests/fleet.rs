@@ -9,7 +9,9 @@ use integration_tests::agent::Agent;
 use integration_tests::fleet::{Simulator, Usage};
 use integration_tests::nats::NatsCluster;
 use integration_tests::subscriber::{Received, Subscriber};
-use integration_tests::update::{ConfigBuilder, Push, Workbench, at_version, calm_window, csv_loop, model};
+use integration_tests::update::{
+    ConfigBuilder, Push, PushOutcome, Workbench, at_version, calm_window, csv_loop, model,
+};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard};
@@ -77,9 +79,9 @@ impl Fleet {
                 "--trusted-key",
                 &bench.trusted.public,
                 "--rate",
-                "0.2",
+                "0.1",
                 "--health-secs",
-                "5",
+                "30",
                 "--probation-secs",
                 "2",
                 "--install-ms",
@@ -212,6 +214,17 @@ fn summary(lines: &[Value]) -> Value {
     lines.iter().rev().find(|line| line["event"] == "summary").cloned().unwrap_or(Value::Null)
 }
 
+/// What a failed push said: its last lines and its log's tail.
+fn failure(outcome: &PushOutcome) -> String {
+    let lines: Vec<String> = outcome.lines.iter().rev().take(20).rev().map(Value::to_string).collect();
+    format!(
+        "exit {:?}; last lines:\n{}\nedgectl log (tail):\n{}",
+        outcome.code,
+        lines.join("\n"),
+        tail(&outcome.stderr, 30)
+    )
+}
+
 /// The waves of a rollout's summary as (wave, devices, seconds from its start to its last outcome).
 fn wave_times(lines: &[Value]) -> Vec<(u64, u64, f64)> {
     let summary = summary(lines);
@@ -264,7 +277,7 @@ fn a_thousand_devices_take_a_canary_then_waves_at_a_set_rate() {
     );
     let outcome = push.finish(ROLLOUT_WAIT);
     let elapsed = started.elapsed();
-    assert!(outcome.success, "{:#?}\n{}", summary(&outcome.lines), fleet.logs());
+    assert!(outcome.success, "{}\n{}", failure(&outcome), fleet.logs());
     let states = fleet.update_states();
     let not_committed: Vec<_> =
         fleet.devices.iter().filter(|d| states.get(*d).is_none_or(|s| s["state"] != "committed")).collect();
@@ -306,7 +319,7 @@ fn a_node_killed_mid_rollout_leaves_no_device_half_updated() {
     first_gate_passed(&mut push);
     fleet.cluster.kill(0);
     let outcome = push.finish(ROLLOUT_WAIT);
-    assert!(outcome.success, "{:#?}\n{}", summary(&outcome.lines), fleet.logs());
+    assert!(outcome.success, "{}\n{}", failure(&outcome), fleet.logs());
     // Every device reconnected to a surviving node, said so (retained `online`), kept its membership, and ended
     // committed: none is left downloading, verifying, testing or on probation.
     fleet.wait_online();
@@ -380,7 +393,7 @@ fn an_operator_killed_mid_rollout_finishes_it_when_run_again_without_pushing_twi
     first_gate_passed(&mut first);
     drop(first); // SIGKILL
     let outcome = fleet.push(&package, &fleet.cluster.brokers(), &args).finish(ROLLOUT_WAIT);
-    assert!(outcome.success, "{:#?}\n{}", summary(&outcome.lines), fleet.logs());
+    assert!(outcome.success, "{}\n{}", failure(&outcome), fleet.logs());
     let states = fleet.update_states();
     assert!(fleet.devices.iter().all(|d| states.get(d).is_some_and(|s| s["state"] == "committed")), "{states:?}");
     // Each device was sent one signed order, however often it was repeated.

@@ -313,9 +313,11 @@ impl Rollout {
         if !announced || self.record.outcomes.contains_key(&device) {
             return;
         }
+        // Not persisted here: a thousand outcomes would be a thousand writes of the whole record, each replicated by
+        // a clustered broker. The record is written ahead of every announcement and when a wave settles; a re-run
+        // learns the outcomes in between from the devices' retained statuses, as they answer the repeated order.
         self.record.outcomes.insert(device.clone(), outcome.clone());
         actions.push(Action::Outcome { device, outcome });
-        actions.push(Action::Persist);
     }
 
     fn on_control(&mut self, control: Control, now_ms: u64, actions: &mut Vec<Action>) {
