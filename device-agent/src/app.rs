@@ -272,6 +272,11 @@ fn run(
         Some(spool) => pending_link.on_outcome(forwarder::observer(spool.clone())),
         None => pending_link,
     };
+    // One QoS for every subscription, whichever part made the route.
+    let subscription_qos = mqtt::qos(config.mqtt.qos.subscriptions);
+    for route in &mut routes {
+        route.qos = subscription_qos;
+    }
     let mqtt_thread = pending_link.on_oversized(oversize_hook).start(routes)?;
     let forwarder = spool.clone().map(|spool| start_forwarder(&config, spool, &link)).transpose()?;
     let updater = match (&config.update, state, update_events) {

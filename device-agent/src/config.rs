@@ -148,7 +148,7 @@ impl MqttConfig {
     }
 }
 
-/// `[mqtt.qos]`: QoS level (0, 1 or 2) per kind of message.
+/// `[mqtt.qos]`: QoS level (0, 1 or 2) per kind of message published, and of every subscription (0 or 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QosConfig {
@@ -156,11 +156,15 @@ pub struct QosConfig {
     pub predictions: u8,
     pub health: u8,
     pub errors: u8,
+    /// The QoS of every subscription (update orders and chunks, commands, feedback, MQTT sources). Sessions are
+    /// clean, so QoS 1 protects nothing across a reconnect; 0 suits brokers where a QoS 1 subscription is a
+    /// stored consumer of its own (NATS: see docs/fleets.md).
+    pub subscriptions: u8,
 }
 
 impl Default for QosConfig {
     fn default() -> Self {
-        QosConfig { status: 1, predictions: 1, health: 0, errors: 1 }
+        QosConfig { status: 1, predictions: 1, health: 0, errors: 1, subscriptions: 1 }
     }
 }
 
@@ -842,6 +846,9 @@ impl MqttConfig {
             if level > 2 {
                 problems.push(format!("mqtt.qos.{name}"), "must be 0, 1 or 2");
             }
+        }
+        if qos.subscriptions > 1 {
+            problems.push("mqtt.qos.subscriptions", "must be 0 or 1");
         }
         if let Some(tls) = &self.tls {
             if tls.ca_file.is_none() {

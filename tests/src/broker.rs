@@ -109,11 +109,12 @@ pub fn write_readable(path: &PathBuf, contents: &[u8]) {
 }
 
 /// The retained payload of `topic` on the MQTT broker at `127.0.0.1:port` (any broker: Mosquitto, a NATS node),
-/// as a late subscriber gets it within 3 s; `None` when there is none or the broker does not answer.
+/// as a late subscriber gets it within 3 s; `None` when there is none or the broker does not answer. QoS 0: on
+/// NATS a QoS 1 subscription is a JetStream consumer, which may be placed on a node that died.
 pub fn retained(port: u16, topic: &str) -> Option<String> {
     let port = port.to_string();
     let output = Command::new("mosquitto_sub")
-        .args(["-h", "127.0.0.1", "-p", &port, "-q", "1", "-t", topic, "-C", "1", "-W", "3"])
+        .args(["-h", "127.0.0.1", "-p", &port, "-q", "0", "-t", topic, "-C", "1", "-W", "3"])
         .stderr(Stdio::null())
         .output()
         .expect("mosquitto_sub runs (scripts/setup.sh installs mosquitto-clients)");

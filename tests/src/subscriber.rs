@@ -23,6 +23,12 @@ impl Received {
     }
 }
 
+/// A client id unique within the process: a broker disconnects the older of two clients with one id.
+fn fresh_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("test-sub-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
 /// A subscription on `127.0.0.1:<port>`. It subscribes again after a reconnect (so it outlives a broker restart
 /// on the same port) and disconnects when dropped.
 pub struct Subscriber {
@@ -34,19 +40,22 @@ pub struct Subscriber {
 impl Subscriber {
     /// Subscribes to `filter` and waits until the broker acknowledged it.
     pub fn connect(port: u16, filter: &str) -> Subscriber {
-        // Unique within the process: a broker disconnects the older of two clients with one id.
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let id = format!("test-sub-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-        Subscriber::connect_as(port, filter, id, true)
+        Subscriber::connect_as(port, filter, fresh_id(), true, QoS::AtLeastOnce)
+    }
+
+    /// As [`Subscriber::connect`], at QoS 0: for reading retained messages from a NATS node, where a QoS 1
+    /// subscription is a JetStream consumer that can be placed on a node that died (docs/fleets.md).
+    pub fn at_most_once(port: u16, filter: &str) -> Subscriber {
+        Subscriber::connect_as(port, filter, fresh_id(), true, QoS::AtMostOnce)
     }
 
     /// A subscriber with a persistent session (clean session off, client id `id`): while it is away (the broker
     /// restarted, with persistence), the broker keeps its QoS 1 messages for it.
     pub fn persistent(port: u16, filter: &str, id: &str) -> Subscriber {
-        Subscriber::connect_as(port, filter, id.to_owned(), false)
+        Subscriber::connect_as(port, filter, id.to_owned(), false, QoS::AtLeastOnce)
     }
 
-    fn connect_as(port: u16, filter: &str, id: String, clean_session: bool) -> Subscriber {
+    fn connect_as(port: u16, filter: &str, id: String, clean_session: bool, qos: QoS) -> Subscriber {
         let mut options = MqttOptions::new(id, "127.0.0.1", port);
         options.set_clean_session(clean_session);
         options.set_keep_alive(Duration::from_secs(5));
@@ -61,7 +70,7 @@ impl Subscriber {
                 match event {
                     // Sessions are clean: every (re)connection subscribes anew.
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        let _ = resubscribe.try_subscribe(filter.clone(), QoS::AtLeastOnce);
+                        let _ = resubscribe.try_subscribe(filter.clone(), qos);
                     }
                     Ok(Event::Incoming(Packet::SubAck(_))) => {
                         let _ = subscribed_tx.send(());

@@ -311,6 +311,8 @@ pub struct ConfigBuilder {
     port: u16,
     /// Set: `mqtt.brokers` instead of the broker at `port`.
     brokers: Option<Vec<String>>,
+    /// Set: `mqtt.qos.subscriptions`.
+    subscription_qos: Option<u8>,
     sources: Vec<String>,
     update: BTreeMap<String, String>,
     probation: BTreeMap<String, String>,
@@ -325,6 +327,7 @@ impl ConfigBuilder {
             device: device.to_owned(),
             port,
             brokers: None,
+            subscription_qos: None,
             sources: Vec::new(),
             update: BTreeMap::new(),
             probation: BTreeMap::new(),
@@ -343,6 +346,12 @@ impl ConfigBuilder {
     /// [`mqtt_brokers_table`]).
     pub fn brokers(mut self, brokers: Vec<String>) -> ConfigBuilder {
         self.brokers = Some(brokers);
+        self
+    }
+
+    /// Sets `mqtt.qos.subscriptions` (0 on NATS, see docs/fleets.md).
+    pub fn subscription_qos(mut self, level: u8) -> ConfigBuilder {
+        self.subscription_qos = Some(level);
         self
     }
 
@@ -369,7 +378,9 @@ impl ConfigBuilder {
             Some(brokers) => mqtt_brokers_table(brokers),
             None => format!("[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nkeep_alive_secs = 5\n", self.port),
         };
-        let mut text = format!("device_id = {}\n{mqtt}[health]\ninterval_secs = 1\n", quoted(&self.device));
+        let qos =
+            self.subscription_qos.map(|level| format!("[mqtt.qos]\nsubscriptions = {level}\n")).unwrap_or_default();
+        let mut text = format!("device_id = {}\n{mqtt}{qos}[health]\ninterval_secs = 1\n", quoted(&self.device));
         for source in &self.sources {
             text.push_str(source);
         }
@@ -459,6 +470,11 @@ pub struct Watch {
 impl Watch {
     pub fn new(port: u16, filter: &str) -> Watch {
         Watch { subscriber: Subscriber::connect(port, filter), seen: Vec::new() }
+    }
+
+    /// As [`Watch::new`], subscribed at QoS 0 (see [`Subscriber::at_most_once`]).
+    pub fn at_most_once(port: u16, filter: &str) -> Watch {
+        Watch { subscriber: Subscriber::at_most_once(port, filter), seen: Vec::new() }
     }
 
     /// Takes what arrived, until `done` holds for everything seen so far; panics after `timeout`, showing the

@@ -4,6 +4,7 @@
 
 use integration_tests::agent::Agent;
 use integration_tests::broker::{Broker, free_port, retained};
+use integration_tests::nats::NatsCluster;
 use integration_tests::update::{
     ConfigBuilder, Push, WAIT, Watch, Workbench, at_version, calm_window, csv_loop, log_of, model, now_ms,
     predictions_after,
@@ -28,9 +29,11 @@ fn update_status_topic() -> String {
 }
 
 /// An agent on `brokers` in group `lab`, classifying a CSV recording 10 windows a second.
-fn config(brokers: Vec<String>, bench: &Workbench, state: &tempfile::TempDir) -> String {
+/// The agent's config; `subscription_qos` is `mqtt.qos.subscriptions` (0 on NATS, see docs/fleets.md).
+fn config(brokers: Vec<String>, subscription_qos: u8, bench: &Workbench, state: &tempfile::TempDir) -> String {
     ConfigBuilder::new(DEVICE, 0, &bench.trusted.public, state.path())
         .brokers(brokers)
+        .subscription_qos(subscription_qos)
         .update("groups", format!("[\"{GROUP}\"]"))
         .source(csv_loop(SOURCE, &model("activity-classifier"), 10))
         .build()
@@ -81,7 +84,7 @@ fn a_dead_broker_hands_the_agent_and_its_state_to_the_next() {
     let brokers = vec![format!("127.0.0.1:{}", first.port()), format!("127.0.0.1:{}", second.port())];
     let bench = Workbench::new();
     let state = tempfile::tempdir().unwrap();
-    let agent = Agent::start(&config(brokers.clone(), &bench, &state));
+    let agent = Agent::start(&config(brokers.clone(), 1, &bench, &state));
     assert_state_served(first.port(), &agent);
     assert_eq!(connected_to(&agent), brokers[0]);
     assert_eq!(retained(second.port(), &status_topic()), None, "the second broker has seen nothing yet");
@@ -93,6 +96,31 @@ fn a_dead_broker_hands_the_agent_and_its_state_to_the_next() {
     assert_eq!(connected_to(&agent), brokers[1]);
     assert!(agent.log().contains(&format!("MQTT moving to broker 2 of 2: {}.", brokers[1])), "{}", agent.log());
     assert_state_served(second.port(), &agent);
+}
+
+#[test]
+fn a_nats_cluster_keeps_the_agent_and_its_state_when_its_node_dies() {
+    let mut cluster = NatsCluster::start();
+    let brokers = cluster.brokers();
+    let bench = Workbench::new();
+    let state = tempfile::tempdir().unwrap();
+    let agent = Agent::start(&config(brokers.clone(), 0, &bench, &state));
+    // Published on node 0 (listed first), read through node 2.
+    let mut watch = Watch::at_most_once(cluster.mqtt_port(2), &format!("devices/{DEVICE}/predictions/#"));
+    predictions_after(&mut watch, &agent, DEVICE, SOURCE, 0, 3);
+    let node = brokers.iter().position(|broker| *broker == connected_to(&agent)).expect("a node of the cluster");
+    assert_eq!(node, 0, "the first node listed");
+
+    let killed_ms = now_ms();
+    cluster.kill(node);
+    assert!(!cluster.is_running(node));
+    predictions_after(&mut watch, &agent, DEVICE, SOURCE, killed_ms, 3);
+    let now_on = connected_to(&agent);
+    assert_ne!(now_on, brokers[node], "{}", agent.log());
+    for survivor in [1, 2] {
+        assert!(cluster.is_running(survivor));
+        assert_state_served(cluster.mqtt_port(survivor), &agent);
+    }
 }
 
 #[test]

@@ -50,6 +50,7 @@ impl Fleet {
             let state = tempfile::tempdir().expect("temp dir");
             let config = ConfigBuilder::new(&device, 0, &bench.trusted.public, state.path())
                 .brokers(rotated(&cluster.brokers(), index))
+                .subscription_qos(0)
                 .source(csv_loop("wrist", &model("activity-classifier"), 5))
                 .update("groups", format!("[\"{GROUP}\"]"))
                 .probation("window_secs", 2)
@@ -86,6 +87,8 @@ impl Fleet {
                 "2",
                 "--install-ms",
                 "100",
+                "--subscription-qos",
+                "0",
             ];
             args.extend_from_slice(simulator_args);
             simulators.push(Simulator::start(&cluster.brokers(), &args, READY_WAIT));
@@ -121,7 +124,7 @@ impl Fleet {
     /// that is running.
     fn retained(&self, filter: &str, keep: impl Fn(&Received) -> bool) -> BTreeSet<String> {
         let node = (0..3).find(|&node| self.cluster.is_running(node)).expect("a node runs");
-        let subscriber = Subscriber::connect(self.cluster.mqtt_port(node), filter);
+        let subscriber = Subscriber::at_most_once(self.cluster.mqtt_port(node), filter);
         let messages = subscriber.collect_for(Duration::from_secs(3));
         messages.iter().filter(|m| m.retain && keep(m)).map(|m| device_of(&m.topic)).collect()
     }
@@ -129,7 +132,7 @@ impl Fleet {
     /// The retained update status of every device, by device.
     fn update_states(&self) -> BTreeMap<String, Value> {
         let node = (0..3).find(|&node| self.cluster.is_running(node)).expect("a node runs");
-        let subscriber = Subscriber::connect(self.cluster.mqtt_port(node), "devices/+/update/status");
+        let subscriber = Subscriber::at_most_once(self.cluster.mqtt_port(node), "devices/+/update/status");
         let messages = subscriber.collect_for(Duration::from_secs(3));
         messages.iter().filter(|m| m.retain).map(|m| (device_of(&m.topic), m.json())).collect()
     }
@@ -291,6 +294,44 @@ fn a_thousand_devices_take_a_canary_then_waves_at_a_set_rate() {
         eprintln!("  wave {wave}: {devices} devices, {seconds:.1} s");
     }
     eprintln!("{}", fleet.figures());
+}
+
+#[test]
+fn a_node_killed_mid_rollout_leaves_no_device_half_updated() {
+    let mut fleet = Fleet::start(6, 294, &[]);
+    let package = fleet.package();
+    // The operator starts on node 0, the node that dies.
+    let mut push = fleet.push(
+        &package,
+        &fleet.cluster.brokers(),
+        &[
+            "--canary",
+            "10",
+            "--wave-rate",
+            "1200",
+            "--wave-secs",
+            "10",
+            "--soak-secs",
+            "2",
+            "--max-failures",
+            "5%",
+            "--min-finished",
+            "20",
+        ],
+    );
+    first_gate_passed(&mut push);
+    fleet.cluster.kill(0);
+    let outcome = push.finish(ROLLOUT_WAIT);
+    assert!(outcome.success, "{}\n{}", failure(&outcome), fleet.logs());
+    // Every device reconnected to a surviving node, said so (retained `online`), kept its membership, and ended
+    // committed: none is left downloading, verifying, testing or on probation.
+    fleet.wait_online();
+    let states = fleet.update_states();
+    for device in &fleet.devices {
+        let state = states.get(device).map(|s| s["state"].clone());
+        assert_eq!(state, Some(Value::from("committed")), "{device}: {:?}", states.get(device));
+    }
+    eprintln!("node 0 killed after the first wave; {}", fleet.figures());
 }
 
 #[test]

@@ -41,6 +41,7 @@ status = 2
 predictions = 0
 health = 1
 errors = 0
+subscriptions = 0
 [mqtt.tls]
 ca_file = "ca.pem"
 client_cert_file = "client.pem"
@@ -113,7 +114,7 @@ fn defaults() {
     assert_eq!(config.mqtt.max_skipped_packet_bytes, 16 * 1024 * 1024);
     assert_eq!(config.mqtt.format, Format::Json);
     assert_eq!(config.mqtt.queue_capacity, 64);
-    assert_eq!(config.mqtt.qos, QosConfig { status: 1, predictions: 1, health: 0, errors: 1 });
+    assert_eq!(config.mqtt.qos, QosConfig { status: 1, predictions: 1, health: 0, errors: 1, subscriptions: 1 });
     assert_eq!(config.health.interval_secs, 10);
     let SourceConfig::Images(images) = &config.sources[0] else { panic!("images") };
     assert_eq!(images.rate_fps, 2.0);
@@ -176,7 +177,7 @@ fn every_key_is_read() {
     assert_eq!(config.mqtt_client_id(), "agent-7");
     assert_eq!(config.topics(), Topics::new("site/a"));
     assert_eq!(config.mqtt.format, Format::Postcard);
-    assert_eq!(config.mqtt.qos, QosConfig { status: 2, predictions: 0, health: 1, errors: 0 });
+    assert_eq!(config.mqtt.qos, QosConfig { status: 2, predictions: 0, health: 1, errors: 0, subscriptions: 0 });
     assert_eq!(config.mqtt.max_packet_bytes, 65536);
     assert_eq!((config.mqtt.connect_timeout_secs, config.mqtt.max_skipped_packet_bytes), (3, 131072));
     let tls = config.mqtt.tls.as_ref().expect("tls");
@@ -292,6 +293,7 @@ status = 3
 predictions = 1
 health = 7
 errors = 0
+subscriptions = 2
 [mqtt.tls]
 client_cert_file = "c.pem"
 [health]
@@ -359,6 +361,7 @@ topic = "same"
         "mqtt.max_skipped_packet_bytes: must be between mqtt.max_packet_bytes and 268435455",
         "mqtt.qos.status: must be 0, 1 or 2",
         "mqtt.qos.health: must be 0, 1 or 2",
+        "mqtt.qos.subscriptions: must be 0 or 1",
         "mqtt.tls.ca_file: is required when [mqtt.tls] is present",
         "mqtt.tls.client_key_file: is required with client_cert_file",
         "health.interval_secs: must be >= 1",

@@ -79,6 +79,10 @@ pub struct SimulateArgs {
     /// The devices whose index is K-1 mod K fail their self-test.
     #[arg(long, value_name = "K")]
     fail_self_test_every: Option<u32>,
+    /// The QoS of every device's subscriptions, as the agent's `mqtt.qos.subscriptions`: 0 on NATS (a QoS 1
+    /// subscription there is a JetStream consumer, which dies with its node; docs/fleets.md).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+    subscription_qos: u8,
     /// Stop after this many seconds (default: at SIGTERM or SIGINT).
     #[arg(long, value_name = "SECONDS")]
     duration: Option<f64>,
@@ -163,6 +167,7 @@ pub fn main(args: &SimulateArgs) -> Result<ExitCode> {
             health: Duration::from_secs_f64(args.health_secs),
             probation: Duration::from_secs_f64(args.probation_secs),
             install: Duration::from_millis(args.install_ms),
+            subscription_qos: mqtt::qos(args.subscription_qos),
         };
         // Each device starts on its own broker of the list and fails over to the others in turn.
         let mut own_brokers = brokers.clone();
@@ -265,7 +270,10 @@ fn start(spec: &DeviceSpec, plan: &FleetPlan, brokers: Vec<mqtt::BrokerAddress>,
         presence: Some(presence),
     };
     let (link, pending) = mqtt::connect(options).with_context(|| format!("{id}: the MQTT link"))?;
-    let (routes, inbox, receiver, dropped) = device::routes(&prefix, &spec.groups);
+    let (mut routes, inbox, receiver, dropped) = device::routes(&prefix, &spec.groups);
+    for route in &mut routes {
+        route.qos = spec.subscription_qos;
+    }
     pending.start(routes).with_context(|| format!("{id}: starting the MQTT link"))?;
     let device = SimulatedDevice::new(spec, plan, link, dropped, fleet.clone());
     let groups = spec.groups.clone();

@@ -157,6 +157,7 @@ pub struct DeviceSpec {
     pub health: Duration,
     pub probation: Duration,
     pub install: Duration,
+    pub subscription_qos: QoS,
 }
 
 impl SimulatedDevice {
