@@ -208,7 +208,7 @@ impl<P: Publisher> Updater<P> {
         let (views, models) = parts.models.into_iter().map(split_model).unzip();
         let settings = Settings {
             device: parts.device.clone(),
-            config: parts.config.settings(),
+            config: parts.config.settings.clone(),
             max_chunk: parts.max_packet_bytes.saturating_sub(CHUNK_HEADROOM),
             trusted: trusted.clone(),
         };
