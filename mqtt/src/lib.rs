@@ -55,6 +55,8 @@ use oversize::Oversize;
 use shared::Shared;
 use std::error::Error;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Builds the rumqttc options (failing on unreadable TLS or password files) and the handle, without
@@ -111,6 +113,32 @@ pub struct Route {
     pub topic: String,
     pub qos: QoS,
     pub sink: Box<dyn Sink>,
+}
+
+impl Route {
+    /// A route that hands what `message` makes of each delivery to a bounded channel, without ever blocking the
+    /// `mqtt` thread: when the channel is full the message is dropped and counted in `dropped` (its owner reports
+    /// the count); a delivery `message` makes nothing of is logged and ignored.
+    pub fn to_queue<T: Send + 'static>(
+        topic: String,
+        qos: QoS,
+        queue: &SyncSender<T>,
+        dropped: &Arc<AtomicU64>,
+        message: impl Fn(&str, &[u8]) -> Option<T> + Send + 'static,
+    ) -> Route {
+        let (queue, dropped) = (queue.clone(), dropped.clone());
+        let sink = Box::new(move |topic: &str, payload: &[u8]| {
+            let Some(message) = message(topic, payload) else {
+                log::debug!("Ignoring a message on {topic}.");
+                return;
+            };
+            if let Err(TrySendError::Full(_)) = queue.try_send(message) {
+                dropped.fetch_add(1, Ordering::Relaxed);
+                log::debug!("Queue full; a message on {topic} is dropped.");
+            }
+        });
+        Route { topic, qos, sink }
+    }
 }
 
 /// What a retained status says of its publisher.
