@@ -176,3 +176,23 @@ impl Presence {
 fn unix_time_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
 }
+
+#[cfg(test)]
+mod route_tests {
+    use super::*;
+    use std::sync::mpsc::sync_channel;
+
+    #[test]
+    fn a_queue_route_drops_and_counts_when_full_and_ignores_what_it_cannot_read() {
+        let (queue, received) = sync_channel(1);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let mut route = Route::to_queue("t/#".into(), QoS::AtLeastOnce, &queue, &dropped, |topic, payload| {
+            (topic != "t/unreadable").then(|| payload.to_vec())
+        });
+        for (topic, payload) in [("t/a", b"1"), ("t/unreadable", b"2"), ("t/b", b"3")] {
+            route.sink.deliver(Message { topic, payload, retained: false });
+        }
+        assert_eq!(received.try_iter().collect::<Vec<_>>(), [b"1".to_vec()]);
+        assert_eq!(dropped.load(Ordering::Relaxed), 1, "only the message that found the queue full is counted");
+    }
+}
