@@ -262,7 +262,7 @@ fn run(
         start_workers(ready, &settings, &metrics, &clock, &shutdown, &snapshots, &monitor)?;
 
     let update_events = config.update.as_ref().map(|update| {
-        let groups: Vec<UpdateTopics> = update.groups.iter().map(|group| UpdateTopics::group(group)).collect();
+        let groups: Vec<UpdateTopics> = update.settings.groups.iter().map(|group| UpdateTopics::group(group)).collect();
         let (update_routes, events) = update::routes(&own_update_topics(&config), &groups);
         routes.extend(update_routes);
         events
@@ -651,7 +651,7 @@ fn announce_membership(link: &MqttHandle, config: &AgentConfig) {
     let Some(update) = &config.update else { return };
     let membership = Membership { device: config.device_id.clone(), prefix: config.topics().prefix().to_owned() };
     let Ok(payload) = serde_json::to_vec(&membership) else { return };
-    for group in &update.groups {
+    for group in &update.settings.groups {
         let topic = UpdateTopics::group(group).member(&config.device_id);
         // Kept: a broker failed over to, or a cluster node, may not have it.
         if let Err(e) = link.retain_on_connect(&topic, QoS::AtLeastOnce, payload.clone()) {

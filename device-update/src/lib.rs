@@ -4,6 +4,7 @@
 //! memory). `docs/updates.md` describes the protocol.
 
 pub mod effects;
+pub mod inbound;
 pub mod judge;
 pub mod machine;
 pub mod progress;

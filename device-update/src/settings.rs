@@ -1,16 +1,19 @@
-//! What the machine needs to know of the device's update configuration; the agent converts its `[update]`
-//! table into these, the simulator builds them from its flags.
+//! What the machine needs to know of the device's update configuration: the agent's `[update]` table holds
+//! these as they are (hence `Deserialize`, strict like the rest of its file), the simulator builds them from its
+//! flags.
 
+use serde::Deserialize;
 use std::time::Duration;
 
 /// The update limits of one device.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct UpdateSettings {
     /// Groups this device belongs to: orders addressed to them are taken.
     pub groups: Vec<String>,
     /// The largest package accepted.
     pub max_package_bytes: u64,
-    /// Free space left after staging and unpacking a package.
+    /// Free space left on the state directory's file system after staging and unpacking a package.
     pub reserve_bytes: u64,
     /// Chunks asked for at once.
     pub request_window: u32,
@@ -39,7 +42,8 @@ impl UpdateSettings {
 }
 
 /// How a new model is judged against the one it replaced before it is committed.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ProbationLimits {
     /// Seconds the new model serves on probation; it is committed at the end unless it broke a limit.
     pub window_secs: f64,
@@ -49,15 +53,16 @@ pub struct ProbationLimits {
     pub max_error_rate_increase: f64,
     /// Roll back when the p95 inference latency grows by more than this factor...
     pub max_p95_ratio: f64,
-    /// ...and by more than this many milliseconds.
+    /// ...and by more than this many milliseconds: below it, a p95 change is scheduling noise, not the model.
     pub min_p95_increase_ms: f64,
-    /// Roll back when the mean top confidence falls by more than this.
+    /// Roll back when the mean top confidence (classifiers and detectors) falls by more than this.
     pub max_confidence_drop: f64,
     /// Refuse a model that would run on another execution provider than the one it replaces.
     pub require_same_provider: bool,
-    /// Roll back when the largest PSI of the new model's outputs goes above this; `None`: not judged.
+    /// Roll back when the largest PSI of the new model's outputs against its own reference profile goes above
+    /// this (needs a monitor for the source and a profiled bundle); `None`: not judged.
     pub max_output_psi: Option<f64>,
-    /// Roll back when the new model's accuracy from feedback falls below this; `None`: not judged.
+    /// Roll back when the new model's accuracy from feedback (0–1) falls below this; `None`: not judged.
     pub min_accuracy: Option<f64>,
     /// Labelled predictions the new model needs before its accuracy is judged.
     pub min_labelled: u32,

@@ -55,6 +55,8 @@ use oversize::Oversize;
 use shared::Shared;
 use std::error::Error;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Builds the rumqttc options (failing on unreadable TLS or password files) and the handle, without
@@ -113,6 +115,32 @@ pub struct Route {
     pub sink: Box<dyn Sink>,
 }
 
+impl Route {
+    /// A route that hands what `message` makes of each delivery to a bounded channel, without ever blocking the
+    /// `mqtt` thread: when the channel is full the message is dropped and counted in `dropped` (its owner reports
+    /// the count); a delivery `message` makes nothing of is logged and ignored.
+    pub fn to_queue<T: Send + 'static>(
+        topic: String,
+        qos: QoS,
+        queue: &SyncSender<T>,
+        dropped: &Arc<AtomicU64>,
+        message: impl Fn(&str, &[u8]) -> Option<T> + Send + 'static,
+    ) -> Route {
+        let (queue, dropped) = (queue.clone(), dropped.clone());
+        let sink = Box::new(move |topic: &str, payload: &[u8]| {
+            let Some(message) = message(topic, payload) else {
+                log::debug!("Ignoring a message on {topic}.");
+                return;
+            };
+            if let Err(TrySendError::Full(_)) = queue.try_send(message) {
+                dropped.fetch_add(1, Ordering::Relaxed);
+                log::debug!("Queue full; a message on {topic} is dropped.");
+            }
+        });
+        Route { topic, qos, sink }
+    }
+}
+
 /// What a retained status says of its publisher.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Liveness {
@@ -147,4 +175,24 @@ impl Presence {
 
 fn unix_time_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod route_tests {
+    use super::*;
+    use std::sync::mpsc::sync_channel;
+
+    #[test]
+    fn a_queue_route_drops_and_counts_when_full_and_ignores_what_it_cannot_read() {
+        let (queue, received) = sync_channel(1);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let mut route = Route::to_queue("t/#".into(), QoS::AtLeastOnce, &queue, &dropped, |topic, payload| {
+            (topic != "t/unreadable").then(|| payload.to_vec())
+        });
+        for (topic, payload) in [("t/a", b"1"), ("t/unreadable", b"2"), ("t/b", b"3")] {
+            route.sink.deliver(Message { topic, payload, retained: false });
+        }
+        assert_eq!(received.try_iter().collect::<Vec<_>>(), [b"1".to_vec()]);
+        assert_eq!(dropped.load(Ordering::Relaxed), 1, "only the message that found the queue full is counted");
+    }
 }

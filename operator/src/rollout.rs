@@ -71,34 +71,42 @@ impl ControlCommand {
 #[derive(Subcommand, Debug)]
 pub enum RolloutCommand {
     /// Start no new wave until `resume` (the devices already announced finish).
-    Pause(ControlArgs),
+    Pause(RolloutArgs),
     /// Let a paused rollout go on.
-    Resume(ControlArgs),
+    Resume(RolloutArgs),
     /// End the rollout: no device not yet announced ever hears of the update.
-    Abort(ControlArgs),
+    Abort(RolloutArgs),
     /// Print the group's rollout record.
     Status(StatusArgs),
 }
 
+/// Which group's rollout, on which broker, and the operator key: it signs a control message, and a record must
+/// carry its signature.
 #[derive(Args, Debug)]
-pub struct ControlArgs {
+pub struct RolloutArgs {
     #[command(flatten)]
     pub broker: BrokerArgs,
     #[command(flatten)]
     pub signer: KeyArgs,
+    /// The group whose rollout this is.
     #[arg(long, value_name = "NAME")]
     pub group: String,
+}
+
+impl RolloutArgs {
+    /// The operator key and a connection to the broker, once the group's name is checked.
+    fn open(&self) -> Result<(Signer, Broker)> {
+        crate::push::check_name("--group", &self.group)?;
+        let signer = Signer::open(&self.signer)?;
+        let broker = Broker::connect(&self.broker, &client_id(), MAX_PACKET)?;
+        Ok((signer, broker))
+    }
 }
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
     #[command(flatten)]
-    pub broker: BrokerArgs,
-    /// The operator key whose signature the record must carry.
-    #[command(flatten)]
-    pub signer: KeyArgs,
-    #[arg(long, value_name = "NAME")]
-    pub group: String,
+    pub rollout: RolloutArgs,
     /// Print the record as JSON.
     #[arg(long)]
     pub json: bool,
@@ -113,12 +121,10 @@ pub fn main(command: &RolloutCommand) -> Result<ExitCode> {
     }
 }
 
-fn control(args: &ControlArgs, command: ControlCommand) -> Result<ExitCode> {
-    crate::push::check_name("--group", &args.group)?;
-    let signer = Signer::open(&args.signer)?;
+fn control(args: &RolloutArgs, command: ControlCommand) -> Result<ExitCode> {
+    let (signer, mut broker) = args.open()?;
     let message = ControlMessage { group: args.group.clone(), command, at_ms: unix_ms() };
     let payload = signer.seal_text(serde_json::to_string(&message)?)?;
-    let mut broker = Broker::connect(&args.broker, &client_id(), MAX_PACKET)?;
     let topic = control_topic(&args.group);
     publish_acknowledged(&mut broker, &topic, &payload)?;
     broker.close();
@@ -127,13 +133,12 @@ fn control(args: &ControlArgs, command: ControlCommand) -> Result<ExitCode> {
 }
 
 fn status(args: &StatusArgs) -> Result<ExitCode> {
-    crate::push::check_name("--group", &args.group)?;
-    let signer = Signer::open(&args.signer)?;
-    let mut broker = Broker::connect(&args.broker, &client_id(), MAX_PACKET)?;
-    let record = read_record(&mut broker, &args.group, &signer.public_key())?;
+    let group = &args.rollout.group;
+    let (signer, mut broker) = args.rollout.open()?;
+    let record = read_record(&mut broker, group, &signer.public_key())?;
     broker.close();
     let Some(record) = record else {
-        bail!("group {}: no rollout record retained on {}", args.group, state_topic(&args.group));
+        bail!("group {group}: no rollout record retained on {}", state_topic(group));
     };
     if args.json {
         println!("{}", serde_json::to_string(&record)?);

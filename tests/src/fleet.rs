@@ -1,21 +1,13 @@
 //! Fleets in the tests: `edgectl fleet simulate` as a child process, and what a process costs (CPU time, peak
 //! memory) read from `/proc`, for the figures the cluster tests report.
 
-use crate::agent::operator_binary;
+use crate::json_child::JsonChild;
 use serde_json::Value;
 use std::ffi::OsString;
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
 /// `edgectl fleet simulate --json` running as a child process; its stdout lines are collected as they come.
-pub struct Simulator {
-    child: Child,
-    lines: Receiver<Value>,
-    seen: Vec<Value>,
-    stderr: tempfile::NamedTempFile,
-}
+pub struct Simulator(JsonChild);
 
 impl Simulator {
     /// `edgectl fleet simulate --broker <b>... --json <args>`, and waits until it says every device is ready.
@@ -25,28 +17,7 @@ impl Simulator {
             all.extend(["--broker".into(), broker.into()]);
         }
         all.extend(args.iter().map(OsString::from));
-        let stderr = tempfile::NamedTempFile::new().expect("temp file");
-        let mut child = Command::new(operator_binary())
-            .args(&all)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr.reopen().expect("stderr file"))
-            .spawn()
-            .expect("edgectl starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (sender, lines) = channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                let value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("a simulator --json line that is not JSON ({e}): {line:?}"));
-                if sender.send(value).is_err() {
-                    return;
-                }
-            }
-        });
-        let mut simulator = Simulator { child, lines, seen: Vec::new(), stderr };
+        let mut simulator = Simulator(JsonChild::edgectl(&all, "warn"));
         let deadline = Instant::now() + ready_within;
         while !simulator.lines().iter().any(|line| line["event"] == "ready") {
             assert!(simulator.running(), "the simulator exited before it was ready:\n{}", simulator.stderr());
@@ -62,42 +33,32 @@ impl Simulator {
 
     /// The JSON lines printed so far.
     pub fn lines(&mut self) -> &[Value] {
-        while let Ok(line) = self.lines.try_recv() {
-            self.seen.push(line);
-        }
-        &self.seen
+        self.0.lines()
     }
 
     pub fn running(&mut self) -> bool {
-        self.child.try_wait().expect("try_wait").is_none()
+        self.0.running()
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.0.pid()
     }
 
     pub fn stderr(&self) -> String {
-        std::fs::read_to_string(self.stderr.path()).unwrap_or_default()
+        self.0.stderr()
     }
 
     /// SIGTERM, and the exit within `timeout`.
     pub fn terminate(mut self, timeout: Duration) -> std::process::ExitStatus {
-        crate::sigterm(&self.child);
+        self.0.sigterm();
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
+            if let Some(status) = self.0.exited() {
                 return status;
             }
             assert!(Instant::now() < deadline, "the simulator did not stop within {timeout:?}:\n{}", self.stderr());
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-}
-
-impl Drop for Simulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

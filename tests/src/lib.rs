@@ -7,6 +7,7 @@ pub mod broker;
 pub mod container;
 pub mod fixtures;
 pub mod fleet;
+pub mod json_child;
 pub mod nats;
 pub mod profile;
 pub mod references;

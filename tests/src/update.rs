@@ -3,16 +3,15 @@
 
 use crate::agent::{Agent, mqtt_brokers_table, operator_binary};
 use crate::fixtures::edited_bundle;
+use crate::json_child::JsonChild;
 use crate::models_dir;
 use crate::subscriber::{Received, Subscriber, summary};
 use protocol::update::{Instruction, Order, Target, UpdateStatus};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, channel};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Waiting for an agent to say something.
@@ -139,10 +138,7 @@ fn keygen(dir: &Path, name: &str) -> Keys {
 /// `model push` (or `model rollback`) running as a child process with `--json`; its stdout lines are collected
 /// as they come.
 pub struct Push {
-    child: Child,
-    lines: Receiver<String>,
-    seen: Vec<Value>,
-    stderr: tempfile::NamedTempFile,
+    process: JsonChild,
     /// Wall-clock time (Unix ms) just before the process started, to compare with the agents' `at_ms`.
     pub started_ms: u64,
 }
@@ -186,95 +182,50 @@ impl Push {
     }
 
     fn spawn(args: Vec<OsString>) -> Push {
-        let stderr = tempfile::NamedTempFile::new().expect("temp file");
         let started_ms = now_ms();
-        let mut child = Command::new(operator_binary())
-            .args(&args)
-            .env("ORT_DYLIB_PATH", crate::ort_library())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr.reopen().expect("stderr file"))
-            .spawn()
-            .expect("edgectl starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (sender, lines) = channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                if sender.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Push { child, lines, seen: Vec::new(), stderr, started_ms }
+        Push { process: JsonChild::edgectl(&args, "info"), started_ms }
     }
 
     /// The JSON lines printed so far (progress lines, and the summary once it came).
     pub fn lines(&mut self) -> &[Value] {
-        while let Ok(line) = self.lines.try_recv() {
-            self.seen.push(parse_line(&line));
-        }
-        &self.seen
+        self.process.lines()
     }
 
     /// Kills the process (SIGKILL: it gets no chance to tidy up) and returns the lines it printed.
     pub fn kill(mut self) -> Vec<Value> {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.kill();
         self.lines().to_vec()
     }
 
     /// Whether the process still runs.
     pub fn running(&mut self) -> bool {
-        self.child.try_wait().expect("try_wait").is_none()
+        self.process.running()
     }
 
     /// What it logged so far.
     pub fn stderr(&self) -> String {
-        std::fs::read_to_string(self.stderr.path()).unwrap_or_default()
+        self.process.stderr()
     }
 
     /// Waits for the exit (killing it after `timeout`) and returns what it printed.
     pub fn finish(mut self, timeout: Duration) -> PushOutcome {
         let deadline = Instant::now() + timeout;
         let status = loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
+            if let Some(status) = self.process.exited() {
                 break status;
             }
             if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
+                self.process.kill();
                 let lines = self.lines().to_vec();
                 panic!("the push did not end within {timeout:?}; lines: {lines:?}\nstderr:\n{}", self.stderr());
             }
             std::thread::sleep(Duration::from_millis(50));
         };
         // The reader thread ends at EOF; take everything it read.
-        let reader_deadline = Instant::now() + Duration::from_secs(5);
-        while let Ok(line) = self.lines.recv_timeout(reader_deadline.saturating_duration_since(Instant::now())) {
-            self.seen.push(parse_line(&line));
-        }
-        let summary = self.seen.iter().find_map(|line| line.get("summary")).cloned().unwrap_or(Value::Null);
-        PushOutcome {
-            success: status.success(),
-            code: status.code(),
-            lines: self.seen.clone(),
-            summary,
-            stderr: self.stderr(),
-        }
+        let lines = self.process.all_lines(Duration::from_secs(5)).to_vec();
+        let summary = lines.iter().find_map(|line| line.get("summary")).cloned().unwrap_or(Value::Null);
+        PushOutcome { success: status.success(), code: status.code(), lines, summary, stderr: self.stderr() }
     }
-}
-
-impl Drop for Push {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn parse_line(line: &str) -> Value {
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("a --json line that is not JSON ({e}): {line:?}"))
 }
 
 /// How a push ended.

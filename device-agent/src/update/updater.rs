@@ -208,7 +208,7 @@ impl<P: Publisher> Updater<P> {
         let (views, models) = parts.models.into_iter().map(split_model).unzip();
         let settings = Settings {
             device: parts.device.clone(),
-            config: parts.config.settings(),
+            config: parts.config.settings.clone(),
             max_chunk: parts.max_packet_bytes.saturating_sub(CHUNK_HEADROOM),
             trusted: trusted.clone(),
         };
@@ -256,11 +256,7 @@ impl<P: Publisher> Updater<P> {
                     None => events.recv().map_err(|_| RecvTimeoutError::Disconnected),
                 };
                 let event = match received {
-                    Ok(UpdateEvent::Announce { base, payload }) => {
-                        Event::Announce { base, payload, disk: self.disk(), wall_ms: unix_time_ms() }
-                    }
-                    Ok(UpdateEvent::Chunk { id, index, payload }) => Event::Chunk { id, index, payload },
-                    Ok(UpdateEvent::Command(payload)) => Event::Command { payload, wall_ms: unix_time_ms() },
+                    Ok(UpdateEvent::Message(message)) => message.into_event(|| self.disk(), unix_time_ms()),
                     Err(RecvTimeoutError::Timeout) => Event::Tick,
                     Ok(UpdateEvent::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 };
@@ -605,6 +601,7 @@ fn rejected(error: impl ToString) -> Refusal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use device_update::inbound::UpdateMessage;
     use std::sync::Mutex;
 
     /// Every message the updater publishes: topic, retained, payload.
@@ -665,8 +662,8 @@ mod tests {
         })
         .unwrap();
         let (wake, events) = sync_channel(8);
-        wake.send(UpdateEvent::Announce { base: own, payload: b"{".to_vec() }).unwrap();
-        wake.send(UpdateEvent::Command(br#"{"command":"rollback"}"#.to_vec())).unwrap();
+        wake.send(UpdateEvent::Message(UpdateMessage::Announce { base: own, payload: b"{".to_vec() })).unwrap();
+        wake.send(UpdateEvent::Message(UpdateMessage::Command(br#"{"command":"rollback"}"#.to_vec()))).unwrap();
         let shutdown = Arc::new(Shutdown::default());
         shutdown.trigger();
         updater.run(Inbox { events, wake, dropped: Arc::default() }, shutdown);

@@ -5,18 +5,19 @@
 use super::plan::FleetPlan;
 use super::{Fleet, FleetEvent};
 use device_update::effects::{Action, Candidate, Disk, Event, Guard, LastStatus, Loaded, Refusal};
+use device_update::inbound::{UpdateMessage, subscriptions};
 use device_update::judge::ScoreSnapshot;
 use device_update::machine::{Machine, ModelView, Recovery, Settings, WorkerView};
 use device_update::progress::Progress;
 use device_update::settings::{ProbationLimits, UpdateSettings};
 use mqtt::{EncodeError, Liveness, MqttHandle, QoS, Route, StatusPayload};
 use protocol::error::{ErrorKind, ErrorStage};
-use protocol::update::{Announcement, Membership, UpdateStatus, UpdateTopics, parse_chunk_topic};
+use protocol::update::{Announcement, Membership, UpdateStatus, UpdateTopics};
 use protocol::wire::{self, ErrorEvent, Format, Health, Prediction, SourceHealth, State, Status, Topics};
 use protocol::{ClassScore, ModelIdentity, Output, StageTimings};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Update messages waiting for the device's thread, as in the agent: beyond this the excess is dropped and counted
@@ -33,16 +34,7 @@ pub const MAX_PACKET: usize = 1024 * 1024;
 
 /// What the link's routes hand the device's thread.
 pub enum Inbound {
-    Announce {
-        base: UpdateTopics,
-        payload: Vec<u8>,
-    },
-    Chunk {
-        id: String,
-        index: u32,
-        payload: Vec<u8>,
-    },
-    Command(Vec<u8>),
+    Update(UpdateMessage),
     /// Our own retained `online` status came back: every subscription before it is in place.
     Subscribed,
     Stop,
@@ -72,43 +64,21 @@ pub fn agent_version() -> String {
 pub fn routes(prefix: &str, groups: &[String]) -> (Vec<Route>, SyncSender<Inbound>, Receiver<Inbound>, Arc<AtomicU64>) {
     let (sender, receiver) = sync_channel(INBOX);
     let dropped = Arc::new(AtomicU64::new(0));
-    let own = UpdateTopics::device(prefix);
-    let mut routes = Vec::new();
-    for base in std::iter::once(own.clone()).chain(groups.iter().map(|group| UpdateTopics::group(group))) {
-        let announced = base.clone();
-        routes.push(route(base.announce(), &sender, &dropped, move |_, payload| {
-            Some(Inbound::Announce { base: announced.clone(), payload: payload.to_vec() })
-        }));
-        routes.push(route(base.chunk_filter(), &sender, &dropped, |topic, payload| {
-            let (id, index) = parse_chunk_topic(topic)?;
-            Some(Inbound::Chunk { id: id.to_owned(), index, payload: payload.to_vec() })
-        }));
-    }
-    routes.push(route(own.command(), &sender, &dropped, |_, payload| Some(Inbound::Command(payload.to_vec()))));
-    routes.push(route(Topics::new(prefix).status(), &sender, &dropped, |_, payload| {
+    let groups: Vec<UpdateTopics> = groups.iter().map(|group| UpdateTopics::group(group)).collect();
+    let mut routes: Vec<Route> = subscriptions(&UpdateTopics::device(prefix), &groups)
+        .into_iter()
+        .map(|subscription| {
+            let topic = subscription.filter.clone();
+            Route::to_queue(topic, QoS::AtLeastOnce, &sender, &dropped, move |topic, payload| {
+                subscription.message(topic, payload).map(Inbound::Update)
+            })
+        })
+        .collect();
+    routes.push(Route::to_queue(Topics::new(prefix).status(), QoS::AtLeastOnce, &sender, &dropped, |_, payload| {
         let status: Status = serde_json::from_slice(payload).ok()?;
         (status.state == State::Online).then_some(Inbound::Subscribed)
     }));
     (routes, sender, receiver, dropped)
-}
-
-fn route(
-    topic: String,
-    sender: &SyncSender<Inbound>,
-    dropped: &Arc<AtomicU64>,
-    inbound: impl Fn(&str, &[u8]) -> Option<Inbound> + Send + 'static,
-) -> Route {
-    let (sender, dropped) = (sender.clone(), dropped.clone());
-    let sink = Box::new(move |topic: &str, payload: &[u8]| {
-        let Some(message) = inbound(topic, payload) else {
-            log::debug!("Ignoring a message on {topic}.");
-            return;
-        };
-        if let Err(TrySendError::Full(_)) = sender.try_send(message) {
-            dropped.fetch_add(1, Ordering::Relaxed);
-        }
-    });
-    Route { topic, qos: QoS::AtLeastOnce, sink }
 }
 
 /// The package being downloaded, in memory.
@@ -244,11 +214,7 @@ impl SimulatedDevice {
                 .min()
                 .unwrap_or(now);
             let event = match inbox.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(Inbound::Announce { base, payload }) => {
-                    Event::Announce { base, payload, disk: disk(), wall_ms: unix_time_ms() }
-                }
-                Ok(Inbound::Chunk { id, index, payload }) => Event::Chunk { id, index, payload },
-                Ok(Inbound::Command(payload)) => Event::Command { payload, wall_ms: unix_time_ms() },
+                Ok(Inbound::Update(message)) => message.into_event(disk, unix_time_ms()),
                 Ok(Inbound::Subscribed) => {
                     self.fleet.send(FleetEvent::Ready);
                     continue;
