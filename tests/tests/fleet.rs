@@ -255,29 +255,31 @@ fn first_gate_passed(push: &mut Push) {
     }
 }
 
+/// A canary of 10, then waves of 200 every 10 s (1,200 a minute) with a 2 s soak, aborting past `max_failures`
+/// once 20 devices have finished.
+fn waves_at_1200_a_minute(max_failures: &str) -> [&str; 12] {
+    [
+        "--canary",
+        "10",
+        "--wave-rate",
+        "1200",
+        "--wave-secs",
+        "10",
+        "--soak-secs",
+        "2",
+        "--max-failures",
+        max_failures,
+        "--min-finished",
+        "20",
+    ]
+}
+
 #[test]
 fn a_thousand_devices_take_a_canary_then_waves_at_a_set_rate() {
     let fleet = Fleet::start(20, 980, &[]);
     let package = fleet.package();
     let started = Instant::now();
-    let push = fleet.push(
-        &package,
-        &fleet.cluster.brokers(),
-        &[
-            "--canary",
-            "10",
-            "--wave-rate",
-            "1200",
-            "--wave-secs",
-            "10",
-            "--soak-secs",
-            "2",
-            "--max-failures",
-            "2%",
-            "--min-finished",
-            "20",
-        ],
-    );
+    let push = fleet.push(&package, &fleet.cluster.brokers(), &waves_at_1200_a_minute("2%"));
     let outcome = push.finish(ROLLOUT_WAIT);
     let elapsed = started.elapsed();
     assert!(outcome.success, "{}\n{}", failure(&outcome), fleet.logs());
@@ -301,24 +303,7 @@ fn a_node_killed_mid_rollout_leaves_no_device_half_updated() {
     let mut fleet = Fleet::start(6, 294, &[]);
     let package = fleet.package();
     // The operator starts on node 0, the node that dies.
-    let mut push = fleet.push(
-        &package,
-        &fleet.cluster.brokers(),
-        &[
-            "--canary",
-            "10",
-            "--wave-rate",
-            "1200",
-            "--wave-secs",
-            "10",
-            "--soak-secs",
-            "2",
-            "--max-failures",
-            "5%",
-            "--min-finished",
-            "20",
-        ],
-    );
+    let mut push = fleet.push(&package, &fleet.cluster.brokers(), &waves_at_1200_a_minute("5%"));
     first_gate_passed(&mut push);
     fleet.cluster.kill(0);
     let outcome = push.finish(ROLLOUT_WAIT);
