@@ -665,8 +665,13 @@ impl AgentConfig {
     /// Parses and validates a config. Paths stay as written; [`AgentConfig::load`] makes them relative to
     /// the file.
     pub fn parse(text: &str) -> Result<AgentConfig, ConfigErrors> {
-        let config: AgentConfig = toml::from_str(text)
-            .map_err(|e| ConfigErrors(vec![ConfigError { key: String::new(), message: e.to_string() }]))?;
+        let config: AgentConfig = toml::from_str(text).map_err(|e| {
+            let error = match update::settings_error(text) {
+                Some((key, message)) => ConfigError { key, message: format!("{message}\n{e}") },
+                None => ConfigError { key: String::new(), message: e.to_string() },
+            };
+            ConfigErrors(vec![error])
+        })?;
         let problems = config.validate();
         if problems.is_empty() { Ok(config) } else { Err(ConfigErrors(problems)) }
     }

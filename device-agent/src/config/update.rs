@@ -23,6 +23,17 @@ pub struct UpdateConfig {
     pub settings: UpdateSettings,
 }
 
+/// The key and message of the first error in the update machine's settings of `[update]`: toml points a type
+/// error inside the flattened settings at the `[update]` line only, without the key.
+pub(super) fn settings_error(text: &str) -> Option<(String, String)> {
+    let mut table: toml::Table = toml::from_str(text).ok()?;
+    let toml::Value::Table(mut update) = table.remove("update")? else { return None };
+    update.remove("trusted_keys");
+    update.remove("state_dir");
+    let error = serde_path_to_error::deserialize::<_, UpdateSettings>(toml::Value::Table(update)).err()?;
+    Some((format!("update.{}", error.path()), error.inner().to_string()))
+}
+
 impl UpdateConfig {
     pub(super) fn paths_mut(&mut self) -> impl Iterator<Item = &mut PathBuf> {
         self.state_dir.as_mut().into_iter()
@@ -141,8 +152,13 @@ mod tests {
         let head = BASE.trim_end_matches("[update.probation]\n");
         for (text, expected) in [
             (format!("{head}request_windows = 4\n"), "unknown field `request_windows`"),
-            (format!("{BASE}window = 4\n"), "unknown field `window`"),
-            (format!("{head}request_window = \"4\"\n"), "expected u32"),
+            (format!("{BASE}window = 4\n"), "update.probation.window: unknown field `window`"),
+            // The key is named although toml only points at the table.
+            (
+                format!("{head}request_window = \"4\"\n"),
+                "update.request_window: invalid type: string \"4\", expected u32",
+            ),
+            (format!("{BASE}min_frames = -1\n"), "update.probation.min_frames: invalid value"),
         ] {
             let Err(errors) = AgentConfig::parse(&text) else { panic!("accepted {text}") };
             let errors = errors.to_string();
