@@ -178,19 +178,26 @@ fn describe(record: &Record) -> String {
 }
 
 /// Publishes `payload` retained on `topic` and waits until the broker hands it back on a subscription: then it
-/// is stored (the broker takes a client's packets in order).
+/// is stored (the broker takes a client's packets in order). What else arrives meanwhile (a control, health) is
+/// given back to the broker for the caller.
 pub(crate) fn publish_acknowledged(broker: &mut Broker, topic: &str, payload: &[u8]) -> Result<()> {
     broker.subscribe(topic)?;
     let deadline = Instant::now() + STORE_WAIT;
     broker.publish_retained(topic, payload, deadline)?;
-    loop {
-        let Some(wait) = deadline.checked_duration_since(Instant::now()) else {
-            bail!("the broker did not store {topic} within {} s", STORE_WAIT.as_secs());
-        };
+    let mut others = Vec::new();
+    let stored = loop {
+        let Some(wait) = deadline.checked_duration_since(Instant::now()) else { break false };
         match broker.recv(wait) {
-            Some(Inbound::Message { topic: on, payload: stored, .. }) if on == topic && stored == payload => break,
-            _ => {}
+            Some(Inbound::Message { topic: on, payload: stored, .. }) if on == topic && stored == payload => {
+                break true;
+            }
+            Some(other) => others.push(other),
+            None => {}
         }
+    };
+    broker.hold(others);
+    if !stored {
+        bail!("the broker did not store {topic} within {} s", STORE_WAIT.as_secs());
     }
     broker.unsubscribe(topic)
 }
@@ -200,15 +207,18 @@ pub(crate) fn read_record(broker: &mut Broker, group: &str, key: &PublicKey) -> 
     let topic = state_topic(group);
     broker.subscribe(&topic)?;
     let deadline = Instant::now() + RETAINED_WAIT;
-    let mut found = None;
+    let (mut found, mut others) = (None, Vec::new());
     while let Some(wait) = deadline.checked_duration_since(Instant::now()) {
-        if let Some(Inbound::Message { topic: on, payload, retained: true }) = broker.recv(wait)
-            && on == topic
-        {
-            found = Some(payload);
-            break;
+        match broker.recv(wait) {
+            Some(Inbound::Message { topic: on, payload, retained: true }) if on == topic => {
+                found = Some(payload);
+                break;
+            }
+            Some(other) => others.push(other),
+            None => {}
         }
     }
+    broker.hold(others);
     broker.unsubscribe(&topic)?;
     let Some(payload) = found.filter(|payload| !payload.is_empty()) else { return Ok(None) };
     let record = open_record(&payload, key).with_context(|| format!("the rollout record retained on {topic}"))?;

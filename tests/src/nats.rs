@@ -110,6 +110,8 @@ impl NatsCluster {
         for node in 1..NODES {
             while retained(self.mqtt_port(node), READY_TOPIC).as_deref() != Some(marker.as_str()) {
                 self.assert_before(deadline, &format!("the retained message on node {node}"));
+                // A publish accepted while the MQTT streams were still being made may not have been stored.
+                mosquitto_pub_retained(self.mqtt_port(0), READY_TOPIC, &marker);
                 std::thread::sleep(Duration::from_millis(500));
             }
         }

@@ -1,8 +1,10 @@
 //! Rollouts in waves end to end (`model push --group --wave-rate|--ramp`): real agents on a real Mosquitto, the
 //! sensor model on a CSV recording, `edgectl` killed and run again.
 
-use integration_tests::agent::Agent;
+use integration_tests::agent::{Agent, operator_binary};
 use integration_tests::broker::Broker;
+use integration_tests::fleet::Simulator;
+use integration_tests::subscriber::Subscriber;
 use integration_tests::update::{
     ConfigBuilder, Push, WAIT, Watch, Workbench, at_version, calm_window, csv_loop, model,
 };
@@ -152,4 +154,99 @@ fn failures_past_the_budget_abort_and_the_rest_never_hear_of_it() {
         let announce = format!("devices/{device}/update/announce");
         assert!(!watch.seen.iter().any(|m| m.topic == announce), "{device} got an announcement");
     }
+}
+
+/// Runs `edgectl rollout <command> --group fleet` with `bench`'s key and returns what it printed.
+fn rollout_control(command: &str, broker: &Broker, bench: &Workbench) -> String {
+    let output = std::process::Command::new(operator_binary())
+        .args(["rollout", command, "--broker", &format!("127.0.0.1:{}", broker.port()), "--group", "fleet"])
+        .arg("--key")
+        .arg(bench.trusted.private())
+        .output()
+        .expect("edgectl runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "rollout {command}: {stdout}{}", String::from_utf8_lossy(&output.stderr));
+    stdout
+}
+
+/// Until the push has printed a line with `event`; returns how many `wave_started` lines it had printed then.
+fn waves_started_at(push: &mut Push, event: &str) -> usize {
+    let deadline = Instant::now() + PUSH_WAIT;
+    loop {
+        let lines = push.lines().to_vec();
+        if let Some(at) = lines.iter().position(|line| line["event"] == event) {
+            return events(&lines[..at], "wave_started").len();
+        }
+        assert!(push.running(), "the push ended before {event}: {lines:?}");
+        assert!(Instant::now() < deadline, "no {event}: {lines:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `edgectl rollout pause|resume|abort`, signed with the operator's key, steer a running rollout: no wave starts
+/// while it is paused, the next one starts once it is resumed, and after an abort the devices not reached are
+/// never announced to.
+#[test]
+fn a_rollout_pauses_resumes_and_aborts_on_signed_controls() {
+    let broker = Broker::start();
+    let bench = Workbench::new();
+    let brokers = vec![format!("127.0.0.1:{}", broker.port())];
+    let simulated = [
+        "--devices",
+        "6",
+        "--group",
+        "fleet",
+        "--model",
+        "activity-classifier",
+        "--version",
+        "1.0.0",
+        "--trusted-key",
+        &bench.trusted.public,
+        "--probation-secs",
+        "1",
+        "--install-ms",
+        "50",
+    ];
+    let _devices = Simulator::start(&brokers, &simulated, WAIT);
+    let announcements = Subscriber::connect(broker.port(), "devices/+/update/announce");
+    let v110 = at_version("activity-classifier", "1.1.0");
+    let package = bench.signed(v110.path(), &calm_window());
+    // Waves of one device, ten seconds apart.
+    let waves = ["--group", "fleet", "--wave-rate", "6", "--wave-secs", "10", "--soak-secs", "1"];
+    let mut push = Push::start_listing(&package, &brokers, &bench.trusted, &waves);
+    waves_started_at(&mut push, "gate");
+
+    assert!(rollout_control("pause", &broker, &bench).contains("pause published"));
+    let paused_after = waves_started_at(&mut push, "paused");
+    // Longer than --wave-secs: a running rollout would have started its next wave.
+    std::thread::sleep(Duration::from_secs(15));
+    assert_eq!(events(push.lines(), "wave_started").len(), paused_after, "a wave started while paused");
+
+    rollout_control("resume", &broker, &bench);
+    let resumed_after = waves_started_at(&mut push, "resumed");
+    assert_eq!(resumed_after, paused_after);
+    let deadline = Instant::now() + PUSH_WAIT;
+    while events(push.lines(), "wave_started").len() == resumed_after {
+        assert!(Instant::now() < deadline && push.running(), "no wave after resume: {:?}", push.lines());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    rollout_control("abort", &broker, &bench);
+    let outcome = push.finish(PUSH_WAIT);
+    assert!(!outcome.success, "an aborted rollout exits 1: {:?}", outcome.lines);
+    assert_eq!(events(&outcome.lines, "aborted").len(), 1, "{:?}", outcome.lines);
+    let summary = events(&outcome.lines, "summary")[0];
+    let started: BTreeSet<String> = events(&outcome.lines, "wave_started")
+        .iter()
+        .flat_map(|wave| wave["devices"].as_array().expect("devices").iter())
+        .map(|device| device.as_str().expect("a device").to_owned())
+        .collect();
+    assert_eq!(summary["not_reached"].as_u64(), Some(6 - started.len() as u64), "{summary}");
+    assert!(started.len() < 6, "the abort came before the last wave: {started:?}");
+    let announced: BTreeSet<String> = announcements
+        .collect_for(Duration::from_secs(2))
+        .iter()
+        .map(|message| message.topic.split('/').nth(1).expect("devices/<id>/...").to_owned())
+        .collect();
+    assert_eq!(announced, started, "only the devices of started waves were announced to");
 }

@@ -8,6 +8,7 @@ use mqtt::{
     BrokerAddress, ClientAuth, Credentials, LinkOptions, Message, MqttHandle, Named, Password, QoS, Route, Sink,
     TlsOptions,
 };
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
@@ -117,6 +118,8 @@ pub struct Broker {
     thread: JoinHandle<()>,
     sender: Sender<Inbound>,
     inbound: Receiver<Inbound>,
+    /// What a wait for one message read and gave back ([`Broker::hold`]): handed out before anything newer.
+    held: VecDeque<Inbound>,
     address: String,
 }
 
@@ -135,7 +138,7 @@ impl Broker {
             .start(Vec::new())?;
         link.wait_connected(CONNECT_TIMEOUT).with_context(|| format!("connecting to the MQTT broker {address}"))?;
         log::debug!("Connected to {address} as {client_id}.");
-        Ok(Broker { link, thread, sender, inbound, address })
+        Ok(Broker { link, thread, sender, inbound, held: VecDeque::new(), address })
     }
 
     /// Subscribes to `filter` (QoS 1), now and after every reconnect.
@@ -170,8 +173,17 @@ impl Broker {
 
     /// The next thing the broker did, waiting up to `wait`; `None` when nothing happened in time.
     pub fn recv(&mut self, wait: Duration) -> Option<Inbound> {
+        if let Some(held) = self.held.pop_front() {
+            return Some(held);
+        }
         // The broker holds a sender, so the channel never disconnects.
         self.inbound.recv_timeout(wait).ok()
+    }
+
+    /// Gives back, in order, what was read while waiting for something else: the next [`Broker::recv`] calls
+    /// return it first.
+    pub fn hold(&mut self, inbound: Vec<Inbound>) {
+        self.held.extend(inbound);
     }
 
     /// Waits (briefly) for the broker to acknowledge what was published, then disconnects.
