@@ -13,6 +13,9 @@
 //!   [`MqttHandle::retain_on_connect`]. The last will is the retained `offline` status. Clean, because a
 //!   clustered broker may not hold a session across its nodes, and the link redoes everything a session would
 //!   keep on whichever broker it reaches.
+//! - **Late wills**: a broker may publish the will of a connection it closes late, after the link is connected
+//!   again (elsewhere), which would leave the status `offline`. The link subscribes to its own status and answers
+//!   its will delivered live with `online`.
 //! - **Failover**: [`LinkOptions::brokers`] lists the brokers; a failed attempt or a lost connection moves the
 //!   link to the next one (round robin), with the same backoff, reset by a ConnAck.
 //! - **Reconnects** back off from 0.5 s, doubling up to 10 s, with one log line per change of state (a
@@ -52,6 +55,7 @@ pub use rumqttc::{QoS, matches};
 pub use state::Outcome;
 
 use oversize::Oversize;
+use rumqttc::Publish;
 use shared::Shared;
 use std::error::Error;
 use std::sync::Arc;
@@ -63,18 +67,18 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// connecting: the connection starts with [`PendingLink::start`].
 pub fn connect(options: LinkOptions) -> Result<(MqttHandle, PendingLink), OptionsError> {
     let presence = options.presence.clone();
-    let will = match &presence {
-        Some(presence) => Some(presence.encode(Liveness::Offline, None).map_err(OptionsError::Will)?),
+    let own_status = match &presence {
+        Some(presence) => Some(OwnStatus::new(presence.clone()).map_err(OptionsError::Will)?),
         None => None,
     };
-    let per_broker = options.build(will)?;
+    let per_broker = options.build(own_status.as_ref().map(|own| own.will.clone()))?;
     let queue_capacity = per_broker[0].request_channel_capacity();
     let (client, mut connection) = rumqttc::Client::new(per_broker[0].clone(), queue_capacity);
     connection.eventloop.set_network_options(options.network_options());
     let shared = Arc::new(Shared::default());
     let handle = MqttHandle::new(client, shared.clone(), presence.clone(), options.max_packet_bytes, per_broker.len());
     let oversize = Oversize::new(options.max_packet_bytes, options.max_skipped_packet_bytes);
-    Ok((handle, PendingLink::new(connection, per_broker, shared, presence, oversize)))
+    Ok((handle, PendingLink::new(connection, per_broker, shared, own_status, oversize)))
 }
 
 /// The QoS for a configured level (0, 1 or 2; anything above reads as 2).
@@ -173,6 +177,36 @@ impl Presence {
     }
 }
 
+/// The link's side of its [`Presence`]: the status with the last will as sent in every CONNECT, so that the
+/// link knows that will when the broker publishes it.
+pub(crate) struct OwnStatus {
+    presence: Presence,
+    will: Vec<u8>,
+}
+
+impl OwnStatus {
+    fn new(presence: Presence) -> Result<OwnStatus, EncodeError> {
+        let will = presence.encode(Liveness::Offline, None)?;
+        Ok(OwnStatus { presence, will })
+    }
+
+    /// Whether `publish` is this link's last will published live, so while the link is connected: the will of
+    /// an earlier connection that the broker closed late (a clustered broker may notice a dead connection, or
+    /// finish closing it, after the device is back on another node), which would leave the device `offline`.
+    /// The will retained from before the subscription is not one: the link's `online` follows it.
+    fn is_late_will(&self, publish: &Publish) -> bool {
+        !publish.retain && publish.topic == self.presence.topic && publish.payload[..] == self.will[..]
+    }
+
+    /// The retained `online` status, as of now.
+    fn online(&self) -> Result<Publish, EncodeError> {
+        let payload = self.presence.encode(Liveness::Online, Some(unix_time_ms()))?;
+        let mut publish = Publish::new(self.presence.topic.clone(), self.presence.qos, payload);
+        publish.retain = true;
+        Ok(publish)
+    }
+}
+
 fn unix_time_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
 }
@@ -194,5 +228,30 @@ mod route_tests {
         }
         assert_eq!(received.try_iter().collect::<Vec<_>>(), [b"1".to_vec()]);
         assert_eq!(dropped.load(Ordering::Relaxed), 1, "only the message that found the queue full is counted");
+    }
+
+    struct Plain;
+
+    impl StatusPayload for Plain {
+        fn encode(&self, liveness: Liveness, since_ms: Option<u64>) -> Result<Vec<u8>, EncodeError> {
+            Ok(format!("{liveness:?} {since_ms:?}").into_bytes())
+        }
+    }
+
+    #[test]
+    fn only_the_links_own_will_delivered_live_is_a_late_will() {
+        let presence = Presence { topic: "d/1/status".into(), qos: QoS::AtLeastOnce, payload: Arc::new(Plain) };
+        let own = OwnStatus::new(presence).expect("encodes");
+        let publish = |topic: &str, payload: &[u8], retain: bool| {
+            let mut publish = Publish::new(topic, QoS::AtMostOnce, payload.to_vec());
+            publish.retain = retain;
+            publish
+        };
+        assert!(own.is_late_will(&publish("d/1/status", b"Offline None", false)));
+        assert!(!own.is_late_will(&publish("d/1/status", b"Offline None", true)), "retained from before");
+        assert!(!own.is_late_will(&publish("d/1/status", b"Offline Some(5)", false)), "a shutdown's offline");
+        assert!(!own.is_late_will(&publish("d/2/status", b"Offline None", false)), "another device's will");
+        let online = own.online().expect("encodes");
+        assert!(online.retain && online.topic == "d/1/status" && online.payload.starts_with(b"Online Some("));
     }
 }

@@ -7,7 +7,7 @@ use crate::failure::Failure;
 use crate::oversize::{Oversize, OversizeHook, Refusal};
 use crate::shared::{Shared, Stop, lock};
 use crate::state::{Backoff, Connectivity, Outcome, Tracker, unacked_in};
-use crate::{Liveness, Message, Presence, Route, unix_time_ms};
+use crate::{Message, OwnStatus, Route};
 use rumqttc::{
     ConnectionError, Event, MqttOptions, Outgoing, Packet, PubAck, PubComp, Publish, QoS, Request, Subscribe,
     SubscribeFilter, SubscribeReasonCode,
@@ -41,7 +41,7 @@ pub struct PendingLink {
     /// rumqttc's options for each broker, in order; the connection starts with the first.
     per_broker: Vec<MqttOptions>,
     shared: Arc<Shared>,
-    presence: Option<Presence>,
+    own_status: Option<OwnStatus>,
     on_reconnect: Option<ReconnectHook>,
     on_outcome: Option<OutcomeObserver>,
     oversize: Oversize,
@@ -52,10 +52,10 @@ impl PendingLink {
         connection: rumqttc::Connection,
         per_broker: Vec<MqttOptions>,
         shared: Arc<Shared>,
-        presence: Option<Presence>,
+        own_status: Option<OwnStatus>,
         oversize: Oversize,
     ) -> PendingLink {
-        PendingLink { connection, per_broker, shared, presence, on_reconnect: None, on_outcome: None, oversize }
+        PendingLink { connection, per_broker, shared, own_status, on_reconnect: None, on_outcome: None, oversize }
     }
 
     /// Has `hook` called after every reconnection, for a client that must redo what the broker forgot (a clean
@@ -90,7 +90,8 @@ impl PendingLink {
             rotation: Rotation::new(self.per_broker.len()),
             per_broker: self.per_broker,
             shared: self.shared,
-            presence: self.presence,
+            own_status: self.own_status,
+            online_owed: false,
             on_reconnect: self.on_reconnect,
             oversize: self.oversize,
             on_outcome: self.on_outcome,
@@ -109,7 +110,9 @@ struct Link {
     per_broker: Vec<MqttOptions>,
     rotation: Rotation,
     shared: Arc<Shared>,
-    presence: Option<Presence>,
+    own_status: Option<OwnStatus>,
+    /// The broker published the link's last will while it was connected: `online` is to be published again.
+    online_owed: bool,
     on_reconnect: Option<ReconnectHook>,
     oversize: Oversize,
     on_outcome: Option<OutcomeObserver>,
@@ -126,6 +129,9 @@ impl Link {
             let was_connected = eventloop.network.is_some();
             // A ConnAck without a session discards rumqttc's `pending` queue: count what it held now.
             let discarded = if was_connected { 0 } else { unacked_in(&eventloop.pending) };
+            if self.online_owed && was_connected && !self.writes_unreported() {
+                self.publish_online_again();
+            }
             let Ok(event) = self.connection.recv() else {
                 // Every handle is gone, so nothing can be published any more.
                 break;
@@ -217,32 +223,65 @@ impl Link {
         // `pending` is served before the request channel, so these go first even when it is full. The
         // subscription goes before `online`: the broker handles a connection's packets in order, so a peer that
         // sees `online` knows the inbound topics are live.
-        let pending = &mut self.connection.eventloop.pending;
         let routes = lock(&self.shared.routes);
-        if !routes.is_empty() {
-            let filters = routes.iter().map(|route| SubscribeFilter::new(route.topic.clone(), route.qos));
-            pending.push_back(Request::Subscribe(Subscribe::new_many(filters)));
-        }
+        let mut filters: Vec<SubscribeFilter> =
+            routes.iter().map(|route| SubscribeFilter::new(route.topic.clone(), route.qos)).collect();
         drop(routes);
+        // The link's own status too, to see its last will if the broker publishes it late (`deliver`).
+        if let Some(own) = &self.own_status {
+            filters.push(SubscribeFilter::new(own.presence.topic.clone(), QoS::AtMostOnce));
+        }
+        if !filters.is_empty() {
+            self.connection.eventloop.pending.push_back(Request::Subscribe(Subscribe::new_many(filters)));
+        }
+        self.online_owed = false;
         let mut own = Vec::new();
-        if let Some(presence) = &self.presence {
-            match presence.encode(Liveness::Online, Some(unix_time_ms())) {
-                Ok(payload) => own.push(Publish::new(presence.topic.clone(), presence.qos, payload)),
-                Err(e) => log::warn!("Encoding the online status failed: {e}."),
-            }
+        if let Some(online) = self.online() {
+            own.push(online);
         }
         // After `online`: a peer that sees the device online then sees its state, never a stale one alone.
-        own.extend(
-            lock(&self.shared.kept).iter().map(|kept| Publish::new(&kept.topic, kept.qos, kept.payload.clone())),
-        );
-        self.tracker.own_queued(own.len());
-        for mut publish in own {
+        own.extend(lock(&self.shared.kept).iter().map(|kept| {
+            let mut publish = Publish::new(&kept.topic, kept.qos, kept.payload.clone());
             publish.retain = true;
+            publish
+        }));
+        self.queue_own(own);
+    }
+
+    /// The retained `online` status, if the link has one.
+    fn online(&self) -> Option<Publish> {
+        let own = self.own_status.as_ref()?;
+        own.online().map_err(|e| log::warn!("Encoding the online status failed: {e}.")).ok()
+    }
+
+    /// Queues the link's own publishes in `pending`, ahead of the request channel.
+    fn queue_own(&mut self, own: Vec<Publish>) {
+        self.tracker.own_queued(own.len());
+        for publish in own {
             if publish.qos != QoS::AtMostOnce {
                 self.shared.ledger.accept();
             }
-            pending.push_back(Request::Publish(publish));
+            self.connection.eventloop.pending.push_back(Request::Publish(publish));
         }
+    }
+
+    /// Answers a late last will with `online`, unless the link is shutting down (its `offline` must stay last).
+    fn publish_online_again(&mut self) {
+        self.online_owed = false;
+        if self.shared.stop().is_some() {
+            return;
+        }
+        if let Some(online) = self.online() {
+            self.queue_own(vec![online]);
+        }
+    }
+
+    /// Whether rumqttc holds events of publishes it wrote (or put aside) that the link has not handled yet. A
+    /// publish of the link's own queued now would be written after those, and the tracker, which pairs each
+    /// written publish with its queue entry in order, would take it for one of them.
+    fn writes_unreported(&self) -> bool {
+        let events = &self.connection.eventloop.state.events;
+        events.iter().any(|event| matches!(event, Event::Outgoing(Outgoing::Publish(_) | Outgoing::AwaitAck(_))))
     }
 
     /// Moves to the next broker (when there is more than one), keeping the read limit learnt so far.
@@ -263,6 +302,10 @@ impl Link {
     fn deliver(&mut self, publish: &Publish) {
         if self.oversize.skipped(publish) {
             return;
+        }
+        if self.own_status.as_ref().is_some_and(|own| own.is_late_will(publish)) {
+            log::info!("The broker published this link's last will while it is connected; publishing online again.");
+            self.online_owed = true;
         }
         let message = Message { topic: &publish.topic, payload: &publish.payload, retained: publish.retain };
         let mut routes = lock(&self.shared.routes);

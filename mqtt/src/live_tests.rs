@@ -132,6 +132,40 @@ fn last_will_marks_the_device_offline() {
 }
 
 #[test]
+fn a_last_will_published_while_connected_is_answered_with_online() {
+    let broker = Broker::start(None);
+    let (handle, _thread) = start(options(&broker, "live-9", None), Vec::new());
+    handle.wait_connected(Duration::from_secs(10)).expect("connected");
+    online_status(&broker, "live-9");
+    let subscriber = Subscriber::start(&broker, "devices/live-9/#", "devices/live-9/marker");
+
+    // An earlier connection of the same device, with the same will, that the broker closes only now (as a
+    // clustered broker may, after the device is back on another node).
+    let (earlier, earlier_thread) =
+        start(LinkOptions { client_id: "live-9-earlier".into(), ..options(&broker, "live-9", None) }, Vec::new());
+    earlier.wait_connected(Duration::from_secs(10)).expect("connected");
+    earlier.crash();
+    earlier.try_publish("nudge".into(), QoS::AtMostOnce, false, Vec::new()).expect("queued");
+    earlier_thread.join().expect("mqtt thread ends");
+
+    let mut states = Vec::new();
+    while states.last() != Some(&"online again".to_owned()) {
+        let (topic, payload) = subscriber.next_message();
+        assert_eq!(topic, status_topic("live-9"));
+        let status: serde_json::Value = serde_json::from_str(&payload).expect("JSON status");
+        let will_seen = states.iter().any(|s| s == "will");
+        states.push(match (status["state"].as_str(), status["since_ms"].is_null()) {
+            (Some("offline"), true) => "will".to_owned(),
+            (Some("online"), false) if will_seen => "online again".to_owned(),
+            (Some("online"), false) => "online".to_owned(),
+            _ => panic!("unexpected status {status} after {states:?}"),
+        });
+    }
+    assert_eq!(online_status(&broker, "live-9")["state"], "online", "the retained status is online again");
+    assert_eq!(handle.reconnects(), 0, "the link answered on its connection: {states:?}");
+}
+
+#[test]
 fn routes_receive_payloads_across_a_broker_restart() {
     let mut broker = Broker::start(None);
     let topic = "devices/live-3/frames/door".to_owned();

@@ -109,9 +109,10 @@ pub(crate) struct Tracker {
 pub(crate) type Report<'a> = &'a mut dyn FnMut(u64, Outcome);
 
 impl Tracker {
-    /// The link queued `count` publishes of its own ahead of everything (at ConnAck).
+    /// The link queued `count` publishes of its own in `pending`, to be written before the next queued one (at
+    /// ConnAck, or when nothing written is still unreported).
     pub(crate) fn own_queued(&mut self, count: usize) {
-        self.own_unsent = count;
+        self.own_unsent += count;
     }
 
     /// rumqttc wrote a publish (`Outgoing::Publish(pkid)`; 0 for QoS 0).
@@ -302,6 +303,20 @@ mod tests {
         tracker.written(1, &mut fifo, &mut |_, _| {});
         tracker.written(2, &mut fifo, &mut |_, _| {});
         assert_eq!(outcomes(|report| tracker.acknowledged(2, report)), [(2, Outcome::Acknowledged)]);
+    }
+
+    #[test]
+    fn an_own_publish_queued_while_connected_takes_no_queue_entry() {
+        let mut tracker = Tracker::default();
+        let mut fifo: VecDeque<Option<u64>> = [Some(1), Some(2)].into();
+        tracker.written(1, &mut fifo, &mut |_, _| {});
+        // The online status again, mid-connection: written next, ahead of token 2.
+        tracker.own_queued(1);
+        tracker.written(2, &mut fifo, &mut |_, _| {});
+        tracker.written(3, &mut fifo, &mut |_, _| {});
+        assert_eq!(outcomes(|report| tracker.acknowledged(2, report)), []);
+        assert_eq!(outcomes(|report| tracker.acknowledged(3, report)), [(2, Outcome::Acknowledged)]);
+        assert_eq!(outcomes(|report| tracker.acknowledged(1, report)), [(1, Outcome::Acknowledged)]);
     }
 
     #[test]

@@ -113,10 +113,11 @@ impl Fleet {
             }
             assert!(
                 Instant::now() < deadline,
-                "{} of {} online, {} members:\n{}",
+                "{} of {} online, {} members; the others' retained status on each running node:\n{}\n{}",
                 online.len(),
                 self.devices.len(),
                 members.len(),
+                self.statuses_of(self.devices.iter().filter(|d| !online.contains(*d) || !members.contains(*d))),
                 self.logs()
             );
             std::thread::sleep(Duration::from_secs(1));
@@ -130,6 +131,23 @@ impl Fleet {
         let subscriber = Subscriber::at_most_once(self.cluster.mqtt_port(node), filter);
         let messages = subscriber.collect_for(Duration::from_secs(3));
         messages.iter().filter(|m| m.retain && keep(m)).map(|m| device_of(&m.topic)).collect()
+    }
+
+    /// What each running node holds as the retained `status` of `devices`, a line per device and node.
+    fn statuses_of<'a>(&self, devices: impl Iterator<Item = &'a String>) -> String {
+        let devices: BTreeSet<&String> = devices.collect();
+        let mut lines = Vec::new();
+        for node in (0..3).filter(|&node| self.cluster.is_running(node)) {
+            let subscriber = Subscriber::at_most_once(self.cluster.mqtt_port(node), "devices/+/status");
+            let statuses: BTreeMap<String, String> = subscriber
+                .collect_for(Duration::from_secs(3))
+                .iter()
+                .filter(|m| m.retain)
+                .map(|m| (device_of(&m.topic), String::from_utf8_lossy(&m.payload).into_owned()))
+                .collect();
+            lines.extend(devices.iter().map(|d| format!("node {node}: {d}: {:?}", statuses.get(*d))));
+        }
+        lines.join("\n")
     }
 
     /// The retained update status of every device, by device.
