@@ -272,11 +272,6 @@ fn run(
         Some(spool) => pending_link.on_outcome(forwarder::observer(spool.clone())),
         None => pending_link,
     };
-    // One QoS for every subscription, whichever part made the route.
-    let subscription_qos = mqtt::qos(config.mqtt.qos.subscriptions);
-    for route in &mut routes {
-        route.qos = subscription_qos;
-    }
     let mqtt_thread = pending_link.on_oversized(oversize_hook).start(routes)?;
     let forwarder = spool.clone().map(|spool| start_forwarder(&config, spool, &link)).transpose()?;
     let updater = match (&config.update, state, update_events) {
@@ -750,7 +745,7 @@ fn inbound_route(source: &SourceConfig, topic: String, feed: Arc<Feed>) -> Route
         }
         _ => Box::new(move |_topic: &str, payload: &[u8]| feed.frame(origin.clone(), payload.to_vec())),
     };
-    Route { topic, qos: QoS::AtLeastOnce, sink }
+    Route { topic, sink }
 }
 
 /// A source whose bundle could not be loaded is reported once on its errors topic (stage `load`) and stays in

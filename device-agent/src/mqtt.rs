@@ -49,6 +49,7 @@ fn link_options(config: &AgentConfig) -> Result<LinkOptions> {
         credentials: mqtt.username.as_ref().map(|username| credentials(username, mqtt)),
         tls: mqtt.tls.as_ref().map(tls_options).transpose()?,
         presence: Some(presence),
+        subscription_qos: qos(mqtt.qos.subscriptions),
     })
 }
 

@@ -1,7 +1,7 @@
 //! [`MqttHandle`]: publishes and subscribes through the link, and shuts it down.
 
 use crate::shared::{Kept, Shared, Stop, lock};
-use crate::{Liveness, Presence, Route, unix_time_ms};
+use crate::{LinkOptions, Liveness, Presence, Route, unix_time_ms};
 use rumqttc::QoS;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -69,6 +69,7 @@ pub struct MqttHandle {
     shared: Arc<Shared>,
     presence: Option<Presence>,
     max_packet_bytes: usize,
+    subscription_qos: QoS,
     /// How many brokers the link has: a first connection has failed once each has been tried.
     brokers: u64,
 }
@@ -78,10 +79,11 @@ impl MqttHandle {
         client: rumqttc::Client,
         shared: Arc<Shared>,
         presence: Option<Presence>,
-        max_packet_bytes: usize,
+        options: &LinkOptions,
         brokers: usize,
     ) -> MqttHandle {
-        MqttHandle { client, shared, presence, max_packet_bytes, brokers: brokers as u64 }
+        let (max_packet_bytes, subscription_qos) = (options.max_packet_bytes, options.subscription_qos);
+        MqttHandle { client, shared, presence, max_packet_bytes, subscription_qos, brokers: brokers as u64 }
     }
 
     /// `max_packet_bytes`: the largest publish packet the link sends.
@@ -222,10 +224,10 @@ impl MqttHandle {
         if !rumqttc::valid_filter(&route.topic) {
             return Err(PublishError::InvalidTopic);
         }
-        let (topic, qos) = (route.topic.clone(), route.qos);
+        let topic = route.topic.clone();
         lock(&self.shared.routes).push(route);
         // While the broker is away this waits in the queue, and the ConnAck subscribes all routes anyway.
-        self.client.try_subscribe(topic, qos).map_err(|_| self.refusal())
+        self.client.try_subscribe(topic, self.subscription_qos).map_err(|_| self.refusal())
     }
 
     /// Stops delivering `topic`'s messages and unsubscribes from it.

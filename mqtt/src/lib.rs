@@ -76,9 +76,10 @@ pub fn connect(options: LinkOptions) -> Result<(MqttHandle, PendingLink), Option
     let (client, mut connection) = rumqttc::Client::new(per_broker[0].clone(), queue_capacity);
     connection.eventloop.set_network_options(options.network_options());
     let shared = Arc::new(Shared::default());
-    let handle = MqttHandle::new(client, shared.clone(), presence.clone(), options.max_packet_bytes, per_broker.len());
+    let handle = MqttHandle::new(client, shared.clone(), presence, &options, per_broker.len());
     let oversize = Oversize::new(options.max_packet_bytes, options.max_skipped_packet_bytes);
-    Ok((handle, PendingLink::new(connection, per_broker, shared, own_status, oversize)))
+    let link = PendingLink::new(connection, per_broker, shared, own_status, options.subscription_qos, oversize);
+    Ok((handle, link))
 }
 
 /// The QoS for a configured level (0, 1 or 2; anything above reads as 2).
@@ -112,10 +113,10 @@ impl<F: FnMut(&str, &[u8]) + Send> Sink for F {
     }
 }
 
-/// An inbound subscription: every message published to `topic` (a filter) goes to `sink`.
+/// An inbound subscription: every message published to `topic` (a filter) goes to `sink`. Its QoS is the link's
+/// ([`LinkOptions::subscription_qos`]).
 pub struct Route {
     pub topic: String,
-    pub qos: QoS,
     pub sink: Box<dyn Sink>,
 }
 
@@ -125,7 +126,6 @@ impl Route {
     /// the count); a delivery `message` makes nothing of is logged and ignored.
     pub fn to_queue<T: Send + 'static>(
         topic: String,
-        qos: QoS,
         queue: &SyncSender<T>,
         dropped: &Arc<AtomicU64>,
         message: impl Fn(&str, &[u8]) -> Option<T> + Send + 'static,
@@ -141,7 +141,7 @@ impl Route {
                 log::debug!("Queue full; a message on {topic} is dropped.");
             }
         });
-        Route { topic, qos, sink }
+        Route { topic, sink }
     }
 }
 
@@ -220,7 +220,7 @@ mod route_tests {
     fn a_queue_route_drops_and_counts_when_full_and_ignores_what_it_cannot_read() {
         let (queue, received) = sync_channel(1);
         let dropped = Arc::new(AtomicU64::new(0));
-        let mut route = Route::to_queue("t/#".into(), QoS::AtLeastOnce, &queue, &dropped, |topic, payload| {
+        let mut route = Route::to_queue("t/#".into(), &queue, &dropped, |topic, payload| {
             (topic != "t/unreadable").then(|| payload.to_vec())
         });
         for (topic, payload) in [("t/a", b"1"), ("t/unreadable", b"2"), ("t/b", b"3")] {

@@ -42,6 +42,7 @@ pub struct PendingLink {
     per_broker: Vec<MqttOptions>,
     shared: Arc<Shared>,
     own_status: Option<OwnStatus>,
+    subscription_qos: QoS,
     on_reconnect: Option<ReconnectHook>,
     on_outcome: Option<OutcomeObserver>,
     oversize: Oversize,
@@ -53,9 +54,11 @@ impl PendingLink {
         per_broker: Vec<MqttOptions>,
         shared: Arc<Shared>,
         own_status: Option<OwnStatus>,
+        subscription_qos: QoS,
         oversize: Oversize,
     ) -> PendingLink {
-        PendingLink { connection, per_broker, shared, own_status, on_reconnect: None, on_outcome: None, oversize }
+        let (on_reconnect, on_outcome) = (None, None);
+        PendingLink { connection, per_broker, shared, own_status, subscription_qos, on_reconnect, on_outcome, oversize }
     }
 
     /// Has `hook` called after every reconnection, for a client that must redo what the broker forgot (a clean
@@ -92,6 +95,7 @@ impl PendingLink {
             shared: self.shared,
             own_status: self.own_status,
             online_owed: false,
+            subscription_qos: self.subscription_qos,
             on_reconnect: self.on_reconnect,
             oversize: self.oversize,
             on_outcome: self.on_outcome,
@@ -113,6 +117,7 @@ struct Link {
     own_status: Option<OwnStatus>,
     /// The broker published the link's last will while it was connected: `online` is to be published again.
     online_owed: bool,
+    subscription_qos: QoS,
     on_reconnect: Option<ReconnectHook>,
     oversize: Oversize,
     on_outcome: Option<OutcomeObserver>,
@@ -225,10 +230,11 @@ impl Link {
         // sees `online` knows the inbound topics are live.
         let routes = lock(&self.shared.routes);
         let mut filters: Vec<SubscribeFilter> =
-            routes.iter().map(|route| SubscribeFilter::new(route.topic.clone(), route.qos)).collect();
+            routes.iter().map(|route| SubscribeFilter::new(route.topic.clone(), self.subscription_qos)).collect();
         drop(routes);
-        // The link's own status too, to see its last will if the broker publishes it late (`deliver`).
-        if let Some(own) = &self.own_status {
+        // The link's own status too, to see its last will if the broker publishes it late (`deliver`), unless a
+        // route has it already.
+        if let Some(own) = self.own_status.as_ref().filter(|own| filters.iter().all(|f| f.path != own.presence.topic)) {
             filters.push(SubscribeFilter::new(own.presence.topic.clone(), QoS::AtMostOnce));
         }
         if !filters.is_empty() {

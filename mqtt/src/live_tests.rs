@@ -42,6 +42,7 @@ fn options_at(port: u16, device: &str) -> LinkOptions {
         credentials: None,
         tls: None,
         presence: Some(presence),
+        subscription_qos: QoS::AtLeastOnce,
     }
 }
 
@@ -172,7 +173,6 @@ fn routes_receive_payloads_across_a_broker_restart() {
     let (sender, received) = mpsc::channel();
     let route = Route {
         topic: topic.clone(),
-        qos: QoS::AtLeastOnce,
         sink: Box::new(move |_topic: &str, payload: &[u8]| {
             let _ = sender.send(payload.to_vec());
         }),
@@ -244,8 +244,7 @@ fn mutual_tls() {
 fn invalid_route_filters_are_refused() {
     let broker = Broker::start(None);
     let (handle, pending) = connect(options(&broker, "live-6", None)).expect("valid options");
-    let route =
-        |topic: &str| Route { topic: topic.into(), qos: QoS::AtMostOnce, sink: Box::new(|_: &str, _: &[u8]| {}) };
+    let route = |topic: &str| Route { topic: topic.into(), sink: Box::new(|_: &str, _: &[u8]| {}) };
     assert_eq!(handle.subscribe(route("a/#/b")), Err(PublishError::InvalidTopic));
     let Err(error) = pending.start(vec![route("a/#/b")]) else { panic!("an invalid filter was accepted") };
     assert_eq!(error.to_string(), "invalid MQTT topic filter \"a/#/b\"");
@@ -274,7 +273,7 @@ fn subscriptions_made_later_get_retained_messages_and_survive_a_restart() {
     handle.wait_connected(Duration::from_secs(10)).expect("connected");
 
     let (sender, received) = mpsc::channel();
-    let route = Route { topic: topic.to_owned(), qos: QoS::AtLeastOnce, sink: Box::new(Collect(sender)) };
+    let route = Route { topic: topic.to_owned(), sink: Box::new(Collect(sender)) };
     handle.subscribe(route).expect("subscribed");
     let wait = Duration::from_secs(10);
     assert_eq!(received.recv_timeout(wait), Ok(("before".to_owned(), true)), "the retained message, flagged");
@@ -292,7 +291,7 @@ fn subscriptions_made_later_get_retained_messages_and_survive_a_restart() {
     handle.unsubscribe(topic).expect("unsubscribed");
     let marker = "devices/live-7/marker";
     let (marker_sender, markers) = mpsc::channel();
-    let route = Route { topic: marker.to_owned(), qos: QoS::AtLeastOnce, sink: Box::new(Collect(marker_sender)) };
+    let route = Route { topic: marker.to_owned(), sink: Box::new(Collect(marker_sender)) };
     handle.subscribe(route).expect("subscribed");
     // The broker handles our packets in order: once the later subscription delivers, the unsubscription holds.
     wait_for("the marker subscription", || {

@@ -3,7 +3,7 @@
 //! values the callers have already checked.
 
 use crate::{BrokerAddress, EncodeError, Presence, tls};
-use rumqttc::{LastWill, MqttOptions, NetworkOptions, TlsConfiguration, Transport};
+use rumqttc::{LastWill, MqttOptions, NetworkOptions, QoS, TlsConfiguration, Transport};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -46,6 +46,11 @@ pub struct LinkOptions {
     pub tls: Option<TlsOptions>,
     /// The retained status kept on the broker, if the link has one.
     pub presence: Option<Presence>,
+    /// The QoS of every subscription of the routes. At 1 the broker resends, within a connection, what the link
+    /// has not acknowledged (sessions are clean, so nothing across connections). On NATS, 0: there a QoS 1
+    /// subscription is a JetStream consumer, which may live on another node and dies silently with it
+    /// (docs/fleets.md).
+    pub subscription_qos: QoS,
 }
 
 #[derive(Debug, Clone)]
@@ -198,6 +203,7 @@ mod tests {
             credentials: None,
             tls: None,
             presence: None,
+            subscription_qos: QoS::AtLeastOnce,
         }
     }
 

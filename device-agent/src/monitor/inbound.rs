@@ -6,12 +6,12 @@
 
 use super::MonitorEvent;
 use super::tap::MonitorSender;
-use crate::mqtt::{QoS, Route, Sink};
+use crate::mqtt::{Route, Sink};
 use protocol::wire::{self, Feedback, Format};
 
 /// The route of `topic`, decoding `format`.
 pub fn feedback_route(topic: String, format: Format, monitor: MonitorSender) -> Route {
-    Route { topic, qos: QoS::AtLeastOnce, sink: Box::new(FeedbackSink { format, monitor }) }
+    Route { topic, sink: Box::new(FeedbackSink { format, monitor }) }
 }
 
 struct FeedbackSink {

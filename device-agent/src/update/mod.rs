@@ -23,7 +23,7 @@ pub use boot::ModelSlots;
 pub(crate) use fsutil::available_space;
 pub use updater::{ConfiguredCascade, ServedModel, UpdateQos, Updater, UpdaterParts, WorkerLink};
 
-use crate::mqtt::{QoS, Route};
+use crate::mqtt::Route;
 use device_update::inbound::{UpdateMessage, subscriptions};
 use device_update::{effects, machine, progress};
 use protocol::update::UpdateTopics;
@@ -61,7 +61,7 @@ pub fn routes(device: &UpdateTopics, groups: &[UpdateTopics]) -> (Vec<Route>, In
         .into_iter()
         .map(|subscription| {
             let topic = subscription.filter.clone();
-            Route::to_queue(topic, QoS::AtLeastOnce, &sender, &dropped, move |topic, payload| {
+            Route::to_queue(topic, &sender, &dropped, move |topic, payload| {
                 subscription.message(topic, payload).map(UpdateEvent::Message)
             })
         })

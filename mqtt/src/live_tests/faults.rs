@@ -107,7 +107,7 @@ fn recording_hook() -> (OversizeHook, Arc<Mutex<Vec<Oversized>>>) {
 
 fn collecting_route(topic: &str) -> (Route, mpsc::Receiver<(String, bool)>) {
     let (sender, received) = mpsc::channel();
-    (Route { topic: topic.to_owned(), qos: QoS::AtLeastOnce, sink: Box::new(Collect(sender)) }, received)
+    (Route { topic: topic.to_owned(), sink: Box::new(Collect(sender)) }, received)
 }
 
 #[test]

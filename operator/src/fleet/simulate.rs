@@ -268,12 +268,10 @@ fn start(spec: &DeviceSpec, plan: &FleetPlan, brokers: Vec<mqtt::BrokerAddress>,
         credentials: None,
         tls: None,
         presence: Some(presence),
+        subscription_qos: spec.subscription_qos,
     };
     let (link, pending) = mqtt::connect(options).with_context(|| format!("{id}: the MQTT link"))?;
-    let (mut routes, inbox, receiver, dropped) = device::routes(&prefix, &spec.groups);
-    for route in &mut routes {
-        route.qos = spec.subscription_qos;
-    }
+    let (routes, inbox, receiver, dropped) = device::routes(&prefix, &spec.groups);
     pending.start(routes).with_context(|| format!("{id}: starting the MQTT link"))?;
     let device = SimulatedDevice::new(spec, plan, link, dropped, fleet.clone());
     let groups = spec.groups.clone();

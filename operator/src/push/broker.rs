@@ -88,6 +88,12 @@ impl BrokerArgs {
             credentials: self.username.as_ref().map(|username| Credentials { username: username.clone(), password }),
             tls,
             presence: None,
+            // QoS 0: a pusher subscribes and unsubscribes per device and per wave. On NATS every QoS 1
+            // subscription is a JetStream consumer made and deleted, and on NATS 2.9.10 a session's subscriptions
+            // stopped delivering after about a hundred of them. Nothing is lost that matters: after a reconnect
+            // the link subscribes again and the broker resends the retained statuses, and devices repeat their
+            // requests.
+            subscription_qos: QoS::AtMostOnce,
         })
     }
 }
@@ -141,14 +147,9 @@ impl Broker {
         Ok(Broker { link, thread, sender, inbound, held: VecDeque::new(), address })
     }
 
-    /// Subscribes to `filter` (QoS 1), now and after every reconnect.
+    /// Subscribes to `filter` (QoS 0, see [`BrokerArgs::options`]), now and after every reconnect.
     pub fn subscribe(&mut self, filter: &str) -> Result<()> {
-        let route =
-            // QoS 0: a pusher subscribes and unsubscribes per device and per wave. On NATS every QoS 1 subscription
-            // is a JetStream consumer made and deleted, and on NATS 2.9.10 a session's subscriptions stopped
-            // delivering after about a hundred of them. Nothing is lost that matters: after a reconnect the link
-            // subscribes again and the broker resends the retained statuses, and devices repeat their requests.
-            Route { topic: filter.to_owned(), qos: QoS::AtMostOnce, sink: Box::new(Forward(self.sender.clone())) };
+        let route = Route { topic: filter.to_owned(), sink: Box::new(Forward(self.sender.clone())) };
         self.link.subscribe(route).with_context(|| format!("subscribing to {filter}"))
     }
 

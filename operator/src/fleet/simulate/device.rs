@@ -69,12 +69,12 @@ pub fn routes(prefix: &str, groups: &[String]) -> (Vec<Route>, SyncSender<Inboun
         .into_iter()
         .map(|subscription| {
             let topic = subscription.filter.clone();
-            Route::to_queue(topic, QoS::AtLeastOnce, &sender, &dropped, move |topic, payload| {
+            Route::to_queue(topic, &sender, &dropped, move |topic, payload| {
                 subscription.message(topic, payload).map(Inbound::Update)
             })
         })
         .collect();
-    routes.push(Route::to_queue(Topics::new(prefix).status(), QoS::AtLeastOnce, &sender, &dropped, |_, payload| {
+    routes.push(Route::to_queue(Topics::new(prefix).status(), &sender, &dropped, |_, payload| {
         let status: Status = serde_json::from_slice(payload).ok()?;
         (status.state == State::Online).then_some(Inbound::Subscribed)
     }));
@@ -194,6 +194,8 @@ impl SimulatedDevice {
         self.apply(Event::Start { disk: disk() });
         let mut next_prediction = Instant::now() + self.prediction_interval;
         let mut next_health = Instant::now();
+        // Ready once: `online` comes back at every reconnect, and again after a late last will.
+        let mut ready = false;
         loop {
             let now = Instant::now();
             if now >= next_health {
@@ -216,7 +218,10 @@ impl SimulatedDevice {
             let event = match inbox.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                 Ok(Inbound::Update(message)) => message.into_event(disk, unix_time_ms()),
                 Ok(Inbound::Subscribed) => {
-                    self.fleet.send(FleetEvent::Ready);
+                    if !ready {
+                        ready = true;
+                        self.fleet.send(FleetEvent::Ready);
+                    }
                     continue;
                 }
                 Err(RecvTimeoutError::Timeout) => Event::Tick,
