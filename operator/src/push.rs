@@ -12,6 +12,7 @@
 pub(crate) mod broker;
 mod chunks;
 mod package;
+mod passed_on;
 mod report;
 mod signer;
 pub(crate) mod transfer;

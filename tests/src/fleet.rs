@@ -6,6 +6,12 @@ use serde_json::Value;
 use std::ffi::OsString;
 use std::time::{Duration, Instant};
 
+/// The flags of simulated devices in `group` that run `activity-classifier` 1.0.0 and trust `trusted_key`, the
+/// fleet every rollout test starts from.
+pub fn activity_fleet<'a>(group: &'a str, trusted_key: &'a str) -> [&'a str; 8] {
+    ["--group", group, "--model", "activity-classifier", "--version", "1.0.0", "--trusted-key", trusted_key]
+}
+
 /// `edgectl fleet simulate --json` running as a child process; its stdout lines are collected as they come.
 pub struct Simulator(JsonChild);
 

@@ -6,7 +6,7 @@
 //! simulators) on stderr.
 
 use integration_tests::agent::Agent;
-use integration_tests::fleet::{Simulator, Usage};
+use integration_tests::fleet::{Simulator, Usage, activity_fleet};
 use integration_tests::nats::NatsCluster;
 use integration_tests::subscriber::{Received, Subscriber};
 use integration_tests::update::{
@@ -74,14 +74,6 @@ impl Fleet {
                 &first,
                 "--id-prefix",
                 "sim-",
-                "--group",
-                GROUP,
-                "--model",
-                "activity-classifier",
-                "--version",
-                "1.0.0",
-                "--trusted-key",
-                &bench.trusted.public,
                 "--rate",
                 "0.1",
                 "--health-secs",
@@ -93,6 +85,7 @@ impl Fleet {
                 "--subscription-qos",
                 "0",
             ];
+            args.extend(activity_fleet(GROUP, &bench.trusted.public));
             args.extend_from_slice(simulator_args);
             simulators.push(Simulator::start(&cluster.brokers(), &args, READY_WAIT));
             devices.extend((real..real + simulated).map(|i| format!("sim-{i:04}")));

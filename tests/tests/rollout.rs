@@ -3,7 +3,7 @@
 
 use integration_tests::agent::{Agent, operator_binary};
 use integration_tests::broker::Broker;
-use integration_tests::fleet::Simulator;
+use integration_tests::fleet::{Simulator, activity_fleet};
 use integration_tests::subscriber::Subscriber;
 use integration_tests::update::{
     ConfigBuilder, Push, WAIT, Watch, Workbench, at_version, calm_window, csv_loop, model,
@@ -191,22 +191,8 @@ fn a_rollout_pauses_resumes_and_aborts_on_signed_controls() {
     let broker = Broker::start();
     let bench = Workbench::new();
     let brokers = vec![format!("127.0.0.1:{}", broker.port())];
-    let simulated = [
-        "--devices",
-        "6",
-        "--group",
-        "fleet",
-        "--model",
-        "activity-classifier",
-        "--version",
-        "1.0.0",
-        "--trusted-key",
-        &bench.trusted.public,
-        "--probation-secs",
-        "1",
-        "--install-ms",
-        "50",
-    ];
+    let mut simulated = vec!["--devices", "6", "--probation-secs", "1", "--install-ms", "50"];
+    simulated.extend(activity_fleet("fleet", &bench.trusted.public));
     let _devices = Simulator::start(&brokers, &simulated, WAIT);
     let announcements = Subscriber::connect(broker.port(), "devices/+/update/announce");
     let v110 = at_version("activity-classifier", "1.1.0");

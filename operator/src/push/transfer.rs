@@ -4,6 +4,7 @@
 use super::broker::{Broker, Inbound};
 use super::chunks::{ChunkCounts, ChunkQueue, DUPLICATE_WINDOW};
 use super::package::Package;
+use super::passed_on::PassedOn;
 use super::report::{DeviceOutcome, Phase, progress_line, whole_percent};
 use super::signer::Signer;
 use crate::rollout::Stamp;
@@ -131,6 +132,7 @@ pub fn run(
     for filter in transfer.inboxes.keys() {
         broker.unsubscribe(filter)?;
     }
+    broker.hold(std::mem::take(&mut transfer.passed_on).into_messages());
     result?;
     Ok(transfer.devices.iter().map(|device| device.outcome(settings.timeout)).collect())
 }
@@ -142,6 +144,8 @@ struct Transfer<'a> {
     devices: Vec<Device>,
     /// The status and request topic of every device.
     inboxes: HashMap<String, Inbox>,
+    /// What came on the caller's subscriptions meanwhile.
+    passed_on: PassedOn,
 }
 
 impl<'a> Transfer<'a> {
@@ -187,7 +191,7 @@ impl<'a> Transfer<'a> {
             let chunks = ChunkQueue::new(announcement.chunk_count(), duplicate_window);
             bases.push(Base { topics: destination.topics, announcement, counter, payload, chunks });
         }
-        Ok(Transfer { package, settings, bases, devices, inboxes })
+        Ok(Transfer { package, settings, bases, devices, inboxes, passed_on: PassedOn::default() })
     }
 
     fn run(&mut self, broker: &mut Broker, counts: &mut ChunkCounts) -> Result<()> {
@@ -277,7 +281,7 @@ impl<'a> Transfer<'a> {
                 Ok(request) => self.on_request(index, &request),
                 Err(error) => log::warn!("Ignoring an unreadable chunk request on {topic}: {error}."),
             },
-            None => log::debug!("Ignoring a message on {topic}."),
+            None => self.passed_on.keep(topic, payload, retained),
         }
         Ok(())
     }

@@ -264,15 +264,8 @@ impl Shell<'_> {
                 log::info!("Wave {wave}: announcing to {} (order {}).", devices.join(", "), order.counter);
                 let settings = Settings { phase: Phase::Wave, json, timeout: Duration::from_millis(left_ms.max(1)) };
                 let outcomes = transfer::run(broker, package, signer, destinations, settings, &mut self.counts)?;
+                // What came meanwhile (health, alerts, a control) the transfer handed back to the broker.
                 self.subscribe_signals(broker)?;
-                // The transfer read, and dropped, what came meanwhile: subscribing again has the broker hand over
-                // the retained control and alerts once more.
-                let retained = self.inboxes.iter().filter(|(_, inbox)| matches!(inbox, Inbox::Alert(_)));
-                let filters: Vec<String> = retained.map(|(filter, _)| filter.clone()).collect();
-                for filter in filters.into_iter().chain([control_topic(self.push.group)]) {
-                    broker.unsubscribe(&filter)?;
-                    broker.subscribe(&filter)?;
-                }
                 return Ok(outcomes
                     .into_iter()
                     .filter(|outcome| outcome.finished)
