@@ -17,6 +17,8 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 const BACKOFF_INITIAL: Duration = Duration::from_millis(500);
+/// Filters per SUBSCRIBE packet: AWS IoT Core refuses more (MQTT itself has no limit).
+const FILTERS_PER_SUBSCRIBE: usize = 8;
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 /// Why the link thread did not start.
@@ -237,9 +239,8 @@ impl Link {
         if let Some(own) = self.own_status.as_ref().filter(|own| filters.iter().all(|f| f.path != own.presence.topic)) {
             filters.push(SubscribeFilter::new(own.presence.topic.clone(), QoS::AtMostOnce));
         }
-        if !filters.is_empty() {
-            self.connection.eventloop.pending.push_back(Request::Subscribe(Subscribe::new_many(filters)));
-        }
+        let pending = &mut self.connection.eventloop.pending;
+        pending.extend(subscribe_packets(&filters).into_iter().map(Request::Subscribe));
         self.online_owed = false;
         let mut own = Vec::new();
         if let Some(online) = self.online() {
@@ -359,5 +360,28 @@ impl Link {
             return true;
         }
         self.shared.sleep_unless_stopped(delay)
+    }
+}
+
+/// The SUBSCRIBE packets for `filters`, at most [`FILTERS_PER_SUBSCRIBE`] filters each.
+fn subscribe_packets(filters: &[SubscribeFilter]) -> Vec<Subscribe> {
+    filters.chunks(FILTERS_PER_SUBSCRIBE).map(|packet| Subscribe::new_many(packet.to_vec())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscriptions_go_eight_filters_to_a_packet() {
+        let filters: Vec<SubscribeFilter> =
+            (0..17).map(|i| SubscribeFilter::new(format!("t/{i}"), QoS::AtLeastOnce)).collect();
+        let packets = subscribe_packets(&filters);
+        let sizes: Vec<usize> = packets.iter().map(|packet| packet.filters.len()).collect();
+        assert_eq!(sizes, [8, 8, 1]);
+        let sent: Vec<&str> = packets.iter().flat_map(|p| p.filters.iter().map(|f| f.path.as_str())).collect();
+        let wanted: Vec<&str> = filters.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(sent, wanted, "every filter once, in order");
+        assert!(subscribe_packets(&[]).is_empty(), "no empty SUBSCRIBE");
     }
 }

@@ -241,6 +241,31 @@ fn mutual_tls() {
 }
 
 #[test]
+fn every_one_of_many_routes_receives_its_messages() {
+    let broker = Broker::start(None);
+    let (sender, received) = mpsc::channel();
+    let routes: Vec<Route> = (0..10)
+        .map(|i| {
+            let sender = sender.clone();
+            let sink = Box::new(move |topic: &str, _: &[u8]| {
+                let _ = sender.send(topic.to_owned());
+            });
+            Route { topic: format!("devices/live-10/frames/r{i}"), sink }
+        })
+        .collect();
+    // Ten routes and the link's own status: two SUBSCRIBE packets.
+    let (handle, _thread) = start(options(&broker, "live-10", None), routes);
+    handle.wait_connected(Duration::from_secs(10)).expect("connected");
+    for i in 0..10 {
+        let topic = format!("devices/live-10/frames/r{i}");
+        wait_for(&topic, || {
+            broker.publish(&topic, "x");
+            received.recv_timeout(Duration::from_millis(200)).is_ok_and(|delivered| delivered == topic)
+        });
+    }
+}
+
+#[test]
 fn invalid_route_filters_are_refused() {
     let broker = Broker::start(None);
     let (handle, pending) = connect(options(&broker, "live-6", None)).expect("valid options");
