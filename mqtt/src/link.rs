@@ -1,6 +1,7 @@
 //! The `mqtt` thread: polls the connection, answers every ConnAck with the subscriptions, the online status and
-//! the kept retained messages, hands inbound messages to their routes, settles acks, and backs off between
-//! reconnects, moving to the next broker after every failure.
+//! the kept retained messages (and its own last will, published late, with the online status again), hands
+//! inbound messages to their routes, settles acks, and backs off between reconnects, moving to the next broker
+//! after every failure.
 
 use crate::brokers::Rotation;
 use crate::failure::Failure;
@@ -17,9 +18,9 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 const BACKOFF_INITIAL: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// Filters per SUBSCRIBE packet: AWS IoT Core refuses more (MQTT itself has no limit).
 const FILTERS_PER_SUBSCRIBE: usize = 8;
-const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 /// Why the link thread did not start.
 #[derive(Debug, thiserror::Error)]

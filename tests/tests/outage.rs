@@ -81,7 +81,7 @@ fn config(device: &str, port: u16, spool: &str, sources: &str) -> String {
     )
 }
 
-/// What the subscriber got: sequence numbers per source, duplicates, and the latest health report.
+/// What the subscriber got: sequence numbers per source, duplicates, and the newest health report.
 #[derive(Default)]
 struct Tally {
     seqs: HashMap<String, Vec<bool>>,
@@ -94,7 +94,11 @@ impl Tally {
     fn add(&mut self, message: &Received) {
         let payload = message.json();
         if message.topic.ends_with("/health") {
-            self.health = Some(payload);
+            // The newest by `at_ms`, not the last to arrive: reports made during the outage were spooled, and the
+            // spool replays its classes one after the other, so they can come after every live one.
+            if self.health.as_ref().is_none_or(|newest| newest["at_ms"].as_u64() <= payload["at_ms"].as_u64()) {
+                self.health = Some(payload);
+            }
             return;
         }
         let Some(source) = message.topic.rsplit('/').next().filter(|_| message.topic.contains("/predictions/")) else {
