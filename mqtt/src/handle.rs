@@ -78,11 +78,11 @@ impl MqttHandle {
     pub(crate) fn new(
         client: rumqttc::Client,
         shared: Arc<Shared>,
-        presence: Option<Presence>,
         options: &LinkOptions,
         brokers: usize,
     ) -> MqttHandle {
-        let (max_packet_bytes, subscription_qos) = (options.max_packet_bytes, options.subscription_qos);
+        let (presence, max_packet_bytes, subscription_qos) =
+            (options.presence.clone(), options.max_packet_bytes, options.subscription_qos);
         MqttHandle { client, shared, presence, max_packet_bytes, subscription_qos, brokers: brokers as u64 }
     }
 

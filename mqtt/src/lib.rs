@@ -66,8 +66,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Builds the rumqttc options (failing on unreadable TLS or password files) and the handle, without
 /// connecting: the connection starts with [`PendingLink::start`].
 pub fn connect(options: LinkOptions) -> Result<(MqttHandle, PendingLink), OptionsError> {
-    let presence = options.presence.clone();
-    let own_status = match &presence {
+    let own_status = match &options.presence {
         Some(presence) => Some(OwnStatus::new(presence.clone()).map_err(OptionsError::Will)?),
         None => None,
     };
@@ -76,7 +75,7 @@ pub fn connect(options: LinkOptions) -> Result<(MqttHandle, PendingLink), Option
     let (client, mut connection) = rumqttc::Client::new(per_broker[0].clone(), queue_capacity);
     connection.eventloop.set_network_options(options.network_options());
     let shared = Arc::new(Shared::default());
-    let handle = MqttHandle::new(client, shared.clone(), presence, &options, per_broker.len());
+    let handle = MqttHandle::new(client, shared.clone(), &options, per_broker.len());
     let oversize = Oversize::new(options.max_packet_bytes, options.max_skipped_packet_bytes);
     let link = PendingLink::new(connection, per_broker, shared, own_status, options.subscription_qos, oversize);
     Ok((handle, link))
