@@ -117,13 +117,21 @@ impl Fleet {
         }
     }
 
-    /// The last segment... the device of each retained message on `filter` that passes `keep`, read from a node
-    /// that is running.
-    fn retained(&self, filter: &str, keep: impl Fn(&Received) -> bool) -> BTreeSet<String> {
-        let node = (0..3).find(|&node| self.cluster.is_running(node)).expect("a node runs");
+    /// The retained messages on `filter`, as node `node` serves them.
+    fn retained_on(&self, node: usize, filter: &str) -> Vec<Received> {
         let subscriber = Subscriber::at_most_once(self.cluster.mqtt_port(node), filter);
-        let messages = subscriber.collect_for(Duration::from_secs(3));
-        messages.iter().filter(|m| m.retain && keep(m)).map(|m| device_of(&m.topic)).collect()
+        subscriber.collect_for(Duration::from_secs(3)).into_iter().filter(|m| m.retain).collect()
+    }
+
+    /// A node that is running.
+    fn running_node(&self) -> usize {
+        (0..3).find(|&node| self.cluster.is_running(node)).expect("a node runs")
+    }
+
+    /// The device of each retained message on `filter` that passes `keep`, read from a node that is running.
+    fn retained(&self, filter: &str, keep: impl Fn(&Received) -> bool) -> BTreeSet<String> {
+        let messages = self.retained_on(self.running_node(), filter);
+        messages.iter().filter(|m| keep(m)).map(|m| device_of(&m.topic)).collect()
     }
 
     /// What each running node holds as the retained `status` of `devices`, a line per device and node.
@@ -131,11 +139,9 @@ impl Fleet {
         let devices: BTreeSet<&String> = devices.collect();
         let mut lines = Vec::new();
         for node in (0..3).filter(|&node| self.cluster.is_running(node)) {
-            let subscriber = Subscriber::at_most_once(self.cluster.mqtt_port(node), "devices/+/status");
-            let statuses: BTreeMap<String, String> = subscriber
-                .collect_for(Duration::from_secs(3))
+            let statuses: BTreeMap<String, String> = self
+                .retained_on(node, "devices/+/status")
                 .iter()
-                .filter(|m| m.retain)
                 .map(|m| (device_of(&m.topic), String::from_utf8_lossy(&m.payload).into_owned()))
                 .collect();
             lines.extend(devices.iter().map(|d| format!("node {node}: {d}: {:?}", statuses.get(*d))));
@@ -145,10 +151,8 @@ impl Fleet {
 
     /// The retained update status of every device, by device.
     fn update_states(&self) -> BTreeMap<String, Value> {
-        let node = (0..3).find(|&node| self.cluster.is_running(node)).expect("a node runs");
-        let subscriber = Subscriber::at_most_once(self.cluster.mqtt_port(node), "devices/+/update/status");
-        let messages = subscriber.collect_for(Duration::from_secs(3));
-        messages.iter().filter(|m| m.retain).map(|m| (device_of(&m.topic), m.json())).collect()
+        let messages = self.retained_on(self.running_node(), "devices/+/update/status");
+        messages.iter().map(|m| (device_of(&m.topic), m.json())).collect()
     }
 
     fn push(&self, package: &std::path::Path, brokers: &[String], args: &[&str]) -> Push {
